@@ -1,0 +1,28 @@
+//! Portcullis configuration: the TOML model, `${ENV}` expansion, loading with file:line
+//! errors, semantic validation and the JSON Schema of the file.
+//!
+//! ```
+//! let text = r#"
+//! [server]
+//! name = "demo"
+//! "#;
+//! let config = portcullis_config::parse(text, std::path::Path::new("demo.toml"), |_| None).unwrap();
+//! assert_eq!(config.server.name, "demo");
+//! ```
+
+pub mod env;
+mod load;
+mod model;
+mod validate;
+
+pub use load::{ConfigError, load, parse};
+pub use model::*;
+
+/// Environment variable that overrides `logging.level`.
+pub const LOG_ENV: &str = "PORTCULLIS_LOG";
+
+/// The JSON Schema of the configuration file, for editors and the generated reference.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Config);
+    serde_json::to_value(schema).unwrap_or_default()
+}

@@ -1,0 +1,233 @@
+//! The configuration model. Every field's doc comment is its reference documentation: the
+//! generated JSON Schema and `docs/config-reference.md` are built from them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A whole Portcullis configuration file.
+///
+/// There is deliberately no `Default`: a server must be described explicitly.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity of this server as shown to clients.
+    pub server: ServerSection,
+    /// Streamable HTTP transport settings (ignored with `serve --stdio`).
+    #[serde(default)]
+    pub http: HttpSection,
+    /// Log output on stderr.
+    #[serde(default)]
+    pub logging: LoggingSection,
+    /// Limits applied to every tool call.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Directory roots served by the files pack. Each root is read-only unless `writable = true`.
+    #[serde(default)]
+    pub files: Vec<FilesRoot>,
+    /// Prompt templates offered through `prompts/list` and `prompts/get`.
+    #[serde(default)]
+    pub prompts: Vec<PromptConfig>,
+    /// Static resources (inline text or a file) offered through `resources/list`.
+    #[serde(default)]
+    pub resources: Vec<StaticResourceConfig>,
+    /// Directory that relative paths in this file are resolved against: the directory that
+    /// holds the config file. Set by the loader, never read from the file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Identity of the server.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Machine-readable server name reported in `serverInfo` (for example `acme-tools`).
+    pub name: String,
+    /// Human-readable title reported in `serverInfo`.
+    pub title: Option<String>,
+    /// Version reported in `serverInfo`; defaults to the Portcullis version.
+    pub version: Option<String>,
+    /// Instructions sent to clients on `initialize` / `server/discover`, telling the model how
+    /// to use this server's tools.
+    pub instructions: Option<String>,
+}
+
+/// Streamable HTTP transport settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Socket address to listen on. Only loopback addresses are allowed until authentication
+    /// is configured.
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    /// Path of the MCP endpoint.
+    pub path: String,
+    /// Accepted `Host` header values (host or host:port), against DNS rebinding. Loopback
+    /// names by default.
+    pub allowed_hosts: Vec<String>,
+    /// Accepted browser `Origin` values (`scheme://host[:port]`, `:*` for any port). Requests
+    /// carrying another `Origin` are refused with 403; requests without `Origin` pass.
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT before the server
+    /// exits anyway.
+    pub shutdown_grace_secs: u64,
+    /// Serve 2025-era clients (`initialize` + `Mcp-Session-Id`) with sessions. 2026-07-28
+    /// requests are always stateless. When false, 2025-era requests are served without a
+    /// session.
+    pub legacy_sessions: bool,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            path: "/mcp".to_owned(),
+            allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()],
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+            legacy_sessions: true,
+        }
+    }
+}
+
+/// Log output. Logs always go to stderr; stdout belongs to the protocol.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSection {
+    /// `auto` (JSON unless stderr is a terminal), `json` or `pretty`.
+    pub format: LogFormat,
+    /// Filter in `tracing` syntax, for example `info` or `portcullis_server=debug,info`.
+    /// The `PORTCULLIS_LOG` environment variable overrides it.
+    pub level: String,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        Self { format: LogFormat::Auto, level: "info".to_owned() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal, pretty otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Limits applied to every tool call.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Hard ceiling in seconds for one tool call; on expiry the call is cancelled and the
+    /// client gets a timeout error.
+    pub tool_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self { tool_timeout_secs: 30 }
+    }
+}
+
+/// One directory served by the files pack.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilesRoot {
+    /// Name of the root: lowercase letters, digits, `-` and `_`. It is the first segment of
+    /// resource URIs (`file:///NAME/path`) and the value of the `root` argument when several
+    /// roots are configured.
+    pub name: String,
+    /// Directory to serve, relative to the config file's directory (or absolute).
+    pub path: PathBuf,
+    /// Allow `write_file` and `edit_file` in this root. Off by default.
+    #[serde(default)]
+    pub writable: bool,
+    /// Largest file, in bytes, that `read_file` returns or `search_files` scans.
+    #[serde(default = "default_max_read_bytes")]
+    pub max_read_bytes: u64,
+    /// Most matches `search_files` returns.
+    #[serde(default = "default_max_search_results")]
+    pub max_search_results: usize,
+    /// Most entries `search_files` visits before it stops and reports a partial result.
+    #[serde(default = "default_max_search_entries")]
+    pub max_search_entries: usize,
+    /// Extra glob patterns (gitignore-like, matched against the path relative to the root and
+    /// against each file name) that are refused in addition to the built-in ones: `.env*`,
+    /// `.git/`, `*.pem`, `*.key`, `id_*`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+fn default_max_read_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_max_search_results() -> usize {
+    100
+}
+fn default_max_search_entries() -> usize {
+    10_000
+}
+
+/// A prompt template.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    /// Prompt name, as in `prompts/get`.
+    pub name: String,
+    /// Human-readable title.
+    pub title: Option<String>,
+    /// What the prompt is for.
+    pub description: Option<String>,
+    /// Declared arguments; an argument not declared here is refused.
+    #[serde(default)]
+    pub arguments: Vec<PromptArgumentConfig>,
+    /// The template text (minijinja syntax, arguments as variables). Give this or
+    /// `template_file`, not both.
+    pub template: Option<String>,
+    /// File holding the template, relative to the config file's directory.
+    pub template_file: Option<PathBuf>,
+}
+
+/// One argument of a prompt template.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptArgumentConfig {
+    /// Argument name, used as the template variable.
+    pub name: String,
+    /// What to pass.
+    pub description: Option<String>,
+    /// Whether `prompts/get` must supply it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A static resource.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticResourceConfig {
+    /// Resource URI, for example `config://review-rules`.
+    pub uri: String,
+    /// Short name.
+    pub name: String,
+    /// Human-readable title.
+    pub title: Option<String>,
+    /// What the resource holds.
+    pub description: Option<String>,
+    /// MIME type; defaults to `text/plain` (or `text/markdown` for a `.md` file).
+    pub mime_type: Option<String>,
+    /// The content, inline. Give this or `file`, not both.
+    pub text: Option<String>,
+    /// File holding the content, relative to the config file's directory.
+    pub file: Option<PathBuf>,
+}
