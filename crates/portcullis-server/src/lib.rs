@@ -1,0 +1,21 @@
+//! Portcullis server: the catalog of tools, resources and prompts, the guard pipeline every
+//! call passes, the rmcp handler, and the stdio and Streamable HTTP transports.
+//!
+//! Use it as a library to serve your own [`Tool`]s with the whole production stack: build a
+//! [`Catalog`] with a [`CatalogBuilder`], wrap it in a [`PortcullisHandler`], and hand that
+//! to [`transport::stdio::serve`] or [`transport::http::serve`].
+
+mod catalog;
+mod config;
+mod error;
+mod guard;
+mod handler;
+pub mod transport;
+
+pub use catalog::{
+    Catalog, CatalogBuilder, CatalogError, PromptTemplate, Readiness, ResourceSource, Tool, ToolCall,
+};
+pub use error::{BoxError, PromptError, ResourceError, ToolError};
+pub use guard::GuardConfig;
+pub use handler::{PortcullisHandler, ServerIdentity};
+pub use rmcp;

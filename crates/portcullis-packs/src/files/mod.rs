@@ -1,0 +1,130 @@
+//! The files pack: `list_directory`, `read_file`, `search_files`, `file_info`, and on
+//! writable roots `write_file` and `edit_file`; files are also resources
+//! (`file:///{root}/{path}`). All file-system access goes through [`jail`].
+
+mod deny;
+mod jail;
+mod resource;
+mod tools;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use portcullis_config::FilesRoot;
+use portcullis_server::{CatalogBuilder, Readiness};
+use rmcp::model::JsonObject;
+use serde_json::{Value, json};
+
+pub use deny::DEFAULT_DENY;
+use jail::Jail;
+
+/// Most entries `list_directory` returns.
+const MAX_LIST_ENTRIES: usize = 1000;
+
+/// One configured root: its jail and limits.
+pub(crate) struct Root {
+    pub(crate) jail: Jail,
+    pub(crate) writable: bool,
+    pub(crate) max_read_bytes: u64,
+    pub(crate) max_search_results: usize,
+    pub(crate) max_search_entries: usize,
+}
+
+/// All roots of the pack, in config order.
+pub(crate) struct Roots {
+    roots: Vec<Root>,
+}
+
+impl Roots {
+    /// With several roots, tools take a `root` argument; with one, they do not.
+    fn multi(&self) -> bool {
+        self.roots.len() > 1
+    }
+
+    /// The root named by the `root` argument (validated by the schema), or the first one.
+    pub(crate) fn pick(&self, args: &JsonObject) -> &Root {
+        args.get("root")
+            .and_then(Value::as_str)
+            .and_then(|name| self.roots.iter().find(|r| r.jail.name() == name))
+            .unwrap_or(&self.roots[0])
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<&Root> {
+        self.roots.iter().find(|r| r.jail.name() == name)
+    }
+
+    /// Adds the `root` property to a tool's input schema when there are several roots.
+    fn schema(&self, mut properties: JsonObject, required: &[&str], writable_only: bool) -> JsonObject {
+        if self.multi() {
+            let names: Vec<&str> = self
+                .roots
+                .iter()
+                .filter(|r| !writable_only || r.writable)
+                .map(|r| r.jail.name())
+                .collect();
+            properties.insert(
+                "root".to_owned(),
+                json!({ "type": "string", "enum": names, "default": names[0], "description": "Which root the path is in." }),
+            );
+        }
+        let schema = json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        });
+        match schema {
+            Value::Object(map) => map,
+            _ => unreachable!("json! object"),
+        }
+    }
+}
+
+/// A string argument; the schema has already guaranteed its presence when required.
+pub(crate) fn str_arg<'a>(args: &'a JsonObject, key: &str) -> Option<&'a str> {
+    args.get(key).and_then(Value::as_str)
+}
+
+/// Why the files pack could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FilesError(String);
+
+/// Adds the files tools, the file resource template and a readiness check for `roots`.
+pub fn register(roots: &[FilesRoot], base_dir: &Path, catalog: &mut CatalogBuilder) -> Result<(), FilesError> {
+    if roots.is_empty() {
+        return Ok(());
+    }
+    let mut opened = Vec::with_capacity(roots.len());
+    for root in roots {
+        let deny = deny::DenyList::new(&root.deny).map_err(|e| FilesError(format!("files root `{}`: {e}", root.name)))?;
+        let jail = Jail::open(&root.name, &base_dir.join(&root.path), deny).map_err(FilesError)?;
+        opened.push(Root {
+            jail,
+            writable: root.writable,
+            max_read_bytes: root.max_read_bytes,
+            max_search_results: root.max_search_results,
+            max_search_entries: root.max_search_entries,
+        });
+    }
+    let roots = Arc::new(Roots { roots: opened });
+    tools::register(&roots, catalog);
+    catalog.resources(resource::FileResources::new(Arc::clone(&roots)));
+    catalog.readiness("files", FilesReady(roots));
+    Ok(())
+}
+
+struct FilesReady(Arc<Roots>);
+
+#[async_trait]
+impl Readiness for FilesReady {
+    async fn check(&self) -> Result<(), String> {
+        for root in &self.0.roots {
+            if !root.jail.is_available().await {
+                return Err(format!("root `{}` is not available", root.jail.name()));
+            }
+        }
+        Ok(())
+    }
+}

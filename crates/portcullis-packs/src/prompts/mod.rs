@@ -1,0 +1,83 @@
+//! Prompt templates from config, rendered with minijinja. Templates are compiled at start-up,
+//! so a syntax error fails start-up with the prompt's name instead of failing a client.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use portcullis_config::PromptConfig;
+use portcullis_server::{CatalogBuilder, PromptError, PromptTemplate};
+use rmcp::model::{GetPromptResult, Prompt, PromptArgument, PromptMessage, Role};
+
+/// Why a prompt template could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("prompt `{prompt}`: {message}")]
+pub struct PromptsError {
+    prompt: String,
+    message: String,
+}
+
+/// Adds the configured prompts.
+pub fn register(prompts: &[PromptConfig], base_dir: &Path, catalog: &mut CatalogBuilder) -> Result<(), PromptsError> {
+    if prompts.is_empty() {
+        return Ok(());
+    }
+    let mut env = Environment::new();
+    // Prompts are plain text for a model, never HTML.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    // Optional arguments that were not given are simply undefined (falsy, empty).
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    for prompt in prompts {
+        let error = |message: String| PromptsError { prompt: prompt.name.clone(), message };
+        let source = match (&prompt.template, &prompt.template_file) {
+            (Some(text), _) => text.clone(),
+            (None, Some(file)) => std::fs::read_to_string(base_dir.join(file))
+                .map_err(|e| error(format!("cannot read template file `{}`: {e}", file.display())))?,
+            (None, None) => return Err(error("no template".to_owned())),
+        };
+        env.add_template_owned(prompt.name.clone(), source).map_err(|e| error(format!("template does not compile: {e}")))?;
+    }
+    let env = Arc::new(env);
+    for prompt in prompts {
+        let arguments = prompt
+            .arguments
+            .iter()
+            .map(|a| {
+                let mut arg = PromptArgument::new(&a.name).with_required(a.required);
+                if let Some(description) = &a.description {
+                    arg = arg.with_description(description);
+                }
+                arg
+            })
+            .collect();
+        let mut definition = Prompt::new(&prompt.name, prompt.description.as_deref(), Some(arguments));
+        if let Some(title) = &prompt.title {
+            definition = definition.with_title(title);
+        }
+        catalog.prompt(ConfigPrompt { definition, env: Arc::clone(&env) });
+    }
+    Ok(())
+}
+
+struct ConfigPrompt {
+    definition: Prompt,
+    env: Arc<Environment<'static>>,
+}
+
+#[async_trait]
+impl PromptTemplate for ConfigPrompt {
+    fn definition(&self) -> Prompt {
+        self.definition.clone()
+    }
+
+    async fn render(&self, arguments: &HashMap<String, String>) -> Result<GetPromptResult, PromptError> {
+        let internal = |e: minijinja::Error| PromptError::Internal { context: format!("rendering prompt `{}`", self.definition.name), source: Box::new(e) };
+        let template = self.env.get_template(&self.definition.name).map_err(internal)?;
+        let text = template.render(minijinja::Value::from_iter(arguments.iter().map(|(k, v)| (k.as_str(), v.as_str())))).map_err(internal)?;
+        let mut result = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
+        result.description = self.definition.description.clone();
+        Ok(result)
+    }
+}

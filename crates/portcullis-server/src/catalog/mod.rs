@@ -1,0 +1,273 @@
+//! The catalog: every tool, resource and prompt the server offers, built once at start-up
+//! and shared by all connections and transports.
+//!
+//! Packs and library users implement [`Tool`], [`ResourceSource`], [`PromptTemplate`] and
+//! [`Readiness`], hand them to a [`CatalogBuilder`], and never see the transport.
+
+mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rmcp::model::{
+    GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource, ResourceTemplate, Tool as ToolDef,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{PromptError, ResourceError, ToolError};
+pub(crate) use schema::ArgumentValidator;
+
+/// What a tool receives for one call, after the guard pipeline has validated the arguments.
+#[derive(Debug)]
+pub struct ToolCall {
+    /// The arguments, valid against the tool's input schema.
+    pub arguments: JsonObject,
+    /// Cancelled when the client cancels, disconnects or the call times out. Tools doing
+    /// long work outside `.await` points should watch it.
+    pub cancel: CancellationToken,
+}
+
+/// A tool: a definition (name, description, JSON Schema of its input, annotations) and the
+/// code that runs it.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use portcullis_server::{Tool, ToolCall, ToolError};
+/// use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
+///
+/// struct Echo;
+///
+/// #[async_trait]
+/// impl Tool for Echo {
+///     fn definition(&self) -> ToolDef {
+///         let schema = serde_json::json!({
+///             "type": "object",
+///             "properties": { "text": { "type": "string" } },
+///             "required": ["text"],
+///             "additionalProperties": false
+///         });
+///         ToolDef::new("echo", "Echo the text back", schema.as_object().unwrap().clone())
+///     }
+///
+///     async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+///         let text = call.arguments["text"].as_str().unwrap_or_default().to_owned();
+///         Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// The tool's definition. Called once, when the catalog is built.
+    fn definition(&self) -> ToolDef;
+
+    /// Runs the tool. Arguments have already been validated against the input schema.
+    async fn call(&self, call: ToolCall) -> Result<rmcp::model::CallToolResult, ToolError>;
+}
+
+/// A source of resources: concrete ones listed up front and/or URI templates.
+#[async_trait]
+pub trait ResourceSource: Send + Sync + 'static {
+    /// Concrete resources, listed by `resources/list`.
+    fn resources(&self) -> Vec<Resource> {
+        Vec::new()
+    }
+
+    /// URI templates, listed by `resources/templates/list`.
+    fn templates(&self) -> Vec<ResourceTemplate> {
+        Vec::new()
+    }
+
+    /// Whether `uri` belongs to this source (its scheme and prefix), whether or not it
+    /// exists. The first source that claims a URI reads it.
+    fn claims(&self, uri: &str) -> bool;
+
+    /// Reads the resource at `uri`.
+    async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError>;
+}
+
+/// A prompt template with declared arguments.
+#[async_trait]
+pub trait PromptTemplate: Send + Sync + 'static {
+    /// The prompt's definition (name, description, arguments). Called once.
+    fn definition(&self) -> Prompt;
+
+    /// Renders the prompt. The catalog has already checked that required arguments are
+    /// present and that no undeclared argument was passed.
+    async fn render(&self, arguments: &HashMap<String, String>) -> Result<GetPromptResult, PromptError>;
+}
+
+/// A dependency check reported by `/readyz`.
+#[async_trait]
+pub trait Readiness: Send + Sync + 'static {
+    /// `Ok` when ready, otherwise why not (shown on `/readyz`, so nothing secret).
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// Why a catalog could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// Two tools share a name.
+    #[error("tool `{0}` is defined twice; tool names must be unique")]
+    DuplicateTool(String),
+    /// Two prompts share a name.
+    #[error("prompt `{0}` is defined twice; prompt names must be unique")]
+    DuplicatePrompt(String),
+    /// A tool's input schema is not a valid JSON Schema.
+    #[error("tool `{tool}` has an invalid input schema: {message}")]
+    InvalidSchema {
+        /// The tool.
+        tool: String,
+        /// What the schema compiler said.
+        message: String,
+    },
+}
+
+pub(crate) struct CatalogTool {
+    pub(crate) definition: ToolDef,
+    pub(crate) validator: ArgumentValidator,
+    pub(crate) tool: Arc<dyn Tool>,
+}
+
+pub(crate) struct CatalogPrompt {
+    pub(crate) definition: Prompt,
+    pub(crate) template: Arc<dyn PromptTemplate>,
+}
+
+/// Collects tools, resources, prompts and readiness checks, then freezes them into a
+/// [`Catalog`].
+#[derive(Default)]
+pub struct CatalogBuilder {
+    tools: Vec<Arc<dyn Tool>>,
+    resources: Vec<Arc<dyn ResourceSource>>,
+    prompts: Vec<Arc<dyn PromptTemplate>>,
+    readiness: Vec<(String, Arc<dyn Readiness>)>,
+}
+
+impl CatalogBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tool.
+    pub fn tool(&mut self, tool: impl Tool) -> &mut Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+
+    /// Adds a resource source.
+    pub fn resources(&mut self, source: impl ResourceSource) -> &mut Self {
+        self.resources.push(Arc::new(source));
+        self
+    }
+
+    /// Adds a prompt template.
+    pub fn prompt(&mut self, prompt: impl PromptTemplate) -> &mut Self {
+        self.prompts.push(Arc::new(prompt));
+        self
+    }
+
+    /// Adds a readiness check under `name` (usually the pack or source name).
+    pub fn readiness(&mut self, name: impl Into<String>, check: impl Readiness) -> &mut Self {
+        self.readiness.push((name.into(), Arc::new(check)));
+        self
+    }
+
+    /// Freezes the catalog: tools and prompts sorted by name, input schemas compiled.
+    pub fn build(self) -> Result<Catalog, CatalogError> {
+        let mut tools = Vec::with_capacity(self.tools.len());
+        for tool in self.tools {
+            let definition = tool.definition();
+            let validator = ArgumentValidator::compile(&definition.input_schema).map_err(|message| {
+                CatalogError::InvalidSchema { tool: definition.name.to_string(), message }
+            })?;
+            tools.push(CatalogTool { definition, validator, tool });
+        }
+        tools.sort_by(|a, b| a.definition.name.cmp(&b.definition.name));
+        if let Some(pair) = tools.windows(2).find(|w| w[0].definition.name == w[1].definition.name) {
+            return Err(CatalogError::DuplicateTool(pair[0].definition.name.to_string()));
+        }
+
+        let mut prompts: Vec<CatalogPrompt> = self
+            .prompts
+            .into_iter()
+            .map(|template| CatalogPrompt { definition: template.definition(), template })
+            .collect();
+        prompts.sort_by(|a, b| a.definition.name.cmp(&b.definition.name));
+        if let Some(pair) = prompts.windows(2).find(|w| w[0].definition.name == w[1].definition.name) {
+            return Err(CatalogError::DuplicatePrompt(pair[0].definition.name.clone()));
+        }
+
+        let tool_index = tools.iter().enumerate().map(|(i, t)| (t.definition.name.to_string(), i)).collect();
+        let prompt_index = prompts.iter().enumerate().map(|(i, p)| (p.definition.name.clone(), i)).collect();
+        let resource_list = self.resources.iter().flat_map(|s| s.resources()).collect();
+        let template_list = self.resources.iter().flat_map(|s| s.templates()).collect();
+        Ok(Catalog {
+            tool_list: tools.iter().map(|t| t.definition.clone()).collect(),
+            tools,
+            tool_index,
+            prompt_list: prompts.iter().map(|p| p.definition.clone()).collect(),
+            prompts,
+            prompt_index,
+            resource_sources: self.resources,
+            resource_list,
+            template_list,
+            readiness: self.readiness,
+        })
+    }
+}
+
+/// The frozen set of everything the server offers. Built once, shared behind an `Arc`.
+pub struct Catalog {
+    pub(crate) tools: Vec<CatalogTool>,
+    tool_index: HashMap<String, usize>,
+    pub(crate) tool_list: Vec<ToolDef>,
+    prompts: Vec<CatalogPrompt>,
+    prompt_index: HashMap<String, usize>,
+    pub(crate) prompt_list: Vec<Prompt>,
+    resource_sources: Vec<Arc<dyn ResourceSource>>,
+    pub(crate) resource_list: Vec<Resource>,
+    pub(crate) template_list: Vec<ResourceTemplate>,
+    readiness: Vec<(String, Arc<dyn Readiness>)>,
+}
+
+impl Catalog {
+    /// Tool definitions in `tools/list` order (sorted by name).
+    pub fn tools(&self) -> &[ToolDef] {
+        &self.tool_list
+    }
+
+    /// Prompt definitions, sorted by name.
+    pub fn prompts(&self) -> &[Prompt] {
+        &self.prompt_list
+    }
+
+    /// Concrete resources.
+    pub fn resources(&self) -> &[Resource] {
+        &self.resource_list
+    }
+
+    /// Resource templates.
+    pub fn resource_templates(&self) -> &[ResourceTemplate] {
+        &self.template_list
+    }
+
+    pub(crate) fn tool(&self, name: &str) -> Option<&CatalogTool> {
+        self.tool_index.get(name).map(|&i| &self.tools[i])
+    }
+
+    pub(crate) fn prompt(&self, name: &str) -> Option<&CatalogPrompt> {
+        self.prompt_index.get(name).map(|&i| &self.prompts[i])
+    }
+
+    pub(crate) fn resource_source(&self, uri: &str) -> Option<&Arc<dyn ResourceSource>> {
+        self.resource_sources.iter().find(|s| s.claims(uri))
+    }
+
+    /// Runs every readiness check concurrently; returns each check's name and outcome.
+    pub async fn readiness(&self) -> Vec<(String, Result<(), String>)> {
+        let checks = self.readiness.iter().map(|(name, check)| async move { (name.clone(), check.check().await) });
+        futures::future::join_all(checks).await
+    }
+}

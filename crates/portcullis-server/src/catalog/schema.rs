@@ -1,0 +1,40 @@
+//! JSON Schema validation of tool arguments (rmcp only deserializes them).
+
+use rmcp::model::JsonObject;
+use serde_json::Value;
+
+/// Longest violation message kept; longer ones (which quote large values) are cut.
+const MAX_VIOLATION_CHARS: usize = 240;
+
+/// A compiled input schema.
+pub(crate) struct ArgumentValidator {
+    validator: jsonschema::Validator,
+}
+
+impl ArgumentValidator {
+    pub(crate) fn compile(schema: &JsonObject) -> Result<Self, String> {
+        let schema = Value::Object(schema.clone());
+        jsonschema::validator_for(&schema).map(|validator| Self { validator }).map_err(|e| e.to_string())
+    }
+
+    /// Every violation, one per line, each naming the argument it concerns.
+    pub(crate) fn violations(&self, arguments: &Value) -> Vec<String> {
+        self.validator
+            .iter_errors(arguments)
+            .map(|error| {
+                let path = error.instance_path().to_string();
+                let message = error.to_string();
+                let message = if message.chars().count() > MAX_VIOLATION_CHARS {
+                    let cut: String = message.chars().take(MAX_VIOLATION_CHARS).collect();
+                    format!("{cut}…")
+                } else {
+                    message
+                };
+                match path.trim_start_matches('/') {
+                    "" => message,
+                    arg => format!("`{}`: {message}", arg.replace('/', ".")),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,142 @@
+//! The guard pipeline: the one path every tool call takes, whatever the transport.
+//!
+//! lookup → argument validation (JSON Schema) → timeout + cancellation → the tool → error
+//! policy → one log line (tool, argument keys and a hash of the values, duration, outcome).
+//! Authentication, authorization and rate limits slot in before validation.
+
+use std::time::{Duration, Instant};
+
+use rmcp::ErrorData;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, JsonObject};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::catalog::{Catalog, ToolCall};
+use crate::error::{ToolError, tool_error_result};
+
+/// Per-call limits.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// Hard ceiling for one tool call.
+    pub tool_timeout: Duration,
+}
+
+/// How a call ended, for logs and (later) metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    InvalidArguments,
+    ToolError,
+    InternalError,
+    TimedOut,
+    Cancelled,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::InvalidArguments => "invalid_arguments",
+            Self::ToolError => "tool_error",
+            Self::InternalError => "internal_error",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Runs one `tools/call` through the pipeline. `Err` only for protocol errors (unknown tool,
+/// cancelled request); every tool failure is an `isError` result.
+pub(crate) async fn call_tool(
+    catalog: &Catalog,
+    config: &GuardConfig,
+    params: CallToolRequestParams,
+    cancel: CancellationToken,
+) -> Result<CallToolResult, ErrorData> {
+    let name = params.name;
+    let Some(entry) = catalog.tool(&name) else {
+        tracing::info!(tool = %name, outcome = "unknown_tool", "tool call refused");
+        return Err(ErrorData::invalid_params(
+            format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
+            None,
+        ));
+    };
+    let arguments = params.arguments.unwrap_or_default();
+    let span = tracing::info_span!("tool_call", tool = %name);
+    async move {
+        let started = Instant::now();
+        let (keys, digest) = fingerprint(&arguments);
+        let arguments = Value::Object(arguments);
+        let violations = entry.validator.violations(&arguments);
+        let (result, outcome) = if !violations.is_empty() {
+            let message = format!("invalid arguments for `{name}`:\n- {}", violations.join("\n- "));
+            (Ok(CallToolResult::error(vec![ContentBlock::text(message)])), Outcome::InvalidArguments)
+        } else {
+            let Value::Object(arguments) = arguments else { unreachable!("built from an object above") };
+            run(entry.tool.as_ref(), &name, arguments, config.tool_timeout, cancel).await
+        };
+        tracing::info!(
+            tool = %name,
+            arg_keys = ?keys,
+            args_sha256 = %digest,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            outcome = outcome.as_str(),
+            "tool call"
+        );
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(
+    tool: &dyn crate::Tool,
+    name: &str,
+    arguments: JsonObject,
+    timeout: Duration,
+    cancel: CancellationToken,
+) -> (Result<CallToolResult, ErrorData>, Outcome) {
+    // The tool gets a child token so a timeout cancels it without touching the request's.
+    let tool_cancel = cancel.child_token();
+    let call = tool.call(ToolCall { arguments, cancel: tool_cancel.clone() });
+    let outcome = tokio::select! {
+        result = tokio::time::timeout(timeout, call) => result,
+        () = cancel.cancelled() => {
+            tool_cancel.cancel();
+            return (Err(ErrorData::internal_error("request cancelled", None)), Outcome::Cancelled);
+        }
+    };
+    match outcome {
+        Ok(Ok(result)) => {
+            let outcome = if result.is_error == Some(true) { Outcome::ToolError } else { Outcome::Ok };
+            (Ok(result), outcome)
+        }
+        Ok(Err(error)) => {
+            let outcome = match error {
+                ToolError::Rejected(_) => Outcome::ToolError,
+                ToolError::Internal { .. } => Outcome::InternalError,
+            };
+            (Ok(tool_error_result(name, error)), outcome)
+        }
+        Err(_elapsed) => {
+            tool_cancel.cancel();
+            let message = format!("`{name}` timed out after {} s and was stopped", timeout.as_secs_f64());
+            (Ok(CallToolResult::error(vec![ContentBlock::text(message)])), Outcome::TimedOut)
+        }
+    }
+}
+
+/// Argument keys and a short hash of the values: enough to correlate calls in logs without
+/// ever writing a value.
+fn fingerprint(arguments: &JsonObject) -> (Vec<String>, String) {
+    let keys = arguments.keys().cloned().collect();
+    let mut hasher = Sha256::new();
+    if let Ok(bytes) = serde_json::to_vec(arguments) {
+        hasher.update(&bytes);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    (keys, hex)
+}

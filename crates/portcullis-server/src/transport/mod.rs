@@ -1,0 +1,61 @@
+//! Transports: the only code that touches stdio or sockets.
+
+pub mod http;
+pub mod stdio;
+
+/// Why a transport could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Listening on a non-loopback address without authentication is refused.
+    #[error(
+        "refusing to listen on {0}: it is not a loopback address and this server has no authentication configured; \
+         listen on 127.0.0.1 or [::1] (and put an authenticating reverse proxy in front for remote use)"
+    )]
+    InsecureListen(std::net::SocketAddr),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An I/O failure while serving.
+    #[error("i/o error while serving: {0}")]
+    Io(#[from] std::io::Error),
+    /// The MCP session over stdio could not start.
+    #[error("mcp session failed to start: {0}")]
+    Session(String),
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT (Ctrl-C).
+pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop the server");
+                    let _ = ctrl_c.await;
+                    trigger.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+            tracing::info!(signal = "ctrl-c", "shutdown requested");
+        }
+        trigger.cancel();
+    });
+    token
+}

@@ -1,0 +1,3 @@
+"""shelf: a small bookmarks service."""
+
+__version__ = "0.4.1"
