@@ -12,7 +12,9 @@ pub enum ExpandError {
     #[error("environment variable `{0}` is not set (set it, or write `${{{0}:-default}}`)")]
     Unset(String),
     /// A `${` without its closing `}` or with an invalid name.
-    #[error("malformed variable reference `{0}`: expected `${{NAME}}` or `${{NAME:-default}}` with NAME of A-Z, a-z, 0-9 and _; write `$${{` for a literal `${{`")]
+    #[error(
+        "malformed variable reference `{0}`: expected `${{NAME}}` or `${{NAME:-default}}` with NAME of A-Z, a-z, 0-9 and _; write `$${{` for a literal `${{`"
+    )]
     Malformed(String),
 }
 
@@ -99,7 +101,10 @@ mod tests {
         check("${TOKEN}${TOKEN}", Ok("s3cr\"ets3cr\"et"));
         check("${MISSING}", Err(ExpandError::Unset("MISSING".into())));
         check("${TOKEN", Err(ExpandError::Malformed("${TOKEN".into())));
-        check("${BAD-NAME}", Err(ExpandError::Malformed("${BAD-NAME}".into())));
+        check(
+            "${BAD-NAME}",
+            Err(ExpandError::Malformed("${BAD-NAME}".into())),
+        );
         check("${}", Err(ExpandError::Malformed("${}".into())));
         check("${1X}", Err(ExpandError::Malformed("${1X}".into())));
     }

@@ -42,8 +42,10 @@ pub enum ConfigError {
 /// Loads and validates the configuration at `path`, expanding `${VAR}` from the process
 /// environment. Relative paths inside it resolve against the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse(&text, path, |name| std::env::var(name).ok())
 }
 
@@ -56,14 +58,20 @@ pub fn parse(
 ) -> Result<Config, ConfigError> {
     let invalid = |span: Option<Range<usize>>, key: Option<String>, message: String| {
         let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
-        ConfigError::Invalid { path: origin.to_owned(), line, column, key, message }
+        ConfigError::Invalid {
+            path: origin.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
     };
 
-    let mut root = DeTable::parse(text).map_err(|e| invalid(e.span(), None, e.message().to_owned()))?;
+    let mut root =
+        DeTable::parse(text).map_err(|e| invalid(e.span(), None, e.message().to_owned()))?;
     let pristine = root.clone();
-    expand_table(root.get_mut(), &lookup, &mut Vec::new()).map_err(|(span, key, e)| {
-        invalid(Some(span), Some(key), e.to_string())
-    })?;
+    expand_table(root.get_mut(), &lookup, &mut Vec::new())
+        .map_err(|(span, key, e)| invalid(Some(span), Some(key), e.to_string()))?;
 
     let mut config = Config::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
         let key = e.span().and_then(|s| key_at(pristine.get_ref(), &s));
@@ -129,7 +137,11 @@ fn expand_value(
 fn key_at(table: &DeTable<'_>, span: &Range<usize>) -> Option<String> {
     fn walk(table: &DeTable<'_>, at: usize, prefix: &str) -> Option<String> {
         for (key, value) in table.iter() {
-            let name = if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", key.get_ref()) };
+            let name = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
             if let Some(found) = walk_value(value, at, &name) {
                 return Some(found);
             }
@@ -168,7 +180,9 @@ fn span_of(table: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
             Some(DeValue::Table(t)) => t,
             _ => break,
         };
-        let Some((k, v)) = scope.iter().find(|(k, _)| k.get_ref() == name) else { break };
+        let Some((k, v)) = scope.iter().find(|(k, _)| k.get_ref() == name) else {
+            break;
+        };
         best = Some(k.span());
         current = Some(v);
         if let Some(i) = index {
@@ -189,7 +203,10 @@ fn span_of(table: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -198,28 +215,41 @@ mod tests {
     use super::*;
 
     fn check_err(text: &str, expect: &str) {
-        let err = parse(text, Path::new("p.toml"), |name| (name == "SET").then(|| "v".to_owned()))
-            .expect_err("config should be rejected");
+        let err = parse(text, Path::new("p.toml"), |name| {
+            (name == "SET").then(|| "v".to_owned())
+        })
+        .expect_err("config should be rejected");
         assert_eq!(err.to_string(), expect);
     }
 
     #[test]
     fn errors_name_file_line_and_key() {
-        check_err("[server]\nname = \"x\"\n[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
-            "p.toml:5:1: `http.lisen`: unknown field `lisen`, expected one of `listen`, `path`, `allowed_hosts`, `allowed_origins`, `max_body_bytes`, `shutdown_grace_secs`, `legacy_sessions`");
-        check_err("[server]\nname = \"${NOPE}\"\n",
-            "p.toml:2:8: `server.name`: environment variable `NOPE` is not set (set it, or write `${NOPE:-default}`)");
-        check_err("[server]\nname = \"x\"\n[[files]]\nname = \"a\"\npath = \".\"\n[[files]]\nname = \"a\"\npath = \"..\"\n",
-            "p.toml:7:8: `files[1].name`: root name `a` is used twice; every root needs its own name");
-        check_err("[server]\nname = 3\n", "p.toml:2:8: `server.name`: invalid type: integer `3`, expected a string");
+        check_err(
+            "[server]\nname = \"x\"\n[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
+            "p.toml:5:1: `http.lisen`: unknown field `lisen`, expected one of `listen`, `path`, `allowed_hosts`, `allowed_origins`, `max_body_bytes`, `shutdown_grace_secs`, `legacy_sessions`",
+        );
+        check_err(
+            "[server]\nname = \"${NOPE}\"\n",
+            "p.toml:2:8: `server.name`: environment variable `NOPE` is not set (set it, or write `${NOPE:-default}`)",
+        );
+        check_err(
+            "[server]\nname = \"x\"\n[[files]]\nname = \"a\"\npath = \".\"\n[[files]]\nname = \"a\"\npath = \"..\"\n",
+            "p.toml:7:8: `files[1].name`: root name `a` is used twice; every root needs its own name",
+        );
+        check_err(
+            "[server]\nname = 3\n",
+            "p.toml:2:8: `server.name`: invalid type: integer `3`, expected a string",
+        );
         check_err("[server\n", "p.toml:1:8: unclosed table, expected `]`");
     }
 
     #[test]
     fn env_values_cannot_change_structure() {
-        let config = parse("[server]\nname = \"${SET}\"\ninstructions = \"${Q:-a\\\"b}\"\n", Path::new("dir/p.toml"), |name| {
-            (name == "SET").then(|| "x\"\n[http]\nlisten = \"0.0.0.0:1\"".to_owned())
-        })
+        let config = parse(
+            "[server]\nname = \"${SET}\"\ninstructions = \"${Q:-a\\\"b}\"\n",
+            Path::new("dir/p.toml"),
+            |name| (name == "SET").then(|| "x\"\n[http]\nlisten = \"0.0.0.0:1\"".to_owned()),
+        )
         .expect("valid");
         assert_eq!(config.server.name, "x\"\n[http]\nlisten = \"0.0.0.0:1\"");
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");

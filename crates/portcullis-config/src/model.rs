@@ -69,7 +69,8 @@ pub struct HttpSection {
     /// names by default.
     pub allowed_hosts: Vec<String>,
     /// Accepted browser `Origin` values (`scheme://host[:port]`, `:*` for any port). Requests
-    /// carrying another `Origin` are refused with 403; requests without `Origin` pass.
+    /// carrying another `Origin` are refused with 403; requests without `Origin` (CLI clients,
+    /// SDKs) pass. Loopback origins by default; an empty list refuses every `Origin`.
     pub allowed_origins: Vec<String>,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
@@ -87,8 +88,14 @@ impl Default for HttpSection {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             path: "/mcp".to_owned(),
-            allowed_hosts: vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()],
-            allowed_origins: Vec::new(),
+            allowed_hosts: vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "[::1]".to_owned(),
+            ],
+            allowed_origins: ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                .map(str::to_owned)
+                .to_vec(),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 10,
             legacy_sessions: true,
@@ -102,14 +109,18 @@ impl Default for HttpSection {
 pub struct LoggingSection {
     /// `auto` (JSON unless stderr is a terminal), `json` or `pretty`.
     pub format: LogFormat,
-    /// Filter in `tracing` syntax, for example `info` or `portcullis_server=debug,info`.
+    /// Filter in `tracing` syntax, for example `info,rmcp=warn` (the default: rmcp's own
+    /// per-connection lines are noise at `info`) or `portcullis_server=debug,info`.
     /// The `PORTCULLIS_LOG` environment variable overrides it.
     pub level: String,
 }
 
 impl Default for LoggingSection {
     fn default() -> Self {
-        Self { format: LogFormat::Auto, level: "info".to_owned() }
+        Self {
+            format: LogFormat::Auto,
+            level: "info,rmcp=warn".to_owned(),
+        }
     }
 }
 
@@ -136,7 +147,9 @@ pub struct LimitsSection {
 
 impl Default for LimitsSection {
     fn default() -> Self {
-        Self { tool_timeout_secs: 30 }
+        Self {
+            tool_timeout_secs: 30,
+        }
     }
 }
 

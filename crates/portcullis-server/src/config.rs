@@ -13,7 +13,11 @@ impl From<&Config> for ServerIdentity {
         Self {
             name: config.server.name.clone(),
             title: config.server.title.clone(),
-            version: config.server.version.clone().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            version: config
+                .server
+                .version
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             instructions: config.server.instructions.clone(),
         }
     }
@@ -21,7 +25,9 @@ impl From<&Config> for ServerIdentity {
 
 impl From<&Config> for GuardConfig {
     fn from(config: &Config) -> Self {
-        Self { tool_timeout: Duration::from_secs(config.limits.tool_timeout_secs) }
+        Self {
+            tool_timeout: Duration::from_secs(config.limits.tool_timeout_secs),
+        }
     }
 }
 

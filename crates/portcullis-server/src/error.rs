@@ -37,7 +37,10 @@ impl ToolError {
 
     /// An unexpected failure while doing `context`.
     pub fn internal(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Self::Internal { context: context.into(), source: source.into() }
+        Self::Internal {
+            context: context.into(),
+            source: source.into(),
+        }
     }
 }
 
@@ -112,8 +115,12 @@ pub(crate) fn tool_error_result(tool: &str, error: ToolError) -> CallToolResult 
 /// The error policy for resource reads, as JSON-RPC errors.
 pub(crate) fn resource_error(uri: &str, error: ResourceError) -> ErrorData {
     match error {
-        ResourceError::NotFound(message) => ErrorData::resource_not_found(message, Some(serde_json::json!({ "uri": uri }))),
-        ResourceError::Rejected(message) => ErrorData::invalid_params(message, Some(serde_json::json!({ "uri": uri }))),
+        ResourceError::NotFound(message) => {
+            ErrorData::resource_not_found(message, Some(serde_json::json!({ "uri": uri })))
+        }
+        ResourceError::Rejected(message) => {
+            ErrorData::invalid_params(message, Some(serde_json::json!({ "uri": uri })))
+        }
         ResourceError::Internal { context, source } => {
             let reference = new_reference();
             tracing::error!(uri, reference, context, error = %source, "internal resource error");

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    PromptsCapability, ReadResourceRequestParams, ReadResourceResponse, ResourcesCapability, ServerCapabilities,
-    ServerConfig, Tool as ToolDef, ToolsCapability,
+    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, PromptsCapability, ReadResourceRequestParams,
+    ReadResourceResponse, ResourcesCapability, ServerCapabilities, ServerConfig, Tool as ToolDef,
+    ToolsCapability,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -64,7 +65,14 @@ impl PortcullisHandler {
         let mut info = ServerConfig::new(capabilities);
         info.server_info = implementation;
         info.instructions = identity.instructions;
-        Self { inner: Arc::new(Inner { catalog, guard, info, in_flight: TaskTracker::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                catalog,
+                guard,
+                info,
+                in_flight: TaskTracker::new(),
+            }),
+        }
     }
 
     /// Tracks running tool calls; transports close and wait on it during shutdown.
@@ -84,7 +92,12 @@ impl ServerHandler for PortcullisHandler {
     }
 
     fn get_tool(&self, name: &str) -> Option<ToolDef> {
-        self.inner.catalog.tools().binary_search_by(|t| t.name.as_ref().cmp(name)).ok().map(|i| self.inner.catalog.tools()[i].clone())
+        self.inner
+            .catalog
+            .tools()
+            .binary_search_by(|t| t.name.as_ref().cmp(name))
+            .ok()
+            .map(|i| self.inner.catalog.tools()[i].clone())
     }
 
     async fn list_tools(
@@ -92,7 +105,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.inner.catalog.tools().to_vec()))
+        Ok(ListToolsResult::with_all_items(
+            self.inner.catalog.tools().to_vec(),
+        ))
     }
 
     async fn call_tool(
@@ -101,7 +116,11 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let call = guard::call_tool(&self.inner.catalog, &self.inner.guard, request, context.ct);
-        self.inner.in_flight.track_future(call).await.map(Into::into)
+        self.inner
+            .in_flight
+            .track_future(call)
+            .await
+            .map(Into::into)
     }
 
     async fn list_resources(
@@ -109,7 +128,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(self.inner.catalog.resources().to_vec()))
+        Ok(ListResourcesResult::with_all_items(
+            self.inner.catalog.resources().to_vec(),
+        ))
     }
 
     async fn list_resource_templates(
@@ -117,7 +138,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(self.inner.catalog.resource_templates().to_vec()))
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.inner.catalog.resource_templates().to_vec(),
+        ))
     }
 
     async fn read_resource(
@@ -149,7 +172,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(self.inner.catalog.prompts().to_vec()))
+        Ok(ListPromptsResult::with_all_items(
+            self.inner.catalog.prompts().to_vec(),
+        ))
     }
 
     async fn get_prompt(
@@ -160,13 +185,20 @@ impl ServerHandler for PortcullisHandler {
         let name = request.name;
         let Some(entry) = self.inner.catalog.prompt(&name) else {
             return Err(ErrorData::invalid_params(
-                format!("unknown prompt `{name}`; call prompts/list for the prompts this server offers"),
+                format!(
+                    "unknown prompt `{name}`; call prompts/list for the prompts this server offers"
+                ),
                 None,
             ));
         };
         let arguments = prompt_arguments(&entry.definition, request.arguments.unwrap_or_default())
             .map_err(|e| prompt_error(&name, e))?;
-        entry.template.render(&arguments).await.map(Into::into).map_err(|e| prompt_error(&name, e))
+        entry
+            .template
+            .render(&arguments)
+            .await
+            .map(Into::into)
+            .map_err(|e| prompt_error(&name, e))
     }
 }
 
@@ -177,18 +209,30 @@ fn prompt_arguments(
     given: serde_json::Map<String, Value>,
 ) -> Result<HashMap<String, String>, PromptError> {
     let declared = prompt.arguments.as_deref().unwrap_or_default();
-    let allowed = || declared.iter().map(|a| format!("`{}`", a.name)).collect::<Vec<_>>().join(", ");
+    let allowed = || {
+        declared
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut out = HashMap::with_capacity(given.len());
     for (key, value) in given {
         if !declared.iter().any(|a| a.name == key) {
-            let allowed = if declared.is_empty() { "none".to_owned() } else { allowed() };
+            let allowed = if declared.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed()
+            };
             return Err(PromptError::InvalidArguments(format!(
                 "prompt `{}` has no argument `{key}`; allowed: {allowed}",
                 prompt.name
             )));
         }
         let Value::String(value) = value else {
-            return Err(PromptError::InvalidArguments(format!("argument `{key}` must be a string")));
+            return Err(PromptError::InvalidArguments(format!(
+                "argument `{key}` must be a string"
+            )));
         };
         out.insert(key, value);
     }

@@ -13,7 +13,8 @@ mod handler;
 pub mod transport;
 
 pub use catalog::{
-    Catalog, CatalogBuilder, CatalogError, PromptTemplate, Readiness, ResourceSource, Tool, ToolCall,
+    Catalog, CatalogBuilder, CatalogError, PromptTemplate, Readiness, ResourceSource, Tool,
+    ToolCall,
 };
 pub use error::{BoxError, PromptError, ResourceError, ToolError};
 pub use guard::GuardConfig;

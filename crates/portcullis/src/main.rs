@@ -59,7 +59,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve { config, stdio, log_format, log_level } => serve(&config, stdio, log_format, log_level),
+        Command::Serve {
+            config,
+            stdio,
+            log_format,
+            log_level,
+        } => serve(&config, stdio, log_format, log_level),
     }
 }
 
@@ -75,13 +80,29 @@ fn load(path: &std::path::Path) -> Result<(Config, portcullis_server::Catalog), 
     Ok((config, catalog))
 }
 
-fn serve(path: &std::path::Path, stdio: bool, format: Option<LogFormatArg>, level: Option<String>) -> ExitCode {
+fn serve(
+    path: &std::path::Path,
+    stdio: bool,
+    format: Option<LogFormatArg>,
+    level: Option<String>,
+) -> ExitCode {
     let (config, catalog) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    if !stdio && !config.http.listen.ip().is_loopback() {
+        // No authentication exists yet, so a non-loopback listener would be open to anyone.
+        eprintln!(
+            "portcullis: {}",
+            transport::TransportError::InsecureListen(config.http.listen)
+        );
+        return ExitCode::from(EX_USAGE);
+    }
     init_tracing(&config, format, level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("portcullis: cannot start the async runtime: {error}");
@@ -98,15 +119,27 @@ fn serve(path: &std::path::Path, stdio: bool, format: Option<LogFormatArg>, leve
     }
 }
 
-async fn run(config: Config, catalog: portcullis_server::Catalog, stdio: bool) -> anyhow::Result<()> {
-    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), GuardConfig::from(&config));
+async fn run(
+    config: Config,
+    catalog: portcullis_server::Catalog,
+    stdio: bool,
+) -> anyhow::Result<()> {
+    let handler = PortcullisHandler::new(
+        Arc::new(catalog),
+        ServerIdentity::from(&config),
+        GuardConfig::from(&config),
+    );
     let shutdown = transport::shutdown_on_signal();
     let options = HttpOptions::from(&config);
     if stdio {
-        transport::stdio::serve(handler, shutdown, options.shutdown_grace).await.context("stdio transport")
+        transport::stdio::serve(handler, shutdown, options.shutdown_grace)
+            .await
+            .context("stdio transport")
     } else {
         let listener = transport::http::bind(&options).await?;
-        transport::http::serve(handler, &options, listener, shutdown).await.context("http transport")
+        transport::http::serve(handler, &options, listener, shutdown)
+            .await
+            .context("http transport")
     }
 }
 
@@ -115,6 +148,13 @@ fn init_tracing(config: &Config, format: Option<LogFormatArg>, level: Option<Str
     let filter = level
         .or_else(|| std::env::var(LOG_ENV).ok())
         .unwrap_or_else(|| config.logging.level.clone());
+    // rmcp logs whole messages (argument values, file contents) at debug and trace; keep it
+    // at warn unless the operator names rmcp in the filter on purpose.
+    let filter = if filter.contains("rmcp") {
+        filter
+    } else {
+        format!("{filter},rmcp=warn")
+    };
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
         eprintln!("portcullis: invalid log filter `{filter}` ({error}); using `info`");
         EnvFilter::new("info")
@@ -129,7 +169,9 @@ fn init_tracing(config: &Config, format: Option<LogFormatArg>, level: Option<Str
         },
     };
     // Logs go to stderr, always: on stdio, stdout carries only JSON-RPC.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().with_current_span(true).init();
     } else {
@@ -143,7 +185,10 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     let report = render_check(&config, &catalog);
-    #[allow(clippy::print_stdout, reason = "`check` is a CLI command whose output is its report")]
+    #[allow(
+        clippy::print_stdout,
+        reason = "`check` is a CLI command whose output is its report"
+    )]
     {
         print!("{report}");
     }
@@ -154,7 +199,11 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(out, "config ok: {}", config.server.name);
-    let _ = writeln!(out, "http: {}{} (legacy sessions: {})", config.http.listen, config.http.path, config.http.legacy_sessions);
+    let _ = writeln!(
+        out,
+        "http: {}{} (legacy sessions: {})",
+        config.http.listen, config.http.path, config.http.legacy_sessions
+    );
     let _ = writeln!(out, "\ntools ({}):", catalog.tools().len());
     for tool in catalog.tools() {
         let annotations = tool.annotations.clone().unwrap_or_default();
@@ -171,7 +220,11 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
     for resource in catalog.resources() {
         let _ = writeln!(out, "  {}", resource.uri);
     }
-    let _ = writeln!(out, "\nresource templates ({}):", catalog.resource_templates().len());
+    let _ = writeln!(
+        out,
+        "\nresource templates ({}):",
+        catalog.resource_templates().len()
+    );
     for template in catalog.resource_templates() {
         let _ = writeln!(out, "  {}", template.uri_template);
     }
@@ -181,7 +234,13 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
             .arguments
             .iter()
             .flatten()
-            .map(|a| if a.required == Some(true) { a.name.clone() } else { format!("{}?", a.name) })
+            .map(|a| {
+                if a.required == Some(true) {
+                    a.name.clone()
+                } else {
+                    format!("{}?", a.name)
+                }
+            })
             .collect();
         let _ = writeln!(out, "  {}({})", prompt.name, args.join(", "));
     }

@@ -19,7 +19,11 @@ impl DenyList {
     pub(crate) fn new(extra: &[String]) -> Result<Self, String> {
         let mut components = GlobSetBuilder::new();
         let mut paths = GlobSetBuilder::new();
-        for pattern in DEFAULT_DENY.iter().copied().chain(extra.iter().map(String::as_str)) {
+        for pattern in DEFAULT_DENY
+            .iter()
+            .copied()
+            .chain(extra.iter().map(String::as_str))
+        {
             let trimmed = pattern.trim_end_matches('/').trim_start_matches('/');
             if trimmed.is_empty() {
                 return Err(format!("deny pattern `{pattern}` is empty"));
@@ -49,7 +53,10 @@ impl DenyList {
         if relative.is_empty() {
             return false;
         }
-        relative.split('/').any(|component| self.components.is_match(component)) || self.paths.is_match(relative)
+        relative
+            .split('/')
+            .any(|component| self.components.is_match(component))
+            || self.paths.is_match(relative)
     }
 }
 
@@ -61,20 +68,47 @@ mod tests {
     fn defaults_and_extras() {
         let deny = DenyList::new(&["secrets/*.json".to_owned(), "*.sqlite".to_owned()]).unwrap();
         for denied in [
-            ".env", ".env.local", "app/.env.production", ".git", ".git/config", "sub/.git/HEAD",
-            "certs/server.pem", "deploy/server.key", "home/.ssh/id_rsa", "id_ed25519.pub",
-            "secrets/prod.json", "secrets/prod.json/x", "data/app.sqlite",
+            ".env",
+            ".env.local",
+            "app/.env.production",
+            ".git",
+            ".git/config",
+            "sub/.git/HEAD",
+            "certs/server.pem",
+            "deploy/server.key",
+            "home/.ssh/id_rsa",
+            "id_ed25519.pub",
+            "secrets/prod.json",
+            "secrets/prod.json/x",
+            "data/app.sqlite",
         ] {
             assert!(deny.is_denied(denied), "{denied} should be denied");
         }
-        for allowed in ["", "README.md", "src/env.rs", "environment.md", "gitignore", "keys.md", "docs/secrets/prod.json", "ids.txt"] {
+        for allowed in [
+            "",
+            "README.md",
+            "src/env.rs",
+            "environment.md",
+            "gitignore",
+            "keys.md",
+            "docs/secrets/prod.json",
+            "ids.txt",
+        ] {
             assert!(!deny.is_denied(allowed), "{allowed} should be allowed");
         }
     }
 
     #[test]
     fn bad_patterns_are_reported() {
-        assert!(DenyList::new(&["a[".to_owned()]).unwrap_err().contains("`a[` is not a valid glob"));
-        assert!(DenyList::new(&["/".to_owned()]).unwrap_err().contains("is empty"));
+        assert!(
+            DenyList::new(&["a[".to_owned()])
+                .unwrap_err()
+                .contains("`a[` is not a valid glob")
+        );
+        assert!(
+            DenyList::new(&["/".to_owned()])
+                .unwrap_err()
+                .contains("is empty")
+        );
     }
 }

@@ -64,12 +64,23 @@ pub(crate) struct Jail {
 impl Jail {
     /// Opens the root `dir` (which must exist and be a directory).
     pub(crate) fn open(name: &str, dir: &Path, deny: DenyList) -> Result<Self, String> {
-        let canonical = std::fs::canonicalize(dir)
-            .map_err(|e| format!("files root `{name}` (`{}`) cannot be opened: {e}", dir.display()))?;
+        let canonical = std::fs::canonicalize(dir).map_err(|e| {
+            format!(
+                "files root `{name}` (`{}`) cannot be opened: {e}",
+                dir.display()
+            )
+        })?;
         if !canonical.is_dir() {
-            return Err(format!("files root `{name}` (`{}`) is not a directory", dir.display()));
+            return Err(format!(
+                "files root `{name}` (`{}`) is not a directory",
+                dir.display()
+            ));
         }
-        Ok(Self { name: name.to_owned(), dir: canonical, deny })
+        Ok(Self {
+            name: name.to_owned(),
+            dir: canonical,
+            deny,
+        })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -78,22 +89,24 @@ impl Jail {
 
     /// Whether the root directory is still there (readiness).
     pub(crate) async fn is_available(&self) -> bool {
-        tokio::fs::metadata(&self.dir).await.is_ok_and(|m| m.is_dir())
+        tokio::fs::metadata(&self.dir)
+            .await
+            .is_ok_and(|m| m.is_dir())
     }
 
     /// The lexical checks: returns the normalised relative path.
     fn lexical(&self, raw: &str) -> Result<String, ToolError> {
         if raw.contains('\0') {
-            return Err(ToolError::rejected("path contains a NUL byte; give a plain relative path"));
+            return Err(ToolError::rejected(
+                "path contains a NUL byte; give a plain relative path",
+            ));
         }
         let looks_absolute = raw.starts_with('/')
             || raw.starts_with('\\')
             || raw.as_bytes().get(1) == Some(&b':') && raw.as_bytes()[0].is_ascii_alphabetic();
+        // Absolute paths are not echoed back: they name places outside the root.
         if looks_absolute {
-            return Err(ToolError::rejected(format!(
-                "path `{raw}` is absolute; paths are relative to the root `{}`",
-                self.name
-            )));
+            return Err(self.absolute());
         }
         let mut parts = Vec::new();
         for component in Path::new(raw).components() {
@@ -111,17 +124,19 @@ impl Jail {
                         self.name
                     )));
                 }
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(ToolError::rejected(format!(
-                        "path `{raw}` is absolute; paths are relative to the root `{}`",
-                        self.name
-                    )));
-                }
+                Component::RootDir | Component::Prefix(_) => return Err(self.absolute()),
             }
         }
         let rel = parts.join("/");
         self.check_denied(raw, &rel)?;
         Ok(rel)
+    }
+
+    fn absolute(&self) -> ToolError {
+        ToolError::rejected(format!(
+            "the path is absolute; paths are relative to the root `{}`",
+            self.name
+        ))
     }
 
     fn check_denied(&self, raw: &str, rel: &str) -> Result<(), ToolError> {
@@ -136,7 +151,10 @@ impl Jail {
     /// The canonical path's position relative to the root, or an error when it lies outside.
     fn inside(&self, raw: &str, canonical: &Path) -> Result<String, ToolError> {
         let rel = canonical.strip_prefix(&self.dir).map_err(|_| {
-            ToolError::rejected(format!("path `{raw}` resolves outside the root `{}`", self.name))
+            ToolError::rejected(format!(
+                "path `{raw}` resolves outside the root `{}`",
+                self.name
+            ))
         })?;
         let rel = rel
             .to_str()
@@ -147,13 +165,18 @@ impl Jail {
     }
 
     fn not_found(&self, raw: &str) -> ToolError {
-        ToolError::rejected(format!("no such file or directory `{raw}` in the root `{}`", self.name))
+        ToolError::rejected(format!(
+            "no such file or directory `{raw}` in the root `{}`",
+            self.name
+        ))
     }
 
     fn io_error(&self, raw: &str, action: &str, error: std::io::Error) -> ToolError {
         match error.kind() {
             ErrorKind::NotFound => self.not_found(raw),
-            ErrorKind::PermissionDenied => ToolError::rejected(format!("permission denied to {action} `{raw}`")),
+            ErrorKind::PermissionDenied => {
+                ToolError::rejected(format!("permission denied to {action} `{raw}`"))
+            }
             _ => ToolError::internal(format!("{action} a file in root `{}`", self.name), error),
         }
     }
@@ -162,9 +185,14 @@ impl Jail {
     pub(crate) async fn locate(&self, raw: &str) -> Result<Located, ToolError> {
         let rel = self.lexical(raw)?;
         let joined = self.dir.join(&rel);
-        let canonical = tokio::fs::canonicalize(&joined).await.map_err(|e| self.io_error(raw, "open", e))?;
+        let canonical = tokio::fs::canonicalize(&joined)
+            .await
+            .map_err(|e| self.io_error(raw, "open", e))?;
         let rel = self.inside(raw, &canonical)?;
-        Ok(Located { abs: canonical, rel })
+        Ok(Located {
+            abs: canonical,
+            rel,
+        })
     }
 
     /// Resolves a path that may not exist yet (for writes): its parent must exist inside the
@@ -173,7 +201,9 @@ impl Jail {
         let rel = self.lexical(raw)?;
         let (parent_rel, file_name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
         if file_name.is_empty() {
-            return Err(ToolError::rejected("give the path of a file to write, not the root"));
+            return Err(ToolError::rejected(
+                "give the path of a file to write, not the root",
+            ));
         }
         let parent = tokio::fs::canonicalize(self.dir.join(parent_rel)).await.map_err(|e| match e.kind() {
             ErrorKind::NotFound => ToolError::rejected(format!(
@@ -186,10 +216,14 @@ impl Jail {
         let abs = parent.join(file_name);
         match tokio::fs::symlink_metadata(&abs).await {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(ToolError::rejected(format!("`{raw}` is a symbolic link; only regular files can be written")));
+                return Err(ToolError::rejected(format!(
+                    "`{raw}` is a symbolic link; only regular files can be written"
+                )));
             }
             Ok(meta) if !meta.is_file() => {
-                return Err(ToolError::rejected(format!("`{raw}` is not a regular file")));
+                return Err(ToolError::rejected(format!(
+                    "`{raw}` is not a regular file"
+                )));
             }
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -200,7 +234,9 @@ impl Jail {
     }
 
     pub(crate) async fn stat(&self, raw: &str, at: &Located) -> Result<Stat, ToolError> {
-        let meta = tokio::fs::metadata(&at.abs).await.map_err(|e| self.io_error(raw, "inspect", e))?;
+        let meta = tokio::fs::metadata(&at.abs)
+            .await
+            .map_err(|e| self.io_error(raw, "inspect", e))?;
         Ok(Stat {
             is_dir: meta.is_dir(),
             len: meta.len(),
@@ -211,16 +247,36 @@ impl Jail {
 
     /// Lists a directory, leaving out denied entries. Returns the entries (sorted, at most
     /// `max`) and whether more were left out.
-    pub(crate) async fn list(&self, raw: &str, at: &Located, max: usize) -> Result<(Vec<Entry>, bool), ToolError> {
-        let mut reader = tokio::fs::read_dir(&at.abs).await.map_err(|e| match e.raw_os_error() {
-            Some(20) => ToolError::rejected(format!("`{raw}` is a file, not a directory; use read_file or file_info")),
-            _ => self.io_error(raw, "list", e),
-        })?;
+    pub(crate) async fn list(
+        &self,
+        raw: &str,
+        at: &Located,
+        max: usize,
+    ) -> Result<(Vec<Entry>, bool), ToolError> {
+        let mut reader =
+            tokio::fs::read_dir(&at.abs)
+                .await
+                .map_err(|e| match e.raw_os_error() {
+                    Some(20) => ToolError::rejected(format!(
+                        "`{raw}` is a file, not a directory; use read_file or file_info"
+                    )),
+                    _ => self.io_error(raw, "list", e),
+                })?;
         let mut entries = Vec::new();
         let mut truncated = false;
-        while let Some(entry) = reader.next_entry().await.map_err(|e| self.io_error(raw, "list", e))? {
-            let Ok(name) = entry.file_name().into_string() else { continue };
-            let rel = if at.rel.is_empty() { name.clone() } else { format!("{}/{name}", at.rel) };
+        while let Some(entry) = reader
+            .next_entry()
+            .await
+            .map_err(|e| self.io_error(raw, "list", e))?
+        {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let rel = if at.rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{}/{name}", at.rel)
+            };
             if self.deny.is_denied(&rel) {
                 continue;
             }
@@ -231,7 +287,10 @@ impl Jail {
             let (kind, len) = match entry.file_type().await {
                 Ok(t) if t.is_symlink() => (EntryKind::Symlink, 0),
                 Ok(t) if t.is_dir() => (EntryKind::Dir, 0),
-                Ok(t) if t.is_file() => (EntryKind::File, entry.metadata().await.map(|m| m.len()).unwrap_or(0)),
+                Ok(t) if t.is_file() => (
+                    EntryKind::File,
+                    entry.metadata().await.map(|m| m.len()).unwrap_or(0),
+                ),
                 _ => (EntryKind::Other, 0),
             };
             entries.push(Entry { name, kind, len });
@@ -241,11 +300,23 @@ impl Jail {
     }
 
     /// Reads a whole file of at most `max` bytes, telling text from binary.
-    pub(crate) async fn read(&self, raw: &str, at: &Located, max: u64) -> Result<FileContent, ToolError> {
-        let file = tokio::fs::File::open(&at.abs).await.map_err(|e| self.io_error(raw, "read", e))?;
-        let meta = file.metadata().await.map_err(|e| self.io_error(raw, "read", e))?;
+    pub(crate) async fn read(
+        &self,
+        raw: &str,
+        at: &Located,
+        max: u64,
+    ) -> Result<FileContent, ToolError> {
+        let file = tokio::fs::File::open(&at.abs)
+            .await
+            .map_err(|e| self.io_error(raw, "read", e))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| self.io_error(raw, "read", e))?;
         if meta.is_dir() {
-            return Err(ToolError::rejected(format!("`{raw}` is a directory; use list_directory")));
+            return Err(ToolError::rejected(format!(
+                "`{raw}` is a directory; use list_directory"
+            )));
         }
         if meta.len() > max {
             return Err(ToolError::rejected(format!(
@@ -256,40 +327,79 @@ impl Jail {
         }
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         // `take` bounds the read even if the file grows after the size check.
-        file.take(max + 1).read_to_end(&mut bytes).await.map_err(|e| self.io_error(raw, "read", e))?;
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| self.io_error(raw, "read", e))?;
         if bytes.len() as u64 > max {
-            return Err(ToolError::rejected(format!("`{raw}` grew over the read limit of {max} bytes while being read")));
+            return Err(ToolError::rejected(format!(
+                "`{raw}` grew over the read limit of {max} bytes while being read"
+            )));
         }
         if content_inspector::inspect(&bytes).is_binary() {
-            return Ok(FileContent::Binary { len: bytes.len() as u64 });
+            return Ok(FileContent::Binary {
+                len: bytes.len() as u64,
+            });
         }
         match String::from_utf8(bytes) {
             Ok(text) => Ok(FileContent::Text(text)),
-            Err(e) => Ok(FileContent::Binary { len: e.as_bytes().len() as u64 }),
+            Err(e) => Ok(FileContent::Binary {
+                len: e.as_bytes().len() as u64,
+            }),
         }
     }
 
     /// Reads raw bytes (for binary resources), bounded by `max`.
-    pub(crate) async fn read_bytes(&self, raw: &str, at: &Located, max: u64) -> Result<Vec<u8>, ToolError> {
-        let file = tokio::fs::File::open(&at.abs).await.map_err(|e| self.io_error(raw, "read", e))?;
-        let meta = file.metadata().await.map_err(|e| self.io_error(raw, "read", e))?;
+    pub(crate) async fn read_bytes(
+        &self,
+        raw: &str,
+        at: &Located,
+        max: u64,
+    ) -> Result<Vec<u8>, ToolError> {
+        let file = tokio::fs::File::open(&at.abs)
+            .await
+            .map_err(|e| self.io_error(raw, "read", e))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| self.io_error(raw, "read", e))?;
         if meta.is_dir() {
             return Err(ToolError::rejected(format!("`{raw}` is a directory")));
         }
         if meta.len() > max {
-            return Err(ToolError::rejected(format!("`{raw}` is {} bytes, over the read limit of {max} bytes", meta.len())));
+            return Err(ToolError::rejected(format!(
+                "`{raw}` is {} bytes, over the read limit of {max} bytes",
+                meta.len()
+            )));
         }
         let mut bytes = Vec::new();
-        file.take(max).read_to_end(&mut bytes).await.map_err(|e| self.io_error(raw, "read", e))?;
+        file.take(max)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| self.io_error(raw, "read", e))?;
         Ok(bytes)
     }
 
     /// Replaces (or creates) a file atomically: write a temporary sibling, then rename.
-    pub(crate) async fn write(&self, raw: &str, at: &Located, content: &[u8]) -> Result<(), ToolError> {
+    pub(crate) async fn write(
+        &self,
+        raw: &str,
+        at: &Located,
+        content: &[u8],
+    ) -> Result<(), ToolError> {
         let parent = at.abs.parent().ok_or_else(|| self.not_found(raw))?;
-        let file_name = at.abs.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        let temp = parent.join(format!(".{file_name}.portcullis-{}.tmp", std::process::id()));
-        tokio::fs::write(&temp, content).await.map_err(|e| self.io_error(raw, "write", e))?;
+        let file_name = at
+            .abs
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file");
+        let temp = parent.join(format!(
+            ".{file_name}.portcullis-{}.tmp",
+            std::process::id()
+        ));
+        tokio::fs::write(&temp, content)
+            .await
+            .map_err(|e| self.io_error(raw, "write", e))?;
         if let Err(e) = tokio::fs::rename(&temp, &at.abs).await {
             let _ = tokio::fs::remove_file(&temp).await;
             return Err(self.io_error(raw, "write", e));
@@ -310,26 +420,39 @@ impl Jail {
         let mut stack = vec![(at.abs.clone(), at.rel.clone())];
         let mut seen = 0usize;
         while let Some((dir, rel)) = stack.pop() {
-            let Ok(reader) = std::fs::read_dir(&dir) else { continue };
+            let Ok(reader) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let mut children: Vec<_> = reader.filter_map(Result::ok).collect();
-            children.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
+            children.sort_by_key(std::fs::DirEntry::file_name);
+            // Files of a directory come in name order, then its subdirectories, depth first.
+            let mut subdirs = Vec::new();
             for entry in children {
                 seen += 1;
                 if seen > max_entries {
                     return true;
                 }
-                let Ok(name) = entry.file_name().into_string() else { continue };
-                let child_rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let child_rel = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
                 if self.deny.is_denied(&child_rel) {
                     continue;
                 }
-                let Ok(file_type) = entry.file_type() else { continue };
+                let Ok(file_type) = entry.file_type() else {
+                    continue;
+                };
                 if file_type.is_dir() {
-                    stack.push((entry.path(), child_rel));
+                    subdirs.push((entry.path(), child_rel));
                 } else if file_type.is_file() && !visit(&child_rel, &entry.path()) {
                     return true;
                 }
             }
+            stack.extend(subdirs.into_iter().rev());
         }
         false
     }

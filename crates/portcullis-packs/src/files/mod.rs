@@ -55,7 +55,12 @@ impl Roots {
     }
 
     /// Adds the `root` property to a tool's input schema when there are several roots.
-    fn schema(&self, mut properties: JsonObject, required: &[&str], writable_only: bool) -> JsonObject {
+    fn schema(
+        &self,
+        mut properties: JsonObject,
+        required: &[&str],
+        writable_only: bool,
+    ) -> JsonObject {
         if self.multi() {
             let names: Vec<&str> = self
                 .roots
@@ -92,13 +97,18 @@ pub(crate) fn str_arg<'a>(args: &'a JsonObject, key: &str) -> Option<&'a str> {
 pub struct FilesError(String);
 
 /// Adds the files tools, the file resource template and a readiness check for `roots`.
-pub fn register(roots: &[FilesRoot], base_dir: &Path, catalog: &mut CatalogBuilder) -> Result<(), FilesError> {
+pub fn register(
+    roots: &[FilesRoot],
+    base_dir: &Path,
+    catalog: &mut CatalogBuilder,
+) -> Result<(), FilesError> {
     if roots.is_empty() {
         return Ok(());
     }
     let mut opened = Vec::with_capacity(roots.len());
     for root in roots {
-        let deny = deny::DenyList::new(&root.deny).map_err(|e| FilesError(format!("files root `{}`: {e}", root.name)))?;
+        let deny = deny::DenyList::new(&root.deny)
+            .map_err(|e| FilesError(format!("files root `{}`: {e}", root.name)))?;
         let jail = Jail::open(&root.name, &base_dir.join(&root.path), deny).map_err(FilesError)?;
         opened.push(Root {
             jail,

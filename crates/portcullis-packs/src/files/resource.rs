@@ -30,7 +30,10 @@ impl ResourceSource for FileResources {
         vec![
             ResourceTemplate::new(format!("{PREFIX}{{root}}/{{path}}"), "file")
                 .with_title("File in a root")
-                .with_description(format!("A file under one of the roots ({}); `path` is relative to the root.", names.join(", "))),
+                .with_description(format!(
+                    "A file under one of the roots ({}); `path` is relative to the root.",
+                    names.join(", ")
+                )),
         ]
     }
 
@@ -40,27 +43,48 @@ impl ResourceSource for FileResources {
 
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError> {
         let rest = uri.strip_prefix(PREFIX).ok_or_else(|| {
-            ResourceError::Rejected(format!("`{uri}` is not of the form `file:///{{root}}/{{path}}`"))
+            ResourceError::Rejected(format!(
+                "`{uri}` is not of the form `file:///{{root}}/{{path}}`"
+            ))
         })?;
         if rest.contains('?') || rest.contains('#') {
-            return Err(ResourceError::Rejected("file URIs take no query or fragment".to_owned()));
+            return Err(ResourceError::Rejected(
+                "file URIs take no query or fragment".to_owned(),
+            ));
         }
         let (root_name, encoded) = rest.split_once('/').unwrap_or((rest, ""));
         let root = self.roots.by_name(root_name).ok_or_else(|| {
             let names: Vec<&str> = self.roots.roots.iter().map(|r| r.jail.name()).collect();
-            ResourceError::NotFound(format!("no root named `{root_name}`; roots: {}", names.join(", ")))
+            ResourceError::NotFound(format!(
+                "no root named `{root_name}`; roots: {}",
+                names.join(", ")
+            ))
         })?;
         let path = percent_encoding::percent_decode_str(encoded)
             .decode_utf8()
-            .map_err(|_| ResourceError::Rejected("the path is not valid UTF-8 after percent-decoding".to_owned()))?;
-        let at = root.jail.locate(&path).await.map_err(not_found_on_missing)?;
+            .map_err(|_| {
+                ResourceError::Rejected(
+                    "the path is not valid UTF-8 after percent-decoding".to_owned(),
+                )
+            })?;
+        let at = root
+            .jail
+            .locate(&path)
+            .await
+            .map_err(not_found_on_missing)?;
         let mime = mime_guess::from_path(&at.rel).first_raw();
         let contents = match root.jail.read(&path, &at, root.max_read_bytes).await? {
-            FileContent::Text(text) => ResourceContents::text(text, uri).with_mime_type(mime.unwrap_or("text/plain")),
+            FileContent::Text(text) => {
+                ResourceContents::text(text, uri).with_mime_type(mime.unwrap_or("text/plain"))
+            }
             FileContent::Binary { .. } => {
-                let bytes = root.jail.read_bytes(&path, &at, root.max_read_bytes).await?;
+                let bytes = root
+                    .jail
+                    .read_bytes(&path, &at, root.max_read_bytes)
+                    .await?;
                 let blob = base64::engine::general_purpose::STANDARD.encode(bytes);
-                ResourceContents::blob(blob, uri).with_mime_type(mime.unwrap_or("application/octet-stream"))
+                ResourceContents::blob(blob, uri)
+                    .with_mime_type(mime.unwrap_or("application/octet-stream"))
             }
         };
         Ok(ReadResourceResult::new(vec![contents]))
@@ -69,7 +93,9 @@ impl ResourceSource for FileResources {
 
 fn not_found_on_missing(error: ToolError) -> ResourceError {
     match error {
-        ToolError::Rejected(message) if message.starts_with("no such file") => ResourceError::NotFound(message),
+        ToolError::Rejected(message) if message.starts_with("no such file") => {
+            ResourceError::NotFound(message)
+        }
         other => other.into(),
     }
 }

@@ -19,7 +19,9 @@ pub(super) fn register(roots: &Arc<Roots>, catalog: &mut CatalogBuilder) {
         .tool(SearchFiles(Arc::clone(roots)))
         .tool(FileInfo(Arc::clone(roots)));
     if roots.roots.iter().any(|r| r.writable) {
-        catalog.tool(WriteFile(Arc::clone(roots))).tool(EditFile(Arc::clone(roots)));
+        catalog
+            .tool(WriteFile(Arc::clone(roots)))
+            .tool(EditFile(Arc::clone(roots)));
     }
 }
 
@@ -31,14 +33,19 @@ fn props(value: Value) -> JsonObject {
 }
 
 fn read_only() -> ToolAnnotations {
-    ToolAnnotations::new().read_only(true).destructive(false).idempotent(true).open_world(false)
+    ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false)
 }
 
 fn text(message: impl Into<String>) -> CallToolResult {
     CallToolResult::success(vec![ContentBlock::text(message)])
 }
 
-const PATH_DESCRIPTION: &str = "Path relative to the root, with `/` separators (for example `src/main.py`).";
+const PATH_DESCRIPTION: &str =
+    "Path relative to the root, with `/` separators (for example `src/main.py`).";
 
 struct ListDirectory(Arc<Roots>);
 
@@ -60,11 +67,21 @@ impl Tool for ListDirectory {
         let raw = str_arg(&call.arguments, "path").unwrap_or(".");
         let at = root.jail.locate(raw).await?;
         if !root.jail.stat(raw, &at).await?.is_dir {
-            return Err(ToolError::rejected(format!("`{raw}` is a file, not a directory; use read_file or file_info")));
+            return Err(ToolError::rejected(format!(
+                "`{raw}` is a file, not a directory; use read_file or file_info"
+            )));
         }
         let (entries, truncated) = root.jail.list(raw, &at, MAX_LIST_ENTRIES).await?;
-        let shown = if at.rel.is_empty() { ".".to_owned() } else { at.rel.clone() };
-        let mut out = format!("{shown} ({} entries{})\n", entries.len(), if truncated { ", truncated" } else { "" });
+        let shown = if at.rel.is_empty() {
+            ".".to_owned()
+        } else {
+            at.rel.clone()
+        };
+        let mut out = format!(
+            "{shown} ({} entries{})\n",
+            entries.len(),
+            if truncated { ", truncated" } else { "" }
+        );
         for entry in &entries {
             let _ = match entry.kind {
                 EntryKind::Dir => writeln!(out, "{}/", entry.name),
@@ -102,7 +119,11 @@ impl Tool for ReadFile {
     async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
         let root = self.0.pick(&call.arguments);
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
-        let offset = call.arguments.get("offset").and_then(Value::as_u64).unwrap_or(0);
+        let offset = call
+            .arguments
+            .get("offset")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let limit = call.arguments.get("limit").and_then(Value::as_u64);
         let at = root.jail.locate(raw).await?;
         match root.jail.read(raw, &at, root.max_read_bytes).await? {
@@ -123,11 +144,20 @@ impl Tool for ReadFile {
                     body.push('\n');
                 }
                 let note = if end < total {
-                    format!("[lines {}-{end} of {total}; call again with offset={end} to continue]", offset + 1)
+                    format!(
+                        "[lines {}-{end} of {total}; call again with offset={end} to continue]",
+                        offset + 1
+                    )
                 } else {
-                    format!("[lines {}-{end} of {total}; end of file]", (offset + 1).min(total.max(1)))
+                    format!(
+                        "[lines {}-{end} of {total}; end of file]",
+                        (offset + 1).min(total.max(1))
+                    )
                 };
-                Ok(CallToolResult::success(vec![ContentBlock::text(body), ContentBlock::text(note)]))
+                Ok(CallToolResult::success(vec![
+                    ContentBlock::text(body),
+                    ContentBlock::text(note),
+                ]))
             }
         }
     }
@@ -155,10 +185,16 @@ impl Tool for SearchFiles {
 
     async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
         let root = self.0.pick(&call.arguments);
-        let pattern = str_arg(&call.arguments, "pattern").unwrap_or("*").to_owned();
+        let pattern = str_arg(&call.arguments, "pattern")
+            .unwrap_or("*")
+            .to_owned();
         let contains = str_arg(&call.arguments, "contains").map(str::to_owned);
         let raw = str_arg(&call.arguments, "path").unwrap_or(".");
-        let requested = call.arguments.get("max_results").and_then(Value::as_u64).map_or(usize::MAX, |n| n as usize);
+        let requested = call
+            .arguments
+            .get("max_results")
+            .and_then(Value::as_u64)
+            .map_or(usize::MAX, |n| n as usize);
         let max_results = requested.min(root.max_search_results);
         let glob = globset::GlobBuilder::new(&pattern)
             .literal_separator(true)
@@ -168,12 +204,18 @@ impl Tool for SearchFiles {
         let by_path = pattern.contains('/');
         let at = root.jail.locate(raw).await?;
         if !root.jail.stat(raw, &at).await?.is_dir {
-            return Err(ToolError::rejected(format!("`{raw}` is a file, not a directory")));
+            return Err(ToolError::rejected(format!(
+                "`{raw}` is a file, not a directory"
+            )));
         }
 
         let max_entries = root.max_search_entries;
         let max_read = root.max_read_bytes;
-        let base_len = if at.rel.is_empty() { 0 } else { at.rel.len() + 1 };
+        let base_len = if at.rel.is_empty() {
+            0
+        } else {
+            at.rel.len() + 1
+        };
         let cancel = call.cancel.clone();
         // The jail is borrowed by the blocking walk; hand it over through an Arc'd Roots.
         let roots = Arc::clone(&self.0);
@@ -214,12 +256,20 @@ impl Tool for SearchFiles {
         .map_err(|e| ToolError::internal("search_files walk", e))?;
 
         if matches.is_empty() {
-            let scope = if stopped { " (the search stopped early at its limits)" } else { "" };
+            let scope = if stopped {
+                " (the search stopped early at its limits)"
+            } else {
+                ""
+            };
             return Ok(text(format!("no files match `{pattern}`{scope}")));
         }
         let mut out = matches.join("\n");
         if stopped {
-            let _ = write!(out, "\n[stopped after {} matches or {max_entries} entries visited; narrow `path` or `pattern` for more]", matches.len());
+            let _ = write!(
+                out,
+                "\n[stopped after {} matches or {max_entries} entries visited; narrow `path` or `pattern` for more]",
+                matches.len()
+            );
         }
         Ok(text(out))
     }
@@ -230,7 +280,11 @@ struct FileInfo(Arc<Roots>);
 #[async_trait]
 impl Tool for FileInfo {
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(props(json!({ "path": { "type": "string", "description": PATH_DESCRIPTION } })), &["path"], false);
+        let schema = self.0.schema(
+            props(json!({ "path": { "type": "string", "description": PATH_DESCRIPTION } })),
+            &["path"],
+            false,
+        );
         ToolDef::new("file_info", "Show a file's or directory's type, size, modification time and whether it can be written.", schema)
             .with_title("File info")
             .with_annotations(read_only())
@@ -241,7 +295,9 @@ impl Tool for FileInfo {
         let raw = str_arg(&call.arguments, "path").unwrap_or(".");
         let at = root.jail.locate(raw).await?;
         let stat = root.jail.stat(raw, &at).await?;
-        let modified = stat.modified.map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        let modified = stat
+            .modified
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string());
         let info = json!({
             "path": if at.rel.is_empty() { "." } else { at.rel.as_str() },
             "type": if stat.is_dir { "directory" } else { "file" },
@@ -269,9 +325,19 @@ impl Tool for WriteFile {
             &["path", "content", "confirm"],
             true,
         );
-        ToolDef::new("write_file", "Create or replace a text file in a writable root. Requires `confirm: true`.", schema)
-            .with_title("Write file")
-            .with_annotations(ToolAnnotations::new().read_only(false).destructive(true).idempotent(true).open_world(false))
+        ToolDef::new(
+            "write_file",
+            "Create or replace a text file in a writable root. Requires `confirm: true`.",
+            schema,
+        )
+        .with_title("Write file")
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(true)
+                .idempotent(true)
+                .open_world(false),
+        )
     }
 
     async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
@@ -280,14 +346,24 @@ impl Tool for WriteFile {
         let content = str_arg(&call.arguments, "content").unwrap_or_default();
         writable(root.writable, root.jail.name())?;
         if call.arguments.get("confirm") != Some(&Value::Bool(true)) {
-            return Err(ToolError::rejected("write_file replaces the file's content; call again with `confirm: true` to write"));
+            return Err(ToolError::rejected(
+                "write_file replaces the file's content; call again with `confirm: true` to write",
+            ));
         }
         if content.len() as u64 > root.max_read_bytes {
-            return Err(ToolError::rejected(format!("content is {} bytes, over the limit of {} bytes", content.len(), root.max_read_bytes)));
+            return Err(ToolError::rejected(format!(
+                "content is {} bytes, over the limit of {} bytes",
+                content.len(),
+                root.max_read_bytes
+            )));
         }
         let at = root.jail.locate_for_write(raw).await?;
         root.jail.write(raw, &at, content.as_bytes()).await?;
-        Ok(text(format!("wrote {} bytes to `{}`", content.len(), at.rel)))
+        Ok(text(format!(
+            "wrote {} bytes to `{}`",
+            content.len(),
+            at.rel
+        )))
     }
 }
 
@@ -326,22 +402,47 @@ impl Tool for EditFile {
         writable(root.writable, root.jail.name())?;
         let dry_run = call.arguments.get("dry_run") == Some(&Value::Bool(true));
         if !dry_run && call.arguments.get("confirm") != Some(&Value::Bool(true)) {
-            return Err(ToolError::rejected("edit_file changes the file; call with `dry_run: true` to preview the diff, or with `confirm: true` to apply"));
+            return Err(ToolError::rejected(
+                "edit_file changes the file; call with `dry_run: true` to preview the diff, or with `confirm: true` to apply",
+            ));
         }
         let at = root.jail.locate_for_write(raw).await?;
         let original = match root.jail.read(raw, &at, root.max_read_bytes).await? {
             FileContent::Text(text) => text,
-            FileContent::Binary { .. } => return Err(ToolError::rejected(format!("`{raw}` is a binary file; only text files can be edited"))),
+            FileContent::Binary { .. } => {
+                return Err(ToolError::rejected(format!(
+                    "`{raw}` is a binary file; only text files can be edited"
+                )));
+            }
         };
         let mut updated = original.clone();
-        let edits = call.arguments.get("edits").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let edits = call
+            .arguments
+            .get("edits")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         for (i, edit) in edits.iter().enumerate() {
-            let old = edit.get("old_text").and_then(Value::as_str).unwrap_or_default();
-            let new = edit.get("new_text").and_then(Value::as_str).unwrap_or_default();
+            let old = edit
+                .get("old_text")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let new = edit
+                .get("new_text")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             match updated.matches(old).count() {
                 1 => updated = updated.replacen(old, new, 1),
-                0 => return Err(ToolError::rejected(format!("edit {i}: `old_text` does not occur in `{raw}`; nothing was changed"))),
-                n => return Err(ToolError::rejected(format!("edit {i}: `old_text` occurs {n} times in `{raw}`; include more context so it occurs exactly once; nothing was changed"))),
+                0 => {
+                    return Err(ToolError::rejected(format!(
+                        "edit {i}: `old_text` does not occur in `{raw}`; nothing was changed"
+                    )));
+                }
+                n => {
+                    return Err(ToolError::rejected(format!(
+                        "edit {i}: `old_text` occurs {n} times in `{raw}`; include more context so it occurs exactly once; nothing was changed"
+                    )));
+                }
             }
         }
         let diff = similar::TextDiff::from_lines(&original, &updated)
@@ -353,7 +454,11 @@ impl Tool for EditFile {
             return Ok(text(format!("dry run, nothing written:\n{diff}")));
         }
         root.jail.write(raw, &at, updated.as_bytes()).await?;
-        Ok(text(format!("applied {} edit(s) to `{}`:\n{diff}", edits.len(), at.rel)))
+        Ok(text(format!(
+            "applied {} edit(s) to `{}`:\n{diff}",
+            edits.len(),
+            at.rel
+        )))
     }
 }
 
@@ -361,6 +466,8 @@ fn writable(writable: bool, root: &str) -> Result<(), ToolError> {
     if writable {
         Ok(())
     } else {
-        Err(ToolError::rejected(format!("the root `{root}` is read-only; writes are allowed only in roots configured with `writable = true`")))
+        Err(ToolError::rejected(format!(
+            "the root `{root}` is read-only; writes are allowed only in roots configured with `writable = true`"
+        )))
     }
 }

@@ -20,7 +20,11 @@ pub struct PromptsError {
 }
 
 /// Adds the configured prompts.
-pub fn register(prompts: &[PromptConfig], base_dir: &Path, catalog: &mut CatalogBuilder) -> Result<(), PromptsError> {
+pub fn register(
+    prompts: &[PromptConfig],
+    base_dir: &Path,
+    catalog: &mut CatalogBuilder,
+) -> Result<(), PromptsError> {
     if prompts.is_empty() {
         return Ok(());
     }
@@ -30,14 +34,22 @@ pub fn register(prompts: &[PromptConfig], base_dir: &Path, catalog: &mut Catalog
     // Optional arguments that were not given are simply undefined (falsy, empty).
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     for prompt in prompts {
-        let error = |message: String| PromptsError { prompt: prompt.name.clone(), message };
+        let error = |message: String| PromptsError {
+            prompt: prompt.name.clone(),
+            message,
+        };
         let source = match (&prompt.template, &prompt.template_file) {
             (Some(text), _) => text.clone(),
-            (None, Some(file)) => std::fs::read_to_string(base_dir.join(file))
-                .map_err(|e| error(format!("cannot read template file `{}`: {e}", file.display())))?,
+            (None, Some(file)) => std::fs::read_to_string(base_dir.join(file)).map_err(|e| {
+                error(format!(
+                    "cannot read template file `{}`: {e}",
+                    file.display()
+                ))
+            })?,
             (None, None) => return Err(error("no template".to_owned())),
         };
-        env.add_template_owned(prompt.name.clone(), source).map_err(|e| error(format!("template does not compile: {e}")))?;
+        env.add_template_owned(prompt.name.clone(), source)
+            .map_err(|e| error(format!("template does not compile: {e}")))?;
     }
     let env = Arc::new(env);
     for prompt in prompts {
@@ -52,11 +64,15 @@ pub fn register(prompts: &[PromptConfig], base_dir: &Path, catalog: &mut Catalog
                 arg
             })
             .collect();
-        let mut definition = Prompt::new(&prompt.name, prompt.description.as_deref(), Some(arguments));
+        let mut definition =
+            Prompt::new(&prompt.name, prompt.description.as_deref(), Some(arguments));
         if let Some(title) = &prompt.title {
             definition = definition.with_title(title);
         }
-        catalog.prompt(ConfigPrompt { definition, env: Arc::clone(&env) });
+        catalog.prompt(ConfigPrompt {
+            definition,
+            env: Arc::clone(&env),
+        });
     }
     Ok(())
 }
@@ -72,10 +88,23 @@ impl PromptTemplate for ConfigPrompt {
         self.definition.clone()
     }
 
-    async fn render(&self, arguments: &HashMap<String, String>) -> Result<GetPromptResult, PromptError> {
-        let internal = |e: minijinja::Error| PromptError::Internal { context: format!("rendering prompt `{}`", self.definition.name), source: Box::new(e) };
-        let template = self.env.get_template(&self.definition.name).map_err(internal)?;
-        let text = template.render(minijinja::Value::from_iter(arguments.iter().map(|(k, v)| (k.as_str(), v.as_str())))).map_err(internal)?;
+    async fn render(
+        &self,
+        arguments: &HashMap<String, String>,
+    ) -> Result<GetPromptResult, PromptError> {
+        let internal = |e: minijinja::Error| PromptError::Internal {
+            context: format!("rendering prompt `{}`", self.definition.name),
+            source: Box::new(e),
+        };
+        let template = self
+            .env
+            .get_template(&self.definition.name)
+            .map_err(internal)?;
+        let text = template
+            .render(minijinja::Value::from_pairs(
+                arguments.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ))
+            .map_err(internal)?;
         let mut result = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
         result.description = self.definition.description.clone();
         Ok(result)

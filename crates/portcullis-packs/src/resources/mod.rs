@@ -26,7 +26,11 @@ struct StaticResources(Vec<Loaded>);
 
 /// Adds the static resources of the config. File contents are read now, so a missing file
 /// fails start-up instead of the first read.
-pub fn register(resources: &[StaticResourceConfig], base_dir: &Path, catalog: &mut CatalogBuilder) -> Result<(), ResourcesError> {
+pub fn register(
+    resources: &[StaticResourceConfig],
+    base_dir: &Path,
+    catalog: &mut CatalogBuilder,
+) -> Result<(), ResourcesError> {
     if resources.is_empty() {
         return Ok(());
     }
@@ -34,26 +38,41 @@ pub fn register(resources: &[StaticResourceConfig], base_dir: &Path, catalog: &m
     for config in resources {
         let text = match (&config.text, &config.file) {
             (Some(text), _) => text.clone(),
-            (None, Some(file)) => std::fs::read_to_string(base_dir.join(file)).map_err(|source| ResourcesError {
-                uri: config.uri.clone(),
-                file: file.display().to_string(),
-                source,
-            })?,
+            (None, Some(file)) => {
+                std::fs::read_to_string(base_dir.join(file)).map_err(|source| ResourcesError {
+                    uri: config.uri.clone(),
+                    file: file.display().to_string(),
+                    source,
+                })?
+            }
             (None, None) => String::new(),
         };
-        let is_markdown = config.file.as_ref().is_some_and(|f| f.extension().is_some_and(|e| e == "md"));
-        let mime = config
-            .mime_type
-            .clone()
-            .unwrap_or_else(|| if is_markdown { "text/markdown" } else { "text/plain" }.to_owned());
-        let mut listing = Resource::new(&config.uri, &config.name).with_mime_type(&mime).with_size(text.len() as u64);
+        let is_markdown = config
+            .file
+            .as_ref()
+            .is_some_and(|f| f.extension().is_some_and(|e| e == "md"));
+        let mime = config.mime_type.clone().unwrap_or_else(|| {
+            if is_markdown {
+                "text/markdown"
+            } else {
+                "text/plain"
+            }
+            .to_owned()
+        });
+        let mut listing = Resource::new(&config.uri, &config.name)
+            .with_mime_type(&mime)
+            .with_size(text.len() as u64);
         if let Some(title) = &config.title {
             listing = listing.with_title(title);
         }
         if let Some(description) = &config.description {
             listing = listing.with_description(description);
         }
-        loaded.push(Loaded { listing, mime, text });
+        loaded.push(Loaded {
+            listing,
+            mime,
+            text,
+        });
     }
     catalog.resources(StaticResources(loaded));
     Ok(())
@@ -70,7 +89,13 @@ impl ResourceSource for StaticResources {
     }
 
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError> {
-        let found = self.0.iter().find(|r| r.listing.uri == uri).ok_or_else(|| ResourceError::NotFound(format!("no resource at `{uri}`")))?;
-        Ok(ReadResourceResult::new(vec![ResourceContents::text(&found.text, uri).with_mime_type(&found.mime)]))
+        let found = self
+            .0
+            .iter()
+            .find(|r| r.listing.uri == uri)
+            .ok_or_else(|| ResourceError::NotFound(format!("no resource at `{uri}`")))?;
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(&found.text, uri).with_mime_type(&found.mime),
+        ]))
     }
 }

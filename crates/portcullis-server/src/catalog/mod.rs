@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rmcp::model::{
-    GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource, ResourceTemplate, Tool as ToolDef,
+    GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource, ResourceTemplate,
+    Tool as ToolDef,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -94,7 +95,10 @@ pub trait PromptTemplate: Send + Sync + 'static {
 
     /// Renders the prompt. The catalog has already checked that required arguments are
     /// present and that no undeclared argument was passed.
-    async fn render(&self, arguments: &HashMap<String, String>) -> Result<GetPromptResult, PromptError>;
+    async fn render(
+        &self,
+        arguments: &HashMap<String, String>,
+    ) -> Result<GetPromptResult, PromptError>;
 }
 
 /// A dependency check reported by `/readyz`.
@@ -179,28 +183,57 @@ impl CatalogBuilder {
         let mut tools = Vec::with_capacity(self.tools.len());
         for tool in self.tools {
             let definition = tool.definition();
-            let validator = ArgumentValidator::compile(&definition.input_schema).map_err(|message| {
-                CatalogError::InvalidSchema { tool: definition.name.to_string(), message }
-            })?;
-            tools.push(CatalogTool { definition, validator, tool });
+            let validator =
+                ArgumentValidator::compile(&definition.input_schema).map_err(|message| {
+                    CatalogError::InvalidSchema {
+                        tool: definition.name.to_string(),
+                        message,
+                    }
+                })?;
+            tools.push(CatalogTool {
+                definition,
+                validator,
+                tool,
+            });
         }
         tools.sort_by(|a, b| a.definition.name.cmp(&b.definition.name));
-        if let Some(pair) = tools.windows(2).find(|w| w[0].definition.name == w[1].definition.name) {
-            return Err(CatalogError::DuplicateTool(pair[0].definition.name.to_string()));
+        if let Some(pair) = tools
+            .windows(2)
+            .find(|w| w[0].definition.name == w[1].definition.name)
+        {
+            return Err(CatalogError::DuplicateTool(
+                pair[0].definition.name.to_string(),
+            ));
         }
 
         let mut prompts: Vec<CatalogPrompt> = self
             .prompts
             .into_iter()
-            .map(|template| CatalogPrompt { definition: template.definition(), template })
+            .map(|template| CatalogPrompt {
+                definition: template.definition(),
+                template,
+            })
             .collect();
         prompts.sort_by(|a, b| a.definition.name.cmp(&b.definition.name));
-        if let Some(pair) = prompts.windows(2).find(|w| w[0].definition.name == w[1].definition.name) {
-            return Err(CatalogError::DuplicatePrompt(pair[0].definition.name.clone()));
+        if let Some(pair) = prompts
+            .windows(2)
+            .find(|w| w[0].definition.name == w[1].definition.name)
+        {
+            return Err(CatalogError::DuplicatePrompt(
+                pair[0].definition.name.clone(),
+            ));
         }
 
-        let tool_index = tools.iter().enumerate().map(|(i, t)| (t.definition.name.to_string(), i)).collect();
-        let prompt_index = prompts.iter().enumerate().map(|(i, p)| (p.definition.name.clone(), i)).collect();
+        let tool_index = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.definition.name.to_string(), i))
+            .collect();
+        let prompt_index = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.definition.name.clone(), i))
+            .collect();
         let resource_list = self.resources.iter().flat_map(|s| s.resources()).collect();
         let template_list = self.resources.iter().flat_map(|s| s.templates()).collect();
         Ok(Catalog {
@@ -267,7 +300,10 @@ impl Catalog {
 
     /// Runs every readiness check concurrently; returns each check's name and outcome.
     pub async fn readiness(&self) -> Vec<(String, Result<(), String>)> {
-        let checks = self.readiness.iter().map(|(name, check)| async move { (name.clone(), check.check().await) });
+        let checks = self
+            .readiness
+            .iter()
+            .map(|(name, check)| async move { (name.clone(), check.check().await) });
         futures::future::join_all(checks).await
     }
 }

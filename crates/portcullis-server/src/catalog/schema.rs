@@ -14,7 +14,9 @@ pub(crate) struct ArgumentValidator {
 impl ArgumentValidator {
     pub(crate) fn compile(schema: &JsonObject) -> Result<Self, String> {
         let schema = Value::Object(schema.clone());
-        jsonschema::validator_for(&schema).map(|validator| Self { validator }).map_err(|e| e.to_string())
+        jsonschema::validator_for(&schema)
+            .map(|validator| Self { validator })
+            .map_err(|e| e.to_string())
     }
 
     /// Every violation, one per line, each naming the argument it concerns.

@@ -71,11 +71,26 @@ pub(crate) async fn call_tool(
         let arguments = Value::Object(arguments);
         let violations = entry.validator.violations(&arguments);
         let (result, outcome) = if !violations.is_empty() {
-            let message = format!("invalid arguments for `{name}`:\n- {}", violations.join("\n- "));
-            (Ok(CallToolResult::error(vec![ContentBlock::text(message)])), Outcome::InvalidArguments)
+            let message = format!(
+                "invalid arguments for `{name}`:\n- {}",
+                violations.join("\n- ")
+            );
+            (
+                Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+                Outcome::InvalidArguments,
+            )
         } else {
-            let Value::Object(arguments) = arguments else { unreachable!("built from an object above") };
-            run(entry.tool.as_ref(), &name, arguments, config.tool_timeout, cancel).await
+            let Value::Object(arguments) = arguments else {
+                unreachable!("built from an object above")
+            };
+            run(
+                entry.tool.as_ref(),
+                &name,
+                arguments,
+                config.tool_timeout,
+                cancel,
+            )
+            .await
         };
         tracing::info!(
             tool = %name,
@@ -100,7 +115,10 @@ async fn run(
 ) -> (Result<CallToolResult, ErrorData>, Outcome) {
     // The tool gets a child token so a timeout cancels it without touching the request's.
     let tool_cancel = cancel.child_token();
-    let call = tool.call(ToolCall { arguments, cancel: tool_cancel.clone() });
+    let call = tool.call(ToolCall {
+        arguments,
+        cancel: tool_cancel.clone(),
+    });
     let outcome = tokio::select! {
         result = tokio::time::timeout(timeout, call) => result,
         () = cancel.cancelled() => {
@@ -110,7 +128,11 @@ async fn run(
     };
     match outcome {
         Ok(Ok(result)) => {
-            let outcome = if result.is_error == Some(true) { Outcome::ToolError } else { Outcome::Ok };
+            let outcome = if result.is_error == Some(true) {
+                Outcome::ToolError
+            } else {
+                Outcome::Ok
+            };
             (Ok(result), outcome)
         }
         Ok(Err(error)) => {
@@ -122,8 +144,14 @@ async fn run(
         }
         Err(_elapsed) => {
             tool_cancel.cancel();
-            let message = format!("`{name}` timed out after {} s and was stopped", timeout.as_secs_f64());
-            (Ok(CallToolResult::error(vec![ContentBlock::text(message)])), Outcome::TimedOut)
+            let message = format!(
+                "`{name}` timed out after {} s and was stopped",
+                timeout.as_secs_f64()
+            );
+            (
+                Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
+                Outcome::TimedOut,
+            )
         }
     }
 }

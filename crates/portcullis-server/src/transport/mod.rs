@@ -36,7 +36,9 @@ pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            let mut term = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::terminate(),
+            ) {
                 Ok(term) => term,
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop the server");

@@ -1,10 +1,20 @@
 //! MCP over stdin/stdout. stdout carries JSON-RPC and nothing else; logs go to stderr.
+//!
+//! A thin framing layer sits between the pipes and rmcp: rmcp silently drops a line that is
+//! not JSON, but JSON-RPC requires a `-32700 Parse error` reply, so lines are checked here
+//! first. All writes to stdout go through one task, one whole line at a time, so the parse
+//! errors can never interleave with rmcp's own messages.
 
 use rmcp::ServiceExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::TransportError;
 use crate::PortcullisHandler;
+
+/// Buffer between the framing layer and rmcp, each way.
+const PIPE_BUFFER: usize = 256 * 1024;
 
 /// Serves one client on stdin/stdout until it disconnects or `shutdown` is cancelled.
 /// In-flight calls get up to `grace` to finish after `shutdown`.
@@ -13,10 +23,40 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: std::time::Duration,
 ) -> Result<(), TransportError> {
+    serve_on(
+        handler,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        shutdown,
+        grace,
+    )
+    .await
+}
+
+/// [`serve`] on any pair of pipes (used by tests and embedders).
+pub async fn serve_on<R, W>(
+    handler: PortcullisHandler,
+    input: R,
+    output: W,
+    shutdown: CancellationToken,
+    grace: std::time::Duration,
+) -> Result<(), TransportError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (to_rmcp, rmcp_input) = tokio::io::duplex(PIPE_BUFFER);
+    let (rmcp_output, from_rmcp) = tokio::io::duplex(PIPE_BUFFER);
+    let (rmcp_read, _) = tokio::io::split(rmcp_input);
+    let (_, rmcp_write) = tokio::io::split(rmcp_output);
+    let (errors_tx, errors_rx) = mpsc::unbounded_channel();
+    tokio::spawn(read_frames(input, to_rmcp, errors_tx));
+    let writer = tokio::spawn(write_frames(from_rmcp, errors_rx, output));
+
     let session_ct = CancellationToken::new();
     let in_flight = handler.in_flight();
     let service = handler
-        .serve_with_ct(rmcp::transport::stdio(), session_ct.clone())
+        .serve_with_ct((rmcp_read, rmcp_write), session_ct.clone())
         .await
         .map_err(|e| TransportError::Session(e.to_string()))?;
     tracing::info!(transport = "stdio", "serving");
@@ -25,15 +65,95 @@ pub async fn serve(
     tokio::select! {
         reason = &mut waiting => {
             tracing::info!(reason = ?reason.ok(), "stdio session ended");
+            let _ = writer.await;
             return Ok(());
         }
         () = shutdown.cancelled() => {}
     }
     in_flight.close();
     if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs_f64(), "in-flight calls did not finish before the shutdown deadline");
+        tracing::warn!(
+            grace_secs = grace.as_secs_f64(),
+            "in-flight calls did not finish before the shutdown deadline"
+        );
     }
     session_ct.cancel();
     let _ = waiting.await;
+    let _ = writer.await;
     Ok(())
+}
+
+/// Forwards well-formed JSON lines to rmcp; answers anything else with a parse error.
+async fn read_frames<R: AsyncRead + Unpin>(
+    input: R,
+    mut to_rmcp: tokio::io::DuplexStream,
+    errors: mpsc::UnboundedSender<String>,
+) {
+    let mut lines = BufReader::new(input).lines();
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(error) => {
+                // Invalid UTF-8 cannot be JSON: answer it and keep reading.
+                tracing::warn!(%error, "unreadable line on stdin");
+                let _ = errors.send(parse_error(&error.to_string()));
+                if error.kind() == std::io::ErrorKind::InvalidData {
+                    continue;
+                }
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&line) {
+            tracing::warn!(%error, "malformed JSON on stdin");
+            let _ = errors.send(parse_error(&error.to_string()));
+            continue;
+        }
+        if to_rmcp.write_all(line.as_bytes()).await.is_err()
+            || to_rmcp.write_all(b"\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = to_rmcp.shutdown().await;
+}
+
+fn parse_error(detail: &str) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32700, "message": format!("parse error: {detail}") }
+    })
+    .to_string()
+}
+
+/// The only writer of stdout: whole lines from rmcp and from the framing layer.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    from_rmcp: tokio::io::DuplexStream,
+    mut errors: mpsc::UnboundedReceiver<String>,
+    mut output: W,
+) {
+    let mut lines = BufReader::new(from_rmcp).lines();
+    let mut errors_open = true;
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => line,
+                _ => break,
+            },
+            error = errors.recv(), if errors_open => match error {
+                Some(error) => error,
+                None => { errors_open = false; continue; }
+            },
+        };
+        if output.write_all(line.as_bytes()).await.is_err()
+            || output.write_all(b"\n").await.is_err()
+            || output.flush().await.is_err()
+        {
+            break;
+        }
+    }
 }

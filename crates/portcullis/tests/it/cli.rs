@@ -1,0 +1,127 @@
+//! The command line: `check`, exit statuses, the loopback rule, graceful shutdown.
+
+use std::process::Command;
+use std::time::Duration;
+
+use portcullis_test::HttpServer;
+
+use crate::{bin, demo_config};
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn check_prints_the_effective_catalog() {
+    let output = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(demo_config())
+        .output()
+        .expect("run check");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(
+        stdout,
+        "config ok: portcullis-demo\n\
+         http: 127.0.0.1:8080/mcp (legacy sessions: true)\n\
+         \ntools (4):\n  file_info        read-only\n  list_directory   read-only\n  read_file        read-only\n  search_files     read-only\n\
+         \nresources (1):\n  config://review-rules\n\
+         \nresource templates (1):\n  file:///{root}/{path}\n\
+         \nprompts (3):\n  code_review(code, language?, context?)\n  performance_review(code, language?, constraints?)\n  security_review(code, language?, focus?)\n"
+    );
+}
+
+#[test]
+fn invalid_config_exits_64_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "[server]\nname = \"x\"\n[http]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n",
+            ":5:1: `http.lisen`: unknown field `lisen`, expected one of",
+        ),
+        (
+            "[server]\nname = \"x\"\n[[files]]\nname = \"docs\"\npath = \"missing-dir\"\n",
+            "files root `docs` (`",
+        ),
+        (
+            "[server]\nname = \"${PORTCULLIS_TEST_UNSET_VAR}\"\n",
+            ":2:8: `server.name`: environment variable `PORTCULLIS_TEST_UNSET_VAR` is not set",
+        ),
+        (
+            "[server]\nname = \"x\"\n[[prompts]]\nname = \"p\"\ntemplate = \"{{ unclosed\"\n",
+            "prompt `p`: template does not compile",
+        ),
+    ];
+    for (text, expect) in cases {
+        let config = write_config(&dir, text);
+        for args in [
+            &["check", "--config"][..],
+            &["serve", "--stdio", "--config"][..],
+        ] {
+            let output = Command::new(bin())
+                .args(args)
+                .arg(&config)
+                .output()
+                .expect("run");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(64), "{args:?} {text}: {stderr}");
+            assert!(
+                stderr.contains(expect),
+                "{args:?}: expected `{expect}` in: {stderr}"
+            );
+            assert!(
+                output.stdout.is_empty(),
+                "nothing on stdout for a config error"
+            );
+        }
+    }
+}
+
+#[test]
+fn refuses_a_non_loopback_address_without_authentication() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        &dir,
+        "[server]\nname = \"x\"\n[http]\nlisten = \"0.0.0.0:0\"\n",
+    );
+    let output = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("refusing to listen on 0.0.0.0:0: it is not a loopback address and this server has no authentication configured"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_http_server_cleanly() {
+    let fixture = portcullis_test::fixture::Fixture::new("").expect("fixture");
+    let mut server = HttpServer::spawn(bin(), &fixture.config())
+        .await
+        .expect("spawn");
+    assert_eq!(
+        reqwest::get(server.at("/healthz"))
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    server.terminate().expect("sigterm");
+    server
+        .wait_for_log("shutdown requested", Duration::from_secs(10))
+        .await
+        .expect("signal logged");
+    server
+        .wait_for_log("\"stopped\"", Duration::from_secs(10))
+        .await
+        .expect("stop logged");
+    let status = server.wait(Duration::from_secs(10)).await.expect("exits");
+    assert!(status.success(), "{status:?}");
+}

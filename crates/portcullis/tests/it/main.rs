@@ -1,0 +1,36 @@
+//! Black-box tests of the real `portcullis` binary, driven by real rmcp clients.
+
+mod bad_input;
+mod cli;
+mod files;
+mod protocol;
+mod stdout;
+
+use std::path::{Path, PathBuf};
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+pub fn demo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/portcullis.toml")
+}
+
+/// A copy of the demo config that listens on an ephemeral port (the demo's own 8080 may be
+/// taken). The copy sits next to the original so relative paths still resolve.
+pub fn demo_config_on_ephemeral_port() -> tempfile::TempPath {
+    let text = std::fs::read_to_string(demo_config()).expect("demo config");
+    let text = text.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
+    assert!(
+        text.contains("127.0.0.1:0"),
+        "the demo config must listen on 127.0.0.1:8080"
+    );
+    let dir = demo_config().parent().expect("demo dir").to_owned();
+    let file = tempfile::Builder::new()
+        .prefix(".test-")
+        .suffix(".toml")
+        .tempfile_in(dir)
+        .expect("temp config");
+    std::fs::write(file.path(), text).expect("write temp config");
+    file.into_temp_path()
+}
