@@ -26,3 +26,11 @@ pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Config);
     serde_json::to_value(schema).unwrap_or_default()
 }
+
+/// The generated configuration reference (Markdown), built from the JSON Schema, so that the
+/// doc comments on the model are the single source of truth.
+pub fn reference_markdown() -> String {
+    reference::render(&json_schema())
+}
+
+mod reference;
