@@ -87,9 +87,9 @@ async def exercise(api: Any, flavour: str) -> None:
     templates = await api.list_resource_templates()
     template_uris = {t.uri_template for t in templates.resource_templates}
     check(
-        "file:///workspace/{+path}" in template_uris or any(u.startswith("file:///") for u in template_uris),
+        template_uris == {"file:///{root}/{+path}"},
         flavour,
-        "resources/templates/list has a file:/// template",
+        "resources/templates/list has exactly the file:///{root}/{+path} template",
         sorted(template_uris),
     )
 

@@ -8,12 +8,55 @@ fn main() -> anyhow::Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "codegen" => codegen(),
-        _ => bail!("usage: cargo xtask <codegen>\n\n  codegen   regenerate docs/config.schema.json and docs/config-reference.md"),
+        "test" => test(),
+        _ => bail!(
+            "usage: cargo xtask <task>\n\n  \
+             test      run every test: unit, integration (real binary, real clients) and doc tests\n  \
+             codegen   regenerate docs/config.schema.json and docs/config-reference.md"
+        ),
     }
 }
 
+/// The one test command (README, CI): nextest for unit and integration tests, then doc
+/// tests (nextest does not run those). "No tests ran" is a failure.
+fn test() -> anyhow::Result<()> {
+    let profile = if std::env::var_os("CI").is_some() {
+        "ci"
+    } else {
+        "default"
+    };
+    cargo(&[
+        "nextest",
+        "run",
+        "--workspace",
+        "--no-tests=fail",
+        "--profile",
+        profile,
+    ])?;
+    cargo(&["test", "--workspace", "--doc"])?;
+    Ok(())
+}
+
+#[allow(clippy::disallowed_methods, reason = "xtask drives cargo")]
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+            .args(args)
+            .current_dir(workspace_root())
+            .status()
+            .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_owned()
 }
 
 fn codegen() -> anyhow::Result<()> {
@@ -21,11 +64,17 @@ fn codegen() -> anyhow::Result<()> {
     std::fs::create_dir_all(&docs)?;
     let schema = serde_json::to_string_pretty(&portcullis_config::json_schema())?;
     write(&docs.join("config.schema.json"), &format!("{schema}\n"))?;
-    write(&docs.join("config-reference.md"), &portcullis_config::reference_markdown())?;
+    write(
+        &docs.join("config-reference.md"),
+        &portcullis_config::reference_markdown(),
+    )?;
     Ok(())
 }
 
-#[allow(clippy::disallowed_methods, reason = "xtask writes generated files into the repository")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "xtask writes generated files into the repository"
+)]
 fn write(path: &Path, content: &str) -> anyhow::Result<()> {
     std::fs::write(path, content).with_context(|| format!("write {}", path.display()))?;
     eprintln!("wrote {}", path.display());

@@ -13,28 +13,61 @@ pub(crate) fn render(schema: &Value) -> String {
          `${VAR}` or `${VAR:-default}` (write `$${` for a literal `${`); relative paths resolve \
          against the config file's directory.\n\n",
     );
-    let defs = schema.get("$defs").and_then(Value::as_object).cloned().unwrap_or_default();
+    let defs = schema
+        .get("$defs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     section(&mut out, "Top level", schema, "", &defs);
     out
 }
 
-fn section(out: &mut String, title: &str, node: &Value, prefix: &str, defs: &serde_json::Map<String, Value>) {
-    let Some(properties) = node.get("properties").and_then(Value::as_object) else { return };
+fn section(
+    out: &mut String,
+    title: &str,
+    node: &Value,
+    prefix: &str,
+    defs: &serde_json::Map<String, Value>,
+) {
+    let Some(properties) = node.get("properties").and_then(Value::as_object) else {
+        return;
+    };
     let _ = writeln!(out, "## {title}\n");
     if let Some(description) = node.get("description").and_then(Value::as_str) {
         let _ = writeln!(out, "{}\n", one_paragraph(description));
     }
-    let _ = writeln!(out, "| key | type | default | description |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| key | type | default | description |\n|---|---|---|---|"
+    );
     let mut nested = Vec::new();
     for (name, property) in properties {
         let key = format!("{prefix}{name}");
         let (kind, target) = describe(property, defs);
-        let default = property.get("default").map_or_else(String::new, |d| format!("`{d}`"));
-        let description = property.get("description").and_then(Value::as_str).map(one_paragraph).unwrap_or_default();
-        let _ = writeln!(out, "| `{key}` | {kind} | {default} | {} |", description.replace('|', "\\|"));
+        let default = property
+            .get("default")
+            .map_or_else(String::new, |d| format!("`{d}`"));
+        let description = property
+            .get("description")
+            .and_then(Value::as_str)
+            .map(one_paragraph)
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| `{key}` | {kind} | {default} | {} |",
+            description.replace('|', "\\|")
+        );
         if let Some((def_name, array)) = target {
-            let header = if array { format!("[[{key}]]") } else { format!("[{key}]") };
-            nested.push((header, def_name, format!("{key}{}.", if array { "[]" } else { "" })));
+            let header = if array {
+                format!("[[{key}]]")
+            } else {
+                format!("[{key}]")
+            };
+            nested.push((
+                header,
+                def_name,
+                format!("{key}{}.", if array { "[]" } else { "" }),
+            ));
         }
     }
     out.push('\n');
@@ -46,15 +79,30 @@ fn section(out: &mut String, title: &str, node: &Value, prefix: &str, defs: &ser
 }
 
 /// A readable type and, for tables, the definition that describes them.
-fn describe(property: &Value, defs: &serde_json::Map<String, Value>) -> (String, Option<(String, bool)>) {
-    let reference = |v: &Value| v.get("$ref").and_then(Value::as_str).map(|r| r.trim_start_matches("#/$defs/").to_owned());
+fn describe(
+    property: &Value,
+    defs: &serde_json::Map<String, Value>,
+) -> (String, Option<(String, bool)>) {
+    let reference = |v: &Value| {
+        v.get("$ref")
+            .and_then(Value::as_str)
+            .map(|r| r.trim_start_matches("#/$defs/").to_owned())
+    };
     if let Some(def) = reference(property) {
-        if let Some(variants) = defs.get(&def).and_then(|d| d.get("oneOf").or_else(|| d.get("enum"))) {
+        if let Some(variants) = defs
+            .get(&def)
+            .and_then(|d| d.get("oneOf").or_else(|| d.get("enum")))
+        {
             let names: Vec<String> = variants
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|v| v.get("const").or(Some(v)).and_then(Value::as_str).map(|s| format!("`\"{s}\"`")))
+                .filter_map(|v| {
+                    v.get("const")
+                        .or(Some(v))
+                        .and_then(Value::as_str)
+                        .map(|s| format!("`\"{s}\"`"))
+                })
                 .collect();
             return (names.join(" \\| "), None);
         }
@@ -69,11 +117,23 @@ fn describe(property: &Value, defs: &serde_json::Map<String, Value>) -> (String,
     }
     let kind = match property.get("type") {
         Some(Value::String(t)) => t.clone(),
-        Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" or "),
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join(" or "),
         _ => "value".to_owned(),
     };
     let optional = matches!(property.get("type"), Some(Value::Array(types)) if types.iter().any(|t| t == "null"));
-    (if optional { format!("{kind} (optional)") } else { kind }, None)
+    (
+        if optional {
+            format!("{kind} (optional)")
+        } else {
+            kind
+        },
+        None,
+    )
 }
 
 fn one_paragraph(text: &str) -> String {

@@ -4,7 +4,10 @@
 //! The binary's path comes from the calling test crate (`env!("CARGO_BIN_EXE_portcullis")`),
 //! so this crate never builds it.
 
-#![allow(clippy::disallowed_methods, reason = "the test kit spawns the server and builds file trees: that is its job")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the test kit spawns the server and builds file trees: that is its job"
+)]
 
 pub mod fixture;
 

@@ -381,7 +381,10 @@ impl Jail {
     }
 
     /// Replaces (or creates) a file atomically: write a temporary sibling, then rename.
-    #[allow(clippy::disallowed_methods, reason = "the jail is the one place files are written")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the jail is the one place files are written"
+    )]
     pub(crate) async fn write(
         &self,
         raw: &str,

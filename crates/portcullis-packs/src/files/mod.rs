@@ -1,6 +1,6 @@
 //! The files pack: `list_directory`, `read_file`, `search_files`, `file_info`, and on
 //! writable roots `write_file` and `edit_file`; files are also resources
-//! (`file:///{root}/{path}`). All file-system access goes through [`jail`].
+//! (`file:///{root}/{+path}`). All file-system access goes through [`jail`].
 
 mod deny;
 mod jail;

@@ -1,4 +1,4 @@
-//! Files as resources: the template `file:///{root}/{path}`. The path part is
+//! Files as resources: the template `file:///{root}/{+path}`. The path part is
 //! percent-decoded once and then goes through the same jail as the tools.
 
 use std::sync::Arc;
@@ -28,7 +28,7 @@ impl ResourceSource for FileResources {
     fn templates(&self) -> Vec<ResourceTemplate> {
         let names: Vec<&str> = self.roots.roots.iter().map(|r| r.jail.name()).collect();
         vec![
-            ResourceTemplate::new(format!("{PREFIX}{{root}}/{{path}}"), "file")
+            ResourceTemplate::new(format!("{PREFIX}{{root}}/{{+path}}"), "file")
                 .with_title("File in a root")
                 .with_description(format!(
                     "A file under one of the roots ({}); `path` is relative to the root.",

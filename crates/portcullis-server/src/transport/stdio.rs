@@ -64,7 +64,9 @@ where
     tokio::pin!(waiting);
     tokio::select! {
         reason = &mut waiting => {
-            tracing::info!(reason = ?reason.ok(), "stdio session ended");
+            if let Ok(reason) = reason {
+                tracing::info!(?reason, "stdio session ended");
+            }
             let _ = writer.await;
             return Ok(());
         }

@@ -10,7 +10,11 @@ struct Named(&'static str, serde_json::Value);
 #[async_trait]
 impl Tool for Named {
     fn definition(&self) -> ToolDef {
-        ToolDef::new(self.0, "test", self.1.as_object().cloned().unwrap_or_default())
+        ToolDef::new(
+            self.0,
+            "test",
+            self.1.as_object().cloned().unwrap_or_default(),
+        )
     }
 
     async fn call(&self, _call: ToolCall) -> Result<CallToolResult, ToolError> {
@@ -25,7 +29,10 @@ fn object() -> serde_json::Value {
 #[test]
 fn tools_are_listed_in_name_order() {
     let mut builder = CatalogBuilder::new();
-    builder.tool(Named("zeta", object())).tool(Named("alpha", object())).tool(Named("mid", object()));
+    builder
+        .tool(Named("zeta", object()))
+        .tool(Named("alpha", object()))
+        .tool(Named("mid", object()));
     let catalog = builder.build().expect("catalog");
     let names: Vec<&str> = catalog.tools().iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names, ["alpha", "mid", "zeta"]);
@@ -34,12 +41,25 @@ fn tools_are_listed_in_name_order() {
 #[test]
 fn duplicate_and_invalid_tools_are_refused() {
     let mut builder = CatalogBuilder::new();
-    builder.tool(Named("same", object())).tool(Named("same", object()));
+    builder
+        .tool(Named("same", object()))
+        .tool(Named("same", object()));
     let error = builder.build().err().expect("duplicate refused");
-    assert_eq!(error.to_string(), "tool `same` is defined twice; tool names must be unique");
+    assert_eq!(
+        error.to_string(),
+        "tool `same` is defined twice; tool names must be unique"
+    );
 
     let mut builder = CatalogBuilder::new();
-    builder.tool(Named("bad", json!({ "type": "object", "properties": { "x": { "type": "no-such-type" } } })));
+    builder.tool(Named(
+        "bad",
+        json!({ "type": "object", "properties": { "x": { "type": "no-such-type" } } }),
+    ));
     let error = builder.build().err().expect("invalid schema refused");
-    assert!(error.to_string().starts_with("tool `bad` has an invalid input schema: "), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("tool `bad` has an invalid input schema: "),
+        "{error}"
+    );
 }

@@ -1,7 +1,10 @@
 //! The server as a library: custom tools through the guard pipeline, driven by a real rmcp
 //! client over the stdio framing (in memory) and over HTTP (loopback).
 
-#![allow(clippy::disallowed_methods, reason = "tests spawn processes and write fixture files")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests spawn processes and write fixture files"
+)]
 
 mod catalog;
 mod lifecycle;
@@ -13,7 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use portcullis_server::rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
 use portcullis_server::{
-    Catalog, CatalogBuilder, GuardConfig, PortcullisHandler, ServerIdentity, Tool, ToolCall, ToolError,
+    Catalog, CatalogBuilder, GuardConfig, PortcullisHandler, ServerIdentity, Tool, ToolCall,
+    ToolError,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -51,17 +55,26 @@ impl Tool for Slow {
             "required": ["millis"],
             "additionalProperties": false
         });
-        ToolDef::new("slow", "Works for `millis` milliseconds", schema.as_object().cloned().unwrap_or_default())
+        ToolDef::new(
+            "slow",
+            "Works for `millis` milliseconds",
+            schema.as_object().cloned().unwrap_or_default(),
+        )
     }
 
     async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
         let millis = call.arguments["millis"].as_u64().unwrap_or(0);
-        let mut guard = StopCounter(Some((Arc::clone(&self.stopped), Arc::clone(&self.stopped_signal))));
+        let mut guard = StopCounter(Some((
+            Arc::clone(&self.stopped),
+            Arc::clone(&self.stopped_signal),
+        )));
         self.started.notify_one();
         tokio::time::sleep(Duration::from_millis(millis)).await;
         guard.0 = None;
         self.finished.fetch_add(1, Ordering::SeqCst);
-        Ok(CallToolResult::success(vec![ContentBlock::text(format!("worked {millis} ms"))]))
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "worked {millis} ms"
+        ))]))
     }
 }
 
@@ -71,11 +84,19 @@ pub struct Broken;
 #[async_trait]
 impl Tool for Broken {
     fn definition(&self) -> ToolDef {
-        ToolDef::new("broken", "Fails", json!({ "type": "object" }).as_object().cloned().unwrap_or_default())
+        ToolDef::new(
+            "broken",
+            "Fails",
+            json!({ "type": "object" })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        )
     }
 
     async fn call(&self, _call: ToolCall) -> Result<CallToolResult, ToolError> {
-        let io = std::io::Error::other("connect to postgres://admin:hunter2@db.internal:5432 failed");
+        let io =
+            std::io::Error::other("connect to postgres://admin:hunter2@db.internal:5432 failed");
         Err(ToolError::internal("querying the orders table", io))
     }
 }
@@ -84,6 +105,17 @@ pub fn handler(slow: &Slow, timeout: Duration) -> PortcullisHandler {
     let mut builder = CatalogBuilder::new();
     builder.tool(slow.clone()).tool(Broken);
     let catalog: Catalog = builder.build().expect("catalog");
-    let identity = ServerIdentity { name: "lib-test".into(), title: None, version: "1.2.3".into(), instructions: None };
-    PortcullisHandler::new(Arc::new(catalog), identity, GuardConfig { tool_timeout: timeout })
+    let identity = ServerIdentity {
+        name: "lib-test".into(),
+        title: None,
+        version: "1.2.3".into(),
+        instructions: None,
+    };
+    PortcullisHandler::new(
+        Arc::new(catalog),
+        identity,
+        GuardConfig {
+            tool_timeout: timeout,
+        },
+    )
 }

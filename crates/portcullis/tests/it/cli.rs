@@ -32,7 +32,7 @@ fn check_prints_the_effective_catalog() {
          http: 127.0.0.1:8080/mcp (legacy sessions: true)\n\
          \ntools (4):\n  file_info        read-only\n  list_directory   read-only\n  read_file        read-only\n  search_files     read-only\n\
          \nresources (1):\n  config://review-rules\n\
-         \nresource templates (1):\n  file:///{root}/{path}\n\
+         \nresource templates (1):\n  file:///{root}/{+path}\n\
          \nprompts (3):\n  code_review(code, language?, context?)\n  performance_review(code, language?, constraints?)\n  security_review(code, language?, focus?)\n"
     );
 }

@@ -1,9 +1,13 @@
 //! Black-box tests of the real `portcullis` binary, driven by real rmcp clients.
 
-#![allow(clippy::disallowed_methods, reason = "tests spawn processes and write fixture files")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests spawn processes and write fixture files"
+)]
 
 mod bad_input;
 mod cli;
+mod clients;
 mod files;
 mod protocol;
 mod stdout;

@@ -80,7 +80,7 @@ async fn exercise_demo(client: &Client, era: Era) {
         .await
         .expect("resources/templates/list");
     assert_eq!(templates.len(), 1);
-    assert_eq!(templates[0].uri_template, "file:///{root}/{path}");
+    assert_eq!(templates[0].uri_template, "file:///{root}/{+path}");
 
     let rules = client
         .read_resource(ReadResourceRequestParams::new("config://review-rules"))
