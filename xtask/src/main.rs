@@ -17,14 +17,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The one test command (README, CI): nextest for unit and integration tests, then doc
-/// tests (nextest does not run those). "No tests ran" is a failure.
+/// The one test command (README, CI): doc tests first (nextest does not run those), then
+/// nextest for unit and integration tests, so the run closes on nextest's summary. "No tests
+/// ran" is a failure.
 fn test() -> anyhow::Result<()> {
     let profile = if std::env::var_os("CI").is_some() {
         "ci"
     } else {
         "default"
     };
+    cargo(&["test", "--workspace", "--doc"])?;
     cargo(&[
         "nextest",
         "run",
@@ -33,7 +35,6 @@ fn test() -> anyhow::Result<()> {
         "--profile",
         profile,
     ])?;
-    cargo(&["test", "--workspace", "--doc"])?;
     Ok(())
 }
 
