@@ -223,6 +223,9 @@ pub struct PromptArgumentConfig {
     /// Whether `prompts/get` must supply it.
     #[serde(default)]
     pub required: bool,
+    /// Suggested values, offered by `completion/complete` (filtered by what the user typed).
+    #[serde(default)]
+    pub values: Vec<String>,
 }
 
 /// A static resource.
@@ -237,7 +240,9 @@ pub struct StaticResourceConfig {
     pub title: Option<String>,
     /// What the resource holds.
     pub description: Option<String>,
-    /// MIME type; defaults to `text/plain` (or `text/markdown` for a `.md` file).
+    /// MIME type; defaults to `text/plain` (or `text/markdown` for a `.md` file). A `file`
+    /// whose content is not UTF-8 text is served as binary (base64 `blob`), for example an
+    /// image with `mime_type = "image/png"`.
     pub mime_type: Option<String>,
     /// The content, inline. Give this or `file`, not both.
     pub text: Option<String>,

@@ -13,8 +13,8 @@ mod handler;
 pub mod transport;
 
 pub use catalog::{
-    Catalog, CatalogBuilder, CatalogError, PromptTemplate, Readiness, ResourceSource, Tool,
-    ToolCall,
+    CallContext, Catalog, CatalogBuilder, CatalogError, PromptCall, PromptTemplate, Readiness,
+    ResourceSource, Tool, ToolCall, ToolOutput,
 };
 pub use error::{BoxError, PromptError, ResourceError, ToolError};
 pub use guard::GuardConfig;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError};
+use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef, ToolAnnotations};
 use serde_json::{Value, json};
 
@@ -40,8 +40,8 @@ fn read_only() -> ToolAnnotations {
         .open_world(false)
 }
 
-fn text(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::success(vec![ContentBlock::text(message)])
+fn text(message: impl Into<String>) -> ToolOutput {
+    CallToolResult::success(vec![ContentBlock::text(message)]).into()
 }
 
 const PATH_DESCRIPTION: &str =
@@ -62,7 +62,7 @@ impl Tool for ListDirectory {
             .with_annotations(read_only())
     }
 
-    async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let root = self.0.pick(&call.arguments);
         let raw = str_arg(&call.arguments, "path").unwrap_or(".");
         let at = root.jail.locate(raw).await?;
@@ -116,7 +116,7 @@ impl Tool for ReadFile {
             .with_annotations(read_only())
     }
 
-    async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let root = self.0.pick(&call.arguments);
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         let offset = call
@@ -157,7 +157,8 @@ impl Tool for ReadFile {
                 Ok(CallToolResult::success(vec![
                     ContentBlock::text(body),
                     ContentBlock::text(note),
-                ]))
+                ])
+                .into())
             }
         }
     }
@@ -183,7 +184,7 @@ impl Tool for SearchFiles {
             .with_annotations(read_only())
     }
 
-    async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let root = self.0.pick(&call.arguments);
         let pattern = str_arg(&call.arguments, "pattern")
             .unwrap_or("*")
@@ -290,7 +291,7 @@ impl Tool for FileInfo {
             .with_annotations(read_only())
     }
 
-    async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let root = self.0.pick(&call.arguments);
         let raw = str_arg(&call.arguments, "path").unwrap_or(".");
         let at = root.jail.locate(raw).await?;
@@ -305,9 +306,9 @@ impl Tool for FileInfo {
             "modified": modified,
             "writable": root.writable && !stat.readonly,
         });
-        let mut result = text(serde_json::to_string_pretty(&info).unwrap_or_default());
+        let mut result = CallToolResult::success(vec![ContentBlock::text(serde_json::to_string_pretty(&info).unwrap_or_default())]);
         result.structured_content = Some(info);
-        Ok(result)
+        Ok(result.into())
     }
 }
 
@@ -340,7 +341,7 @@ impl Tool for WriteFile {
         )
     }
 
-    async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let root = self.0.pick(&call.arguments);
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         let content = str_arg(&call.arguments, "content").unwrap_or_default();
@@ -396,7 +397,7 @@ impl Tool for EditFile {
             .with_annotations(ToolAnnotations::new().read_only(false).destructive(true).idempotent(false).open_world(false))
     }
 
-    async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let root = self.0.pick(&call.arguments);
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         writable(root.writable, root.jail.name())?;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use portcullis_config::PromptConfig;
-use portcullis_server::{CatalogBuilder, PromptError, PromptTemplate};
-use rmcp::model::{GetPromptResult, Prompt, PromptArgument, PromptMessage, Role};
+use portcullis_server::{CatalogBuilder, PromptCall, PromptError, PromptTemplate};
+use rmcp::model::{GetPromptResponse, GetPromptResult, Prompt, PromptArgument, PromptMessage, Role};
 
 /// Why a prompt template could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +69,11 @@ pub fn register(
         if let Some(title) = &prompt.title {
             definition = definition.with_title(title);
         }
+        let values = prompt.arguments.iter().map(|a| (a.name.clone(), a.values.clone())).collect();
         catalog.prompt(ConfigPrompt {
             definition,
             env: Arc::clone(&env),
+            values,
         });
     }
     Ok(())
@@ -80,6 +82,8 @@ pub fn register(
 struct ConfigPrompt {
     definition: Prompt,
     env: Arc<Environment<'static>>,
+    /// Completion suggestions per argument, from `values` in the config.
+    values: HashMap<String, Vec<String>>,
 }
 
 #[async_trait]
@@ -88,10 +92,8 @@ impl PromptTemplate for ConfigPrompt {
         self.definition.clone()
     }
 
-    async fn render(
-        &self,
-        arguments: &HashMap<String, String>,
-    ) -> Result<GetPromptResult, PromptError> {
+    async fn render(&self, call: PromptCall) -> Result<GetPromptResponse, PromptError> {
+        let arguments = &call.arguments;
         let internal = |e: minijinja::Error| PromptError::Internal {
             context: format!("rendering prompt `{}`", self.definition.name),
             source: Box::new(e),
@@ -107,6 +109,16 @@ impl PromptTemplate for ConfigPrompt {
             .map_err(internal)?;
         let mut result = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
         result.description = self.definition.description.clone();
-        Ok(result)
+        Ok(result.into())
+    }
+
+    fn complete(&self, argument: &str, prefix: &str) -> Vec<String> {
+        self.values
+            .get(argument)
+            .into_iter()
+            .flatten()
+            .filter(|value| value.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }

@@ -1,8 +1,10 @@
-//! Static resources from config: inline text or a file read once at start-up.
+//! Static resources from config: inline text or a file read once at start-up. Static content
+//! never changes, so clients may subscribe to it (and will never be notified).
 
 use std::path::Path;
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use portcullis_config::StaticResourceConfig;
 use portcullis_server::{CatalogBuilder, ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents};
@@ -16,10 +18,16 @@ pub struct ResourcesError {
     source: std::io::Error,
 }
 
+enum Content {
+    Text(String),
+    /// Base64 of a file that is not UTF-8 text.
+    Blob(String),
+}
+
 struct Loaded {
     listing: Resource,
     mime: String,
-    text: String,
+    content: Content,
 }
 
 struct StaticResources(Vec<Loaded>);
@@ -36,43 +44,37 @@ pub fn register(
     }
     let mut loaded = Vec::with_capacity(resources.len());
     for config in resources {
-        let text = match (&config.text, &config.file) {
-            (Some(text), _) => text.clone(),
+        let (content, size) = match (&config.text, &config.file) {
+            (Some(text), _) => (Content::Text(text.clone()), text.len()),
             (None, Some(file)) => {
-                std::fs::read_to_string(base_dir.join(file)).map_err(|source| ResourcesError {
+                let bytes = std::fs::read(base_dir.join(file)).map_err(|source| ResourcesError {
                     uri: config.uri.clone(),
                     file: file.display().to_string(),
                     source,
-                })?
+                })?;
+                let size = bytes.len();
+                match String::from_utf8(bytes) {
+                    Ok(text) => (Content::Text(text), size),
+                    Err(e) => (Content::Blob(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())), size),
+                }
             }
-            (None, None) => String::new(),
+            (None, None) => (Content::Text(String::new()), 0),
         };
-        let is_markdown = config
-            .file
-            .as_ref()
-            .is_some_and(|f| f.extension().is_some_and(|e| e == "md"));
-        let mime = config.mime_type.clone().unwrap_or_else(|| {
-            if is_markdown {
-                "text/markdown"
-            } else {
-                "text/plain"
-            }
-            .to_owned()
-        });
-        let mut listing = Resource::new(&config.uri, &config.name)
-            .with_mime_type(&mime)
-            .with_size(text.len() as u64);
+        let is_markdown = config.file.as_ref().is_some_and(|f| f.extension().is_some_and(|e| e == "md"));
+        let default_mime = match (&content, is_markdown) {
+            (Content::Blob(_), _) => "application/octet-stream",
+            (Content::Text(_), true) => "text/markdown",
+            (Content::Text(_), false) => "text/plain",
+        };
+        let mime = config.mime_type.clone().unwrap_or_else(|| default_mime.to_owned());
+        let mut listing = Resource::new(&config.uri, &config.name).with_mime_type(&mime).with_size(size as u64);
         if let Some(title) = &config.title {
             listing = listing.with_title(title);
         }
         if let Some(description) = &config.description {
             listing = listing.with_description(description);
         }
-        loaded.push(Loaded {
-            listing,
-            mime,
-            text,
-        });
+        loaded.push(Loaded { listing, mime, content });
     }
     catalog.resources(StaticResources(loaded));
     Ok(())
@@ -94,8 +96,14 @@ impl ResourceSource for StaticResources {
             .iter()
             .find(|r| r.listing.uri == uri)
             .ok_or_else(|| ResourceError::NotFound(format!("no resource at `{uri}`")))?;
-        Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(&found.text, uri).with_mime_type(&found.mime),
-        ]))
+        let contents = match &found.content {
+            Content::Text(text) => ResourceContents::text(text, uri),
+            Content::Blob(blob) => ResourceContents::blob(blob, uri),
+        };
+        Ok(ReadResourceResult::new(vec![contents.with_mime_type(&found.mime)]))
+    }
+
+    fn subscribable(&self, uri: &str) -> bool {
+        self.claims(uri)
     }
 }

@@ -4,6 +4,7 @@
 //! Packs and library users implement [`Tool`], [`ResourceSource`], [`PromptTemplate`] and
 //! [`Readiness`], hand them to a [`CatalogBuilder`], and never see the transport.
 
+mod context;
 mod schema;
 
 use std::collections::HashMap;
@@ -11,13 +12,19 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rmcp::model::{
-    GetPromptResult, JsonObject, Prompt, ReadResourceResult, Resource, ResourceTemplate,
-    Tool as ToolDef,
+    CallToolResponse, ClientCapabilities, GetPromptResponse, InputResponses, JsonObject, Prompt,
+    ReadResourceResult, Resource, ResourceTemplate, Tool as ToolDef,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PromptError, ResourceError, ToolError};
+pub use context::CallContext;
+pub(crate) use context::missing_capabilities;
 pub(crate) use schema::ArgumentValidator;
+
+/// What a tool returns: a complete result, or (2026-07-28) an input-required result asking
+/// the client for more before the tool can finish. `CallToolResult` converts with `.into()`.
+pub type ToolOutput = CallToolResponse;
 
 /// What a tool receives for one call, after the guard pipeline has validated the arguments.
 #[derive(Debug)]
@@ -27,6 +34,14 @@ pub struct ToolCall {
     /// Cancelled when the client cancels, disconnects or the call times out. Tools doing
     /// long work outside `.await` points should watch it.
     pub cancel: CancellationToken,
+    /// Progress, logging, the client's capabilities and connection.
+    pub context: CallContext,
+    /// 2026-07-28 multi-round calls: the client's answers to the previous round's
+    /// `inputRequests`.
+    pub input_responses: Option<InputResponses>,
+    /// 2026-07-28 multi-round calls: the opaque state the previous round returned, echoed
+    /// back unchanged by the client. Never trust it without checking its integrity.
+    pub request_state: Option<String>,
 }
 
 /// A tool: a definition (name, description, JSON Schema of its input, annotations) and the
@@ -34,8 +49,8 @@ pub struct ToolCall {
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use portcullis_server::{Tool, ToolCall, ToolError};
-/// use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
+/// use portcullis_server::{Tool, ToolCall, ToolError, ToolOutput};
+/// use portcullis_server::rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
 ///
 /// struct Echo;
 ///
@@ -62,8 +77,14 @@ pub trait Tool: Send + Sync + 'static {
     /// The tool's definition. Called once, when the catalog is built.
     fn definition(&self) -> ToolDef;
 
+    /// Client capabilities the tool cannot work without (for example sampling). A client
+    /// that did not declare them gets a `-32021` error naming them, before the tool runs.
+    fn required_client_capabilities(&self) -> Option<ClientCapabilities> {
+        None
+    }
+
     /// Runs the tool. Arguments have already been validated against the input schema.
-    async fn call(&self, call: ToolCall) -> Result<rmcp::model::CallToolResult, ToolError>;
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError>;
 }
 
 /// A source of resources: concrete ones listed up front and/or URI templates.
@@ -85,6 +106,26 @@ pub trait ResourceSource: Send + Sync + 'static {
 
     /// Reads the resource at `uri`.
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError>;
+
+    /// Whether clients may subscribe to `uri` (2025 `resources/subscribe`): true only when
+    /// the source either sends `notifications/resources/updated` or its content never
+    /// changes.
+    fn subscribable(&self, _uri: &str) -> bool {
+        false
+    }
+}
+
+/// What a prompt template receives for one `prompts/get`.
+#[derive(Debug)]
+pub struct PromptCall {
+    /// Declared arguments, checked: every required one present, no undeclared one.
+    pub arguments: HashMap<String, String>,
+    /// 2026-07-28 multi-round requests: the client's answers to the previous round.
+    pub input_responses: Option<InputResponses>,
+    /// 2026-07-28 multi-round requests: the opaque state of the previous round.
+    pub request_state: Option<String>,
+    /// The capabilities the client declared.
+    pub client_capabilities: Option<ClientCapabilities>,
 }
 
 /// A prompt template with declared arguments.
@@ -95,10 +136,12 @@ pub trait PromptTemplate: Send + Sync + 'static {
 
     /// Renders the prompt. The catalog has already checked that required arguments are
     /// present and that no undeclared argument was passed.
-    async fn render(
-        &self,
-        arguments: &HashMap<String, String>,
-    ) -> Result<GetPromptResult, PromptError>;
+    async fn render(&self, call: PromptCall) -> Result<GetPromptResponse, PromptError>;
+
+    /// Suggestions for `argument` starting with `prefix` (`completion/complete`).
+    fn complete(&self, _argument: &str, _prefix: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A dependency check reported by `/readyz`.
@@ -129,6 +172,7 @@ pub enum CatalogError {
 
 pub(crate) struct CatalogTool {
     pub(crate) definition: ToolDef,
+    pub(crate) required_capabilities: Option<ClientCapabilities>,
     pub(crate) validator: ArgumentValidator,
     pub(crate) tool: Arc<dyn Tool>,
 }
@@ -190,8 +234,10 @@ impl CatalogBuilder {
                         message,
                     }
                 })?;
+            let required_capabilities = tool.required_client_capabilities();
             tools.push(CatalogTool {
                 definition,
+                required_capabilities,
                 validator,
                 tool,
             });
@@ -296,6 +342,11 @@ impl Catalog {
 
     pub(crate) fn resource_source(&self, uri: &str) -> Option<&Arc<dyn ResourceSource>> {
         self.resource_sources.iter().find(|s| s.claims(uri))
+    }
+
+    /// Whether any resource can be subscribed to (the `resources.subscribe` capability).
+    pub(crate) fn has_subscribable_resources(&self) -> bool {
+        self.resource_list.iter().any(|r| self.resource_source(&r.uri).is_some_and(|s| s.subscribable(&r.uri)))
     }
 
     /// Runs every readiness check concurrently; returns each check's name and outcome.

@@ -1,19 +1,20 @@
 //! The guard pipeline: the one path every tool call takes, whatever the transport.
 //!
-//! lookup → argument validation (JSON Schema) → timeout + cancellation → the tool → error
-//! policy → one log line (tool, argument keys and a hash of the values, duration, outcome).
-//! Authentication, authorization and rate limits slot in before validation.
+//! lookup → client capabilities → argument validation (JSON Schema) → timeout + cancellation
+//! → the tool → error policy → one log line (tool, argument keys and a hash of the values,
+//! duration, outcome). Authentication, authorization and rate limits slot in before
+//! validation.
 
 use std::time::{Duration, Instant};
 
 use rmcp::ErrorData;
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::catalog::{Catalog, ToolCall};
+use crate::catalog::{CallContext, Catalog, ToolCall, missing_capabilities};
 use crate::error::{ToolError, tool_error_result};
 
 /// Per-call limits.
@@ -27,6 +28,7 @@ pub struct GuardConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Ok,
+    InputRequired,
     InvalidArguments,
     ToolError,
     InternalError,
@@ -38,6 +40,7 @@ impl Outcome {
     fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
+            Self::InputRequired => "input_required",
             Self::InvalidArguments => "invalid_arguments",
             Self::ToolError => "tool_error",
             Self::InternalError => "internal_error",
@@ -48,13 +51,14 @@ impl Outcome {
 }
 
 /// Runs one `tools/call` through the pipeline. `Err` only for protocol errors (unknown tool,
-/// cancelled request); every tool failure is an `isError` result.
+/// missing client capability, cancelled request); every tool failure is an `isError` result.
 pub(crate) async fn call_tool(
     catalog: &Catalog,
     config: &GuardConfig,
     params: CallToolRequestParams,
+    context: CallContext,
     cancel: CancellationToken,
-) -> Result<CallToolResult, ErrorData> {
+) -> Result<CallToolResponse, ErrorData> {
     let name = params.name;
     let Some(entry) = catalog.tool(&name) else {
         tracing::info!(tool = %name, outcome = "unknown_tool", "tool call refused");
@@ -63,6 +67,12 @@ pub(crate) async fn call_tool(
             None,
         ));
     };
+    if let Some(required) = &entry.required_capabilities
+        && let Some(missing) = missing_capabilities(required, context.client_capabilities())
+    {
+        tracing::info!(tool = %name, outcome = "missing_client_capability", "tool call refused");
+        return Err(ErrorData::missing_required_client_capability(missing));
+    }
     let arguments = params.arguments.unwrap_or_default();
     let span = tracing::info_span!("tool_call", tool = %name);
     async move {
@@ -70,27 +80,19 @@ pub(crate) async fn call_tool(
         let (keys, digest) = fingerprint(&arguments);
         let arguments = Value::Object(arguments);
         let violations = entry.validator.violations(&arguments);
-        let (result, outcome) = if !violations.is_empty() {
-            let message = format!(
-                "invalid arguments for `{name}`:\n- {}",
-                violations.join("\n- ")
-            );
-            (
-                Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
-                Outcome::InvalidArguments,
-            )
-        } else {
-            let Value::Object(arguments) = arguments else {
-                unreachable!("built from an object above")
-            };
-            run(
-                entry.tool.as_ref(),
-                &name,
+        let (result, outcome) = if violations.is_empty() {
+            let Value::Object(arguments) = arguments else { unreachable!("built from an object above") };
+            let call = ToolCall {
                 arguments,
-                config.tool_timeout,
-                cancel,
-            )
-            .await
+                cancel: cancel.child_token(),
+                context,
+                input_responses: params.input_responses,
+                request_state: params.request_state,
+            };
+            run(entry.tool.as_ref(), &name, call, config.tool_timeout, cancel).await
+        } else {
+            let message = format!("invalid arguments for `{name}`:\n- {}", violations.join("\n- "));
+            (Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()), Outcome::InvalidArguments)
         };
         tracing::info!(
             tool = %name,
@@ -109,49 +111,39 @@ pub(crate) async fn call_tool(
 async fn run(
     tool: &dyn crate::Tool,
     name: &str,
-    arguments: JsonObject,
+    call: ToolCall,
     timeout: Duration,
     cancel: CancellationToken,
-) -> (Result<CallToolResult, ErrorData>, Outcome) {
-    // The tool gets a child token so a timeout cancels it without touching the request's.
-    let tool_cancel = cancel.child_token();
-    let call = tool.call(ToolCall {
-        arguments,
-        cancel: tool_cancel.clone(),
-    });
+) -> (Result<CallToolResponse, ErrorData>, Outcome) {
+    // The tool holds a child token, so a timeout cancels the tool without touching the request.
+    let tool_cancel = call.cancel.clone();
     let outcome = tokio::select! {
-        result = tokio::time::timeout(timeout, call) => result,
+        result = tokio::time::timeout(timeout, tool.call(call)) => result,
         () = cancel.cancelled() => {
             tool_cancel.cancel();
             return (Err(ErrorData::internal_error("request cancelled", None)), Outcome::Cancelled);
         }
     };
     match outcome {
-        Ok(Ok(result)) => {
-            let outcome = if result.is_error == Some(true) {
-                Outcome::ToolError
-            } else {
-                Outcome::Ok
+        Ok(Ok(response)) => {
+            let outcome = match &response {
+                CallToolResponse::Complete(result) if result.is_error == Some(true) => Outcome::ToolError,
+                CallToolResponse::InputRequired(_) => Outcome::InputRequired,
+                _ => Outcome::Ok,
             };
-            (Ok(result), outcome)
+            (Ok(response), outcome)
         }
         Ok(Err(error)) => {
             let outcome = match error {
                 ToolError::Rejected(_) => Outcome::ToolError,
                 ToolError::Internal { .. } => Outcome::InternalError,
             };
-            (Ok(tool_error_result(name, error)), outcome)
+            (Ok(tool_error_result(name, error).into()), outcome)
         }
         Err(_elapsed) => {
             tool_cancel.cancel();
-            let message = format!(
-                "`{name}` timed out after {} s and was stopped",
-                timeout.as_secs_f64()
-            );
-            (
-                Ok(CallToolResult::error(vec![ContentBlock::text(message)])),
-                Outcome::TimedOut,
-            )
+            let message = format!("`{name}` timed out after {} s and was stopped", timeout.as_secs_f64());
+            (Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()), Outcome::TimedOut)
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
     config.max_request_body_bytes = options.max_body_bytes;
     let catalog = Arc::clone(handler.catalog());
     let mcp = StreamableHttpService::new(
-        move || Ok(handler.clone()),
+        move || Ok(handler.for_session()),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -1,8 +1,8 @@
 //! Building a catalog: ordering and the errors a library user can make.
 
 use async_trait::async_trait;
-use portcullis_server::rmcp::model::{CallToolResult, Tool as ToolDef};
-use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError};
+use portcullis_server::rmcp::model::Tool as ToolDef;
+use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
 use serde_json::json;
 
 struct Named(&'static str, serde_json::Value);
@@ -17,7 +17,7 @@ impl Tool for Named {
         )
     }
 
-    async fn call(&self, _call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, _call: ToolCall) -> Result<ToolOutput, ToolError> {
         Err(ToolError::rejected("unused"))
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use portcullis_server::rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
 use portcullis_server::{
     Catalog, CatalogBuilder, GuardConfig, PortcullisHandler, ServerIdentity, Tool, ToolCall,
-    ToolError,
+    ToolError, ToolOutput,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -62,7 +62,7 @@ impl Tool for Slow {
         )
     }
 
-    async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let millis = call.arguments["millis"].as_u64().unwrap_or(0);
         let mut guard = StopCounter(Some((
             Arc::clone(&self.stopped),
@@ -74,7 +74,8 @@ impl Tool for Slow {
         self.finished.fetch_add(1, Ordering::SeqCst);
         Ok(CallToolResult::success(vec![ContentBlock::text(format!(
             "worked {millis} ms"
-        ))]))
+        ))])
+        .into())
     }
 }
 
@@ -94,7 +95,7 @@ impl Tool for Broken {
         )
     }
 
-    async fn call(&self, _call: ToolCall) -> Result<CallToolResult, ToolError> {
+    async fn call(&self, _call: ToolCall) -> Result<ToolOutput, ToolError> {
         let io =
             std::io::Error::other("connect to postgres://admin:hunter2@db.internal:5432 failed");
         Err(ToolError::internal("querying the orders table", io))

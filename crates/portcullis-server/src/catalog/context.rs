@@ -1,0 +1,122 @@
+//! What a tool can do besides returning a result: report progress, send log messages (only
+//! those the client asked for), ask the client things (2025 sessions), and see who is calling.
+
+#![allow(deprecated, reason = "MCP logging is deprecated by SEP-2577 but still part of both eras we serve")]
+
+use rmcp::model::{
+    ClientCapabilities, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
+    RequestMetaObject,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::RoleServer;
+use serde_json::Value;
+
+/// The request-scoped context of a tool call.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    peer: Peer<RoleServer>,
+    meta: RequestMetaObject,
+    progress_token: Option<ProgressToken>,
+    log_threshold: Option<LoggingLevel>,
+    client_capabilities: Option<ClientCapabilities>,
+}
+
+impl CallContext {
+    pub(crate) fn new(context: &RequestContext<RoleServer>, session_log_level: Option<LoggingLevel>) -> Self {
+        // 2026-07-28 requests carry their own log level in `_meta`; without one the server
+        // must not log to the client. 2025 sessions use the level set by `logging/setLevel`.
+        let inline = context.meta.protocol_version().is_some();
+        let log_threshold = if inline {
+            context.meta.log_level()
+        } else {
+            context.meta.log_level().or(session_log_level)
+        };
+        Self {
+            peer: context.peer.clone(),
+            progress_token: context.meta.get_progress_token(),
+            meta: context.meta.clone(),
+            log_threshold,
+            client_capabilities: context.client_capabilities(),
+        }
+    }
+
+    /// Reports progress, if the client asked for it (a `progressToken` in the request).
+    pub async fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        let Some(token) = &self.progress_token else { return };
+        let mut params = ProgressNotificationParam::new(token.clone(), progress);
+        if let Some(total) = total {
+            params = params.with_total(total);
+        }
+        if let Some(message) = message {
+            params = params.with_message(message);
+        }
+        if let Err(error) = self.peer.notify_progress(params).await {
+            tracing::debug!(%error, "progress notification not delivered");
+        }
+    }
+
+    /// Sends a log message to the client if it asked for messages at `level` or above.
+    pub async fn log(&self, level: LoggingLevel, logger: &str, data: Value) {
+        let Some(threshold) = self.log_threshold else { return };
+        if rank(level) < rank(threshold) {
+            return;
+        }
+        let params = LoggingMessageNotificationParam::new(level, data).with_logger(logger);
+        if let Err(error) = self.peer.notify_logging_message(params).await {
+            tracing::debug!(%error, "log notification not delivered");
+        }
+    }
+
+    /// The client connection, for server-to-client requests (sampling, elicitation) in 2025
+    /// sessions. 2026-07-28 tools ask through an input-required result instead.
+    pub fn peer(&self) -> &Peer<RoleServer> {
+        &self.peer
+    }
+
+    /// The capabilities the client declared (per request in 2026-07-28, per session before).
+    pub fn client_capabilities(&self) -> Option<&ClientCapabilities> {
+        self.client_capabilities.as_ref()
+    }
+
+    /// The request's `_meta`.
+    pub fn meta(&self) -> &RequestMetaObject {
+        &self.meta
+    }
+}
+
+/// Severity order of MCP log levels (RFC 5424, lowest first).
+fn rank(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+/// The capabilities in `required` that `declared` lacks (sampling, elicitation, roots), or
+/// `None` when nothing is missing.
+pub(crate) fn missing_capabilities(
+    required: &ClientCapabilities,
+    declared: Option<&ClientCapabilities>,
+) -> Option<ClientCapabilities> {
+    let mut missing = ClientCapabilities::default();
+    let mut any = false;
+    if required.sampling.is_some() && declared.is_none_or(|d| d.sampling.is_none()) {
+        missing.sampling = required.sampling.clone();
+        any = true;
+    }
+    if required.elicitation.is_some() && declared.is_none_or(|d| d.elicitation.is_none()) {
+        missing.elicitation = required.elicitation.clone();
+        any = true;
+    }
+    if required.roots.is_some() && declared.is_none_or(|d| d.roots.is_none()) {
+        missing.roots = required.roots.clone();
+        any = true;
+    }
+    any.then_some(missing)
+}
