@@ -4,14 +4,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+mod conformance;
+
 fn main() -> anyhow::Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "codegen" => codegen(),
+        "conformance" => conformance::run(),
         "test" => test(),
         _ => bail!(
             "usage: cargo xtask <task>\n\n  \
              test      run every test: unit, integration (real binary, real clients) and doc tests\n  \
+             conformance  run the official MCP conformance suite (both revisions) against the fixture\n  \
              codegen   regenerate docs/config.schema.json and docs/config-reference.md"
         ),
     }
@@ -39,7 +43,7 @@ fn test() -> anyhow::Result<()> {
 }
 
 #[allow(clippy::disallowed_methods, reason = "xtask drives cargo")]
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
     let status =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
@@ -53,7 +57,13 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
+/// Cargo's target directory (`CARGO_TARGET_DIR` when set).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask sits in the workspace")

@@ -19,6 +19,10 @@ pub enum ToolError {
     /// what was wrong and what is allowed, and reveal nothing internal.
     #[error("{0}")]
     Rejected(String),
+    /// The request itself is malformed in a way the protocol defines (for example a
+    /// tampered `requestState`): answered with a JSON-RPC `-32602` error, not a tool result.
+    #[error("{0}")]
+    InvalidParams(String),
     /// Something unexpected. Logged with a reference id; the client sees only the id.
     #[error("{context}: {source}")]
     Internal {
@@ -67,7 +71,9 @@ pub enum ResourceError {
 impl From<ToolError> for ResourceError {
     fn from(error: ToolError) -> Self {
         match error {
-            ToolError::Rejected(message) => Self::Rejected(message),
+            ToolError::Rejected(message) | ToolError::InvalidParams(message) => {
+                Self::Rejected(message)
+            }
             ToolError::Internal { context, source } => Self::Internal { context, source },
         }
     }
@@ -100,16 +106,18 @@ fn internal_message(reference: &str) -> String {
 }
 
 /// The error policy for tool calls: rejections become `isError` results with their message,
-/// internal errors are logged and become `isError` results carrying only a reference.
-pub(crate) fn tool_error_result(tool: &str, error: ToolError) -> CallToolResult {
-    match error {
+/// protocol-level problems (`InvalidParams`) become `-32602` errors, internal errors are logged
+/// and become `isError` results carrying only a reference.
+pub(crate) fn tool_error_result(tool: &str, error: ToolError) -> Result<CallToolResult, ErrorData> {
+    Ok(match error {
         ToolError::Rejected(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
+        ToolError::InvalidParams(message) => return Err(ErrorData::invalid_params(message, None)),
         ToolError::Internal { context, source } => {
             let reference = new_reference();
             tracing::error!(tool, reference, context, error = %source, "internal tool error");
             CallToolResult::error(vec![ContentBlock::text(internal_message(&reference))])
         }
-    }
+    })
 }
 
 /// The error policy for resource reads, as JSON-RPC errors.

@@ -4,7 +4,10 @@
 //! per-session state (2025 log level and resource subscriptions). Transports call
 //! [`PortcullisHandler::for_session`] for each new session or stateless request.
 
-#![allow(deprecated, reason = "MCP logging and resources/subscribe are deprecated in 2026-07-28 but still served to 2025-era clients")]
+#![allow(
+    deprecated,
+    reason = "MCP logging and resources/subscribe are deprecated in 2026-07-28 but still served to 2025-era clients"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -12,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
     DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel, PaginatedRequestParams,
-    PromptsCapability, ReadResourceRequestParams, ReadResourceResponse, Reference, ResourcesCapability,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams, Tool as ToolDef,
-    ToolsCapability, UnsubscribeRequestParams,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+    PaginatedRequestParams, PromptsCapability, ReadResourceRequestParams, ReadResourceResponse,
+    Reference, ResourcesCapability, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, Tool as ToolDef, ToolsCapability, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -89,13 +92,24 @@ impl PortcullisHandler {
         let mut info = ServerConfig::new(capabilities);
         info.server_info = implementation;
         info.instructions = identity.instructions;
-        let inner = Arc::new(Inner { catalog, guard, info, in_flight: TaskTracker::new() });
-        Self { inner, session: Arc::default() }
+        let inner = Arc::new(Inner {
+            catalog,
+            guard,
+            info,
+            in_flight: TaskTracker::new(),
+        });
+        Self {
+            inner,
+            session: Arc::default(),
+        }
     }
 
     /// The same server with fresh per-session state, for a new session or stateless request.
     pub fn for_session(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner), session: Arc::default() }
+        Self {
+            inner: Arc::clone(&self.inner),
+            session: Arc::default(),
+        }
     }
 
     /// Tracks running tool calls; transports close and wait on it during shutdown.
@@ -109,7 +123,11 @@ impl PortcullisHandler {
     }
 
     fn session_log_level(&self) -> Option<LoggingLevel> {
-        *self.session.log_level.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .session
+            .log_level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -118,19 +136,28 @@ impl ServerHandler for PortcullisHandler {
         self.inner.info.clone()
     }
 
-    async fn discover(&self, _context: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+    async fn discover(
+        &self,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<DiscoverResult, ErrorData> {
         let mut info = self.inner.info.clone();
         // 2026-07-28 delivers resource updates through `subscriptions/listen`, which this
         // server does not offer yet: do not advertise subscriptions there.
         if let Some(resources) = &mut info.capabilities.resources {
             resources.subscribe = None;
         }
-        Ok(DiscoverResult::from_server_info(self.supported_protocol_versions().into_owned(), info))
+        Ok(DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            info,
+        ))
     }
 
     fn get_tool(&self, name: &str) -> Option<ToolDef> {
         let tools = self.inner.catalog.tools();
-        tools.binary_search_by(|t| t.name.as_ref().cmp(name)).ok().map(|i| tools[i].clone())
+        tools
+            .binary_search_by(|t| t.name.as_ref().cmp(name))
+            .ok()
+            .map(|i| tools[i].clone())
     }
 
     async fn list_tools(
@@ -138,7 +165,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.inner.catalog.tools().to_vec()))
+        Ok(ListToolsResult::with_all_items(
+            self.inner.catalog.tools().to_vec(),
+        ))
     }
 
     async fn call_tool(
@@ -147,12 +176,26 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let call_context = CallContext::new(&context, self.session_log_level());
-        let call = guard::call_tool(&self.inner.catalog, &self.inner.guard, request, call_context, context.ct);
+        let call = guard::call_tool(
+            &self.inner.catalog,
+            &self.inner.guard,
+            request,
+            call_context,
+            context.ct,
+        );
         self.inner.in_flight.track_future(call).await
     }
 
-    async fn set_level(&self, request: SetLevelRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        *self.session.log_level.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(request.level);
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *self
+            .session
+            .log_level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(request.level);
         Ok(())
     }
 
@@ -161,7 +204,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(self.inner.catalog.resources().to_vec()))
+        Ok(ListResourcesResult::with_all_items(
+            self.inner.catalog.resources().to_vec(),
+        ))
     }
 
     async fn list_resource_templates(
@@ -169,7 +214,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(self.inner.catalog.resource_templates().to_vec()))
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.inner.catalog.resource_templates().to_vec(),
+        ))
     }
 
     async fn read_resource(
@@ -193,7 +240,11 @@ impl ServerHandler for PortcullisHandler {
         }
     }
 
-    async fn subscribe(&self, request: SubscribeRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         let uri = request.uri;
         match self.inner.catalog.resource_source(&uri) {
             None => Err(no_resource(&uri)),
@@ -202,14 +253,26 @@ impl ServerHandler for PortcullisHandler {
                 Some(serde_json::json!({ "uri": uri })),
             )),
             Some(_) => {
-                self.session.subscriptions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uri);
+                self.session
+                    .subscriptions
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(uri);
                 Ok(())
             }
         }
     }
 
-    async fn unsubscribe(&self, request: UnsubscribeRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        self.session.subscriptions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&request.uri);
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.session
+            .subscriptions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&request.uri);
         Ok(())
     }
 
@@ -218,7 +281,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(self.inner.catalog.prompts().to_vec()))
+        Ok(ListPromptsResult::with_all_items(
+            self.inner.catalog.prompts().to_vec(),
+        ))
     }
 
     async fn get_prompt(
@@ -229,7 +294,9 @@ impl ServerHandler for PortcullisHandler {
         let name = request.name;
         let Some(entry) = self.inner.catalog.prompt(&name) else {
             return Err(ErrorData::invalid_params(
-                format!("unknown prompt `{name}`; call prompts/list for the prompts this server offers"),
+                format!(
+                    "unknown prompt `{name}`; call prompts/list for the prompts this server offers"
+                ),
                 None,
             ));
         };
@@ -241,20 +308,36 @@ impl ServerHandler for PortcullisHandler {
             request_state: request.request_state,
             client_capabilities: context.client_capabilities(),
         };
-        entry.template.render(call).await.map_err(|e| prompt_error(&name, e))
+        entry
+            .template
+            .render(call)
+            .await
+            .map_err(|e| prompt_error(&name, e))
     }
 
-    async fn complete(&self, request: CompleteRequestParams, _context: RequestContext<RoleServer>) -> Result<CompleteResult, ErrorData> {
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
         let values = match &request.r#ref {
             Reference::Prompt(prompt) => match self.inner.catalog.prompt(&prompt.name) {
-                Some(entry) => entry.template.complete(&request.argument.name, &request.argument.value),
+                Some(entry) => entry
+                    .template
+                    .complete(&request.argument.name, &request.argument.value),
                 None => {
-                    return Err(ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None));
+                    return Err(ErrorData::invalid_params(
+                        format!("unknown prompt `{}`", prompt.name),
+                        None,
+                    ));
                 }
             },
             _ => Vec::new(),
         };
-        let values: Vec<String> = values.into_iter().take(CompletionInfo::MAX_VALUES).collect();
+        let values: Vec<String> = values
+            .into_iter()
+            .take(CompletionInfo::MAX_VALUES)
+            .collect();
         let info = CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
         Ok(CompleteResult::new(info))
     }
@@ -274,18 +357,30 @@ fn prompt_arguments(
     given: serde_json::Map<String, Value>,
 ) -> Result<HashMap<String, String>, PromptError> {
     let declared = prompt.arguments.as_deref().unwrap_or_default();
-    let allowed = || declared.iter().map(|a| format!("`{}`", a.name)).collect::<Vec<_>>().join(", ");
+    let allowed = || {
+        declared
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut out = HashMap::with_capacity(given.len());
     for (key, value) in given {
         if !declared.iter().any(|a| a.name == key) {
-            let allowed = if declared.is_empty() { "none".to_owned() } else { allowed() };
+            let allowed = if declared.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed()
+            };
             return Err(PromptError::InvalidArguments(format!(
                 "prompt `{}` has no argument `{key}`; allowed: {allowed}",
                 prompt.name
             )));
         }
         let Value::String(value) = value else {
-            return Err(PromptError::InvalidArguments(format!("argument `{key}` must be a string")));
+            return Err(PromptError::InvalidArguments(format!(
+                "argument `{key}` must be a string"
+            )));
         };
         out.insert(key, value);
     }

@@ -306,7 +306,9 @@ impl Tool for FileInfo {
             "modified": modified,
             "writable": root.writable && !stat.readonly,
         });
-        let mut result = CallToolResult::success(vec![ContentBlock::text(serde_json::to_string_pretty(&info).unwrap_or_default())]);
+        let mut result = CallToolResult::success(vec![ContentBlock::text(
+            serde_json::to_string_pretty(&info).unwrap_or_default(),
+        )]);
         result.structured_content = Some(info);
         Ok(result.into())
     }

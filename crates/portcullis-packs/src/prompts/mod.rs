@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use portcullis_config::PromptConfig;
 use portcullis_server::{CatalogBuilder, PromptCall, PromptError, PromptTemplate};
-use rmcp::model::{GetPromptResponse, GetPromptResult, Prompt, PromptArgument, PromptMessage, Role};
+use rmcp::model::{
+    GetPromptResponse, GetPromptResult, Prompt, PromptArgument, PromptMessage, Role,
+};
 
 /// Why a prompt template could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +71,11 @@ pub fn register(
         if let Some(title) = &prompt.title {
             definition = definition.with_title(title);
         }
-        let values = prompt.arguments.iter().map(|a| (a.name.clone(), a.values.clone())).collect();
+        let values = prompt
+            .arguments
+            .iter()
+            .map(|a| (a.name.clone(), a.values.clone()))
+            .collect();
         catalog.prompt(ConfigPrompt {
             definition,
             env: Arc::clone(&env),

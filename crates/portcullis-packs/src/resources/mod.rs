@@ -47,34 +47,52 @@ pub fn register(
         let (content, size) = match (&config.text, &config.file) {
             (Some(text), _) => (Content::Text(text.clone()), text.len()),
             (None, Some(file)) => {
-                let bytes = std::fs::read(base_dir.join(file)).map_err(|source| ResourcesError {
-                    uri: config.uri.clone(),
-                    file: file.display().to_string(),
-                    source,
-                })?;
+                let bytes =
+                    std::fs::read(base_dir.join(file)).map_err(|source| ResourcesError {
+                        uri: config.uri.clone(),
+                        file: file.display().to_string(),
+                        source,
+                    })?;
                 let size = bytes.len();
                 match String::from_utf8(bytes) {
                     Ok(text) => (Content::Text(text), size),
-                    Err(e) => (Content::Blob(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())), size),
+                    Err(e) => (
+                        Content::Blob(
+                            base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
+                        ),
+                        size,
+                    ),
                 }
             }
             (None, None) => (Content::Text(String::new()), 0),
         };
-        let is_markdown = config.file.as_ref().is_some_and(|f| f.extension().is_some_and(|e| e == "md"));
+        let is_markdown = config
+            .file
+            .as_ref()
+            .is_some_and(|f| f.extension().is_some_and(|e| e == "md"));
         let default_mime = match (&content, is_markdown) {
             (Content::Blob(_), _) => "application/octet-stream",
             (Content::Text(_), true) => "text/markdown",
             (Content::Text(_), false) => "text/plain",
         };
-        let mime = config.mime_type.clone().unwrap_or_else(|| default_mime.to_owned());
-        let mut listing = Resource::new(&config.uri, &config.name).with_mime_type(&mime).with_size(size as u64);
+        let mime = config
+            .mime_type
+            .clone()
+            .unwrap_or_else(|| default_mime.to_owned());
+        let mut listing = Resource::new(&config.uri, &config.name)
+            .with_mime_type(&mime)
+            .with_size(size as u64);
         if let Some(title) = &config.title {
             listing = listing.with_title(title);
         }
         if let Some(description) = &config.description {
             listing = listing.with_description(description);
         }
-        loaded.push(Loaded { listing, mime, content });
+        loaded.push(Loaded {
+            listing,
+            mime,
+            content,
+        });
     }
     catalog.resources(StaticResources(loaded));
     Ok(())
@@ -100,7 +118,9 @@ impl ResourceSource for StaticResources {
             Content::Text(text) => ResourceContents::text(text, uri),
             Content::Blob(blob) => ResourceContents::blob(blob, uri),
         };
-        Ok(ReadResourceResult::new(vec![contents.with_mime_type(&found.mime)]))
+        Ok(ReadResourceResult::new(vec![
+            contents.with_mime_type(&found.mime),
+        ]))
     }
 
     fn subscribable(&self, uri: &str) -> bool {

@@ -1,14 +1,17 @@
 //! What a tool can do besides returning a result: report progress, send log messages (only
 //! those the client asked for), ask the client things (2025 sessions), and see who is calling.
 
-#![allow(deprecated, reason = "MCP logging is deprecated by SEP-2577 but still part of both eras we serve")]
+#![allow(
+    deprecated,
+    reason = "MCP logging is deprecated by SEP-2577 but still part of both eras we serve"
+)]
 
+use rmcp::RoleServer;
 use rmcp::model::{
-    ClientCapabilities, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
-    RequestMetaObject,
+    ClientCapabilities, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
+    ProgressToken, RequestMetaObject,
 };
 use rmcp::service::{Peer, RequestContext};
-use rmcp::RoleServer;
 use serde_json::Value;
 
 /// The request-scoped context of a tool call.
@@ -22,7 +25,10 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    pub(crate) fn new(context: &RequestContext<RoleServer>, session_log_level: Option<LoggingLevel>) -> Self {
+    pub(crate) fn new(
+        context: &RequestContext<RoleServer>,
+        session_log_level: Option<LoggingLevel>,
+    ) -> Self {
         // 2026-07-28 requests carry their own log level in `_meta`; without one the server
         // must not log to the client. 2025 sessions use the level set by `logging/setLevel`.
         let inline = context.meta.protocol_version().is_some();
@@ -42,7 +48,9 @@ impl CallContext {
 
     /// Reports progress, if the client asked for it (a `progressToken` in the request).
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
-        let Some(token) = &self.progress_token else { return };
+        let Some(token) = &self.progress_token else {
+            return;
+        };
         let mut params = ProgressNotificationParam::new(token.clone(), progress);
         if let Some(total) = total {
             params = params.with_total(total);
@@ -57,7 +65,9 @@ impl CallContext {
 
     /// Sends a log message to the client if it asked for messages at `level` or above.
     pub async fn log(&self, level: LoggingLevel, logger: &str, data: Value) {
-        let Some(threshold) = self.log_threshold else { return };
+        let Some(threshold) = self.log_threshold else {
+            return;
+        };
         if rank(level) < rank(threshold) {
             return;
         }

@@ -66,9 +66,9 @@ pub struct ToolCall {
 ///         ToolDef::new("echo", "Echo the text back", schema.as_object().unwrap().clone())
 ///     }
 ///
-///     async fn call(&self, call: ToolCall) -> Result<CallToolResult, ToolError> {
+///     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
 ///         let text = call.arguments["text"].as_str().unwrap_or_default().to_owned();
-///         Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+///         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
 ///     }
 /// }
 /// ```
@@ -346,7 +346,10 @@ impl Catalog {
 
     /// Whether any resource can be subscribed to (the `resources.subscribe` capability).
     pub(crate) fn has_subscribable_resources(&self) -> bool {
-        self.resource_list.iter().any(|r| self.resource_source(&r.uri).is_some_and(|s| s.subscribable(&r.uri)))
+        self.resource_list.iter().any(|r| {
+            self.resource_source(&r.uri)
+                .is_some_and(|s| s.subscribable(&r.uri))
+        })
     }
 
     /// Runs every readiness check concurrently; returns each check's name and outcome.

@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use rmcp::ErrorData;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -81,7 +83,9 @@ pub(crate) async fn call_tool(
         let arguments = Value::Object(arguments);
         let violations = entry.validator.violations(&arguments);
         let (result, outcome) = if violations.is_empty() {
-            let Value::Object(arguments) = arguments else { unreachable!("built from an object above") };
+            let Value::Object(arguments) = arguments else {
+                unreachable!("built from an object above")
+            };
             let call = ToolCall {
                 arguments,
                 cancel: cancel.child_token(),
@@ -89,10 +93,23 @@ pub(crate) async fn call_tool(
                 input_responses: params.input_responses,
                 request_state: params.request_state,
             };
-            run(entry.tool.as_ref(), &name, call, config.tool_timeout, cancel).await
+            run(
+                entry.tool.as_ref(),
+                &name,
+                call,
+                config.tool_timeout,
+                cancel,
+            )
+            .await
         } else {
-            let message = format!("invalid arguments for `{name}`:\n- {}", violations.join("\n- "));
-            (Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()), Outcome::InvalidArguments)
+            let message = format!(
+                "invalid arguments for `{name}`:\n- {}",
+                violations.join("\n- ")
+            );
+            (
+                Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
+                Outcome::InvalidArguments,
+            )
         };
         tracing::info!(
             tool = %name,
@@ -127,7 +144,9 @@ async fn run(
     match outcome {
         Ok(Ok(response)) => {
             let outcome = match &response {
-                CallToolResponse::Complete(result) if result.is_error == Some(true) => Outcome::ToolError,
+                CallToolResponse::Complete(result) if result.is_error == Some(true) => {
+                    Outcome::ToolError
+                }
                 CallToolResponse::InputRequired(_) => Outcome::InputRequired,
                 _ => Outcome::Ok,
             };
@@ -135,15 +154,21 @@ async fn run(
         }
         Ok(Err(error)) => {
             let outcome = match error {
-                ToolError::Rejected(_) => Outcome::ToolError,
+                ToolError::Rejected(_) | ToolError::InvalidParams(_) => Outcome::ToolError,
                 ToolError::Internal { .. } => Outcome::InternalError,
             };
-            (Ok(tool_error_result(name, error).into()), outcome)
+            (tool_error_result(name, error).map(Into::into), outcome)
         }
         Err(_elapsed) => {
             tool_cancel.cancel();
-            let message = format!("`{name}` timed out after {} s and was stopped", timeout.as_secs_f64());
-            (Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()), Outcome::TimedOut)
+            let message = format!(
+                "`{name}` timed out after {} s and was stopped",
+                timeout.as_secs_f64()
+            );
+            (
+                Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
+                Outcome::TimedOut,
+            )
         }
     }
 }

@@ -72,10 +72,7 @@ impl Tool for Slow {
         tokio::time::sleep(Duration::from_millis(millis)).await;
         guard.0 = None;
         self.finished.fetch_add(1, Ordering::SeqCst);
-        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
-            "worked {millis} ms"
-        ))])
-        .into())
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!("worked {millis} ms"))]).into())
     }
 }
 
