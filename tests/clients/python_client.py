@@ -29,7 +29,10 @@ from mcp import Client, ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-EXPECTED_TOOLS = {"list_directory", "read_file", "search_files", "file_info"}
+EXPECTED_TOOLS = {
+    "list_directory", "read_file", "search_files", "file_info",
+    "get_top_chatters", "query", "list_tables", "describe_table",
+}
 EXPECTED_PROMPTS = {"security_review", "performance_review", "code_review"}
 RULES_URI = "config://review-rules"
 README_URI = "file:///workspace/README.md"
@@ -65,7 +68,7 @@ async def exercise(api: Any, flavour: str) -> None:
     """Run every check against `api`: a ClientSession or an mcp.Client (same method names)."""
     tools = await api.list_tools()
     names = {t.name for t in tools.tools}
-    check(EXPECTED_TOOLS <= names, flavour, "tools/list has the four files tools", sorted(names))
+    check(EXPECTED_TOOLS <= names, flavour, "tools/list has the files and SQL tools", sorted(names))
     missing_schema = [t.name for t in tools.tools if not isinstance(t.input_schema, dict)]
     check(not missing_schema, flavour, "every tool has an inputSchema", missing_schema)
 

@@ -6,16 +6,20 @@ use anyhow::{Context, bail};
 
 mod conformance;
 
+mod bench;
+
 fn main() -> anyhow::Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "codegen" => codegen(),
         "conformance" => conformance::run(),
         "test" => test(),
+        "bench" => bench::run(std::env::args().skip(2)),
         _ => bail!(
             "usage: cargo xtask <task>\n\n  \
              test      run every test: unit, integration (real binary, real clients) and doc tests\n  \
              conformance  run the official MCP conformance suite (both revisions) against the fixture\n  \
+             bench     side-by-side benchmark: Portcullis vs bare rmcp, Python and TypeScript SDK servers\n  \
              codegen   regenerate docs/config.schema.json and docs/config-reference.md"
         ),
     }

@@ -10,13 +10,17 @@
 //! assert_eq!(config.server.name, "demo");
 //! ```
 
+mod auth;
 pub mod env;
 mod load;
 mod model;
+mod sql;
 mod validate;
 
+pub use auth::*;
 pub use load::{ConfigError, load, parse};
 pub use model::*;
+pub use sql::*;
 
 /// Environment variable that overrides `logging.level`.
 pub const LOG_ENV: &str = "PORTCULLIS_LOG";

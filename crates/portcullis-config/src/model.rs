@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::auth::{AuthSection, PackPolicies, RateLimit, ToolPolicies};
+
 /// A whole Portcullis configuration file.
 ///
 /// There is deliberately no `Default`: a server must be described explicitly.
@@ -21,9 +23,19 @@ pub struct Config {
     /// Log output on stderr.
     #[serde(default)]
     pub logging: LoggingSection,
-    /// Limits applied to every tool call.
+    /// Limits on tool calls, HTTP traffic and sessions.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// Authentication of HTTP requests (API keys, JWT). Required to listen on a non-loopback
+    /// address.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// Policy per tool (`[tools.read_file]`): required scopes, timeout, rate limit.
+    #[serde(default)]
+    pub tools: ToolPolicies,
+    /// Policy per pack (`[packs.files]`): required scopes for all its tools.
+    #[serde(default)]
+    pub packs: PackPolicies,
     /// Directory roots served by the files pack. Each root is read-only unless `writable = true`.
     #[serde(default)]
     pub files: Vec<FilesRoot>,
@@ -33,6 +45,10 @@ pub struct Config {
     /// Static resources (inline text or a file) offered through `resources/list`.
     #[serde(default)]
     pub resources: Vec<StaticResourceConfig>,
+    /// SQL sources (SQLite, PostgreSQL, MySQL/MariaDB) and the tools defined on them:
+    /// parameterized statements, and opt-in read-only ad-hoc query and schema tools.
+    #[serde(default)]
+    pub sql: Vec<crate::sql::SqlSource>,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]
@@ -59,8 +75,8 @@ pub struct ServerSection {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
-    /// Socket address to listen on. Only loopback addresses are allowed until authentication
-    /// is configured.
+    /// Socket address to listen on. A non-loopback address requires `[auth]` to be
+    /// configured.
     #[schemars(with = "String")]
     pub listen: SocketAddr,
     /// Path of the MCP endpoint.
@@ -136,19 +152,42 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Limits applied to every tool call.
+/// Limits on tool calls, HTTP traffic and sessions.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
     /// Hard ceiling in seconds for one tool call; on expiry the call is cancelled and the
-    /// client gets a timeout error.
+    /// client gets a timeout error. `[tools.NAME] timeout_secs` overrides it per tool.
     pub tool_timeout_secs: u64,
+    /// HTTP requests per authenticated principal, across all tools (429 with `Retry-After`
+    /// when exceeded).
+    pub per_principal: Option<RateLimit>,
+    /// HTTP requests per client IP address that carry no valid credentials (failed logins,
+    /// probes), counted before authentication.
+    pub per_ip_unauthenticated: Option<RateLimit>,
+    /// HTTP requests served at once; more are refused with 503 at once rather than queued.
+    pub max_in_flight: usize,
+    /// 2025-era sessions in total.
+    pub max_sessions: usize,
+    /// 2025-era sessions per principal.
+    pub max_sessions_per_principal: usize,
+    /// Seconds of inactivity after which a 2025-era session is closed.
+    pub session_idle_secs: u64,
 }
 
 impl Default for LimitsSection {
     fn default() -> Self {
         Self {
             tool_timeout_secs: 30,
+            per_principal: None,
+            per_ip_unauthenticated: Some(RateLimit {
+                per_minute: 120,
+                burst: Some(20),
+            }),
+            max_in_flight: 512,
+            max_sessions: 1000,
+            max_sessions_per_principal: 32,
+            session_idle_secs: 600,
         }
     }
 }

@@ -6,12 +6,12 @@ use crate::model::Config;
 
 /// One validation failure: the dotted key it concerns and what is wrong.
 #[derive(Debug)]
-pub(crate) struct Issue {
+pub struct Issue {
     pub key: String,
     pub message: String,
 }
 
-fn issue(key: impl Into<String>, message: impl Into<String>) -> Issue {
+pub(crate) fn issue(key: impl Into<String>, message: impl Into<String>) -> Issue {
     Issue {
         key: key.into(),
         message: message.into(),
@@ -46,6 +46,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     if config.http.max_body_bytes < 1024 {
         return Err(issue("http.max_body_bytes", "must be at least 1024 bytes"));
     }
+    crate::auth::validate(config)?;
     if config.limits.tool_timeout_secs == 0 {
         return Err(issue(
             "limits.tool_timeout_secs",
@@ -170,5 +171,6 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
             return Err(issue(key, "give exactly one of `text` and `file`"));
         }
     }
+    crate::sql::validate_sql(&config.sql)?;
     Ok(())
 }

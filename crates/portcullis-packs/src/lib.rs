@@ -7,6 +7,8 @@ pub mod files;
 #[cfg(feature = "prompts")]
 pub mod prompts;
 pub mod resources;
+#[cfg(feature = "sql")]
+pub mod sql;
 
 use portcullis_config::Config;
 use portcullis_server::{Catalog, CatalogBuilder, CatalogError};
@@ -22,6 +24,10 @@ pub enum PackError {
     #[cfg(feature = "prompts")]
     #[error(transparent)]
     Prompts(#[from] prompts::PromptsError),
+    /// The SQL pack.
+    #[cfg(feature = "sql")]
+    #[error(transparent)]
+    Sql(#[from] sql::SqlError),
     /// Static resources.
     #[error(transparent)]
     Resources(#[from] resources::ResourcesError),
@@ -55,6 +61,12 @@ pub fn register(config: &Config, builder: &mut CatalogBuilder) -> Result<(), Pac
     #[cfg(not(feature = "prompts"))]
     if !config.prompts.is_empty() {
         return Err(PackError::NotCompiled("prompts"));
+    }
+    #[cfg(feature = "sql")]
+    sql::register(&config.sql, base, builder)?;
+    #[cfg(not(feature = "sql"))]
+    if !config.sql.is_empty() {
+        return Err(PackError::NotCompiled("sql"));
     }
     resources::register(&config.resources, base, builder)?;
     Ok(())

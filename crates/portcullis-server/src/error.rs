@@ -19,6 +19,10 @@ pub enum ToolError {
     /// what was wrong and what is allowed, and reveal nothing internal.
     #[error("{0}")]
     Rejected(String),
+    /// What the call names does not exist (a file, a row, a table). Shown to the model like a
+    /// rejection; as a resource read it becomes the protocol's "resource not found".
+    #[error("{0}")]
+    NotFound(String),
     /// The request itself is malformed in a way the protocol defines (for example a
     /// tampered `requestState`): answered with a JSON-RPC `-32602` error, not a tool result.
     #[error("{0}")]
@@ -71,6 +75,7 @@ pub enum ResourceError {
 impl From<ToolError> for ResourceError {
     fn from(error: ToolError) -> Self {
         match error {
+            ToolError::NotFound(message) => Self::NotFound(message),
             ToolError::Rejected(message) | ToolError::InvalidParams(message) => {
                 Self::Rejected(message)
             }
@@ -110,7 +115,9 @@ fn internal_message(reference: &str) -> String {
 /// and become `isError` results carrying only a reference.
 pub(crate) fn tool_error_result(tool: &str, error: ToolError) -> Result<CallToolResult, ErrorData> {
     Ok(match error {
-        ToolError::Rejected(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
+        ToolError::Rejected(message) | ToolError::NotFound(message) => {
+            CallToolResult::error(vec![ContentBlock::text(message)])
+        }
         ToolError::InvalidParams(message) => return Err(ErrorData::invalid_params(message, None)),
         ToolError::Internal { context, source } => {
             let reference = new_reference();

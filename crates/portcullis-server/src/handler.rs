@@ -25,7 +25,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::{CallContext, Catalog, PromptCall};
+use crate::catalog::{CallContext, Catalog, PromptCall, principal_of};
 use crate::error::{PromptError, prompt_error, resource_error};
 use crate::guard::{self, GuardConfig};
 
@@ -117,6 +117,11 @@ impl PortcullisHandler {
         self.inner.in_flight.clone()
     }
 
+    /// The per-tool policies (scopes, timeouts, rate limits).
+    pub(crate) fn policies(&self) -> &crate::guard::Policies {
+        &self.inner.guard.policies
+    }
+
     /// The catalog this handler serves.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.inner.catalog
@@ -163,11 +168,22 @@ impl ServerHandler for PortcullisHandler {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(
-            self.inner.catalog.tools().to_vec(),
-        ))
+        let tools = self.inner.catalog.tools();
+        let policies = &self.inner.guard.policies;
+        if !policies.hide_unauthorized {
+            return Ok(ListToolsResult::with_all_items(tools.to_vec()));
+        }
+        let Some(principal) = principal_of(&context) else {
+            return Ok(ListToolsResult::with_all_items(Vec::new()));
+        };
+        let visible = tools
+            .iter()
+            .filter(|t| principal.missing(policies.scopes(&t.name)).is_empty())
+            .cloned()
+            .collect();
+        Ok(ListToolsResult::with_all_items(visible))
     }
 
     async fn call_tool(

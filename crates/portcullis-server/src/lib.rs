@@ -5,18 +5,21 @@
 //! [`Catalog`] with a [`CatalogBuilder`], wrap it in a [`PortcullisHandler`], and hand that
 //! to [`transport::stdio::serve`] or [`transport::http::serve`].
 
+pub mod auth;
 mod catalog;
 mod config;
 mod error;
 mod guard;
 mod handler;
+pub mod limits;
 pub mod transport;
 
+pub use auth::Principal;
 pub use catalog::{
     CallContext, Catalog, CatalogBuilder, CatalogError, PromptCall, PromptTemplate, Readiness,
     ResourceSource, Tool, ToolCall, ToolOutput,
 };
 pub use error::{BoxError, PromptError, ResourceError, ToolError};
-pub use guard::GuardConfig;
+pub use guard::{GuardConfig, Policies};
 pub use handler::{PortcullisHandler, ServerIdentity};
 pub use rmcp;

@@ -107,6 +107,21 @@ pub async fn http_client(url: &str, era: Era) -> anyhow::Result<Client> {
         .with_context(|| format!("connect over http in era {era:?}"))
 }
 
+/// Connects an rmcp client to a Streamable HTTP endpoint, authenticating with `token`
+/// (sent as `Authorization: Bearer`).
+pub async fn http_client_with_token(url: &str, era: Era, token: &str) -> anyhow::Result<Client> {
+    let config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.to_owned(),
+        )
+        .auth_header(token.to_owned());
+    let transport = StreamableHttpClientTransport::from_config(config);
+    era.client_config()
+        .serve_with_lifecycle(transport, era.lifecycle())
+        .await
+        .with_context(|| format!("connect over http in era {era:?} with a token"))
+}
+
 /// A running `portcullis serve` (HTTP) child process.
 pub struct HttpServer {
     child: Child,

@@ -40,12 +40,33 @@ enum Command {
         #[arg(long)]
         log_level: Option<String>,
     },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Validate a configuration and print the tools, resources and prompts it yields.
     Check {
         /// Configuration file.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Generate a new API key: prints the key (give it to the client, once) and the
+    /// `[[auth.api_keys]]` entry with its SHA-256 for the config.
+    New {
+        /// Who will hold the key (the principal's name).
+        #[arg(long)]
+        name: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Print the SHA-256 of a key read from stdin (for keys made elsewhere).
+    Hash,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -59,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Keys { command } => keys(command),
         Command::Serve {
             config,
             stdio,
@@ -75,8 +97,11 @@ fn load(path: &std::path::Path) -> Result<(Config, portcullis_server::Catalog), 
         ExitCode::from(EX_USAGE)
     };
     let config = portcullis_config::load(path).map_err(|e| usage(&e))?;
-    let catalog = portcullis_packs::catalog(&config)
-        .map_err(|e| usage(&format_args!("{}: {e}", path.display())))?;
+    let in_file = |e: &dyn std::fmt::Display| usage(&format_args!("{}: {e}", path.display()));
+    let catalog = portcullis_packs::catalog(&config).map_err(|e| in_file(&e))?;
+    // Tool and pack policies must name real tools, and the auth settings must be usable.
+    GuardConfig::new(&config, &catalog).map_err(|e| in_file(&e))?;
+    HttpOptions::from_config(&config).map_err(|e| in_file(&e))?;
     Ok((config, catalog))
 }
 
@@ -90,15 +115,15 @@ fn serve(
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    if !stdio && !config.http.listen.ip().is_loopback() {
-        // No authentication exists yet, so a non-loopback listener would be open to anyone.
+    if !stdio && !config.http.listen.ip().is_loopback() && !config.auth.is_enabled() {
+        // Without authentication a non-loopback listener would be open to anyone.
         eprintln!(
             "portcullis: {}",
             transport::TransportError::InsecureListen(config.http.listen)
         );
         return ExitCode::from(EX_USAGE);
     }
-    init_tracing(&config, format, level);
+    let _log_guard = init_tracing(&config, format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,13 +149,19 @@ async fn run(
     catalog: portcullis_server::Catalog,
     stdio: bool,
 ) -> anyhow::Result<()> {
-    let handler = PortcullisHandler::new(
-        Arc::new(catalog),
-        ServerIdentity::from(&config),
-        GuardConfig::from(&config),
-    );
+    // Policies and HTTP settings were validated in `load`; these cannot fail here.
+    let guard = GuardConfig::new(&config, &catalog).map_err(anyhow::Error::msg)?;
+    let options = HttpOptions::from_config(&config).map_err(anyhow::Error::msg)?;
+    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
+    // Open pools and check dependencies now, so problems show at start rather than on the
+    // first call (the server starts anyway and keeps reporting them on /readyz).
+    for (check, outcome) in handler.catalog().readiness().await {
+        match outcome {
+            Ok(()) => tracing::info!(check, "ready"),
+            Err(reason) => tracing::warn!(check, %reason, "not ready at start-up"),
+        }
+    }
     let shutdown = transport::shutdown_on_signal();
-    let options = HttpOptions::from(&config);
     if stdio {
         transport::stdio::serve(handler, shutdown, options.shutdown_grace)
             .await
@@ -143,7 +174,13 @@ async fn run(
     }
 }
 
-fn init_tracing(config: &Config, format: Option<LogFormatArg>, level: Option<String>) {
+/// Sets up logging on stderr. The returned guard flushes buffered lines when dropped: keep it
+/// alive until the process ends.
+fn init_tracing(
+    config: &Config,
+    format: Option<LogFormatArg>,
+    level: Option<String>,
+) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = level
         .or_else(|| std::env::var(LOG_ENV).ok())
@@ -168,15 +205,21 @@ fn init_tracing(config: &Config, format: Option<LogFormatArg>, level: Option<Str
             LogFormat::Auto => !std::io::stderr().is_terminal(),
         },
     };
-    // Logs go to stderr, always: on stdio, stdout carries only JSON-RPC.
+    // Logs go to stderr, always: on stdio, stdout carries only JSON-RPC. A writer thread
+    // takes the write(2) off the request path; when its buffer is full, callers wait rather
+    // than lines being dropped.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().with_current_span(true).init();
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
+    guard
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -191,6 +234,11 @@ fn check(path: &std::path::Path) -> ExitCode {
     )]
     {
         print!("{report}");
+    }
+    // Warnings depend on the environment (database grants, file permissions), so they go
+    // to stderr and leave the report on stdout stable.
+    for warning in portcullis_packs::sql::credential_warnings(&config) {
+        eprintln!("portcullis: warning: {warning}");
     }
     ExitCode::SUCCESS
 }
@@ -245,4 +293,39 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
         let _ = writeln!(out, "  {}({})", prompt.name, args.join(", "));
     }
     out
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    let output = match command {
+        KeysCommand::New { name, scopes } => match portcullis_server::auth::generate_key() {
+            Ok((key, hash)) => {
+                let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
+                format!(
+                    "# API key for `{name}` (shown once; store it in the client's secret store):\n{key}\n\n\
+                     # Add to the server config:\n[[auth.api_keys]]\nname = {name:?}\nsha256 = \"{hash}\"\nscopes = [{}]\n",
+                    scopes.join(", ")
+                )
+            }
+            Err(error) => {
+                eprintln!("portcullis: cannot read the system random number generator: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        KeysCommand::Hash => {
+            let mut key = String::new();
+            if let Err(error) = std::io::stdin().read_line(&mut key) {
+                eprintln!("portcullis: cannot read the key from stdin: {error}");
+                return ExitCode::from(EX_USAGE);
+            }
+            format!("{}\n", portcullis_server::auth::hash_key(key.trim()))
+        }
+    };
+    #[allow(
+        clippy::print_stdout,
+        reason = "`keys` is a CLI command whose output is the key"
+    )]
+    {
+        print!("{output}");
+    }
+    ExitCode::SUCCESS
 }

@@ -37,12 +37,9 @@ async fn main() -> anyhow::Result<()> {
     mrtr::register(&mut builder);
     let catalog = builder.build().context("catalog")?;
 
-    let handler = PortcullisHandler::new(
-        Arc::new(catalog),
-        ServerIdentity::from(&config),
-        GuardConfig::from(&config),
-    );
-    let options = HttpOptions::from(&config);
+    let guard = GuardConfig::new(&config, &catalog).map_err(anyhow::Error::msg)?;
+    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
+    let options = HttpOptions::from_config(&config).map_err(anyhow::Error::msg)?;
     let listener = transport::http::bind(&options).await?;
     transport::http::serve(handler, &options, listener, transport::shutdown_on_signal()).await?;
     Ok(())

@@ -8,7 +8,6 @@ use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 use portcullis_server::ToolError;
-use tokio::io::AsyncReadExt;
 
 use super::deny::DenyList;
 
@@ -19,6 +18,23 @@ pub(crate) struct Located {
     pub abs: PathBuf,
     /// Slash-separated path relative to the root; empty for the root itself.
     pub rel: String,
+    /// Metadata read while resolving (existing paths only).
+    pub meta: Option<std::fs::Metadata>,
+}
+
+enum ReadRefusal {
+    Directory,
+    TooLarge(u64),
+    Grew,
+}
+
+/// Runs blocking file-system work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ToolError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ToolError::internal("file-system task", e))
 }
 
 /// What [`Jail::stat`] reports.
@@ -165,7 +181,7 @@ impl Jail {
     }
 
     fn not_found(&self, raw: &str) -> ToolError {
-        ToolError::rejected(format!(
+        ToolError::NotFound(format!(
             "no such file or directory `{raw}` in the root `{}`",
             self.name
         ))
@@ -185,13 +201,20 @@ impl Jail {
     pub(crate) async fn locate(&self, raw: &str) -> Result<Located, ToolError> {
         let rel = self.lexical(raw)?;
         let joined = self.dir.join(&rel);
-        let canonical = tokio::fs::canonicalize(&joined)
-            .await
-            .map_err(|e| self.io_error(raw, "open", e))?;
+        // One trip to the blocking pool for both system calls: each `tokio::fs` call is a
+        // separate hand-off, and on a hot path the hand-offs cost more than the calls.
+        let (canonical, meta) = blocking(move || {
+            let canonical = std::fs::canonicalize(&joined)?;
+            let meta = std::fs::metadata(&canonical)?;
+            Ok((canonical, meta))
+        })
+        .await?
+        .map_err(|e| self.io_error(raw, "open", e))?;
         let rel = self.inside(raw, &canonical)?;
         Ok(Located {
             abs: canonical,
             rel,
+            meta: Some(meta),
         })
     }
 
@@ -230,13 +253,20 @@ impl Jail {
             Err(e) => return Err(self.io_error(raw, "inspect", e)),
         }
         let rel = self.inside(raw, &abs)?;
-        Ok(Located { abs, rel })
+        Ok(Located {
+            abs,
+            rel,
+            meta: None,
+        })
     }
 
     pub(crate) async fn stat(&self, raw: &str, at: &Located) -> Result<Stat, ToolError> {
-        let meta = tokio::fs::metadata(&at.abs)
-            .await
-            .map_err(|e| self.io_error(raw, "inspect", e))?;
+        let meta = match &at.meta {
+            Some(meta) => meta.clone(),
+            None => tokio::fs::metadata(&at.abs)
+                .await
+                .map_err(|e| self.io_error(raw, "inspect", e))?,
+        };
         Ok(Stat {
             is_dir: meta.is_dir(),
             len: meta.len(),
@@ -306,36 +336,7 @@ impl Jail {
         at: &Located,
         max: u64,
     ) -> Result<FileContent, ToolError> {
-        let file = tokio::fs::File::open(&at.abs)
-            .await
-            .map_err(|e| self.io_error(raw, "read", e))?;
-        let meta = file
-            .metadata()
-            .await
-            .map_err(|e| self.io_error(raw, "read", e))?;
-        if meta.is_dir() {
-            return Err(ToolError::rejected(format!(
-                "`{raw}` is a directory; use list_directory"
-            )));
-        }
-        if meta.len() > max {
-            return Err(ToolError::rejected(format!(
-                "`{raw}` is {} bytes, over the read limit of {max} bytes for the root `{}`",
-                meta.len(),
-                self.name
-            )));
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        // `take` bounds the read even if the file grows after the size check.
-        file.take(max + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| self.io_error(raw, "read", e))?;
-        if bytes.len() as u64 > max {
-            return Err(ToolError::rejected(format!(
-                "`{raw}` grew over the read limit of {max} bytes while being read"
-            )));
-        }
+        let bytes = self.read_bytes(raw, at, max).await?;
         if content_inspector::inspect(&bytes).is_binary() {
             return Ok(FileContent::Binary {
                 len: bytes.len() as u64,
@@ -349,35 +350,46 @@ impl Jail {
         }
     }
 
-    /// Reads raw bytes (for binary resources), bounded by `max`.
+    /// Reads a whole file of at most `max` bytes, in one trip to the blocking pool.
     pub(crate) async fn read_bytes(
         &self,
         raw: &str,
         at: &Located,
         max: u64,
     ) -> Result<Vec<u8>, ToolError> {
-        let file = tokio::fs::File::open(&at.abs)
-            .await
-            .map_err(|e| self.io_error(raw, "read", e))?;
-        let meta = file
-            .metadata()
-            .await
-            .map_err(|e| self.io_error(raw, "read", e))?;
-        if meta.is_dir() {
-            return Err(ToolError::rejected(format!("`{raw}` is a directory")));
-        }
-        if meta.len() > max {
-            return Err(ToolError::rejected(format!(
-                "`{raw}` is {} bytes, over the read limit of {max} bytes",
-                meta.len()
-            )));
-        }
-        let mut bytes = Vec::new();
-        file.take(max)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| self.io_error(raw, "read", e))?;
-        Ok(bytes)
+        use std::io::Read as _;
+        let path = at.abs.clone();
+        let read = blocking(move || {
+            let file = std::fs::File::open(&path)?;
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Ok(Err(ReadRefusal::Directory));
+            }
+            if meta.len() > max {
+                return Ok(Err(ReadRefusal::TooLarge(meta.len())));
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            // `take` bounds the read even if the file grows after the size check.
+            file.take(max + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > max {
+                return Ok(Err(ReadRefusal::Grew));
+            }
+            Ok(Ok(bytes))
+        })
+        .await?
+        .map_err(|e| self.io_error(raw, "read", e))?;
+        read.map_err(|refusal| match refusal {
+            ReadRefusal::Directory => {
+                ToolError::rejected(format!("`{raw}` is a directory; use list_directory"))
+            }
+            ReadRefusal::TooLarge(len) => ToolError::rejected(format!(
+                "`{raw}` is {len} bytes, over the read limit of {max} bytes for the root `{}`",
+                self.name
+            )),
+            ReadRefusal::Grew => ToolError::rejected(format!(
+                "`{raw}` grew over the read limit of {max} bytes while being read"
+            )),
+        })
     }
 
     /// Replaces (or creates) a file atomically: write a temporary sibling, then rename.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use portcullis_server::{ResourceError, ResourceSource, ToolError};
+use portcullis_server::{ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, ResourceContents, ResourceTemplate};
 
 use super::Roots;
@@ -67,11 +67,7 @@ impl ResourceSource for FileResources {
                     "the path is not valid UTF-8 after percent-decoding".to_owned(),
                 )
             })?;
-        let at = root
-            .jail
-            .locate(&path)
-            .await
-            .map_err(not_found_on_missing)?;
+        let at = root.jail.locate(&path).await.map_err(ResourceError::from)?;
         let mime = mime_guess::from_path(&at.rel).first_raw();
         let contents = match root.jail.read(&path, &at, root.max_read_bytes).await? {
             FileContent::Text(text) => {
@@ -88,14 +84,5 @@ impl ResourceSource for FileResources {
             }
         };
         Ok(ReadResourceResult::new(vec![contents]))
-    }
-}
-
-fn not_found_on_missing(error: ToolError) -> ResourceError {
-    match error {
-        ToolError::Rejected(message) if message.starts_with("no such file") => {
-            ResourceError::NotFound(message)
-        }
-        other => other.into(),
     }
 }

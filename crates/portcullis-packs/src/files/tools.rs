@@ -51,6 +51,10 @@ struct ListDirectory(Arc<Roots>);
 
 #[async_trait]
 impl Tool for ListDirectory {
+    fn pack(&self) -> &str {
+        "files"
+    }
+
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
             props(json!({ "path": { "type": "string", "description": "Directory relative to the root; `.` or empty for the root itself.", "default": "." } })),
@@ -101,6 +105,10 @@ struct ReadFile(Arc<Roots>);
 
 #[async_trait]
 impl Tool for ReadFile {
+    fn pack(&self) -> &str {
+        "files"
+    }
+
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
             props(json!({
@@ -168,6 +176,10 @@ struct SearchFiles(Arc<Roots>);
 
 #[async_trait]
 impl Tool for SearchFiles {
+    fn pack(&self) -> &str {
+        "files"
+    }
+
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
             props(json!({
@@ -280,6 +292,10 @@ struct FileInfo(Arc<Roots>);
 
 #[async_trait]
 impl Tool for FileInfo {
+    fn pack(&self) -> &str {
+        "files"
+    }
+
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
             props(json!({ "path": { "type": "string", "description": PATH_DESCRIPTION } })),
@@ -318,6 +334,10 @@ struct WriteFile(Arc<Roots>);
 
 #[async_trait]
 impl Tool for WriteFile {
+    fn pack(&self) -> &str {
+        "files"
+    }
+
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
             props(json!({
@@ -374,6 +394,10 @@ struct EditFile(Arc<Roots>);
 
 #[async_trait]
 impl Tool for EditFile {
+    fn pack(&self) -> &str {
+        "files"
+    }
+
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
             props(json!({

@@ -14,6 +14,8 @@ use rmcp::model::{
 use rmcp::service::{Peer, RequestContext};
 use serde_json::Value;
 
+use crate::auth::Principal;
+
 /// The request-scoped context of a tool call.
 #[derive(Debug, Clone)]
 pub struct CallContext {
@@ -22,6 +24,7 @@ pub struct CallContext {
     progress_token: Option<ProgressToken>,
     log_threshold: Option<LoggingLevel>,
     client_capabilities: Option<ClientCapabilities>,
+    principal: Option<Principal>,
 }
 
 impl CallContext {
@@ -43,6 +46,7 @@ impl CallContext {
             meta: context.meta.clone(),
             log_threshold,
             client_capabilities: context.client_capabilities(),
+            principal: principal_of(context),
         }
     }
 
@@ -88,9 +92,24 @@ impl CallContext {
         self.client_capabilities.as_ref()
     }
 
+    /// Who is calling. `None` only if an HTTP request somehow arrived without passing the
+    /// authentication layer; the guard refuses such calls.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
     /// The request's `_meta`.
     pub fn meta(&self) -> &RequestMetaObject {
         &self.meta
+    }
+}
+
+/// The principal the HTTP authentication layer attached, or the local user on stdio (where
+/// there is no HTTP request at all).
+pub(crate) fn principal_of(context: &RequestContext<RoleServer>) -> Option<Principal> {
+    match context.extensions.get::<http::request::Parts>() {
+        Some(parts) => parts.extensions.get::<Principal>().cloned(),
+        None => Some(Principal::local_user()),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{PromptError, ResourceError, ToolError};
 pub use context::CallContext;
-pub(crate) use context::missing_capabilities;
+pub(crate) use context::{missing_capabilities, principal_of};
 pub(crate) use schema::ArgumentValidator;
 
 /// What a tool returns: a complete result, or (2026-07-28) an input-required result asking
@@ -76,6 +76,11 @@ pub struct ToolCall {
 pub trait Tool: Send + Sync + 'static {
     /// The tool's definition. Called once, when the catalog is built.
     fn definition(&self) -> ToolDef;
+
+    /// The pack this tool belongs to (`files`, `sql`, …), for `[packs.NAME]` policies.
+    fn pack(&self) -> &str {
+        "custom"
+    }
 
     /// Client capabilities the tool cannot work without (for example sampling). A client
     /// that did not declare them gets a `-32021` error naming them, before the tool runs.
@@ -172,6 +177,7 @@ pub enum CatalogError {
 
 pub(crate) struct CatalogTool {
     pub(crate) definition: ToolDef,
+    pub(crate) pack: String,
     pub(crate) required_capabilities: Option<ClientCapabilities>,
     pub(crate) validator: ArgumentValidator,
     pub(crate) tool: Arc<dyn Tool>,
@@ -235,8 +241,10 @@ impl CatalogBuilder {
                     }
                 })?;
             let required_capabilities = tool.required_client_capabilities();
+            let pack = tool.pack().to_owned();
             tools.push(CatalogTool {
                 definition,
+                pack,
                 required_capabilities,
                 validator,
                 tool,
@@ -334,6 +342,11 @@ impl Catalog {
 
     pub(crate) fn tool(&self, name: &str) -> Option<&CatalogTool> {
         self.tool_index.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// The pack of tool `name`, if the catalog has it.
+    pub fn tool_pack(&self, name: &str) -> Option<&str> {
+        self.tool(name).map(|t| t.pack.as_str())
     }
 
     pub(crate) fn prompt(&self, name: &str) -> Option<&CatalogPrompt> {

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use rmcp::ErrorData;
+use rmcp::model::ErrorCode;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
 };
@@ -18,12 +19,31 @@ use tracing::Instrument;
 
 use crate::catalog::{CallContext, Catalog, ToolCall, missing_capabilities};
 use crate::error::{ToolError, tool_error_result};
+use crate::limits::retry_after_secs;
+pub use policy::Policies;
 
-/// Per-call limits.
-#[derive(Debug, Clone)]
+mod policy;
+
+/// Per-call policy: scopes, timeouts and rate limits of every tool.
+#[derive(Clone)]
 pub struct GuardConfig {
-    /// Hard ceiling for one tool call.
-    pub tool_timeout: Duration,
+    pub(crate) policies: Policies,
+}
+
+impl GuardConfig {
+    /// Resolves the config's tool and pack policies against `catalog`.
+    pub fn new(config: &portcullis_config::Config, catalog: &Catalog) -> Result<Self, String> {
+        Ok(Self {
+            policies: Policies::resolve(config, catalog)?,
+        })
+    }
+
+    /// Only a timeout for every tool, no scopes or rate limits (library use without a config).
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self {
+            policies: Policies::with_timeout(timeout),
+        }
+    }
 }
 
 /// How a call ended, for logs and (later) metrics.
@@ -31,6 +51,7 @@ pub struct GuardConfig {
 enum Outcome {
     Ok,
     InputRequired,
+    Forbidden,
     InvalidArguments,
     ToolError,
     InternalError,
@@ -43,6 +64,7 @@ impl Outcome {
         match self {
             Self::Ok => "ok",
             Self::InputRequired => "input_required",
+            Self::Forbidden => "forbidden",
             Self::InvalidArguments => "invalid_arguments",
             Self::ToolError => "tool_error",
             Self::InternalError => "internal_error",
@@ -69,6 +91,31 @@ pub(crate) async fn call_tool(
             None,
         ));
     };
+    let policy = config.policies.tool(&name);
+    let Some(principal) = context.principal().cloned() else {
+        tracing::warn!(tool = %name, "tool call without a principal refused");
+        return Err(ErrorData::invalid_request("unauthenticated request", None));
+    };
+    let missing = principal.missing(&policy.scopes);
+    if !missing.is_empty() {
+        tracing::info!(tool = %name, %principal, outcome = Outcome::Forbidden.as_str(), "tool call refused");
+        let message = format!(
+            "`{name}` needs the scope(s) {}; your credentials lack them",
+            quoted(&missing)
+        );
+        return Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into());
+    }
+    if let Some(limiter) = &policy.limiter
+        && let Err(wait) = limiter.check(principal.id())
+    {
+        let secs = retry_after_secs(wait);
+        tracing::info!(tool = %name, %principal, outcome = "rate_limited", "tool call refused");
+        return Err(ErrorData::new(
+            ErrorCode(RATE_LIMITED),
+            format!("rate limit for `{name}` exceeded; retry after {secs} s"),
+            Some(serde_json::json!({ "retryAfterSecs": secs })),
+        ));
+    }
     if let Some(required) = &entry.required_capabilities
         && let Some(missing) = missing_capabilities(required, context.client_capabilities())
     {
@@ -76,7 +123,7 @@ pub(crate) async fn call_tool(
         return Err(ErrorData::missing_required_client_capability(missing));
     }
     let arguments = params.arguments.unwrap_or_default();
-    let span = tracing::info_span!("tool_call", tool = %name);
+    let span = tracing::info_span!("tool_call", tool = %name, principal = %principal);
     async move {
         let started = Instant::now();
         let (keys, digest) = fingerprint(&arguments);
@@ -93,14 +140,7 @@ pub(crate) async fn call_tool(
                 input_responses: params.input_responses,
                 request_state: params.request_state,
             };
-            run(
-                entry.tool.as_ref(),
-                &name,
-                call,
-                config.tool_timeout,
-                cancel,
-            )
-            .await
+            run(entry.tool.as_ref(), &name, call, policy.timeout, cancel).await
         } else {
             let message = format!(
                 "invalid arguments for `{name}`:\n- {}",
@@ -113,6 +153,7 @@ pub(crate) async fn call_tool(
         };
         tracing::info!(
             tool = %name,
+            %principal,
             arg_keys = ?keys,
             args_sha256 = %digest,
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -154,7 +195,9 @@ async fn run(
         }
         Ok(Err(error)) => {
             let outcome = match error {
-                ToolError::Rejected(_) | ToolError::InvalidParams(_) => Outcome::ToolError,
+                ToolError::Rejected(_) | ToolError::NotFound(_) | ToolError::InvalidParams(_) => {
+                    Outcome::ToolError
+                }
                 ToolError::Internal { .. } => Outcome::InternalError,
             };
             (tool_error_result(name, error).map(Into::into), outcome)
@@ -171,6 +214,17 @@ async fn run(
             )
         }
     }
+}
+
+/// JSON-RPC error code for a per-tool rate limit (implementation-defined server error range).
+pub const RATE_LIMITED: i32 = -32029;
+
+fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Argument keys and a short hash of the values: enough to correlate calls in logs without

@@ -1,6 +1,7 @@
 //! Streamable HTTP: an axum app with the rmcp Streamable HTTP service at the MCP path, plus
-//! `/healthz` and `/readyz`. Both protocol eras share the endpoint: 2026-07-28 requests are
-//! served statelessly, 2025-era clients get `Mcp-Session-Id` sessions (when enabled).
+//! `/healthz`, `/readyz` and the RFC 9728 metadata. Both protocol eras share the endpoint:
+//! 2026-07-28 requests are served statelessly, 2025-era clients get `Mcp-Session-Id`
+//! sessions (when enabled), bound to the principal that created them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,26 +9,32 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use portcullis_config::Config;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::TransportError;
+use super::sessions::{SessionGuard, bind_sessions};
 use crate::PortcullisHandler;
+use crate::auth::{self, AuthState, Principal};
 use crate::catalog::Catalog;
 
 /// Settings of the HTTP transport.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpOptions {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -44,10 +51,46 @@ pub struct HttpOptions {
     pub shutdown_grace: Duration,
     /// Serve 2025-era clients with sessions.
     pub legacy_sessions: bool,
+    /// Authentication (disabled when no method is configured).
+    pub auth: Arc<AuthState>,
+    /// Requests served at once; more get 503.
+    pub max_in_flight: usize,
+    /// 2025-era sessions in total.
+    pub max_sessions: usize,
+    /// 2025-era sessions per principal.
+    pub max_sessions_per_principal: usize,
+    /// Idle time after which a 2025-era session is closed.
+    pub session_idle: Duration,
 }
 
-/// The axum application: MCP endpoint, health and readiness. `mcp_ct` ends every MCP stream
-/// and session when cancelled.
+impl HttpOptions {
+    /// The HTTP settings of `config`.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let http = &config.http;
+        let limits = &config.limits;
+        Ok(Self {
+            listen: http.listen,
+            path: http.path.clone(),
+            allowed_hosts: http.allowed_hosts.clone(),
+            allowed_origins: http.allowed_origins.clone(),
+            max_body_bytes: http.max_body_bytes,
+            shutdown_grace: Duration::from_secs(http.shutdown_grace_secs),
+            legacy_sessions: http.legacy_sessions,
+            auth: Arc::new(AuthState::from_config(config)?),
+            max_in_flight: limits.max_in_flight,
+            max_sessions: limits.max_sessions,
+            max_sessions_per_principal: limits.max_sessions_per_principal,
+            session_idle: Duration::from_secs(limits.session_idle_secs),
+        })
+    }
+}
+
+/// The JSON-RPC method of a POST body, for layers after the inspection (session caps).
+#[derive(Debug, Clone)]
+pub(crate) struct RpcMethod(pub(crate) String);
+
+/// The axum application: MCP endpoint, health, readiness and protected-resource metadata.
+/// `mcp_ct` ends every MCP stream and session when cancelled.
 pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: CancellationToken) -> Router {
     // Origin is always validated (an empty list refuses every browser origin), as the MCP
     // transport spec requires against DNS rebinding.
@@ -59,45 +102,107 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         .with_json_response(true)
         .with_cancellation_token(mcp_ct);
     config.max_request_body_bytes = options.max_body_bytes;
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(options.session_idle);
+    let sessions = Arc::new(sessions);
+    let session_guard = Arc::new(SessionGuard::new(
+        Arc::clone(&sessions),
+        options.max_sessions,
+        options.max_sessions_per_principal,
+        options.session_idle,
+    ));
     let catalog = Arc::clone(handler.catalog());
-    let mcp = StreamableHttpService::new(
-        move || Ok(handler.for_session()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
-    // rmcp answers an unparsable body with 415; JSON-RPC wants a -32700 parse error (400).
-    let mcp = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn_with_state(
-            options.max_body_bytes,
-            reject_malformed_json,
+    let inspector = Arc::new(Inspector {
+        handler: handler.clone(),
+        auth: Arc::clone(&options.auth),
+        max_body: options.max_body_bytes,
+    });
+    let mcp = StreamableHttpService::new(move || Ok(handler.for_session()), sessions, config);
+    // One concern per layer, outermost first.
+    let mcp = ServiceBuilder::new()
+        // Overload: refuse at once (503) instead of queueing without bound.
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            overloaded()
+        }))
+        .load_shed()
+        .concurrency_limit(options.max_in_flight)
+        // Who is calling: everything below may rely on a `Principal`.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&options.auth),
+            auth::authenticate,
         ))
+        // Well-formed JSON only (rmcp answers garbage with 415), and scopes checked where the
+        // HTTP layer can see the tool (403 insufficient_scope).
+        .layer(middleware::from_fn_with_state(inspector, inspect))
+        // 2025 sessions belong to the principal that created them, within caps.
+        .layer(middleware::from_fn_with_state(session_guard, bind_sessions))
         .service(mcp);
+    let metadata = Router::new()
+        .route(auth::METADATA_PATH, get(auth::metadata))
+        .route(
+            &format!("{}{}", auth::METADATA_PATH, options.path),
+            get(auth::metadata),
+        )
+        .with_state(Arc::clone(&options.auth));
     Router::new()
         .route_service(&options.path, mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(catalog)
+        .merge(metadata)
         // Outermost first: every request gets an id before it is traced, and the id is echoed
         // on the response so clients can quote it.
         .layer(
-            tower::ServiceBuilder::new()
+            ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(TraceLayer::new_for_http())
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
 }
 
-/// Buffers a POST body (bounded) and answers non-JSON with a JSON-RPC parse error, so rmcp
-/// only ever sees well-formed JSON.
-async fn reject_malformed_json(
-    State(limit): State<usize>,
+fn overloaded() -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "overloaded", "error_description": "too many requests in flight; retry shortly" }))).into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+struct Inspector {
+    handler: PortcullisHandler,
+    auth: Arc<AuthState>,
+    max_body: usize,
+}
+
+/// Just enough of a JSON-RPC request to route and authorize it.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<PeekParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PeekParams<'a> {
+    #[serde(borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Buffers a POST body (bounded), answers non-JSON with a JSON-RPC parse error, refuses
+/// `tools/call` for a tool the principal lacks scopes for (403 `insufficient_scope`), and
+/// records the method for the session layer.
+async fn inspect(
+    State(inspector): State<Arc<Inspector>>,
     request: Request,
     next: Next,
 ) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let (parts, body) = request.into_parts();
+    let limit = inspector.max_body;
+    let (mut parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,9 +210,41 @@ async fn reject_malformed_json(
         )
             .into_response();
     };
-    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32700, "message": format!("parse error: {error}") } });
-        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    // One pass for the usual case (a request object); batches and odd shapes fall back to a
+    // plain well-formedness check.
+    let peek = match serde_json::from_slice::<Peek<'_>>(&bytes) {
+        Ok(peek) => Some(peek),
+        Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Ok(_) => None,
+            Err(error) => {
+                let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32700, "message": format!("parse error: {error}") } });
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            }
+        },
+    };
+    if let Some(Peek {
+        method: Some(method),
+        params,
+    }) = peek
+    {
+        if method == "tools/call"
+            && let Some(tool) = params.and_then(|p| p.name)
+            && let Some(principal) = parts.extensions.get::<Principal>()
+        {
+            let missing = principal.missing(inspector.handler.policies().scopes(&tool));
+            if !missing.is_empty() {
+                tracing::info!(%principal, %tool, "tools/call refused: insufficient scope");
+                let scope = missing.join(" ");
+                let description = format!("`{tool}` needs the scope(s): {scope}");
+                return inspector.auth.challenge(
+                    &parts.headers,
+                    StatusCode::FORBIDDEN,
+                    Some(("insufficient_scope", &description)),
+                    Some(&scope),
+                );
+            }
+        }
+        parts.extensions.insert(RpcMethod(method.into_owned()));
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -135,9 +272,9 @@ async fn readyz(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
     )
 }
 
-/// Binds the listening socket, refusing non-loopback addresses (no authentication exists yet).
+/// Binds the listening socket. A non-loopback address needs authentication configured.
 pub async fn bind(options: &HttpOptions) -> Result<TcpListener, TransportError> {
-    if !options.listen.ip().is_loopback() {
+    if !options.listen.ip().is_loopback() && !options.auth.is_enabled() {
         return Err(TransportError::InsecureListen(options.listen));
     }
     TcpListener::bind(options.listen)
@@ -158,6 +295,7 @@ pub async fn serve(
 ) -> Result<(), TransportError> {
     let addr = listener.local_addr()?;
     let in_flight = handler.in_flight();
+    options.auth.warm_up().await;
     let mcp_ct = CancellationToken::new();
     let app = app(handler, options, mcp_ct.clone());
     // Small JSON-RPC messages: Nagle's algorithm would add up to 40 ms per response.
@@ -166,8 +304,11 @@ pub async fn serve(
             tracing::warn!(%error, "cannot set TCP_NODELAY");
         }
     });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(server.into_future());
     tracing::info!(transport = "http", %addr, path = %options.path, "listening");
 

@@ -1,6 +1,7 @@
 //! Transports: the only code that touches stdio or sockets.
 
 pub mod http;
+mod sessions;
 pub mod stdio;
 
 /// Why a transport could not start or stopped with an error.
@@ -8,8 +9,8 @@ pub mod stdio;
 pub enum TransportError {
     /// Listening on a non-loopback address without authentication is refused.
     #[error(
-        "refusing to listen on {0}: it is not a loopback address and this server has no authentication configured; \
-         listen on 127.0.0.1 or [::1] (and put an authenticating reverse proxy in front for remote use)"
+        "refusing to listen on {0}: it is not a loopback address and no authentication is configured; \
+         configure [auth] (API keys or JWT) or listen on 127.0.0.1 or [::1]"
     )]
     InsecureListen(std::net::SocketAddr),
     /// The listening socket could not be opened.

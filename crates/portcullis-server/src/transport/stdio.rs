@@ -55,10 +55,22 @@ where
 
     let session_ct = CancellationToken::new();
     let in_flight = handler.in_flight();
-    let service = handler
+    let service = match handler
         .serve_with_ct((rmcp_read, rmcp_write), session_ct.clone())
         .await
-        .map_err(|e| TransportError::Session(e.to_string()))?;
+    {
+        Ok(service) => service,
+        // The client went away before starting a session: nothing to serve, not an error.
+        Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
+            tracing::info!(
+                transport = "stdio",
+                "client closed the connection before initializing"
+            );
+            let _ = writer.await;
+            return Ok(());
+        }
+        Err(error) => return Err(TransportError::Session(error.to_string())),
+    };
     tracing::info!(transport = "stdio", "serving");
     let waiting = service.waiting();
     tokio::pin!(waiting);

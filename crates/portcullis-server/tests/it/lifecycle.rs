@@ -147,15 +147,13 @@ async fn internal_errors_are_hidden_behind_a_reference() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_lets_in_flight_calls_finish() {
     let slow = Slow::default();
-    let options = HttpOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        path: "/mcp".into(),
-        allowed_hosts: vec!["127.0.0.1".into(), "localhost".into()],
-        allowed_origins: vec![],
-        max_body_bytes: 1 << 20,
-        shutdown_grace: Duration::from_secs(10),
-        legacy_sessions: true,
-    };
+    let config = portcullis_config::parse(
+        "[server]\nname = \"lib-test\"\n[http]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 10\n",
+        std::path::Path::new("lib-test.toml"),
+        |_| None,
+    )
+    .expect("config");
+    let options = HttpOptions::from_config(&config).expect("http options");
     let listener = http::bind(&options).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();

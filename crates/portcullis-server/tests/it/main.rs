@@ -112,8 +112,6 @@ pub fn handler(slow: &Slow, timeout: Duration) -> PortcullisHandler {
     PortcullisHandler::new(
         Arc::new(catalog),
         identity,
-        GuardConfig {
-            tool_timeout: timeout,
-        },
+        GuardConfig::with_timeout(timeout),
     )
 }

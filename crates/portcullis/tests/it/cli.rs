@@ -30,7 +30,7 @@ fn check_prints_the_effective_catalog() {
         stdout,
         "config ok: portcullis-demo\n\
          http: 127.0.0.1:8080/mcp (legacy sessions: true)\n\
-         \ntools (4):\n  file_info        read-only\n  list_directory   read-only\n  read_file        read-only\n  search_files     read-only\n\
+         \ntools (8):\n  describe_table   read-only\n  file_info        read-only\n  get_top_chatters read-only\n  list_directory   read-only\n  list_tables      read-only\n  query            read-only\n  read_file        read-only\n  search_files     read-only\n\
          \nresources (1):\n  config://review-rules\n\
          \nresource templates (1):\n  file:///{root}/{+path}\n\
          \nprompts (3):\n  code_review(code, language?, context?)\n  performance_review(code, language?, constraints?)\n  security_review(code, language?, focus?)\n"
@@ -97,7 +97,7 @@ fn refuses_a_non_loopback_address_without_authentication() {
         .expect("run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("refusing to listen on 0.0.0.0:0: it is not a loopback address and this server has no authentication configured"), "{stderr}");
+    assert!(stderr.contains("refusing to listen on 0.0.0.0:0: it is not a loopback address and no authentication is configured"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

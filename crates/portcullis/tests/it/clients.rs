@@ -26,7 +26,14 @@ const INSPECTOR_VERSION: &str = "2.12.0";
 /// machine's own Node (20) is left alone and no install script has to run.
 const NODE_VERSION: &str = "22.23.3";
 
-const FILE_TOOLS: [&str; 4] = ["list_directory", "read_file", "search_files", "file_info"];
+const DEMO_TOOLS: [&str; 6] = [
+    "list_directory",
+    "read_file",
+    "search_files",
+    "file_info",
+    "get_top_chatters",
+    "query",
+];
 
 const INSTALL_LIMIT: Duration = Duration::from_secs(600);
 const CLIENT_LIMIT: Duration = Duration::from_secs(180);
@@ -312,7 +319,7 @@ async fn inspector_cli_lists_and_calls_tools() {
         .cli_json(&stdio_server(&["--method", "tools/list"]))
         .await;
     let names = tool_names(&listing);
-    for tool in FILE_TOOLS {
+    for tool in DEMO_TOOLS {
         assert!(
             names.iter().any(|n| n == tool),
             "{tool} missing from {names:?}"
@@ -366,7 +373,7 @@ async fn inspector_cli_lists_and_calls_tools() {
         .cli_json(&[url.as_str(), "--method", "tools/list"])
         .await;
     let names = tool_names(&listing);
-    for tool in FILE_TOOLS {
+    for tool in DEMO_TOOLS {
         assert!(
             names.iter().any(|n| n == tool),
             "{tool} missing from {names:?} (http)"

@@ -5,11 +5,15 @@
     reason = "tests spawn processes and write fixture files"
 )]
 
+mod auth;
 mod bad_input;
 mod cli;
 mod clients;
 mod files;
 mod protocol;
+mod sql;
+mod sql_attacks;
+mod sql_availability;
 mod stdout;
 
 use std::path::{Path, PathBuf};

@@ -25,7 +25,16 @@ async fn exercise_demo(client: &Client, era: Era) {
         .collect();
     assert_eq!(
         tools,
-        ["file_info", "list_directory", "read_file", "search_files"],
+        [
+            "describe_table",
+            "file_info",
+            "get_top_chatters",
+            "list_directory",
+            "list_tables",
+            "query",
+            "read_file",
+            "search_files"
+        ],
         "{era:?}: sorted, read-only demo"
     );
 
@@ -171,7 +180,7 @@ async fn http_health_and_readiness() {
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(
         body,
-        json!({ "status": "ready", "checks": { "files": "ok" } })
+        json!({ "status": "ready", "checks": { "files": "ok", "sql:community": "ok" } })
     );
 }
 

@@ -1,0 +1,266 @@
+//! Authentication, authorization and limits: who may call, what they may call, how often.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Authentication of HTTP requests. Every request to the MCP endpoint must pass one of the
+/// configured methods; `/healthz`, `/readyz` and the protected-resource metadata stay open.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// API keys, each stored as the SHA-256 of the key (`portcullis keys new` prints one).
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// OAuth 2.1 resource server: JWT access tokens from your identity provider.
+    pub jwt: Option<JwtConfig>,
+    /// Also accept API keys in an `X-API-Key` header (besides `Authorization: Bearer`).
+    #[serde(default)]
+    pub accept_x_api_key: bool,
+    /// The protected resource's URI (RFC 9728 `resource`, and the JWT audience unless
+    /// `jwt.audience` says otherwise), for example `https://mcp.example.com/mcp`.
+    pub resource: Option<String>,
+    /// Scopes listed in the protected-resource metadata (`scopes_supported`).
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// Show each principal only the tools it has the scopes to call in `tools/list`.
+    #[serde(default = "yes")]
+    pub hide_unauthorized_tools: bool,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            jwt: None,
+            accept_x_api_key: false,
+            resource: None,
+            scopes_supported: Vec::new(),
+            hide_unauthorized_tools: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AuthSection {
+    /// Whether any method is configured.
+    pub fn is_enabled(&self) -> bool {
+        !self.api_keys.is_empty() || self.jwt.is_some()
+    }
+}
+
+/// One API key.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key; the principal's name in logs and audit.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the key. Keys are 256-bit random tokens, so a fast hash is
+    /// enough (a slow password hash would only add latency to every request). Use
+    /// `${ENV}` to keep it out of the file.
+    pub sha256: String,
+    /// Scopes this key grants.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// JWT validation (the MCP authorization spec's resource-server role).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Expected `iss`; also the authorization server listed in the protected-resource
+    /// metadata.
+    pub issuer: String,
+    /// Expected `aud` (RFC 8707 audience binding). Defaults to `auth.resource`.
+    pub audience: Option<String>,
+    /// Where the signing keys come from: `jwks_url`, `jwks_file`, or OIDC discovery from the
+    /// issuer (`discovery = true`). Exactly one.
+    pub jwks_url: Option<String>,
+    /// A local JWKS file (air-gapped setups and tests), relative to the config file.
+    pub jwks_file: Option<PathBuf>,
+    /// Find `jwks_uri` through `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// Accepted signature algorithms; only asymmetric ones are allowed (`RS256`, `RS384`,
+    /// `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`). Never `none` or HMAC.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Seconds a fetched JWKS is cached before it is fetched again (an unknown `kid` also
+    /// triggers a refresh, at most once per `jwks_min_refresh_secs`).
+    #[serde(default = "default_jwks_cache")]
+    pub jwks_cache_secs: u64,
+    /// Least time between two JWKS refreshes triggered by unknown `kid`s.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_secs: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "EdDSA"].map(str::to_owned).to_vec()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_jwks_cache() -> u64 {
+    600
+}
+fn default_jwks_min_refresh() -> u64 {
+    30
+}
+
+/// Per-tool policy, keyed by tool name in `[tools.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPolicy {
+    /// Scopes a principal needs to call the tool (all of them). Replaces the pack's
+    /// `required_scopes`.
+    pub required_scopes: Option<Vec<String>>,
+    /// Hard ceiling for one call, in seconds (overrides `limits.tool_timeout_secs`).
+    pub timeout_secs: Option<u64>,
+    /// Calls per principal to this tool.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Per-pack policy, keyed by pack name in `[packs.NAME]` (`files`, `prompts`, …).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackPolicy {
+    /// Scopes a principal needs to call any tool of the pack.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+}
+
+/// A token bucket: `per_minute` steady rate, `burst` calls at once.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained calls per minute.
+    pub per_minute: u32,
+    /// Calls allowed at once before the rate applies (default: `per_minute / 6`, at least 1).
+    pub burst: Option<u32>,
+}
+
+/// Per-tool and per-pack policies.
+pub type ToolPolicies = BTreeMap<String, ToolPolicy>;
+/// Per-pack policies.
+pub type PackPolicies = BTreeMap<String, PackPolicy>;
+
+/// The signature algorithms a JWT may use: asymmetric only.
+pub const ASYMMETRIC_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Issue> {
+    use crate::validate::issue;
+    let auth = &config.auth;
+    let mut names = std::collections::HashSet::new();
+    for (i, key) in auth.api_keys.iter().enumerate() {
+        if key.name.trim().is_empty() {
+            return Err(issue(
+                format!("auth.api_keys[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if !names.insert(key.name.as_str()) {
+            return Err(issue(
+                format!("auth.api_keys[{i}].name"),
+                format!("key name `{}` is used twice", key.name),
+            ));
+        }
+        let hex = key.sha256.len() == 64
+            && key
+                .sha256
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if !hex {
+            return Err(issue(
+                format!("auth.api_keys[{i}].sha256"),
+                "must be 64 lowercase hex characters (the SHA-256 of the key); `portcullis keys new` prints one",
+            ));
+        }
+    }
+    if let Some(jwt) = &auth.jwt {
+        let sources = usize::from(jwt.jwks_url.is_some())
+            + usize::from(jwt.jwks_file.is_some())
+            + usize::from(jwt.discovery);
+        if sources != 1 {
+            return Err(issue(
+                "auth.jwt",
+                "give exactly one key source: `jwks_url`, `jwks_file` or `discovery = true`",
+            ));
+        }
+        if jwt.audience.is_none() && auth.resource.is_none() {
+            return Err(issue(
+                "auth.jwt.audience",
+                "set `auth.jwt.audience` or `auth.resource`: tokens must be bound to this server (RFC 8707)",
+            ));
+        }
+        if jwt.algorithms.is_empty() {
+            return Err(issue(
+                "auth.jwt.algorithms",
+                "must list at least one algorithm",
+            ));
+        }
+        for algorithm in &jwt.algorithms {
+            if !ASYMMETRIC_ALGORITHMS.contains(&algorithm.as_str()) {
+                return Err(issue(
+                    "auth.jwt.algorithms",
+                    format!(
+                        "`{algorithm}` is not allowed; use asymmetric algorithms only: {}",
+                        ASYMMETRIC_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let limits = &config.limits;
+    for (key, limit) in [
+        ("limits.per_principal", &limits.per_principal),
+        (
+            "limits.per_ip_unauthenticated",
+            &limits.per_ip_unauthenticated,
+        ),
+    ] {
+        if limit.is_some_and(|l| l.per_minute == 0 || l.burst == Some(0)) {
+            return Err(issue(
+                key,
+                "`per_minute` and `burst` must be at least 1 (leave the limit out to disable it)",
+            ));
+        }
+    }
+    if limits.max_in_flight == 0
+        || limits.max_sessions == 0
+        || limits.max_sessions_per_principal == 0
+        || limits.session_idle_secs == 0
+    {
+        return Err(issue(
+            "limits",
+            "`max_in_flight`, `max_sessions`, `max_sessions_per_principal` and `session_idle_secs` must be at least 1",
+        ));
+    }
+    for (name, policy) in &config.tools {
+        if policy.timeout_secs == Some(0) {
+            return Err(issue(
+                format!("tools.{name}.timeout_secs"),
+                "must be at least 1 second",
+            ));
+        }
+        if policy
+            .rate_limit
+            .is_some_and(|l| l.per_minute == 0 || l.burst == Some(0))
+        {
+            return Err(issue(
+                format!("tools.{name}.rate_limit"),
+                "`per_minute` and `burst` must be at least 1",
+            ));
+        }
+    }
+    Ok(())
+}

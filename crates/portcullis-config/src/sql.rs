@@ -1,0 +1,427 @@
+//! The SQL pack's configuration: database sources, their limits, and the statement tools
+//! defined on them.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::validate::{Issue, issue};
+
+/// One database source of the SQL pack.
+#[derive(Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSource {
+    /// Name of the source: lowercase letters, digits, `-` and `_`. Shown in tool errors
+    /// ("database `NAME` unavailable") and on `/readyz`; never the URL.
+    pub name: String,
+    /// Connection URL: `sqlite://path/to/file.db` (relative paths resolve against the config
+    /// file's directory), `postgres://user:password@host:5432/db` or
+    /// `mysql://user:password@host:3306/db` (MySQL and MariaDB). Put secrets in the
+    /// environment: `postgres://app:${DB_PASSWORD}@db/app`.
+    pub url: String,
+    /// Most open connections to the database (per pool; a writable source has a second pool
+    /// for its destructive statements).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Only read from this source (the default). Every statement then runs in a read-only
+    /// transaction (SQLite: a read-only connection with `query_only`), and `destructive`
+    /// statements are refused. Set to false to allow destructive statements.
+    #[serde(default = "default_true")]
+    pub read_only: bool,
+    /// Seconds one statement may run, enforced by the engine (`statement_timeout`,
+    /// `max_execution_time`, `max_statement_time`) and by Portcullis, which cancels the
+    /// statement when it expires.
+    #[serde(default = "default_statement_timeout_secs")]
+    pub statement_timeout_secs: u64,
+    /// Most rows a tool returns; longer results are cut and marked truncated.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Most bytes of result (JSON encoded rows) a tool returns; longer results are cut and
+    /// marked truncated.
+    #[serde(default = "default_max_result_bytes")]
+    pub max_result_bytes: usize,
+    /// Name of the opt-in ad-hoc query tool for this source (for example `query`). It runs
+    /// exactly one read-only `SELECT` (checked by a SQL parser, run in a read-only
+    /// transaction with the timeout and caps). Absent: no ad-hoc tool.
+    pub query_tool: Option<String>,
+    /// Name of an opt-in tool that lists the source's tables and views with their columns
+    /// (for example `list_tables`). Absent: no such tool.
+    pub schema_tool: Option<String>,
+    /// Name of an opt-in tool that describes one table's columns (for example
+    /// `describe_table`). Absent: no such tool.
+    pub describe_tool: Option<String>,
+    /// SQLite only: a SQL script, relative to the config file's directory, that creates the
+    /// database file when it does not exist yet (the demo's seed data). The file is built
+    /// aside and moved into place, so a half-seeded database is never served.
+    pub seed: Option<PathBuf>,
+    /// Tools defined as parameterized SQL statements.
+    #[serde(default)]
+    pub statements: Vec<SqlStatement>,
+}
+
+impl std::fmt::Debug for SqlSource {
+    // The URL may carry a password: keep it out of debug output and logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSource")
+            .field("name", &self.name)
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("read_only", &self.read_only)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
+            .field("max_rows", &self.max_rows)
+            .field("max_result_bytes", &self.max_result_bytes)
+            .field("query_tool", &self.query_tool)
+            .field("schema_tool", &self.schema_tool)
+            .field("describe_tool", &self.describe_tool)
+            .field("seed", &self.seed)
+            .field("statements", &self.statements)
+            .finish()
+    }
+}
+
+fn default_pool_size() -> u32 {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_statement_timeout_secs() -> u64 {
+    10
+}
+fn default_max_rows() -> usize {
+    1000
+}
+fn default_max_result_bytes() -> usize {
+    1024 * 1024
+}
+
+/// A tool that runs one parameterized SQL statement.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlStatement {
+    /// Tool name (A-Z, a-z, 0-9, `_`, `-`, `.`; 1 to 64 characters).
+    pub name: String,
+    /// Human-readable title.
+    pub title: Option<String>,
+    /// What the tool does, for the model.
+    pub description: String,
+    /// The SQL, with the engine's placeholders for the parameters, bound in the order the
+    /// parameters are declared: `?` for SQLite and MySQL, `$1`, `$2`, … for PostgreSQL.
+    /// Values are always bound, never spliced into the text.
+    pub sql: String,
+    /// The statement's parameters; they become the tool's input schema.
+    #[serde(default)]
+    pub params: Vec<SqlParam>,
+    /// The statement writes. Allowed only on sources with `read_only = false`; the tool then
+    /// requires `confirm: true` and returns the number of affected rows. Statements that are
+    /// not destructive always run read-only.
+    #[serde(default)]
+    pub destructive: bool,
+    /// What the rows mean, appended to the tool's description.
+    pub output_description: Option<String>,
+}
+
+/// One parameter of a statement tool.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlParam {
+    /// Argument name.
+    pub name: String,
+    /// JSON type of the argument.
+    #[serde(rename = "type")]
+    pub kind: SqlParamType,
+    /// What to pass.
+    pub description: Option<String>,
+    /// Whether the argument must be given. Defaults to true unless a `default` is set.
+    pub required: Option<bool>,
+    /// Value bound when the argument is absent.
+    pub default: Option<serde_json::Value>,
+    /// Smallest value (`integer`, `number`), shortest length (`string`) or fewest items
+    /// (`array`).
+    pub min: Option<f64>,
+    /// Largest value (`integer`, `number`), longest length (`string`) or most items
+    /// (`array`).
+    pub max: Option<f64>,
+    /// The only values allowed.
+    #[serde(rename = "enum")]
+    pub allowed: Option<Vec<serde_json::Value>>,
+    /// Regular expression (ECMA 262) a `string` must match (for arrays: each item).
+    pub pattern: Option<String>,
+    /// Item type of an `array` (default `string`). PostgreSQL binds a native array (use
+    /// `= ANY($1)`); SQLite and MySQL bind the array's JSON text (use `json_each(?)` or
+    /// `JSON_TABLE(?, …)`).
+    pub items: Option<SqlParamType>,
+}
+
+/// Type of a statement parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SqlParamType {
+    /// Text.
+    String,
+    /// A whole number (64-bit).
+    Integer,
+    /// A floating-point number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A list of values of the `items` type.
+    Array,
+}
+
+impl SqlParamType {
+    /// The JSON Schema type name.
+    pub fn json_type(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+            Self::Array => "array",
+        }
+    }
+}
+
+/// Which engine a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlEngine {
+    /// `sqlite:`
+    Sqlite,
+    /// `postgres:` / `postgresql:`
+    Postgres,
+    /// `mysql:` / `mariadb:`
+    MySql,
+}
+
+impl SqlEngine {
+    /// The engine of `url`, from its scheme.
+    pub fn of(url: &str) -> Option<Self> {
+        let scheme = url.split_once(':')?.0.to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::MySql),
+            _ => None,
+        }
+    }
+}
+
+fn is_tool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+/// Checks the `[[sql]]` sections: names, engines, limits, parameters.
+pub(crate) fn validate_sql(sources: &[SqlSource]) -> Result<(), Issue> {
+    let mut names = HashSet::new();
+    let mut tools = HashSet::new();
+    let mut tool = |key: String, name: &str| -> Result<(), Issue> {
+        if !is_tool_name(name) {
+            return Err(issue(
+                key,
+                format!(
+                    "tool name `{name}` may use only A-Z, a-z, 0-9, `_`, `-` and `.` (1 to 64 characters)"
+                ),
+            ));
+        }
+        if !tools.insert(name.to_owned()) {
+            return Err(issue(key, format!("tool `{name}` is defined twice")));
+        }
+        Ok(())
+    };
+    for (i, source) in sources.iter().enumerate() {
+        let key = format!("sql[{i}]");
+        let name_ok = !source.name.is_empty()
+            && source
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(issue(
+                format!("{key}.name"),
+                format!(
+                    "source name `{}` may use only a-z, 0-9, `-` and `_`",
+                    source.name
+                ),
+            ));
+        }
+        if !names.insert(source.name.as_str()) {
+            return Err(issue(
+                format!("{key}.name"),
+                format!("source name `{}` is used twice", source.name),
+            ));
+        }
+        let Some(engine) = SqlEngine::of(&source.url) else {
+            // Never echo the URL: it may hold a password.
+            return Err(issue(
+                format!("{key}.url"),
+                "must start with `sqlite:`, `postgres:`, `postgresql:`, `mysql:` or `mariadb:`",
+            ));
+        };
+        if source.seed.is_some() && engine != SqlEngine::Sqlite {
+            return Err(issue(
+                format!("{key}.seed"),
+                "is only supported for SQLite sources",
+            ));
+        }
+        if source.pool_size == 0 || source.pool_size > 1000 {
+            return Err(issue(
+                format!("{key}.pool_size"),
+                "must be between 1 and 1000",
+            ));
+        }
+        if source.statement_timeout_secs == 0 {
+            return Err(issue(
+                format!("{key}.statement_timeout_secs"),
+                "must be at least 1 second",
+            ));
+        }
+        if source.max_rows == 0 || source.max_result_bytes < 1024 {
+            return Err(issue(
+                key.clone(),
+                "`max_rows` must be at least 1 and `max_result_bytes` at least 1024",
+            ));
+        }
+        for (field, value) in [
+            ("query_tool", &source.query_tool),
+            ("schema_tool", &source.schema_tool),
+            ("describe_tool", &source.describe_tool),
+        ] {
+            if let Some(name) = value {
+                tool(format!("{key}.{field}"), name)?;
+            }
+        }
+        for (j, statement) in source.statements.iter().enumerate() {
+            let key = format!("{key}.statements[{j}]");
+            tool(format!("{key}.name"), &statement.name)?;
+            if statement.sql.trim().is_empty() {
+                return Err(issue(format!("{key}.sql"), "must not be empty"));
+            }
+            if statement.destructive && source.read_only {
+                return Err(issue(
+                    format!("{key}.destructive"),
+                    format!(
+                        "source `{}` is read-only; set `read_only = false` on the source to allow destructive statements",
+                        source.name
+                    ),
+                ));
+            }
+            let mut params = HashSet::new();
+            for (k, param) in statement.params.iter().enumerate() {
+                let key = format!("{key}.params[{k}]");
+                validate_param(&key, param)?;
+                if param.name == "confirm" && statement.destructive {
+                    return Err(issue(
+                        format!("{key}.name"),
+                        "`confirm` is reserved on destructive statements",
+                    ));
+                }
+                if !params.insert(param.name.as_str()) {
+                    return Err(issue(
+                        format!("{key}.name"),
+                        format!("parameter `{}` is declared twice", param.name),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_param(key: &str, param: &SqlParam) -> Result<(), Issue> {
+    let ident_ok = !param.name.is_empty()
+        && param.name.len() <= 64
+        && param
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ident_ok {
+        return Err(issue(
+            format!("{key}.name"),
+            format!(
+                "parameter name `{}` may use only A-Z, a-z, 0-9 and `_`",
+                param.name
+            ),
+        ));
+    }
+    let kind = param.kind;
+    let item = param.items.unwrap_or(SqlParamType::String);
+    if param.items.is_some() && kind != SqlParamType::Array {
+        return Err(issue(
+            format!("{key}.items"),
+            "only `array` parameters have `items`",
+        ));
+    }
+    if item == SqlParamType::Array {
+        return Err(issue(
+            format!("{key}.items"),
+            "arrays of arrays are not supported",
+        ));
+    }
+    if param.pattern.is_some() && kind != SqlParamType::String && item != SqlParamType::String {
+        return Err(issue(
+            format!("{key}.pattern"),
+            "only `string` parameters (or arrays of strings) have a `pattern`",
+        ));
+    }
+    if (param.min.is_some() || param.max.is_some()) && kind == SqlParamType::Boolean {
+        return Err(issue(
+            key.to_owned(),
+            "`boolean` parameters have no `min`/`max`",
+        ));
+    }
+    if let (Some(min), Some(max)) = (param.min, param.max)
+        && min > max
+    {
+        return Err(issue(key.to_owned(), "`min` is larger than `max`"));
+    }
+    if param.required == Some(true) && param.default.is_some() {
+        return Err(issue(
+            key.to_owned(),
+            "a required parameter cannot have a `default`",
+        ));
+    }
+    let fits = |value: &serde_json::Value| match kind {
+        SqlParamType::String => value.is_string(),
+        SqlParamType::Integer => value.is_i64() || value.is_u64(),
+        SqlParamType::Number => value.is_number(),
+        SqlParamType::Boolean => value.is_boolean(),
+        SqlParamType::Array => value.is_array(),
+    };
+    if let Some(default) = &param.default
+        && !fits(default)
+    {
+        return Err(issue(
+            format!("{key}.default"),
+            format!("must be of type `{}`", kind.json_type()),
+        ));
+    }
+    if let Some(allowed) = &param.allowed {
+        if allowed.is_empty() {
+            return Err(issue(format!("{key}.enum"), "must list at least one value"));
+        }
+        let item_fits = |value: &serde_json::Value| match if kind == SqlParamType::Array {
+            item
+        } else {
+            kind
+        } {
+            SqlParamType::String => value.is_string(),
+            SqlParamType::Integer => value.is_i64() || value.is_u64(),
+            SqlParamType::Number => value.is_number(),
+            SqlParamType::Boolean => value.is_boolean(),
+            SqlParamType::Array => false,
+        };
+        if !allowed.iter().all(item_fits) {
+            return Err(issue(
+                format!("{key}.enum"),
+                "every value must be of the parameter's type (for arrays: the item type)",
+            ));
+        }
+    }
+    Ok(())
+}

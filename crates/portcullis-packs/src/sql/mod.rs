@@ -1,0 +1,94 @@
+//! The SQL pack: tools over SQLite, PostgreSQL and MySQL/MariaDB sources.
+//!
+//! Statement tools come from config (bound parameters only, typed by their input schema);
+//! the opt-in ad-hoc query tool runs one statement that [`checker`] accepts as a read-only
+//! query, inside a read-only transaction, under a timeout and row and byte caps; schema and
+//! describe-table tools are catalog queries. [`source`] is the only code that runs SQL.
+
+mod checker;
+mod credentials;
+mod params;
+mod rows;
+mod source;
+mod tools;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use portcullis_config::SqlSource;
+use portcullis_server::{CatalogBuilder, Readiness};
+
+pub use credentials::credential_warnings;
+use source::Source;
+
+/// Why the SQL pack could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SqlError(String);
+
+/// Adds the tools of every source in `sources` and one readiness check per source
+/// (`sql:NAME`). Nothing connects here: each source's pools are created on first use and
+/// connect lazily, so a database that is down does not stop the server from starting; its
+/// tools answer "database `NAME` unavailable" and `/readyz` reports it until it is back.
+pub fn register(
+    sources: &[SqlSource],
+    base_dir: &Path,
+    catalog: &mut CatalogBuilder,
+) -> Result<(), SqlError> {
+    for config in sources {
+        let source = Arc::new(Source::new(config, base_dir).map_err(SqlError)?);
+        for statement in &config.statements {
+            if let Some(count) = params::placeholder_count(source.engine, &statement.sql)
+                && count != statement.params.len()
+            {
+                return Err(SqlError(format!(
+                    "sql statement `{}`: the SQL has {count} placeholder(s) but {} parameter(s) are declared; parameters bind in order to {}",
+                    statement.name,
+                    statement.params.len(),
+                    if source.engine == portcullis_config::SqlEngine::Postgres {
+                        "`$1`, `$2`, …"
+                    } else {
+                        "`?` placeholders"
+                    }
+                )));
+            }
+            catalog.tool(tools::StatementTool {
+                source: Arc::clone(&source),
+                statement: statement.clone(),
+            });
+        }
+        if let Some(name) = &config.query_tool {
+            catalog.tool(tools::QueryTool {
+                source: Arc::clone(&source),
+                name: name.clone(),
+            });
+        }
+        if let Some(name) = &config.schema_tool {
+            catalog.tool(tools::SchemaTool {
+                source: Arc::clone(&source),
+                name: name.clone(),
+            });
+        }
+        if let Some(name) = &config.describe_tool {
+            catalog.tool(tools::DescribeTool {
+                source: Arc::clone(&source),
+                name: name.clone(),
+            });
+        }
+        catalog.readiness(format!("sql:{}", config.name), SourceReady(source));
+    }
+    Ok(())
+}
+
+struct SourceReady(Arc<Source>);
+
+#[async_trait]
+impl Readiness for SourceReady {
+    async fn check(&self) -> Result<(), String> {
+        self.0
+            .ping()
+            .await
+            .map_err(|_| format!("database `{}` unavailable", self.0.name))
+    }
+}

@@ -1,0 +1,319 @@
+//! The SQL tools: statements from config, the opt-in ad-hoc query, and the schema and
+//! describe-table tools (catalog queries with bound parameters).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use portcullis_config::{SqlEngine, SqlStatement};
+use portcullis_server::{Tool, ToolCall, ToolError, ToolOutput};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef, ToolAnnotations};
+use serde_json::{Value, json};
+
+use super::checker;
+use super::params::{Bound, bind_values, input_schema};
+use super::rows::output_schema;
+use super::source::{Access, Outcome, Source};
+
+/// Longest ad-hoc query text accepted.
+const MAX_QUERY_CHARS: u64 = 100_000;
+
+fn object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("json! object"),
+    }
+}
+
+fn read_only() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false)
+}
+
+fn rows_result(source: &Source, outcome: Outcome) -> ToolOutput {
+    match outcome {
+        Outcome::Rows(rows) => {
+            let mut result = CallToolResult::success(vec![ContentBlock::text(
+                rows.table(source.max_rows, source.max_bytes),
+            )]);
+            result.structured_content = Some(rows.structured(source.max_rows, source.max_bytes));
+            result.into()
+        }
+        Outcome::Affected(n) => {
+            let mut result = CallToolResult::success(vec![ContentBlock::text(format!(
+                "{n} row{} affected",
+                if n == 1 { "" } else { "s" }
+            ))]);
+            result.structured_content = Some(json!({ "affected_rows": n }));
+            result.into()
+        }
+    }
+}
+
+async fn run(
+    source: &Source,
+    sql: &str,
+    values: &[Bound],
+    access: Access,
+) -> Result<ToolOutput, ToolError> {
+    let outcome = source
+        .run(sql, values, access)
+        .await
+        .map_err(|e| e.into_tool_error(source))?;
+    Ok(rows_result(source, outcome))
+}
+
+/// A statement from config.
+pub(super) struct StatementTool {
+    pub(super) source: Arc<Source>,
+    pub(super) statement: SqlStatement,
+}
+
+#[async_trait]
+impl Tool for StatementTool {
+    fn pack(&self) -> &str {
+        "sql"
+    }
+
+    fn definition(&self) -> ToolDef {
+        let statement = &self.statement;
+        let mut description = statement.description.clone();
+        if let Some(output) = &statement.output_description {
+            description.push_str("\n\nReturns: ");
+            description.push_str(output);
+        }
+        if statement.destructive {
+            description.push_str("\n\nChanges data in `");
+            description.push_str(&self.source.name);
+            description
+                .push_str("`: requires `confirm: true`; returns the number of affected rows.");
+        }
+        let output = if statement.destructive {
+            object(json!({
+                "type": "object",
+                "properties": { "affected_rows": { "type": "integer", "description": "Rows the statement changed." } },
+                "required": ["affected_rows"]
+            }))
+        } else {
+            output_schema()
+        };
+        let annotations = ToolAnnotations::new()
+            .read_only(!statement.destructive)
+            .destructive(statement.destructive)
+            .idempotent(!statement.destructive)
+            .open_world(false);
+        let mut tool = ToolDef::new(
+            statement.name.clone(),
+            description,
+            input_schema(&statement.params, statement.destructive),
+        )
+        .with_raw_output_schema(Arc::new(output))
+        .with_annotations(annotations);
+        if let Some(title) = &statement.title {
+            tool = tool.with_title(title.clone());
+        }
+        tool
+    }
+
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let statement = &self.statement;
+        if statement.destructive && call.arguments.get("confirm") != Some(&Value::Bool(true)) {
+            return Err(ToolError::rejected(format!(
+                "`{}` changes data in `{}`; call again with `confirm: true` to run it",
+                statement.name, self.source.name
+            )));
+        }
+        let values = bind_values(self.source.engine, &statement.params, &call.arguments);
+        let access = if statement.destructive {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        run(&self.source, &statement.sql, &values, access).await
+    }
+}
+
+/// The ad-hoc read-only query tool.
+pub(super) struct QueryTool {
+    pub(super) source: Arc<Source>,
+    pub(super) name: String,
+}
+
+#[async_trait]
+impl Tool for QueryTool {
+    fn pack(&self) -> &str {
+        "sql"
+    }
+
+    fn definition(&self) -> ToolDef {
+        let engine = match self.source.engine {
+            SqlEngine::Sqlite => "SQLite",
+            SqlEngine::Postgres => "PostgreSQL",
+            SqlEngine::MySql => "MySQL/MariaDB",
+        };
+        let schema = object(json!({
+            "type": "object",
+            "properties": {
+                "sql": {
+                    "type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS,
+                    "description": format!("Exactly one read-only SELECT statement in {engine} syntax (WITH … SELECT, VALUES and TABLE also work).")
+                }
+            },
+            "required": ["sql"],
+            "additionalProperties": false
+        }));
+        ToolDef::new(
+            self.name.clone(),
+            format!(
+                "Run one read-only SQL query against the {engine} database `{}`. Writes, several statements, locking clauses and side-effect functions are refused; the query runs in a read-only transaction, for at most {} s, and returns at most {} rows.",
+                self.source.name,
+                self.source.timeout.as_secs(),
+                self.source.max_rows
+            ),
+            schema,
+        )
+        .with_title(format!("Query `{}`", self.source.name))
+        .with_raw_output_schema(Arc::new(output_schema()))
+        .with_annotations(read_only())
+    }
+
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let sql = call
+            .arguments
+            .get("sql")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        checker::check(self.source.engine, sql)
+            .map_err(|refused| ToolError::rejected(refused.0))?;
+        run(&self.source, sql, &[], Access::Read).await
+    }
+}
+
+/// Lists tables and views.
+pub(super) struct SchemaTool {
+    pub(super) source: Arc<Source>,
+    pub(super) name: String,
+}
+
+#[async_trait]
+impl Tool for SchemaTool {
+    fn pack(&self) -> &str {
+        "sql"
+    }
+
+    fn definition(&self) -> ToolDef {
+        let schema =
+            object(json!({ "type": "object", "properties": {}, "additionalProperties": false }));
+        ToolDef::new(
+            self.name.clone(),
+            format!(
+                "List the tables and views of the database `{}`.",
+                self.source.name
+            ),
+            schema,
+        )
+        .with_title(format!("Tables of `{}`", self.source.name))
+        .with_raw_output_schema(Arc::new(output_schema()))
+        .with_annotations(read_only())
+    }
+
+    async fn call(&self, _call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let sql = match self.source.engine {
+            SqlEngine::Postgres => {
+                "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+                 WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY table_schema, table_name"
+            }
+            SqlEngine::MySql => {
+                "SELECT table_name AS table_name, table_type AS table_type FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() ORDER BY table_name"
+            }
+            SqlEngine::Sqlite => {
+                "SELECT name AS table_name, type AS table_type FROM sqlite_schema \
+                 WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+            }
+        };
+        run(&self.source, sql, &[], Access::Read).await
+    }
+}
+
+/// Describes one table's columns.
+pub(super) struct DescribeTool {
+    pub(super) source: Arc<Source>,
+    pub(super) name: String,
+}
+
+#[async_trait]
+impl Tool for DescribeTool {
+    fn pack(&self) -> &str {
+        "sql"
+    }
+
+    fn definition(&self) -> ToolDef {
+        let mut properties = json!({
+            "table": { "type": "string", "minLength": 1, "maxLength": 128, "description": "Table or view name." }
+        });
+        if self.source.engine == SqlEngine::Postgres {
+            properties["schema"] = json!({ "type": "string", "minLength": 1, "maxLength": 128, "description": "Schema (default: the current schema, usually `public`)." });
+        }
+        let schema = object(json!({
+            "type": "object", "properties": properties, "required": ["table"], "additionalProperties": false
+        }));
+        ToolDef::new(
+            self.name.clone(),
+            format!("Describe the columns of a table or view in the database `{}`: name, type, nullability, default.", self.source.name),
+            schema,
+        )
+        .with_title(format!("Describe a table of `{}`", self.source.name))
+        .with_raw_output_schema(Arc::new(output_schema()))
+        .with_annotations(read_only())
+    }
+
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let table = call
+            .arguments
+            .get("table")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let (sql, values) = match self.source.engine {
+            SqlEngine::Postgres => (
+                "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns \
+                 WHERE table_name = $1 AND table_schema = COALESCE($2, current_schema()) ORDER BY ordinal_position",
+                vec![
+                    Bound::Text(table.clone()),
+                    call.arguments
+                        .get("schema")
+                        .and_then(Value::as_str)
+                        .map_or(Bound::Null, |s| Bound::Text(s.to_owned())),
+                ],
+            ),
+            SqlEngine::MySql => (
+                "SELECT column_name AS column_name, column_type AS data_type, is_nullable AS is_nullable, \
+                 column_default AS column_default, column_key AS column_key FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
+                vec![Bound::Text(table.clone())],
+            ),
+            SqlEngine::Sqlite => (
+                "SELECT name AS column_name, type AS data_type, CASE \"notnull\" WHEN 1 THEN 'NO' ELSE 'YES' END AS is_nullable, \
+                 dflt_value AS column_default, pk AS primary_key FROM pragma_table_info(?) ORDER BY cid",
+                vec![Bound::Text(table.clone())],
+            ),
+        };
+        let outcome = self
+            .source
+            .run(sql, &values, Access::Read)
+            .await
+            .map_err(|e| e.into_tool_error(&self.source))?;
+        if let Outcome::Rows(rows) = &outcome
+            && rows.rows.is_empty()
+        {
+            return Err(ToolError::rejected(format!(
+                "table `{table}` not found in `{}`; list the tables first",
+                self.source.name
+            )));
+        }
+        Ok(rows_result(&self.source, outcome))
+    }
+}

@@ -1,0 +1,274 @@
+//! Authentication of HTTP requests: API keys and OAuth 2.1 JWT access tokens, the RFC 9728
+//! protected-resource metadata, `WWW-Authenticate` challenges, and the per-IP (failed
+//! attempts) and per-principal rate limits that sit next to them.
+//!
+//! The layer attaches a [`Principal`] to every request it lets through; the guard pipeline,
+//! logs and the session binding read it from there. On stdio the principal is the local
+//! user.
+
+mod api_key;
+mod jwt;
+mod principal;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Json, Response};
+use portcullis_config::Config;
+use serde_json::json;
+
+pub use api_key::{KEY_PREFIX, generate_key, hash_key};
+pub use principal::{Principal, Scopes};
+
+use crate::limits::{LocalRateLimiter, RateLimitStore, retry_after_secs};
+use api_key::ApiKeys;
+use jwt::{JwtError, JwtValidator};
+
+/// Well-known path of the RFC 9728 metadata.
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Everything the authentication layer needs. Built once from the config.
+pub struct AuthState {
+    api_keys: ApiKeys,
+    jwt: Option<JwtValidator>,
+    accept_x_api_key: bool,
+    resource: Option<String>,
+    scopes_supported: Vec<String>,
+    server_name: String,
+    mcp_path: String,
+    per_ip: Option<Arc<dyn RateLimitStore>>,
+    per_principal: Option<Arc<dyn RateLimitStore>>,
+}
+
+impl AuthState {
+    /// Builds the state from `config`; `Err` says what is wrong with the auth settings.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let auth = &config.auth;
+        let jwt = auth
+            .jwt
+            .as_ref()
+            .map(|jwt| JwtValidator::new(jwt, auth.resource.as_deref(), &config.base_dir))
+            .transpose()?;
+        let limiter = |limit: Option<portcullis_config::RateLimit>| {
+            limit.map(|l| Arc::new(LocalRateLimiter::new(l)) as Arc<dyn RateLimitStore>)
+        };
+        Ok(Self {
+            api_keys: ApiKeys::new(&auth.api_keys),
+            jwt,
+            accept_x_api_key: auth.accept_x_api_key,
+            resource: auth.resource.clone(),
+            scopes_supported: auth.scopes_supported.clone(),
+            server_name: config.server.name.clone(),
+            mcp_path: config.http.path.clone(),
+            per_ip: limiter(config.limits.per_ip_unauthenticated),
+            per_principal: limiter(config.limits.per_principal),
+        })
+    }
+
+    /// Whether requests must authenticate.
+    pub fn is_enabled(&self) -> bool {
+        !self.api_keys.is_empty() || self.jwt.is_some()
+    }
+
+    /// Fetches JWT signing keys once so a broken key source shows in the logs at start-up.
+    pub async fn warm_up(&self) {
+        if let Some(jwt) = &self.jwt {
+            jwt.warm_up().await;
+        }
+    }
+
+    /// The metadata URL for `WWW-Authenticate`: next to the configured resource, or derived
+    /// from the request's `Host`.
+    fn metadata_url(&self, headers: &HeaderMap) -> String {
+        if let Some(resource) = &self.resource
+            && let Some((scheme, rest)) = resource.split_once("://")
+        {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let path = if path.is_empty() {
+                String::new()
+            } else {
+                format!("/{path}")
+            };
+            return format!("{scheme}://{authority}{METADATA_PATH}{path}");
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}{METADATA_PATH}{}", self.mcp_path)
+    }
+
+    /// A 401 or 403 with the Bearer challenge RFC 6750 and RFC 9728 describe.
+    pub(crate) fn challenge(
+        &self,
+        headers: &HeaderMap,
+        status: StatusCode,
+        error: Option<(&str, &str)>,
+        scope: Option<&str>,
+    ) -> Response {
+        let mut parts = Vec::new();
+        if let Some((code, description)) = error {
+            parts.push(format!("error=\"{code}\""));
+            parts.push(format!(
+                "error_description=\"{}\"",
+                description.replace('"', "'")
+            ));
+        }
+        if let Some(scope) = scope {
+            parts.push(format!("scope=\"{scope}\""));
+        }
+        parts.push(format!(
+            "resource_metadata=\"{}\"",
+            self.metadata_url(headers)
+        ));
+        let value = format!("Bearer {}", parts.join(", "));
+        let body = match error {
+            Some((code, description)) => json!({ "error": code, "error_description": description }),
+            None => {
+                json!({ "error": "unauthorized", "error_description": "this server requires a bearer token (API key or OAuth access token)" })
+            }
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
+    async fn principal(&self, headers: &HeaderMap) -> Result<Principal, Failure> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let api_key = self
+            .accept_x_api_key
+            .then(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .flatten();
+        let Some(token) = bearer.or(api_key).filter(|t| !t.is_empty()) else {
+            return Err(Failure::Missing);
+        };
+        if let Some(principal) = self.api_keys.authenticate(token) {
+            return Ok(principal);
+        }
+        match &self.jwt {
+            Some(jwt) if token.matches('.').count() == 2 => {
+                jwt.validate(token).await.map_err(|e| match e {
+                    JwtError::Invalid(message) => Failure::Invalid(message),
+                    JwtError::KeysUnavailable(message) => Failure::Unavailable(message),
+                })
+            }
+            _ => Err(Failure::Invalid("the credentials are not valid".to_owned())),
+        }
+    }
+}
+
+enum Failure {
+    Missing,
+    Invalid(String),
+    Unavailable(String),
+}
+
+/// The authentication middleware for the MCP endpoint.
+pub async fn authenticate(
+    State(state): State<Arc<AuthState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !state.is_enabled() {
+        request.extensions_mut().insert(Principal::local_user());
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let principal = match state.principal(headers).await {
+        Ok(principal) => principal,
+        Err(failure) => {
+            let ip = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default();
+            // Failed attempts count against the client's address; past the limit the answer
+            // is 429 instead of another chance to guess.
+            if let Some(limiter) = &state.per_ip
+                && let Err(wait) = limiter.check(&ip)
+            {
+                tracing::warn!(%ip, "authentication failures over the per-IP limit");
+                return too_many(wait, "too many unauthenticated requests from this address");
+            }
+            return match failure {
+                Failure::Missing => state.challenge(headers, StatusCode::UNAUTHORIZED, None, None),
+                Failure::Invalid(message) => {
+                    tracing::info!(%ip, reason = %message, "authentication failed");
+                    state.challenge(
+                        headers,
+                        StatusCode::UNAUTHORIZED,
+                        Some(("invalid_token", &message)),
+                        None,
+                    )
+                }
+                Failure::Unavailable(message) => {
+                    tracing::error!(error = %message, "cannot validate tokens: signing keys unavailable");
+                    let body = json!({ "error": "temporarily_unavailable", "error_description": "token validation is temporarily unavailable" });
+                    let mut response =
+                        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    response
+                }
+            };
+        }
+    };
+    if let Some(limiter) = &state.per_principal
+        && let Err(wait) = limiter.check(principal.id())
+    {
+        return too_many(wait, "rate limit exceeded for this principal");
+    }
+    tracing::debug!(principal = %principal, "authenticated");
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// 429 with `Retry-After`.
+pub(crate) fn too_many(wait: std::time::Duration, message: &str) -> Response {
+    let secs = retry_after_secs(wait);
+    let body =
+        json!({ "error": "rate_limited", "error_description": message, "retry_after_secs": secs });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728).
+pub async fn metadata(State(state): State<Arc<AuthState>>, headers: HeaderMap) -> Response {
+    if !state.is_enabled() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let resource = state.resource.clone().unwrap_or_else(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}{}", state.mcp_path)
+    });
+    let authorization_servers: Vec<&str> = state.jwt.iter().map(|j| j.issuer()).collect();
+    Json(json!({
+        "resource": resource,
+        "authorization_servers": authorization_servers,
+        "scopes_supported": state.scopes_supported,
+        "bearer_methods_supported": ["header"],
+        "resource_name": state.server_name,
+    }))
+    .into_response()
+}

@@ -1,0 +1,256 @@
+//! `cargo xtask bench`: Portcullis next to a bare rmcp server and the official Python and
+//! TypeScript SDK servers, in one run on this machine. A benchmark, not a test: it reports
+//! numbers, and fails only when a server answers a request wrongly or Portcullis or bare rmcp
+//! cannot run.
+//!
+//! For each server, one at a time: start it over HTTP, validate one `tools/call`, read its idle
+//! RSS, drive it at each concurrency (warm-up, then a fixed duration), read its peak RSS, stop
+//! it. Then time stdio start-up (spawn → first response). Results go to stdout as a table and
+//! to `target/bench/results.json`.
+
+mod load;
+mod procfs;
+mod report;
+mod servers;
+mod stdio;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Command-line settings of one run.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Options {
+    /// Measured seconds per concurrency point.
+    duration_secs: f64,
+    /// Unmeasured seconds before each point.
+    warmup_secs: f64,
+    /// Concurrent connections per point.
+    concurrency: Vec<usize>,
+    /// Measured stdio start-ups per server (after one unmeasured run).
+    stdio_runs: usize,
+    /// Threads of the load generator's runtime.
+    client_threads: usize,
+    /// Skip the Python and TypeScript servers.
+    rust_only: bool,
+}
+
+/// Set for the release xtask the dev one hands over to: the binaries are already built.
+const BUILT_ENV: &str = "PORTCULLIS_BENCH_BUILT";
+
+const USAGE: &str = "usage: cargo xtask bench [--duration SECS] [--warmup SECS] \
+    [--concurrency 1,8,32] [--stdio-runs N] [--client-threads N] [--rust-only]";
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
+        let mut options = Self {
+            duration_secs: 5.0,
+            warmup_secs: 1.0,
+            concurrency: vec![1, 8, 32],
+            stdio_runs: 9,
+            client_threads: 1,
+            rust_only: false,
+        };
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .with_context(|| format!("{name} needs a value\n{USAGE}"))
+            };
+            match arg.as_str() {
+                "--duration" => options.duration_secs = positive(&value("--duration")?)?,
+                "--warmup" => options.warmup_secs = value("--warmup")?.parse()?,
+                "--concurrency" => {
+                    options.concurrency = value("--concurrency")?
+                        .split(',')
+                        .map(|n| n.trim().parse::<usize>())
+                        .collect::<Result<_, _>>()
+                        .context("--concurrency takes a comma-separated list, e.g. 1,8,32")?;
+                }
+                "--stdio-runs" => options.stdio_runs = value("--stdio-runs")?.parse()?,
+                "--client-threads" => {
+                    options.client_threads = value("--client-threads")?.parse()?
+                }
+                "--rust-only" => options.rust_only = true,
+                other => bail!("unknown argument `{other}`\n{USAGE}"),
+            }
+        }
+        if options.concurrency.is_empty() || options.concurrency.iter().any(|&c| c == 0 || c > 1024)
+        {
+            bail!("--concurrency values must be between 1 and 1024");
+        }
+        if !(1..=1000).contains(&options.stdio_runs) {
+            bail!("--stdio-runs must be between 1 and 1000");
+        }
+        if options.client_threads == 0 {
+            bail!("--client-threads must be at least 1");
+        }
+        if !(0.0..=3600.0).contains(&options.warmup_secs) || options.duration_secs > 3600.0 {
+            bail!("--duration and --warmup are limited to an hour");
+        }
+        Ok(options)
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration_secs)
+    }
+
+    fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup_secs)
+    }
+}
+
+fn positive(value: &str) -> anyhow::Result<f64> {
+    let n: f64 = value
+        .parse()
+        .with_context(|| format!("`{value}` is not a number"))?;
+    if n <= 0.0 {
+        bail!("`{value}` must be greater than zero");
+    }
+    Ok(n)
+}
+
+/// Entry point of `cargo xtask bench`; `args` are the arguments after `bench`.
+pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let args: Vec<String> = args.collect();
+    let options = Options::parse(args.iter().cloned())?;
+    let root = crate::workspace_root();
+    if std::env::var_os(BUILT_ENV).is_none() {
+        crate::cargo(&[
+            "build",
+            "--release",
+            "-p",
+            "portcullis",
+            "-p",
+            "portcullis-test",
+            "-p",
+            "xtask",
+            "--bins",
+        ])?;
+    }
+    if cfg!(debug_assertions) {
+        // `cargo xtask` is a dev build; an unoptimised HTTP client would be the bottleneck
+        // of the measurement, so the optimised xtask just built runs it.
+        let status = command(crate::target_dir().join("release/xtask"))
+            .arg("bench")
+            .args(&args)
+            .env(BUILT_ENV, "1")
+            .status()
+            .context("run the release build of xtask")?;
+        if !status.success() {
+            bail!("bench failed ({status})");
+        }
+        return Ok(());
+    }
+    let out_dir = crate::target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
+
+    let lineup = servers::lineup(&root, &out_dir, options.rust_only);
+    let runtime = if options.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.client_threads)
+            .enable_all()
+            .build()?
+    };
+
+    let mut results = Vec::new();
+    for server in &lineup.servers {
+        let result = match &server.launch {
+            Err(reason) => {
+                eprintln!("bench: {}: unavailable: {reason}", server.name);
+                report::ServerResult::unavailable(server, reason)
+            }
+            Ok(launch) => {
+                eprintln!("bench: {}: HTTP", server.name);
+                let http = runtime
+                    .block_on(measure_http(launch, &options))
+                    .with_context(|| format!("{}: HTTP benchmark failed", server.name))?;
+                let stdio = match &launch.stdio {
+                    Some(stdio) => {
+                        eprintln!("bench: {}: stdio start-up", server.name);
+                        Some(
+                            stdio::time_to_first_response(stdio, options.stdio_runs).with_context(
+                                || format!("{}: stdio benchmark failed", server.name),
+                            )?,
+                        )
+                    }
+                    None => None,
+                };
+                report::ServerResult::measured(server, http, stdio)
+            }
+        };
+        results.push(result);
+    }
+    drop(runtime);
+
+    let report = report::Report::new(&root, &options, &lineup, results);
+    report.print();
+    let json = serde_json::to_string_pretty(&report)?;
+    let path = out_dir.join("results.json");
+    write(&path, &format!("{json}\n"))?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(())
+}
+
+/// Starts the server over HTTP and runs every concurrency point against it.
+async fn measure_http(
+    launch: &servers::Launch,
+    options: &Options,
+) -> anyhow::Result<report::HttpResult> {
+    let server = servers::RunningServer::start(&launch.http)?;
+    let url = format!("http://{}/mcp", server.addr);
+    // One validated call before anything is measured: a server that answers wrongly fails the
+    // run here, with its response in the error.
+    load::probe(&url).await.with_context(|| server.log_tail())?;
+    let idle = procfs::memory(server.pid())?;
+    let mut points = Vec::new();
+    for &concurrency in &options.concurrency {
+        let point = load::point(
+            &url,
+            server.pid(),
+            concurrency,
+            options.warmup(),
+            options.duration(),
+        )
+        .await
+        .with_context(|| format!("{concurrency} connections\n{}", server.log_tail()))?;
+        eprintln!(
+            "bench:   c={concurrency:<3} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms",
+            point.requests_per_sec, point.p50_ms, point.p99_ms
+        );
+        points.push(point);
+    }
+    let after = procfs::memory(server.pid())?;
+    let (log_lines, log_bytes) = server.log_volume();
+    Ok(report::HttpResult {
+        points,
+        idle_rss_mb: idle.rss_mb(),
+        peak_rss_mb: after.hwm_mb(),
+        stderr_lines: log_lines,
+        stderr_bytes: log_bytes,
+    })
+}
+
+/// A command for a program the benchmark runs: the servers under test and their toolchains
+/// (cargo, python, npm, node, git).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "xtask spawns the servers it benchmarks and the tools that set them up"
+)]
+fn command(program: impl AsRef<OsStr>) -> Command {
+    Command::new(program)
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "xtask writes benchmark scripts, configs and results under target/ and examples/demo/"
+)]
+fn write(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, content).with_context(|| format!("write {}", path.display()))
+}

