@@ -191,13 +191,13 @@ impl ServerHandler for PortcullisHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let call_context = CallContext::new(&context, self.session_log_level());
+        let (call_context, cancel) = CallContext::new(context, self.session_log_level());
         let call = guard::call_tool(
             &self.inner.catalog,
             &self.inner.guard,
             request,
             call_context,
-            context.ct,
+            cancel,
         );
         self.inner.in_flight.track_future(call).await
     }

@@ -215,7 +215,11 @@ fn init_tracing(
         .with_env_filter(filter)
         .with_writer(writer);
     if json {
-        builder.json().with_current_span(true).init();
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();
     }

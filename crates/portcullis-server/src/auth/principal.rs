@@ -2,13 +2,15 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 /// The authenticated identity behind a request, visible to the guard pipeline, logs and
 /// tools.
+/// Cheap to clone: it travels with every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    id: String,
-    scopes: Scopes,
+    id: Arc<str>,
+    scopes: Arc<Scopes>,
 }
 
 /// What a principal may do.
@@ -24,17 +26,19 @@ pub enum Scopes {
 impl Principal {
     /// The local user (stdio, and loopback HTTP without authentication).
     pub fn local_user() -> Self {
-        Self {
-            id: "local".to_owned(),
-            scopes: Scopes::All,
-        }
+        static LOCAL: std::sync::LazyLock<Principal> = std::sync::LazyLock::new(|| Principal {
+            id: Arc::from("local"),
+            scopes: Arc::new(Scopes::All),
+        });
+        LOCAL.clone()
     }
 
     /// An authenticated principal with `scopes`.
     pub fn new(id: impl Into<String>, scopes: impl IntoIterator<Item = String>) -> Self {
+        let id: String = id.into();
         Self {
-            id: id.into(),
-            scopes: Scopes::Granted(scopes.into_iter().collect()),
+            id: Arc::from(id),
+            scopes: Arc::new(Scopes::Granted(scopes.into_iter().collect())),
         }
     }
 
@@ -45,7 +49,7 @@ impl Principal {
 
     /// The scopes of `required` this principal lacks (empty when it may proceed).
     pub fn missing<'a>(&self, required: &'a [String]) -> Vec<&'a str> {
-        match &self.scopes {
+        match self.scopes.as_ref() {
             Scopes::All => Vec::new(),
             Scopes::Granted(granted) => required
                 .iter()

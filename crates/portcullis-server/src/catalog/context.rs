@@ -21,17 +21,21 @@ use crate::auth::Principal;
 pub struct CallContext {
     peer: Peer<RoleServer>,
     meta: RequestMetaObject,
+    inline: bool,
     progress_token: Option<ProgressToken>,
     log_threshold: Option<LoggingLevel>,
-    client_capabilities: Option<ClientCapabilities>,
+    /// Deserialised from `_meta` (or the session) on first use only: most calls never ask.
+    client_capabilities: std::sync::OnceLock<Option<ClientCapabilities>>,
     principal: Option<Principal>,
 }
 
 impl CallContext {
+    /// Takes the request's context apart (no copies on the hot path); returns the context and
+    /// the request's cancellation token.
     pub(crate) fn new(
-        context: &RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
         session_log_level: Option<LoggingLevel>,
-    ) -> Self {
+    ) -> (Self, tokio_util::sync::CancellationToken) {
         // 2026-07-28 requests carry their own log level in `_meta`; without one the server
         // must not log to the client. 2025 sessions use the level set by `logging/setLevel`.
         let inline = context.meta.protocol_version().is_some();
@@ -40,14 +44,17 @@ impl CallContext {
         } else {
             context.meta.log_level().or(session_log_level)
         };
-        Self {
-            peer: context.peer.clone(),
+        let principal = principal_of(&context);
+        let call = Self {
             progress_token: context.meta.get_progress_token(),
-            meta: context.meta.clone(),
+            peer: context.peer,
+            meta: context.meta,
+            inline,
             log_threshold,
-            client_capabilities: context.client_capabilities(),
-            principal: principal_of(context),
-        }
+            client_capabilities: std::sync::OnceLock::new(),
+            principal,
+        };
+        (call, context.ct)
     }
 
     /// Reports progress, if the client asked for it (a `progressToken` in the request).
@@ -89,7 +96,18 @@ impl CallContext {
 
     /// The capabilities the client declared (per request in 2026-07-28, per session before).
     pub fn client_capabilities(&self) -> Option<&ClientCapabilities> {
-        self.client_capabilities.as_ref()
+        self.client_capabilities
+            .get_or_init(|| {
+                // Per request in 2026-07-28; a 2025 session declared them at `initialize`.
+                let from_meta = self.meta.client_capabilities();
+                if self.inline {
+                    from_meta
+                } else {
+                    from_meta
+                        .or_else(|| self.peer.peer_info().map(|info| info.capabilities.clone()))
+                }
+            })
+            .as_ref()
     }
 
     /// Who is calling. `None` only if an HTTP request somehow arrived without passing the

@@ -91,12 +91,15 @@ impl Policies {
         }
     }
 
-    pub(crate) fn tool(&self, name: &str) -> ToolPolicy {
-        self.tools.get(name).cloned().unwrap_or(ToolPolicy {
-            scopes: Vec::new(),
-            timeout: self.default_timeout,
-            limiter: None,
-        })
+    pub(crate) fn tool(&self, name: &str) -> std::borrow::Cow<'_, ToolPolicy> {
+        match self.tools.get(name) {
+            Some(policy) => std::borrow::Cow::Borrowed(policy),
+            None => std::borrow::Cow::Owned(ToolPolicy {
+                scopes: Vec::new(),
+                timeout: self.default_timeout,
+                limiter: None,
+            }),
+        }
     }
 
     /// The scopes `tools/call` of `name` needs.
