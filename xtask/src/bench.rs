@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: Portcullis next to a bare rmcp server and the official Python and
-//! TypeScript SDK servers, in one run on this machine. A benchmark, not a test: it reports
+//! TypeScript SDK servers, in one run on this machine; also Portcullis with auth on (API key,
+//! JWT), and a SQL statement tool next to the same query issued directly with sqlx. A benchmark, not a test: it reports
 //! numbers, and fails only when a server answers a request wrongly or Portcullis or bare rmcp
 //! cannot run.
 //!
@@ -8,10 +9,12 @@
 //! it. Then time stdio start-up (spawn → first response). Results go to stdout as a table and
 //! to `target/bench/results.json`.
 
+mod auth;
 mod load;
 mod procfs;
 mod report;
 mod servers;
+mod sql;
 mod stdio;
 
 use std::ffi::OsStr;
@@ -147,7 +150,6 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let out_dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
 
-    let lineup = servers::lineup(&root, &out_dir, options.rust_only);
     let runtime = if options.client_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -158,6 +160,13 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
+    // A benchmark, not a test: without PostgreSQL its rows say why they are missing.
+    let postgres_url = sql::postgres_url();
+    let postgres = runtime
+        .block_on(sql::prepare_postgres(&postgres_url))
+        .map(|version| (postgres_url, version))
+        .map_err(|e| format!("PostgreSQL unreachable or unusable: {e:#}"));
+    let lineup = servers::lineup(&root, &out_dir, &options, postgres)?;
 
     let mut results = Vec::new();
     for server in &lineup.servers {
@@ -166,7 +175,14 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
                 eprintln!("bench: {}: unavailable: {reason}", server.name);
                 report::ServerResult::unavailable(server, reason)
             }
-            Ok(launch) => {
+            Ok(servers::Target::Direct(direct)) => {
+                eprintln!("bench: {}: direct queries", server.name);
+                let http = runtime
+                    .block_on(sql::measure(direct, &options))
+                    .with_context(|| format!("{}: direct benchmark failed", server.name))?;
+                report::ServerResult::measured(server, http, None)
+            }
+            Ok(servers::Target::Mcp(launch)) => {
                 eprintln!("bench: {}: HTTP", server.name);
                 let http = runtime
                     .block_on(measure_http(launch, &options))
@@ -207,12 +223,15 @@ async fn measure_http(
     let url = format!("http://{}/mcp", server.addr);
     // One validated call before anything is measured: a server that answers wrongly fails the
     // run here, with its response in the error.
-    load::probe(&url).await.with_context(|| server.log_tail())?;
+    load::probe(&url, &launch.workload)
+        .await
+        .with_context(|| server.log_tail())?;
     let idle = procfs::memory(server.pid())?;
     let mut points = Vec::new();
     for &concurrency in &options.concurrency {
         let point = load::point(
             &url,
+            &launch.workload,
             server.pid(),
             concurrency,
             options.warmup(),
@@ -230,10 +249,12 @@ async fn measure_http(
     let (log_lines, log_bytes) = server.log_volume();
     Ok(report::HttpResult {
         points,
-        idle_rss_mb: idle.rss_mb(),
-        peak_rss_mb: after.hwm_mb(),
-        stderr_lines: log_lines,
-        stderr_bytes: log_bytes,
+        process: Some(report::ProcessStats {
+            idle_rss_mb: idle.rss_mb(),
+            peak_rss_mb: after.hwm_mb(),
+            stderr_lines: log_lines,
+            stderr_bytes: log_bytes,
+        }),
     })
 }
 

@@ -1,7 +1,11 @@
 //! The HTTP load generator: N workers, each with its own keep-alive connection, sending
 //! self-contained 2026-07-28 `tools/call` requests to 127.0.0.1 back to back. Every response
-//! is checked; the first bad one fails the run.
+//! is checked; the first bad one fails the run. The measuring loop ([`measure`]) also drives
+//! the direct database rows (`super::sql`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,10 +15,30 @@ use tokio::time::Instant;
 
 use super::procfs;
 
-/// The tool every server offers, and its arguments.
+/// The tool every server offers, and its arguments: the default workload.
 pub const TOOL: &str = "file_info";
 const ARGUMENTS: &str = r#"{"path":"README.md"}"#;
 const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"portcullis-bench","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}"#;
+
+/// What every request of a row calls, and with which credentials.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub tool: &'static str,
+    /// The `arguments` object, as JSON text.
+    pub arguments: String,
+    /// Sent as `Authorization: Bearer …` on every request.
+    pub bearer: Option<String>,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            tool: TOOL,
+            arguments: ARGUMENTS.to_owned(),
+            bearer: None,
+        }
+    }
+}
 
 /// Hard bounds, whatever `--duration` says.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,20 +55,21 @@ pub struct Point {
     pub requests_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// Server CPU time (user + system, all threads) per measured request.
-    pub server_cpu_us_per_request: f64,
+    /// Server CPU time (user + system, all threads) per measured request; none for the
+    /// direct database rows (the database's CPU is not sampled).
+    pub server_cpu_us_per_request: Option<f64>,
     /// Load generator CPU time over the window, as a share of one core.
     pub client_cpu_percent: f64,
 }
 
-fn headers() -> HeaderMap {
+fn headers(workload: &Workload) -> anyhow::Result<HeaderMap> {
     let mut headers = HeaderMap::new();
     headers.insert(
         "MCP-Protocol-Version",
         HeaderValue::from_static("2026-07-28"),
     );
     headers.insert("Mcp-Method", HeaderValue::from_static("tools/call"));
-    headers.insert("Mcp-Name", HeaderValue::from_static(TOOL));
+    headers.insert("Mcp-Name", HeaderValue::from_static(workload.tool));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -53,12 +78,19 @@ fn headers() -> HeaderMap {
         header::ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
-    headers
+    if let Some(token) = &workload.bearer {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the bearer token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    Ok(headers)
 }
 
-fn body(id: u64) -> String {
+fn body(workload: &Workload, id: u64) -> String {
+    let (tool, arguments) = (workload.tool, &workload.arguments);
     format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{TOOL}","arguments":{ARGUMENTS},{META}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments},{META}}}}}"#
     )
 }
 
@@ -78,12 +110,13 @@ async fn call(
     client: &reqwest::Client,
     url: &str,
     headers: &HeaderMap,
+    workload: &Workload,
     id: u64,
 ) -> anyhow::Result<()> {
     let response = client
         .post(url)
         .headers(headers.clone())
-        .body(body(id))
+        .body(body(workload, id))
         .send()
         .await
         .context("send tools/call")?;
@@ -150,12 +183,12 @@ fn check(
 }
 
 /// One validated call, retried while the server is still coming up (connection refused).
-pub async fn probe(url: &str) -> anyhow::Result<()> {
+pub async fn probe(url: &str, workload: &Workload) -> anyhow::Result<()> {
     let client = client()?;
-    let headers = headers();
+    let headers = headers(workload)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match call(&client, url, &headers, 1).await {
+        match call(&client, url, &headers, workload, 1).await {
             Ok(()) => return Ok(()),
             Err(error)
                 if Instant::now() < deadline
@@ -165,40 +198,75 @@ pub async fn probe(url: &str) -> anyhow::Result<()> {
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(error) => return Err(error.context(format!("probe tools/call {TOOL} at {url}"))),
+            Err(error) => {
+                return Err(error.context(format!("probe tools/call {} at {url}", workload.tool)));
+            }
         }
     }
 }
 
-/// Runs `concurrency` workers for `warmup` (unmeasured) then `duration` (measured).
+/// One request of a worker, given its id; every call checks its answer.
+pub type Request = Box<dyn FnMut(u64) -> RequestFuture + Send>;
+pub type RequestFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Runs `concurrency` HTTP workers for `warmup` (unmeasured) then `duration` (measured).
 pub async fn point(
     url: &str,
+    workload: &Workload,
     server_pid: u32,
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
+) -> anyhow::Result<Point> {
+    let url: Arc<str> = Arc::from(url);
+    let workload = Arc::new(workload.clone());
+    let headers = Arc::new(headers(&workload)?);
+    measure(Some(server_pid), concurrency, warmup, duration, |_| {
+        // One client, so one connection, per worker.
+        let client = client()?;
+        let (url, workload, headers) = (url.clone(), workload.clone(), headers.clone());
+        let request: Request = Box::new(move |id| {
+            let (client, url, workload, headers) = (
+                client.clone(),
+                url.clone(),
+                workload.clone(),
+                headers.clone(),
+            );
+            Box::pin(async move { call(&client, &url, &headers, &workload, id).await })
+        });
+        Ok(request)
+    })
+    .await
+}
+
+/// Runs `concurrency` workers, each sending `request`s back to back, for `warmup` (unmeasured)
+/// then `duration` (measured). `server_pid` is the process whose CPU time is reported.
+pub async fn measure(
+    server_pid: Option<u32>,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    mut worker: impl FnMut(usize) -> anyhow::Result<Request>,
 ) -> anyhow::Result<Point> {
     let start = Instant::now();
     let measure_from = start + warmup;
     let stop_at = measure_from + duration;
     let cap = MAX_LATENCIES_PER_POINT / concurrency;
     let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..concurrency {
-        let client = client()?;
-        let url = url.to_owned();
+    for index in 0..concurrency {
+        let mut request = worker(index)?;
         workers.spawn(async move {
-            let headers = headers();
             let mut latencies = Vec::with_capacity(16 * 1024);
             let mut last = measure_from;
             // Ids are unique across workers, so a mixed-up response would be caught.
-            let mut id = (worker as u64) << 40;
+            let mut id = (index as u64) << 40;
             loop {
                 let sent = Instant::now();
                 if sent >= stop_at || latencies.len() >= cap {
                     break;
                 }
                 id += 1;
-                call(&client, &url, &headers, id).await?;
+                request(id).await?;
                 if sent >= measure_from {
                     last = Instant::now();
                     latencies.push(last - sent);
@@ -211,7 +279,9 @@ pub async fn point(
     // CPU time of both sides over the measured window, sampled at its start and after the
     // last worker finished.
     tokio::time::sleep_until(measure_from).await;
-    let server_cpu_start = procfs::cpu_seconds(Some(server_pid))?;
+    let server_cpu_start = server_pid
+        .map(|pid| procfs::cpu_seconds(Some(pid)))
+        .transpose()?;
     let client_cpu_start = procfs::cpu_seconds(None)?;
     let window_start = Instant::now();
 
@@ -222,7 +292,10 @@ pub async fn point(
         latencies.extend(mine);
         last = last.max(my_last);
     }
-    let server_cpu = procfs::cpu_seconds(Some(server_pid))? - server_cpu_start;
+    let server_cpu = match (server_pid, server_cpu_start) {
+        (Some(pid), Some(start)) => Some(procfs::cpu_seconds(Some(pid))? - start),
+        _ => None,
+    };
     let client_cpu = procfs::cpu_seconds(None)? - client_cpu_start;
     let window = window_start.elapsed().as_secs_f64();
 
@@ -239,7 +312,7 @@ pub async fn point(
         requests_per_sec: requests as f64 / seconds,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
-        server_cpu_us_per_request: server_cpu * 1e6 / requests as f64,
+        server_cpu_us_per_request: server_cpu.map(|cpu| cpu * 1e6 / requests as f64),
         client_cpu_percent: 100.0 * client_cpu / window,
     })
 }

@@ -11,9 +11,17 @@ use super::load::{Point, TOOL};
 use super::servers::{Lineup, Server};
 use super::stdio::StdioResult;
 
+/// The measured points of a row (over HTTP, or direct database queries).
 #[derive(Debug, Serialize)]
 pub struct HttpResult {
     pub points: Vec<Point>,
+    /// The server process's memory and output; none for the direct database rows.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessStats>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcessStats {
     /// `VmRSS` after start-up and one validated call, before any load.
     pub idle_rss_mb: f64,
     /// `VmHWM` after every load point.
@@ -78,12 +86,51 @@ pub struct Machine {
     pub git_dirty: Option<bool>,
 }
 
-/// Throughput of Portcullis divided by another server's, per concurrency.
+/// Throughput of one row divided by another's, per concurrency.
 #[derive(Debug, Serialize)]
 pub struct Ratio {
+    /// `numerator req/s ÷ against req/s`.
+    pub numerator: &'static str,
     pub against: &'static str,
+    /// What the ratio shows.
+    pub meaning: &'static str,
     pub by_concurrency: BTreeMap<usize, f64>,
 }
+
+/// Every ratio the report shows: (numerator, denominator, meaning).
+const RATIOS: [(&str, &str, &str); 7] = [
+    (
+        "portcullis",
+        "bare-rmcp",
+        "Portcullis vs the bare rmcp floor",
+    ),
+    ("portcullis", "python", "Portcullis vs the Python SDK"),
+    (
+        "portcullis",
+        "typescript",
+        "Portcullis vs the TypeScript SDK",
+    ),
+    (
+        "portcullis-apikey",
+        "portcullis",
+        "auth on (API key) vs auth off",
+    ),
+    (
+        "portcullis-jwt",
+        "portcullis",
+        "auth on (RS256 JWT) vs auth off",
+    ),
+    (
+        "portcullis-sql-sqlite",
+        "direct-sqlite",
+        "SQLite statement through Portcullis vs sqlx directly",
+    ),
+    (
+        "portcullis-sql-postgres",
+        "direct-postgres",
+        "PostgreSQL statement through Portcullis vs sqlx directly",
+    ),
+];
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -103,19 +150,20 @@ impl Report {
         lineup: &Lineup,
         servers: Vec<ServerResult>,
     ) -> Self {
-        let portcullis = servers.iter().find(|s| s.name == "portcullis");
-        let throughput_ratios = ["bare-rmcp", "python", "typescript"]
+        let find = |name: &str| servers.iter().find(|s| s.name == name);
+        let throughput_ratios = RATIOS
             .into_iter()
-            .filter_map(|against| {
-                let portcullis = portcullis?;
-                let other = servers.iter().find(|s| s.name == against)?;
+            .filter_map(|(numerator, against, meaning)| {
+                let (top, bottom) = (find(numerator)?, find(against)?);
                 let by_concurrency = options
                     .concurrency
                     .iter()
-                    .filter_map(|&c| Some((c, portcullis.rps(c)? / other.rps(c)?)))
+                    .filter_map(|&c| Some((c, top.rps(c)? / bottom.rps(c)?)))
                     .collect::<BTreeMap<_, _>>();
                 (!by_concurrency.is_empty()).then_some(Ratio {
-                    against,
+                    numerator: top.name,
+                    against: bottom.name,
+                    meaning,
                     by_concurrency,
                 })
             })
@@ -127,7 +175,9 @@ impl Report {
                 "HTTP POST /mcp tools/call {TOOL} {{\"path\":\"README.md\"}} on examples/demo/workspace, \
                  protocol 2026-07-28 stateless (MCP-Protocol-Version, Mcp-Method, Mcp-Name headers; \
                  _meta protocolVersion/clientInfo/clientCapabilities); every response checked \
-                 (200, JSON-RPC result, not isError)"
+                 (200, JSON-RPC result, not isError). The portcullis-sql-* rows call a SQL \
+                 statement tool instead, and the direct-* rows run the same query with sqlx in \
+                 this process (every query must return rows); see each row's description"
             ),
             load_generator: format!(
                 "in-process tokio + reqwest (HTTP/1.1), {} runtime thread(s), one keep-alive \
@@ -175,7 +225,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<16} {:>5} {:>10} {:>9} {:>9} {:>13} {:>10}",
+            "{:<23} {:>5} {:>10} {:>9} {:>9} {:>14} {:>10}",
             "server", "conns", "req/s", "p50 ms", "p99 ms", "srv CPU µs/req", "client CPU"
         );
         for server in &self.servers {
@@ -183,22 +233,25 @@ impl Report {
                 None => {
                     let _ = writeln!(
                         out,
-                        "{:<16} unavailable: {}",
+                        "{:<23} unavailable: {}",
                         server.name,
                         server.unavailable_reason.as_deref().unwrap_or("?")
                     );
                 }
                 Some(http) => {
                     for p in &http.points {
+                        let server_cpu = p
+                            .server_cpu_us_per_request
+                            .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.0}"));
                         let _ = writeln!(
                             out,
-                            "{:<16} {:>5} {:>10.0} {:>9.3} {:>9.3} {:>13.0} {:>9.0}%",
+                            "{:<23} {:>5} {:>10.0} {:>9.3} {:>9.3} {:>14} {:>9.0}%",
                             server.name,
                             p.concurrency,
                             p.requests_per_sec,
                             p.p50_ms,
                             p.p99_ms,
-                            p.server_cpu_us_per_request,
+                            server_cpu,
                             p.client_cpu_percent
                         );
                     }
@@ -208,12 +261,16 @@ impl Report {
 
         let _ = writeln!(
             out,
-            "\n{:<16} {:>22} {:>12} {:>12} {:>16}",
+            "\n{:<23} {:>22} {:>12} {:>12} {:>16}",
             "server", "stdio first resp. ms", "idle RSS MB", "peak RSS MB", "stderr under load"
         );
         for server in &self.servers {
             let Some(http) = &server.http else {
-                let _ = writeln!(out, "{:<16} unavailable", server.name);
+                let _ = writeln!(out, "{:<23} unavailable", server.name);
+                continue;
+            };
+            let Some(process) = &http.process else {
+                // A direct database row: no server process of its own.
                 continue;
             };
             let stdio = server.stdio.as_ref().map_or_else(
@@ -229,15 +286,15 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "{:<16} {:>22} {:>12.1} {:>12.1} {:>16}",
+                "{:<23} {:>22} {:>12.1} {:>12.1} {:>16}",
                 server.name,
                 stdio,
-                http.idle_rss_mb,
-                http.peak_rss_mb,
+                process.idle_rss_mb,
+                process.peak_rss_mb,
                 format!(
                     "{} lines, {:.1} MB",
-                    http.stderr_lines,
-                    http.stderr_bytes as f64 / 1e6
+                    process.stderr_lines,
+                    process.stderr_bytes as f64 / 1e6
                 )
             );
         }
@@ -258,10 +315,13 @@ impl Report {
             self.settings.stdio_runs
         );
 
-        let _ = writeln!(out, "\nThroughput ratios (portcullis req/s ÷ other req/s):");
+        let _ = writeln!(out, "\nThroughput ratios (req/s ÷ req/s):");
         let _ = writeln!(out, "{}", ratio_header(&self.settings.concurrency));
         for ratio in &self.throughput_ratios {
-            let mut line = format!("{:<26}", format!("portcullis / {}", ratio.against));
+            let mut line = format!(
+                "{:<RATIO_WIDTH$}",
+                format!("{} / {}", ratio.numerator, ratio.against)
+            );
             for c in &self.settings.concurrency {
                 let cell = ratio
                     .by_concurrency
@@ -269,12 +329,12 @@ impl Report {
                     .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
                 let _ = write!(line, " {cell:>8}");
             }
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{line}   {}", ratio.meaning);
         }
 
         let _ = writeln!(out, "\nServers:");
         for server in &self.servers {
-            let _ = writeln!(out, "  {:<16} {}", server.name, server.description);
+            let _ = writeln!(out, "  {:<23} {}", server.name, server.description);
         }
         let versions: Vec<String> = self
             .versions
@@ -294,8 +354,10 @@ impl Report {
     }
 }
 
+const RATIO_WIDTH: usize = 40;
+
 fn ratio_header(concurrency: &[usize]) -> String {
-    let mut header = format!("{:<26}", "");
+    let mut header = format!("{:<RATIO_WIDTH$}", "");
     for c in concurrency {
         let _ = write!(header, " {:>8}", format!("c={c}"));
     }

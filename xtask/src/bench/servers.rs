@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{command, write};
+use super::load::Workload;
+use super::sql::{self, POSTGRES_TOOL, SQLITE_TOOL};
+use super::{Options, auth, command, write};
 
 /// The TypeScript SDK v2 packages (v2 split `@modelcontextprotocol/sdk` into these; the last
 /// `@modelcontextprotocol/sdk` is 1.x), and the zod it validates with.
@@ -44,12 +46,22 @@ pub struct Server {
     pub name: &'static str,
     /// What exactly runs, for the report.
     pub description: String,
-    pub launch: Result<Launch, String>,
+    pub launch: Result<Target, String>,
+}
+
+/// What a row measures.
+pub enum Target {
+    /// An MCP server over HTTP (and stdio).
+    Mcp(Box<Launch>),
+    /// A query issued directly with the database driver.
+    Direct(sql::Direct),
 }
 
 pub struct Launch {
     pub http: HttpLaunch,
     pub stdio: Option<Cmd>,
+    /// What every HTTP request calls.
+    pub workload: Workload,
 }
 
 /// A program with arguments, run from the workspace root.
@@ -92,9 +104,19 @@ struct PortcullisConfig {
     /// Pick a free port and write it into the config, for runs whose log level hides the
     /// `listening` line; otherwise listen on port 0 and read the address from the log.
     pick_port: bool,
+    /// TOML appended to the copy (an `[auth]` section, a `[[sql]]` source).
+    extra: String,
 }
 
-pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
+/// What the run needs to know about PostgreSQL: its URL and version, or why it is unusable.
+pub type Postgres = Result<(String, String), String>;
+
+pub fn lineup(
+    root: &Path,
+    out_dir: &Path,
+    options: &Options,
+    postgres: Postgres,
+) -> anyhow::Result<Lineup> {
     let release = crate::target_dir().join("release");
     let portcullis = release.join("portcullis");
     let bare = release.join("bare-rmcp");
@@ -102,10 +124,12 @@ pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
     let workspace = root.join("examples/demo/workspace");
     let workspace_arg = workspace.to_string_lossy().into_owned();
     let mut versions = BTreeMap::new();
-    versions.insert(
-        "rmcp".to_owned(),
-        locked_version(root, "rmcp").unwrap_or_else(|| "unknown".to_owned()),
-    );
+    for package in ["rmcp", "sqlx", "libsqlite3-sys", "jsonwebtoken"] {
+        versions.insert(
+            package.to_owned(),
+            locked_version(root, package).unwrap_or_else(|| "unknown".to_owned()),
+        );
+    }
 
     let portcullis_stdio = Cmd::new(
         &portcullis,
@@ -117,6 +141,22 @@ pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
         ],
         root,
     );
+    // Portcullis on the demo config plus `extra`, at the default log level.
+    let demo_with = |extra: String, workload: Workload| {
+        Ok(Target::Mcp(Box::new(Launch {
+            http: HttpLaunch {
+                cmd: Cmd::new(&portcullis, &["serve", "--log-format", "json"], root),
+                portcullis_config: Some(PortcullisConfig {
+                    template: demo.clone(),
+                    pick_port: false,
+                    extra,
+                }),
+            },
+            stdio: None,
+            workload,
+        })))
+    };
+    let auth = auth::Auth::new(root)?;
     let mut servers = vec![
         Server {
             name: "portcullis",
@@ -124,23 +164,25 @@ pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
                           (logging.level info,rmcp=warn: one INFO line per call, stderr drained \
                           by the harness)"
                 .to_owned(),
-            launch: Ok(Launch {
+            launch: Ok(Target::Mcp(Box::new(Launch {
                 http: HttpLaunch {
                     cmd: Cmd::new(&portcullis, &["serve", "--log-format", "json"], root),
                     portcullis_config: Some(PortcullisConfig {
                         template: demo.clone(),
                         pick_port: false,
+                        extra: String::new(),
                     }),
                 },
                 stdio: Some(portcullis_stdio),
-            }),
+                workload: Workload::default(),
+            }))),
         },
         Server {
             name: "portcullis-warn",
             description: "the same with --log-level warn: no per-call log line (diagnostic row, \
                           HTTP only)"
                 .to_owned(),
-            launch: Ok(Launch {
+            launch: Ok(Target::Mcp(Box::new(Launch {
                 http: HttpLaunch {
                     cmd: Cmd::new(
                         &portcullis,
@@ -148,19 +190,47 @@ pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
                         root,
                     ),
                     portcullis_config: Some(PortcullisConfig {
-                        template: demo,
+                        template: demo.clone(),
                         pick_port: true,
+                        extra: String::new(),
                     }),
                 },
                 stdio: None,
-            }),
+                workload: Workload::default(),
+            }))),
+        },
+        Server {
+            name: "portcullis-apikey",
+            description: "portcullis with [auth] (an API key and a JWT issuer): every request \
+                          carries `Authorization: Bearer <API key>` (SHA-256 lookup)"
+                .to_owned(),
+            launch: demo_with(
+                auth.config.clone(),
+                Workload {
+                    bearer: Some(auth::API_KEY.to_owned()),
+                    ..Workload::default()
+                },
+            ),
+        },
+        Server {
+            name: "portcullis-jwt",
+            description: "the same auth config; every request carries one RS256 JWT (kid \
+                          test-rsa, signed once at start), verified on each request"
+                .to_owned(),
+            launch: demo_with(
+                auth.config.clone(),
+                Workload {
+                    bearer: Some(auth.jwt.clone()),
+                    ..Workload::default()
+                },
+            ),
         },
         Server {
             name: "bare-rmcp",
             description: "target/release/bare-rmcp: rmcp ServerHandler, StreamableHttpService \
                           defaults + json_response, TCP_NODELAY, no logging, no validation"
                 .to_owned(),
-            launch: Ok(Launch {
+            launch: Ok(Target::Mcp(Box::new(Launch {
                 http: HttpLaunch {
                     cmd: Cmd::new(&bare, &["--root", &workspace_arg], root),
                     portcullis_config: None,
@@ -170,7 +240,8 @@ pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
                     &["--root", &workspace_arg, "--stdio"],
                     root,
                 )),
-            }),
+                workload: Workload::default(),
+            }))),
         },
     ];
     let skipped = || Err("skipped (--rust-only)".to_owned());
@@ -179,10 +250,12 @@ pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
         description: "mcp (Python SDK) MCPServer, streamable_http_app(stateless_http, \
                       json_response) on uvicorn, 1 process, access log at info"
             .to_owned(),
-        launch: if rust_only {
+        launch: if options.rust_only {
             skipped()
         } else {
-            python(root, out_dir, &workspace_arg, &mut versions).map_err(|e| format!("{e:#}"))
+            python(root, out_dir, &workspace_arg, &mut versions)
+                .map(|launch| Target::Mcp(Box::new(launch)))
+                .map_err(|e| format!("{e:#}"))
         },
     });
     servers.push(Server {
@@ -190,13 +263,66 @@ pub fn lineup(root: &Path, out_dir: &Path, rust_only: bool) -> Lineup {
         description: "@modelcontextprotocol/server v2 createMcpHandler + \
                       @modelcontextprotocol/node toNodeHandler on node:http, 1 process, no logging"
             .to_owned(),
-        launch: if rust_only {
+        launch: if options.rust_only {
             skipped()
         } else {
-            typescript(root, out_dir, &workspace_arg, &mut versions).map_err(|e| format!("{e:#}"))
+            typescript(root, out_dir, &workspace_arg, &mut versions)
+                .map(|launch| Target::Mcp(Box::new(launch)))
+                .map_err(|e| format!("{e:#}"))
         },
     });
-    Lineup { servers, versions }
+
+    // The SQL rows: a statement tool through Portcullis, then the same query with sqlx.
+    servers.push(Server {
+        name: "portcullis-sql-sqlite",
+        description: format!(
+            "portcullis, demo profile: statement tool {SQLITE_TOOL} \
+             {{\"min_messages\":0,\"limit\":10}} on examples/demo/.data/demo.sqlite \
+             (read-only pool of 4 connections, the demo's pool_size)"
+        ),
+        launch: demo_with(String::new(), sql::sqlite_workload()),
+    });
+    servers.push(Server {
+        name: "direct-sqlite",
+        description: "the same SQL and binds with sqlx in this process: N tasks, a read-only \
+                      (query_only) pool of N connections, rows decoded"
+            .to_owned(),
+        launch: sql::sqlite_direct(&demo)
+            .map(Target::Direct)
+            .map_err(|e| format!("{e:#}")),
+    });
+    let max_concurrency = options.concurrency.iter().copied().max().unwrap_or(1);
+    let (pg_portcullis, pg_direct) = match postgres {
+        Ok((url, version)) => {
+            versions.insert("postgresql".to_owned(), version);
+            (
+                sql::postgres_config(&url, max_concurrency)
+                    .map_err(|e| format!("{e:#}"))
+                    .and_then(|extra| demo_with(extra, sql::postgres_workload())),
+                Ok(Target::Direct(sql::Direct::Postgres { url })),
+            )
+        }
+        Err(reason) => (Err(reason.clone()), Err(reason)),
+    };
+    servers.push(Server {
+        name: "portcullis-sql-postgres",
+        description: format!(
+            "portcullis, demo profile plus a read-only [[sql]] source (pool_size \
+             {max_concurrency}) on ${}: statement tool {POSTGRES_TOOL} {{\"limit\":10}}, \
+             top 10 of the 1000-row bench_chatters (BEGIN READ ONLY, SET LOCAL \
+             statement_timeout, the query, COMMIT)",
+            sql::POSTGRES_ENV
+        ),
+        launch: pg_portcullis,
+    });
+    servers.push(Server {
+        name: "direct-postgres",
+        description: "the same SQL and bind with sqlx in this process: N tasks, a pool of N \
+                      connections, rows decoded, no transaction"
+            .to_owned(),
+        launch: pg_direct,
+    });
+    Ok(Lineup { servers, versions })
 }
 
 /// The version of `package` in Cargo.lock.
@@ -275,6 +401,7 @@ fn python(
             cmd: Cmd::new(&python, &[&script, "--root", workspace], root),
             portcullis_config: None,
         },
+        workload: Workload::default(),
         stdio: Some(Cmd::new(
             &python,
             &[&script, "--root", workspace, "--stdio"],
@@ -381,6 +508,7 @@ fn typescript(
             cmd: Cmd::new(&node, &[&script, "--root", workspace], root),
             portcullis_config: None,
         },
+        workload: Workload::default(),
         stdio: Some(Cmd::new(
             &node,
             &[&script, "--root", workspace, "--stdio"],
@@ -482,7 +610,7 @@ impl RunningServer {
                 } else {
                     "127.0.0.1:0".parse()?
                 };
-                let file = portcullis_config(&spec.template, addr)?;
+                let file = portcullis_config(&spec.template, addr, &spec.extra)?;
                 command.arg("--config").arg(&file.0);
                 Some(file)
             }
@@ -622,7 +750,7 @@ impl Drop for TempFile {
 
 /// A copy of the demo config listening on `addr`, next to the original so its relative paths
 /// resolve (`.gitignore` ignores `examples/demo/.*.toml`).
-fn portcullis_config(template: &Path, addr: SocketAddr) -> anyhow::Result<TempFile> {
+fn portcullis_config(template: &Path, addr: SocketAddr, extra: &str) -> anyhow::Result<TempFile> {
     let text = std::fs::read_to_string(template)
         .with_context(|| format!("read {}", template.display()))?;
     let mut replaced = 0;
@@ -654,7 +782,7 @@ fn portcullis_config(template: &Path, addr: SocketAddr) -> anyhow::Result<TempFi
         .context("the config has a parent directory")?
         .join(name);
     let file = TempFile(path);
-    write(&file.0, &(lines.join("\n") + "\n"))?;
+    write(&file.0, &(lines.join("\n") + "\n" + extra))?;
     Ok(file)
 }
 

@@ -57,10 +57,29 @@ pub(crate) struct JwtValidator {
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
     cache_ttl: Duration,
     min_refresh: Duration,
+    /// Tokens already verified (by SHA-256 of the token): a signature check costs far more
+    /// than the rest of a request, and clients reuse one token for many requests.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
 }
+
+struct Verified {
+    principal: Principal,
+    /// The token's `exp`, re-checked on every hit.
+    exp: u64,
+    /// Entries are trusted for at most `VERIFIED_TTL`, so a key removed from the JWKS stops
+    /// being honoured soon after.
+    at: Instant,
+}
+
+/// How long a verified token is trusted without checking its signature again.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// Most verified tokens remembered; past it the cache starts over.
+const VERIFIED_MAX: usize = 10_000;
 
 #[derive(Deserialize)]
 struct Claims {
+    /// Required by the validation; optional here so its absence gets the precise message.
+    exp: Option<u64>,
     sub: Option<String>,
     client_id: Option<String>,
     scope: Option<String>,
@@ -112,6 +131,7 @@ impl JwtValidator {
             last_refresh: tokio::sync::Mutex::default(),
             cache_ttl: Duration::from_secs(config.jwks_cache_secs),
             min_refresh: Duration::from_secs(config.jwks_min_refresh_secs),
+            verified: std::sync::Mutex::default(),
         })
     }
 
@@ -124,7 +144,7 @@ impl JwtValidator {
     }
 
     /// Validates `token` and returns its principal.
-    pub(crate) async fn validate(&self, token: &str) -> Result<Principal, JwtError> {
+    async fn verify(&self, token: &str) -> Result<(Principal, u64), JwtError> {
         let header = decode_header(token)
             .map_err(|_| JwtError::Invalid("the token is not a well-formed JWT".to_owned()))?;
         if !self.algorithms.contains(&header.alg) {
@@ -178,7 +198,50 @@ impl JwtValidator {
             }
             None => {}
         }
-        Ok(Principal::new(format!("jwt:{subject}"), scopes))
+        Ok((
+            Principal::new(format!("jwt:{subject}"), scopes),
+            claims.exp.unwrap_or(0),
+        ))
+    }
+
+    /// Validates `token` and returns its principal, from the cache of verified tokens when it
+    /// was seen in the last minute (expiry is still checked every time).
+    pub(crate) async fn validate(&self, token: &str) -> Result<Principal, JwtError> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        {
+            let mut verified = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(entry) = verified.get(&digest) {
+                if entry.at.elapsed() < VERIFIED_TTL && now <= entry.exp.saturating_add(self.leeway)
+                {
+                    return Ok(entry.principal.clone());
+                }
+                verified.remove(&digest);
+            }
+        }
+        let (principal, exp) = self.verify(token).await?;
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(
+            digest,
+            Verified {
+                principal: principal.clone(),
+                exp,
+                at: Instant::now(),
+            },
+        );
+        Ok(principal)
     }
 
     /// The issuer, for the protected-resource metadata.

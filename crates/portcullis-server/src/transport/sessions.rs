@@ -100,6 +100,19 @@ pub(crate) async fn bind_sessions(
     request: Request,
     next: Next,
 ) -> Response {
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let is_initialize = request
+        .extensions()
+        .get::<RpcMethod>()
+        .is_some_and(|m| m.0 == "initialize");
+    // Stateless (2026-07-28) traffic carries no session and never initializes: nothing to do.
+    if session.is_none() && !is_initialize {
+        return next.run(request).await;
+    }
     let Some(principal) = request
         .extensions()
         .get::<Principal>()
@@ -107,11 +120,6 @@ pub(crate) async fn bind_sessions(
     else {
         return next.run(request).await;
     };
-    let session = request
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     if let Some(id) = session {
         let owner = guard.lock().owner.get(&id).cloned();
         if owner.is_some_and(|owner| owner != principal) {
@@ -124,13 +132,6 @@ pub(crate) async fn bind_sessions(
             guard.lock().owner.remove(&id);
         }
         return response;
-    }
-    let is_initialize = request
-        .extensions()
-        .get::<RpcMethod>()
-        .is_some_and(|m| m.0 == "initialize");
-    if !is_initialize {
-        return next.run(request).await;
     }
     if !guard.reserve(&principal).await {
         tracing::warn!(%principal, "session cap reached; initialize refused");
