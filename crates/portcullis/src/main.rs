@@ -256,6 +256,16 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
         "http: {}{} (legacy sessions: {})",
         config.http.listen, config.http.path, config.http.legacy_sessions
     );
+    let auth = &config.auth;
+    let auth_line = match (auth.api_keys.len(), &auth.jwt) {
+        (0, None) => "none (loopback only)".to_owned(),
+        (keys, None) => format!("{keys} API key(s)"),
+        (0, Some(jwt)) => format!("JWT from {}", jwt.issuer),
+        (keys, Some(jwt)) => format!("{keys} API key(s), JWT from {}", jwt.issuer),
+    };
+    let _ = writeln!(out, "auth: {auth_line}");
+    // Resolved exactly as `serve` resolves them (validated in `load`).
+    let guard = GuardConfig::new(config, catalog).ok();
     let _ = writeln!(out, "\ntools ({}):", catalog.tools().len());
     for tool in catalog.tools() {
         let annotations = tool.annotations.clone().unwrap_or_default();
@@ -266,7 +276,20 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
         } else {
             "writes"
         };
-        let _ = writeln!(out, "  {:<16} {risk}", tool.name);
+        let scopes = guard
+            .as_ref()
+            .map(|g| g.required_scopes(&tool.name))
+            .unwrap_or_default();
+        if scopes.is_empty() {
+            let _ = writeln!(out, "  {:<16} {risk}", tool.name);
+        } else {
+            let _ = writeln!(
+                out,
+                "  {:<16} {risk}; needs scope(s) {}",
+                tool.name,
+                scopes.join(" ")
+            );
+        }
     }
     let _ = writeln!(out, "\nresources ({}):", catalog.resources().len());
     for resource in catalog.resources() {

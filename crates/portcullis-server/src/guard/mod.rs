@@ -38,6 +38,11 @@ impl GuardConfig {
         })
     }
 
+    /// The scopes a principal needs to call `tool` (empty: none).
+    pub fn required_scopes(&self, tool: &str) -> &[String] {
+        self.policies.scopes(tool)
+    }
+
     /// Only a timeout for every tool, no scopes or rate limits (library use without a config).
     pub fn with_timeout(timeout: Duration) -> Self {
         Self {

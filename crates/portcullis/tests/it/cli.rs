@@ -30,6 +30,7 @@ fn check_prints_the_effective_catalog() {
         stdout,
         "config ok: portcullis-demo\n\
          http: 127.0.0.1:8080/mcp (legacy sessions: true)\n\
+         auth: none (loopback only)\n\
          \ntools (8):\n  describe_table   read-only\n  file_info        read-only\n  get_top_chatters read-only\n  list_directory   read-only\n  list_tables      read-only\n  query            read-only\n  read_file        read-only\n  search_files     read-only\n\
          \nresources (1):\n  config://review-rules\n\
          \nresource templates (1):\n  file:///{root}/{+path}\n\
@@ -124,4 +125,36 @@ async fn sigterm_stops_the_http_server_cleanly() {
         .expect("stop logged");
     let status = server.wait(Duration::from_secs(10)).await.expect("exits");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn check_shows_authentication_and_scopes_of_the_remote_example() {
+    let remote = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/remote/portcullis.toml");
+    let output = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&remote)
+        .output()
+        .expect("run check");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(stdout.contains("http: 0.0.0.0:8080/mcp"), "{stdout}");
+    assert!(
+        stdout.contains("auth: 2 API key(s), JWT from https://idp.example.test/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  read_file        read-only; needs scope(s) files:read\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  write_file       WRITES (destructive, needs confirm); needs scope(s) files:write\n"
+        ),
+        "{stdout}"
+    );
 }
