@@ -2,6 +2,7 @@
 //! [`CatalogBuilder`]. Packs never see the transport; every call they serve has already
 //! passed the guard pipeline.
 
+mod definition;
 #[cfg(feature = "files")]
 pub mod files;
 #[cfg(feature = "prompts")]

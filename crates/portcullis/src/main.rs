@@ -90,8 +90,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the config and builds the catalog; any failure is a usage error (status 64).
-fn load(path: &std::path::Path) -> Result<(Config, portcullis_server::Catalog), ExitCode> {
+/// A validated configuration and everything resolved from it, built once.
+struct Loaded {
+    config: Config,
+    catalog: portcullis_server::Catalog,
+    guard: GuardConfig,
+    options: HttpOptions,
+}
+
+/// Loads the config, builds the catalog and resolves policies and HTTP settings; any failure
+/// is a usage error (status 64).
+fn load(path: &std::path::Path) -> Result<Loaded, ExitCode> {
     let usage = |error: &dyn std::fmt::Display| {
         eprintln!("portcullis: {error}");
         ExitCode::from(EX_USAGE)
@@ -100,9 +109,14 @@ fn load(path: &std::path::Path) -> Result<(Config, portcullis_server::Catalog), 
     let in_file = |e: &dyn std::fmt::Display| usage(&format_args!("{}: {e}", path.display()));
     let catalog = portcullis_packs::catalog(&config).map_err(|e| in_file(&e))?;
     // Tool and pack policies must name real tools, and the auth settings must be usable.
-    GuardConfig::new(&config, &catalog).map_err(|e| in_file(&e))?;
-    HttpOptions::from_config(&config).map_err(|e| in_file(&e))?;
-    Ok((config, catalog))
+    let guard = GuardConfig::new(&config, &catalog).map_err(|e| in_file(&e))?;
+    let options = HttpOptions::from_config(&config).map_err(|e| in_file(&e))?;
+    Ok(Loaded {
+        config,
+        catalog,
+        guard,
+        options,
+    })
 }
 
 fn serve(
@@ -111,10 +125,11 @@ fn serve(
     format: Option<LogFormatArg>,
     level: Option<String>,
 ) -> ExitCode {
-    let (config, catalog) = match load(path) {
+    let loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    let config = &loaded.config;
     if !stdio && !config.http.listen.ip().is_loopback() && !config.auth.is_enabled() {
         // Without authentication a non-loopback listener would be open to anyone.
         eprintln!(
@@ -123,7 +138,7 @@ fn serve(
         );
         return ExitCode::from(EX_USAGE);
     }
-    let _log_guard = init_tracing(&config, format, level);
+    let _log_guard = init_tracing(config, format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,7 +149,7 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, catalog, stdio)) {
+    match runtime.block_on(run(loaded, stdio)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "server stopped with an error");
@@ -144,14 +159,13 @@ fn serve(
     }
 }
 
-async fn run(
-    config: Config,
-    catalog: portcullis_server::Catalog,
-    stdio: bool,
-) -> anyhow::Result<()> {
-    // Policies and HTTP settings were validated in `load`; these cannot fail here.
-    let guard = GuardConfig::new(&config, &catalog).map_err(anyhow::Error::msg)?;
-    let options = HttpOptions::from_config(&config).map_err(anyhow::Error::msg)?;
+async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
+    let Loaded {
+        config,
+        catalog,
+        guard,
+        options,
+    } = loaded;
     let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
     // Open pools and check dependencies now, so problems show at start rather than on the
     // first call (the server starts anyway and keeps reporting them on /readyz).
@@ -227,11 +241,11 @@ fn init_tracing(
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    let (config, catalog) = match load(path) {
+    let loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let report = render_check(&config, &catalog);
+    let report = render_check(&loaded);
     #[allow(
         clippy::print_stdout,
         reason = "`check` is a CLI command whose output is its report"
@@ -241,13 +255,20 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     // Warnings depend on the environment (database grants, file permissions), so they go
     // to stderr and leave the report on stdout stable.
-    for warning in portcullis_packs::sql::credential_warnings(&config) {
+    for warning in portcullis_packs::sql::credential_warnings(&loaded.config) {
         eprintln!("portcullis: warning: {warning}");
     }
     ExitCode::SUCCESS
 }
 
-fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String {
+fn render_check(
+    Loaded {
+        config,
+        catalog,
+        guard,
+        ..
+    }: &Loaded,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(out, "config ok: {}", config.server.name);
@@ -264,8 +285,7 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
         (keys, Some(jwt)) => format!("{keys} API key(s), JWT from {}", jwt.issuer),
     };
     let _ = writeln!(out, "auth: {auth_line}");
-    // Resolved exactly as `serve` resolves them (validated in `load`).
-    let guard = GuardConfig::new(config, catalog).ok();
+
     let _ = writeln!(out, "\ntools ({}):", catalog.tools().len());
     for tool in catalog.tools() {
         let annotations = tool.annotations.clone().unwrap_or_default();
@@ -276,10 +296,7 @@ fn render_check(config: &Config, catalog: &portcullis_server::Catalog) -> String
         } else {
             "writes"
         };
-        let scopes = guard
-            .as_ref()
-            .map(|g| g.required_scopes(&tool.name))
-            .unwrap_or_default();
+        let scopes = guard.required_scopes(&tool.name);
         if scopes.is_empty() {
             let _ = writeln!(out, "  {:<16} {risk}", tool.name);
         } else {

@@ -79,10 +79,7 @@ impl Roots {
             "required": required,
             "additionalProperties": false,
         });
-        match schema {
-            Value::Object(map) => map,
-            _ => unreachable!("json! object"),
-        }
+        crate::definition::object(schema)
     }
 }
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef, ToolAnnotations};
+use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef, ToolAnnotations};
 use serde_json::{Value, json};
 
 use super::jail::{EntryKind, FileContent, Jail};
 use super::{MAX_LIST_ENTRIES, Roots, str_arg};
+use crate::definition::{object, read_only};
 
 pub(super) fn register(roots: &Arc<Roots>, catalog: &mut CatalogBuilder) {
     catalog
@@ -23,21 +24,6 @@ pub(super) fn register(roots: &Arc<Roots>, catalog: &mut CatalogBuilder) {
             .tool(WriteFile(Arc::clone(roots)))
             .tool(EditFile(Arc::clone(roots)));
     }
-}
-
-fn props(value: Value) -> JsonObject {
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("json! object"),
-    }
-}
-
-fn read_only() -> ToolAnnotations {
-    ToolAnnotations::new()
-        .read_only(true)
-        .destructive(false)
-        .idempotent(true)
-        .open_world(false)
 }
 
 fn text(message: impl Into<String>) -> ToolOutput {
@@ -57,7 +43,7 @@ impl Tool for ListDirectory {
 
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
-            props(json!({ "path": { "type": "string", "description": "Directory relative to the root; `.` or empty for the root itself.", "default": "." } })),
+            object(json!({ "path": { "type": "string", "description": "Directory relative to the root; `.` or empty for the root itself.", "default": "." } })),
             &[],
             false,
         );
@@ -111,7 +97,7 @@ impl Tool for ReadFile {
 
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
-            props(json!({
+            object(json!({
                 "path": { "type": "string", "description": PATH_DESCRIPTION, "minLength": 1 },
                 "offset": { "type": "integer", "minimum": 0, "description": "Number of lines to skip from the start (default 0)." },
                 "limit": { "type": "integer", "minimum": 1, "description": "Most lines to return (default: all)." }
@@ -182,7 +168,7 @@ impl Tool for SearchFiles {
 
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
-            props(json!({
+            object(json!({
                 "pattern": { "type": "string", "minLength": 1, "maxLength": 256, "description": "Glob matched against file names (`*.py`) or, when it contains `/`, against paths relative to the search directory (`src/**/*.rs`)." },
                 "contains": { "type": "string", "minLength": 1, "maxLength": 1024, "description": "Only files whose text contains this substring (case-sensitive); matching lines are shown." },
                 "path": { "type": "string", "description": "Directory to search, relative to the root (default: the root).", "default": "." },
@@ -298,7 +284,7 @@ impl Tool for FileInfo {
 
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
-            props(json!({ "path": { "type": "string", "description": PATH_DESCRIPTION } })),
+            object(json!({ "path": { "type": "string", "description": PATH_DESCRIPTION } })),
             &["path"],
             false,
         );
@@ -340,7 +326,7 @@ impl Tool for WriteFile {
 
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
-            props(json!({
+            object(json!({
                 "path": { "type": "string", "minLength": 1, "description": PATH_DESCRIPTION },
                 "content": { "type": "string", "description": "The complete new content of the file." },
                 "confirm": { "type": "boolean", "description": "Must be true: this replaces the file's content." }
@@ -400,7 +386,7 @@ impl Tool for EditFile {
 
     fn definition(&self) -> ToolDef {
         let schema = self.0.schema(
-            props(json!({
+            object(json!({
                 "path": { "type": "string", "minLength": 1, "description": PATH_DESCRIPTION },
                 "edits": {
                     "type": "array", "minItems": 1, "maxItems": 100,

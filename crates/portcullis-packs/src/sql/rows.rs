@@ -132,10 +132,7 @@ pub(crate) fn output_schema() -> rmcp::model::JsonObject {
         },
         "required": ["columns", "rows", "row_count", "truncated"]
     });
-    match schema {
-        Value::Object(map) => map,
-        _ => unreachable!("json! object"),
-    }
+    crate::definition::object(schema)
 }
 
 fn unique(names: Vec<String>) -> Vec<String> {

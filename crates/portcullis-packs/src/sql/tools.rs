@@ -6,31 +6,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use portcullis_config::{SqlEngine, SqlStatement};
 use portcullis_server::{Tool, ToolCall, ToolError, ToolOutput};
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef, ToolAnnotations};
+use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef, ToolAnnotations};
 use serde_json::{Value, json};
 
 use super::checker;
 use super::params::{Bound, bind_values, input_schema};
 use super::rows::output_schema;
 use super::source::{Access, Outcome, Source};
+use crate::definition::{object, read_only};
 
 /// Longest ad-hoc query text accepted.
 const MAX_QUERY_CHARS: u64 = 100_000;
-
-fn object(value: Value) -> JsonObject {
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("json! object"),
-    }
-}
-
-fn read_only() -> ToolAnnotations {
-    ToolAnnotations::new()
-        .read_only(true)
-        .destructive(false)
-        .idempotent(true)
-        .open_world(false)
-}
 
 fn rows_result(source: &Source, outcome: Outcome) -> ToolOutput {
     match outcome {
