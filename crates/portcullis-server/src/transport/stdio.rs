@@ -5,6 +5,9 @@
 //! first. All writes to stdout go through one task, one whole line at a time, so the parse
 //! errors can never interleave with rmcp's own messages.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use rmcp::ServiceExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -50,8 +53,15 @@ where
     let (rmcp_read, _) = tokio::io::split(rmcp_input);
     let (_, rmcp_write) = tokio::io::split(rmcp_output);
     let (errors_tx, errors_rx) = mpsc::unbounded_channel();
-    tokio::spawn(read_frames(input, to_rmcp, errors_tx));
-    let writer = tokio::spawn(write_frames(from_rmcp, errors_rx, output));
+    let pending = Pending::default();
+    tokio::spawn(read_frames(
+        input,
+        to_rmcp,
+        errors_tx,
+        pending.clone(),
+        grace,
+    ));
+    let writer = tokio::spawn(write_frames(from_rmcp, errors_rx, output, pending));
 
     let session_ct = CancellationToken::new();
     let in_flight = handler.in_flight();
@@ -97,11 +107,37 @@ where
     Ok(())
 }
 
+/// Ids of requests forwarded to rmcp and not answered yet. A client may write its requests
+/// and close stdin at once: rmcp stops at end of input, so the end is passed on only after
+/// every request has its response (or the shutdown grace has run out).
+#[derive(Clone, Default)]
+struct Pending {
+    ids: Arc<Mutex<HashSet<String>>>,
+    count: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Pending {
+    fn update(&self, change: impl FnOnce(&mut HashSet<String>)) {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut ids);
+        self.count.send_replace(ids.len());
+    }
+}
+
+/// The `id` of a request (`method` and `id`) or of a response (`id` and no `method`).
+#[derive(serde::Deserialize)]
+struct Envelope {
+    id: Option<serde_json::Value>,
+    method: Option<serde::de::IgnoredAny>,
+}
+
 /// Forwards well-formed JSON lines to rmcp; answers anything else with a parse error.
 async fn read_frames<R: AsyncRead + Unpin>(
     input: R,
     mut to_rmcp: tokio::io::DuplexStream,
     errors: mpsc::UnboundedSender<String>,
+    pending: Pending,
+    grace: std::time::Duration,
 ) {
     let mut lines = BufReader::new(input).lines();
     loop {
@@ -121,16 +157,34 @@ async fn read_frames<R: AsyncRead + Unpin>(
         if line.trim().is_empty() {
             continue;
         }
-        if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(&line) {
-            tracing::warn!(%error, "malformed JSON on stdin");
-            let _ = errors.send(parse_error(&error.to_string()));
-            continue;
+        match serde_json::from_str::<Envelope>(&line) {
+            Ok(Envelope {
+                id: Some(id),
+                method: Some(_),
+            }) => pending.update(|ids| {
+                ids.insert(id.to_string());
+            }),
+            Ok(_) => {}
+            // Valid JSON of another shape (a batch, a scalar): rmcp answers it.
+            Err(_) if serde_json::from_str::<serde::de::IgnoredAny>(&line).is_ok() => {}
+            Err(error) => {
+                tracing::warn!(%error, "malformed JSON on stdin");
+                let _ = errors.send(parse_error(&error.to_string()));
+                continue;
+            }
         }
         if to_rmcp.write_all(line.as_bytes()).await.is_err()
             || to_rmcp.write_all(b"\n").await.is_err()
         {
             break;
         }
+    }
+    let mut count = pending.count.subscribe();
+    if tokio::time::timeout(grace, count.wait_for(|n| *n == 0))
+        .await
+        .is_err()
+    {
+        tracing::warn!("stdin closed with requests still unanswered after the grace period");
     }
     let _ = to_rmcp.shutdown().await;
 }
@@ -149,6 +203,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     from_rmcp: tokio::io::DuplexStream,
     mut errors: mpsc::UnboundedReceiver<String>,
     mut output: W,
+    pending: Pending,
 ) {
     let mut lines = BufReader::new(from_rmcp).lines();
     let mut errors_open = true;
@@ -168,6 +223,15 @@ async fn write_frames<W: AsyncWrite + Unpin>(
             || output.flush().await.is_err()
         {
             break;
+        }
+        if let Ok(Envelope {
+            id: Some(id),
+            method: None,
+        }) = serde_json::from_str::<Envelope>(&line)
+        {
+            pending.update(|ids| {
+                ids.remove(&id.to_string());
+            });
         }
     }
 }
