@@ -10,6 +10,7 @@
 )]
 
 pub mod fixture;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +24,80 @@ use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// Makes rustls's `ring` provider the process default (once), so that HTTP clients built
+/// with reqwest's defaults work: the workspace builds reqwest without a provider of its own,
+/// because the server configures TLS explicitly.
+pub fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// An HTTP client for tests (plain HTTP, or HTTPS with the system's roots).
+pub fn http() -> reqwest::Client {
+    ensure_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// What a raw HTTP exchange returned.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The `WWW-Authenticate` header (empty when absent).
+    pub www_authenticate: String,
+    /// The body as JSON (`null` when it is not JSON).
+    pub body: serde_json::Value,
+}
+
+/// One self-contained 2026-07-28 request, POSTed the way a conforming client sends it
+/// (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `_meta`), with an optional bearer
+/// token. Independent of any client library, so tests can see statuses and headers.
+pub async fn post_stateless(
+    url: &str,
+    token: Option<&str>,
+    method: &str,
+    params: serde_json::Value,
+) -> RawResponse {
+    let mut params = params;
+    params["_meta"] = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { "name": "portcullis-test", "version": "0" },
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let mut request = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = body["params"]["name"]
+        .as_str()
+        .or_else(|| body["params"]["uri"].as_str())
+    {
+        request = request.header("mcp-name", name);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.json(&body).send().await.expect("HTTP request");
+    let status = response.status();
+    let www_authenticate = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    RawResponse {
+        status,
+        www_authenticate,
+        body,
+    }
+}
 
 /// A connected rmcp client.
 pub type Client = RunningService<RoleClient, ClientConfig>;
@@ -100,6 +175,7 @@ pub async fn stdio_client(bin: &Path, config: &Path, era: Era) -> anyhow::Result
 
 /// Connects an rmcp client to a Streamable HTTP endpoint.
 pub async fn http_client(url: &str, era: Era) -> anyhow::Result<Client> {
+    ensure_crypto_provider();
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     era.client_config()
         .serve_with_lifecycle(transport, era.lifecycle())
@@ -110,6 +186,7 @@ pub async fn http_client(url: &str, era: Era) -> anyhow::Result<Client> {
 /// Connects an rmcp client to a Streamable HTTP endpoint, authenticating with `token`
 /// (sent as `Authorization: Bearer`).
 pub async fn http_client_with_token(url: &str, era: Era, token: &str) -> anyhow::Result<Client> {
+    ensure_crypto_provider();
     let config =
         rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
             url.to_owned(),
@@ -129,25 +206,53 @@ pub struct HttpServer {
     pub addr: SocketAddr,
     /// Log lines it wrote to stderr after start-up, collected in the background.
     logs: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Everything it wrote, stderr and stdout (prefixed `stdout: `), from the start.
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl HttpServer {
     /// Spawns `portcullis serve --config <config>` (the config should listen on
     /// `127.0.0.1:0`) and waits for its `listening` log line, which carries the address.
     pub async fn spawn(bin: &Path, config: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with_args(bin, config, &[]).await
+    }
+
+    /// [`HttpServer::spawn`] with extra arguments for `serve` (for example
+    /// `["--log-level", "trace"]`).
+    pub async fn spawn_with_args(bin: &Path, config: &Path, args: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
-            .args(["serve", "--log-format", "json", "--config"])
+            .args(["serve", "--log-format", "json"])
+            .args(args)
+            .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("spawn portcullis serve")?;
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let sink = std::sync::Arc::clone(&output);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(format!("stdout: {line}"));
+            }
+        });
         let stderr = child.stderr.take().context("stderr is piped")?;
         let mut lines = BufReader::new(stderr).lines();
+        let record = |line: &str| {
+            output
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line.to_owned());
+        };
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await? {
+                record(&line);
                 if let Some(addr) = listening_addr(&line) {
                     return Ok(addr);
                 }
@@ -157,15 +262,38 @@ impl HttpServer {
         .await
         .context("portcullis did not start listening within 30 s")??;
         let (tx, logs) = tokio::sync::mpsc::unbounded_channel();
+        let sink = std::sync::Arc::clone(&output);
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 if std::env::var_os("PORTCULLIS_TEST_LOGS").is_some() {
                     eprintln!("{line}");
                 }
+                sink.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line.clone());
                 let _ = tx.send(line);
             }
         });
-        Ok(Self { child, addr, logs })
+        Ok(Self {
+            child,
+            addr,
+            logs,
+            output,
+        })
+    }
+
+    /// Everything the server wrote so far: every stderr line, and stdout lines prefixed
+    /// `stdout: `.
+    pub fn output(&self) -> Vec<String> {
+        self.output
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// The MCP endpoint URL.

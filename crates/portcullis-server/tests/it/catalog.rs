@@ -63,3 +63,54 @@ fn duplicate_and_invalid_tools_are_refused() {
         "{error}"
     );
 }
+
+/// One static resource, `static://one`.
+pub struct OneResource;
+
+#[async_trait]
+impl portcullis_server::ResourceSource for OneResource {
+    fn resources(&self) -> Vec<portcullis_server::rmcp::model::Resource> {
+        vec![portcullis_server::rmcp::model::Resource::new(
+            "static://one",
+            "one",
+        )]
+    }
+
+    fn claims(&self, uri: &str) -> bool {
+        uri == "static://one"
+    }
+
+    async fn read(
+        &self,
+        uri: &str,
+    ) -> Result<portcullis_server::rmcp::model::ReadResourceResult, portcullis_server::ResourceError>
+    {
+        Ok(portcullis_server::rmcp::model::ReadResourceResult::new(vec![
+            portcullis_server::rmcp::model::ResourceContents::text("one", uri),
+        ]))
+    }
+}
+
+/// One prompt without arguments, `one`.
+pub struct OnePrompt;
+
+#[async_trait]
+impl portcullis_server::PromptTemplate for OnePrompt {
+    fn definition(&self) -> portcullis_server::rmcp::model::Prompt {
+        portcullis_server::rmcp::model::Prompt::new("one", Some("One prompt"), None)
+    }
+
+    async fn render(
+        &self,
+        _call: portcullis_server::PromptCall,
+    ) -> Result<portcullis_server::rmcp::model::GetPromptResponse, portcullis_server::PromptError>
+    {
+        Ok(portcullis_server::rmcp::model::GetPromptResult::new(vec![
+            portcullis_server::rmcp::model::PromptMessage::new_text(
+                portcullis_server::rmcp::model::Role::User,
+                "one",
+            ),
+        ])
+        .into())
+    }
+}

@@ -8,6 +8,8 @@
 
 mod catalog;
 mod lifecycle;
+mod panics;
+mod principals;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

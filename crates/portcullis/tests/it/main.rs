@@ -6,14 +6,20 @@
 )]
 
 mod auth;
+mod authorization;
 mod bad_input;
 mod cli;
 mod clients;
 mod files;
+mod jail_races;
+mod jwks_tls;
+mod log_hygiene;
 mod protocol;
 mod sql;
 mod sql_attacks;
 mod sql_availability;
+mod sql_load;
+mod stdio_limits;
 mod stdout;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,91 @@
+//! stdio has the same message cap as HTTP: an oversize line is answered with a JSON-RPC
+//! error without being buffered whole, memory stays bounded, and the next line is served.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use portcullis_test::fixture::Fixture;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use crate::bin;
+
+/// Peak resident memory of `pid` in kB (`VmHWM`).
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_300_mb_line_gets_an_error_and_memory_stays_bounded() {
+    let fixture = Fixture::new("").expect("fixture");
+    let mut child = Command::new(bin())
+        .args(["serve", "--stdio", "--config"])
+        .arg(fixture.config())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { "name": "big-line", "version": "0" },
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let writer = tokio::spawn(async move {
+        let head = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":""#;
+        stdin.write_all(head).await.expect("head");
+        let chunk = vec![b'a'; 1024 * 1024];
+        for _ in 0..300 {
+            stdin.write_all(&chunk).await.expect("chunk");
+        }
+        stdin.write_all(b"\"}}}\n").await.expect("tail");
+        let next = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": meta } });
+        stdin
+            .write_all(format!("{next}\n").as_bytes())
+            .await
+            .expect("next request");
+        stdin
+    });
+
+    let mut responses: Vec<Value> = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = stdout.next_line().await.expect("stdout") {
+            let message: Value = serde_json::from_str(&line).expect("stdout carries JSON only");
+            let done = message["id"] == json!(2);
+            responses.push(message);
+            if done {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no answer to the request after the big line; got {responses:?}"));
+    let _stdin = writer.await.expect("writer");
+
+    let error = responses
+        .iter()
+        .find(|r| r.get("error").is_some())
+        .unwrap_or_else(|| panic!("the oversize line got no error: {responses:?}"));
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("exceeds") && message.contains("4194304 bytes"),
+        "the error says what the limit is: {error}"
+    );
+    assert!(
+        responses.last().is_some_and(|r| r["result"]["tools"].is_array()),
+        "the next request is served: {responses:?}"
+    );
+    let peak = peak_rss_kb(pid);
+    assert!(peak < 100 * 1024, "peak RSS {peak} kB: the line was buffered");
+}
