@@ -25,9 +25,12 @@ pub struct AuthSection {
     /// Scopes listed in the protected-resource metadata (`scopes_supported`).
     #[serde(default)]
     pub scopes_supported: Vec<String>,
-    /// Show each principal only the tools it has the scopes to call in `tools/list`.
-    #[serde(default = "yes")]
-    pub hide_unauthorized_tools: bool,
+    /// Show each principal only what it has the scopes for in `tools/list`,
+    /// `resources/list`, `resources/templates/list` and `prompts/list` (calls, reads and gets
+    /// without the scopes are refused either way). Also accepted under its first name,
+    /// `hide_unauthorized_tools`.
+    #[serde(default = "yes", alias = "hide_unauthorized_tools")]
+    pub hide_unauthorized: bool,
 }
 
 impl Default for AuthSection {
@@ -38,7 +41,7 @@ impl Default for AuthSection {
             accept_x_api_key: false,
             resource: None,
             scopes_supported: Vec::new(),
-            hide_unauthorized_tools: true,
+            hide_unauthorized: true,
         }
     }
 }
@@ -86,6 +89,10 @@ pub struct JwtConfig {
     /// Find `jwks_uri` through `{issuer}/.well-known/openid-configuration`.
     #[serde(default)]
     pub discovery: bool,
+    /// A PEM file of extra certificate authorities to trust when fetching the JWKS and the
+    /// discovery document over HTTPS (a private identity provider), relative to the config
+    /// file. The public web's roots (Mozilla's, built in) are always trusted.
+    pub ca_file: Option<PathBuf>,
     /// Accepted signature algorithms; only asymmetric ones are allowed (`RS256`, `RS384`,
     /// `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`). Never `none` or HMAC.
     #[serde(default = "default_algorithms")]
@@ -128,13 +135,23 @@ pub struct ToolPolicy {
     pub rate_limit: Option<RateLimit>,
 }
 
-/// Per-pack policy, keyed by pack name in `[packs.NAME]` (`files`, `prompts`, …).
+/// Per-pack policy, keyed by pack name in `[packs.NAME]` (`files`, `sql`, `prompts`,
+/// `resources`, `custom` for library tools). It covers everything the pack serves: tools,
+/// resources, resource templates and prompts.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackPolicy {
-    /// Scopes a principal needs to call any tool of the pack.
+    /// Scopes a principal needs to see and use anything of the pack (all of them): call its
+    /// tools, read its resources, get its prompts, complete their arguments, subscribe.
+    /// `[tools.NAME]` and a prompt's or resource's own `required_scopes` replace it.
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// Hard ceiling in seconds for one call, read or get of the pack (overrides
+    /// `limits.tool_timeout_secs`; `[tools.NAME] timeout_secs` overrides this).
+    pub timeout_secs: Option<u64>,
+    /// Calls, reads and gets per principal, counted for each tool, resource or prompt of the
+    /// pack separately (`[tools.NAME] rate_limit` overrides it for that tool).
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A token bucket: `per_minute` steady rate, `burst` calls at once.
@@ -245,19 +262,26 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
             "`max_in_flight`, `max_sessions`, `max_sessions_per_principal` and `session_idle_secs` must be at least 1",
         ));
     }
-    for (name, policy) in &config.tools {
-        if policy.timeout_secs == Some(0) {
+    let policies = config
+        .tools
+        .iter()
+        .map(|(name, p)| (format!("tools.{name}"), p.timeout_secs, p.rate_limit))
+        .chain(
+            config
+                .packs
+                .iter()
+                .map(|(name, p)| (format!("packs.{name}"), p.timeout_secs, p.rate_limit)),
+        );
+    for (key, timeout, rate_limit) in policies {
+        if timeout == Some(0) {
             return Err(issue(
-                format!("tools.{name}.timeout_secs"),
+                format!("{key}.timeout_secs"),
                 "must be at least 1 second",
             ));
         }
-        if policy
-            .rate_limit
-            .is_some_and(|l| l.per_minute == 0 || l.burst == Some(0))
-        {
+        if rate_limit.is_some_and(|l| l.per_minute == 0 || l.burst == Some(0)) {
             return Err(issue(
-                format!("tools.{name}.rate_limit"),
+                format!("{key}.rate_limit"),
                 "`per_minute` and `burst` must be at least 1",
             ));
         }

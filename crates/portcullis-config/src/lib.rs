@@ -12,14 +12,24 @@
 
 mod auth;
 pub mod env;
+mod files;
 mod load;
 mod model;
+mod params;
+mod prompts;
+mod resources;
+mod secret;
 mod sql;
 mod validate;
 
 pub use auth::*;
+pub use files::*;
 pub use load::{ConfigError, load, parse};
 pub use model::*;
+pub use params::*;
+pub use prompts::*;
+pub use resources::*;
+pub use secret::Secret;
 pub use sql::*;
 
 /// Environment variable that overrides `logging.level`.

@@ -33,18 +33,19 @@ pub struct Config {
     /// Policy per tool (`[tools.read_file]`): required scopes, timeout, rate limit.
     #[serde(default)]
     pub tools: ToolPolicies,
-    /// Policy per pack (`[packs.files]`): required scopes for all its tools.
+    /// Policy per pack (`[packs.files]`, `[packs.prompts]`, `[packs.resources]`, `[packs.sql]`):
+    /// required scopes, timeout and rate limit for everything the pack serves.
     #[serde(default)]
     pub packs: PackPolicies,
     /// Directory roots served by the files pack. Each root is read-only unless `writable = true`.
     #[serde(default)]
-    pub files: Vec<FilesRoot>,
+    pub files: Vec<crate::files::FilesRoot>,
     /// Prompt templates offered through `prompts/list` and `prompts/get`.
     #[serde(default)]
-    pub prompts: Vec<PromptConfig>,
+    pub prompts: Vec<crate::prompts::PromptConfig>,
     /// Static resources (inline text or a file) offered through `resources/list`.
     #[serde(default)]
-    pub resources: Vec<StaticResourceConfig>,
+    pub resources: Vec<crate::resources::StaticResourceConfig>,
     /// SQL sources (SQLite, PostgreSQL, MySQL/MariaDB) and the tools defined on them:
     /// parameterized statements, and opt-in read-only ad-hoc query and schema tools.
     #[serde(default)]
@@ -125,17 +126,25 @@ impl Default for HttpSection {
 pub struct LoggingSection {
     /// `auto` (JSON unless stderr is a terminal), `json` or `pretty`.
     pub format: LogFormat,
-    /// Filter in `tracing` syntax, for example `info,rmcp=warn` (the default: rmcp's own
-    /// per-connection lines are noise at `info`) or `portcullis_server=debug,info`.
-    /// The `PORTCULLIS_LOG` environment variable overrides it.
+    /// Filter in `tracing` syntax, for example `info` (the default), `debug` or
+    /// `info,portcullis_packs=debug`.
+    /// The `PORTCULLIS_LOG` environment variable overrides it. A bare level applies to
+    /// Portcullis itself; other crates log at `warn` (rmcp at `error`) unless named, because
+    /// some of them log message bodies, SQL text or headers at lower levels.
     pub level: String,
+    /// Key of the argument fingerprint in each call's log line (HMAC-SHA-256 of the argument
+    /// values, so a value can neither be read nor guessed from the log). Give every replica
+    /// the same key (`fingerprint_key = "${PORTCULLIS_FINGERPRINT_KEY}"`) to correlate their
+    /// lines; without one, each process draws a random key at start.
+    pub fingerprint_key: Option<crate::Secret>,
 }
 
 impl Default for LoggingSection {
     fn default() -> Self {
         Self {
             format: LogFormat::Auto,
-            level: "info,rmcp=warn".to_owned(),
+            level: "info".to_owned(),
+            fingerprint_key: None,
         }
     }
 }
@@ -190,101 +199,4 @@ impl Default for LimitsSection {
             session_idle_secs: 600,
         }
     }
-}
-
-/// One directory served by the files pack.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FilesRoot {
-    /// Name of the root: lowercase letters, digits, `-` and `_`. It is the first segment of
-    /// resource URIs (`file:///NAME/path`) and the value of the `root` argument when several
-    /// roots are configured.
-    pub name: String,
-    /// Directory to serve, relative to the config file's directory (or absolute).
-    pub path: PathBuf,
-    /// Allow `write_file` and `edit_file` in this root. Off by default.
-    #[serde(default)]
-    pub writable: bool,
-    /// Largest file, in bytes, that `read_file` returns or `search_files` scans.
-    #[serde(default = "default_max_read_bytes")]
-    pub max_read_bytes: u64,
-    /// Most matches `search_files` returns.
-    #[serde(default = "default_max_search_results")]
-    pub max_search_results: usize,
-    /// Most entries `search_files` visits before it stops and reports a partial result.
-    #[serde(default = "default_max_search_entries")]
-    pub max_search_entries: usize,
-    /// Extra glob patterns (gitignore-like, matched against the path relative to the root and
-    /// against each file name) that are refused in addition to the built-in ones: `.env*`,
-    /// `.git/`, `*.pem`, `*.key`, `id_*`.
-    #[serde(default)]
-    pub deny: Vec<String>,
-}
-
-fn default_max_read_bytes() -> u64 {
-    1024 * 1024
-}
-fn default_max_search_results() -> usize {
-    100
-}
-fn default_max_search_entries() -> usize {
-    10_000
-}
-
-/// A prompt template.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromptConfig {
-    /// Prompt name, as in `prompts/get`.
-    pub name: String,
-    /// Human-readable title.
-    pub title: Option<String>,
-    /// What the prompt is for.
-    pub description: Option<String>,
-    /// Declared arguments; an argument not declared here is refused.
-    #[serde(default)]
-    pub arguments: Vec<PromptArgumentConfig>,
-    /// The template text (minijinja syntax, arguments as variables). Give this or
-    /// `template_file`, not both.
-    pub template: Option<String>,
-    /// File holding the template, relative to the config file's directory.
-    pub template_file: Option<PathBuf>,
-}
-
-/// One argument of a prompt template.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromptArgumentConfig {
-    /// Argument name, used as the template variable.
-    pub name: String,
-    /// What to pass.
-    pub description: Option<String>,
-    /// Whether `prompts/get` must supply it.
-    #[serde(default)]
-    pub required: bool,
-    /// Suggested values, offered by `completion/complete` (filtered by what the user typed).
-    #[serde(default)]
-    pub values: Vec<String>,
-}
-
-/// A static resource.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StaticResourceConfig {
-    /// Resource URI, for example `config://review-rules`.
-    pub uri: String,
-    /// Short name.
-    pub name: String,
-    /// Human-readable title.
-    pub title: Option<String>,
-    /// What the resource holds.
-    pub description: Option<String>,
-    /// MIME type; defaults to `text/plain` (or `text/markdown` for a `.md` file). A `file`
-    /// whose content is not UTF-8 text is served as binary (base64 `blob`), for example an
-    /// image with `mime_type = "image/png"`.
-    pub mime_type: Option<String>,
-    /// The content, inline. Give this or `file`, not both.
-    pub text: Option<String>,
-    /// File holding the content, relative to the config file's directory.
-    pub file: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::params::{Param, validate_params};
 use crate::validate::{Issue, issue};
 
 /// One database source of the SQL pack.
@@ -111,9 +112,11 @@ pub struct SqlStatement {
     /// parameters are declared: `?` for SQLite and MySQL, `$1`, `$2`, … for PostgreSQL.
     /// Values are always bound, never spliced into the text.
     pub sql: String,
-    /// The statement's parameters; they become the tool's input schema.
+    /// The statement's parameters; they become the tool's input schema. Arrays bind as
+    /// native arrays on PostgreSQL (use `= ANY($1)`) and as their JSON text on SQLite and
+    /// MySQL (use `json_each(?)` or `JSON_TABLE(?, …)`).
     #[serde(default)]
-    pub params: Vec<SqlParam>,
+    pub params: Vec<Param>,
     /// The statement writes. Allowed only on sources with `read_only = false`; the tool then
     /// requires `confirm: true` and returns the number of affected rows. Statements that are
     /// not destructive always run read-only.
@@ -121,67 +124,6 @@ pub struct SqlStatement {
     pub destructive: bool,
     /// What the rows mean, appended to the tool's description.
     pub output_description: Option<String>,
-}
-
-/// One parameter of a statement tool.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SqlParam {
-    /// Argument name.
-    pub name: String,
-    /// JSON type of the argument.
-    #[serde(rename = "type")]
-    pub kind: SqlParamType,
-    /// What to pass.
-    pub description: Option<String>,
-    /// Whether the argument must be given. Defaults to true unless a `default` is set.
-    pub required: Option<bool>,
-    /// Value bound when the argument is absent.
-    pub default: Option<serde_json::Value>,
-    /// Smallest value (`integer`, `number`), shortest length (`string`) or fewest items
-    /// (`array`).
-    pub min: Option<f64>,
-    /// Largest value (`integer`, `number`), longest length (`string`) or most items
-    /// (`array`).
-    pub max: Option<f64>,
-    /// The only values allowed.
-    #[serde(rename = "enum")]
-    pub allowed: Option<Vec<serde_json::Value>>,
-    /// Regular expression (ECMA 262) a `string` must match (for arrays: each item).
-    pub pattern: Option<String>,
-    /// Item type of an `array` (default `string`). PostgreSQL binds a native array (use
-    /// `= ANY($1)`); SQLite and MySQL bind the array's JSON text (use `json_each(?)` or
-    /// `JSON_TABLE(?, …)`).
-    pub items: Option<SqlParamType>,
-}
-
-/// Type of a statement parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SqlParamType {
-    /// Text.
-    String,
-    /// A whole number (64-bit).
-    Integer,
-    /// A floating-point number.
-    Number,
-    /// `true` or `false`.
-    Boolean,
-    /// A list of values of the `items` type.
-    Array,
-}
-
-impl SqlParamType {
-    /// The JSON Schema type name.
-    pub fn json_type(self) -> &'static str {
-        match self {
-            Self::String => "string",
-            Self::Integer => "integer",
-            Self::Number => "number",
-            Self::Boolean => "boolean",
-            Self::Array => "array",
-        }
-    }
 }
 
 /// Which engine a URL points at.
@@ -311,116 +253,12 @@ pub(crate) fn validate_sql(sources: &[SqlSource]) -> Result<(), Issue> {
                     ),
                 ));
             }
-            let mut params = HashSet::new();
-            for (k, param) in statement.params.iter().enumerate() {
-                let key = format!("{key}.params[{k}]");
-                validate_param(&key, param)?;
-                if param.name == "confirm" && statement.destructive {
-                    return Err(issue(
-                        format!("{key}.name"),
-                        "`confirm` is reserved on destructive statements",
-                    ));
-                }
-                if !params.insert(param.name.as_str()) {
-                    return Err(issue(
-                        format!("{key}.name"),
-                        format!("parameter `{}` is declared twice", param.name),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn validate_param(key: &str, param: &SqlParam) -> Result<(), Issue> {
-    let ident_ok = !param.name.is_empty()
-        && param.name.len() <= 64
-        && param
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !ident_ok {
-        return Err(issue(
-            format!("{key}.name"),
-            format!(
-                "parameter name `{}` may use only A-Z, a-z, 0-9 and `_`",
-                param.name
-            ),
-        ));
-    }
-    let kind = param.kind;
-    let item = param.items.unwrap_or(SqlParamType::String);
-    if param.items.is_some() && kind != SqlParamType::Array {
-        return Err(issue(
-            format!("{key}.items"),
-            "only `array` parameters have `items`",
-        ));
-    }
-    if item == SqlParamType::Array {
-        return Err(issue(
-            format!("{key}.items"),
-            "arrays of arrays are not supported",
-        ));
-    }
-    if param.pattern.is_some() && kind != SqlParamType::String && item != SqlParamType::String {
-        return Err(issue(
-            format!("{key}.pattern"),
-            "only `string` parameters (or arrays of strings) have a `pattern`",
-        ));
-    }
-    if (param.min.is_some() || param.max.is_some()) && kind == SqlParamType::Boolean {
-        return Err(issue(
-            key.to_owned(),
-            "`boolean` parameters have no `min`/`max`",
-        ));
-    }
-    if let (Some(min), Some(max)) = (param.min, param.max)
-        && min > max
-    {
-        return Err(issue(key.to_owned(), "`min` is larger than `max`"));
-    }
-    if param.required == Some(true) && param.default.is_some() {
-        return Err(issue(
-            key.to_owned(),
-            "a required parameter cannot have a `default`",
-        ));
-    }
-    let fits = |value: &serde_json::Value| match kind {
-        SqlParamType::String => value.is_string(),
-        SqlParamType::Integer => value.is_i64() || value.is_u64(),
-        SqlParamType::Number => value.is_number(),
-        SqlParamType::Boolean => value.is_boolean(),
-        SqlParamType::Array => value.is_array(),
-    };
-    if let Some(default) = &param.default
-        && !fits(default)
-    {
-        return Err(issue(
-            format!("{key}.default"),
-            format!("must be of type `{}`", kind.json_type()),
-        ));
-    }
-    if let Some(allowed) = &param.allowed {
-        if allowed.is_empty() {
-            return Err(issue(format!("{key}.enum"), "must list at least one value"));
-        }
-        let item_fits = |value: &serde_json::Value| match if kind == SqlParamType::Array {
-            item
-        } else {
-            kind
-        } {
-            SqlParamType::String => value.is_string(),
-            SqlParamType::Integer => value.is_i64() || value.is_u64(),
-            SqlParamType::Number => value.is_number(),
-            SqlParamType::Boolean => value.is_boolean(),
-            SqlParamType::Array => false,
-        };
-        if !allowed.iter().all(item_fits) {
-            return Err(issue(
-                format!("{key}.enum"),
-                "every value must be of the parameter's type (for arrays: the item type)",
-            ));
+            let reserved: &[&str] = if statement.destructive {
+                &["confirm"]
+            } else {
+                &[]
+            };
+            validate_params(&key, &statement.params, reserved)?;
         }
     }
     Ok(())

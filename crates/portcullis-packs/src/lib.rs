@@ -1,10 +1,19 @@
 //! Portcullis tool packs: each turns a config section into tools, resources and prompts on a
-//! [`CatalogBuilder`]. Packs never see the transport; every call they serve has already
+//! [`CatalogBuilder`]. Packs never see the transport; every request they serve has already
 //! passed the guard pipeline.
+//!
+//! Adding a pack is one module here (with a `register` function and a `PACK` name that its
+//! tools, resources and prompts report), its config section in `portcullis-config`, and one
+//! line in [`PACKS`]. What packs share lives beside them: [`params`] (declared parameters →
+//! JSON Schema → typed values), [`jail`] (client paths opened beneath a root's handle), and
+//! `portcullis_server::outbound` (HTTP with TLS).
 
 mod definition;
 #[cfg(feature = "files")]
 pub mod files;
+#[cfg(feature = "jail")]
+mod jail;
+mod params;
 #[cfg(feature = "prompts")]
 pub mod prompts;
 pub mod resources;
@@ -17,21 +26,10 @@ use portcullis_server::{Catalog, CatalogBuilder, CatalogError};
 /// Why the catalog could not be built from a config.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    /// The files pack.
-    #[cfg(feature = "files")]
-    #[error(transparent)]
-    Files(#[from] files::FilesError),
-    /// Prompt templates.
-    #[cfg(feature = "prompts")]
-    #[error(transparent)]
-    Prompts(#[from] prompts::PromptsError),
-    /// The SQL pack.
-    #[cfg(feature = "sql")]
-    #[error(transparent)]
-    Sql(#[from] sql::SqlError),
-    /// Static resources.
-    #[error(transparent)]
-    Resources(#[from] resources::ResourcesError),
+    /// A pack could not be set up from its section (a root that cannot be opened, a
+    /// template that does not compile, …).
+    #[error("{0}")]
+    Pack(String),
     /// The config uses a pack this build does not include.
     #[error("the config uses the `{0}` pack, which this build of portcullis does not include")]
     NotCompiled(&'static str),
@@ -39,6 +37,50 @@ pub enum PackError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
+
+/// Adds a pack's tools, resources, prompts and readiness checks for its section of `config`.
+type Register = fn(&Config, &mut CatalogBuilder) -> Result<(), String>;
+
+/// One pack: its name, whether a config uses it, and its `register` when compiled in.
+struct Pack {
+    name: &'static str,
+    used_by: fn(&Config) -> bool,
+    register: Option<Register>,
+}
+
+/// The packs, in the order they register (which is also the order resource sources claim
+/// URIs in).
+const PACKS: &[Pack] = &[
+    Pack {
+        name: "files",
+        used_by: |c| !c.files.is_empty(),
+        #[cfg(feature = "files")]
+        register: Some(files::register),
+        #[cfg(not(feature = "files"))]
+        register: None,
+    },
+    Pack {
+        name: "prompts",
+        used_by: |c| !c.prompts.is_empty(),
+        #[cfg(feature = "prompts")]
+        register: Some(prompts::register),
+        #[cfg(not(feature = "prompts"))]
+        register: None,
+    },
+    Pack {
+        name: "sql",
+        used_by: |c| !c.sql.is_empty(),
+        #[cfg(feature = "sql")]
+        register: Some(sql::register),
+        #[cfg(not(feature = "sql"))]
+        register: None,
+    },
+    Pack {
+        name: "resources",
+        used_by: |c| !c.resources.is_empty(),
+        register: Some(resources::register),
+    },
+];
 
 /// Builds the whole catalog from `config`: every pack the config uses.
 pub fn catalog(config: &Config) -> Result<Catalog, PackError> {
@@ -50,25 +92,12 @@ pub fn catalog(config: &Config) -> Result<Catalog, PackError> {
 /// Adds every pack the config uses to `builder` (for library users who add their own tools
 /// next to the configured ones).
 pub fn register(config: &Config, builder: &mut CatalogBuilder) -> Result<(), PackError> {
-    let base = &config.base_dir;
-    #[cfg(feature = "files")]
-    files::register(&config.files, base, builder)?;
-    #[cfg(not(feature = "files"))]
-    if !config.files.is_empty() {
-        return Err(PackError::NotCompiled("files"));
+    for pack in PACKS {
+        if !(pack.used_by)(config) {
+            continue;
+        }
+        let register = pack.register.ok_or(PackError::NotCompiled(pack.name))?;
+        register(config, builder).map_err(PackError::Pack)?;
     }
-    #[cfg(feature = "prompts")]
-    prompts::register(&config.prompts, base, builder)?;
-    #[cfg(not(feature = "prompts"))]
-    if !config.prompts.is_empty() {
-        return Err(PackError::NotCompiled("prompts"));
-    }
-    #[cfg(feature = "sql")]
-    sql::register(&config.sql, base, builder)?;
-    #[cfg(not(feature = "sql"))]
-    if !config.sql.is_empty() {
-        return Err(PackError::NotCompiled("sql"));
-    }
-    resources::register(&config.resources, base, builder)?;
     Ok(())
 }

@@ -100,13 +100,73 @@ pub enum PromptError {
     },
 }
 
+/// JSON-RPC code of a request refused for missing scopes (implementation-defined server
+/// error range); `data.requiredScopes` lists what is missing.
+pub const FORBIDDEN: i32 = -32003;
+/// JSON-RPC code of a per-principal rate limit; `data.retryAfterSecs` says how long to wait.
+pub const RATE_LIMITED: i32 = -32029;
+/// JSON-RPC code of a cancelled request (as LSP's `RequestCancelled`). rmcp drops the
+/// answer to a request the client cancelled, so this is only seen when the server itself
+/// cancels (shutdown).
+pub const REQUEST_CANCELLED: i32 = -32800;
+
+/// A refusal for missing scopes.
+pub(crate) fn forbidden(what: &str, missing: &[&str]) -> ErrorData {
+    let scopes = missing
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ErrorData::new(
+        rmcp::model::ErrorCode(FORBIDDEN),
+        format!("{what} needs the scope(s) {scopes}; your credentials lack them"),
+        Some(serde_json::json!({ "requiredScopes": missing })),
+    )
+}
+
+/// A refusal for a rate limit, with the wait.
+pub(crate) fn rate_limited(what: &str, retry_after_secs: u64) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(RATE_LIMITED),
+        format!("rate limit for {what} exceeded; retry after {retry_after_secs} s"),
+        Some(serde_json::json!({ "retryAfterSecs": retry_after_secs })),
+    )
+}
+
+/// A request that no transport attached a principal to (fail closed).
+pub(crate) fn unauthenticated() -> ErrorData {
+    ErrorData::invalid_request("unauthenticated request: no principal is attached", None)
+}
+
+/// The answer to a cancelled request.
+pub(crate) fn cancelled() -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(REQUEST_CANCELLED),
+        "request cancelled",
+        None,
+    )
+}
+
+/// The message and full source chain of an internal error, with secrets scrubbed: what the
+/// log line records.
+pub(crate) fn describe_internal(source: &(dyn StdError + 'static)) -> String {
+    let mut text = source.to_string();
+    let mut cause = source.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    crate::redact_secrets(&text)
+}
+
 /// A short random id that ties a client-visible internal error to the server log line.
 pub(crate) fn new_reference() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     id[..12].to_owned()
 }
 
-fn internal_message(reference: &str) -> String {
+pub(crate) fn internal_message(reference: &str) -> String {
     format!("internal error (ref {reference})")
 }
 
@@ -121,14 +181,16 @@ pub(crate) fn tool_error_result(tool: &str, error: ToolError) -> Result<CallTool
         ToolError::InvalidParams(message) => return Err(ErrorData::invalid_params(message, None)),
         ToolError::Internal { context, source } => {
             let reference = new_reference();
-            tracing::error!(tool, reference, context, error = %source, "internal tool error");
+            let error = describe_internal(source.as_ref());
+            tracing::error!(tool, reference, context = %crate::redact_secrets(&context), %error, "internal tool error");
             CallToolResult::error(vec![ContentBlock::text(internal_message(&reference))])
         }
     })
 }
 
-/// The error policy for resource reads, as JSON-RPC errors.
-pub(crate) fn resource_error(uri: &str, error: ResourceError) -> ErrorData {
+/// The error policy for resource reads, as JSON-RPC errors. `label` names the resource in
+/// the log without the client's URI (see `CatalogSource::label`).
+pub(crate) fn resource_error(uri: &str, label: &str, error: ResourceError) -> ErrorData {
     match error {
         ResourceError::NotFound(message) => {
             ErrorData::resource_not_found(message, Some(serde_json::json!({ "uri": uri })))
@@ -138,10 +200,24 @@ pub(crate) fn resource_error(uri: &str, error: ResourceError) -> ErrorData {
         }
         ResourceError::Internal { context, source } => {
             let reference = new_reference();
-            tracing::error!(uri, reference, context, error = %source, "internal resource error");
+            let error = describe_internal(source.as_ref());
+            tracing::error!(resource = label, reference, context = %crate::redact_secrets(&context), %error, "internal resource error");
             ErrorData::internal_error(internal_message(&reference), None)
         }
     }
+}
+
+/// The answer to a panic: logged (location and scrubbed message) with a reference id; the
+/// client sees only the reference.
+pub(crate) fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_owned());
+    let reference = new_reference();
+    tracing::error!(call = what, reference, panic = %crate::redact_secrets(&message), "panic while serving a request");
+    internal_message(&reference)
 }
 
 /// The error policy for prompts, as JSON-RPC errors.
@@ -150,7 +226,8 @@ pub(crate) fn prompt_error(prompt: &str, error: PromptError) -> ErrorData {
         PromptError::InvalidArguments(message) => ErrorData::invalid_params(message, None),
         PromptError::Internal { context, source } => {
             let reference = new_reference();
-            tracing::error!(prompt, reference, context, error = %source, "internal prompt error");
+            let error = describe_internal(source.as_ref());
+            tracing::error!(prompt, reference, context = %crate::redact_secrets(&context), %error, "internal prompt error");
             ErrorData::internal_error(internal_message(&reference), None)
         }
     }

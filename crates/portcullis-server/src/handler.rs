@@ -1,8 +1,13 @@
 //! The rmcp `ServerHandler`: maps MCP requests onto the catalog and the guard pipeline.
 //!
 //! A handler is one shared `Arc` (catalog, settings, in-flight tracker) plus a small
-//! per-session state (2025 log level and resource subscriptions). Transports call
-//! [`PortcullisHandler::for_session`] for each new session or stateless request.
+//! per-session state (2025 log level, resource subscriptions, and the principal a transport
+//! gave the whole connection). Transports call [`PortcullisHandler::for_session`] for each
+//! new session or stateless request.
+//!
+//! Every method that reaches a pack (tool calls, resource reads and subscriptions, prompt
+//! gets, completions) goes through [`GuardConfig::run`]; lists are filtered with the same
+//! scopes.
 
 #![allow(
     deprecated,
@@ -13,21 +18,25 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
-    DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
-    PaginatedRequestParams, PromptsCapability, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ResourcesCapability, ServerCapabilities, ServerConfig, SetLevelRequestParams,
-    SubscribeRequestParams, Tool as ToolDef, ToolsCapability, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    CompletionInfo, ContentBlock, DiscoverResult, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, LoggingLevel, PaginatedRequestParams, PromptsCapability,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourcesCapability,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
+    Tool as ToolDef, ToolsCapability, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::{CallContext, Catalog, PromptCall, principal_of};
-use crate::error::{PromptError, prompt_error, resource_error};
-use crate::guard::{self, GuardConfig};
+use crate::auth::Principal;
+use crate::catalog::{
+    CallContext, Catalog, PromptCall, ToolCall, missing_capabilities, principal_of,
+};
+use crate::error::{PromptError, ToolError, prompt_error, resource_error, tool_error_result};
+use crate::guard::{self, GuardConfig, Outcome, Request, Target};
 
 /// Identity reported to clients.
 #[derive(Debug, Clone)]
@@ -46,18 +55,21 @@ struct Inner {
     catalog: Arc<Catalog>,
     guard: GuardConfig,
     info: ServerConfig,
-    /// Every running tool call, so shutdown can wait for them.
+    /// Every running call, so shutdown can wait for them.
     in_flight: TaskTracker,
 }
 
-/// State of one 2025-era session. Locks are held for a few instructions, never across
-/// `.await`.
+/// State of one 2025-era session (or one stateless request). Locks are held for a few
+/// instructions, never across `.await`.
 #[derive(Default)]
 struct Session {
     /// Set by `logging/setLevel`; until then no log messages are sent.
     log_level: Mutex<Option<LoggingLevel>>,
     /// URIs this session subscribed to.
     subscriptions: Mutex<HashSet<String>>,
+    /// The principal the transport gave the whole connection (stdio: the local user). An
+    /// HTTP request carries its own principal instead.
+    principal: Option<Principal>,
 }
 
 /// The MCP handler shared by every transport.
@@ -83,9 +95,11 @@ impl PortcullisHandler {
             }
             capabilities.resources = Some(resources);
         }
+        if !catalog.prompts().is_empty() || !catalog.resource_templates().is_empty() {
+            capabilities.completions = Some(Default::default());
+        }
         if !catalog.prompts().is_empty() {
             capabilities.prompts = Some(PromptsCapability::default());
-            capabilities.completions = Some(Default::default());
         }
         let mut implementation = Implementation::new(identity.name, identity.version);
         implementation.title = identity.title;
@@ -112,14 +126,28 @@ impl PortcullisHandler {
         }
     }
 
-    /// Tracks running tool calls; transports close and wait on it during shutdown.
+    /// The same server with fresh per-session state whose every request comes from
+    /// `principal`, unless the request carries its own (HTTP). The stdio transport serves
+    /// the local user this way; a custom transport must do the same, or every request is
+    /// refused.
+    pub fn with_principal(&self, principal: Principal) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            session: Arc::new(Session {
+                principal: Some(principal),
+                ..Session::default()
+            }),
+        }
+    }
+
+    /// Tracks running calls; transports close and wait on it during shutdown.
     pub fn in_flight(&self) -> TaskTracker {
         self.inner.in_flight.clone()
     }
 
-    /// The per-tool policies (scopes, timeouts, rate limits).
-    pub(crate) fn policies(&self) -> &crate::guard::Policies {
-        &self.inner.guard.policies
+    /// The guard's policies and decisions, for the HTTP layer's early scope check.
+    pub(crate) fn guard(&self) -> &GuardConfig {
+        &self.inner.guard
     }
 
     /// The catalog this handler serves.
@@ -133,6 +161,18 @@ impl PortcullisHandler {
             .log_level
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
+        principal_of(context, self.session.principal.as_ref())
+    }
+
+    /// Whether a list shows an item needing `scopes` to whoever sent `context`.
+    fn visible(&self, principal: Option<&Principal>, scopes: &[String]) -> bool {
+        if !self.inner.guard.policies.hide_unauthorized {
+            return true;
+        }
+        principal.is_some_and(|p| p.missing(scopes).is_empty())
     }
 }
 
@@ -175,12 +215,10 @@ impl ServerHandler for PortcullisHandler {
         if !policies.hide_unauthorized {
             return Ok(ListToolsResult::with_all_items(tools.to_vec()));
         }
-        let Some(principal) = principal_of(&context) else {
-            return Ok(ListToolsResult::with_all_items(Vec::new()));
-        };
+        let principal = self.principal(&context);
         let visible = tools
             .iter()
-            .filter(|t| principal.missing(policies.scopes(&t.name)).is_empty())
+            .filter(|t| self.visible(principal.as_ref(), &policies.tool(&t.name).scopes))
             .cloned()
             .collect();
         Ok(ListToolsResult::with_all_items(visible))
@@ -191,13 +229,87 @@ impl ServerHandler for PortcullisHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (call_context, cancel) = CallContext::new(context, self.session_log_level());
-        let call = guard::call_tool(
-            &self.inner.catalog,
-            &self.inner.guard,
-            request,
-            call_context,
+        let principal = self.principal(&context);
+        let name = request.name;
+        let catalog = &self.inner.catalog;
+        let guard = &self.inner.guard;
+        let Some(entry) = catalog.tool(&name) else {
+            guard::log_unknown("tools/call", &name, principal.as_ref());
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
+                None,
+            ));
+        };
+        let policy = guard.policies.tool(&name);
+        let arguments = request.arguments.unwrap_or_default();
+        let logged = Request {
+            method: "tools/call",
+            item: &name,
+            what: format!("`{name}`"),
+            principal: principal.clone(),
+            arguments: guard.arguments(&arguments),
+        };
+        let (call_context, cancel) = CallContext::new(context, self.session_log_level(), principal);
+        let (input_responses, request_state) = (request.input_responses, request.request_state);
+        let name: &str = &name;
+        let call = guard.run(
+            logged,
+            &policy.scopes,
+            policy,
             cancel,
+            |cancel, deadline| async move {
+                if let Some(required) = &entry.required_capabilities
+                    && let Some(missing) =
+                        missing_capabilities(required, call_context.client_capabilities())
+                {
+                    return (
+                        Err(ErrorData::missing_required_client_capability(missing)),
+                        Outcome::InvalidArguments,
+                    );
+                }
+                let arguments = Value::Object(arguments);
+                let violations = entry.validator.violations(&arguments);
+                if !violations.is_empty() {
+                    let message = format!(
+                        "invalid arguments for `{name}`:\n- {}",
+                        violations.join("\n- ")
+                    );
+                    return (
+                        Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
+                        Outcome::InvalidArguments,
+                    );
+                }
+                let Value::Object(arguments) = arguments else {
+                    unreachable!("built from an object above")
+                };
+                let call = ToolCall {
+                    arguments,
+                    cancel,
+                    deadline,
+                    context: call_context,
+                    input_responses,
+                    request_state,
+                };
+                match entry.tool.call(call).await {
+                    Ok(response) => {
+                        let outcome = match &response {
+                            CallToolResponse::Complete(result) if result.is_error == Some(true) => {
+                                Outcome::ToolError
+                            }
+                            CallToolResponse::InputRequired(_) => Outcome::InputRequired,
+                            _ => Outcome::Ok,
+                        };
+                        (Ok(response), outcome)
+                    }
+                    Err(error) => {
+                        let outcome = match error {
+                            ToolError::Internal { .. } => Outcome::InternalError,
+                            _ => Outcome::ToolError,
+                        };
+                        (tool_error_result(name, error).map(Into::into), outcome)
+                    }
+                }
+            },
         );
         self.inner.in_flight.track_future(call).await
     }
@@ -218,65 +330,131 @@ impl ServerHandler for PortcullisHandler {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(
-            self.inner.catalog.resources().to_vec(),
-        ))
+        let catalog = &self.inner.catalog;
+        let policies = &self.inner.guard.policies;
+        let principal = self.principal(&context);
+        let visible = catalog
+            .resources()
+            .iter()
+            .filter(|r| {
+                policies
+                    .scopes_for(catalog, Target::Resource(&r.uri))
+                    .is_some_and(|scopes| self.visible(principal.as_ref(), &scopes))
+            })
+            .cloned()
+            .collect();
+        Ok(ListResourcesResult::with_all_items(visible))
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(
-            self.inner.catalog.resource_templates().to_vec(),
-        ))
+        let policies = &self.inner.guard.policies;
+        let principal = self.principal(&context);
+        let visible = self
+            .inner
+            .catalog
+            .sources
+            .iter()
+            .filter(|s| self.visible(principal.as_ref(), &policies.source(s.index).scopes))
+            .flat_map(|s| s.templates.iter().cloned())
+            .collect();
+        Ok(ListResourceTemplatesResult::with_all_items(visible))
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        let principal = self.principal(&context);
         let uri = request.uri;
-        let Some(source) = self.inner.catalog.resource_source(&uri) else {
+        let catalog = &self.inner.catalog;
+        let guard = &self.inner.guard;
+        let (Some(source), Some(scopes)) = (
+            catalog.resource_source(&uri),
+            guard.policies.scopes_for(catalog, Target::Resource(&uri)),
+        ) else {
+            guard::log_unknown("resources/read", "<unknown resource>", principal.as_ref());
             return Err(no_resource(&uri));
         };
-        match source.read(&uri).await {
-            Ok(result) => {
-                tracing::info!(uri, outcome = "ok", "resource read");
-                Ok(result.into())
+        let label = source.label(&uri);
+        let policy = guard.policies.source(source.index);
+        let logged = Request {
+            method: "resources/read",
+            item: &label,
+            what: format!("resource `{label}`"),
+            principal,
+            arguments: guard.argument("uri", &uri),
+        };
+        let read = guard.run(logged, &scopes, policy, context.ct, |_, _| async {
+            match source.source.read(&uri).await {
+                Ok(result) => (Ok(result.into()), Outcome::Ok),
+                Err(error) => {
+                    let outcome = match &error {
+                        crate::ResourceError::NotFound(_) => Outcome::NotFound,
+                        crate::ResourceError::Rejected(_) => Outcome::InvalidArguments,
+                        crate::ResourceError::Internal { .. } => Outcome::InternalError,
+                    };
+                    (Err(resource_error(&uri, &label, error)), outcome)
+                }
             }
-            Err(error) => {
-                tracing::info!(uri, outcome = "error", "resource read");
-                Err(resource_error(&uri, error))
-            }
-        }
+        });
+        self.inner.in_flight.track_future(read).await
     }
 
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let principal = self.principal(&context);
         let uri = request.uri;
-        match self.inner.catalog.resource_source(&uri) {
-            None => Err(no_resource(&uri)),
-            Some(source) if !source.subscribable(&uri) => Err(ErrorData::invalid_params(
-                format!("resource `{uri}` does not support subscriptions"),
-                Some(serde_json::json!({ "uri": uri })),
-            )),
-            Some(_) => {
+        let catalog = &self.inner.catalog;
+        let guard = &self.inner.guard;
+        let (Some(source), Some(scopes)) = (
+            catalog.resource_source(&uri),
+            guard.policies.scopes_for(catalog, Target::Resource(&uri)),
+        ) else {
+            guard::log_unknown(
+                "resources/subscribe",
+                "<unknown resource>",
+                principal.as_ref(),
+            );
+            return Err(no_resource(&uri));
+        };
+        let label = source.label(&uri);
+        let policy = guard.policies.source(source.index);
+        let logged = Request {
+            method: "resources/subscribe",
+            item: &label,
+            what: format!("resource `{label}`"),
+            principal,
+            arguments: guard.argument("uri", &uri),
+        };
+        guard
+            .run(logged, &scopes, policy, context.ct, |_, _| async {
+                if !source.source.subscribable(&uri) {
+                    return (
+                        Err(ErrorData::invalid_params(
+                            format!("resource `{label}` does not support subscriptions"),
+                            Some(serde_json::json!({ "uri": uri })),
+                        )),
+                        Outcome::InvalidArguments,
+                    );
+                }
                 self.session
                     .subscriptions
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(uri);
-                Ok(())
-            }
-        }
+                    .insert(uri.clone());
+                (Ok(()), Outcome::Ok)
+            })
+            .await
     }
 
     async fn unsubscribe(
@@ -284,6 +462,7 @@ impl ServerHandler for PortcullisHandler {
         request: UnsubscribeRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        // Only ever shrinks this session's own set: nothing to authorize.
         self.session
             .subscriptions
             .lock()
@@ -295,11 +474,19 @@ impl ServerHandler for PortcullisHandler {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(
-            self.inner.catalog.prompts().to_vec(),
-        ))
+        let policies = &self.inner.guard.policies;
+        let principal = self.principal(&context);
+        let visible = self
+            .inner
+            .catalog
+            .prompts()
+            .iter()
+            .filter(|p| self.visible(principal.as_ref(), &policies.prompt(&p.name).scopes))
+            .cloned()
+            .collect();
+        Ok(ListPromptsResult::with_all_items(visible))
     }
 
     async fn get_prompt(
@@ -307,8 +494,11 @@ impl ServerHandler for PortcullisHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let principal = self.principal(&context);
         let name = request.name;
+        let guard = &self.inner.guard;
         let Some(entry) = self.inner.catalog.prompt(&name) else {
+            guard::log_unknown("prompts/get", &name, principal.as_ref());
             return Err(ErrorData::invalid_params(
                 format!(
                     "unknown prompt `{name}`; call prompts/list for the prompts this server offers"
@@ -316,52 +506,121 @@ impl ServerHandler for PortcullisHandler {
                 None,
             ));
         };
-        let arguments = prompt_arguments(&entry.definition, request.arguments.unwrap_or_default())
-            .map_err(|e| prompt_error(&name, e))?;
+        let policy = guard.policies.prompt(&name);
+        let given = request.arguments.unwrap_or_default();
+        let logged = Request {
+            method: "prompts/get",
+            item: &name,
+            what: format!("prompt `{name}`"),
+            principal,
+            arguments: guard.arguments(&given),
+        };
         let call = PromptCall {
-            arguments,
+            arguments: HashMap::new(),
             input_responses: request.input_responses,
             request_state: request.request_state,
             client_capabilities: context.client_capabilities(),
         };
-        entry
-            .template
-            .render(call)
-            .await
-            .map_err(|e| prompt_error(&name, e))
+        let get = guard.run(logged, &policy.scopes, policy, context.ct, |_, _| async {
+            let arguments = match prompt_arguments(&entry.definition, given) {
+                Ok(arguments) => arguments,
+                Err(error) => return (Err(prompt_error(&name, error)), Outcome::InvalidArguments),
+            };
+            match entry
+                .template
+                .render(PromptCall { arguments, ..call })
+                .await
+            {
+                Ok(response) => (Ok(response), Outcome::Ok),
+                Err(error) => {
+                    let outcome = match error {
+                        PromptError::InvalidArguments(_) => Outcome::InvalidArguments,
+                        PromptError::Internal { .. } => Outcome::InternalError,
+                    };
+                    (Err(prompt_error(&name, error)), outcome)
+                }
+            }
+        });
+        self.inner.in_flight.track_future(get).await
     }
 
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let values = match &request.r#ref {
-            Reference::Prompt(prompt) => match self.inner.catalog.prompt(&prompt.name) {
-                Some(entry) => entry
-                    .template
-                    .complete(&request.argument.name, &request.argument.value),
-                None => {
-                    return Err(ErrorData::invalid_params(
-                        format!("unknown prompt `{}`", prompt.name),
-                        None,
-                    ));
-                }
-            },
-            _ => Vec::new(),
+        let principal = self.principal(&context);
+        let catalog = &self.inner.catalog;
+        let guard = &self.inner.guard;
+        let argument = &request.argument;
+        let (target, item) = match &request.r#ref {
+            Reference::Prompt(prompt) => (Target::Prompt(&prompt.name), prompt.name.as_str()),
+            Reference::Resource(template) => {
+                (Target::Template(&template.uri), template.uri.as_str())
+            }
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "completions are offered for `ref/prompt` and `ref/resource` references",
+                    None,
+                ));
+            }
         };
-        let values: Vec<String> = values
-            .into_iter()
-            .take(CompletionInfo::MAX_VALUES)
-            .collect();
-        let info = CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
-        Ok(CompleteResult::new(info))
+        let Some(scopes) = guard.policies.scopes_for(catalog, target) else {
+            guard::log_unknown("completion/complete", item, principal.as_ref());
+            return Err(ErrorData::invalid_params(
+                format!("nothing to complete: no prompt or resource template `{item}`"),
+                None,
+            ));
+        };
+        let policy = match target {
+            Target::Prompt(name) => guard.policies.prompt(name),
+            _ => guard.policies.source(
+                catalog
+                    .template_source(item)
+                    .map_or(usize::MAX, |s| s.index),
+            ),
+        };
+        let logged = Request {
+            method: "completion/complete",
+            item,
+            what: match target {
+                Target::Prompt(_) => format!("prompt `{item}`"),
+                _ => format!("resource template `{item}`"),
+            },
+            principal,
+            arguments: guard.argument(&argument.name, &argument.value),
+        };
+        guard
+            .run(logged, &scopes, policy, context.ct, |_, _| async {
+                let values = match target {
+                    Target::Prompt(name) => catalog
+                        .prompt(name)
+                        .map(|p| p.template.complete(&argument.name, &argument.value))
+                        .unwrap_or_default(),
+                    _ => catalog
+                        .template_source(item)
+                        .map(|s| s.source.complete(item, &argument.name, &argument.value))
+                        .unwrap_or_default(),
+                };
+                let values: Vec<String> = values
+                    .into_iter()
+                    .take(CompletionInfo::MAX_VALUES)
+                    .collect();
+                match CompletionInfo::new(values) {
+                    Ok(info) => (Ok(CompleteResult::new(info)), Outcome::Ok),
+                    Err(message) => (
+                        Err(ErrorData::internal_error(message, None)),
+                        Outcome::InternalError,
+                    ),
+                }
+            })
+            .await
     }
 }
 
 fn no_resource(uri: &str) -> ErrorData {
     ErrorData::resource_not_found(
-        format!("no resource at `{uri}`; see resources/list and resources/templates/list"),
+        "no such resource; see resources/list and resources/templates/list",
         Some(serde_json::json!({ "uri": uri })),
     )
 }

@@ -12,6 +12,8 @@ mod error;
 mod guard;
 mod handler;
 pub mod limits;
+pub mod outbound;
+mod redact;
 pub mod transport;
 
 pub use auth::Principal;
@@ -19,7 +21,10 @@ pub use catalog::{
     CallContext, Catalog, CatalogBuilder, CatalogError, PromptCall, PromptTemplate, Readiness,
     ResourceSource, Tool, ToolCall, ToolOutput,
 };
-pub use error::{BoxError, PromptError, ResourceError, ToolError};
-pub use guard::{GuardConfig, Policies};
+pub use error::{
+    BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED, ResourceError, ToolError,
+};
+pub use guard::{GuardConfig, Policies, REQUEST_TIMED_OUT};
 pub use handler::{PortcullisHandler, ServerIdentity};
+pub use redact::redact_secrets;
 pub use rmcp;

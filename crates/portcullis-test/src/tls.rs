@@ -41,7 +41,8 @@ impl TestCa {
     /// signed by this CA.
     pub fn server_config(&self, names: &[&str]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let key = KeyPair::generate()?;
-        let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+        let params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
         let cert = params.signed_by(&key, &self.issuer)?;
         let chain = vec![
             CertificateDer::from(cert.der().to_vec()),

@@ -4,12 +4,13 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr as _;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis_config::{Config, LOG_ENV, LogFormat};
-use portcullis_server::transport::{self, http::HttpOptions};
+use portcullis_server::transport::{self, http::HttpOptions, stdio::StdioOptions};
 use portcullis_server::{GuardConfig, PortcullisHandler, ServerIdentity};
 
 /// Exit status for invalid usage or configuration (sysexits EX_USAGE).
@@ -139,6 +140,7 @@ fn serve(
         return ExitCode::from(EX_USAGE);
     }
     let _log_guard = init_tracing(config, format, level);
+    install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,7 +179,7 @@ async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
     }
     let shutdown = transport::shutdown_on_signal();
     if stdio {
-        transport::stdio::serve(handler, shutdown, options.shutdown_grace)
+        transport::stdio::serve(handler, shutdown, StdioOptions::from_config(&config))
             .await
             .context("stdio transport")
     } else {
@@ -188,6 +190,60 @@ async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Portcullis's own crates: a bare level in the log filter applies to these.
+const OWN_CRATES: [&str; 4] = [
+    "portcullis",
+    "portcullis_server",
+    "portcullis_packs",
+    "portcullis_config",
+];
+
+/// Turns the operator's filter into the one installed. A bare level (`debug`) applies to
+/// Portcullis's own crates; everything else logs at `warn` at most, and rmcp at `error`,
+/// unless named: other crates log message bodies (rmcp), SQL text (sqlparser, sqlx) or
+/// headers at their lower levels, and no value may reach a log line by a level change.
+fn log_filter(spec: &str) -> String {
+    let mut directives = Vec::new();
+    let mut others = "warn".to_owned();
+    let mut names_rmcp = false;
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if directive.contains('=') || directive.contains('[') {
+            names_rmcp |= directive.starts_with("rmcp");
+            directives.push(directive.to_owned());
+        } else if tracing::Level::from_str(directive).is_ok() || directive == "off" {
+            for own in OWN_CRATES {
+                directives.push(format!("{own}={directive}"));
+            }
+            // A stricter bare level (`error`, `off`) quiets the others too.
+            if matches!(directive.to_ascii_lowercase().as_str(), "error" | "off") {
+                others = directive.to_owned();
+            }
+        } else {
+            // A bare target (`sqlx`): the operator names it on purpose.
+            names_rmcp |= directive.starts_with("rmcp");
+            directives.push(directive.to_owned());
+        }
+    }
+    if !names_rmcp {
+        directives.insert(0, "rmcp=error".to_owned());
+    }
+    directives.insert(0, others);
+    directives.join(",")
+}
+
+/// Panics are logged as one line (where, not what: the message may quote a value) instead
+/// of the default hook's raw text on stderr; the guard answers the request with a
+/// reference id and logs the scrubbed message next to it.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "panic");
+    }));
+}
+
 /// Sets up logging on stderr. The returned guard flushes buffered lines when dropped: keep it
 /// alive until the process ends.
 fn init_tracing(
@@ -196,16 +252,10 @@ fn init_tracing(
     level: Option<String>,
 ) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
-    let filter = level
+    let spec = level
         .or_else(|| std::env::var(LOG_ENV).ok())
         .unwrap_or_else(|| config.logging.level.clone());
-    // rmcp logs whole messages (argument values, file contents) at debug and trace; keep it
-    // at warn unless the operator names rmcp in the filter on purpose.
-    let filter = if filter.contains("rmcp") {
-        filter
-    } else {
-        format!("{filter},rmcp=warn")
-    };
+    let filter = log_filter(&spec);
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
         eprintln!("portcullis: invalid log filter `{filter}` ({error}); using `info`");
         EnvFilter::new("info")
@@ -308,9 +358,17 @@ fn render_check(
             );
         }
     }
+    let needs = |scopes: &[String]| {
+        if scopes.is_empty() {
+            String::new()
+        } else {
+            format!("; needs scope(s) {}", scopes.join(" "))
+        }
+    };
     let _ = writeln!(out, "\nresources ({}):", catalog.resources().len());
     for resource in catalog.resources() {
-        let _ = writeln!(out, "  {}", resource.uri);
+        let scopes = guard.resource_scopes(catalog, &resource.uri);
+        let _ = writeln!(out, "  {}{}", resource.uri, needs(&scopes));
     }
     let _ = writeln!(
         out,
@@ -318,7 +376,8 @@ fn render_check(
         catalog.resource_templates().len()
     );
     for template in catalog.resource_templates() {
-        let _ = writeln!(out, "  {}", template.uri_template);
+        let scopes = guard.template_scopes(catalog, &template.uri_template);
+        let _ = writeln!(out, "  {}{}", template.uri_template, needs(&scopes));
     }
     let _ = writeln!(out, "\nprompts ({}):", catalog.prompts().len());
     for prompt in catalog.prompts() {
@@ -334,7 +393,13 @@ fn render_check(
                 }
             })
             .collect();
-        let _ = writeln!(out, "  {}({})", prompt.name, args.join(", "));
+        let _ = writeln!(
+            out,
+            "  {}({}){}",
+            prompt.name,
+            args.join(", "),
+            needs(guard.prompt_scopes(&prompt.name))
+        );
     }
     out
 }
@@ -372,4 +437,34 @@ fn keys(command: KeysCommand) -> ExitCode {
         print!("{output}");
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_applies_to_portcullis_and_others_stay_quiet() {
+        for (spec, expect) in [
+            (
+                "info",
+                "warn,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info",
+            ),
+            (
+                "trace",
+                "warn,rmcp=error,portcullis=trace,portcullis_server=trace,portcullis_packs=trace,portcullis_config=trace",
+            ),
+            (
+                "info,sqlx=debug",
+                "warn,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info,sqlx=debug",
+            ),
+            ("rmcp=debug", "warn,rmcp=debug"),
+            (
+                "error",
+                "error,rmcp=error,portcullis=error,portcullis_server=error,portcullis_packs=error,portcullis_config=error",
+            ),
+        ] {
+            assert_eq!(log_filter(spec), expect, "{spec}");
+        }
+    }
 }

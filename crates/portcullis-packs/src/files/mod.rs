@@ -2,8 +2,6 @@
 //! writable roots `write_file` and `edit_file`; files are also resources
 //! (`file:///{root}/{+path}`). All file-system access goes through [`jail`].
 
-mod deny;
-mod jail;
 mod resource;
 mod tools;
 
@@ -11,13 +9,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_config::FilesRoot;
+use portcullis_config::{Config, FilesRoot};
 use portcullis_server::{CatalogBuilder, Readiness};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
 
-pub use deny::DEFAULT_DENY;
-use jail::Jail;
+pub use crate::jail::DEFAULT_DENY;
+use crate::jail::{DenyList, Jail};
+
+/// The pack's name, for `[packs.files]`.
+pub const PACK: &str = "files";
 
 /// Most entries `list_directory` returns.
 const MAX_LIST_ENTRIES: usize = 1000;
@@ -42,12 +43,22 @@ impl Roots {
         self.roots.len() > 1
     }
 
-    /// The root named by the `root` argument (validated by the schema), or the first one.
-    pub(crate) fn pick(&self, args: &JsonObject) -> &Root {
+    /// The root a tool uses when the call names none: the first root, or for write tools
+    /// the first writable one. The same root is the `default` of the schema's `root`.
+    fn default_root(&self, writable_only: bool) -> &Root {
+        self.roots
+            .iter()
+            .find(|r| !writable_only || r.writable)
+            .unwrap_or(&self.roots[0])
+    }
+
+    /// The root named by the `root` argument (validated by the schema against the roots the
+    /// tool may use), or the tool's default root.
+    pub(crate) fn pick(&self, args: &JsonObject, writable_only: bool) -> &Root {
         args.get("root")
             .and_then(Value::as_str)
-            .and_then(|name| self.roots.iter().find(|r| r.jail.name() == name))
-            .unwrap_or(&self.roots[0])
+            .and_then(|name| self.by_name(name))
+            .unwrap_or_else(|| self.default_root(writable_only))
     }
 
     pub(crate) fn by_name(&self, name: &str) -> Option<&Root> {
@@ -68,9 +79,10 @@ impl Roots {
                 .filter(|r| !writable_only || r.writable)
                 .map(|r| r.jail.name())
                 .collect();
+            let default = self.default_root(writable_only).jail.name();
             properties.insert(
                 "root".to_owned(),
-                json!({ "type": "string", "enum": names, "default": names[0], "description": "Which root the path is in." }),
+                json!({ "type": "string", "enum": names, "default": default, "description": "Which root the path is in." }),
             );
         }
         let schema = json!({
@@ -93,8 +105,13 @@ pub(crate) fn str_arg<'a>(args: &'a JsonObject, key: &str) -> Option<&'a str> {
 #[error("{0}")]
 pub struct FilesError(String);
 
-/// Adds the files tools, the file resource template and a readiness check for `roots`.
-pub fn register(
+/// Adds the files tools, the file resource template and a readiness check for the config's
+/// `[[files]]` roots.
+pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+    add(&config.files, &config.base_dir, catalog).map_err(|e| e.to_string())
+}
+
+fn add(
     roots: &[FilesRoot],
     base_dir: &Path,
     catalog: &mut CatalogBuilder,
@@ -104,9 +121,10 @@ pub fn register(
     }
     let mut opened = Vec::with_capacity(roots.len());
     for root in roots {
-        let deny = deny::DenyList::new(&root.deny)
+        let deny = DenyList::new(&root.deny)
             .map_err(|e| FilesError(format!("files root `{}`: {e}", root.name)))?;
-        let jail = Jail::open(&root.name, &base_dir.join(&root.path), deny).map_err(FilesError)?;
+        let jail = Jail::open(&root.name, &base_dir.join(&root.path), deny)
+            .map_err(|e| FilesError(format!("files {e}")))?;
         opened.push(Root {
             jail,
             writable: root.writable,

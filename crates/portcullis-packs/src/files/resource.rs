@@ -9,7 +9,7 @@ use portcullis_server::{ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, ResourceContents, ResourceTemplate};
 
 use super::Roots;
-use super::jail::FileContent;
+use crate::jail::FileContent;
 
 const PREFIX: &str = "file:///";
 
@@ -25,6 +25,23 @@ impl FileResources {
 
 #[async_trait]
 impl ResourceSource for FileResources {
+    fn pack(&self) -> &str {
+        super::PACK
+    }
+
+    fn complete(&self, _uri_template: &str, argument: &str, prefix: &str) -> Vec<String> {
+        if argument != "root" {
+            return Vec::new();
+        }
+        self.roots
+            .roots
+            .iter()
+            .map(|r| r.jail.name())
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn templates(&self) -> Vec<ResourceTemplate> {
         let names: Vec<&str> = self.roots.roots.iter().map(|r| r.jail.name()).collect();
         vec![

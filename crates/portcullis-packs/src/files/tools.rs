@@ -9,9 +9,9 @@ use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef, ToolAnnotations};
 use serde_json::{Value, json};
 
-use super::jail::{EntryKind, FileContent, Jail};
 use super::{MAX_LIST_ENTRIES, Roots, str_arg};
 use crate::definition::{object, read_only};
+use crate::jail::{EntryKind, FileContent};
 
 pub(super) fn register(roots: &Arc<Roots>, catalog: &mut CatalogBuilder) {
     catalog
@@ -38,7 +38,7 @@ struct ListDirectory(Arc<Roots>);
 #[async_trait]
 impl Tool for ListDirectory {
     fn pack(&self) -> &str {
-        "files"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -53,10 +53,10 @@ impl Tool for ListDirectory {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        let root = self.0.pick(&call.arguments);
+        let root = self.0.pick(&call.arguments, false);
         let raw = str_arg(&call.arguments, "path").unwrap_or(".");
         let at = root.jail.locate(raw).await?;
-        if !root.jail.stat(raw, &at).await?.is_dir {
+        if !root.jail.stat(&at).is_dir {
             return Err(ToolError::rejected(format!(
                 "`{raw}` is a file, not a directory; use read_file or file_info"
             )));
@@ -92,7 +92,7 @@ struct ReadFile(Arc<Roots>);
 #[async_trait]
 impl Tool for ReadFile {
     fn pack(&self) -> &str {
-        "files"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -111,7 +111,7 @@ impl Tool for ReadFile {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        let root = self.0.pick(&call.arguments);
+        let root = self.0.pick(&call.arguments, false);
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         let offset = call
             .arguments
@@ -163,7 +163,7 @@ struct SearchFiles(Arc<Roots>);
 #[async_trait]
 impl Tool for SearchFiles {
     fn pack(&self) -> &str {
-        "files"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -183,7 +183,7 @@ impl Tool for SearchFiles {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        let root = self.0.pick(&call.arguments);
+        let root = self.0.pick(&call.arguments, false);
         let pattern = str_arg(&call.arguments, "pattern")
             .unwrap_or("*")
             .to_owned();
@@ -202,7 +202,7 @@ impl Tool for SearchFiles {
             .compile_matcher();
         let by_path = pattern.contains('/');
         let at = root.jail.locate(raw).await?;
-        if !root.jail.stat(raw, &at).await?.is_dir {
+        if !root.jail.stat(&at).is_dir {
             return Err(ToolError::rejected(format!(
                 "`{raw}` is a file, not a directory"
             )));
@@ -216,13 +216,10 @@ impl Tool for SearchFiles {
             at.rel.len() + 1
         };
         let cancel = call.cancel.clone();
-        // The jail is borrowed by the blocking walk; hand it over through an Arc'd Roots.
-        let roots = Arc::clone(&self.0);
-        let root_name = root.jail.name().to_owned();
+        let jail = root.jail.clone();
         let (matches, stopped) = tokio::task::spawn_blocking(move || {
-            let jail: &Jail = &roots.by_name(&root_name).expect("root exists").jail;
             let mut matches: Vec<String> = Vec::new();
-            let stopped = jail.walk_blocking(&at, max_entries, |rel, abs| {
+            let stopped = jail.walk_blocking(&at, max_entries, |rel, file| {
                 if cancel.is_cancelled() {
                     return false;
                 }
@@ -234,7 +231,7 @@ impl Tool for SearchFiles {
                 match &contains {
                     None => matches.push(rel.to_owned()),
                     Some(needle) => {
-                        if let Some(text) = Jail::read_text_blocking(abs, max_read) {
+                        if let Some(text) = file.text(max_read) {
                             for (number, line) in text.lines().enumerate() {
                                 if line.contains(needle.as_str()) {
                                     let line: String = line.trim().chars().take(200).collect();
@@ -279,7 +276,7 @@ struct FileInfo(Arc<Roots>);
 #[async_trait]
 impl Tool for FileInfo {
     fn pack(&self) -> &str {
-        "files"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -294,10 +291,10 @@ impl Tool for FileInfo {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        let root = self.0.pick(&call.arguments);
+        let root = self.0.pick(&call.arguments, false);
         let raw = str_arg(&call.arguments, "path").unwrap_or(".");
         let at = root.jail.locate(raw).await?;
-        let stat = root.jail.stat(raw, &at).await?;
+        let stat = root.jail.stat(&at);
         let modified = stat
             .modified
             .map(|t| humantime::format_rfc3339_seconds(t).to_string());
@@ -321,7 +318,7 @@ struct WriteFile(Arc<Roots>);
 #[async_trait]
 impl Tool for WriteFile {
     fn pack(&self) -> &str {
-        "files"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -350,7 +347,7 @@ impl Tool for WriteFile {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        let root = self.0.pick(&call.arguments);
+        let root = self.0.pick(&call.arguments, true);
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         let content = str_arg(&call.arguments, "content").unwrap_or_default();
         writable(root.writable, root.jail.name())?;
@@ -367,7 +364,9 @@ impl Tool for WriteFile {
             )));
         }
         let at = root.jail.locate_for_write(raw).await?;
-        root.jail.write(raw, &at, content.as_bytes()).await?;
+        root.jail
+            .write(raw, &at, content.as_bytes().to_vec())
+            .await?;
         Ok(text(format!(
             "wrote {} bytes to `{}`",
             content.len(),
@@ -381,7 +380,7 @@ struct EditFile(Arc<Roots>);
 #[async_trait]
 impl Tool for EditFile {
     fn pack(&self) -> &str {
-        "files"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -410,7 +409,7 @@ impl Tool for EditFile {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        let root = self.0.pick(&call.arguments);
+        let root = self.0.pick(&call.arguments, true);
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         writable(root.writable, root.jail.name())?;
         let dry_run = call.arguments.get("dry_run") == Some(&Value::Bool(true));
@@ -466,7 +465,7 @@ impl Tool for EditFile {
         if dry_run {
             return Ok(text(format!("dry run, nothing written:\n{diff}")));
         }
-        root.jail.write(raw, &at, updated.as_bytes()).await?;
+        root.jail.write(raw, &at, updated.into_bytes()).await?;
         Ok(text(format!(
             "applied {} edit(s) to `{}`:\n{diff}",
             edits.len(),

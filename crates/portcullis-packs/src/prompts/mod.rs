@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use portcullis_config::PromptConfig;
+use portcullis_config::{Config, PromptConfig};
 use portcullis_server::{CatalogBuilder, PromptCall, PromptError, PromptTemplate};
 use rmcp::model::{
     GetPromptResponse, GetPromptResult, Prompt, PromptArgument, PromptMessage, Role,
 };
+
+/// The pack's name, for `[packs.prompts]`.
+pub const PACK: &str = "prompts";
 
 /// Why a prompt template could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +24,12 @@ pub struct PromptsError {
     message: String,
 }
 
-/// Adds the configured prompts.
-pub fn register(
+/// Adds the config's `[[prompts]]`.
+pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+    add(&config.prompts, &config.base_dir, catalog).map_err(|e| e.to_string())
+}
+
+fn add(
     prompts: &[PromptConfig],
     base_dir: &Path,
     catalog: &mut CatalogBuilder,
@@ -80,6 +87,7 @@ pub fn register(
             definition,
             env: Arc::clone(&env),
             values,
+            scopes: prompt.required_scopes.clone(),
         });
     }
     Ok(())
@@ -90,12 +98,22 @@ struct ConfigPrompt {
     env: Arc<Environment<'static>>,
     /// Completion suggestions per argument, from `values` in the config.
     values: HashMap<String, Vec<String>>,
+    /// The prompt's own `required_scopes`.
+    scopes: Option<Vec<String>>,
 }
 
 #[async_trait]
 impl PromptTemplate for ConfigPrompt {
     fn definition(&self) -> Prompt {
         self.definition.clone()
+    }
+
+    fn pack(&self) -> &str {
+        PACK
+    }
+
+    fn required_scopes(&self) -> Option<Vec<String>> {
+        self.scopes.clone()
     }
 
     async fn render(&self, call: PromptCall) -> Result<GetPromptResponse, PromptError> {

@@ -5,9 +5,12 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use portcullis_config::StaticResourceConfig;
+use portcullis_config::{Config, StaticResourceConfig};
 use portcullis_server::{CatalogBuilder, ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents};
+
+/// The pack's name, for `[packs.resources]`.
+pub const PACK: &str = "resources";
 
 /// Why a static resource could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +31,19 @@ struct Loaded {
     listing: Resource,
     mime: String,
     content: Content,
+    /// The resource's own `required_scopes`.
+    scopes: Option<Vec<String>>,
 }
 
 struct StaticResources(Vec<Loaded>);
 
-/// Adds the static resources of the config. File contents are read now, so a missing file
+/// Adds the config's static `[[resources]]`. File contents are read now, so a missing file
 /// fails start-up instead of the first read.
-pub fn register(
+pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+    add(&config.resources, &config.base_dir, catalog).map_err(|e| e.to_string())
+}
+
+fn add(
     resources: &[StaticResourceConfig],
     base_dir: &Path,
     catalog: &mut CatalogBuilder,
@@ -92,6 +101,7 @@ pub fn register(
             listing,
             mime,
             content,
+            scopes: config.required_scopes.clone(),
         });
     }
     catalog.resources(StaticResources(loaded));
@@ -100,6 +110,17 @@ pub fn register(
 
 #[async_trait]
 impl ResourceSource for StaticResources {
+    fn pack(&self) -> &str {
+        PACK
+    }
+
+    fn required_scopes(&self, uri: &str) -> Option<Vec<String>> {
+        self.0
+            .iter()
+            .find(|r| r.listing.uri == uri)
+            .and_then(|r| r.scopes.clone())
+    }
+
     fn resources(&self) -> Vec<Resource> {
         self.0.iter().map(|r| r.listing.clone()).collect()
     }

@@ -1,16 +1,29 @@
 //! `portcullis check`: does a read-only source's login allow writes? The pack enforces
 //! read-only access in layers regardless; this tells the operator when the database itself
-//! would not be one of them.
+//! would not be one of them. The facts come from [`Source::privileges`]; this module only
+//! words them.
 
-use std::path::Path;
 use std::time::Duration;
 
 use portcullis_config::Config;
-use sqlx::Row;
 
-use super::source::{OneConnection, Source};
+use super::source::{Privileges, Source};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Privileges that write, as MySQL/MariaDB's `SHOW GRANTS` names them.
+const MYSQL_WRITES: [&str; 10] = [
+    "ALL PRIVILEGES",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "DROP",
+    "CREATE",
+    "ALTER",
+    "SUPER",
+    "FILE",
+    "GRANT OPTION",
+];
 
 /// Warnings for every read-only source whose credentials could write, or that could not be
 /// checked. Connects to each source once (with a short timeout); never writes.
@@ -51,110 +64,60 @@ pub fn credential_warnings(config: &Config) -> Vec<String> {
 }
 
 async fn check_source(source: &Source) -> Vec<String> {
-    if let Some(path) = source.sqlite_path() {
-        return sqlite_file(path);
-    }
-    let conn = match tokio::time::timeout(CHECK_TIMEOUT, source.connect_once()).await {
-        Ok(Ok(conn)) => conn,
-        _ => {
-            return vec![
-                "its database is unavailable, so its credentials could not be checked".to_owned(),
-            ];
+    match source.privileges(CHECK_TIMEOUT).await {
+        Err(reason) if reason.contains("unavailable") => {
+            vec!["its database is unavailable, so its credentials could not be checked".to_owned()]
         }
-    };
-    let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
-        match conn {
-            OneConnection::Postgres(mut conn) => postgres(&mut conn).await,
-            OneConnection::MySql(mut conn) => mysql(&mut conn).await,
-        }
-    })
-    .await;
-    match checked {
-        Ok(Ok(warnings)) => warnings,
-        _ => vec!["its credentials could not be checked (the privilege query failed)".to_owned()],
+        Err(reason) => vec![format!("its credentials could not be checked ({reason})")],
+        Ok(privileges) => words(&privileges),
     }
 }
 
-fn sqlite_file(path: &Path) -> Vec<String> {
-    if !path.exists() {
-        return Vec::new();
-    }
-    // Opening for writing without creating or truncating changes nothing; it asks the OS
-    // whether this process could write the file.
-    match std::fs::OpenOptions::new().write(true).open(path) {
-        Ok(_) => vec![
-            "its database file is writable by this process (it is opened read-only with `query_only`; make the file read-only for the server's user to add the file system as a layer)".to_owned(),
-        ],
-        Err(_) => Vec::new(),
-    }
-}
-
-async fn postgres(conn: &mut sqlx::PgConnection) -> Result<Vec<String>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT current_user::text, \
-                (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
-                (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                    AND n.nspname NOT LIKE 'pg\\_%' \
-                    AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')), \
-                has_database_privilege(current_database(), 'CREATE')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let role: String = row.try_get(0)?;
-    let superuser: Option<bool> = row.try_get(1)?;
-    let writable: i64 = row.try_get(2)?;
-    let create: bool = row.try_get(3)?;
+fn words(privileges: &Privileges) -> Vec<String> {
     let mut warnings = Vec::new();
-    if superuser == Some(true) {
-        warnings.push(format!(
-            "its role `{role}` is a superuser; connect with a role that has only SELECT"
-        ));
-    }
-    if writable > 0 {
-        warnings.push(format!(
-            "its role `{role}` can write to {writable} table(s) (owner, or INSERT/UPDATE/DELETE/TRUNCATE privilege)"
-        ));
-    }
-    if create {
-        warnings.push(format!(
-            "its role `{role}` can create schemas in the database"
-        ));
-    }
-    Ok(warnings)
-}
-
-async fn mysql(conn: &mut sqlx::MySqlConnection) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query("SHOW GRANTS").fetch_all(&mut *conn).await?;
-    const WRITES: [&str; 10] = [
-        "ALL PRIVILEGES",
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "DROP",
-        "CREATE",
-        "ALTER",
-        "SUPER",
-        "FILE",
-        "GRANT OPTION",
-    ];
-    let mut found: Vec<&str> = Vec::new();
-    for row in rows {
-        let grant: String = row.try_get::<String, _>(0).or_else(|_| {
-            row.try_get::<Vec<u8>, _>(0)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        })?;
-        let grant = grant.to_ascii_uppercase();
-        let privileges = grant.split(" ON ").next().unwrap_or_default();
-        for write in WRITES {
-            if privileges.contains(write) && !found.contains(&write) {
-                found.push(write);
+    match privileges {
+        Privileges::Sqlite { file_writable } => {
+            if *file_writable {
+                warnings.push("its database file is writable by this process (it is opened read-only with `query_only`; make the file read-only for the server's user to add the file system as a layer)".to_owned());
+            }
+        }
+        Privileges::Postgres {
+            role,
+            superuser,
+            writable_tables,
+            can_create,
+        } => {
+            if *superuser {
+                warnings.push(format!(
+                    "its role `{role}` is a superuser; connect with a role that has only SELECT"
+                ));
+            }
+            if *writable_tables > 0 {
+                warnings.push(format!(
+                    "its role `{role}` can write to {writable_tables} table(s) (owner, or INSERT/UPDATE/DELETE/TRUNCATE privilege)"
+                ));
+            }
+            if *can_create {
+                warnings.push(format!(
+                    "its role `{role}` can create schemas in the database"
+                ));
+            }
+        }
+        Privileges::MySql { grants } => {
+            let mut found: Vec<&str> = Vec::new();
+            for grant in grants {
+                let grant = grant.to_ascii_uppercase();
+                let privileges = grant.split(" ON ").next().unwrap_or_default();
+                for write in MYSQL_WRITES {
+                    if privileges.contains(write) && !found.contains(&write) {
+                        found.push(write);
+                    }
+                }
+            }
+            if !found.is_empty() {
+                warnings.push(format!("its user's grants include {}", found.join(", ")));
             }
         }
     }
-    Ok(if found.is_empty() {
-        Vec::new()
-    } else {
-        vec![format!("its user's grants include {}", found.join(", "))]
-    })
+    warnings
 }

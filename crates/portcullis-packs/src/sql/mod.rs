@@ -16,11 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_config::SqlSource;
+use portcullis_config::{Config, SqlSource};
 use portcullis_server::{CatalogBuilder, Readiness};
 
 pub use credentials::credential_warnings;
 use source::Source;
+
+/// The pack's name, for `[packs.sql]`.
+pub const PACK: &str = "sql";
 
 /// Why the SQL pack could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,11 @@ pub struct SqlError(String);
 /// (`sql:NAME`). Nothing connects here: each source's pools are created on first use and
 /// connect lazily, so a database that is down does not stop the server from starting; its
 /// tools answer "database `NAME` unavailable" and `/readyz` reports it until it is back.
-pub fn register(
+pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+    add(&config.sql, &config.base_dir, catalog).map_err(|e| e.to_string())
+}
+
+fn add(
     sources: &[SqlSource],
     base_dir: &Path,
     catalog: &mut CatalogBuilder,

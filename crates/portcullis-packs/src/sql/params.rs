@@ -1,9 +1,10 @@
-//! Statement parameters: the input JSON Schema they become, and the typed values that are
-//! bound to the statement's placeholders (never spliced into its text).
+//! Statement parameters as bound values: the shared typed values ([`crate::params`]) in
+//! the shape each engine binds, in declaration order (never spliced into the SQL text).
 
-use portcullis_config::{SqlEngine, SqlParam, SqlParamType};
+use portcullis_config::{Param, ParamType, SqlEngine};
 use rmcp::model::JsonObject;
-use serde_json::{Value, json};
+
+use crate::params::{Typed, values};
 
 /// A value ready to bind, in declaration order.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,134 +21,80 @@ pub(crate) enum Bound {
     BoolArray(Vec<bool>),
 }
 
-/// The input schema of a statement tool; `confirm` is added for destructive statements.
-pub(crate) fn input_schema(params: &[SqlParam], destructive: bool) -> JsonObject {
-    let mut properties = JsonObject::new();
-    let mut required = Vec::new();
-    for param in params {
-        properties.insert(param.name.clone(), Value::Object(property(param)));
-        if param.required.unwrap_or(param.default.is_none()) {
-            required.push(param.name.clone());
-        }
-    }
-    if destructive {
-        properties.insert(
-            "confirm".to_owned(),
-            json!({ "type": "boolean", "description": "Must be true: this statement changes data." }),
-        );
-        required.push("confirm".to_owned());
-    }
-    let mut schema = JsonObject::new();
-    schema.insert("type".to_owned(), json!("object"));
-    schema.insert("properties".to_owned(), Value::Object(properties));
-    schema.insert("required".to_owned(), json!(required));
-    schema.insert("additionalProperties".to_owned(), json!(false));
-    schema
-}
-
-fn bounds(schema: &mut JsonObject, kind: SqlParamType, min: Option<f64>, max: Option<f64>) {
-    let (low, high) = match kind {
-        SqlParamType::Integer | SqlParamType::Number => ("minimum", "maximum"),
-        SqlParamType::String => ("minLength", "maxLength"),
-        SqlParamType::Array => ("minItems", "maxItems"),
-        SqlParamType::Boolean => return,
-    };
-    let integral = kind != SqlParamType::Number;
-    for (key, value) in [(low, min), (high, max)] {
-        if let Some(value) = value {
-            let value = if integral {
-                json!(value as i64)
-            } else {
-                json!(value)
-            };
-            schema.insert(key.to_owned(), value);
-        }
-    }
-}
-
-fn property(param: &SqlParam) -> JsonObject {
-    let mut schema = JsonObject::new();
-    schema.insert("type".to_owned(), json!(param.kind.json_type()));
-    if let Some(description) = &param.description {
-        schema.insert("description".to_owned(), json!(description));
-    }
-    if let Some(default) = &param.default {
-        schema.insert("default".to_owned(), default.clone());
-    }
-    bounds(&mut schema, param.kind, param.min, param.max);
-    if param.kind == SqlParamType::Array {
-        let item_kind = param.items.unwrap_or(SqlParamType::String);
-        let mut items = JsonObject::new();
-        items.insert("type".to_owned(), json!(item_kind.json_type()));
-        if let Some(pattern) = &param.pattern {
-            items.insert("pattern".to_owned(), json!(pattern));
-        }
-        if let Some(allowed) = &param.allowed {
-            items.insert("enum".to_owned(), json!(allowed));
-        }
-        schema.insert("items".to_owned(), Value::Object(items));
-    } else {
-        if let Some(pattern) = &param.pattern {
-            schema.insert("pattern".to_owned(), json!(pattern));
-        }
-        if let Some(allowed) = &param.allowed {
-            schema.insert("enum".to_owned(), json!(allowed));
-        }
-    }
-    schema
-}
-
-/// The values to bind for `arguments` (already valid against [`input_schema`]), in
+/// The values to bind for `arguments` (already valid against the tool's input schema), in
 /// declaration order. An absent optional argument without a default binds NULL.
 pub(crate) fn bind_values(
     engine: SqlEngine,
-    params: &[SqlParam],
+    params: &[Param],
     arguments: &JsonObject,
 ) -> Vec<Bound> {
     params
         .iter()
-        .map(|param| {
-            let value = arguments.get(&param.name).or(param.default.as_ref());
-            match value {
-                None | Some(Value::Null) => Bound::Null,
-                Some(value) => convert(engine, param, value),
-            }
-        })
+        .zip(values(params, arguments))
+        .map(|(param, value)| bound(engine, param, value))
         .collect()
 }
 
-fn scalar(kind: SqlParamType, value: &Value) -> Bound {
-    match (kind, value) {
-        (_, Value::Bool(b)) => Bound::Bool(*b),
-        (SqlParamType::Integer, Value::Number(n)) => n
-            .as_i64()
-            .map_or(Bound::Float(n.as_f64().unwrap_or(0.0)), Bound::Int),
-        (_, Value::Number(n)) => Bound::Float(n.as_f64().unwrap_or(0.0)),
-        (_, Value::String(s)) => Bound::Text(s.clone()),
-        (_, Value::Null) => Bound::Null,
-        (_, other) => Bound::Text(other.to_string()),
+fn bound(engine: SqlEngine, param: &Param, value: Typed) -> Bound {
+    match value {
+        Typed::Null => Bound::Null,
+        Typed::Bool(v) => Bound::Bool(v),
+        Typed::Int(v) => Bound::Int(v),
+        Typed::Float(v) => Bound::Float(v),
+        Typed::Text(v) => Bound::Text(v),
+        Typed::Array(items) if engine != SqlEngine::Postgres => Bound::Text(
+            serde_json::Value::from(items.iter().map(json).collect::<Vec<_>>()).to_string(),
+        ),
+        Typed::Array(items) => match param.items.unwrap_or(ParamType::String) {
+            ParamType::Integer => Bound::IntArray(
+                items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Typed::Int(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            ParamType::Number => Bound::FloatArray(
+                items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Typed::Float(f) => Some(*f),
+                        Typed::Int(i) => Some(*i as f64),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            ParamType::Boolean => Bound::BoolArray(
+                items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Typed::Bool(b) => Some(*b),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            ParamType::String | ParamType::Array => Bound::TextArray(
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Typed::Text(s) => s.clone(),
+                        other => json(other).to_string(),
+                    })
+                    .collect(),
+            ),
+        },
     }
 }
 
-fn convert(engine: SqlEngine, param: &SqlParam, value: &Value) -> Bound {
-    let Value::Array(items) = value else {
-        return scalar(param.kind, value);
-    };
-    if engine != SqlEngine::Postgres {
-        return Bound::Text(value.to_string());
-    }
-    match param.items.unwrap_or(SqlParamType::String) {
-        SqlParamType::Integer => Bound::IntArray(items.iter().filter_map(Value::as_i64).collect()),
-        SqlParamType::Number => Bound::FloatArray(items.iter().filter_map(Value::as_f64).collect()),
-        SqlParamType::Boolean => {
-            Bound::BoolArray(items.iter().filter_map(Value::as_bool).collect())
-        }
-        SqlParamType::String | SqlParamType::Array => Bound::TextArray(
-            items
-                .iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                .collect(),
-        ),
+fn json(value: &Typed) -> serde_json::Value {
+    match value {
+        Typed::Null => serde_json::Value::Null,
+        Typed::Bool(b) => (*b).into(),
+        Typed::Int(i) => (*i).into(),
+        Typed::Float(f) => (*f).into(),
+        Typed::Text(s) => s.clone().into(),
+        Typed::Array(items) => items.iter().map(json).collect::<Vec<_>>().into(),
     }
 }
 
@@ -191,50 +138,20 @@ pub(crate) fn placeholder_count(engine: SqlEngine, sql: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn param(toml_text: &str) -> SqlParam {
+    fn param(toml_text: &str) -> Param {
         let value: toml::Value = toml::from_str(toml_text).expect("toml");
         serde_json::from_value(serde_json::to_value(value).expect("json")).expect("param")
     }
 
     #[test]
-    fn schema_follows_the_declared_types_and_bounds() {
-        let params = [
-            param("name = \"limit\"\ntype = \"integer\"\nmin = 1\nmax = 50\ndefault = 10"),
-            param("name = \"who\"\ntype = \"string\"\nmax = 8\npattern = \"^[a-z]+$\""),
-            param("name = \"kind\"\ntype = \"string\"\nenum = [\"a\", \"b\"]\nrequired = false"),
-            param("name = \"ids\"\ntype = \"array\"\nitems = \"integer\"\nmin = 1\nmax = 3"),
-            param("name = \"ratio\"\ntype = \"number\"\nmin = 0.5"),
-            param("name = \"flag\"\ntype = \"boolean\"\ndefault = false"),
-        ];
-        let schema = Value::Object(input_schema(&params, true));
-        assert_eq!(
-            schema,
-            json!({
-                "type": "object",
-                "properties": {
-                    "limit": { "type": "integer", "minimum": 1, "maximum": 50, "default": 10 },
-                    "who": { "type": "string", "maxLength": 8, "pattern": "^[a-z]+$" },
-                    "kind": { "type": "string", "enum": ["a", "b"] },
-                    "ids": { "type": "array", "minItems": 1, "maxItems": 3, "items": { "type": "integer" } },
-                    "ratio": { "type": "number", "minimum": 0.5 },
-                    "flag": { "type": "boolean", "default": false },
-                    "confirm": { "type": "boolean", "description": "Must be true: this statement changes data." }
-                },
-                "required": ["who", "ids", "ratio", "confirm"],
-                "additionalProperties": false
-            })
-        );
-    }
-
-    #[test]
-    fn values_bind_in_declaration_order_with_defaults_and_nulls() {
+    fn arrays_bind_natively_on_postgres_and_as_json_elsewhere() {
         let params = [
             param("name = \"limit\"\ntype = \"integer\"\ndefault = 10"),
             param("name = \"who\"\ntype = \"string\"\nrequired = false"),
             param("name = \"ids\"\ntype = \"array\"\nitems = \"integer\""),
             param("name = \"ratio\"\ntype = \"number\""),
         ];
-        let args = json!({ "ids": [1, 2], "ratio": 2 });
+        let args = serde_json::json!({ "ids": [1, 2], "ratio": 2 });
         let args = args.as_object().expect("object");
         assert_eq!(
             bind_values(SqlEngine::Postgres, &params, args),

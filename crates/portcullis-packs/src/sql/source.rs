@@ -1,8 +1,17 @@
-//! One database source: its pools and the only code that runs SQL. Reads run in a read-only
-//! transaction on a pool whose sessions already default to read-only (SQLite: a read-only
-//! connection with `query_only`), under the engine's statement timeout and ours; writes run
-//! on a separate pool, only for destructive statements. A statement that outlives its time,
-//! or whose caller goes away, is cancelled on the server and its connection is closed.
+//! One database source: its pools and the only code that talks to a database. Reads run in
+//! a read-only transaction on a pool whose sessions already default to read-only (SQLite: a
+//! read-only connection with `query_only`), under the engine's statement timeout and ours;
+//! writes run on a separate pool, only for destructive statements. A statement that outlives
+//! its time, or whose caller goes away, is cancelled on the server and its connection is
+//! closed.
+//!
+//! A call waits for one of the pool's connections until shortly before its own deadline; a
+//! call that gets none is told the database is busy. "Unavailable" means only that the
+//! database could not be reached, and readiness follows that, never load.
+//!
+//! One runner serves all three engines ([`Source::execute`]); what differs per engine (the
+//! transaction's start, how a running statement is cancelled, binding, row decoding) is the
+//! [`Engine`] trait.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -11,21 +20,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use portcullis_config::{SqlEngine, SqlSource};
 use portcullis_server::ToolError;
-use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Connection, Database, Executor, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow, Postgres};
+use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
+use sqlx::{ConnectOptions, Connection, Database, Executor, IntoArguments, Pool, Row};
+use tokio::sync::Semaphore;
 
 use super::params::Bound;
 use super::rows::{Collected, mysql_row, pg_row, sqlite_row};
 
-/// How long a call waits for a connection before the database counts as unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting to the database may take before it counts as unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Our own deadline trails the engine's, so that the engine's clearer error usually wins.
 const GRACE: Duration = Duration::from_millis(500);
+/// A call waiting for a connection gives up this long before its deadline, so that it can
+/// still say the database is busy before the guard's timeout speaks.
+const BUSY_MARGIN: Duration = Duration::from_millis(250);
 
 /// Whether a statement may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +61,8 @@ pub(crate) enum Outcome {
 pub(crate) enum DbError {
     /// The database cannot be reached (or refused the connection). Detail is for logs only.
     Unavailable(String),
+    /// Every connection was in use until the call's deadline.
+    Busy,
     /// The statement ran out of time and was cancelled.
     TimedOut,
     /// The engine refused the statement with a message that is safe to show.
@@ -58,12 +75,16 @@ impl DbError {
     pub(crate) fn into_tool_error(self, source: &Source) -> ToolError {
         match self {
             Self::Unavailable(detail) => {
-                tracing::warn!(source = %source.name, error = %detail, "database unavailable");
+                tracing::warn!(source = %source.name, error = %portcullis_server::redact_secrets(&detail), "database unavailable");
                 ToolError::rejected(format!(
                     "database `{}` unavailable; it did not answer, try again later",
                     source.name
                 ))
             }
+            Self::Busy => ToolError::rejected(format!(
+                "database `{}` is busy: all {} connections were in use until this call's deadline; try again in a moment",
+                source.name, source.pool_size
+            )),
             Self::TimedOut => ToolError::rejected(format!(
                 "the statement on `{}` ran longer than {} s and was cancelled; narrow the query",
                 source.name,
@@ -86,19 +107,32 @@ enum Connect {
     MySql(MySqlConnectOptions),
 }
 
+/// A pool and the slots that bound how many calls use it at once. Calls queue on the slots
+/// (until their deadline), so the pool itself only ever waits for a connection to open.
+struct Slots<DB: Database> {
+    pool: Pool<DB>,
+    slots: Semaphore,
+}
+
+impl<DB: Database> Slots<DB> {
+    fn new(pool: Pool<DB>, size: u32) -> Self {
+        Self {
+            pool,
+            slots: Semaphore::new(size as usize),
+        }
+    }
+}
+
+/// A source's pools: read-only, and read-write for writable sources.
+struct Both<DB: Database> {
+    ro: Slots<DB>,
+    rw: Option<Slots<DB>>,
+}
+
 enum Pools {
-    Sqlite {
-        ro: SqlitePool,
-        rw: Option<SqlitePool>,
-    },
-    Postgres {
-        ro: PgPool,
-        rw: Option<PgPool>,
-    },
-    MySql {
-        ro: MySqlPool,
-        rw: Option<MySqlPool>,
-    },
+    Sqlite(Both<Sqlite>),
+    Postgres(Both<Postgres>),
+    MySql(Both<MySql>),
 }
 
 /// A configured database.
@@ -112,6 +146,206 @@ pub(crate) struct Source {
     pool_size: u32,
     connect: Connect,
     pools: tokio::sync::OnceCell<Pools>,
+    /// Whether the last attempt to use a connection reached the database. Readiness reports
+    /// it while every connection is busy, instead of queueing behind the calls.
+    reachable: AtomicBool,
+}
+
+/// What a login may write (for `portcullis check`).
+pub(crate) enum Privileges {
+    Postgres {
+        role: String,
+        superuser: bool,
+        writable_tables: i64,
+        can_create: bool,
+    },
+    MySql {
+        grants: Vec<String>,
+    },
+    Sqlite {
+        file_writable: bool,
+    },
+}
+
+/// What differs between engines when running one statement.
+pub(crate) trait Engine: Database + Sized {
+    /// Opens the transaction for `access` on `conn` and says how to cancel a statement
+    /// running on it.
+    fn begin<'a>(
+        source: &'a Source,
+        conn: &'a mut Self::Connection,
+        access: Access,
+    ) -> BoxFuture<'a, Result<CancelTarget, DbError>>;
+
+    /// Binds one value.
+    fn bind<'q>(
+        query: Query<'q, Self, <Self as Database>::Arguments<'q>>,
+        value: &Bound,
+    ) -> Query<'q, Self, <Self as Database>::Arguments<'q>>;
+
+    /// Column names and values of a row.
+    fn decode(row: &Self::Row) -> (Vec<String>, Vec<serde_json::Value>);
+
+    /// Rows a write changed.
+    fn affected(result: &Self::QueryResult) -> u64;
+}
+
+impl Engine for Postgres {
+    fn begin<'a>(
+        source: &'a Source,
+        conn: &'a mut PgConnection,
+        access: Access,
+    ) -> BoxFuture<'a, Result<CancelTarget, DbError>> {
+        Box::pin(async move {
+            let Connect::Postgres(options) = &source.connect else {
+                unreachable!("postgres pools come from postgres options")
+            };
+            let begin = match access {
+                Access::Read => "BEGIN READ ONLY",
+                Access::Write => "BEGIN READ WRITE",
+            };
+            let setup = format!(
+                "{begin}; SET LOCAL statement_timeout = {}; SELECT pg_backend_pid()",
+                source.timeout.as_millis()
+            );
+            let rows = conn.fetch_all(setup.as_str()).await.map_err(classify)?;
+            let pid: i32 = rows
+                .last()
+                .and_then(|row| row.try_get(0).ok())
+                .unwrap_or_default();
+            Ok(CancelTarget::Postgres(options.clone(), pid))
+        })
+    }
+
+    fn bind<'q>(
+        query: Query<'q, Self, <Self as Database>::Arguments<'q>>,
+        value: &Bound,
+    ) -> Query<'q, Self, <Self as Database>::Arguments<'q>> {
+        match value.clone() {
+            Bound::Null => query.bind(None::<String>),
+            Bound::Bool(v) => query.bind(v),
+            Bound::Int(v) => query.bind(v),
+            Bound::Float(v) => query.bind(v),
+            Bound::Text(v) => query.bind(v),
+            Bound::IntArray(v) => query.bind(v),
+            Bound::FloatArray(v) => query.bind(v),
+            Bound::TextArray(v) => query.bind(v),
+            Bound::BoolArray(v) => query.bind(v),
+        }
+    }
+
+    fn decode(row: &PgRow) -> (Vec<String>, Vec<serde_json::Value>) {
+        pg_row(row)
+    }
+
+    fn affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+impl Engine for MySql {
+    fn begin<'a>(
+        source: &'a Source,
+        conn: &'a mut MySqlConnection,
+        access: Access,
+    ) -> BoxFuture<'a, Result<CancelTarget, DbError>> {
+        Box::pin(async move {
+            let Connect::MySql(options) = &source.connect else {
+                unreachable!("mysql pools come from mysql options")
+            };
+            let setup = match access {
+                Access::Read => "START TRANSACTION READ ONLY; SELECT CONNECTION_ID()",
+                Access::Write => "START TRANSACTION READ WRITE; SELECT CONNECTION_ID()",
+            };
+            let rows = conn.fetch_all(setup).await.map_err(classify)?;
+            let id: u64 = rows
+                .last()
+                .and_then(|row| row.try_get(0).ok())
+                .unwrap_or_default();
+            Ok(CancelTarget::MySql(options.clone(), id))
+        })
+    }
+
+    fn bind<'q>(
+        query: Query<'q, Self, <Self as Database>::Arguments<'q>>,
+        value: &Bound,
+    ) -> Query<'q, Self, <Self as Database>::Arguments<'q>> {
+        scalar_bind(query, value)
+    }
+
+    fn decode(row: &MySqlRow) -> (Vec<String>, Vec<serde_json::Value>) {
+        mysql_row(row)
+    }
+
+    fn affected(result: &sqlx::mysql::MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+impl Engine for Sqlite {
+    fn begin<'a>(
+        source: &'a Source,
+        conn: &'a mut sqlx::SqliteConnection,
+        access: Access,
+    ) -> BoxFuture<'a, Result<CancelTarget, DbError>> {
+        Box::pin(async move {
+            // SQLite runs in-process: interrupt it from its progress handler once the
+            // deadline passes or the caller goes away.
+            let stop = Arc::new(AtomicBool::new(false));
+            let deadline = Instant::now() + source.timeout;
+            {
+                let stop = Arc::clone(&stop);
+                let mut handle = conn.lock_handle().await.map_err(classify)?;
+                handle.set_progress_handler(1000, move || {
+                    !stop.load(Ordering::Relaxed) && Instant::now() < deadline
+                });
+            }
+            let begin = match access {
+                Access::Read => "BEGIN",
+                Access::Write => "BEGIN IMMEDIATE",
+            };
+            conn.execute(begin).await.map_err(classify)?;
+            Ok(CancelTarget::Sqlite(stop))
+        })
+    }
+
+    fn bind<'q>(
+        query: Query<'q, Self, <Self as Database>::Arguments<'q>>,
+        value: &Bound,
+    ) -> Query<'q, Self, <Self as Database>::Arguments<'q>> {
+        scalar_bind(query, value)
+    }
+
+    fn decode(row: &SqliteRow) -> (Vec<String>, Vec<serde_json::Value>) {
+        sqlite_row(row)
+    }
+
+    fn affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+/// Binding for engines without native arrays (their arrays arrive as JSON text).
+fn scalar_bind<'q, DB>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    value: &Bound,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    match value.clone() {
+        Bound::Null => query.bind(None::<String>),
+        Bound::Bool(v) => query.bind(v),
+        Bound::Int(v) => query.bind(v),
+        Bound::Float(v) => query.bind(v),
+        Bound::Text(v) => query.bind(v),
+        other => query.bind(format!("{other:?}")),
+    }
 }
 
 impl Source {
@@ -185,31 +419,7 @@ impl Source {
             pool_size: config.pool_size,
             connect,
             pools: tokio::sync::OnceCell::new(),
-        })
-    }
-
-    /// The SQLite file, for the credential check.
-    pub(crate) fn sqlite_path(&self) -> Option<&Path> {
-        match &self.connect {
-            Connect::Sqlite { path, .. } => Some(path),
-            _ => None,
-        }
-    }
-
-    /// Options for one ad-hoc connection (the credential check).
-    pub(crate) async fn connect_once(&self) -> Result<OneConnection, sqlx::Error> {
-        Ok(match &self.connect {
-            Connect::Sqlite { .. } => {
-                return Err(sqlx::Error::Configuration(
-                    "SQLite sources are checked through their file".into(),
-                ));
-            }
-            Connect::Postgres(options) => {
-                OneConnection::Postgres(PgConnection::connect_with(options).await?)
-            }
-            Connect::MySql(options) => {
-                OneConnection::MySql(MySqlConnection::connect_with(options).await?)
-            }
+            reachable: AtomicBool::new(true),
         })
     }
 
@@ -228,19 +438,25 @@ impl Source {
                 }
                 let base = SqliteConnectOptions::new()
                     .filename(path)
-                    .busy_timeout(Duration::from_secs(5));
+                    .busy_timeout(Duration::from_secs(5))
+                    .disable_statement_logging();
                 let ro = SqlitePoolOptions::new()
                     .max_connections(size)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .acquire_timeout(CONNECT_TIMEOUT)
                     .connect_lazy_with(base.clone().read_only(true).pragma("query_only", "ON"));
                 let rw = (!self.read_only).then(|| {
-                    // A writable source may start from nothing: its file is created.
-                    SqlitePoolOptions::new()
+                    // A writable source may start from nothing: its file is created. SQLite
+                    // has one writer at a time, so one connection.
+                    let pool = SqlitePoolOptions::new()
                         .max_connections(1)
-                        .acquire_timeout(ACQUIRE_TIMEOUT)
-                        .connect_lazy_with(base.clone().create_if_missing(true))
+                        .acquire_timeout(CONNECT_TIMEOUT)
+                        .connect_lazy_with(base.clone().create_if_missing(true));
+                    Slots::new(pool, 1)
                 });
-                Pools::Sqlite { ro, rw }
+                Pools::Sqlite(Both {
+                    ro: Slots::new(ro, size),
+                    rw,
+                })
             }
             Connect::Postgres(options) => {
                 let pool = |read_only: bool| {
@@ -253,9 +469,9 @@ impl Source {
                     } else {
                         format!("SET statement_timeout = {timeout_ms}")
                     };
-                    PgPoolOptions::new()
+                    let pool = PgPoolOptions::new()
                         .max_connections(size)
-                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .acquire_timeout(CONNECT_TIMEOUT)
                         .after_connect(move |conn, _| {
                             let setup = setup.clone();
                             Box::pin(async move {
@@ -263,18 +479,19 @@ impl Source {
                                 Ok(())
                             })
                         })
-                        .connect_lazy_with(options.clone())
+                        .connect_lazy_with(options.clone());
+                    Slots::new(pool, size)
                 };
-                Pools::Postgres {
+                Pools::Postgres(Both {
                     ro: pool(true),
                     rw: (!self.read_only).then(|| pool(false)),
-                }
+                })
             }
             Connect::MySql(options) => {
                 let pool = |read_only: bool| {
-                    MySqlPoolOptions::new()
+                    let pool = MySqlPoolOptions::new()
                         .max_connections(size)
-                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .acquire_timeout(CONNECT_TIMEOUT)
                         .after_connect(move |conn, _| {
                             Box::pin(async move {
                                 let version: String = sqlx::query_scalar("SELECT VERSION()")
@@ -295,272 +512,152 @@ impl Source {
                                 Ok(())
                             })
                         })
-                        .connect_lazy_with(options.clone())
+                        .connect_lazy_with(options.clone());
+                    Slots::new(pool, size)
                 };
-                Pools::MySql {
+                Pools::MySql(Both {
                     ro: pool(true),
                     rw: (!self.read_only).then(|| pool(false)),
-                }
+                })
             }
         })
     }
 
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers (for `/readyz`). When every connection is in use the
+    /// answer is the last one calls got: a busy database is not a database that is down.
     pub(crate) async fn ping(&self) -> Result<(), DbError> {
-        let pools = self.pools().await?;
-        let result = match pools {
-            Pools::Sqlite { ro, .. } => match ro.acquire().await {
-                Ok(mut conn) => conn.ping().await,
-                Err(e) => Err(e),
-            },
-            Pools::Postgres { ro, .. } => match ro.acquire().await {
-                Ok(mut conn) => conn.ping().await,
-                Err(e) => Err(e),
-            },
-            Pools::MySql { ro, .. } => match ro.acquire().await {
-                Ok(mut conn) => conn.ping().await,
-                Err(e) => Err(e),
-            },
+        match self.pools().await? {
+            Pools::Sqlite(both) => self.ping_on(&both.ro).await,
+            Pools::Postgres(both) => self.ping_on(&both.ro).await,
+            Pools::MySql(both) => self.ping_on(&both.ro).await,
+        }
+    }
+
+    async fn ping_on<DB: Database>(&self, slots: &Slots<DB>) -> Result<(), DbError> {
+        let Ok(_slot) = slots.slots.try_acquire() else {
+            return if self.reachable.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err(DbError::Unavailable(
+                    "busy, and the last connection attempt failed".to_owned(),
+                ))
+            };
         };
+        let result = match slots.pool.acquire().await {
+            Ok(mut conn) => conn.ping().await,
+            Err(e) => Err(e),
+        };
+        self.reachable.store(result.is_ok(), Ordering::Relaxed);
         result.map_err(|e| DbError::Unavailable(e.to_string()))
     }
 
-    /// Runs `sql` with `values` bound. `Access::Read` collects rows under the caps in a
-    /// read-only transaction; `Access::Write` (destructive statements on writable sources
-    /// only) commits and returns the affected row count.
+    /// Runs `sql` with `values` bound, waiting for a connection until shortly before
+    /// `deadline`. `Access::Read` collects rows under the caps in a read-only transaction;
+    /// `Access::Write` (destructive statements on writable sources only) commits and returns
+    /// the affected row count.
     pub(crate) async fn run(
         &self,
         sql: &str,
         values: &[Bound],
         access: Access,
+        deadline: tokio::time::Instant,
     ) -> Result<Outcome, DbError> {
-        let pools = self.pools().await?;
-        match (pools, access) {
-            (Pools::Postgres { ro, .. }, Access::Read) => self.pg(ro, sql, values, access).await,
-            (Pools::Postgres { rw: Some(rw), .. }, Access::Write) => {
-                self.pg(rw, sql, values, access).await
+        let read_only = || DbError::Refused(format!("source `{}` is read-only", self.name));
+        match (self.pools().await?, access) {
+            (Pools::Postgres(both), Access::Read) => {
+                self.execute(&both.ro, sql, values, access, deadline).await
             }
-            (Pools::MySql { ro, .. }, Access::Read) => self.mysql(ro, sql, values, access).await,
-            (Pools::MySql { rw: Some(rw), .. }, Access::Write) => {
-                self.mysql(rw, sql, values, access).await
+            (Pools::MySql(both), Access::Read) => {
+                self.execute(&both.ro, sql, values, access, deadline).await
             }
-            (Pools::Sqlite { ro, .. }, Access::Read) => self.sqlite(ro, sql, values, access).await,
-            (Pools::Sqlite { rw: Some(rw), .. }, Access::Write) => {
-                self.sqlite(rw, sql, values, access).await
+            (Pools::Sqlite(both), Access::Read) => {
+                self.execute(&both.ro, sql, values, access, deadline).await
             }
-            (_, Access::Write) => Err(DbError::Refused(format!(
-                "source `{}` is read-only",
-                self.name
-            ))),
+            (Pools::Postgres(both), Access::Write) => {
+                let rw = both.rw.as_ref().ok_or_else(read_only)?;
+                self.execute(rw, sql, values, access, deadline).await
+            }
+            (Pools::MySql(both), Access::Write) => {
+                let rw = both.rw.as_ref().ok_or_else(read_only)?;
+                self.execute(rw, sql, values, access, deadline).await
+            }
+            (Pools::Sqlite(both), Access::Write) => {
+                let rw = both.rw.as_ref().ok_or_else(read_only)?;
+                self.execute(rw, sql, values, access, deadline).await
+            }
         }
+    }
+
+    /// The one runner: a slot until shortly before the deadline (else busy), a connection,
+    /// the engine's transaction, the statement under our deadline, then commit or rollback.
+    async fn execute<E>(
+        &self,
+        slots: &Slots<E>,
+        sql: &str,
+        values: &[Bound],
+        access: Access,
+        deadline: tokio::time::Instant,
+    ) -> Result<Outcome, DbError>
+    where
+        E: Engine,
+        for<'c> &'c mut E::Connection: Executor<'c, Database = E>,
+        for<'q> <E as Database>::Arguments<'q>: IntoArguments<'q, E>,
+    {
+        let wait_until = deadline
+            .checked_sub(BUSY_MARGIN)
+            .unwrap_or_else(tokio::time::Instant::now);
+        let _slot = match tokio::time::timeout_at(wait_until, slots.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_closed)) => return Err(DbError::Unavailable("pool closed".to_owned())),
+            Err(_) => return Err(DbError::Busy),
+        };
+        let conn = match slots.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                self.reachable.store(false, Ordering::Relaxed);
+                return Err(unavailable(error));
+            }
+        };
+        self.reachable.store(true, Ordering::Relaxed);
+        let mut lease = Lease::new(conn);
+        lease.cancel = Some(E::begin(self, lease.conn(), access).await?);
+
+        let mut query = sqlx::query::<E>(sql);
+        for value in values {
+            query = E::bind(query, value);
+        }
+        let outcome = match access {
+            Access::Read => {
+                let mut collected = Collected::default();
+                let work = async {
+                    let mut stream = query.fetch(lease.conn());
+                    while let Some(row) = stream.try_next().await? {
+                        let (names, values) = E::decode(&row);
+                        collected.set_columns(names);
+                        if !collected.push(values, self.max_rows, self.max_bytes) {
+                            break;
+                        }
+                    }
+                    Ok::<_, sqlx::Error>(())
+                };
+                self.within_deadline(work)
+                    .await
+                    .map(|()| Outcome::Rows(collected))
+            }
+            Access::Write => self
+                .within_deadline(async { Ok(E::affected(&query.execute(lease.conn()).await?)) })
+                .await
+                .map(Outcome::Affected),
+        };
+        let end = match (&outcome, access) {
+            (Ok(_), Access::Write) => "COMMIT",
+            _ => "ROLLBACK",
+        };
+        lease.end(end, outcome).await
     }
 
     fn deadline(&self) -> Duration {
         self.timeout + GRACE
-    }
-
-    async fn pg(
-        &self,
-        pool: &PgPool,
-        sql: &str,
-        values: &[Bound],
-        access: Access,
-    ) -> Result<Outcome, DbError> {
-        let Connect::Postgres(options) = &self.connect else {
-            unreachable!("postgres pools come from postgres options")
-        };
-        let mut lease = Lease::new(pool.acquire().await.map_err(unavailable)?);
-        let begin = match access {
-            Access::Read => "BEGIN READ ONLY",
-            Access::Write => "BEGIN READ WRITE",
-        };
-        let setup = format!(
-            "{begin}; SET LOCAL statement_timeout = {}; SELECT pg_backend_pid()",
-            self.timeout.as_millis()
-        );
-        let rows = lease
-            .conn()
-            .fetch_all(setup.as_str())
-            .await
-            .map_err(classify)?;
-        let pid: i32 = rows
-            .last()
-            .and_then(|row| row.try_get(0).ok())
-            .unwrap_or_default();
-        lease.cancel = Some(CancelTarget::Postgres(options.clone(), pid));
-
-        let mut query = sqlx::query::<Postgres>(sql);
-        for value in values {
-            query = match value.clone() {
-                Bound::Null => query.bind(None::<String>),
-                Bound::Bool(v) => query.bind(v),
-                Bound::Int(v) => query.bind(v),
-                Bound::Float(v) => query.bind(v),
-                Bound::Text(v) => query.bind(v),
-                Bound::IntArray(v) => query.bind(v),
-                Bound::FloatArray(v) => query.bind(v),
-                Bound::TextArray(v) => query.bind(v),
-                Bound::BoolArray(v) => query.bind(v),
-            };
-        }
-        let outcome = match access {
-            Access::Read => {
-                let mut collected = Collected::default();
-                let work = async {
-                    let mut stream = query.fetch(lease.conn());
-                    while let Some(row) = stream.try_next().await? {
-                        let (names, values) = pg_row(&row);
-                        collected.set_columns(names);
-                        if !collected.push(values, self.max_rows, self.max_bytes) {
-                            break;
-                        }
-                    }
-                    Ok::<_, sqlx::Error>(())
-                };
-                self.within_deadline(work)
-                    .await
-                    .map(|()| Outcome::Rows(collected))
-            }
-            Access::Write => self
-                .within_deadline(async { Ok(query.execute(lease.conn()).await?.rows_affected()) })
-                .await
-                .map(Outcome::Affected),
-        };
-        let end = match (&outcome, access) {
-            (Ok(_), Access::Write) => "COMMIT",
-            _ => "ROLLBACK",
-        };
-        lease.end(end, outcome).await
-    }
-
-    async fn mysql(
-        &self,
-        pool: &MySqlPool,
-        sql: &str,
-        values: &[Bound],
-        access: Access,
-    ) -> Result<Outcome, DbError> {
-        let Connect::MySql(options) = &self.connect else {
-            unreachable!("mysql pools come from mysql options")
-        };
-        let mut lease = Lease::new(pool.acquire().await.map_err(unavailable)?);
-        let setup = match access {
-            Access::Read => "START TRANSACTION READ ONLY; SELECT CONNECTION_ID()",
-            Access::Write => "START TRANSACTION READ WRITE; SELECT CONNECTION_ID()",
-        };
-        let rows = lease.conn().fetch_all(setup).await.map_err(classify)?;
-        let id: u64 = rows
-            .last()
-            .and_then(|row| row.try_get(0).ok())
-            .unwrap_or_default();
-        lease.cancel = Some(CancelTarget::MySql(options.clone(), id));
-
-        let mut query = sqlx::query::<MySql>(sql);
-        for value in values {
-            query = match value.clone() {
-                Bound::Null => query.bind(None::<String>),
-                Bound::Bool(v) => query.bind(v),
-                Bound::Int(v) => query.bind(v),
-                Bound::Float(v) => query.bind(v),
-                Bound::Text(v) => query.bind(v),
-                other => query.bind(format!("{other:?}")),
-            };
-        }
-        let outcome = match access {
-            Access::Read => {
-                let mut collected = Collected::default();
-                let work = async {
-                    let mut stream = query.fetch(lease.conn());
-                    while let Some(row) = stream.try_next().await? {
-                        let (names, values) = mysql_row(&row);
-                        collected.set_columns(names);
-                        if !collected.push(values, self.max_rows, self.max_bytes) {
-                            break;
-                        }
-                    }
-                    Ok::<_, sqlx::Error>(())
-                };
-                self.within_deadline(work)
-                    .await
-                    .map(|()| Outcome::Rows(collected))
-            }
-            Access::Write => self
-                .within_deadline(async { Ok(query.execute(lease.conn()).await?.rows_affected()) })
-                .await
-                .map(Outcome::Affected),
-        };
-        let end = match (&outcome, access) {
-            (Ok(_), Access::Write) => "COMMIT",
-            _ => "ROLLBACK",
-        };
-        lease.end(end, outcome).await
-    }
-
-    async fn sqlite(
-        &self,
-        pool: &SqlitePool,
-        sql: &str,
-        values: &[Bound],
-        access: Access,
-    ) -> Result<Outcome, DbError> {
-        let mut lease = Lease::new(pool.acquire().await.map_err(unavailable)?);
-        // SQLite runs in-process: interrupt it from its progress handler once the deadline
-        // passes or the caller goes away.
-        let stop = Arc::new(AtomicBool::new(false));
-        let deadline = Instant::now() + self.timeout;
-        {
-            let stop = Arc::clone(&stop);
-            let mut handle = lease.conn().lock_handle().await.map_err(classify)?;
-            handle.set_progress_handler(1000, move || {
-                !stop.load(Ordering::Relaxed) && Instant::now() < deadline
-            });
-        }
-        lease.cancel = Some(CancelTarget::Sqlite(stop));
-        let begin = match access {
-            Access::Read => "BEGIN",
-            Access::Write => "BEGIN IMMEDIATE",
-        };
-        lease.conn().execute(begin).await.map_err(classify)?;
-
-        let mut query = sqlx::query::<Sqlite>(sql);
-        for value in values {
-            query = match value.clone() {
-                Bound::Null => query.bind(None::<String>),
-                Bound::Bool(v) => query.bind(v),
-                Bound::Int(v) => query.bind(v),
-                Bound::Float(v) => query.bind(v),
-                Bound::Text(v) => query.bind(v),
-                other => query.bind(format!("{other:?}")),
-            };
-        }
-        let outcome = match access {
-            Access::Read => {
-                let mut collected = Collected::default();
-                let work = async {
-                    let mut stream = query.fetch(lease.conn());
-                    while let Some(row) = stream.try_next().await? {
-                        let (names, values) = sqlite_row(&row);
-                        collected.set_columns(names);
-                        if !collected.push(values, self.max_rows, self.max_bytes) {
-                            break;
-                        }
-                    }
-                    Ok::<_, sqlx::Error>(())
-                };
-                self.within_deadline(work)
-                    .await
-                    .map(|()| Outcome::Rows(collected))
-            }
-            Access::Write => self
-                .within_deadline(async { Ok(query.execute(lease.conn()).await?.rows_affected()) })
-                .await
-                .map(Outcome::Affected),
-        };
-        let end = match (&outcome, access) {
-            (Ok(_), Access::Write) => "COMMIT",
-            _ => "ROLLBACK",
-        };
-        lease.end(end, outcome).await
     }
 
     async fn within_deadline<T>(
@@ -571,6 +668,75 @@ impl Source {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(error)),
             Err(_) => Err(DbError::TimedOut),
+        }
+    }
+
+    /// What this source's login could write, read from the database's own catalog with one
+    /// short-lived connection (never a pool's), or from the SQLite file's permissions.
+    pub(crate) async fn privileges(&self, limit: Duration) -> Result<Privileges, String> {
+        let within =
+            |what: &'static str| move |_| format!("{what} took longer than {} s", limit.as_secs());
+        match &self.connect {
+            Connect::Sqlite { path, .. } => {
+                // Opening for writing without creating or truncating changes nothing; it asks
+                // the OS whether this process could write the file.
+                let file_writable =
+                    path.exists() && std::fs::OpenOptions::new().write(true).open(path).is_ok();
+                Ok(Privileges::Sqlite { file_writable })
+            }
+            Connect::Postgres(options) => {
+                let mut conn = tokio::time::timeout(limit, PgConnection::connect_with(options))
+                    .await
+                    .map_err(within("connecting"))?
+                    .map_err(|_| "the database is unavailable".to_owned())?;
+                let row = tokio::time::timeout(
+                    limit,
+                    sqlx::query(
+                        "SELECT current_user::text, \
+                                (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+                                (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                                  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                                    AND n.nspname NOT LIKE 'pg\\_%' \
+                                    AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')), \
+                                has_database_privilege(current_database(), 'CREATE')",
+                    )
+                    .fetch_one(&mut conn),
+                )
+                .await
+                .map_err(within("the privilege query"))?
+                .map_err(|_| "the privilege query failed".to_owned())?;
+                let _ = conn.close().await;
+                let get = |i: usize| format!("the privilege query returned no column {i}");
+                Ok(Privileges::Postgres {
+                    role: row.try_get(0).map_err(|_| get(0))?,
+                    superuser: row.try_get::<Option<bool>, _>(1).map_err(|_| get(1))? == Some(true),
+                    writable_tables: row.try_get(2).map_err(|_| get(2))?,
+                    can_create: row.try_get(3).map_err(|_| get(3))?,
+                })
+            }
+            Connect::MySql(options) => {
+                let mut conn = tokio::time::timeout(limit, MySqlConnection::connect_with(options))
+                    .await
+                    .map_err(within("connecting"))?
+                    .map_err(|_| "the database is unavailable".to_owned())?;
+                let rows =
+                    tokio::time::timeout(limit, sqlx::query("SHOW GRANTS").fetch_all(&mut conn))
+                        .await
+                        .map_err(within("the privilege query"))?
+                        .map_err(|_| "the privilege query failed".to_owned())?;
+                let _ = conn.close().await;
+                let grants = rows
+                    .iter()
+                    .filter_map(|row| {
+                        row.try_get::<String, _>(0).ok().or_else(|| {
+                            row.try_get::<Vec<u8>, _>(0)
+                                .ok()
+                                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        })
+                    })
+                    .collect();
+                Ok(Privileges::MySql { grants })
+            }
         }
     }
 }
@@ -641,7 +807,7 @@ impl<DB: Database> Drop for Lease<DB> {
 }
 
 /// How to stop a statement that is still running on the server.
-enum CancelTarget {
+pub(crate) enum CancelTarget {
     Postgres(PgConnectOptions, i32),
     MySql(MySqlConnectOptions, u64),
     Sqlite(Arc<AtomicBool>),
@@ -672,22 +838,16 @@ impl CancelTarget {
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                match tokio::time::timeout(ACQUIRE_TIMEOUT, task).await {
+                match tokio::time::timeout(CONNECT_TIMEOUT, task).await {
                     Ok(Ok(())) => tracing::debug!("running statement cancelled"),
                     Ok(Err(error)) => {
-                        tracing::warn!(%error, "could not cancel a running statement")
+                        tracing::warn!(error = %portcullis_server::redact_secrets(&error.to_string()), "could not cancel a running statement")
                     }
                     Err(_) => tracing::warn!("could not cancel a running statement in time"),
                 }
             });
         }
     }
-}
-
-/// A single connection for the credential check.
-pub(crate) enum OneConnection {
-    Postgres(PgConnection),
-    MySql(MySqlConnection),
 }
 
 fn unavailable(error: sqlx::Error) -> DbError {
@@ -785,6 +945,7 @@ async fn create_from_seed(path: &Path, seed: &str) -> Result<(), DbError> {
     // SQLite treats the empty temporary file as a new database.
     let mut conn = SqliteConnectOptions::new()
         .filename(temp.path())
+        .disable_statement_logging()
         .connect()
         .await
         .map_err(|e| failed("open", &e))?;

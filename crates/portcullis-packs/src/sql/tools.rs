@@ -10,10 +10,11 @@ use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef, ToolAnnotations
 use serde_json::{Value, json};
 
 use super::checker;
-use super::params::{Bound, bind_values, input_schema};
+use super::params::{Bound, bind_values};
 use super::rows::output_schema;
 use super::source::{Access, Outcome, Source};
 use crate::definition::{object, read_only};
+use crate::params::{input_schema, require_confirm};
 
 /// Longest ad-hoc query text accepted.
 const MAX_QUERY_CHARS: u64 = 100_000;
@@ -43,9 +44,10 @@ async fn run(
     sql: &str,
     values: &[Bound],
     access: Access,
+    call: &ToolCall,
 ) -> Result<ToolOutput, ToolError> {
     let outcome = source
-        .run(sql, values, access)
+        .run(sql, values, access, call.deadline)
         .await
         .map_err(|e| e.into_tool_error(source))?;
     Ok(rows_result(source, outcome))
@@ -60,7 +62,7 @@ pub(super) struct StatementTool {
 #[async_trait]
 impl Tool for StatementTool {
     fn pack(&self) -> &str {
-        "sql"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -90,13 +92,13 @@ impl Tool for StatementTool {
             .destructive(statement.destructive)
             .idempotent(!statement.destructive)
             .open_world(false);
-        let mut tool = ToolDef::new(
-            statement.name.clone(),
-            description,
-            input_schema(&statement.params, statement.destructive),
-        )
-        .with_raw_output_schema(Arc::new(output))
-        .with_annotations(annotations);
+        let mut input = input_schema(&statement.params);
+        if statement.destructive {
+            require_confirm(&mut input, "Must be true: this statement changes data.");
+        }
+        let mut tool = ToolDef::new(statement.name.clone(), description, input)
+            .with_raw_output_schema(Arc::new(output))
+            .with_annotations(annotations);
         if let Some(title) = &statement.title {
             tool = tool.with_title(title.clone());
         }
@@ -117,7 +119,7 @@ impl Tool for StatementTool {
         } else {
             Access::Read
         };
-        run(&self.source, &statement.sql, &values, access).await
+        run(&self.source, &statement.sql, &values, access, &call).await
     }
 }
 
@@ -130,7 +132,7 @@ pub(super) struct QueryTool {
 #[async_trait]
 impl Tool for QueryTool {
     fn pack(&self) -> &str {
-        "sql"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -173,7 +175,7 @@ impl Tool for QueryTool {
             .unwrap_or_default();
         checker::check(self.source.engine, sql)
             .map_err(|refused| ToolError::rejected(refused.0))?;
-        run(&self.source, sql, &[], Access::Read).await
+        run(&self.source, sql, &[], Access::Read, &call).await
     }
 }
 
@@ -186,7 +188,7 @@ pub(super) struct SchemaTool {
 #[async_trait]
 impl Tool for SchemaTool {
     fn pack(&self) -> &str {
-        "sql"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -205,7 +207,7 @@ impl Tool for SchemaTool {
         .with_annotations(read_only())
     }
 
-    async fn call(&self, _call: ToolCall) -> Result<ToolOutput, ToolError> {
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let sql = match self.source.engine {
             SqlEngine::Postgres => {
                 "SELECT table_schema, table_name, table_type FROM information_schema.tables \
@@ -220,7 +222,7 @@ impl Tool for SchemaTool {
                  WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
             }
         };
-        run(&self.source, sql, &[], Access::Read).await
+        run(&self.source, sql, &[], Access::Read, &call).await
     }
 }
 
@@ -233,7 +235,7 @@ pub(super) struct DescribeTool {
 #[async_trait]
 impl Tool for DescribeTool {
     fn pack(&self) -> &str {
-        "sql"
+        super::PACK
     }
 
     fn definition(&self) -> ToolDef {
@@ -289,7 +291,7 @@ impl Tool for DescribeTool {
         };
         let outcome = self
             .source
-            .run(sql, &values, Access::Read)
+            .run(sql, &values, Access::Read, call.deadline)
             .await
             .map_err(|e| e.into_tool_error(&self.source))?;
         if let Outcome::Rows(rows) = &outcome

@@ -115,11 +115,11 @@ impl JwtValidator {
             (None, Some(file), _) => KeySource::File(base_dir.join(file)),
             _ => KeySource::Discovery(config.issuer.trim_end_matches('/').to_owned()),
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| format!("http client for JWKS: {e}"))?;
+        let http = crate::outbound::client(&crate::outbound::ClientOptions {
+            ca_file: config.ca_file.as_ref().map(|f| base_dir.join(f)),
+            ..crate::outbound::ClientOptions::default()
+        })
+        .map_err(|e| format!("auth.jwt: {e}"))?;
         Ok(Self {
             issuer: config.issuer.clone(),
             audience,
@@ -304,7 +304,7 @@ impl JwtValidator {
                     .map_err(|e| format!("read JWKS file: {e}"))?;
                 serde_json::from_str(&text).map_err(|e| format!("JWKS file is not a key set: {e}"))
             }
-            KeySource::Url(url) => self.get_json(url).await,
+            KeySource::Url(url) => self.get_json(url, "the JWKS").await,
             KeySource::Discovery(issuer) => {
                 #[derive(Deserialize)]
                 struct Metadata {
@@ -315,8 +315,15 @@ impl JwtValidator {
                     "/.well-known/openid-configuration",
                     "/.well-known/oauth-authorization-server",
                 ] {
-                    match self.get_json::<Metadata>(&format!("{issuer}{path}")).await {
-                        Ok(metadata) => return self.get_json(&metadata.jwks_uri).await,
+                    match self
+                        .get_json::<Metadata>(&format!("{issuer}{path}"), "the discovery document")
+                        .await
+                    {
+                        Ok(metadata) => {
+                            return self
+                                .get_json(&metadata.jwks_uri, "the discovered JWKS")
+                                .await;
+                        }
                         Err(error) => last_error = error,
                     }
                 }
@@ -325,19 +332,31 @@ impl JwtValidator {
         }
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+    /// GETs `url` (TLS-verified, capped at [`MAX_KEY_DOCUMENT`]) and parses it. Errors name
+    /// `what` was fetched, never the URL.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        what: &str,
+    ) -> Result<T, String> {
         let response = self
             .http
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| format!("fetching {what}: {}", crate::outbound::describe(&e)))?;
         if !response.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", response.status()));
+            return Err(format!("fetching {what}: HTTP {}", response.status()));
         }
-        response.json().await.map_err(|e| format!("GET {url}: {e}"))
+        let body = crate::outbound::read_capped(response, MAX_KEY_DOCUMENT)
+            .await
+            .map_err(|e| format!("fetching {what}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("{what} is not valid JSON: {e}"))
     }
 }
+
+/// Largest JWKS or discovery document accepted.
+const MAX_KEY_DOCUMENT: usize = 1024 * 1024;
 
 /// A client-facing description of a validation failure.
 fn describe(error: &jsonwebtoken::errors::Error) -> String {

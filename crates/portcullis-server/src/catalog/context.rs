@@ -35,6 +35,7 @@ impl CallContext {
     pub(crate) fn new(
         context: RequestContext<RoleServer>,
         session_log_level: Option<LoggingLevel>,
+        principal: Option<Principal>,
     ) -> (Self, tokio_util::sync::CancellationToken) {
         // 2026-07-28 requests carry their own log level in `_meta`; without one the server
         // must not log to the client. 2025 sessions use the level set by `logging/setLevel`.
@@ -44,7 +45,6 @@ impl CallContext {
         } else {
             context.meta.log_level().or(session_log_level)
         };
-        let principal = principal_of(&context);
         let call = Self {
             progress_token: context.meta.get_progress_token(),
             peer: context.peer,
@@ -110,8 +110,8 @@ impl CallContext {
             .as_ref()
     }
 
-    /// Who is calling. `None` only if an HTTP request somehow arrived without passing the
-    /// authentication layer; the guard refuses such calls.
+    /// Who is calling, as the transport attached it. The guard refuses calls without one,
+    /// so a tool never sees `None`.
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
     }
@@ -122,12 +122,16 @@ impl CallContext {
     }
 }
 
-/// The principal the HTTP authentication layer attached, or the local user on stdio (where
-/// there is no HTTP request at all).
-pub(crate) fn principal_of(context: &RequestContext<RoleServer>) -> Option<Principal> {
+/// Who sent the request, as its transport attached it: the principal the HTTP
+/// authentication layer put on the request, or else the one the transport gave the whole
+/// connection (stdio: the local user). `None` (fail closed) when neither did.
+pub(crate) fn principal_of(
+    context: &RequestContext<RoleServer>,
+    connection: Option<&Principal>,
+) -> Option<Principal> {
     match context.extensions.get::<http::request::Parts>() {
         Some(parts) => parts.extensions.get::<Principal>().cloned(),
-        None => Some(Principal::local_user()),
+        None => connection.cloned(),
     }
 }
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{PromptError, ResourceError, ToolError};
 pub use context::CallContext;
 pub(crate) use context::{missing_capabilities, principal_of};
+
 pub(crate) use schema::ArgumentValidator;
 
 /// What a tool returns: a complete result, or (2026-07-28) an input-required result asking
@@ -34,6 +35,9 @@ pub struct ToolCall {
     /// Cancelled when the client cancels, disconnects or the call times out. Tools doing
     /// long work outside `.await` points should watch it.
     pub cancel: CancellationToken,
+    /// When the call's timeout expires. Work that waits for a shared resource (a pool
+    /// connection, a permit) may wait until shortly before it, then say it is busy.
+    pub deadline: tokio::time::Instant,
     /// Progress, logging, the client's capabilities and connection.
     pub context: CallContext,
     /// 2026-07-28 multi-round calls: the client's answers to the previous round's
@@ -95,6 +99,18 @@ pub trait Tool: Send + Sync + 'static {
 /// A source of resources: concrete ones listed up front and/or URI templates.
 #[async_trait]
 pub trait ResourceSource: Send + Sync + 'static {
+    /// The pack this source belongs to (`files`, `resources`, …), for `[packs.NAME]`
+    /// policies: its scopes, timeout and rate limit apply to every read.
+    fn pack(&self) -> &str {
+        "custom"
+    }
+
+    /// Scopes that replace the pack's for the resource at `uri` (a static resource's own
+    /// `required_scopes`); `None` keeps the pack's.
+    fn required_scopes(&self, _uri: &str) -> Option<Vec<String>> {
+        None
+    }
+
     /// Concrete resources, listed by `resources/list`.
     fn resources(&self) -> Vec<Resource> {
         Vec::new()
@@ -118,6 +134,12 @@ pub trait ResourceSource: Send + Sync + 'static {
     fn subscribable(&self, _uri: &str) -> bool {
         false
     }
+
+    /// Suggestions for variable `argument` of the template `uri_template` starting with
+    /// `prefix` (`completion/complete` with a `ref/resource`).
+    fn complete(&self, _uri_template: &str, _argument: &str, _prefix: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a prompt template receives for one `prompts/get`.
@@ -138,6 +160,16 @@ pub struct PromptCall {
 pub trait PromptTemplate: Send + Sync + 'static {
     /// The prompt's definition (name, description, arguments). Called once.
     fn definition(&self) -> Prompt;
+
+    /// The pack this prompt belongs to (`prompts`, …), for `[packs.NAME]` policies.
+    fn pack(&self) -> &str {
+        "custom"
+    }
+
+    /// Scopes that replace the pack's for this prompt; `None` keeps the pack's.
+    fn required_scopes(&self) -> Option<Vec<String>> {
+        None
+    }
 
     /// Renders the prompt. The catalog has already checked that required arguments are
     /// present and that no undeclared argument was passed.
@@ -185,7 +217,44 @@ pub(crate) struct CatalogTool {
 
 pub(crate) struct CatalogPrompt {
     pub(crate) definition: Prompt,
+    pub(crate) pack: String,
     pub(crate) template: Arc<dyn PromptTemplate>,
+}
+
+/// A resource source with what it offers, frozen when the catalog is built.
+pub(crate) struct CatalogSource {
+    /// Position in the catalog, the key of the source's policy.
+    pub(crate) index: usize,
+    pub(crate) pack: String,
+    pub(crate) source: Arc<dyn ResourceSource>,
+    pub(crate) resources: Vec<Resource>,
+    pub(crate) templates: Vec<ResourceTemplate>,
+}
+
+impl CatalogSource {
+    /// How a request for `uri` is named in logs and rate limits, without the client's own
+    /// text: the URI of a listed resource, else the source's URI template(s), else its
+    /// scheme.
+    pub(crate) fn label(&self, uri: &str) -> String {
+        if self.resources.iter().any(|r| r.uri == uri) {
+            return uri.to_owned();
+        }
+        if !self.templates.is_empty() {
+            return self
+                .templates
+                .iter()
+                .map(|t| t.uri_template.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+        let scheme: String = scheme
+            .chars()
+            .take(32)
+            .filter(|c| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+            .collect();
+        format!("{scheme}:…")
+    }
 }
 
 /// Collects tools, resources, prompts and readiness checks, then freezes them into a
@@ -265,6 +334,7 @@ impl CatalogBuilder {
             .into_iter()
             .map(|template| CatalogPrompt {
                 definition: template.definition(),
+                pack: template.pack().to_owned(),
                 template,
             })
             .collect();
@@ -288,8 +358,26 @@ impl CatalogBuilder {
             .enumerate()
             .map(|(i, p)| (p.definition.name.clone(), i))
             .collect();
-        let resource_list = self.resources.iter().flat_map(|s| s.resources()).collect();
-        let template_list = self.resources.iter().flat_map(|s| s.templates()).collect();
+        let sources: Vec<CatalogSource> = self
+            .resources
+            .into_iter()
+            .enumerate()
+            .map(|(index, source)| CatalogSource {
+                index,
+                pack: source.pack().to_owned(),
+                resources: source.resources(),
+                templates: source.templates(),
+                source,
+            })
+            .collect();
+        let resource_list = sources
+            .iter()
+            .flat_map(|s| s.resources.iter().cloned())
+            .collect();
+        let template_list = sources
+            .iter()
+            .flat_map(|s| s.templates.iter().cloned())
+            .collect();
         Ok(Catalog {
             tool_list: tools.iter().map(|t| t.definition.clone()).collect(),
             tools,
@@ -297,7 +385,7 @@ impl CatalogBuilder {
             prompt_list: prompts.iter().map(|p| p.definition.clone()).collect(),
             prompts,
             prompt_index,
-            resource_sources: self.resources,
+            sources,
             resource_list,
             template_list,
             readiness: self.readiness,
@@ -313,7 +401,7 @@ pub struct Catalog {
     prompts: Vec<CatalogPrompt>,
     prompt_index: HashMap<String, usize>,
     pub(crate) prompt_list: Vec<Prompt>,
-    resource_sources: Vec<Arc<dyn ResourceSource>>,
+    pub(crate) sources: Vec<CatalogSource>,
     pub(crate) resource_list: Vec<Resource>,
     pub(crate) template_list: Vec<ResourceTemplate>,
     readiness: Vec<(String, Arc<dyn Readiness>)>,
@@ -349,20 +437,41 @@ impl Catalog {
         self.tool(name).map(|t| t.pack.as_str())
     }
 
+    pub(crate) fn prompt_entries(&self) -> &[CatalogPrompt] {
+        &self.prompts
+    }
+
     pub(crate) fn prompt(&self, name: &str) -> Option<&CatalogPrompt> {
         self.prompt_index.get(name).map(|&i| &self.prompts[i])
     }
 
-    pub(crate) fn resource_source(&self, uri: &str) -> Option<&Arc<dyn ResourceSource>> {
-        self.resource_sources.iter().find(|s| s.claims(uri))
+    /// The source that claims `uri` (the first one, in the order they were added).
+    pub(crate) fn resource_source(&self, uri: &str) -> Option<&CatalogSource> {
+        self.sources.iter().find(|s| s.source.claims(uri))
+    }
+
+    /// The source that offers the template `uri_template`.
+    pub(crate) fn template_source(&self, uri_template: &str) -> Option<&CatalogSource> {
+        self.sources
+            .iter()
+            .find(|s| s.templates.iter().any(|t| t.uri_template == uri_template))
+    }
+
+    /// The pack of every tool, prompt and resource source: the names `[packs.NAME]` may use.
+    pub fn packs(&self) -> std::collections::BTreeSet<&str> {
+        self.tools
+            .iter()
+            .map(|t| t.pack.as_str())
+            .chain(self.prompts.iter().map(|p| p.pack.as_str()))
+            .chain(self.sources.iter().map(|s| s.pack.as_str()))
+            .collect()
     }
 
     /// Whether any resource can be subscribed to (the `resources.subscribe` capability).
     pub(crate) fn has_subscribable_resources(&self) -> bool {
-        self.resource_list.iter().any(|r| {
-            self.resource_source(&r.uri)
-                .is_some_and(|s| s.subscribable(&r.uri))
-        })
+        self.sources
+            .iter()
+            .any(|s| s.resources.iter().any(|r| s.source.subscribable(&r.uri)))
     }
 
     /// Runs every readiness check concurrently; returns each check's name and outcome.

@@ -1,65 +1,106 @@
-//! The guard pipeline: the one path every tool call takes, whatever the transport.
+//! The guard pipeline: the one path every request that reaches a pack takes, whatever the
+//! method or transport — tool calls, resource reads and subscriptions, prompt gets and
+//! completions.
 //!
-//! lookup → client capabilities → argument validation (JSON Schema) → timeout + cancellation
-//! → the tool → error policy → one log line (tool, argument keys and a hash of the values,
-//! duration, outcome). Authentication, authorization and rate limits slot in before
-//! validation.
+//! principal (attached by the transport; none: refused) → scopes (the item's or its pack's)
+//! → rate limit (principal × item) → validation → timeout and cancellation → the pack's code,
+//! with panics caught → error policy → one log line (method, item, principal, argument keys
+//! and a keyed fingerprint of the values, duration, outcome).
 
-use std::time::{Duration, Instant};
-
-use rmcp::ErrorData;
-use rmcp::model::ErrorCode;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
-};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
-
-use crate::catalog::{CallContext, Catalog, ToolCall, missing_capabilities};
-use crate::error::{ToolError, tool_error_result};
-use crate::limits::retry_after_secs;
-pub use policy::Policies;
-
+mod fingerprint;
 mod policy;
 
-/// Per-call policy: scopes, timeouts and rate limits of every tool.
+use std::future::Future;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use rmcp::ErrorData;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::auth::Principal;
+use crate::catalog::Catalog;
+use crate::error;
+use crate::limits::retry_after_secs;
+pub(crate) use fingerprint::Fingerprint;
+pub use policy::Policies;
+pub(crate) use policy::{ItemPolicy, Target};
+
+/// Everything the guard decides with: per-item policies and the fingerprint key.
 #[derive(Clone)]
 pub struct GuardConfig {
     pub(crate) policies: Policies,
+    pub(crate) fingerprint: Fingerprint,
 }
 
 impl GuardConfig {
-    /// Resolves the config's tool and pack policies against `catalog`.
+    /// Resolves the config's tool and pack policies against `catalog`; the fingerprint key
+    /// is `logging.fingerprint_key`, or random for this process.
     pub fn new(config: &portcullis_config::Config, catalog: &Catalog) -> Result<Self, String> {
         Ok(Self {
             policies: Policies::resolve(config, catalog)?,
+            fingerprint: Fingerprint::new(
+                config
+                    .logging
+                    .fingerprint_key
+                    .as_ref()
+                    .map(portcullis_config::Secret::expose),
+            ),
         })
     }
 
     /// The scopes a principal needs to call `tool` (empty: none).
     pub fn required_scopes(&self, tool: &str) -> &[String] {
-        self.policies.scopes(tool)
+        &self.policies.tool(tool).scopes
     }
 
-    /// Only a timeout for every tool, no scopes or rate limits (library use without a config).
+    /// The scopes a principal needs to see and get prompt `name`.
+    pub fn prompt_scopes(&self, name: &str) -> &[String] {
+        &self.policies.prompt(name).scopes
+    }
+
+    /// The scopes a principal needs to read the resource at `uri` (empty also when no
+    /// source claims it).
+    pub fn resource_scopes(&self, catalog: &Catalog, uri: &str) -> Vec<String> {
+        self.policies
+            .scopes_for(catalog, Target::Resource(uri))
+            .map(|s| s.into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The scopes a principal needs to use the resource template `uri_template`.
+    pub fn template_scopes(&self, catalog: &Catalog, uri_template: &str) -> Vec<String> {
+        self.policies
+            .scopes_for(catalog, Target::Template(uri_template))
+            .map(|s| s.into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Only a timeout for everything, no scopes or rate limits (library use without a
+    /// config); a random fingerprint key.
     pub fn with_timeout(timeout: Duration) -> Self {
         Self {
             policies: Policies::with_timeout(timeout),
+            fingerprint: Fingerprint::new(None),
         }
     }
 }
 
-/// How a call ended, for logs and (later) metrics.
+/// How a request ended, for logs (and later metrics and audit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     InputRequired,
+    Unauthenticated,
     Forbidden,
+    RateLimited,
+    NotFound,
     InvalidArguments,
     ToolError,
     InternalError,
+    Panicked,
     TimedOut,
     Cancelled,
 }
@@ -69,178 +110,261 @@ impl Outcome {
         match self {
             Self::Ok => "ok",
             Self::InputRequired => "input_required",
+            Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
+            Self::NotFound => "not_found",
             Self::InvalidArguments => "invalid_arguments",
             Self::ToolError => "tool_error",
             Self::InternalError => "internal_error",
+            Self::Panicked => "panicked",
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
         }
     }
 }
 
-/// Runs one `tools/call` through the pipeline. `Err` only for protocol errors (unknown tool,
-/// missing client capability, cancelled request); every tool failure is an `isError` result.
-pub(crate) async fn call_tool(
-    catalog: &Catalog,
-    config: &GuardConfig,
-    params: CallToolRequestParams,
-    context: CallContext,
-    cancel: CancellationToken,
-) -> Result<CallToolResponse, ErrorData> {
-    let name = params.name;
-    let Some(entry) = catalog.tool(&name) else {
-        tracing::info!(tool = %name, outcome = "unknown_tool", "tool call refused");
-        return Err(ErrorData::invalid_params(
-            format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
+/// One request on its way through the pipeline.
+pub(crate) struct Request<'a> {
+    /// The JSON-RPC method (`tools/call`, `resources/read`, …).
+    pub(crate) method: &'static str,
+    /// What it is for, as logged: a tool or prompt name, a resource's label (never the
+    /// client's URI, see `CatalogSource::label`).
+    pub(crate) item: &'a str,
+    /// How the item is named in messages to the client (``tool `x` ``).
+    pub(crate) what: String,
+    /// Who sent it, as the transport attached it.
+    pub(crate) principal: Option<Principal>,
+    /// The arguments as the log line shows them.
+    pub(crate) arguments: Arguments,
+}
+
+/// What a log line shows of a request's arguments: their keys and a keyed fingerprint of
+/// their values, never the values.
+pub(crate) struct Arguments {
+    keys: Vec<String>,
+    fingerprint: String,
+}
+
+impl GuardConfig {
+    /// The keys and fingerprint of `arguments`.
+    pub(crate) fn arguments(&self, arguments: &JsonObject) -> Arguments {
+        Arguments {
+            keys: arguments.keys().cloned().collect(),
+            fingerprint: self.fingerprint.of(arguments),
+        }
+    }
+
+    /// The keys and fingerprint of one named value (a URI, a completion prefix).
+    pub(crate) fn argument(&self, key: &str, value: &str) -> Arguments {
+        let mut object = JsonObject::new();
+        object.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
+        self.arguments(&object)
+    }
+}
+
+/// What a method answers when the pipeline, not the pack, ends the request.
+pub(crate) trait Answer: Sized {
+    /// The pack's code ran out of time and was stopped.
+    fn timed_out(what: &str, after: Duration) -> Result<Self, ErrorData> {
+        Err(ErrorData::new(
+            rmcp::model::ErrorCode(REQUEST_TIMED_OUT),
+            format!(
+                "{what} timed out after {} s and was stopped",
+                after.as_secs_f64()
+            ),
             None,
-        ));
-    };
-    let policy = config.policies.tool(&name);
-    let Some(principal) = context.principal().cloned() else {
-        tracing::warn!(tool = %name, "tool call without a principal refused");
-        return Err(ErrorData::invalid_request("unauthenticated request", None));
-    };
-    let missing = principal.missing(&policy.scopes);
-    if !missing.is_empty() {
-        tracing::info!(tool = %name, %principal, outcome = Outcome::Forbidden.as_str(), "tool call refused");
+        ))
+    }
+
+    /// The pack's code panicked; `message` carries only the reference id.
+    fn internal(message: String) -> Result<Self, ErrorData> {
+        Err(ErrorData::internal_error(message, None))
+    }
+}
+
+/// JSON-RPC code of a read, get or completion that ran out of time (the SDKs' "request
+/// timeout"). Tool calls that time out are tool results instead, which the model can read.
+pub const REQUEST_TIMED_OUT: i32 = -32001;
+
+impl Answer for CallToolResponse {
+    fn timed_out(what: &str, after: Duration) -> Result<Self, ErrorData> {
         let message = format!(
-            "`{name}` needs the scope(s) {}; your credentials lack them",
-            quoted(&missing)
+            "{what} timed out after {} s and was stopped",
+            after.as_secs_f64()
         );
-        return Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into());
+        Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into())
     }
-    if let Some(limiter) = &policy.limiter
-        && let Err(wait) = limiter.check(principal.id())
+
+    fn internal(message: String) -> Result<Self, ErrorData> {
+        Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into())
+    }
+}
+
+impl Answer for rmcp::model::ReadResourceResponse {}
+impl Answer for rmcp::model::GetPromptResponse {}
+impl Answer for rmcp::model::CompleteResult {}
+impl Answer for () {}
+
+impl GuardConfig {
+    /// The scopes `principal` lacks for `target` (empty: it may proceed), or `None` when the
+    /// catalog has no such target. The HTTP layer asks this to answer 403 before rmcp sees
+    /// the request; [`GuardConfig::run`] checks the same scopes for every request anyway.
+    pub(crate) fn missing_scopes(
+        &self,
+        catalog: &Catalog,
+        principal: &Principal,
+        target: Target<'_>,
+    ) -> Option<Vec<String>> {
+        let scopes = self.policies.scopes_for(catalog, target)?;
+        Some(
+            principal
+                .missing(&scopes)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Runs `request` through the pipeline: principal, `scopes`, `policy`'s rate limit and
+    /// timeout, `work` (which validates its input first and reports its own outcome), with
+    /// panics caught and cancellation obeyed, then the log line.
+    ///
+    /// `work` receives a token cancelled on timeout or when the client cancels, and the
+    /// deadline.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        request: Request<'_>,
+        scopes: &[String],
+        policy: &ItemPolicy,
+        cancel: CancellationToken,
+        work: F,
+    ) -> Result<T, ErrorData>
+    where
+        T: Answer,
+        F: FnOnce(CancellationToken, Instant) -> Fut,
+        Fut: Future<Output = (Result<T, ErrorData>, Outcome)>,
     {
-        let secs = retry_after_secs(wait);
-        tracing::info!(tool = %name, %principal, outcome = "rate_limited", "tool call refused");
-        return Err(ErrorData::new(
-            ErrorCode(RATE_LIMITED),
-            format!("rate limit for `{name}` exceeded; retry after {secs} s"),
-            Some(serde_json::json!({ "retryAfterSecs": secs })),
-        ));
-    }
-    if let Some(required) = &entry.required_capabilities
-        && let Some(missing) = missing_capabilities(required, context.client_capabilities())
-    {
-        tracing::info!(tool = %name, outcome = "missing_client_capability", "tool call refused");
-        return Err(ErrorData::missing_required_client_capability(missing));
-    }
-    let arguments = params.arguments.unwrap_or_default();
-    let span = tracing::info_span!("tool_call", tool = %name, principal = %principal);
-    async move {
-        let started = Instant::now();
-        let (keys, digest) = fingerprint(&arguments);
-        let arguments = Value::Object(arguments);
-        let violations = entry.validator.violations(&arguments);
-        let (result, outcome) = if violations.is_empty() {
-            let Value::Object(arguments) = arguments else {
-                unreachable!("built from an object above")
-            };
-            let call = ToolCall {
-                arguments,
-                cancel: cancel.child_token(),
-                context,
-                input_responses: params.input_responses,
-                request_state: params.request_state,
-            };
-            run(entry.tool.as_ref(), &name, call, policy.timeout, cancel).await
-        } else {
-            let message = format!(
-                "invalid arguments for `{name}`:\n- {}",
-                violations.join("\n- ")
-            );
-            (
-                Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
-                Outcome::InvalidArguments,
-            )
+        let started = std::time::Instant::now();
+        let Request {
+            method,
+            item,
+            what,
+            principal,
+            arguments,
+        } = request;
+        let log = |principal: &str, outcome: Outcome| {
+            log_line(method, item, principal, &arguments, started, outcome);
         };
-        tracing::info!(
-            tool = %name,
-            %principal,
-            arg_keys = ?keys,
-            args_sha256 = %digest,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            outcome = outcome.as_str(),
-            "tool call"
-        );
+        let Some(principal) = principal else {
+            tracing::warn!(
+                rpc.method = method,
+                name = item,
+                "request without a principal refused"
+            );
+            log("none", Outcome::Unauthenticated);
+            return Err(error::unauthenticated());
+        };
+        let missing = principal.missing(scopes);
+        if !missing.is_empty() {
+            log(principal.id(), Outcome::Forbidden);
+            return Err(error::forbidden(&what, &missing));
+        }
+        if let Some(limiter) = &policy.limiter
+            && let Err(wait) = limiter.check(&format!("{}\0{item}", principal.id()))
+        {
+            log(principal.id(), Outcome::RateLimited);
+            return Err(error::rate_limited(&what, retry_after_secs(wait)));
+        }
+
+        let span =
+            tracing::info_span!("call", rpc.method = method, name = item, principal = %principal);
+        let timeout = policy.timeout;
+        let deadline = Instant::now() + timeout;
+        let work_cancel = cancel.child_token();
+        let guarded = std::panic::AssertUnwindSafe(work(work_cancel.clone(), deadline))
+            .catch_unwind()
+            .instrument(span.clone());
+        let (result, outcome) = tokio::select! {
+            finished = tokio::time::timeout_at(deadline, guarded) => match finished {
+                Ok(Ok(answered)) => answered,
+                Ok(Err(payload)) => {
+                    let message = span.in_scope(|| error::panicked(item, payload.as_ref()));
+                    (T::internal(message), Outcome::Panicked)
+                }
+                Err(_elapsed) => {
+                    work_cancel.cancel();
+                    (T::timed_out(&what, timeout), Outcome::TimedOut)
+                }
+            },
+            () = cancel.cancelled() => {
+                work_cancel.cancel();
+                (Err(error::cancelled()), Outcome::Cancelled)
+            }
+        };
+        span.in_scope(|| log(principal.id(), outcome));
         result
     }
-    .instrument(span)
-    .await
 }
 
-async fn run(
-    tool: &dyn crate::Tool,
-    name: &str,
-    call: ToolCall,
-    timeout: Duration,
-    cancel: CancellationToken,
-) -> (Result<CallToolResponse, ErrorData>, Outcome) {
-    // The tool holds a child token, so a timeout cancels the tool without touching the request.
-    let tool_cancel = call.cancel.clone();
-    let outcome = tokio::select! {
-        result = tokio::time::timeout(timeout, tool.call(call)) => result,
-        () = cancel.cancelled() => {
-            tool_cancel.cancel();
-            return (Err(ErrorData::internal_error("request cancelled", None)), Outcome::Cancelled);
-        }
+/// The one log line of a request.
+fn log_line(
+    method: &str,
+    item: &str,
+    principal: &str,
+    arguments: &Arguments,
+    started: std::time::Instant,
+    outcome: Outcome,
+) {
+    tracing::info!(
+        rpc.method = method,
+        name = item,
+        principal,
+        arg_keys = ?arguments.keys,
+        args_fp = %arguments.fingerprint,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        outcome = outcome.as_str(),
+        "{}",
+        message_of(method)
+    );
+}
+
+/// Logs a request refused before it named anything the catalog has (an unknown tool,
+/// prompt or resource). A name that is not a plausible identifier is not echoed: it is the
+/// client's text.
+pub(crate) fn log_unknown(method: &str, name: &str, principal: Option<&Principal>) {
+    let plausible = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+    let item = if plausible {
+        name
+    } else {
+        "<not an identifier>"
     };
-    match outcome {
-        Ok(Ok(response)) => {
-            let outcome = match &response {
-                CallToolResponse::Complete(result) if result.is_error == Some(true) => {
-                    Outcome::ToolError
-                }
-                CallToolResponse::InputRequired(_) => Outcome::InputRequired,
-                _ => Outcome::Ok,
-            };
-            (Ok(response), outcome)
-        }
-        Ok(Err(error)) => {
-            let outcome = match error {
-                ToolError::Rejected(_) | ToolError::NotFound(_) | ToolError::InvalidParams(_) => {
-                    Outcome::ToolError
-                }
-                ToolError::Internal { .. } => Outcome::InternalError,
-            };
-            (tool_error_result(name, error).map(Into::into), outcome)
-        }
-        Err(_elapsed) => {
-            tool_cancel.cancel();
-            let message = format!(
-                "`{name}` timed out after {} s and was stopped",
-                timeout.as_secs_f64()
-            );
-            (
-                Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
-                Outcome::TimedOut,
-            )
-        }
-    }
+    let arguments = Arguments {
+        keys: Vec::new(),
+        fingerprint: String::new(),
+    };
+    log_line(
+        method,
+        item,
+        principal.map_or("none", Principal::id),
+        &arguments,
+        std::time::Instant::now(),
+        Outcome::NotFound,
+    );
 }
 
-/// JSON-RPC error code for a per-tool rate limit (implementation-defined server error range).
-pub const RATE_LIMITED: i32 = -32029;
-
-fn quoted(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|s| format!("`{s}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Argument keys and a short hash of the values: enough to correlate calls in logs without
-/// ever writing a value.
-fn fingerprint(arguments: &JsonObject) -> (Vec<String>, String) {
-    let keys = arguments.keys().cloned().collect();
-    let mut hasher = Sha256::new();
-    if let Ok(bytes) = serde_json::to_vec(arguments) {
-        hasher.update(&bytes);
+/// The log line's message per method: what the operator greps for.
+fn message_of(method: &str) -> &'static str {
+    match method {
+        "tools/call" => "tool call",
+        "resources/read" => "resource read",
+        "resources/subscribe" => "resource subscription",
+        "prompts/get" => "prompt get",
+        "completion/complete" => "completion",
+        _ => "request",
     }
-    let digest = hasher.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    (keys, hex)
 }

@@ -3,6 +3,7 @@
 //! 2026-07-28 requests are served statelessly, 2025-era clients get `Mcp-Session-Id`
 //! sessions (when enabled), bound to the principal that created them.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use super::sessions::{SessionGuard, bind_sessions};
 use crate::PortcullisHandler;
 use crate::auth::{self, AuthState, Principal};
 use crate::catalog::Catalog;
+use crate::guard::Target;
 
 /// Settings of the HTTP transport.
 #[derive(Clone)]
@@ -179,7 +181,7 @@ struct Inspector {
 #[derive(Deserialize)]
 struct Peek<'a> {
     #[serde(borrow)]
-    method: Option<std::borrow::Cow<'a, str>>,
+    method: Option<Cow<'a, str>>,
     #[serde(borrow)]
     params: Option<PeekParams<'a>>,
 }
@@ -187,12 +189,47 @@ struct Peek<'a> {
 #[derive(Deserialize)]
 struct PeekParams<'a> {
     #[serde(borrow)]
-    name: Option<std::borrow::Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    uri: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "ref")]
+    reference: Option<PeekRef<'a>>,
 }
 
-/// Buffers a POST body (bounded), answers non-JSON with a JSON-RPC parse error, refuses
-/// `tools/call` for a tool the principal lacks scopes for (403 `insufficient_scope`), and
-/// records the method for the session layer.
+#[derive(Deserialize)]
+struct PeekRef<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    uri: Option<Cow<'a, str>>,
+}
+
+impl<'a> PeekParams<'a> {
+    /// What the request is for, for the methods that reach a pack.
+    fn target(&'a self, method: &str) -> Option<Target<'a>> {
+        match method {
+            "tools/call" => self.name.as_deref().map(Target::Tool),
+            "prompts/get" => self.name.as_deref().map(Target::Prompt),
+            "resources/read" | "resources/subscribe" => self.uri.as_deref().map(Target::Resource),
+            "completion/complete" => {
+                let reference = self.reference.as_ref()?;
+                match reference.kind.as_deref()? {
+                    "ref/prompt" => reference.name.as_deref().map(Target::Prompt),
+                    "ref/resource" => reference.uri.as_deref().map(Target::Template),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Buffers a POST body (bounded), answers non-JSON with a JSON-RPC parse error, refuses a
+/// request for a tool, resource, template or prompt the principal lacks scopes for (403
+/// `insufficient_scope`, from the same policies the guard applies), and records the method
+/// for the session layer.
 async fn inspect(
     State(inspector): State<Arc<Inspector>>,
     request: Request,
@@ -227,22 +264,24 @@ async fn inspect(
         params,
     }) = peek
     {
-        if method == "tools/call"
-            && let Some(tool) = params.and_then(|p| p.name)
+        if let Some(target) = params.as_ref().and_then(|p| p.target(&method))
             && let Some(principal) = parts.extensions.get::<Principal>()
+            && let Some(missing) = inspector.handler.guard().missing_scopes(
+                inspector.handler.catalog(),
+                principal,
+                target,
+            )
+            && !missing.is_empty()
         {
-            let missing = principal.missing(inspector.handler.policies().scopes(&tool));
-            if !missing.is_empty() {
-                tracing::info!(%principal, %tool, "tools/call refused: insufficient scope");
-                let scope = missing.join(" ");
-                let description = format!("`{tool}` needs the scope(s): {scope}");
-                return inspector.auth.challenge(
-                    &parts.headers,
-                    StatusCode::FORBIDDEN,
-                    Some(("insufficient_scope", &description)),
-                    Some(&scope),
-                );
-            }
+            tracing::info!(%principal, rpc.method = %method, "request refused: insufficient scope");
+            let scope = missing.join(" ");
+            let description = format!("{} needs the scope(s): {scope}", target.describe());
+            return inspector.auth.challenge(
+                &parts.headers,
+                StatusCode::FORBIDDEN,
+                Some(("insufficient_scope", &description)),
+                Some(&scope),
+            );
         }
         parts.extensions.insert(RpcMethod(method.into_owned()));
     }

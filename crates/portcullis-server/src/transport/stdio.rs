@@ -2,36 +2,73 @@
 //!
 //! A thin framing layer sits between the pipes and rmcp: rmcp silently drops a line that is
 //! not JSON, but JSON-RPC requires a `-32700 Parse error` reply, so lines are checked here
-//! first. All writes to stdout go through one task, one whole line at a time, so the parse
-//! errors can never interleave with rmcp's own messages.
+//! first. Lines longer than the message cap (the HTTP body limit) are answered with an error
+//! and skipped without being buffered. All writes to stdout go through one task, one whole
+//! line at a time, so these errors can never interleave with rmcp's own messages.
+//!
+//! The transport attaches the local user as the principal of every request: the operating
+//! system is the perimeter of a stdio server.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rmcp::ServiceExt;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::TransportError;
 use crate::PortcullisHandler;
+use crate::auth::Principal;
 
 /// Buffer between the framing layer and rmcp, each way.
 const PIPE_BUFFER: usize = 256 * 1024;
+/// Error lines of the framing layer waiting for the writer; past it, reading waits.
+const ERROR_QUEUE: usize = 64;
+
+/// Settings of the stdio transport.
+#[derive(Debug, Clone, Copy)]
+pub struct StdioOptions {
+    /// Time in-flight calls get after shutdown starts (or after the end of input).
+    pub shutdown_grace: Duration,
+    /// Longest message line; longer ones are answered with an error and skipped.
+    pub max_message_bytes: usize,
+}
+
+impl StdioOptions {
+    /// The stdio settings of `config`: the HTTP body limit and shutdown grace apply here too.
+    pub fn from_config(config: &portcullis_config::Config) -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(config.http.shutdown_grace_secs),
+            max_message_bytes: config.http.max_body_bytes,
+        }
+    }
+}
+
+impl Default for StdioOptions {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(10),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
 
 /// Serves one client on stdin/stdout until it disconnects or `shutdown` is cancelled.
-/// In-flight calls get up to `grace` to finish after `shutdown`.
+/// In-flight calls get up to the options' grace to finish after `shutdown`.
 pub async fn serve(
     handler: PortcullisHandler,
     shutdown: CancellationToken,
-    grace: std::time::Duration,
+    options: StdioOptions,
 ) -> Result<(), TransportError> {
     serve_on(
         handler,
         tokio::io::stdin(),
         tokio::io::stdout(),
         shutdown,
-        grace,
+        options,
     )
     .await
 }
@@ -42,24 +79,26 @@ pub async fn serve_on<R, W>(
     input: R,
     output: W,
     shutdown: CancellationToken,
-    grace: std::time::Duration,
+    options: StdioOptions,
 ) -> Result<(), TransportError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let handler = handler.with_principal(Principal::local_user());
+    let grace = options.shutdown_grace;
     let (to_rmcp, rmcp_input) = tokio::io::duplex(PIPE_BUFFER);
     let (rmcp_output, from_rmcp) = tokio::io::duplex(PIPE_BUFFER);
     let (rmcp_read, _) = tokio::io::split(rmcp_input);
     let (_, rmcp_write) = tokio::io::split(rmcp_output);
-    let (errors_tx, errors_rx) = mpsc::unbounded_channel();
+    let (errors_tx, errors_rx) = mpsc::channel(ERROR_QUEUE);
     let pending = Pending::default();
     tokio::spawn(read_frames(
-        input,
+        BufReader::new(input),
         to_rmcp,
         errors_tx,
         pending.clone(),
-        grace,
+        options,
     ));
     let writer = tokio::spawn(write_frames(from_rmcp, errors_rx, output, pending));
 
@@ -124,52 +163,171 @@ impl Pending {
     }
 }
 
-/// The `id` of a request (`method` and `id`) or of a response (`id` and no `method`).
+/// The `id` of a request (`method` and `id`) or of a response (`id` and no `method`), and
+/// the `requestId` of a cancellation.
 #[derive(serde::Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     id: Option<serde_json::Value>,
-    method: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    params: Option<CancelParams>,
 }
 
-/// Forwards well-formed JSON lines to rmcp; answers anything else with a parse error.
-async fn read_frames<R: AsyncRead + Unpin>(
-    input: R,
-    mut to_rmcp: tokio::io::DuplexStream,
-    errors: mpsc::UnboundedSender<String>,
-    pending: Pending,
-    grace: std::time::Duration,
-) {
-    let mut lines = BufReader::new(input).lines();
+#[derive(serde::Deserialize)]
+struct CancelParams {
+    #[serde(rename = "requestId")]
+    request_id: Option<serde_json::Value>,
+}
+
+/// What one read of the input produced.
+enum Frame {
+    /// A whole line (without its newline).
+    Line(Vec<u8>),
+    /// A line longer than the cap, skipped; the first bytes are kept to find its `id`.
+    TooLong(Vec<u8>),
+    /// End of input.
+    End,
+}
+
+/// Bytes of an oversize line kept to look for its `id`.
+const ID_PREFIX: usize = 256;
+
+/// Reads one line of at most `max` bytes. A longer line is consumed to its end without
+/// being kept, so memory stays bounded whatever the client sends.
+async fn next_frame<R: AsyncBufRead + Unpin>(input: &mut R, max: usize) -> std::io::Result<Frame> {
+    let mut line = Vec::new();
+    let mut too_long = false;
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (too_long, line.is_empty()) {
+                (true, _) => Frame::TooLong(line),
+                (false, true) => Frame::End,
+                (false, false) => Frame::Line(line),
+            });
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(at) => (&available[..at], Some(at + 1)),
+            None => (available, None),
+        };
+        if !too_long && line.len() + chunk.len() > max {
+            too_long = true;
+            line.truncate(ID_PREFIX);
+        }
+        if too_long {
+            let room = ID_PREFIX.saturating_sub(line.len());
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        } else {
+            line.extend_from_slice(chunk);
+        }
+        let used = done.unwrap_or(available.len());
+        input.consume(used);
+        if done.is_some() {
+            return Ok(if too_long {
+                Frame::TooLong(line)
+            } else {
+                Frame::Line(line)
+            });
+        }
+    }
+}
+
+/// The `id` near the start of a message that is too long to parse: a number or a short
+/// plain string after `"id":`. Lets the client match the error to its request.
+fn leading_id(prefix: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(prefix);
+    let Some(at) = text.find("\"id\"") else {
+        return serde_json::Value::Null;
+    };
+    let rest = text[at + 4..].trim_start();
+    let Some(rest) = rest.strip_prefix(':') else {
+        return serde_json::Value::Null;
+    };
+    let rest = rest.trim_start();
+    if let Some(quoted) = rest.strip_prefix('"') {
+        return match quoted.find('"') {
+            Some(end) if end <= 64 && !quoted[..end].contains('\\') => {
+                serde_json::Value::String(quoted[..end].to_owned())
+            }
+            _ => serde_json::Value::Null,
+        };
+    }
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect();
+    number
+        .parse::<i64>()
+        .map_or(serde_json::Value::Null, serde_json::Value::from)
+}
+
+/// Forwards well-formed JSON lines to rmcp; answers anything else with an error.
+async fn read_frames<R: AsyncBufRead + Unpin>(
+    mut input: R,
+    mut to_rmcp: tokio::io::DuplexStream,
+    errors: mpsc::Sender<String>,
+    pending: Pending,
+    options: StdioOptions,
+) {
+    let max = options.max_message_bytes;
+    loop {
+        let line = match next_frame(&mut input, max).await {
+            Ok(Frame::Line(line)) => line,
+            Ok(Frame::End) => break,
+            Ok(Frame::TooLong(prefix)) => {
+                tracing::warn!(limit = max, "message on stdin over the size limit refused");
+                let _ = errors
+                    .send(error_line(
+                        leading_id(&prefix),
+                        -32600,
+                        &format!(
+                            "message exceeds the limit of {max} bytes; it was not read (the limit is `http.max_body_bytes`)"
+                        ),
+                    ))
+                    .await;
+                continue;
+            }
             Err(error) => {
-                // Invalid UTF-8 cannot be JSON: answer it and keep reading.
-                tracing::warn!(%error, "unreadable line on stdin");
-                let _ = errors.send(parse_error(&error.to_string()));
-                if error.kind() == std::io::ErrorKind::InvalidData {
-                    continue;
-                }
+                tracing::warn!(%error, "stdin could not be read");
                 break;
             }
+        };
+        let Ok(line) = String::from_utf8(line) else {
+            // Invalid UTF-8 cannot be JSON: answer it and keep reading.
+            tracing::warn!("line on stdin is not UTF-8");
+            let _ = errors
+                .send(parse_error("the line is not valid UTF-8"))
+                .await;
+            continue;
         };
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Envelope>(&line) {
+        match serde_json::from_str::<Envelope<'_>>(&line) {
             Ok(Envelope {
                 id: Some(id),
                 method: Some(_),
+                ..
             }) => pending.update(|ids| {
                 ids.insert(id.to_string());
+            }),
+            // rmcp does not answer a request the client cancelled: it is not pending.
+            Ok(Envelope {
+                id: None,
+                method: Some(method),
+                params:
+                    Some(CancelParams {
+                        request_id: Some(id),
+                    }),
+            }) if method == "notifications/cancelled" => pending.update(|ids| {
+                ids.remove(&id.to_string());
             }),
             Ok(_) => {}
             // Valid JSON of another shape (a batch, a scalar): rmcp answers it.
             Err(_) if serde_json::from_str::<serde::de::IgnoredAny>(&line).is_ok() => {}
             Err(error) => {
                 tracing::warn!(%error, "malformed JSON on stdin");
-                let _ = errors.send(parse_error(&error.to_string()));
+                let _ = errors.send(parse_error(&error.to_string())).await;
                 continue;
             }
         }
@@ -180,7 +338,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
     }
     let mut count = pending.count.subscribe();
-    if tokio::time::timeout(grace, count.wait_for(|n| *n == 0))
+    if tokio::time::timeout(options.shutdown_grace, count.wait_for(|n| *n == 0))
         .await
         .is_err()
     {
@@ -189,19 +347,27 @@ async fn read_frames<R: AsyncRead + Unpin>(
     let _ = to_rmcp.shutdown().await;
 }
 
-fn parse_error(detail: &str) -> String {
+fn error_line(id: serde_json::Value, code: i32, message: &str) -> String {
     serde_json::json!({
         "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32700, "message": format!("parse error: {detail}") }
+        "id": id,
+        "error": { "code": code, "message": message }
     })
     .to_string()
+}
+
+fn parse_error(detail: &str) -> String {
+    error_line(
+        serde_json::Value::Null,
+        -32700,
+        &format!("parse error: {detail}"),
+    )
 }
 
 /// The only writer of stdout: whole lines from rmcp and from the framing layer.
 async fn write_frames<W: AsyncWrite + Unpin>(
     from_rmcp: tokio::io::DuplexStream,
-    mut errors: mpsc::UnboundedReceiver<String>,
+    mut errors: mpsc::Receiver<String>,
     mut output: W,
     pending: Pending,
 ) {
@@ -227,7 +393,8 @@ async fn write_frames<W: AsyncWrite + Unpin>(
         if let Ok(Envelope {
             id: Some(id),
             method: None,
-        }) = serde_json::from_str::<Envelope>(&line)
+            ..
+        }) = serde_json::from_str::<Envelope<'_>>(&line)
         {
             pending.update(|ids| {
                 ids.remove(&id.to_string());

@@ -85,9 +85,11 @@ impl portcullis_server::ResourceSource for OneResource {
         uri: &str,
     ) -> Result<portcullis_server::rmcp::model::ReadResourceResult, portcullis_server::ResourceError>
     {
-        Ok(portcullis_server::rmcp::model::ReadResourceResult::new(vec![
-            portcullis_server::rmcp::model::ResourceContents::text("one", uri),
-        ]))
+        Ok(portcullis_server::rmcp::model::ReadResourceResult::new(
+            vec![portcullis_server::rmcp::model::ResourceContents::text(
+                "one", uri,
+            )],
+        ))
     }
 }
 

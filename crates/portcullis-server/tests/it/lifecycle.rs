@@ -52,7 +52,10 @@ async fn in_memory(
         server_read,
         server_write,
         CancellationToken::new(),
-        Duration::from_secs(1),
+        stdio::StdioOptions {
+            shutdown_grace: Duration::from_secs(1),
+            ..stdio::StdioOptions::default()
+        },
     ));
     client_config()
         .serve_with_lifecycle(tokio::io::split(client_io), era)
@@ -166,6 +169,7 @@ async fn shutdown_lets_in_flight_calls_finish() {
         async move { http::serve(handler, &options, listener, shutdown).await }
     });
     let url = format!("http://{addr}/mcp");
+    portcullis_test::ensure_crypto_provider();
     let transport =
         portcullis_server::rmcp::transport::StreamableHttpClientTransport::from_uri(url);
     let client = client_config()

@@ -27,7 +27,10 @@ impl Tool for PanickingTool {
         ToolDef::new(
             "explode",
             "Panics",
-            json!({ "type": "object" }).as_object().cloned().unwrap_or_default(),
+            json!({ "type": "object" })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         )
     }
 
@@ -103,7 +106,10 @@ impl Raw {
                 server_read,
                 server_write,
                 CancellationToken::new(),
-                Duration::from_secs(30),
+                stdio::StdioOptions {
+                    shutdown_grace: Duration::from_secs(30),
+                    ..stdio::StdioOptions::default()
+                },
             )
             .await;
         });
@@ -164,11 +170,17 @@ async fn panics_become_internal_errors_and_the_server_keeps_serving() {
     let slow = Slow::default();
     let mut raw = Raw::start(handler(&slow));
 
-    raw.request(1, "tools/call", json!({ "name": "explode", "arguments": {} }))
-        .await;
+    raw.request(
+        1,
+        "tools/call",
+        json!({ "name": "explode", "arguments": {} }),
+    )
+    .await;
     let (tool, _) = raw.until_response(1).await;
     assert_eq!(tool["result"]["isError"], json!(true), "{tool}");
-    let text = tool["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    let text = tool["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
     assert_internal_with_reference(text);
     assert!(!tool.to_string().contains("hunter2"), "{tool}");
 
@@ -184,18 +196,29 @@ async fn panics_become_internal_errors_and_the_server_keeps_serving() {
     assert_eq!(prompt["error"]["code"], json!(-32603), "{prompt}");
     assert_internal_with_reference(prompt["error"]["message"].as_str().unwrap_or_default());
 
-    raw.request(4, "tools/call", json!({ "name": "slow", "arguments": { "millis": 1 } }))
-        .await;
+    raw.request(
+        4,
+        "tools/call",
+        json!({ "name": "slow", "arguments": { "millis": 1 } }),
+    )
+    .await;
     let (after, _) = raw.until_response(4).await;
-    assert_eq!(after["result"]["content"][0]["text"], "worked 1 ms", "{after}");
+    assert_eq!(
+        after["result"]["content"][0]["text"], "worked 1 ms",
+        "{after}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn end_of_input_after_a_panic_does_not_wait_out_the_grace_period() {
     let slow = Slow::default();
     let mut raw = Raw::start(handler(&slow));
-    raw.request(1, "tools/call", json!({ "name": "explode", "arguments": {} }))
-        .await;
+    raw.request(
+        1,
+        "tools/call",
+        json!({ "name": "explode", "arguments": {} }),
+    )
+    .await;
     let started = Instant::now();
     raw.input.shutdown().await.expect("close input");
     let (response, _) = raw.until_response(1).await;
@@ -211,16 +234,24 @@ async fn end_of_input_after_a_panic_does_not_wait_out_the_grace_period() {
 async fn a_cancelled_request_gets_no_internal_error_and_does_not_hold_up_the_end() {
     let slow = Slow::default();
     let mut raw = Raw::start(handler(&slow));
-    raw.request(7, "tools/call", json!({ "name": "slow", "arguments": { "millis": 60000 } }))
-        .await;
+    raw.request(
+        7,
+        "tools/call",
+        json!({ "name": "slow", "arguments": { "millis": 60000 } }),
+    )
+    .await;
     slow.started.notified().await;
     raw.send(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": 7, "reason": "user pressed stop" } }))
         .await;
     tokio::time::timeout(Duration::from_secs(10), slow.stopped_signal.notified())
         .await
         .expect("the tool is stopped");
-    raw.request(8, "tools/call", json!({ "name": "slow", "arguments": { "millis": 1 } }))
-        .await;
+    raw.request(
+        8,
+        "tools/call",
+        json!({ "name": "slow", "arguments": { "millis": 1 } }),
+    )
+    .await;
     let (after, seen) = raw.until_response(8).await;
     assert_eq!(after["result"]["content"][0]["text"], "worked 1 ms");
     for message in &seen {

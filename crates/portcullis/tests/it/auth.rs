@@ -102,7 +102,7 @@ writable = true
             "io.modelcontextprotocol/clientCapabilities": {}
         });
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let mut request = reqwest::Client::new()
+        let mut request = portcullis_test::http()
             .post(self.server.url())
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
@@ -193,7 +193,9 @@ async fn unauthenticated_requests_get_a_challenge_and_the_metadata() {
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/mcp",
     ] {
-        let metadata: Value = reqwest::get(auth.server.at(path))
+        let metadata: Value = portcullis_test::http()
+            .get(auth.server.at(path))
+            .send()
             .await
             .expect("metadata")
             .json()
@@ -212,7 +214,9 @@ async fn unauthenticated_requests_get_a_challenge_and_the_metadata() {
     }
     // Health stays open.
     assert_eq!(
-        reqwest::get(auth.server.at("/healthz"))
+        portcullis_test::http()
+            .get(auth.server.at("/healthz"))
+            .send()
             .await
             .expect("healthz")
             .status(),
@@ -234,7 +238,7 @@ async fn api_keys_authenticate_and_scopes_decide_what_they_may_do() {
         );
     }
     // X-API-Key works as well as Authorization.
-    let via_header = reqwest::Client::new()
+    let via_header = portcullis_test::http()
         .get(auth.server.url())
         .header("x-api-key", "pcs_wrong")
         .send()
@@ -427,7 +431,7 @@ async fn a_session_belongs_to_the_principal_that_created_it() {
 
     // Find the reader's session id by initializing by hand (rmcp's client hides its own).
     let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
-    let http = reqwest::Client::new();
+    let http = portcullis_test::http();
     let response = http
         .post(auth.server.url())
         .bearer_auth(READER_KEY)
@@ -471,7 +475,7 @@ async fn a_session_belongs_to_the_principal_that_created_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_initialize_flood_stays_under_the_session_cap() {
     let auth = AuthServer::start("max_sessions_per_principal = 8\nmax_sessions = 100").await;
-    let http = reqwest::Client::new();
+    let http = portcullis_test::http();
     let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "flood", "version": "1" } } });
     let mut statuses = std::collections::BTreeMap::new();
     let mut requests = futures::stream::iter(0..1000)

@@ -148,7 +148,10 @@ async fn scopes_cover_resources_templates_prompts_and_completions() {
 
     // Without files:read: no tools, no file template, and the file itself is refused.
     assert_eq!(
-        names(&s.ok(NOBODY, "tools/list", json!({})).await["tools"], "name"),
+        names(
+            &s.ok(NOBODY, "tools/list", json!({})).await["tools"],
+            "name"
+        ),
         Vec::<String>::new()
     );
     assert_eq!(
@@ -163,11 +166,18 @@ async fn scopes_cover_resources_templates_prompts_and_completions() {
         .await;
     // Static resources: the pack has no scopes, one resource has its own.
     assert_eq!(
-        names(&s.ok(NOBODY, "resources/list", json!({})).await["resources"], "uri"),
+        names(
+            &s.ok(NOBODY, "resources/list", json!({})).await["resources"],
+            "uri"
+        ),
         ["config://public"]
     );
     let public = s
-        .ok(NOBODY, "resources/read", json!({ "uri": "config://public" }))
+        .ok(
+            NOBODY,
+            "resources/read",
+            json!({ "uri": "config://public" }),
+        )
         .await;
     assert_eq!(public["contents"][0]["text"], "anyone may read this");
     s.forbidden(
@@ -179,7 +189,10 @@ async fn scopes_cover_resources_templates_prompts_and_completions() {
     .await;
     // Prompts need prompts:read: hidden, refused, and so are their completions.
     assert_eq!(
-        names(&s.ok(NOBODY, "prompts/list", json!({})).await["prompts"], "name"),
+        names(
+            &s.ok(NOBODY, "prompts/list", json!({})).await["prompts"],
+            "name"
+        ),
         Vec::<String>::new()
     );
     s.forbidden(
@@ -189,8 +202,13 @@ async fn scopes_cover_resources_templates_prompts_and_completions() {
         "prompts:read",
     )
     .await;
-    s.forbidden(NOBODY, "completion/complete", complete.clone(), "prompts:read")
-        .await;
+    s.forbidden(
+        NOBODY,
+        "completion/complete",
+        complete.clone(),
+        "prompts:read",
+    )
+    .await;
 
     // The reader may read files, and sees the template, but still no prompts.
     let read = s.ok(READER, "resources/read", readme.clone()).await;
@@ -208,12 +226,19 @@ async fn scopes_cover_resources_templates_prompts_and_completions() {
         ["file:///{root}/{+path}"]
     );
     assert!(
-        names(&s.ok(READER, "prompts/list", json!({})).await["prompts"], "name").is_empty()
+        names(
+            &s.ok(READER, "prompts/list", json!({})).await["prompts"],
+            "name"
+        )
+        .is_empty()
     );
 
     // The prompter gets prompts and completions, not files.
     assert_eq!(
-        names(&s.ok(PROMPTER, "prompts/list", json!({})).await["prompts"], "name"),
+        names(
+            &s.ok(PROMPTER, "prompts/list", json!({})).await["prompts"],
+            "name"
+        ),
         ["code_review"]
     );
     let got = s
@@ -235,6 +260,10 @@ async fn scopes_cover_resources_templates_prompts_and_completions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(
+    deprecated,
+    reason = "resources/subscribe is the 2025 era's subscription, which this test covers"
+)]
 async fn a_2025_session_is_authorized_the_same_way() {
     let s = start(true).await;
     let nobody = http_client_with_token(&s.server.url(), Era::Init2025_11, NOBODY)
@@ -257,9 +286,11 @@ async fn a_2025_session_is_authorized_the_same_way() {
     );
     assert!(nobody.list_all_prompts().await.expect("prompts").is_empty());
     let refused = nobody
-        .read_resource(portcullis_server::rmcp::model::ReadResourceRequestParams::new(
-            "file:///workspace/README.md",
-        ))
+        .read_resource(
+            portcullis_server::rmcp::model::ReadResourceRequestParams::new(
+                "file:///workspace/README.md",
+            ),
+        )
         .await;
     assert!(refused.is_err(), "read without files:read: {refused:?}");
     let subscribe = nobody
@@ -267,15 +298,20 @@ async fn a_2025_session_is_authorized_the_same_way() {
             "config://secret-rules",
         ))
         .await;
-    assert!(subscribe.is_err(), "subscribe without rules:read: {subscribe:?}");
+    assert!(
+        subscribe.is_err(),
+        "subscribe without rules:read: {subscribe:?}"
+    );
 
     let reader = http_client_with_token(&s.server.url(), Era::Init2025_11, READER)
         .await
         .expect("reader connects");
     let read = reader
-        .read_resource(portcullis_server::rmcp::model::ReadResourceRequestParams::new(
-            "file:///workspace/README.md",
-        ))
+        .read_resource(
+            portcullis_server::rmcp::model::ReadResourceRequestParams::new(
+                "file:///workspace/README.md",
+            ),
+        )
         .await
         .expect("the reader may read files");
     assert!(format!("{read:?}").contains("shelf"));

@@ -119,7 +119,7 @@ async fn bad_http_requests_are_refused_and_the_server_keeps_serving() {
         .expect("connect");
     bad_arguments_and_names(&client).await;
 
-    let http = reqwest::Client::new();
+    let http = portcullis_test::http();
     let post = |body: String| {
         http.post(server.url())
             .header("content-type", "application/json")
@@ -133,7 +133,7 @@ async fn bad_http_requests_are_refused_and_the_server_keeps_serving() {
         "a".repeat(5 * 1024 * 1024)
     );
     // A separate client: the server closes a connection whose oversize body it did not read.
-    let response = reqwest::Client::new()
+    let response = portcullis_test::http()
         .post(server.url())
         .header("content-type", "application/json")
         .body(oversize)

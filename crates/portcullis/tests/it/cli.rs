@@ -108,7 +108,9 @@ async fn sigterm_stops_the_http_server_cleanly() {
         .await
         .expect("spawn");
     assert_eq!(
-        reqwest::get(server.at("/healthz"))
+        portcullis_test::http()
+            .get(server.at("/healthz"))
+            .send()
             .await
             .expect("healthz")
             .status(),
@@ -156,5 +158,9 @@ fn check_shows_authentication_and_scopes_of_the_remote_example() {
             "  write_file       WRITES (destructive, needs confirm); needs scope(s) files:write\n"
         ),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("  file:///{root}/{+path}; needs scope(s) files:read\n"),
+        "the file template is covered by the pack's scopes too: {stdout}"
     );
 }

@@ -27,7 +27,9 @@ async fn tool(server: &HttpServer, name: &str, arguments: serde_json::Value) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_two_concurrent_writes_never_interleave() {
     let fixture = Fixture::new("").expect("fixture");
-    let server = HttpServer::spawn(bin(), &fixture.config()).await.expect("spawn");
+    let server = HttpServer::spawn(bin(), &fixture.config())
+        .await
+        .expect("spawn");
     // Each writer's content is large enough to take several write(2) calls.
     let contents: Vec<String> = (0..32)
         .map(|i| format!("writer {i:02}\n").repeat(40_000 / 10))
@@ -70,18 +72,26 @@ async fn thirty_two_concurrent_writes_never_interleave() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| name != "shared.txt" && name != "notes" && name != "link-out")
         .collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_symlink_planted_at_a_predictable_temporary_name_is_not_followed() {
     let fixture = Fixture::new("").expect("fixture");
-    let server = HttpServer::spawn(bin(), &fixture.config()).await.expect("spawn");
+    let server = HttpServer::spawn(bin(), &fixture.config())
+        .await
+        .expect("spawn");
     let victim = fixture.path().join("outside/victim.txt");
     std::fs::write(&victim, "untouched\n").expect("victim");
     let pid = server.pid().expect("pid");
     // The first wave wrote to `.NAME.portcullis-PID.tmp`: plant symlinks at every such name.
-    for name in [format!(".note.txt.portcullis-{pid}.tmp"), format!(".note.txt.tmp")] {
+    for name in [
+        format!(".note.txt.portcullis-{pid}.tmp"),
+        ".note.txt.tmp".to_owned(),
+    ] {
         std::os::unix::fs::symlink(&victim, fixture.path().join("scratch").join(name))
             .expect("plant symlink");
     }
@@ -113,7 +123,9 @@ async fn a_symlink_planted_at_a_predictable_temporary_name_is_not_followed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_directory_swapped_for_a_symlink_mid_call_never_leads_out() {
     let fixture = Fixture::new("").expect("fixture");
-    let server = HttpServer::spawn(bin(), &fixture.config()).await.expect("spawn");
+    let server = HttpServer::spawn(bin(), &fixture.config())
+        .await
+        .expect("spawn");
     let project = fixture.path().join("project");
     let outside = fixture.path().join("outside");
     std::fs::write(outside.join("inside.txt"), "TOP SECRET swapped in\n").expect("outside file");
@@ -129,7 +141,8 @@ async fn a_directory_swapped_for_a_symlink_mid_call_never_leads_out() {
     // file system allows, while reads go on.
     let stop = Arc::new(AtomicBool::new(false));
     let flipper = {
-        let (stop, flip, real, link) = (Arc::clone(&stop), flip.clone(), real.clone(), link.clone());
+        let (stop, flip, real, link) =
+            (Arc::clone(&stop), flip.clone(), real.clone(), link.clone());
         std::thread::spawn(move || {
             let mut swaps = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -161,7 +174,10 @@ async fn a_directory_swapped_for_a_symlink_mid_call_never_leads_out() {
         for read in reads {
             let body = read.await.expect("task").body;
             let text = body.to_string();
-            assert!(!text.contains("TOP SECRET"), "a read escaped the root: {text}");
+            assert!(
+                !text.contains("TOP SECRET"),
+                "a read escaped the root: {text}"
+            );
             if body["result"]["isError"] == json!(false) {
                 served += 1;
             }

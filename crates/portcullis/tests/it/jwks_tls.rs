@@ -13,8 +13,8 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use portcullis_test::{HttpServer, post_stateless};
 use portcullis_test::tls::{TestCa, serve_https};
+use portcullis_test::{HttpServer, post_stateless};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -36,9 +36,10 @@ struct Idp {
 
 impl Idp {
     fn serve_only(&self, kids: &[&str]) {
-        let all: Value =
-            serde_json::from_str(&std::fs::read_to_string(keys_dir().join("jwks.json")).expect("jwks"))
-                .expect("json");
+        let all: Value = serde_json::from_str(
+            &std::fs::read_to_string(keys_dir().join("jwks.json")).expect("jwks"),
+        )
+        .expect("json");
         let keys: Vec<Value> = all["keys"]
             .as_array()
             .expect("keys")
@@ -134,7 +135,11 @@ async fn validates_and_rotates(jwt_source: &str) {
 
     let rsa = token(&issuer, Algorithm::RS256, "test-rsa");
     let ec = token(&issuer, Algorithm::ES256, "test-ec");
-    assert_eq!(status(&server, &rsa).await, StatusCode::OK, "RS256 through {jwt_source}");
+    assert_eq!(
+        status(&server, &rsa).await,
+        StatusCode::OK,
+        "RS256 through {jwt_source}"
+    );
     assert!(idp.fetches() >= 1, "the key set came over HTTPS");
     assert_eq!(
         status(&server, &ec).await,
@@ -146,8 +151,15 @@ async fn validates_and_rotates(jwt_source: &str) {
     // set, so the server fetches the set again and accepts the token.
     idp.serve_only(&["test-ec"]);
     let before = idp.fetches();
-    assert_eq!(status(&server, &ec).await, StatusCode::OK, "rotated key accepted");
-    assert!(idp.fetches() > before, "an unknown kid refetched the key set");
+    assert_eq!(
+        status(&server, &ec).await,
+        StatusCode::OK,
+        "rotated key accepted"
+    );
+    assert!(
+        idp.fetches() > before,
+        "an unknown kid refetched the key set"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,13 +177,20 @@ async fn an_untrusted_certificate_is_refused() {
     let ca = TestCa::new().expect("ca");
     let (idp, issuer) = start_idp(&ca).await;
     // No `ca_file`: the IdP's certificate chains to nothing the server trusts.
-    let (server, _dir) =
-        start_server(None, &format!("issuer = \"{issuer}\"\njwks_url = \"{issuer}/jwks.json\"")).await;
+    let (server, _dir) = start_server(
+        None,
+        &format!("issuer = \"{issuer}\"\njwks_url = \"{issuer}/jwks.json\""),
+    )
+    .await;
     let rsa = token(&issuer, Algorithm::RS256, "test-rsa");
     assert_eq!(
         status(&server, &rsa).await,
         StatusCode::SERVICE_UNAVAILABLE,
         "keys from an untrusted server are not used"
     );
-    assert_eq!(idp.fetches(), 0, "no key set was handed over an untrusted TLS session");
+    assert_eq!(
+        idp.fetches(),
+        0,
+        "no key set was handed over an untrusted TLS session"
+    );
 }

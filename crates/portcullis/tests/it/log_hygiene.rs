@@ -43,8 +43,11 @@ fn toml_str(s: &str) -> String {
 
 async fn start(dir: &Path, logging: &str, args: &[&str]) -> HttpServer {
     std::fs::create_dir_all(dir.join("scratch")).expect("scratch");
-    std::fs::write(dir.join("seed.sql"), "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
-        .expect("seed");
+    std::fs::write(
+        dir.join("seed.sql"),
+        "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);",
+    )
+    .expect("seed");
     let mysql = mysql_url().replacen("root@", &format!("root:{MY_PASSWORD}@"), 1);
     let config = format!(
         r#"[server]
@@ -160,7 +163,10 @@ async fn no_secret_or_value_reaches_the_logs_at_trace_level() {
         .expect("body");
 
     let output = server.output().join("\n");
-    assert!(output.contains("\"tool call\""), "the calls were logged at all");
+    assert!(
+        output.contains("\"tool call\""),
+        "the calls were logged at all"
+    );
     for (what, canary) in [
         ("database password", PG_PASSWORD),
         ("database password", MY_PASSWORD),
@@ -173,10 +179,16 @@ async fn no_secret_or_value_reaches_the_logs_at_trace_level() {
         ("resource path", PATH_VALUE),
     ] {
         for line in server.output() {
-            assert!(!line.contains(canary), "{what} in the server's output: {line}");
+            assert!(
+                !line.contains(canary),
+                "{what} in the server's output: {line}"
+            );
         }
         for result in &results {
-            assert!(!result.to_string().contains(canary), "{what} in a result: {result}");
+            assert!(
+                !result.to_string().contains(canary),
+                "{what} in a result: {result}"
+            );
         }
         assert!(!ready.contains(canary), "{what} on /readyz: {ready}");
     }
@@ -194,7 +206,10 @@ async fn fingerprint_of_a_call(dir: &Path, logging: &str) -> String {
         .expect("log line");
     let line: Value = serde_json::from_str(&line).expect("json");
     let fields = &line["fields"];
-    assert!(fields.get("args_sha256").is_none(), "an unkeyed hash is logged: {line}");
+    assert!(
+        fields.get("args_sha256").is_none(),
+        "an unkeyed hash is logged: {line}"
+    );
     fields["args_fp"]
         .as_str()
         .unwrap_or_else(|| panic!("no args_fp: {line}"))
@@ -214,7 +229,10 @@ async fn the_argument_fingerprint_is_keyed() {
     let keyed = "fingerprint_key = \"shared-replica-key\"";
     let c = fingerprint_of_a_call(dir.path(), keyed).await;
     let d = fingerprint_of_a_call(dir.path(), keyed).await;
-    assert_eq!(c, d, "a shared key gives the same fingerprint on every replica");
+    assert_eq!(
+        c, d,
+        "a shared key gives the same fingerprint on every replica"
+    );
     use sha2::Digest as _;
     let plain = sha2::Sha256::digest(br#"{"sql":"SELECT 1"}"#);
     let plain: String = plain.iter().map(|b| format!("{b:02x}")).collect();

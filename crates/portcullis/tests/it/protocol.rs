@@ -168,7 +168,7 @@ async fn http_serves_the_demo_in_every_era() {
 async fn http_health_and_readiness() {
     let config = demo_config_on_ephemeral_port();
     let server = HttpServer::spawn(bin(), &config).await.expect("spawn");
-    let http = reqwest::Client::new();
+    let http = portcullis_test::http();
     let health = http
         .get(server.at("/healthz"))
         .send()
@@ -195,7 +195,11 @@ async fn readiness_reports_a_missing_root() {
         fixture.path().join("scratch-gone"),
     )
     .expect("move root away");
-    let ready = reqwest::get(server.at("/readyz")).await.expect("readyz");
+    let ready = portcullis_test::http()
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(

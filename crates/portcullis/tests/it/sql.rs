@@ -860,7 +860,11 @@ async fn the_demo_database_is_seeded_and_read_only() {
     .await;
     assert_eq!(structured(&result)["rows"][0]["n"], json!(12));
 
-    let ready = reqwest::get(server.at("/readyz")).await.expect("readyz");
+    let ready = portcullis_test::http()
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.expect("json");
     assert_eq!(body["checks"]["sql:community"], json!("ok"), "{body}");

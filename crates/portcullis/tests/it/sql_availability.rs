@@ -73,7 +73,11 @@ impl Drop for Proxy {
 }
 
 async fn readyz(server: &HttpServer) -> (u16, Value) {
-    let response = reqwest::get(server.at("/readyz")).await.expect("readyz");
+    let response = portcullis_test::http()
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     let status = response.status().as_u16();
     (status, response.json().await.expect("readyz json"))
 }

@@ -83,9 +83,14 @@ async fn a_300_mb_line_gets_an_error_and_memory_stays_bounded() {
         "the error says what the limit is: {error}"
     );
     assert!(
-        responses.last().is_some_and(|r| r["result"]["tools"].is_array()),
+        responses
+            .last()
+            .is_some_and(|r| r["result"]["tools"].is_array()),
         "the next request is served: {responses:?}"
     );
     let peak = peak_rss_kb(pid);
-    assert!(peak < 100 * 1024, "peak RSS {peak} kB: the line was buffered");
+    assert!(
+        peak < 100 * 1024,
+        "peak RSS {peak} kB: the line was buffered"
+    );
 }

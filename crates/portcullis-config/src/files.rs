@@ -1,0 +1,91 @@
+//! The files pack's configuration: directory roots, their limits and deny lists.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::validate::{Issue, issue};
+
+/// One directory served by the files pack.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilesRoot {
+    /// Name of the root: lowercase letters, digits, `-` and `_`. It is the first segment of
+    /// resource URIs (`file:///NAME/path`) and the value of the `root` argument when several
+    /// roots are configured.
+    pub name: String,
+    /// Directory to serve, relative to the config file's directory (or absolute).
+    pub path: PathBuf,
+    /// Allow `write_file` and `edit_file` in this root. Off by default.
+    #[serde(default)]
+    pub writable: bool,
+    /// Largest file, in bytes, that `read_file` returns or `search_files` scans.
+    #[serde(default = "default_max_read_bytes")]
+    pub max_read_bytes: u64,
+    /// Most matches `search_files` returns.
+    #[serde(default = "default_max_search_results")]
+    pub max_search_results: usize,
+    /// Most entries `search_files` visits before it stops and reports a partial result.
+    #[serde(default = "default_max_search_entries")]
+    pub max_search_entries: usize,
+    /// Extra glob patterns (gitignore-like, matched against the path relative to the root and
+    /// against each file name) that are refused in addition to the built-in ones: `.env*`,
+    /// `.git/`, `*.pem`, `*.key`, `id_*`.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+fn default_max_read_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_max_search_results() -> usize {
+    100
+}
+fn default_max_search_entries() -> usize {
+    10_000
+}
+
+/// Checks the `[[files]]` roots: names, paths, limits.
+pub(crate) fn validate(roots: &[FilesRoot]) -> Result<(), Issue> {
+    let mut names = HashSet::new();
+    for (i, root) in roots.iter().enumerate() {
+        let key = format!("files[{i}]");
+        let root_name_ok = !root.name.is_empty()
+            && root
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !root_name_ok {
+            return Err(issue(
+                format!("{key}.name"),
+                format!(
+                    "root name `{}` may use only a-z, 0-9, `-` and `_`",
+                    root.name
+                ),
+            ));
+        }
+        if !names.insert(root.name.as_str()) {
+            return Err(issue(
+                format!("{key}.name"),
+                format!(
+                    "root name `{}` is used twice; every root needs its own name",
+                    root.name
+                ),
+            ));
+        }
+        if root.path.as_os_str().is_empty() {
+            return Err(issue(format!("{key}.path"), "must not be empty"));
+        }
+        if root.max_read_bytes == 0 || root.max_search_results == 0 || root.max_search_entries == 0
+        {
+            return Err(issue(
+                key,
+                "`max_read_bytes`, `max_search_results` and `max_search_entries` must be at least 1",
+            ));
+        }
+    }
+
+    Ok(())
+}

@@ -1,0 +1,625 @@
+//! The jail: the only code that touches the file system on a client's behalf, shared by
+//! every pack that takes paths (files today; notes and the command pack's working
+//! directories and path arguments next).
+//!
+//! A root is opened once, as a directory handle (`cap-std`). A client's path is checked
+//! lexically (no NUL, not absolute, no `..`, not denied), resolved beneath that handle
+//! (symlinks that stay inside are followed; any that lead out are refused) and the resolved
+//! path is checked against the deny list again. Every later access opens that symlink-free
+//! path one component at a time from the root handle without following symlinks, so a
+//! directory swapped for a symlink between the check and the use makes the access fail
+//! instead of leading out of the root or onto a denied file. Writes go to a fresh temporary
+//! file in the target directory (`cap-tempfile`: `O_TMPFILE` or a random name created
+//! exclusively) that is renamed over the target atomically.
+
+mod deny;
+
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
+use cap_std::fs::{Dir, Metadata, OpenOptions, OpenOptionsExt as _};
+use portcullis_server::ToolError;
+
+pub use deny::DEFAULT_DENY;
+pub(crate) use deny::DenyList;
+
+/// A path inside the root, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Located {
+    /// Slash-separated path relative to the root, free of symlinks; empty for the root.
+    pub(crate) rel: String,
+    /// Metadata read while resolving (existing paths only).
+    pub(crate) meta: Option<Metadata>,
+}
+
+impl Located {
+    fn parent_and_name(&self) -> (&str, &str) {
+        self.rel.rsplit_once('/').unwrap_or(("", self.rel.as_str()))
+    }
+}
+
+/// What [`Jail::stat`] reports.
+#[derive(Debug, Clone)]
+pub(crate) struct Stat {
+    pub(crate) is_dir: bool,
+    pub(crate) len: u64,
+    pub(crate) modified: Option<SystemTime>,
+    pub(crate) readonly: bool,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) kind: EntryKind,
+    pub(crate) len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// What reading a file produced.
+#[derive(Debug)]
+pub(crate) enum FileContent {
+    Text(String),
+    Binary { len: u64 },
+}
+
+enum ReadRefusal {
+    NotAFile,
+    TooLarge(u64),
+    Grew,
+}
+
+/// One directory tree with its deny list. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub(crate) struct Jail {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    /// Where the root is, for readiness and for programs run inside it. Never used to open
+    /// a client's path.
+    path: PathBuf,
+    root: Dir,
+    deny: DenyList,
+}
+
+/// Runs blocking file-system work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ToolError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ToolError::internal("file-system task", e))
+}
+
+/// cap-std's error for a path that resolves outside the directory handle.
+fn is_escape(error: &std::io::Error) -> bool {
+    error.kind() == ErrorKind::PermissionDenied
+        && error.to_string().contains("outside of the filesystem")
+}
+
+impl Jail {
+    /// Opens the root `dir` (which must exist and be a directory) as a handle.
+    pub(crate) fn open(name: &str, dir: &Path, deny: DenyList) -> Result<Self, String> {
+        let cannot = |e: std::io::Error| {
+            format!("root `{name}` (`{}`) cannot be opened: {e}", dir.display())
+        };
+        let path = std::fs::canonicalize(dir).map_err(cannot)?;
+        if !path.is_dir() {
+            return Err(format!(
+                "root `{name}` (`{}`) is not a directory",
+                dir.display()
+            ));
+        }
+        let root = Dir::open_ambient_dir(&path, cap_std::ambient_authority()).map_err(cannot)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                path,
+                root,
+                deny,
+            }),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the root directory is still there (readiness).
+    pub(crate) async fn is_available(&self) -> bool {
+        tokio::fs::metadata(&self.inner.path)
+            .await
+            .is_ok_and(|m| m.is_dir())
+    }
+
+    /// Resolves an existing path.
+    pub(crate) async fn locate(&self, raw: &str) -> Result<Located, ToolError> {
+        let inner = Arc::clone(&self.inner);
+        let raw = raw.to_owned();
+        blocking(move || inner.locate(&raw)).await?
+    }
+
+    /// Resolves a path that may not exist yet (for writes): its directory must exist inside
+    /// the root, and if the file exists it must be a regular file, not a symlink.
+    pub(crate) async fn locate_for_write(&self, raw: &str) -> Result<Located, ToolError> {
+        let inner = Arc::clone(&self.inner);
+        let raw = raw.to_owned();
+        blocking(move || inner.locate_for_write(&raw)).await?
+    }
+
+    pub(crate) fn stat(&self, at: &Located) -> Stat {
+        match &at.meta {
+            Some(meta) => Stat {
+                is_dir: meta.is_dir(),
+                len: meta.len(),
+                modified: meta
+                    .modified()
+                    .ok()
+                    .map(cap_std::time::SystemTime::into_std),
+                readonly: meta.permissions().readonly(),
+            },
+            None => Stat {
+                is_dir: false,
+                len: 0,
+                modified: None,
+                readonly: false,
+            },
+        }
+    }
+
+    /// Lists a directory, leaving out denied entries. Returns the entries (sorted, at most
+    /// `max`) and whether more were left out.
+    pub(crate) async fn list(
+        &self,
+        raw: &str,
+        at: &Located,
+        max: usize,
+    ) -> Result<(Vec<Entry>, bool), ToolError> {
+        let inner = Arc::clone(&self.inner);
+        let (raw, at) = (raw.to_owned(), at.clone());
+        blocking(move || inner.list(&raw, &at, max)).await?
+    }
+
+    /// Reads a whole file of at most `max` bytes, telling text from binary.
+    pub(crate) async fn read(
+        &self,
+        raw: &str,
+        at: &Located,
+        max: u64,
+    ) -> Result<FileContent, ToolError> {
+        let bytes = self.read_bytes(raw, at, max).await?;
+        if content_inspector::inspect(&bytes).is_binary() {
+            return Ok(FileContent::Binary {
+                len: bytes.len() as u64,
+            });
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(FileContent::Text(text)),
+            Err(e) => Ok(FileContent::Binary {
+                len: e.as_bytes().len() as u64,
+            }),
+        }
+    }
+
+    /// Reads a whole file of at most `max` bytes, in one trip to the blocking pool.
+    pub(crate) async fn read_bytes(
+        &self,
+        raw: &str,
+        at: &Located,
+        max: u64,
+    ) -> Result<Vec<u8>, ToolError> {
+        let inner = Arc::clone(&self.inner);
+        let (raw, at) = (raw.to_owned(), at.clone());
+        blocking(move || inner.read_bytes(&raw, &at, max)).await?
+    }
+
+    /// Replaces (or creates) a file atomically: a fresh temporary file in the same
+    /// directory, renamed over the target.
+    pub(crate) async fn write(
+        &self,
+        raw: &str,
+        at: &Located,
+        content: Vec<u8>,
+    ) -> Result<(), ToolError> {
+        let inner = Arc::clone(&self.inner);
+        let (raw, at) = (raw.to_owned(), at.clone());
+        blocking(move || inner.write(&raw, &at, &content)).await?
+    }
+
+    /// Walks the tree under `at` without following symlinks or entering denied paths, calling
+    /// `visit(relative_path, reader)` for each regular file, until `visit` returns false or
+    /// `max_entries` entries were seen. Returns whether the walk stopped early. Blocking:
+    /// call it on the blocking pool.
+    pub(crate) fn walk_blocking(
+        &self,
+        at: &Located,
+        max_entries: usize,
+        mut visit: impl FnMut(&str, &FileReader<'_>) -> bool,
+    ) -> bool {
+        let inner = &self.inner;
+        let Ok(start) = inner.open_dir(&at.rel) else {
+            return false;
+        };
+        let mut stack = vec![(start, at.rel.clone())];
+        let mut seen = 0usize;
+        while let Some((dir, rel)) = stack.pop() {
+            let Ok(reader) = dir.entries() else {
+                continue;
+            };
+            let mut children: Vec<_> = reader.filter_map(Result::ok).collect();
+            children.sort_by_key(cap_std::fs::DirEntry::file_name);
+            // Files of a directory come in name order, then its subdirectories, depth first.
+            let mut subdirs = Vec::new();
+            for entry in children {
+                seen += 1;
+                if seen > max_entries {
+                    return true;
+                }
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let child_rel = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if inner.deny.is_denied(&child_rel) {
+                    continue;
+                }
+                let Ok(file_type) = entry.file_type() else {
+                    continue;
+                };
+                if file_type.is_dir() {
+                    if let Ok(sub) = dir.open_dir_nofollow(&name) {
+                        subdirs.push((sub, child_rel));
+                    }
+                } else if file_type.is_file() {
+                    let reader = FileReader {
+                        dir: &dir,
+                        name: &name,
+                    };
+                    if !visit(&child_rel, &reader) {
+                        return true;
+                    }
+                }
+            }
+            stack.extend(subdirs.into_iter().rev());
+        }
+        false
+    }
+}
+
+/// A regular file met during [`Jail::walk_blocking`], readable through its directory handle.
+pub(crate) struct FileReader<'a> {
+    dir: &'a Dir,
+    name: &'a str,
+}
+
+impl FileReader<'_> {
+    /// The file's text: `None` when it is larger than `max`, unreadable or binary.
+    pub(crate) fn text(&self, max: u64) -> Option<String> {
+        let file = open_regular(self.dir, self.name).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() > max {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.take(max + 1).read_to_end(&mut bytes).ok()?;
+        if bytes.len() as u64 > max || content_inspector::inspect(&bytes).is_binary() {
+            return None;
+        }
+        String::from_utf8(bytes).ok()
+    }
+}
+
+/// Opens `name` in `dir` for reading without following a symlink, and without blocking
+/// on a FIFO or device (`O_NONBLOCK`; it does nothing to regular files).
+fn open_regular(dir: &Dir, name: &str) -> std::io::Result<cap_std::fs::File> {
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .follow(FollowSymlinks::No)
+        .custom_flags(libc::O_NONBLOCK);
+    dir.open_with(name, &options)
+}
+
+impl Inner {
+    /// The lexical checks: returns the normalised relative path.
+    fn lexical(&self, raw: &str) -> Result<String, ToolError> {
+        if raw.contains('\0') {
+            return Err(ToolError::rejected(
+                "path contains a NUL byte; give a plain relative path",
+            ));
+        }
+        let looks_absolute = raw.starts_with('/')
+            || raw.starts_with('\\')
+            || raw.as_bytes().get(1) == Some(&b':') && raw.as_bytes()[0].is_ascii_alphabetic();
+        // Absolute paths are not echoed back: they name places outside the root.
+        if looks_absolute {
+            return Err(self.absolute());
+        }
+        let mut parts = Vec::new();
+        for component in Path::new(raw).components() {
+            match component {
+                Component::Normal(part) => {
+                    let Some(part) = part.to_str() else {
+                        return Err(ToolError::rejected("path is not valid UTF-8"));
+                    };
+                    parts.push(part);
+                }
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    return Err(ToolError::rejected(format!(
+                        "path `{raw}` leaves the root `{}`; `..` is not allowed",
+                        self.name
+                    )));
+                }
+                Component::RootDir | Component::Prefix(_) => return Err(self.absolute()),
+            }
+        }
+        let rel = parts.join("/");
+        self.check_denied(raw, &rel)?;
+        Ok(rel)
+    }
+
+    fn absolute(&self) -> ToolError {
+        ToolError::rejected(format!(
+            "the path is absolute; paths are relative to the root `{}`",
+            self.name
+        ))
+    }
+
+    fn check_denied(&self, raw: &str, rel: &str) -> Result<(), ToolError> {
+        if self.deny.is_denied(rel) {
+            return Err(ToolError::rejected(format!(
+                "path `{raw}` is denied by policy: secrets such as `.env*`, `.git/`, `*.pem`, `*.key` and `id_*` (and the root's own deny list) are never served"
+            )));
+        }
+        Ok(())
+    }
+
+    fn outside(&self, raw: &str) -> ToolError {
+        ToolError::rejected(format!(
+            "path `{raw}` resolves outside the root `{}`",
+            self.name
+        ))
+    }
+
+    fn not_found(&self, raw: &str) -> ToolError {
+        ToolError::NotFound(format!(
+            "no such file or directory `{raw}` in the root `{}`",
+            self.name
+        ))
+    }
+
+    fn io_error(&self, raw: &str, action: &str, error: std::io::Error) -> ToolError {
+        if is_escape(&error) {
+            return self.outside(raw);
+        }
+        match error.kind() {
+            ErrorKind::NotFound => self.not_found(raw),
+            ErrorKind::PermissionDenied => {
+                ToolError::rejected(format!("permission denied to {action} `{raw}`"))
+            }
+            ErrorKind::NotADirectory => ToolError::rejected(format!(
+                "`{raw}` is a file, not a directory; use read_file or file_info"
+            )),
+            // A symlink where the resolved path had none: the tree changed under the call.
+            _ if error.raw_os_error() == Some(libc::ELOOP) => ToolError::rejected(format!(
+                "`{raw}` changed while it was being opened; try again"
+            )),
+            _ => ToolError::internal(format!("{action} a file in root `{}`", self.name), error),
+        }
+    }
+
+    /// Resolves `rel` (lexically clean) beneath the root: symlinks inside are followed, any
+    /// that lead out are refused. The result is symlink-free and checked against the deny
+    /// list.
+    fn resolve(&self, raw: &str, rel: &str) -> Result<String, ToolError> {
+        let target = if rel.is_empty() { "." } else { rel };
+        let canonical = self
+            .root
+            .canonicalize(target)
+            .map_err(|e| self.io_error(raw, "open", e))?;
+        let mut parts = Vec::new();
+        for component in canonical.components() {
+            match component {
+                Component::Normal(part) => parts.push(
+                    part.to_str()
+                        .ok_or_else(|| ToolError::rejected("path is not valid UTF-8"))?,
+                ),
+                Component::CurDir => {}
+                _ => return Err(self.outside(raw)),
+            }
+        }
+        let resolved = parts.join("/");
+        self.check_denied(raw, &resolved)?;
+        Ok(resolved)
+    }
+
+    /// Opens the directory at `rel` (symlink-free) one component at a time from the root,
+    /// never following a symlink.
+    fn open_dir(&self, rel: &str) -> std::io::Result<Dir> {
+        let mut dir = self.root.try_clone()?;
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            dir = dir.open_dir_nofollow(part)?;
+        }
+        Ok(dir)
+    }
+
+    fn locate(&self, raw: &str) -> Result<Located, ToolError> {
+        let rel = self.lexical(raw)?;
+        let rel = self.resolve(raw, &rel)?;
+        let at = Located { rel, meta: None };
+        let meta = if at.rel.is_empty() {
+            self.root.dir_metadata()
+        } else {
+            let (parent, name) = at.parent_and_name();
+            self.open_dir(parent)
+                .and_then(|dir| dir.symlink_metadata(name))
+        }
+        .map_err(|e| self.io_error(raw, "open", e))?;
+        if meta.file_type().is_symlink() {
+            return Err(ToolError::rejected(format!(
+                "`{raw}` changed while it was being opened; try again"
+            )));
+        }
+        Ok(Located {
+            meta: Some(meta),
+            ..at
+        })
+    }
+
+    fn locate_for_write(&self, raw: &str) -> Result<Located, ToolError> {
+        let rel = self.lexical(raw)?;
+        let (parent_rel, file_name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        if file_name.is_empty() {
+            return Err(ToolError::rejected(
+                "give the path of a file to write, not the root",
+            ));
+        }
+        let parent = self.resolve(raw, parent_rel).map_err(|e| match e {
+            ToolError::NotFound(_) => ToolError::rejected(format!(
+                "the directory of `{raw}` does not exist in the root `{}`; only existing directories can be written to",
+                self.name
+            )),
+            other => other,
+        })?;
+        let rel = if parent.is_empty() {
+            file_name.to_owned()
+        } else {
+            format!("{parent}/{file_name}")
+        };
+        self.check_denied(raw, &rel)?;
+        let dir = self
+            .open_dir(&parent)
+            .map_err(|e| self.io_error(raw, "open", e))?;
+        let meta = match dir.symlink_metadata(file_name) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(ToolError::rejected(format!(
+                    "`{raw}` is a symbolic link; only regular files can be written"
+                )));
+            }
+            Ok(meta) if !meta.is_file() => {
+                return Err(ToolError::rejected(format!(
+                    "`{raw}` is not a regular file"
+                )));
+            }
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(self.io_error(raw, "inspect", e)),
+        };
+        Ok(Located { rel, meta })
+    }
+
+    fn list(&self, raw: &str, at: &Located, max: usize) -> Result<(Vec<Entry>, bool), ToolError> {
+        let dir = self
+            .open_dir(&at.rel)
+            .map_err(|e| self.io_error(raw, "list", e))?;
+        let reader = dir.entries().map_err(|e| self.io_error(raw, "list", e))?;
+        let mut entries = Vec::new();
+        let mut truncated = false;
+        for entry in reader {
+            let entry = entry.map_err(|e| self.io_error(raw, "list", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let rel = if at.rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{}/{name}", at.rel)
+            };
+            if self.deny.is_denied(&rel) {
+                continue;
+            }
+            if entries.len() >= max {
+                truncated = true;
+                break;
+            }
+            let (kind, len) = match entry.file_type() {
+                Ok(t) if t.is_symlink() => (EntryKind::Symlink, 0),
+                Ok(t) if t.is_dir() => (EntryKind::Dir, 0),
+                Ok(t) if t.is_file() => (
+                    EntryKind::File,
+                    entry.metadata().map(|m| m.len()).unwrap_or(0),
+                ),
+                _ => (EntryKind::Other, 0),
+            };
+            entries.push(Entry { name, kind, len });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((entries, truncated))
+    }
+
+    fn read_bytes(&self, raw: &str, at: &Located, max: u64) -> Result<Vec<u8>, ToolError> {
+        let refuse = |refusal: ReadRefusal| match refusal {
+            ReadRefusal::NotAFile => ToolError::rejected(format!(
+                "`{raw}` is not a regular file (a directory? use list_directory)"
+            )),
+            ReadRefusal::TooLarge(len) => ToolError::rejected(format!(
+                "`{raw}` is {len} bytes, over the read limit of {max} bytes for the root `{}`",
+                self.name
+            )),
+            ReadRefusal::Grew => ToolError::rejected(format!(
+                "`{raw}` grew over the read limit of {max} bytes while being read"
+            )),
+        };
+        if at.rel.is_empty() || at.meta.as_ref().is_some_and(Metadata::is_dir) {
+            return Err(ToolError::rejected(format!(
+                "`{raw}` is a directory; use list_directory"
+            )));
+        }
+        let (parent, name) = at.parent_and_name();
+        let file = self
+            .open_dir(parent)
+            .and_then(|dir| open_regular(&dir, name))
+            .map_err(|e| self.io_error(raw, "read", e))?;
+        let meta = file.metadata().map_err(|e| self.io_error(raw, "read", e))?;
+        if !meta.is_file() {
+            return Err(refuse(ReadRefusal::NotAFile));
+        }
+        if meta.len() > max {
+            return Err(refuse(ReadRefusal::TooLarge(meta.len())));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        // `take` bounds the read even if the file grows after the size check.
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io_error(raw, "read", e))?;
+        if bytes.len() as u64 > max {
+            return Err(refuse(ReadRefusal::Grew));
+        }
+        Ok(bytes)
+    }
+
+    fn write(&self, raw: &str, at: &Located, content: &[u8]) -> Result<(), ToolError> {
+        let (parent, name) = at.parent_and_name();
+        let failed = |e: std::io::Error| self.io_error(raw, "write", e);
+        let dir = self.open_dir(parent).map_err(failed)?;
+        let mut temp = cap_tempfile::TempFile::new(&dir).map_err(failed)?;
+        temp.write_all(content).map_err(failed)?;
+        // A replaced file keeps its permissions.
+        if let Ok(existing) = dir.symlink_metadata(name)
+            && existing.is_file()
+        {
+            temp.as_file()
+                .set_permissions(existing.permissions())
+                .map_err(failed)?;
+        }
+        temp.as_file().sync_data().map_err(failed)?;
+        temp.replace(name).map_err(failed)
+    }
+}
