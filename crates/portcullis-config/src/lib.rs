@@ -13,6 +13,7 @@
 mod auth;
 pub mod env;
 mod files;
+mod http;
 mod load;
 mod model;
 mod params;
@@ -24,6 +25,7 @@ mod validate;
 
 pub use auth::*;
 pub use files::*;
+pub use http::*;
 pub use load::{ConfigError, load, parse};
 pub use model::*;
 pub use params::*;

@@ -50,6 +50,11 @@ pub struct Config {
     /// parameterized statements, and opt-in read-only ad-hoc query and schema tools.
     #[serde(default)]
     pub sql: Vec<crate::sql::SqlSource>,
+    /// HTTP APIs (the HTTP pack) and the tools defined on them: typed parameters become a
+    /// request's path, query and body; every request passes the outbound guard (allowed
+    /// hosts, no private or metadata addresses unless allowed, redirects re-checked).
+    #[serde(default)]
+    pub api: Vec<crate::http::HttpSource>,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

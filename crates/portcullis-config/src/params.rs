@@ -37,7 +37,22 @@ pub struct Param {
     pub pattern: Option<String>,
     /// Item type of an `array` (default `string`).
     pub items: Option<ParamType>,
+    /// A format a `string` must have (checked, not just advertised): `date` (`2026-12-01`),
+    /// `date-time`, `time`, `email`, `uri`, `uuid`, `ipv4` or `ipv6`.
+    pub format: Option<String>,
 }
+
+/// The string formats a parameter may require.
+pub const FORMATS: [&str; 8] = [
+    "date",
+    "date-time",
+    "time",
+    "email",
+    "uri",
+    "uuid",
+    "ipv4",
+    "ipv6",
+];
 
 impl Param {
     /// Whether the argument must be given.
@@ -144,6 +159,20 @@ fn validate_param(key: &str, param: &Param) -> Result<(), Issue> {
             format!("{key}.pattern"),
             "only `string` parameters (or arrays of strings) have a `pattern`",
         ));
+    }
+    if let Some(format) = &param.format {
+        if kind != ParamType::String && item != ParamType::String {
+            return Err(issue(
+                format!("{key}.format"),
+                "only `string` parameters (or arrays of strings) have a `format`",
+            ));
+        }
+        if !FORMATS.contains(&format.as_str()) {
+            return Err(issue(
+                format!("{key}.format"),
+                format!("`{format}` is not one of {}", FORMATS.join(", ")),
+            ));
+        }
     }
     if (param.min.is_some() || param.max.is_some()) && kind == ParamType::Boolean {
         return Err(issue(

@@ -56,5 +56,6 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     crate::prompts::validate(&config.prompts)?;
     crate::resources::validate(&config.resources)?;
     crate::sql::validate_sql(&config.sql)?;
+    crate::http::validate(&config.api)?;
     Ok(())
 }

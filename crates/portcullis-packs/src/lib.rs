@@ -8,6 +8,8 @@
 //! JSON Schema → typed values), [`jail`] (client paths opened beneath a root's handle), and
 //! `portcullis_server::outbound` (HTTP with TLS).
 
+#[cfg(feature = "api")]
+pub mod api;
 mod definition;
 #[cfg(feature = "files")]
 pub mod files;
@@ -73,6 +75,14 @@ const PACKS: &[Pack] = &[
         #[cfg(feature = "sql")]
         register: Some(sql::register),
         #[cfg(not(feature = "sql"))]
+        register: None,
+    },
+    Pack {
+        name: "api",
+        used_by: |c| !c.api.is_empty(),
+        #[cfg(feature = "api")]
+        register: Some(api::register),
+        #[cfg(not(feature = "api"))]
         register: None,
     },
     Pack {

@@ -99,6 +99,9 @@ fn property(param: &Param) -> JsonObject {
     if let Some(pattern) = &param.pattern {
         constrained.insert("pattern".to_owned(), json!(pattern));
     }
+    if let Some(format) = &param.format {
+        constrained.insert("format".to_owned(), json!(format));
+    }
     if let Some(allowed) = &param.allowed {
         constrained.insert("enum".to_owned(), json!(allowed));
     }

@@ -214,17 +214,23 @@ impl HttpServer {
     /// Spawns `portcullis serve --config <config>` (the config should listen on
     /// `127.0.0.1:0`) and waits for its `listening` log line, which carries the address.
     pub async fn spawn(bin: &Path, config: &Path) -> anyhow::Result<Self> {
-        Self::spawn_with_args(bin, config, &[]).await
+        Self::spawn_with(bin, config, &[], &[]).await
     }
 
     /// [`HttpServer::spawn`] with extra arguments for `serve` (for example
-    /// `["--log-level", "trace"]`).
-    pub async fn spawn_with_args(bin: &Path, config: &Path, args: &[&str]) -> anyhow::Result<Self> {
+    /// `["--log-level", "trace"]`) and environment variables (for a profile's `${VAR}`s).
+    pub async fn spawn_with(
+        bin: &Path,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args(["serve", "--log-format", "json"])
             .args(args)
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

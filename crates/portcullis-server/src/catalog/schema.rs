@@ -14,7 +14,11 @@ pub(crate) struct ArgumentValidator {
 impl ArgumentValidator {
     pub(crate) fn compile(schema: &JsonObject) -> Result<Self, String> {
         let schema = Value::Object(schema.clone());
-        jsonschema::validator_for(&schema)
+        // `format` is checked, not only advertised: a tool that declares `"format": "date"`
+        // must not receive "2026-13-45".
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
             .map(|validator| Self { validator })
             .map_err(|e| e.to_string())
     }

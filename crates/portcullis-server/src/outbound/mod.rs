@@ -1,10 +1,13 @@
 //! Outbound HTTP: the one place that builds clients for requests the server makes itself
-//! (JWKS and OIDC discovery; the HTTP pack builds on it too).
+//! (JWKS and OIDC discovery, and the HTTP pack's requests, which also pass the SSRF guard of
+//! [`ssrf`]).
 //!
 //! TLS is rustls with the `ring` provider, trusting the webpki (Mozilla) roots built into the
 //! binary plus, optionally, the certificate authorities of a PEM file (a private identity
 //! provider or internal API). No system proxy is consulted. Bodies are read up to a cap and
 //! refused beyond it without being buffered whole.
+
+mod ssrf;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +16,8 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
+
+pub use ssrf::{AddressPolicy, PrivateAllowance, Refusal, is_public, refusal_of};
 
 /// Why an outbound client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,9 @@ pub struct ClientOptions {
     pub max_redirects: usize,
     /// Extra trusted certificate authorities (PEM).
     pub ca_file: Option<PathBuf>,
+    /// The SSRF guard: where requests and redirects may go. `None` only for destinations
+    /// the operator configured and the client cannot change (the JWKS).
+    pub guard: Option<Arc<AddressPolicy>>,
 }
 
 impl Default for ClientOptions {
@@ -50,6 +58,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             max_redirects: 3,
             ca_file: None,
+            guard: None,
         }
     }
 }
@@ -84,16 +93,23 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Outbou
     Ok(config)
 }
 
-/// A client with TLS from [`tls_config`], the options' deadlines and redirect limit, and no
-/// proxy.
+/// A client with TLS from [`tls_config`], the options' deadlines and redirect limit, no
+/// proxy, and with a guard: every address checked after resolution (and pinned), every
+/// redirect re-checked. Callers check the first URL with [`AddressPolicy::check_url`].
 pub fn client(options: &ClientOptions) -> Result<reqwest::Client, OutboundError> {
     let tls = tls_config(options.ca_file.as_deref())?;
-    let redirect = if options.max_redirects == 0 {
-        reqwest::redirect::Policy::none()
-    } else {
-        reqwest::redirect::Policy::limited(options.max_redirects)
+    let mut builder = reqwest::Client::builder();
+    let redirect = match &options.guard {
+        Some(policy) => {
+            builder = builder.dns_resolver(Arc::new(ssrf::GuardedResolver {
+                policy: Arc::clone(policy),
+            }));
+            ssrf::redirect_policy(Arc::clone(policy), options.max_redirects)
+        }
+        None if options.max_redirects == 0 => reqwest::redirect::Policy::none(),
+        None => reqwest::redirect::Policy::limited(options.max_redirects),
     };
-    reqwest::Client::builder()
+    builder
         .tls_backend_preconfigured(tls)
         .timeout(options.timeout)
         .connect_timeout(options.connect_timeout)

@@ -94,7 +94,7 @@ fn mark_installed(dir: &Path, wanted: &str) {
 // -------------------------------------------------------------------------------------------
 
 /// The venv's python, with `tests/clients/requirements.txt` installed (once; reused after).
-async fn python_with_mcp_sdk() -> PathBuf {
+pub(crate) async fn python_with_mcp_sdk() -> PathBuf {
     let root = workspace_root();
     let venv = root.join("target/client-venv");
     let python = venv.join("bin/python");
@@ -152,6 +152,29 @@ async fn run_python_client(python: &Path, args: &[&OsStr]) -> Output {
     assert!(
         stdout.contains("all checks passed"),
         "the Python SDK client exited 0 without finishing its checks\n{}",
+        describe(&output)
+    );
+    output
+}
+
+/// Runs `plan` (see `tests/clients/python_plan.py`) with the Python SDK against `target`
+/// (`["http", URL, TOKEN?]` or `["stdio", BIN, CONFIG]`); panics with its output unless
+/// every step passed.
+pub(crate) async fn python_plan(plan: &serde_json::Value, target: &[&OsStr]) -> Output {
+    let python = python_with_mcp_sdk().await;
+    let file = tempfile::NamedTempFile::new().expect("plan file");
+    std::fs::write(file.path(), plan.to_string()).expect("write plan");
+    let script = workspace_root().join("tests/clients/python_plan.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .arg(file.path())
+        .args(target)
+        .env("PYTHONUNBUFFERED", "1");
+    let output = run(&mut cmd, "run the Python SDK plan", CLIENT_LIMIT).await;
+    assert!(
+        output.status.success()
+            && String::from_utf8_lossy(&output.stdout).contains("all checks passed"),
+        "the Python SDK plan failed: {cmd:?}\n{}",
         describe(&output)
     );
     output

@@ -89,7 +89,7 @@ query_tool = "query_badpass"
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, config).expect("config");
-    HttpServer::spawn_with_args(bin(), &path, args)
+    HttpServer::spawn_with(bin(), &path, args, &[])
         .await
         .expect("spawn")
 }

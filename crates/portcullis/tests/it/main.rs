@@ -5,6 +5,7 @@
     reason = "tests spawn processes and write fixture files"
 )]
 
+mod api;
 mod auth;
 mod authorization;
 mod bad_input;
@@ -21,6 +22,7 @@ mod sql_availability;
 mod sql_load;
 mod stdio_limits;
 mod stdout;
+mod upstreams;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Run a plan of MCP requests against Portcullis with the official MCP Python SDK.
+
+Usage:
+    python_plan.py PLAN.json stdio <portcullis-binary> <config>
+    python_plan.py PLAN.json http <url> [<bearer-token>]
+
+The plan is a JSON list of steps, run in order in one 2025-era session (the low-level
+`ClientSession` with `initialize`, as most deployed clients use it):
+
+    {"tool": NAME, "arguments": {...}, "is_error": false, "contains": ["..."], "absent": ["..."]}
+    {"resource": URI, "contains": [...]}
+    {"prompt": NAME, "arguments": {...}, "contains": [...]}
+    {"list": "tools" | "resources" | "prompts" | "templates", "contains": [...]}
+
+`contains` are substrings the result's text must hold, `absent` substrings it must not.
+Prints one line per step; exits non-zero on the first failure, "all checks passed" at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+TIMEOUT_SECS = 120
+
+
+def text_of(content: list[Any]) -> str:
+    return "\n".join(t for t in (getattr(b, "text", None) for b in content) if t is not None)
+
+
+async def run_step(session: ClientSession, step: dict[str, Any]) -> None:
+    if "tool" in step:
+        what = f"tools/call {step['tool']}"
+        result = await session.call_tool(step["tool"], step.get("arguments", {}))
+        text = text_of(result.content)
+        if result.structured_content is not None:
+            text += "\n" + json.dumps(result.structured_content)
+        expected = step.get("is_error", False)
+        if bool(result.is_error) != expected:
+            raise AssertionError(f"{what}: isError {result.is_error}, expected {expected}: {text[:400]}")
+    elif "resource" in step:
+        what = f"resources/read {step['resource']}"
+        result = await session.read_resource(step["resource"])
+        text = "\n".join(getattr(c, "text", "") or "" for c in result.contents)
+    elif "prompt" in step:
+        what = f"prompts/get {step['prompt']}"
+        result = await session.get_prompt(step["prompt"], step.get("arguments", {}))
+        text = "\n".join(text_of([m.content]) for m in result.messages)
+    else:
+        what = f"{step['list']}/list"
+        if step["list"] == "tools":
+            text = " ".join(t.name for t in (await session.list_tools()).tools)
+        elif step["list"] == "resources":
+            text = " ".join(str(r.uri) for r in (await session.list_resources()).resources)
+        elif step["list"] == "templates":
+            text = " ".join(t.uri_template for t in (await session.list_resource_templates()).resource_templates)
+        else:
+            text = " ".join(p.name for p in (await session.list_prompts()).prompts)
+    for needle in step.get("contains", []):
+        if needle not in text:
+            raise AssertionError(f"{what}: expected {needle!r} in {text[:600]!r}")
+    for needle in step.get("absent", []):
+        if needle in text:
+            raise AssertionError(f"{what}: {needle!r} must not appear in {text[:600]!r}")
+    print(f"ok   {what}", flush=True)
+
+
+async def main(argv: list[str]) -> int:
+    if len(argv) < 4 or argv[2] not in ("stdio", "http"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    plan = json.loads(open(argv[1]).read())
+    mode, target = argv[2], argv[3:]
+    try:
+        with anyio.fail_after(TIMEOUT_SECS):
+            if mode == "stdio":
+                params = StdioServerParameters(command=target[0], args=["serve", "--stdio", "--config", target[1]])
+                transport = stdio_client(params)
+            else:
+                headers = {"Authorization": f"Bearer {target[1]}"} if len(target) > 1 else {}
+                transport = streamable_http_client(target[0], http_client=httpx2.AsyncClient(headers=headers, timeout=60))
+            async with transport as (read, write):
+                async with ClientSession(read, write) as session:
+                    init = await session.initialize()
+                    print(f"ok   initialize: {init.server_info.name}, protocol {init.protocol_version}", flush=True)
+                    for step in plan:
+                        await run_step(session, step)
+    except BaseException as e:  # noqa: BLE001 - report anything, incl. ExceptionGroups / timeouts
+        print(f"FAIL {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        traceback.print_exception(e, file=sys.stderr)
+        return 1
+    print(f"all checks passed ({mode})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(anyio.run(main, sys.argv))
