@@ -9,6 +9,7 @@
 //! it. Then time stdio start-up (spawn → first response). Results go to stdout as a table and
 //! to `target/bench/results.json`.
 
+mod api;
 mod auth;
 mod load;
 mod procfs;
@@ -129,6 +130,8 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             "-p",
             "portcullis-test",
             "-p",
+            "portcullis-task-api",
+            "-p",
             "xtask",
             "--bins",
         ])?;
@@ -147,6 +150,9 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // The workspace builds reqwest without a crypto provider of its own (the server sets TLS
+    // up explicitly); the load generator's plain-HTTP clients use ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let out_dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
 
@@ -166,7 +172,10 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         .block_on(sql::prepare_postgres(&postgres_url))
         .map(|version| (postgres_url, version))
         .map_err(|e| format!("PostgreSQL unreachable or unusable: {e:#}"));
-    let lineup = servers::lineup(&root, &out_dir, &options, postgres)?;
+    let upstream = runtime
+        .block_on(api::start(&out_dir))
+        .map_err(|e| format!("the task API (upstream of the HTTP pack rows) did not start: {e:#}"));
+    let lineup = servers::lineup(&root, &out_dir, &options, postgres, upstream.as_ref())?;
 
     let mut results = Vec::new();
     for server in &lineup.servers {
@@ -203,6 +212,7 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         };
         results.push(result);
     }
+    drop(upstream);
     drop(runtime);
 
     let report = report::Report::new(&root, &options, &lineup, results);

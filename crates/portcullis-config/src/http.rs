@@ -440,3 +440,77 @@ fn validate_tool(key: &str, tool: &HttpTool) -> Result<(), Issue> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    fn error(api: &str) -> String {
+        let text = format!("[server]\nname = \"t\"\n{api}");
+        match crate::parse(&text, std::path::Path::new("t.toml"), |_| None) {
+            Ok(_) => panic!("accepted:\n{api}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const SOURCE: &str = "[[api]]\nname = \"s\"\nbase_url = \"https://api.example.com\"\n";
+
+    #[test]
+    fn sources_and_tools_are_checked() {
+        for (api, expect) in [
+            (
+                "[[api]]\nname = \"s\"\nbase_url = \"ftp://x\"\n",
+                "http:// or https://",
+            ),
+            (
+                "[[api]]\nname = \"s\"\nbase_url = \"https://u:p@x\"\n",
+                "user-info",
+            ),
+            (
+                "[[api]]\nname = \"s\"\nbase_url = \"https://x\"\nallow_private_addresses = [\"10.0.0.0/33\"]\n",
+                "CIDR",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\n",
+                "exactly one of `path` and `url`",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\npath = \"/x/{id}\"\n",
+                "`{id}` names no declared parameter",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\npath = \"/x\"\n[[api.tools.params]]\nname = \"q\"\ntype = \"string\"\n",
+                "declared but not used",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\npath = \"/x\"\ndestructive = true\n",
+                "a GET tool cannot be destructive",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\npath = \"/x?a=1\"\n",
+                "put query parameters in `query`",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\npath = \"/x\"\nbody = { a = 1 }\n",
+                "GET and DELETE requests have no body",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\nurl = \"https://x/{u}\"\n[[api.tools.params]]\nname = \"u\"\ntype = \"string\"\n",
+                "exactly one placeholder",
+            ),
+            (
+                "[[api.tools]]\nname = \"t\"\ndescription = \"d\"\npath = \"/x/{id}\"\n[[api.tools.params]]\nname = \"id\"\ntype = \"string\"\nrequired = false\n",
+                "must be required or have a default",
+            ),
+        ] {
+            let api = if api.starts_with("[[api]]") {
+                api.to_owned()
+            } else {
+                format!("{SOURCE}{api}")
+            };
+            let message = error(&api);
+            assert!(
+                message.contains(expect),
+                "expected `{expect}` in: {message}"
+            );
+        }
+    }
+}

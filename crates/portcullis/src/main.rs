@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Turn an API description into config to review and paste.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Validate a configuration and print the tools, resources and prompts it yields.
     Check {
         /// Configuration file.
@@ -70,6 +75,19 @@ enum KeysCommand {
     Hash,
 }
 
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Print an `[[api]]` source with one tool per operation of an OpenAPI 3 document
+    /// (JSON or YAML).
+    Openapi {
+        /// The OpenAPI document.
+        file: PathBuf,
+        /// Name of the `[[api]]` source.
+        #[arg(long, default_value = "api")]
+        source: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormatArg {
     Auto,
@@ -82,6 +100,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Keys { command } => keys(command),
+        Command::Import { command } => import(command),
         Command::Serve {
             config,
             stdio,
@@ -402,6 +421,33 @@ fn render_check(
         );
     }
     out
+}
+
+fn import(command: ImportCommand) -> ExitCode {
+    let ImportCommand::Openapi { file, source } = command;
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("portcullis: cannot read `{}`: {error}", file.display());
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match portcullis_packs::api::openapi::import(&text, &source) {
+        Ok(toml) => {
+            #[allow(
+                clippy::print_stdout,
+                reason = "`import` is a CLI command whose output is the config"
+            )]
+            {
+                print!("{toml}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("portcullis: {}: {error}", file.display());
+            ExitCode::from(EX_USAGE)
+        }
+    }
 }
 
 fn keys(command: KeysCommand) -> ExitCode {

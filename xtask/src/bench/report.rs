@@ -98,7 +98,7 @@ pub struct Ratio {
 }
 
 /// Every ratio the report shows: (numerator, denominator, meaning).
-const RATIOS: [(&str, &str, &str); 7] = [
+const RATIOS: [(&str, &str, &str); 8] = [
     (
         "portcullis",
         "bare-rmcp",
@@ -129,6 +129,11 @@ const RATIOS: [(&str, &str, &str); 7] = [
         "portcullis-sql-postgres",
         "direct-postgres",
         "PostgreSQL statement through Portcullis vs sqlx directly",
+    ),
+    (
+        "portcullis-api",
+        "direct-api",
+        "HTTP pack GET tool through Portcullis vs the same GET sent directly",
     ),
 ];
 
@@ -177,7 +182,9 @@ impl Report {
                  _meta protocolVersion/clientInfo/clientCapabilities); every response checked \
                  (200, JSON-RPC result, not isError). The portcullis-sql-* rows call a SQL \
                  statement tool instead, and the direct-* rows run the same query with sqlx in \
-                 this process (every query must return rows); see each row's description"
+                 this process (every query must return rows); portcullis-api calls an HTTP pack \
+                 GET tool and direct-api sends the same GET to the upstream; see each row's \
+                 description"
             ),
             load_generator: format!(
                 "in-process tokio + reqwest (HTTP/1.1), {} runtime thread(s), one keep-alive \

@@ -116,6 +116,7 @@ pub fn lineup(
     out_dir: &Path,
     options: &Options,
     postgres: Postgres,
+    upstream: Result<&super::api::Upstream, &String>,
 ) -> anyhow::Result<Lineup> {
     let release = crate::target_dir().join("release");
     let portcullis = release.join("portcullis");
@@ -321,6 +322,29 @@ pub fn lineup(
                       connections, rows decoded, no transaction"
             .to_owned(),
         launch: pg_direct,
+    });
+    let (api_portcullis, api_direct) = match upstream {
+        Ok(upstream) => (
+            demo_with(super::api::config(upstream), super::api::workload()),
+            Ok(Target::Direct(sql::Direct::Http {
+                url: format!("http://{}", upstream.addr),
+            })),
+        ),
+        Err(reason) => (Err(reason.clone()), Err(reason.clone())),
+    };
+    servers.push(Server {
+        name: "portcullis-api",
+        description: format!(
+            "portcullis, demo profile plus an [[api]] source on the reference task API              (target/release/task-api, its own process, 20 tasks in SQLite): GET tool {}              {{\"limit\":5}} → GET /tasks?status=all&limit=5 with a bearer header, JSON narrowed              to `tasks`, through the outbound guard",
+            super::api::TOOL
+        ),
+        launch: api_portcullis,
+    });
+    servers.push(Server {
+        name: "direct-api",
+        description: "the same GET /tasks?status=all&limit=5 sent by the load generator                       straight to the task API (one keep-alive connection per worker), JSON                       checked"
+            .to_owned(),
+        launch: api_direct,
     });
     Ok(Lineup { servers, versions })
 }

@@ -43,10 +43,12 @@ CREATE INDEX IF NOT EXISTS bench_chatters_top ON bench_chatters (message_count D
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A query issued directly with the driver.
+/// The work of a row issued directly, without MCP: a query with the driver, or the HTTP
+/// pack's GET sent to its upstream.
 pub enum Direct {
     Sqlite { path: PathBuf, sql: String },
     Postgres { url: String },
+    Http { url: String },
 }
 
 /// Every call of the SQLite statement tool.
@@ -158,6 +160,7 @@ pub async fn measure(direct: &Direct, options: &Options) -> anyhow::Result<HttpR
     let mut points = Vec::new();
     for &concurrency in &options.concurrency {
         let point = match direct {
+            Direct::Http { url } => super::api::direct_point(url, concurrency, options).await?,
             Direct::Sqlite { path, sql } => {
                 if !path.exists() {
                     bail!("{} does not exist (Portcullis seeds it)", path.display());

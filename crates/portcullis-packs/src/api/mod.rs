@@ -4,6 +4,7 @@
 //! messages, and every request and redirect through the outbound SSRF guard
 //! (`portcullis_server::outbound`).
 
+pub mod openapi;
 mod request;
 mod response;
 
