@@ -14,12 +14,15 @@ The plan is a JSON list of steps, run in order in one 2025-era session (the low-
     {"list": "tools" | "resources" | "prompts" | "templates", "contains": [...]}
 
 `contains` are substrings the result's text must hold, `absent` substrings it must not.
+Over stdio, the variables named in `PLAN_PASS_ENV` (comma-separated) are passed to the
+server (the SDK gives a server only a default set otherwise).
 Prints one line per step; exits non-zero on the first failure, "all checks passed" at the end.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -27,7 +30,7 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 TIMEOUT_SECS = 120
@@ -83,7 +86,13 @@ async def main(argv: list[str]) -> int:
     try:
         with anyio.fail_after(TIMEOUT_SECS):
             if mode == "stdio":
-                params = StdioServerParameters(command=target[0], args=["serve", "--stdio", "--config", target[1]])
+                env = get_default_environment()
+                for name in filter(None, os.environ.get("PLAN_PASS_ENV", "").split(",")):
+                    if name in os.environ:
+                        env[name] = os.environ[name]
+                params = StdioServerParameters(
+                    command=target[0], args=["serve", "--stdio", "--config", target[1]], env=env
+                )
                 transport = stdio_client(params)
             else:
                 headers = {"Authorization": f"Bearer {target[1]}"} if len(target) > 1 else {}

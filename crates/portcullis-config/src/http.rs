@@ -300,7 +300,7 @@ fn validate_tool(key: &str, tool: &HttpTool) -> Result<(), Issue> {
         ));
     }
     let reserved: &[&str] = if tool.destructive { &["confirm"] } else { &[] };
-    validate_params(key, &tool.params, reserved)?;
+    validate_params(key, &tool.params, reserved, false)?;
     if tool.destructive && tool.method == HttpMethod::Get {
         return Err(issue(
             format!("{key}.destructive"),

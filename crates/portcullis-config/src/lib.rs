@@ -11,6 +11,7 @@
 //! ```
 
 mod auth;
+mod commands;
 pub mod env;
 mod files;
 mod http;
@@ -24,6 +25,7 @@ mod sql;
 mod validate;
 
 pub use auth::*;
+pub use commands::*;
 pub use files::*;
 pub use http::*;
 pub use load::{ConfigError, load, parse};
@@ -36,6 +38,11 @@ pub use sql::*;
 
 /// Environment variable that overrides `logging.level`.
 pub const LOG_ENV: &str = "PORTCULLIS_LOG";
+
+/// What `portcullis check` (and the server at start-up) warns about in a valid config.
+pub fn warnings(config: &Config) -> Vec<String> {
+    commands::warnings(&config.commands)
+}
 
 /// The JSON Schema of the configuration file, for editors and the generated reference.
 pub fn json_schema() -> serde_json::Value {

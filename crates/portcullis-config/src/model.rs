@@ -55,6 +55,11 @@ pub struct Config {
     /// hosts, no private or metadata addresses unless allowed, redirects re-checked).
     #[serde(default)]
     pub api: Vec<crate::http::HttpSource>,
+    /// Allowlisted programs run as tools (the command pack): argv built from typed
+    /// parameters, never a shell, inside a files root, with a clean environment, time,
+    /// output and resource limits.
+    #[serde(default)]
+    pub commands: Vec<crate::commands::CommandTool>,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

@@ -40,6 +40,13 @@ pub struct Param {
     /// A format a `string` must have (checked, not just advertised): `date` (`2026-12-01`),
     /// `date-time`, `time`, `email`, `uri`, `uuid`, `ipv4` or `ipv6`.
     pub format: Option<String>,
+    /// `path` parameters only: the extensions the file must have (`[".py"]`); empty: any.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Command placeholders only: let a value that starts with `-` through. Off, such values
+    /// are refused where they stand alone as an argument, so they cannot become flags.
+    #[serde(default)]
+    pub allow_dash: bool,
 }
 
 /// The string formats a parameter may require.
@@ -75,6 +82,9 @@ pub enum ParamType {
     Boolean,
     /// A list of values of the `items` type.
     Array,
+    /// A path inside a files root (commands only): resolved through the root's jail, must
+    /// exist, and is passed relative to the command's working directory.
+    Path,
 }
 
 impl ParamType {
@@ -86,13 +96,14 @@ impl ParamType {
             Self::Number => "number",
             Self::Boolean => "boolean",
             Self::Array => "array",
+            Self::Path => "string",
         }
     }
 
     /// Whether `value` is of this type.
     pub fn fits(self, value: &serde_json::Value) -> bool {
         match self {
-            Self::String => value.is_string(),
+            Self::String | Self::Path => value.is_string(),
             Self::Integer => value.is_i64() || value.is_u64(),
             Self::Number => value.is_number(),
             Self::Boolean => value.is_boolean(),
@@ -102,12 +113,30 @@ impl ParamType {
 }
 
 /// Checks a list of parameters declared at `key` (`sql[0].statements[1]`): names, types,
-/// bounds, defaults and enums; `reserved` names (such as `confirm`) may not be declared.
-pub(crate) fn validate_params(key: &str, params: &[Param], reserved: &[&str]) -> Result<(), Issue> {
+/// bounds, defaults and enums; `reserved` names (such as `confirm`) may not be declared;
+/// `path` parameters only where `paths` (the command pack).
+pub(crate) fn validate_params(
+    key: &str,
+    params: &[Param],
+    reserved: &[&str],
+    paths: bool,
+) -> Result<(), Issue> {
     let mut names = HashSet::new();
     for (k, param) in params.iter().enumerate() {
         let key = format!("{key}.params[{k}]");
         validate_param(&key, param)?;
+        if !paths && (param.kind == ParamType::Path || param.items == Some(ParamType::Path)) {
+            return Err(issue(
+                format!("{key}.type"),
+                "`path` parameters are for commands only",
+            ));
+        }
+        if !param.extensions.is_empty() && param.kind != ParamType::Path {
+            return Err(issue(
+                format!("{key}.extensions"),
+                "only `path` parameters have `extensions`",
+            ));
+        }
         if reserved.contains(&param.name.as_str()) {
             return Err(issue(
                 format!("{key}.name"),
@@ -148,20 +177,23 @@ fn validate_param(key: &str, param: &Param) -> Result<(), Issue> {
             "only `array` parameters have `items`",
         ));
     }
-    if item == ParamType::Array {
+    if item == ParamType::Array || item == ParamType::Path {
         return Err(issue(
             format!("{key}.items"),
-            "arrays of arrays are not supported",
+            "arrays of arrays or of paths are not supported",
         ));
     }
-    if param.pattern.is_some() && kind != ParamType::String && item != ParamType::String {
+    // What `pattern` and `format` apply to: the value, or for arrays each item.
+    let element = if kind == ParamType::Array { item } else { kind };
+    let textual = matches!(element, ParamType::String | ParamType::Path);
+    if param.pattern.is_some() && !textual {
         return Err(issue(
             format!("{key}.pattern"),
             "only `string` parameters (or arrays of strings) have a `pattern`",
         ));
     }
     if let Some(format) = &param.format {
-        if kind != ParamType::String && item != ParamType::String {
+        if !textual {
             return Err(issue(
                 format!("{key}.format"),
                 "only `string` parameters (or arrays of strings) have a `format`",
@@ -203,7 +235,6 @@ fn validate_param(key: &str, param: &Param) -> Result<(), Issue> {
         if allowed.is_empty() {
             return Err(issue(format!("{key}.enum"), "must list at least one value"));
         }
-        let element = if kind == ParamType::Array { item } else { kind };
         if !allowed.iter().all(|value| element.fits(value)) {
             return Err(issue(
                 format!("{key}.enum"),

@@ -258,7 +258,7 @@ pub(crate) fn validate_sql(sources: &[SqlSource]) -> Result<(), Issue> {
             } else {
                 &[]
             };
-            validate_params(&key, &statement.params, reserved)?;
+            validate_params(&key, &statement.params, reserved, false)?;
         }
     }
     Ok(())

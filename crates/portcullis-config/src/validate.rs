@@ -57,5 +57,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     crate::resources::validate(&config.resources)?;
     crate::sql::validate_sql(&config.sql)?;
     crate::http::validate(&config.api)?;
+    let roots: Vec<String> = config.files.iter().map(|r| r.name.clone()).collect();
+    crate::commands::validate(&config.commands, &roots)?;
     Ok(())
 }

@@ -10,6 +10,8 @@
 
 #[cfg(feature = "api")]
 pub mod api;
+#[cfg(feature = "command")]
+pub mod command;
 mod definition;
 #[cfg(feature = "files")]
 pub mod files;
@@ -21,6 +23,8 @@ pub mod prompts;
 pub mod resources;
 #[cfg(feature = "sql")]
 pub mod sql;
+#[cfg(any(feature = "api", feature = "command"))]
+mod template;
 
 use portcullis_config::Config;
 use portcullis_server::{Catalog, CatalogBuilder, CatalogError};
@@ -83,6 +87,14 @@ const PACKS: &[Pack] = &[
         #[cfg(feature = "api")]
         register: Some(api::register),
         #[cfg(not(feature = "api"))]
+        register: None,
+    },
+    Pack {
+        name: "command",
+        used_by: |c| !c.commands.is_empty(),
+        #[cfg(feature = "command")]
+        register: Some(command::register),
+        #[cfg(not(feature = "command"))]
         register: None,
     },
     Pack {

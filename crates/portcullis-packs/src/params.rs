@@ -55,7 +55,7 @@ pub(crate) fn require_confirm(schema: &mut JsonObject, why: &str) {
 fn bounds(schema: &mut JsonObject, kind: ParamType, min: Option<f64>, max: Option<f64>) {
     let (low, high) = match kind {
         ParamType::Integer | ParamType::Number => ("minimum", "maximum"),
-        ParamType::String => ("minLength", "maxLength"),
+        ParamType::String | ParamType::Path => ("minLength", "maxLength"),
         ParamType::Array => ("minItems", "maxItems"),
         ParamType::Boolean => return,
     };

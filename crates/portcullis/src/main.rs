@@ -96,6 +96,8 @@ enum LogFormatArg {
 }
 
 fn main() -> ExitCode {
+    // Started as the command pack's launcher: set the limits and become the program.
+    portcullis_packs::command::launcher::run_if_requested();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
@@ -160,6 +162,9 @@ fn serve(
     }
     let _log_guard = init_tracing(config, format, level);
     install_panic_hook();
+    for warning in portcullis_config::warnings(config) {
+        tracing::warn!(%warning, "config warning");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -322,8 +327,22 @@ fn check(path: &std::path::Path) -> ExitCode {
     {
         print!("{report}");
     }
-    // Warnings depend on the environment (database grants, file permissions), so they go
-    // to stderr and leave the report on stdout stable.
+    // Warnings depend on the environment (database grants, file permissions, installed
+    // programs), so they go to stderr and leave the report on stdout stable.
+    for warning in portcullis_config::warnings(&loaded.config) {
+        eprintln!("portcullis: warning: {warning}");
+    }
+    for (tool, program, found) in portcullis_packs::command::programs(&loaded.config) {
+        match found {
+            Some(path) => eprintln!(
+                "portcullis: command `{tool}` runs `{program}` = {}",
+                path.display()
+            ),
+            None => eprintln!(
+                "portcullis: warning: command `{tool}`: `{program}` is not installed (not found in its search path)"
+            ),
+        }
+    }
     for warning in portcullis_packs::sql::credential_warnings(&loaded.config) {
         eprintln!("portcullis: warning: {warning}");
     }

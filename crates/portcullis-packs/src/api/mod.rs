@@ -22,6 +22,7 @@ use rmcp::model::{Tool as ToolDef, ToolAnnotations};
 use serde_json::Value;
 
 use crate::params::{input_schema, require_confirm, values};
+use crate::template::TextTemplate;
 
 /// The pack's name, for `[packs.api]`.
 pub const PACK: &str = "api";
@@ -38,24 +39,6 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Duration,
     max_bytes: usize,
     health: Option<Url>,
-}
-
-/// A minijinja template compiled at start-up.
-pub(crate) struct TextTemplate {
-    env: minijinja::Environment<'static>,
-}
-
-impl TextTemplate {
-    fn compile(source: &str) -> Result<Self, minijinja::Error> {
-        let mut env = minijinja::Environment::new();
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        env.add_template_owned("text", source.to_owned())?;
-        Ok(Self { env })
-    }
-
-    pub(crate) fn render(&self, context: minijinja::Value) -> Result<String, minijinja::Error> {
-        self.env.get_template("text")?.render(context)
-    }
 }
 
 /// One tool of an upstream.

@@ -158,7 +158,7 @@ fn param(name: &str, schema: &Value, required: bool, description: Option<&str>) 
     {
         table.insert("description".into(), description.trim().into());
     }
-    let default = schema.get("default").and_then(|d| toml_value(d));
+    let default = schema.get("default").and_then(toml_value);
     if !required && default.is_none() {
         table.insert("required".into(), false.into());
     }

@@ -138,6 +138,16 @@ impl Jail {
         &self.inner.name
     }
 
+    /// Where `rel` (resolved by this jail) is on the host, for a program run inside the root
+    /// (its working directory); never used to open a client's path.
+    pub(crate) fn host_path(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.inner.path.clone()
+        } else {
+            self.inner.path.join(rel)
+        }
+    }
+
     /// Whether the root directory is still there (readiness).
     pub(crate) async fn is_available(&self) -> bool {
         tokio::fs::metadata(&self.inner.path)

@@ -74,7 +74,7 @@ fn bound(engine: SqlEngine, param: &Param, value: Typed) -> Bound {
                     })
                     .collect(),
             ),
-            ParamType::String | ParamType::Array => Bound::TextArray(
+            ParamType::String | ParamType::Array | ParamType::Path => Bound::TextArray(
                 items
                     .iter()
                     .map(|v| match v {

@@ -95,14 +95,22 @@ fn mark_installed(dir: &Path, wanted: &str) {
 
 /// The venv's python, with `tests/clients/requirements.txt` installed (once; reused after).
 pub(crate) async fn python_with_mcp_sdk() -> PathBuf {
+    venv("client-venv", "tests/clients/requirements.txt")
+        .await
+        .join("bin/python")
+}
+
+/// `target/NAME`, a venv with `requirements` (relative to the workspace) installed from
+/// PyPI once and reused after (a stamp records what was installed).
+pub(crate) async fn venv(name: &str, requirements: &str) -> PathBuf {
     let root = workspace_root();
-    let venv = root.join("target/client-venv");
+    let venv = root.join("target").join(name);
     let python = venv.join("bin/python");
-    let requirements = root.join("tests/clients/requirements.txt");
+    let requirements = root.join(requirements);
     let wanted = std::fs::read_to_string(&requirements)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", requirements.display()));
     if python.exists() && installed(&venv, &wanted) {
-        return python;
+        return venv;
     }
     let started = Instant::now();
     if !python.exists() {
@@ -124,7 +132,7 @@ pub(crate) async fn python_with_mcp_sdk() -> PathBuf {
                 "-r",
             ])
             .arg(&requirements),
-        "pip install the MCP Python SDK from PyPI",
+        "pip install from PyPI",
         INSTALL_LIMIT,
     )
     .await;
@@ -135,7 +143,7 @@ pub(crate) async fn python_with_mcp_sdk() -> PathBuf {
         venv.display(),
         started.elapsed()
     );
-    python
+    venv
 }
 
 async fn run_python_client(python: &Path, args: &[&OsStr]) -> Output {

@@ -11,6 +11,7 @@ mod authorization;
 mod bad_input;
 mod cli;
 mod clients;
+mod commands;
 mod files;
 mod jail_races;
 mod jwks_tls;

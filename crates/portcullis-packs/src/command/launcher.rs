@@ -1,0 +1,123 @@
+//! The launcher: the hosting binary re-executed as `<binary> __portcullis-exec …`, which sets
+//! the resource limits on itself with `setrlimit` and then replaces itself with the program
+//! (`exec`). Limits set this way bind the program and everything it starts, without any
+//! `unsafe` code between `fork` and `exec` in the server.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+
+use portcullis_config::ResourceLimits;
+use rustix::process::{Resource, Rlimit, setrlimit};
+
+/// The first argument that makes the binary act as the launcher.
+pub const MARKER: &str = "__portcullis-exec";
+const CHECK: &str = "--check";
+const CHECKED: &str = "portcullis-exec ok";
+
+/// Call first thing in `main` of every binary that serves the command pack: when the process
+/// was started as the launcher, this applies the limits and `exec`s the program (it never
+/// returns then); otherwise it returns at once.
+pub fn run_if_requested() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(MARKER.as_ref()) {
+        return;
+    }
+    let args: Vec<OsString> = args.collect();
+    let code = match launch(&args) {
+        Ok(()) => 0,
+        Err(message) => {
+            // stderr is the command's captured stderr: the server shows this.
+            eprintln!("portcullis: cannot start the command: {message}");
+            127
+        }
+    };
+    std::process::exit(code);
+}
+
+/// `--cpu N --as N --nofile N --nproc N --fsize N -- PROGRAM ARGS…` or `--check`.
+fn launch(args: &[OsString]) -> Result<(), String> {
+    if args.first().is_some_and(|a| a == CHECK) {
+        #[allow(
+            clippy::print_stdout,
+            reason = "the launcher's self-check answers its parent on stdout"
+        )]
+        {
+            println!("{CHECKED}");
+        }
+        return Ok(());
+    }
+    let split = args
+        .iter()
+        .position(|a| a == "--")
+        .ok_or("the launcher needs `--` before the program")?;
+    let (flags, rest) = args.split_at(split);
+    let rest = &rest[1..];
+    let program = rest.first().ok_or("no program after `--`")?;
+    let mut i = 0;
+    while i < flags.len() {
+        let flag = flags[i].to_str().ok_or("bad flag")?;
+        let value: u64 = flags
+            .get(i + 1)
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("`{flag}` needs a number"))?;
+        let resource = match flag {
+            "--cpu" => Resource::Cpu,
+            "--as" => Resource::As,
+            "--nofile" => Resource::Nofile,
+            "--nproc" => Resource::Nproc,
+            "--fsize" => Resource::Fsize,
+            other => return Err(format!("unknown limit `{other}`")),
+        };
+        setrlimit(
+            resource,
+            Rlimit {
+                current: Some(value),
+                maximum: Some(value),
+            },
+        )
+        .map_err(|e| format!("setrlimit {flag}: {e}"))?;
+        i += 2;
+    }
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the launcher is the command pack's own helper: it replaces itself with the allowlisted program"
+    )]
+    let error = std::process::Command::new(program).args(&rest[1..]).exec();
+    Err(format!("exec: {error}"))
+}
+
+/// The launcher arguments for `limits`, ending with `--` (the program follows).
+pub(crate) fn arguments(limits: &ResourceLimits) -> Vec<String> {
+    let mib = 1024 * 1024;
+    vec![
+        MARKER.to_owned(),
+        "--cpu".to_owned(),
+        limits.cpu_secs.to_string(),
+        "--as".to_owned(),
+        (limits.memory_mib * mib).to_string(),
+        "--nofile".to_owned(),
+        limits.open_files.to_string(),
+        "--nproc".to_owned(),
+        limits.processes.to_string(),
+        "--fsize".to_owned(),
+        (limits.file_size_mib * mib).to_string(),
+        "--".to_owned(),
+    ]
+}
+
+/// Whether `binary` answers as the launcher (the hosting program calls
+/// [`run_if_requested`]).
+pub(crate) async fn check(binary: &std::path::Path) -> bool {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the command pack checks its launcher"
+    )]
+    let output = tokio::process::Command::new(binary)
+        .args([MARKER, CHECK])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    output.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == CHECKED)
+}
