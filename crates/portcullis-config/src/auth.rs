@@ -122,6 +122,25 @@ fn default_jwks_min_refresh() -> u64 {
     30
 }
 
+/// Whether `url` may carry signing keys: `https://`, or `http://` to a loopback host (a
+/// local test identity provider). Keys fetched over plain HTTP from anywhere else could be
+/// replaced on the way, and every token forged.
+pub fn is_key_url(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => true,
+        "http" => match parsed.host() {
+            Some(url::Host::Domain(host)) => host == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Per-tool policy, keyed by tool name in `[tools.NAME]`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -149,8 +168,9 @@ pub struct PackPolicy {
     /// Hard ceiling in seconds for one call, read or get of the pack (overrides
     /// `limits.tool_timeout_secs`; `[tools.NAME] timeout_secs` overrides this).
     pub timeout_secs: Option<u64>,
-    /// Calls, reads and gets per principal, counted for each tool, resource or prompt of the
-    /// pack separately (`[tools.NAME] rate_limit` overrides it for that tool).
+    /// Calls, reads and gets per principal, counted for each tool, prompt, static resource
+    /// or resource template of the pack separately (all reads through one template share a
+    /// count); `[tools.NAME] rate_limit` overrides it for that tool.
     pub rate_limit: Option<RateLimit>,
 }
 
@@ -211,6 +231,20 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
             return Err(issue(
                 "auth.jwt",
                 "give exactly one key source: `jwks_url`, `jwks_file` or `discovery = true`",
+            ));
+        }
+        if let Some(url) = &jwt.jwks_url
+            && !is_key_url(url)
+        {
+            return Err(issue(
+                "auth.jwt.jwks_url",
+                "must be an https:// URL (http:// only to a loopback host): keys fetched over plain HTTP can be replaced on the way",
+            ));
+        }
+        if jwt.discovery && !is_key_url(&jwt.issuer) {
+            return Err(issue(
+                "auth.jwt.issuer",
+                "discovery needs an https:// issuer (http:// only to a loopback host): the document names the keys",
             ));
         }
         if jwt.audience.is_none() && auth.resource.is_none() {

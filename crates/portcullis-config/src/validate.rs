@@ -45,6 +45,17 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
         return Err(issue("http.max_body_bytes", "must be at least 1024 bytes"));
     }
     crate::auth::validate(config)?;
+    if config
+        .logging
+        .fingerprint_key
+        .as_ref()
+        .is_some_and(|k| k.expose().len() < 16)
+    {
+        return Err(issue(
+            "logging.fingerprint_key",
+            "must be at least 16 characters: a short key could be guessed, and with it the values behind fingerprints",
+        ));
+    }
     if config.limits.tool_timeout_secs == 0 {
         return Err(issue(
             "limits.tool_timeout_secs",

@@ -207,6 +207,20 @@ pub(crate) fn resource_error(uri: &str, label: &str, error: ResourceError) -> Er
     }
 }
 
+/// Replaces the default panic hook, which prints the panic's message (it may quote a value)
+/// to stderr, with one log line naming only where it happened. The guard answers the
+/// request with a reference id and logs the scrubbed message next to it. Call it once, after
+/// setting up `tracing`; the `portcullis` binary does.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "panic");
+    }));
+}
+
 /// The answer to a panic: logged (location and scrubbed message) with a reference id; the
 /// client sees only the reference.
 pub(crate) fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> String {

@@ -140,6 +140,11 @@ impl PortcullisHandler {
         }
     }
 
+    /// The principal a transport gave this handler's connection, if any.
+    pub fn connection_principal(&self) -> Option<&Principal> {
+        self.session.principal.as_ref()
+    }
+
     /// Tracks running calls; transports close and wait on it during shutdown.
     pub fn in_flight(&self) -> TaskTracker {
         self.inner.in_flight.clone()
@@ -165,6 +170,23 @@ impl PortcullisHandler {
 
     fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
         principal_of(context, self.session.principal.as_ref())
+    }
+
+    /// The source that claims `uri` and the label logs name it by; unknown: logged and
+    /// answered "not found".
+    fn resource(
+        &self,
+        method: &'static str,
+        uri: &str,
+        principal: Option<&Principal>,
+    ) -> Result<(&crate::catalog::CatalogSource, String), ErrorData> {
+        match self.inner.catalog.resource_source(uri) {
+            Some(source) => Ok((source, source.label(uri))),
+            None => {
+                guard::log_unknown(method, "<unknown resource>", principal);
+                Err(no_resource(uri))
+            }
+        }
     }
 
     /// Whether a list shows an item needing `scopes` to whoever sent `context`.
@@ -240,10 +262,10 @@ impl ServerHandler for PortcullisHandler {
                 None,
             ));
         };
-        let policy = guard.policies.tool(&name);
         let arguments = request.arguments.unwrap_or_default();
         let logged = Request {
             method: "tools/call",
+            target: Target::Tool(&name),
             item: &name,
             what: format!("`{name}`"),
             principal: principal.clone(),
@@ -252,65 +274,59 @@ impl ServerHandler for PortcullisHandler {
         let (call_context, cancel) = CallContext::new(context, self.session_log_level(), principal);
         let (input_responses, request_state) = (request.input_responses, request.request_state);
         let name: &str = &name;
-        let call = guard.run(
-            logged,
-            &policy.scopes,
-            policy,
-            cancel,
-            |cancel, deadline| async move {
-                if let Some(required) = &entry.required_capabilities
-                    && let Some(missing) =
-                        missing_capabilities(required, call_context.client_capabilities())
-                {
-                    return (
-                        Err(ErrorData::missing_required_client_capability(missing)),
-                        Outcome::InvalidArguments,
-                    );
+        let call = guard.run(catalog, logged, cancel, |cancel, deadline| async move {
+            if let Some(required) = &entry.required_capabilities
+                && let Some(missing) =
+                    missing_capabilities(required, call_context.client_capabilities())
+            {
+                return (
+                    Err(ErrorData::missing_required_client_capability(missing)),
+                    Outcome::InvalidArguments,
+                );
+            }
+            let arguments = Value::Object(arguments);
+            let violations = entry.validator.violations(&arguments);
+            if !violations.is_empty() {
+                let message = format!(
+                    "invalid arguments for `{name}`:\n- {}",
+                    violations.join("\n- ")
+                );
+                return (
+                    Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
+                    Outcome::InvalidArguments,
+                );
+            }
+            let Value::Object(arguments) = arguments else {
+                unreachable!("built from an object above")
+            };
+            let call = ToolCall {
+                arguments,
+                cancel,
+                deadline,
+                context: call_context,
+                input_responses,
+                request_state,
+            };
+            match entry.tool.call(call).await {
+                Ok(response) => {
+                    let outcome = match &response {
+                        CallToolResponse::Complete(result) if result.is_error == Some(true) => {
+                            Outcome::ToolError
+                        }
+                        CallToolResponse::InputRequired(_) => Outcome::InputRequired,
+                        _ => Outcome::Ok,
+                    };
+                    (Ok(response), outcome)
                 }
-                let arguments = Value::Object(arguments);
-                let violations = entry.validator.violations(&arguments);
-                if !violations.is_empty() {
-                    let message = format!(
-                        "invalid arguments for `{name}`:\n- {}",
-                        violations.join("\n- ")
-                    );
-                    return (
-                        Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
-                        Outcome::InvalidArguments,
-                    );
+                Err(error) => {
+                    let outcome = match error {
+                        ToolError::Internal { .. } => Outcome::InternalError,
+                        _ => Outcome::ToolError,
+                    };
+                    (tool_error_result(name, error).map(Into::into), outcome)
                 }
-                let Value::Object(arguments) = arguments else {
-                    unreachable!("built from an object above")
-                };
-                let call = ToolCall {
-                    arguments,
-                    cancel,
-                    deadline,
-                    context: call_context,
-                    input_responses,
-                    request_state,
-                };
-                match entry.tool.call(call).await {
-                    Ok(response) => {
-                        let outcome = match &response {
-                            CallToolResponse::Complete(result) if result.is_error == Some(true) => {
-                                Outcome::ToolError
-                            }
-                            CallToolResponse::InputRequired(_) => Outcome::InputRequired,
-                            _ => Outcome::Ok,
-                        };
-                        (Ok(response), outcome)
-                    }
-                    Err(error) => {
-                        let outcome = match error {
-                            ToolError::Internal { .. } => Outcome::InternalError,
-                            _ => Outcome::ToolError,
-                        };
-                        (tool_error_result(name, error).map(Into::into), outcome)
-                    }
-                }
-            },
-        );
+            }
+        });
         self.inner.in_flight.track_future(call).await
     }
 
@@ -375,23 +391,16 @@ impl ServerHandler for PortcullisHandler {
         let uri = request.uri;
         let catalog = &self.inner.catalog;
         let guard = &self.inner.guard;
-        let (Some(source), Some(scopes)) = (
-            catalog.resource_source(&uri),
-            guard.policies.scopes_for(catalog, Target::Resource(&uri)),
-        ) else {
-            guard::log_unknown("resources/read", "<unknown resource>", principal.as_ref());
-            return Err(no_resource(&uri));
-        };
-        let label = source.label(&uri);
-        let policy = guard.policies.source(source.index);
+        let (source, label) = self.resource("resources/read", &uri, principal.as_ref())?;
         let logged = Request {
             method: "resources/read",
+            target: Target::Resource(&uri),
             item: &label,
             what: format!("resource `{label}`"),
             principal,
             arguments: guard.argument("uri", &uri),
         };
-        let read = guard.run(logged, &scopes, policy, context.ct, |_, _| async {
+        let read = guard.run(catalog, logged, context.ct, |_, _| async {
             match source.source.read(&uri).await {
                 Ok(result) => (Ok(result.into()), Outcome::Ok),
                 Err(error) => {
@@ -416,28 +425,17 @@ impl ServerHandler for PortcullisHandler {
         let uri = request.uri;
         let catalog = &self.inner.catalog;
         let guard = &self.inner.guard;
-        let (Some(source), Some(scopes)) = (
-            catalog.resource_source(&uri),
-            guard.policies.scopes_for(catalog, Target::Resource(&uri)),
-        ) else {
-            guard::log_unknown(
-                "resources/subscribe",
-                "<unknown resource>",
-                principal.as_ref(),
-            );
-            return Err(no_resource(&uri));
-        };
-        let label = source.label(&uri);
-        let policy = guard.policies.source(source.index);
+        let (source, label) = self.resource("resources/subscribe", &uri, principal.as_ref())?;
         let logged = Request {
             method: "resources/subscribe",
+            target: Target::Resource(&uri),
             item: &label,
             what: format!("resource `{label}`"),
             principal,
             arguments: guard.argument("uri", &uri),
         };
         guard
-            .run(logged, &scopes, policy, context.ct, |_, _| async {
+            .run(catalog, logged, context.ct, |_, _| async {
                 if !source.source.subscribable(&uri) {
                     return (
                         Err(ErrorData::invalid_params(
@@ -506,10 +504,10 @@ impl ServerHandler for PortcullisHandler {
                 None,
             ));
         };
-        let policy = guard.policies.prompt(&name);
         let given = request.arguments.unwrap_or_default();
         let logged = Request {
             method: "prompts/get",
+            target: Target::Prompt(&name),
             item: &name,
             what: format!("prompt `{name}`"),
             principal,
@@ -521,7 +519,7 @@ impl ServerHandler for PortcullisHandler {
             request_state: request.request_state,
             client_capabilities: context.client_capabilities(),
         };
-        let get = guard.run(logged, &policy.scopes, policy, context.ct, |_, _| async {
+        let get = guard.run(&self.inner.catalog, logged, context.ct, |_, _| async {
             let arguments = match prompt_arguments(&entry.definition, given) {
                 Ok(arguments) => arguments,
                 Err(error) => return (Err(prompt_error(&name, error)), Outcome::InvalidArguments),
@@ -565,23 +563,16 @@ impl ServerHandler for PortcullisHandler {
                 ));
             }
         };
-        let Some(scopes) = guard.policies.scopes_for(catalog, target) else {
+        if guard.policies.scopes_for(catalog, target).is_none() {
             guard::log_unknown("completion/complete", item, principal.as_ref());
             return Err(ErrorData::invalid_params(
                 format!("nothing to complete: no prompt or resource template `{item}`"),
                 None,
             ));
-        };
-        let policy = match target {
-            Target::Prompt(name) => guard.policies.prompt(name),
-            _ => guard.policies.source(
-                catalog
-                    .template_source(item)
-                    .map_or(usize::MAX, |s| s.index),
-            ),
-        };
+        }
         let logged = Request {
             method: "completion/complete",
+            target,
             item,
             what: match target {
                 Target::Prompt(_) => format!("prompt `{item}`"),
@@ -591,7 +582,7 @@ impl ServerHandler for PortcullisHandler {
             arguments: guard.argument(&argument.name, &argument.value),
         };
         guard
-            .run(logged, &scopes, policy, context.ct, |_, _| async {
+            .run(catalog, logged, context.ct, |_, _| async {
                 let values = match target {
                     Target::Prompt(name) => catalog
                         .prompt(name)

@@ -23,6 +23,7 @@ pub use catalog::{
 };
 pub use error::{
     BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED, ResourceError, ToolError,
+    install_panic_hook,
 };
 pub use guard::{GuardConfig, Policies, REQUEST_TIMED_OUT};
 pub use handler::{PortcullisHandler, ServerIdentity};

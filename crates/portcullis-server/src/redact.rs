@@ -32,16 +32,31 @@ fn userinfo(text: &str) -> String {
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
-        let authority_end = after
-            .find(|c: char| is_delimiter(c) || matches!(c, '/' | '?' | '#'))
+        // User-info may hold `/`, `?`, `#` (a password with them): it ends at the last `@`
+        // before the next whitespace or quote; without one, the authority ends at `/?#`.
+        let word_end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
             .unwrap_or(after.len());
-        let authority = &after[..authority_end];
-        match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                out.push_str(&authority[at..]);
+        let word = &after[..word_end];
+        // A `/` before the `@` belongs to a password only after a `user:` (else the `@` is
+        // in the path: `https://host/a@b`).
+        let host_start = word.rfind('@').map(|at| at + 1).filter(|&start| {
+            let info = &word[..start - 1];
+            match info.find(['/', '?', '#']) {
+                None => true,
+                Some(cut) => info[..cut].contains(':'),
             }
-            None => out.push_str(authority),
+        });
+        let authority_end = word[host_start.unwrap_or(0)..]
+            .find(['/', '?', '#'])
+            .map_or(word.len(), |e| host_start.unwrap_or(0) + e);
+        if let Some(start) = host_start
+            && start <= authority_end
+        {
+            out.push_str("***@");
+            out.push_str(&after[start..authority_end]);
+        } else {
+            out.push_str(&after[..authority_end]);
         }
         rest = &after[authority_end..];
     }
@@ -49,8 +64,21 @@ fn userinfo(text: &str) -> String {
     out
 }
 
-const SECRET_KEYS: [&str; 7] = [
-    "password", "passwd", "pwd", "secret", "token", "api_key", "apikey",
+/// Key names whose values are secrets; a key that merely contains one (`secret_key`,
+/// `aws_secret_access_key`, `x-api-key`) counts too.
+const SECRET_KEYS: [&str; 12] = [
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "api-key",
+    "apikey",
+    "credential",
+    "authorization",
+    "auth",
 ];
 
 /// `password=value` (also `:` and quoted forms) → `password=***`.
@@ -66,7 +94,16 @@ fn pairs(text: &str) -> String {
         let Some((at, len)) = found else { break };
         let mut j = at + len;
         let bytes = text.as_bytes();
-        // Allow `key = value`, `key: value`, `key="value"`.
+        // The rest of the key's name (`secret_access_key`), a closing quote of a JSON key,
+        // then `=` or `:`.
+        while j < bytes.len()
+            && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-')
+        {
+            j += 1;
+        }
+        if j < bytes.len() && (bytes[j] == b'"' || bytes[j] == b'\'') {
+            j += 1;
+        }
         while j < bytes.len() && bytes[j] == b' ' {
             j += 1;
         }
@@ -80,12 +117,21 @@ fn pairs(text: &str) -> String {
             if quote.is_some() {
                 j += 1;
             }
-            let end = match quote {
+            let mut end = match quote {
                 Some(q) => text[j..].find(char::from(q)).map_or(text.len(), |e| j + e),
                 None => text[j..]
                     .find(|c: char| is_delimiter(c) || c == '&')
                     .map_or(text.len(), |e| j + e),
             };
+            // `Authorization: Bearer xyz`: the credentials follow the scheme.
+            let scheme = text[j..end].to_ascii_lowercase();
+            if quote.is_none() && ["bearer", "basic", "token", "digest"].contains(&scheme.as_str())
+            {
+                let after = end + text[end..].len() - text[end..].trim_start().len();
+                end = text[after..]
+                    .find(|c: char| is_delimiter(c) || c == '&')
+                    .map_or(text.len(), |e| after + e);
+            }
             out.push_str(&text[i..j]);
             if end > j {
                 out.push_str("***");
@@ -109,8 +155,14 @@ fn tokens(text: &str) -> String {
         if word.is_empty() {
             return;
         }
-        let secret = *after_bearer || is_jwt(word) || word.starts_with("pcs_");
-        *after_bearer = word.eq_ignore_ascii_case("bearer");
+        // Trailing punctuation is not part of a token (`…JWT.`, `…JWT:`).
+        let core = word.trim_end_matches(['.', ':', ']', '[', '}', '{']);
+        let core = core.trim_start_matches(['[', '{']);
+        let secret = *after_bearer || is_jwt(core) || core.starts_with("pcs_");
+        *after_bearer = ["bearer", "basic", "token"]
+            .iter()
+            .any(|s| core.eq_ignore_ascii_case(s))
+            || core.eq_ignore_ascii_case("bearer=");
         out.push_str(if secret { "***" } else { word });
         word.clear();
     };
@@ -158,7 +210,8 @@ mod tests {
             ),
             ("Password: hunter2, retry", "Password: ***, retry"),
             ("token=abc&x=1", "token=***&x=1"),
-            ("Authorization: Bearer abc.def", "Authorization: Bearer ***"),
+            ("Authorization: Bearer abc.def", "Authorization: ***"),
+            ("sent Bearer abc.def", "sent Bearer ***"),
             (
                 "got eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl here",
                 "got *** here",
@@ -166,6 +219,25 @@ mod tests {
             ("key pcs_abcdef leaked", "key *** leaked"),
             ("no secrets at all: 42 rows", "no secrets at all: 42 rows"),
             ("tokenizer failed", "tokenizer failed"),
+            (
+                r#"{"password":"hunter2","user":"a"}"#,
+                r#"{"password":"***","user":"a"}"#,
+            ),
+            ("postgres://u:pa/ss@db:5432/x", "postgres://***@db:5432/x"),
+            ("mysql://u:p#w?x@db/y", "mysql://***@db/y"),
+            ("Authorization: Basic dXNlcjpwYXNz", "Authorization: ***"),
+            ("x-api-key: abc123", "x-api-key: ***"),
+            ("aws_secret_access_key=AKIAXYZ", "aws_secret_access_key=***"),
+            (
+                "bad jwt eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl.",
+                "bad jwt ***",
+            ),
+            (
+                "[eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl]",
+                "***",
+            ),
+            ("key pcs_abc:suffix", "key ***"),
+            ("https://example.com/a@b", "https://example.com/a@b"),
         ] {
             assert_eq!(redact_secrets(input), expect, "{input}");
         }

@@ -161,7 +161,7 @@ fn serve(
         return ExitCode::from(EX_USAGE);
     }
     let _log_guard = init_tracing(config, format, level);
-    install_panic_hook();
+    portcullis_server::install_panic_hook();
     for warning in portcullis_config::warnings(config) {
         tracing::warn!(%warning, "config warning");
     }
@@ -255,19 +255,6 @@ fn log_filter(spec: &str) -> String {
     directives.join(",")
 }
 
-/// Panics are logged as one line (where, not what: the message may quote a value) instead
-/// of the default hook's raw text on stderr; the guard answers the request with a
-/// reference id and logs the scrubbed message next to it.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        tracing::error!(%location, "panic");
-    }));
-}
-
 /// Sets up logging on stderr. The returned guard flushes buffered lines when dropped: keep it
 /// alive until the process ends.
 fn init_tracing(
@@ -281,8 +268,8 @@ fn init_tracing(
         .unwrap_or_else(|| config.logging.level.clone());
     let filter = log_filter(&spec);
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
-        eprintln!("portcullis: invalid log filter `{filter}` ({error}); using `info`");
-        EnvFilter::new("info")
+        eprintln!("portcullis: invalid log filter `{spec}` ({error}); using `info`");
+        EnvFilter::new(log_filter("info"))
     });
     let json = match format {
         Some(LogFormatArg::Json) => true,

@@ -37,7 +37,10 @@ pub async fn start(out_dir: &Path) -> anyhow::Result<Upstream> {
         .port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let db = out_dir.join("tasks.sqlite");
-    #[allow(clippy::disallowed_methods, reason = "the benchmark starts from a fresh database of its own")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the benchmark starts from a fresh database of its own"
+    )]
     let _ = std::fs::remove_file(&db);
     let child = command(crate::target_dir().join("release/task-api"))
         .args(["--listen", &addr.to_string(), "--db"])

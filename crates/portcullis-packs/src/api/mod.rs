@@ -145,6 +145,7 @@ fn upstream(source: &HttpSource, base_dir: &std::path::Path) -> Result<Upstream,
         max_redirects: source.max_redirects,
         ca_file: source.ca_file.as_ref().map(|f| base_dir.join(f)),
         guard: Some(Arc::clone(&policy)),
+        https_only: false,
     })
     .map_err(|e| format!("api `{name}`: {e}"))?;
     let mut secrets = Vec::new();

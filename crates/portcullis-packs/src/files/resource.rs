@@ -9,7 +9,6 @@ use portcullis_server::{ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, ResourceContents, ResourceTemplate};
 
 use super::Roots;
-use crate::jail::FileContent;
 
 const PREFIX: &str = "file:///";
 
@@ -86,18 +85,22 @@ impl ResourceSource for FileResources {
             })?;
         let at = root.jail.locate(&path).await.map_err(ResourceError::from)?;
         let mime = mime_guess::from_path(&at.rel).first_raw();
-        let contents = match root.jail.read(&path, &at, root.max_read_bytes).await? {
-            FileContent::Text(text) => {
-                ResourceContents::text(text, uri).with_mime_type(mime.unwrap_or("text/plain"))
-            }
-            FileContent::Binary { .. } => {
-                let bytes = root
-                    .jail
-                    .read_bytes(&path, &at, root.max_read_bytes)
-                    .await?;
-                let blob = base64::engine::general_purpose::STANDARD.encode(bytes);
-                ResourceContents::blob(blob, uri)
-                    .with_mime_type(mime.unwrap_or("application/octet-stream"))
+        let bytes = root
+            .jail
+            .read_bytes(&path, &at, root.max_read_bytes)
+            .await?;
+        let blob = |bytes: Vec<u8>| {
+            ResourceContents::blob(base64::engine::general_purpose::STANDARD.encode(bytes), uri)
+                .with_mime_type(mime.unwrap_or("application/octet-stream"))
+        };
+        let contents = if content_inspector::inspect(&bytes).is_binary() {
+            blob(bytes)
+        } else {
+            match String::from_utf8(bytes) {
+                Ok(text) => {
+                    ResourceContents::text(text, uri).with_mime_type(mime.unwrap_or("text/plain"))
+                }
+                Err(not_text) => blob(not_text.into_bytes()),
             }
         };
         Ok(ReadResourceResult::new(vec![contents]))

@@ -148,11 +148,22 @@ impl Jail {
         }
     }
 
-    /// Whether the root directory is still there (readiness).
+    /// Whether the root is still there and is still the directory the handle opened at
+    /// start-up (readiness): a root moved or replaced (a new release behind a symlink) is
+    /// not what the tools serve until a restart.
     pub(crate) async fn is_available(&self) -> bool {
-        tokio::fs::metadata(&self.inner.path)
-            .await
-            .is_ok_and(|m| m.is_dir())
+        use std::os::unix::fs::MetadataExt as _;
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let (Ok(now), Ok(opened)) = (std::fs::metadata(&inner.path), inner.root.dir_metadata())
+            else {
+                return false;
+            };
+            use cap_std::fs::MetadataExt as _;
+            now.is_dir() && now.dev() == opened.dev() && now.ino() == opened.ino()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Resolves an existing path.
@@ -620,15 +631,19 @@ impl Inner {
         let failed = |e: std::io::Error| self.io_error(raw, "write", e);
         let dir = self.open_dir(parent).map_err(failed)?;
         let mut temp = cap_tempfile::TempFile::new(&dir).map_err(failed)?;
-        temp.write_all(content).map_err(failed)?;
-        // A replaced file keeps its permissions.
+        // A replaced file keeps its permissions (set before the content is written, so the
+        // new content is never more readable than the old), without setuid, setgid or
+        // sticky bits.
         if let Ok(existing) = dir.symlink_metadata(name)
             && existing.is_file()
         {
+            use cap_std::fs::PermissionsExt as _;
+            let mode = existing.permissions().mode() & 0o777;
             temp.as_file()
-                .set_permissions(existing.permissions())
+                .set_permissions(cap_std::fs::Permissions::from_mode(mode))
                 .map_err(failed)?;
         }
+        temp.write_all(content).map_err(failed)?;
         temp.as_file().sync_data().map_err(failed)?;
         temp.replace(name).map_err(failed)
     }

@@ -836,8 +836,15 @@ impl CancelTarget {
                 conn.close().await
             }),
         };
+        // Each cancellation opens a connection of its own: a burst of timeouts must not
+        // open a burst of connections (the database's `max_connections` would refuse the
+        // pools next, and load would look like an outage).
+        static CANCELLING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                let Ok(_permit) = CANCELLING.acquire().await else {
+                    return;
+                };
                 match tokio::time::timeout(CONNECT_TIMEOUT, task).await {
                     Ok(Ok(())) => tracing::debug!("running statement cancelled"),
                     Ok(Err(error)) => {

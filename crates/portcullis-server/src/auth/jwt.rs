@@ -115,8 +115,15 @@ impl JwtValidator {
             (None, Some(file), _) => KeySource::File(base_dir.join(file)),
             _ => KeySource::Discovery(config.issuer.trim_end_matches('/').to_owned()),
         };
+        // Keys only over https, redirects included; plain http only when the configured
+        // source is a loopback test server.
+        let loopback_http = [config.jwks_url.as_deref(), Some(config.issuer.as_str())]
+            .into_iter()
+            .flatten()
+            .any(|u| u.starts_with("http://") && portcullis_config::is_key_url(u));
         let http = crate::outbound::client(&crate::outbound::ClientOptions {
             ca_file: config.ca_file.as_ref().map(|f| base_dir.join(f)),
+            https_only: !loopback_http,
             ..crate::outbound::ClientOptions::default()
         })
         .map_err(|e| format!("auth.jwt: {e}"))?;
@@ -308,6 +315,7 @@ impl JwtValidator {
             KeySource::Discovery(issuer) => {
                 #[derive(Deserialize)]
                 struct Metadata {
+                    issuer: Option<String>,
                     jwks_uri: String,
                 }
                 let mut last_error = String::new();
@@ -320,6 +328,19 @@ impl JwtValidator {
                         .await
                     {
                         Ok(metadata) => {
+                            // RFC 8414 §3.3: the document must be the configured issuer's.
+                            let same = metadata.issuer.as_deref().map(|i| i.trim_end_matches('/'))
+                                == Some(issuer.as_str());
+                            if !same {
+                                return Err(
+                                    "the discovery document names another issuer".to_owned()
+                                );
+                            }
+                            if !portcullis_config::is_key_url(&metadata.jwks_uri) {
+                                return Err(
+                                    "the discovery document's jwks_uri is not https".to_owned()
+                                );
+                            }
                             return self
                                 .get_json(&metadata.jwks_uri, "the discovered JWKS")
                                 .await;

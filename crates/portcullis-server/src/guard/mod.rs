@@ -26,7 +26,7 @@ use crate::error;
 use crate::limits::retry_after_secs;
 pub(crate) use fingerprint::Fingerprint;
 pub use policy::Policies;
-pub(crate) use policy::{ItemPolicy, Target};
+pub(crate) use policy::Target;
 
 /// Everything the guard decides with: per-item policies and the fingerprint key.
 #[derive(Clone)]
@@ -128,6 +128,8 @@ impl Outcome {
 pub(crate) struct Request<'a> {
     /// The JSON-RPC method (`tools/call`, `resources/read`, …).
     pub(crate) method: &'static str,
+    /// What it is for: the guard derives the scopes, timeout and rate limit from it.
+    pub(crate) target: Target<'a>,
     /// What it is for, as logged: a tool or prompt name, a resource's label (never the
     /// client's URI, see `CatalogSource::label`).
     pub(crate) item: &'a str,
@@ -226,17 +228,17 @@ impl GuardConfig {
         )
     }
 
-    /// Runs `request` through the pipeline: principal, `scopes`, `policy`'s rate limit and
-    /// timeout, `work` (which validates its input first and reports its own outcome), with
-    /// panics caught and cancellation obeyed, then the log line.
+    /// Runs `request` through the pipeline: principal, the target's scopes, its rate limit
+    /// and timeout (all from [`Policies`]), `work` (which validates its input first and
+    /// reports its own outcome), with panics caught and cancellation obeyed, then the log
+    /// line.
     ///
     /// `work` receives a token cancelled on timeout or when the client cancels, and the
     /// deadline.
     pub(crate) async fn run<T, F, Fut>(
         &self,
+        catalog: &Catalog,
         request: Request<'_>,
-        scopes: &[String],
-        policy: &ItemPolicy,
         cancel: CancellationToken,
         work: F,
     ) -> Result<T, ErrorData>
@@ -248,11 +250,29 @@ impl GuardConfig {
         let started = std::time::Instant::now();
         let Request {
             method,
+            target,
             item,
             what,
             principal,
             arguments,
         } = request;
+        let (Some(scopes), policy) = (
+            self.policies.scopes_for(catalog, target),
+            self.policies.policy_for(catalog, target),
+        ) else {
+            log_line(
+                method,
+                item,
+                principal.as_ref().map_or("none", Principal::id),
+                &arguments,
+                started,
+                Outcome::NotFound,
+            );
+            return Err(ErrorData::invalid_params(
+                format!("{what} does not exist"),
+                None,
+            ));
+        };
         let log = |principal: &str, outcome: Outcome| {
             log_line(method, item, principal, &arguments, started, outcome);
         };
@@ -265,7 +285,7 @@ impl GuardConfig {
             log("none", Outcome::Unauthenticated);
             return Err(error::unauthenticated());
         };
-        let missing = principal.missing(scopes);
+        let missing = principal.missing(&scopes);
         if !missing.is_empty() {
             log(principal.id(), Outcome::Forbidden);
             return Err(error::forbidden(&what, &missing));
@@ -326,6 +346,34 @@ fn log_line(
         outcome = outcome.as_str(),
         "{}",
         message_of(method)
+    );
+}
+
+/// Logs a request the HTTP layer refused for missing scopes, as the guard would have: the
+/// same line, with the item's label (never a client's URI).
+pub(crate) fn log_forbidden(
+    catalog: &Catalog,
+    method: &str,
+    target: Target<'_>,
+    principal: &Principal,
+) {
+    let item = match target {
+        Target::Tool(name) | Target::Prompt(name) | Target::Template(name) => name.to_owned(),
+        Target::Resource(uri) => catalog
+            .resource_source(uri)
+            .map_or_else(|| "<unknown resource>".to_owned(), |s| s.label(uri)),
+    };
+    let arguments = Arguments {
+        keys: Vec::new(),
+        fingerprint: String::new(),
+    };
+    log_line(
+        method,
+        &item,
+        principal.id(),
+        &arguments,
+        std::time::Instant::now(),
+        Outcome::Forbidden,
     );
 }
 

@@ -180,6 +180,20 @@ impl Policies {
         self.sources.get(index).unwrap_or(&self.default)
     }
 
+    /// The timeout and rate limit of `target` (its source's, for a resource or template).
+    pub(crate) fn policy_for(&self, catalog: &Catalog, target: Target<'_>) -> &ItemPolicy {
+        match target {
+            Target::Tool(name) => self.tool(name),
+            Target::Prompt(name) => self.prompt(name),
+            Target::Resource(uri) => catalog
+                .resource_source(uri)
+                .map_or(&self.default, |s| self.source(s.index)),
+            Target::Template(template) => catalog
+                .template_source(template)
+                .map_or(&self.default, |s| self.source(s.index)),
+        }
+    }
+
     /// The scopes `target` needs, or `None` when the catalog has no such thing (the request
     /// is then answered "not found" by the handler, never served).
     pub(crate) fn scopes_for<'a>(

@@ -49,6 +49,8 @@ pub struct ClientOptions {
     /// The SSRF guard: where requests and redirects may go. `None` only for destinations
     /// the operator configured and the client cannot change (the JWKS).
     pub guard: Option<Arc<AddressPolicy>>,
+    /// Refuse plain `http://` for every request and redirect (key material).
+    pub https_only: bool,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +61,7 @@ impl Default for ClientOptions {
             max_redirects: 3,
             ca_file: None,
             guard: None,
+            https_only: false,
         }
     }
 }
@@ -115,6 +118,7 @@ pub fn client(options: &ClientOptions) -> Result<reqwest::Client, OutboundError>
         .connect_timeout(options.connect_timeout)
         .redirect(redirect)
         .no_proxy()
+        .https_only(options.https_only)
         .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| OutboundError::Client(e.to_string()))

@@ -273,7 +273,7 @@ async fn inspect(
             )
             && !missing.is_empty()
         {
-            tracing::info!(%principal, rpc.method = %method, "request refused: insufficient scope");
+            crate::guard::log_forbidden(inspector.handler.catalog(), &method, target, principal);
             let scope = missing.join(" ");
             let description = format!("{} needs the scope(s): {scope}", target.describe());
             return inspector.auth.challenge(

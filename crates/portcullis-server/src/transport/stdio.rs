@@ -85,7 +85,12 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let handler = handler.with_principal(Principal::local_user());
+    // The local user, unless the embedder already gave the handler a principal of its own.
+    let handler = if handler.connection_principal().is_some() {
+        handler
+    } else {
+        handler.with_principal(Principal::local_user())
+    };
     let grace = options.shutdown_grace;
     let (to_rmcp, rmcp_input) = tokio::io::duplex(PIPE_BUFFER);
     let (rmcp_output, from_rmcp) = tokio::io::duplex(PIPE_BUFFER);
@@ -105,7 +110,14 @@ where
     let session_ct = CancellationToken::new();
     let in_flight = handler.in_flight();
     let service = match handler
-        .serve_with_ct((rmcp_read, rmcp_write), session_ct.clone())
+        .serve_with_ct(
+            // rmcp's own line cap, one above ours: every line we forward fits.
+            rmcp::transport::async_rw::AsyncRwTransport::<rmcp::RoleServer, _, _>::new(
+                rmcp_read, rmcp_write,
+            )
+            .with_max_line_length(options.max_message_bytes.saturating_add(1)),
+            session_ct.clone(),
+        )
         .await
     {
         Ok(service) => service,
@@ -118,7 +130,16 @@ where
             let _ = writer.await;
             return Ok(());
         }
-        Err(error) => return Err(TransportError::Session(error.to_string())),
+        // rmcp's error quotes the client's first message: only its kind is kept.
+        Err(error) => {
+            let kind = match error {
+                rmcp::service::ServerInitializeError::ExpectedInitializeRequest(_) => {
+                    "the client's first message was not a request the server can start with"
+                }
+                _ => "the session could not start",
+            };
+            return Err(TransportError::Session(kind.to_owned()));
+        }
     };
     tracing::info!(transport = "stdio", "serving");
     let waiting = service.waiting();
@@ -149,6 +170,9 @@ where
 /// Ids of requests forwarded to rmcp and not answered yet. A client may write its requests
 /// and close stdin at once: rmcp stops at end of input, so the end is passed on only after
 /// every request has its response (or the shutdown grace has run out).
+/// Only valid JSON-RPC 2.0 requests (an integer or string id) are tracked: rmcp answers
+/// anything else without an id, and such an answer could never be matched. A repeated id is
+/// tracked once: rmcp answers a duplicate of a request in flight only once.
 #[derive(Clone, Default)]
 struct Pending {
     ids: Arc<Mutex<HashSet<String>>>,
@@ -156,6 +180,18 @@ struct Pending {
 }
 
 impl Pending {
+    fn add(&self, id: &serde_json::Value) {
+        self.update(|ids| {
+            ids.insert(id.to_string());
+        });
+    }
+
+    fn remove(&self, id: &serde_json::Value) {
+        self.update(|ids| {
+            ids.remove(&id.to_string());
+        });
+    }
+
     fn update(&self, change: impl FnOnce(&mut HashSet<String>)) {
         let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
         change(&mut ids);
@@ -163,10 +199,17 @@ impl Pending {
     }
 }
 
+/// An id rmcp echoes in its answer: an integer or a string.
+fn is_answerable(id: &serde_json::Value) -> bool {
+    id.is_string() || id.is_i64() || id.is_u64()
+}
+
 /// The `id` of a request (`method` and `id`) or of a response (`id` and no `method`), and
 /// the `requestId` of a cancellation.
 #[derive(serde::Deserialize)]
 struct Envelope<'a> {
+    #[serde(borrow)]
+    jsonrpc: Option<Cow<'a, str>>,
     id: Option<serde_json::Value>,
     #[serde(borrow)]
     method: Option<Cow<'a, str>>,
@@ -305,12 +348,11 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
         }
         match serde_json::from_str::<Envelope<'_>>(&line) {
             Ok(Envelope {
+                jsonrpc: Some(version),
                 id: Some(id),
                 method: Some(_),
                 ..
-            }) => pending.update(|ids| {
-                ids.insert(id.to_string());
-            }),
+            }) if version == "2.0" && is_answerable(&id) => pending.add(&id),
             // rmcp does not answer a request the client cancelled: it is not pending.
             Ok(Envelope {
                 id: None,
@@ -319,9 +361,8 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
                     Some(CancelParams {
                         request_id: Some(id),
                     }),
-            }) if method == "notifications/cancelled" => pending.update(|ids| {
-                ids.remove(&id.to_string());
-            }),
+                ..
+            }) if method == "notifications/cancelled" => pending.remove(&id),
             Ok(_) => {}
             // Valid JSON of another shape (a batch, a scalar): rmcp answers it.
             Err(_) if serde_json::from_str::<serde::de::IgnoredAny>(&line).is_ok() => {}
@@ -396,9 +437,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
             ..
         }) = serde_json::from_str::<Envelope<'_>>(&line)
         {
-            pending.update(|ids| {
-                ids.remove(&id.to_string());
-            });
+            pending.remove(&id);
         }
     }
 }

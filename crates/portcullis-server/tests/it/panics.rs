@@ -268,3 +268,112 @@ async fn a_cancelled_request_gets_no_internal_error_and_does_not_hold_up_the_end
         .expect("the server stops soon after the end of input, not after 30 s")
         .expect("join");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_request_ids_do_not_hold_up_the_end_of_input() {
+    let slow = Slow::default();
+    let mut raw = Raw::start(handler(&slow));
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { "name": "raw", "version": "0" },
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    // rmcp answers these without an id (or not at all): none may be waited for.
+    for line in [
+        json!({ "id": 1, "method": "tools/list", "params": { "_meta": meta } }),
+        json!({ "jsonrpc": "2.0", "id": 1.5, "method": "tools/list", "params": { "_meta": meta } }),
+        json!({ "jsonrpc": "1.0", "id": 2, "method": "tools/list", "params": { "_meta": meta } }),
+        json!({ "jsonrpc": "2.0", "id": { "a": 1 }, "method": "tools/list", "params": { "_meta": meta } }),
+        json!({ "jsonrpc": "2.0", "id": true, "method": "tools/list", "params": { "_meta": meta } }),
+    ] {
+        raw.send(line).await;
+    }
+    // A repeated id: rmcp answers it once, and that is enough.
+    raw.request(7, "tools/list", json!({})).await;
+    raw.request(7, "tools/list", json!({})).await;
+    raw.input.shutdown().await.expect("close input");
+    tokio::time::timeout(Duration::from_secs(5), raw.served)
+        .await
+        .expect("the server stops soon after the end of input, not after 30 s")
+        .expect("join");
+}
+
+/// Log lines written while the test runs.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_errors_and_panics_are_logged_with_their_secrets_scrubbed() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Global: the server works on every thread of the runtime (nextest runs each test in a
+    // process of its own).
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    portcullis_server::install_panic_hook();
+
+    let mut builder = CatalogBuilder::new();
+    builder.tool(crate::Broken).tool(PanickingTool);
+    let handler = PortcullisHandler::new(
+        std::sync::Arc::new(builder.build().expect("catalog")),
+        ServerIdentity {
+            name: "scrub".into(),
+            title: None,
+            version: "0".into(),
+            instructions: None,
+        },
+        GuardConfig::with_timeout(Duration::from_secs(30)),
+    );
+    let mut raw = Raw::start(handler);
+    raw.request(
+        1,
+        "tools/call",
+        json!({ "name": "broken", "arguments": {} }),
+    )
+    .await;
+    let (broken, _) = raw.until_response(1).await;
+    raw.request(
+        2,
+        "tools/call",
+        json!({ "name": "explode", "arguments": {} }),
+    )
+    .await;
+    let (exploded, _) = raw.until_response(2).await;
+    let _ = std::panic::take_hook();
+    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    for answer in [&broken, &exploded] {
+        let text = answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        let reference = text
+            .trim_start_matches("internal error (ref ")
+            .trim_end_matches(')');
+        assert_eq!(reference.len(), 12, "{answer}");
+        assert!(
+            logs.contains(reference),
+            "the log line carries the reference {reference}:\n{logs}"
+        );
+    }
+    assert!(
+        logs.contains("internal tool error") && logs.contains("postgres://***@db"),
+        "{logs}"
+    );
+    assert!(logs.contains("panic while serving a request"), "{logs}");
+    assert!(
+        !logs.contains("hunter2"),
+        "a secret reached the log:\n{logs}"
+    );
+}

@@ -224,3 +224,33 @@ fn import_openapi_turns_a_real_document_into_config_that_loads() {
         String::from_utf8_lossy(&refused.stderr).contains("only OpenAPI 3 documents are supported")
     );
 }
+
+#[test]
+fn signing_keys_are_only_fetched_over_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (jwt, key) in [
+        (
+            "jwks_url = \"http://idp.example.test/jwks.json\"",
+            "auth.jwt.jwks_url",
+        ),
+        ("discovery = true", "auth.jwt.issuer"),
+    ] {
+        let config = write_config(
+            &dir,
+            &format!(
+                "[server]\nname = \"t\"\n[auth]\nresource = \"http://localhost/mcp\"\n[auth.jwt]\nissuer = \"http://idp.example.test/\"\n{jwt}\n"
+            ),
+        );
+        let output = Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("check");
+        assert_eq!(output.status.code(), Some(64), "{jwt}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(key) && stderr.contains("https://"),
+            "{jwt}: {stderr}"
+        );
+    }
+}

@@ -32,6 +32,8 @@ struct Idp {
     keys: Arc<Mutex<Value>>,
     jwks_fetches: Arc<AtomicUsize>,
     issuer: Arc<Mutex<String>>,
+    /// What the discovery document claims as its issuer, when it lies.
+    claimed: Arc<Mutex<Option<String>>>,
 }
 
 impl Idp {
@@ -62,7 +64,13 @@ async fn jwks(State(idp): State<Idp>) -> Json<Value> {
 
 async fn openid(State(idp): State<Idp>) -> Json<Value> {
     let issuer = idp.issuer.lock().expect("lock").clone();
-    Json(json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks.json") }))
+    let claimed = idp
+        .claimed
+        .lock()
+        .expect("lock")
+        .clone()
+        .unwrap_or_else(|| issuer.clone());
+    Json(json!({ "issuer": claimed, "jwks_uri": format!("{issuer}/jwks.json") }))
 }
 
 async fn start_idp(ca: &TestCa) -> (Idp, String) {
@@ -70,6 +78,7 @@ async fn start_idp(ca: &TestCa) -> (Idp, String) {
         keys: Arc::default(),
         jwks_fetches: Arc::default(),
         issuer: Arc::default(),
+        claimed: Arc::default(),
     };
     idp.serve_only(&["test-rsa"]);
     let app = Router::new()
@@ -193,4 +202,19 @@ async fn an_untrusted_certificate_is_refused() {
         0,
         "no key set was handed over an untrusted TLS session"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_discovery_document_for_another_issuer_is_not_trusted() {
+    let ca = TestCa::new().expect("ca");
+    let (idp, issuer) = start_idp(&ca).await;
+    *idp.claimed.lock().expect("lock") = Some("https://evil.example".to_owned());
+    let (server, _dir) = start_server(
+        Some(&ca),
+        &format!("issuer = \"{issuer}\"\ndiscovery = true\nca_file = \"ca.pem\""),
+    )
+    .await;
+    let rsa = token(&issuer, Algorithm::RS256, "test-rsa");
+    assert_eq!(status(&server, &rsa).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(idp.fetches(), 0, "the keys it names were not fetched");
 }

@@ -77,6 +77,11 @@ async fn a_300_mb_line_gets_an_error_and_memory_stays_bounded() {
         .iter()
         .find(|r| r.get("error").is_some())
         .unwrap_or_else(|| panic!("the oversize line got no error: {responses:?}"));
+    assert_eq!(
+        error["id"],
+        json!(1),
+        "the error carries the request's id: {error}"
+    );
     let message = error["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("exceeds") && message.contains("4194304 bytes"),
@@ -92,5 +97,36 @@ async fn a_300_mb_line_gets_an_error_and_memory_stays_bounded() {
     assert!(
         peak < 100 * 1024,
         "peak RSS {peak} kB: the line was buffered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_line_that_cannot_start_a_session_leaks_nothing() {
+    let fixture = Fixture::new("").expect("fixture");
+    let mut child = Command::new(bin())
+        .args(["serve", "--stdio", "--config"])
+        .arg(fixture.config())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let line = json!({ "jsonrpc": "2.0", "id": 9, "result": { "content": [{ "type": "text", "text": "CANARY_elicited_password" }] } });
+    stdin
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("write");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stderr.contains("CANARY") && !stdout.contains("CANARY"),
+        "the client's message reached the output:\n{stderr}{stdout}"
     );
 }
