@@ -75,6 +75,10 @@ pub struct CommandTool {
     /// when the server runs as root, which the process limit does not bind. The user must
     /// be able to read the root.
     pub run_as: Option<String>,
+    /// The program only reads (a linter, a test runner that writes nothing in the root):
+    /// the tool is then marked read-only. Off: it counts as a tool that may change files.
+    #[serde(default)]
+    pub read_only: bool,
     /// The tool's parameters; they become its input schema.
     #[serde(default)]
     pub params: Vec<Param>,

@@ -59,6 +59,7 @@ pub(crate) struct CommandPack {
     pub(crate) limits: ResourceLimits,
     pub(crate) user: Option<(u32, u32)>,
     pub(crate) launcher: PathBuf,
+    read_only: bool,
     /// Whether the launcher answered, checked once.
     launcher_ok: tokio::sync::OnceCell<bool>,
 }
@@ -194,6 +195,7 @@ fn command_tool(
         limits: command.limits,
         user,
         launcher: launcher.to_owned(),
+        read_only: command.read_only,
         launcher_ok: tokio::sync::OnceCell::new(),
     })
 }
@@ -370,7 +372,7 @@ impl Tool for Shared {
     fn definition(&self) -> ToolDef {
         let command = &self.0;
         let annotations = ToolAnnotations::new()
-            .read_only(false)
+            .read_only(command.read_only)
             .destructive(false)
             .idempotent(true)
             .open_world(false);

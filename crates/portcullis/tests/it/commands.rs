@@ -483,3 +483,98 @@ async fn gone(pid: u32) {
     }
     panic!("process {pid} outlived its run");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_remote_code_review_variant_needs_a_token_with_the_review_scope() {
+    let bin_dir = linters().await;
+    let dir = code_review_profile().parent().expect("dir").to_owned();
+    // The two variants offer the same tools.
+    let tools = |file: &str| {
+        let output = std::process::Command::new(bin())
+            .args(["check", "--config"])
+            .arg(dir.join(file))
+            .output()
+            .expect("check");
+        assert!(
+            output.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.contains("://"))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        tools("portcullis.toml"),
+        tools("remote.toml"),
+        "remote.toml drifted from portcullis.toml"
+    );
+
+    let remote = std::fs::read_to_string(dir.join("remote.toml")).expect("remote");
+    let remote = remote.replace("listen = \"0.0.0.0:8080\"", "listen = \"127.0.0.1:0\"");
+    let config = tempfile::Builder::new()
+        .prefix(".test-")
+        .suffix(".toml")
+        .tempfile_in(&dir)
+        .expect("temp");
+    std::fs::write(config.path(), remote).expect("write");
+    let linter_path = bin_dir.display().to_string();
+    let server = HttpServer::spawn_with(
+        bin(),
+        config.path(),
+        &[],
+        &[("LINTER_PATH", linter_path.as_str())],
+    )
+    .await
+    .expect("spawn");
+    let sign = |scope: &str| {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+            &std::fs::read(dir.join("../remote/test-keys/rsa-private.pem")).expect("key"),
+        )
+        .expect("rsa");
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("test-rsa".to_owned());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let claims = json!({ "iss": "https://idp.example.test/", "aud": "http://localhost:8080/mcp", "sub": "reviewer", "scope": scope, "exp": now + 300 });
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+    };
+    let reviewer =
+        portcullis_test::http_client_with_token(&server.url(), Era::Stateless2026, &sign("review"))
+            .await
+            .expect("reviewer connects");
+    let linted = call(
+        &reviewer,
+        "run_linter",
+        json!({ "file_path": "app/report.py" }),
+    )
+    .await;
+    assert_eq!(linted.is_error, Some(false), "{}", text(&linted));
+    assert!(text(&linted).contains("F841"), "{}", text(&linted));
+    let outsider = portcullis_test::http_client_with_token(
+        &server.url(),
+        Era::Stateless2026,
+        &sign("profile"),
+    )
+    .await
+    .expect("outsider connects");
+    assert!(outsider.list_all_tools().await.expect("tools").is_empty());
+    let refused = portcullis_test::post_stateless(
+        &server.url(),
+        Some(&sign("profile")),
+        "tools/call",
+        json!({ "name": "run_linter", "arguments": { "file_path": "app/report.py" } }),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.www_authenticate.contains("scope=\"review\""),
+        "{}",
+        refused.www_authenticate
+    );
+}
