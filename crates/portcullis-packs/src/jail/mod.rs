@@ -435,6 +435,10 @@ impl Inner {
             ErrorKind::PermissionDenied => {
                 ToolError::rejected(format!("permission denied to {action} `{raw}`"))
             }
+            ErrorKind::InvalidFilename => ToolError::rejected(format!(
+                "the path is too long (or a name in it is) for the root `{}`",
+                self.name
+            )),
             ErrorKind::NotADirectory => ToolError::rejected(format!(
                 "`{raw}` is a file, not a directory; use read_file or file_info"
             )),
