@@ -105,8 +105,10 @@ pub struct ResourceLimits {
     pub memory_mib: u64,
     /// Open files.
     pub open_files: u64,
-    /// Processes of the user the child runs as (not enforced for root; see `run_as`).
-    pub processes: u64,
+    /// Most processes and threads of the user the child runs as (`RLIMIT_NPROC`). The kernel
+    /// counts every process of that user, not just this command's, so set it only together
+    /// with `run_as` naming a dedicated user; root is exempt. Unset by default.
+    pub processes: Option<u64>,
     /// Largest file the child may write, in MiB.
     pub file_size_mib: u64,
 }
@@ -117,7 +119,7 @@ impl Default for ResourceLimits {
             cpu_secs: 60,
             memory_mib: 2048,
             open_files: 256,
-            processes: 128,
+            processes: None,
             file_size_mib: 64,
         }
     }

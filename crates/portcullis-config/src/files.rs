@@ -35,6 +35,17 @@ pub struct FilesRoot {
     /// `.git/`, `*.pem`, `*.key`, `id_*`.
     #[serde(default)]
     pub deny: Vec<String>,
+    /// How changes made outside the server are noticed, so clients subscribed to a file
+    /// resource hear of them. `off`: file resources are not subscribable.
+    #[serde(default)]
+    pub watch: crate::watch::WatchMode,
+    /// With `watch = "poll"` (or when OS notifications cannot be set up): how often the
+    /// root is scanned, in milliseconds.
+    #[serde(default = "crate::watch::default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Changes closer together than this (milliseconds) become one notification.
+    #[serde(default = "crate::watch::default_debounce_ms")]
+    pub debounce_ms: u64,
 }
 
 fn default_max_read_bytes() -> u64 {
@@ -85,6 +96,7 @@ pub(crate) fn validate(roots: &[FilesRoot]) -> Result<(), Issue> {
                 "`max_read_bytes`, `max_search_results` and `max_search_entries` must be at least 1",
             ));
         }
+        crate::watch::validate(&key, root.poll_interval_ms, root.debounce_ms)?;
     }
 
     Ok(())

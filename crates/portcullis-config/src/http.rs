@@ -36,8 +36,11 @@ pub struct HttpSource {
     /// A PEM file of extra certificate authorities to trust (an internal API), relative to
     /// the config file. Mozilla's roots (built in) are always trusted.
     pub ca_file: Option<PathBuf>,
-    /// Hosts this source may reach, in requests and redirects (`api.example.com`,
-    /// `127.0.0.1:8080` to pin a port). Default: the base URL's host only.
+    /// Hosts this source may reach besides the base URL's own host and port, in requests and
+    /// redirects: `api.example.com` (the default port of the base URL's scheme) or
+    /// `cdn.example.com:8443` (that port only). Every URL keeps the base URL's scheme, so an
+    /// https source never sends anything over plain http. A redirect to another origin is
+    /// refused when the source or tool sends configured `headers`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// Whether this source may reach private, loopback, link-local and other non-public

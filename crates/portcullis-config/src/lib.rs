@@ -17,12 +17,14 @@ mod files;
 mod http;
 mod load;
 mod model;
+mod notes;
 mod params;
 mod prompts;
 mod resources;
 mod secret;
 mod sql;
 mod validate;
+mod watch;
 
 pub use auth::*;
 pub use commands::*;
@@ -30,11 +32,13 @@ pub use files::*;
 pub use http::*;
 pub use load::{ConfigError, load, parse};
 pub use model::*;
+pub use notes::*;
 pub use params::*;
 pub use prompts::*;
 pub use resources::*;
 pub use secret::Secret;
 pub use sql::*;
+pub use watch::WatchMode;
 
 /// Environment variable that overrides `logging.level`.
 pub const LOG_ENV: &str = "PORTCULLIS_LOG";

@@ -60,6 +60,15 @@ pub struct Config {
     /// output and resource limits.
     #[serde(default)]
     pub commands: Vec<crate::commands::CommandTool>,
+    /// Folders of markdown notes (the notes pack), served as live resources: clients that
+    /// subscribe hear when a note changes, and when notes are added or removed.
+    #[serde(default)]
+    pub notes: Vec<crate::notes::NotesFolder>,
+    /// Resource templates (RFC 6570 URI templates with typed variables), each backed by a
+    /// text template, a SQL statement of a `[[sql]]` source, or an HTTP tool of an `[[api]]`
+    /// source.
+    #[serde(default)]
+    pub resource_templates: Vec<crate::resources::ResourceTemplateConfig>,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

@@ -70,5 +70,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     crate::http::validate(&config.api)?;
     let roots: Vec<String> = config.files.iter().map(|r| r.name.clone()).collect();
     crate::commands::validate(&config.commands, &roots)?;
+    crate::notes::validate(&config.notes)?;
+    crate::resources::validate_templates(config)?;
     Ok(())
 }

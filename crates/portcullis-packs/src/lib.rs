@@ -17,14 +17,17 @@ mod definition;
 pub mod files;
 #[cfg(feature = "jail")]
 mod jail;
+#[cfg(feature = "notes")]
+pub mod notes;
 mod params;
 #[cfg(feature = "prompts")]
 pub mod prompts;
 pub mod resources;
 #[cfg(feature = "sql")]
 pub mod sql;
-#[cfg(any(feature = "api", feature = "command"))]
 mod template;
+#[cfg(feature = "watch")]
+mod watch;
 
 use portcullis_config::Config;
 use portcullis_server::{Catalog, CatalogBuilder, CatalogError};
@@ -45,7 +48,17 @@ pub enum PackError {
 }
 
 /// Adds a pack's tools, resources, prompts and readiness checks for its section of `config`.
-type Register = fn(&Config, &mut CatalogBuilder) -> Result<(), String>;
+type Register = fn(&Config, &mut CatalogBuilder, &mut Shared) -> Result<(), String>;
+
+/// What packs open once and others use: the SQL sources and HTTP tools that back resource
+/// templates. Filled in [`PACKS`] order (sources before the `resources` pack).
+#[derive(Default)]
+pub(crate) struct Shared {
+    #[cfg(feature = "sql")]
+    pub(crate) sql: std::collections::HashMap<String, std::sync::Arc<sql::Source>>,
+    #[cfg(feature = "api")]
+    pub(crate) api: std::collections::HashMap<(String, String), std::sync::Arc<api::ApiTool>>,
+}
 
 /// One pack: its name, whether a config uses it, and its `register` when compiled in.
 struct Pack {
@@ -98,8 +111,16 @@ const PACKS: &[Pack] = &[
         register: None,
     },
     Pack {
+        name: "notes",
+        used_by: |c| !c.notes.is_empty(),
+        #[cfg(feature = "notes")]
+        register: Some(notes::register),
+        #[cfg(not(feature = "notes"))]
+        register: None,
+    },
+    Pack {
         name: "resources",
-        used_by: |c| !c.resources.is_empty(),
+        used_by: |c| !c.resources.is_empty() || !c.resource_templates.is_empty(),
         register: Some(resources::register),
     },
 ];
@@ -114,12 +135,13 @@ pub fn catalog(config: &Config) -> Result<Catalog, PackError> {
 /// Adds every pack the config uses to `builder` (for library users who add their own tools
 /// next to the configured ones).
 pub fn register(config: &Config, builder: &mut CatalogBuilder) -> Result<(), PackError> {
+    let mut shared = Shared::default();
     for pack in PACKS {
         if !(pack.used_by)(config) {
             continue;
         }
         let register = pack.register.ok_or(PackError::NotCompiled(pack.name))?;
-        register(config, builder).map_err(PackError::Pack)?;
+        register(config, builder, &mut shared).map_err(PackError::Pack)?;
     }
     Ok(())
 }

@@ -24,9 +24,9 @@ use rmcp::model::{
     ListToolsResult, LoggingLevel, PaginatedRequestParams, PromptsCapability,
     ReadResourceRequestParams, ReadResourceResponse, Reference, ResourcesCapability,
     ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
-    Tool as ToolDef, ToolsCapability, UnsubscribeRequestParams,
+    SubscriptionFilter, Tool as ToolDef, ToolsCapability, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
@@ -37,6 +37,9 @@ use crate::catalog::{
 };
 use crate::error::{PromptError, ToolError, prompt_error, resource_error, tool_error_result};
 use crate::guard::{self, GuardConfig, Outcome, Request, Target};
+
+/// Most resources one `resources/list` page holds; `nextCursor` leads to the rest.
+const RESOURCE_PAGE: usize = 500;
 
 /// Identity reported to clients.
 #[derive(Debug, Clone)]
@@ -59,17 +62,90 @@ struct Inner {
     in_flight: TaskTracker,
 }
 
+impl Inner {
+    /// `resources/read` through the guard: for a client, and for a tool reading a resource
+    /// on its caller's behalf ([`CallContext::read_resource`]).
+    async fn read_resource(
+        &self,
+        uri: String,
+        principal: Option<Principal>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let catalog = &self.catalog;
+        let guard = &self.guard;
+        let Some(source) = catalog.resource_source(&uri) else {
+            guard::log_unknown("resources/read", "<unknown resource>", principal.as_ref());
+            return Err(no_resource(&uri));
+        };
+        let label = source.label(&uri);
+        let logged = Request {
+            method: "resources/read",
+            target: Target::Resource(&uri),
+            item: &label,
+            what: format!("resource `{label}`"),
+            principal,
+            arguments: guard.argument("uri", &uri),
+        };
+        guard
+            .run(catalog, logged, cancel, |_, _| async {
+                match source.source.read(&uri).await {
+                    Ok(result) => (Ok(result.into()), Outcome::Ok),
+                    Err(error) => {
+                        let outcome = match &error {
+                            crate::ResourceError::NotFound(_) => Outcome::NotFound,
+                            crate::ResourceError::Rejected(_) => Outcome::InvalidArguments,
+                            crate::ResourceError::Internal { .. } => Outcome::InternalError,
+                        };
+                        (Err(resource_error(&uri, &label, error)), outcome)
+                    }
+                }
+            })
+            .await
+    }
+}
+
+/// Reads resources for a tool, as its caller (see [`CallContext::read_resource`]).
+#[derive(Clone)]
+pub(crate) struct ResourceReader(Arc<Inner>);
+
+impl std::fmt::Debug for ResourceReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResourceReader")
+    }
+}
+
+impl ResourceReader {
+    pub(crate) async fn read(
+        &self,
+        uri: &str,
+        principal: Option<Principal>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.0
+            .read_resource(uri.to_owned(), principal, cancel)
+            .await
+    }
+}
+
 /// State of one 2025-era session (or one stateless request). Locks are held for a few
 /// instructions, never across `.await`.
 #[derive(Default)]
 struct Session {
     /// Set by `logging/setLevel`; until then no log messages are sent.
     log_level: Mutex<Option<LoggingLevel>>,
-    /// URIs this session subscribed to.
-    subscriptions: Mutex<HashSet<String>>,
+    /// URIs this session subscribed to (shared with its change listener).
+    subscriptions: Arc<Mutex<HashSet<String>>>,
     /// The principal the transport gave the whole connection (stdio: the local user). An
     /// HTTP request carries its own principal instead.
     principal: Option<Principal>,
+    /// Cancelled when the session ends: stops its change listener.
+    closed: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
 }
 
 /// The MCP handler shared by every transport.
@@ -82,16 +158,26 @@ pub struct PortcullisHandler {
 impl PortcullisHandler {
     /// A handler serving `catalog` under `identity`.
     pub fn new(catalog: Arc<Catalog>, identity: ServerIdentity, guard: GuardConfig) -> Self {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            catalog.start();
+        } else {
+            tracing::warn!(
+                "the handler was built outside a tokio runtime: call Catalog::start inside one, or resources will not report changes"
+            );
+        }
         let mut capabilities = ServerCapabilities::default();
         if !catalog.tools().is_empty() {
             capabilities.tools = Some(ToolsCapability::default());
             // Tools may send log messages; clients choose the level (or none).
             capabilities.logging = Some(Default::default());
         }
-        if !catalog.resources().is_empty() || !catalog.resource_templates().is_empty() {
+        if !catalog.sources.is_empty() {
             let mut resources = ResourcesCapability::default();
             if catalog.has_subscribable_resources() {
                 resources.subscribe = Some(true);
+            }
+            if catalog.has_live_resources() {
+                resources.list_changed = Some(true);
             }
             capabilities.resources = Some(resources);
         }
@@ -134,8 +220,10 @@ impl PortcullisHandler {
         Self {
             inner: Arc::clone(&self.inner),
             session: Arc::new(Session {
+                log_level: Mutex::default(),
+                subscriptions: Arc::default(),
                 principal: Some(principal),
-                ..Session::default()
+                closed: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -203,16 +291,124 @@ impl ServerHandler for PortcullisHandler {
         self.inner.info.clone()
     }
 
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // A 2025 session starts: it hears of changes to what it subscribes to, and of list
+        // changes, for as long as it lives.
+        let catalog = &self.inner.catalog;
+        if !catalog.has_live_resources() && !catalog.has_subscribable_resources() {
+            return;
+        }
+        let principal = match context.extensions.get::<http::request::Parts>() {
+            Some(parts) => parts.extensions.get::<Principal>().cloned(),
+            None => self.session.principal.clone(),
+        };
+        let Some(principal) = principal else {
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let delivery = crate::fanout::Delivery::Session {
+            peer: context.peer,
+            subscriptions: Arc::clone(&self.session.subscriptions),
+        };
+        let stop = self.session.closed.clone();
+        tokio::spawn(async move {
+            let audience = crate::fanout::Audience {
+                catalog: &inner.catalog,
+                guard: &inner.guard,
+                principal: &principal,
+            };
+            crate::fanout::deliver(audience, delivery, stop).await;
+        });
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let catalog = &self.inner.catalog;
+        if !catalog.has_live_resources() && !catalog.has_subscribable_resources() {
+            return None;
+        }
+        let mut accepted = SubscriptionFilter::new();
+        if requested.resources_list_changed == Some(true) && catalog.has_live_resources() {
+            accepted.resources_list_changed = Some(true);
+        }
+        if let Some(uris) = &requested.resource_subscriptions {
+            let subscribable: Vec<String> = uris
+                .iter()
+                .filter(|uri| {
+                    catalog
+                        .resource_source(uri)
+                        .is_some_and(|s| s.source.subscribable(uri))
+                })
+                .take(crate::fanout::MAX_SUBSCRIPTIONS)
+                .cloned()
+                .collect();
+            if !subscribable.is_empty() {
+                accepted.resource_subscriptions = Some(subscribable);
+            }
+        }
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let Some(principal) = self.principal(context.request_context()) else {
+            guard::log_unknown("subscriptions/listen", "<listen>", None);
+            return Err(crate::error::unauthenticated());
+        };
+        let accepted = context.accepted().clone();
+        // Each resource followed passes the guard like a read of it (scopes, rate limit,
+        // audit line): a principal cannot follow what it may not read.
+        let catalog = &self.inner.catalog;
+        let guard = &self.inner.guard;
+        for uri in accepted.resource_subscriptions.iter().flatten() {
+            let label = catalog
+                .resource_source(uri)
+                .map_or_else(|| "<unknown resource>".to_owned(), |s| s.label(uri));
+            let logged = Request {
+                method: "subscriptions/listen",
+                target: Target::Resource(uri),
+                item: &label,
+                what: format!("resource `{label}`"),
+                principal: Some(principal.clone()),
+                arguments: guard.argument("uri", uri),
+            };
+            guard
+                .run(
+                    catalog,
+                    logged,
+                    context.request_context().ct.clone(),
+                    |_, _| async { (Ok(()), Outcome::Ok) },
+                )
+                .await?;
+        }
+        let delivery = crate::fanout::Delivery::Listen {
+            sink: context.sink().clone(),
+            uris: accepted
+                .resource_subscriptions
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            list_changed: accepted.resources_list_changed == Some(true),
+        };
+        let audience = crate::fanout::Audience {
+            catalog: &self.inner.catalog,
+            guard: &self.inner.guard,
+            principal: &principal,
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::select! {
+            () = crate::fanout::deliver(audience, delivery, stop.clone()) => {}
+            () = context.cancelled() => stop.cancel(),
+        }
+        Ok(())
+    }
+
     async fn discover(
         &self,
         _context: RequestContext<RoleServer>,
     ) -> Result<DiscoverResult, ErrorData> {
-        let mut info = self.inner.info.clone();
-        // 2026-07-28 delivers resource updates through `subscriptions/listen`, which this
-        // server does not offer yet: do not advertise subscriptions there.
-        if let Some(resources) = &mut info.capabilities.resources {
-            resources.subscribe = None;
-        }
+        let info = self.inner.info.clone();
         Ok(DiscoverResult::from_server_info(
             self.supported_protocol_versions().into_owned(),
             info,
@@ -271,7 +467,12 @@ impl ServerHandler for PortcullisHandler {
             principal: principal.clone(),
             arguments: guard.arguments(&arguments),
         };
-        let (call_context, cancel) = CallContext::new(context, self.session_log_level(), principal);
+        let (call_context, cancel) = CallContext::new(
+            context,
+            self.session_log_level(),
+            principal,
+            ResourceReader(Arc::clone(&self.inner)),
+        );
         let (input_responses, request_state) = (request.input_responses, request.request_state);
         let name: &str = &name;
         let call = guard.run(catalog, logged, cancel, |cancel, deadline| async move {
@@ -345,23 +546,39 @@ impl ServerHandler for PortcullisHandler {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let catalog = &self.inner.catalog;
         let policies = &self.inner.guard.policies;
         let principal = self.principal(&context);
-        let visible = catalog
+        let start = match request.and_then(|r| r.cursor) {
+            None => 0,
+            Some(cursor) => cursor.parse::<usize>().map_err(|_| {
+                ErrorData::invalid_params(
+                    "the cursor is not one this server gave; start again without a cursor",
+                    None,
+                )
+            })?,
+        };
+        let mut visible: Vec<_> = catalog
             .resources()
-            .iter()
+            .into_iter()
             .filter(|r| {
                 policies
                     .scopes_for(catalog, Target::Resource(&r.uri))
                     .is_some_and(|scopes| self.visible(principal.as_ref(), &scopes))
             })
-            .cloned()
+            .skip(start)
+            .take(RESOURCE_PAGE + 1)
             .collect();
-        Ok(ListResourcesResult::with_all_items(visible))
+        let more = visible.len() > RESOURCE_PAGE;
+        visible.truncate(RESOURCE_PAGE);
+        let mut result = ListResourcesResult::with_all_items(visible);
+        if more {
+            result.next_cursor = Some((start + RESOURCE_PAGE).to_string());
+        }
+        Ok(result)
     }
 
     async fn list_resource_templates(
@@ -388,31 +605,7 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let principal = self.principal(&context);
-        let uri = request.uri;
-        let catalog = &self.inner.catalog;
-        let guard = &self.inner.guard;
-        let (source, label) = self.resource("resources/read", &uri, principal.as_ref())?;
-        let logged = Request {
-            method: "resources/read",
-            target: Target::Resource(&uri),
-            item: &label,
-            what: format!("resource `{label}`"),
-            principal,
-            arguments: guard.argument("uri", &uri),
-        };
-        let read = guard.run(catalog, logged, context.ct, |_, _| async {
-            match source.source.read(&uri).await {
-                Ok(result) => (Ok(result.into()), Outcome::Ok),
-                Err(error) => {
-                    let outcome = match &error {
-                        crate::ResourceError::NotFound(_) => Outcome::NotFound,
-                        crate::ResourceError::Rejected(_) => Outcome::InvalidArguments,
-                        crate::ResourceError::Internal { .. } => Outcome::InternalError,
-                    };
-                    (Err(resource_error(&uri, &label, error)), outcome)
-                }
-            }
-        });
+        let read = self.inner.read_resource(request.uri, principal, context.ct);
         self.inner.in_flight.track_future(read).await
     }
 
@@ -445,11 +638,27 @@ impl ServerHandler for PortcullisHandler {
                         Outcome::InvalidArguments,
                     );
                 }
-                self.session
+                let mut subscriptions = self
+                    .session
                     .subscriptions
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(uri.clone());
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if subscriptions.len() >= crate::fanout::MAX_SUBSCRIPTIONS
+                    && !subscriptions.contains(&uri)
+                {
+                    tracing::warn!(limit = crate::fanout::MAX_SUBSCRIPTIONS, "subscription refused: the session has too many");
+                    return (
+                        Err(ErrorData::invalid_params(
+                            format!(
+                                "this session already follows {} resources, the most it may; unsubscribe from some first",
+                                crate::fanout::MAX_SUBSCRIPTIONS
+                            ),
+                            None,
+                        )),
+                        Outcome::RateLimited,
+                    );
+                }
+                subscriptions.insert(uri.clone());
                 (Ok(()), Outcome::Ok)
             })
             .await

@@ -9,6 +9,7 @@ pub mod auth;
 mod catalog;
 mod config;
 mod error;
+mod fanout;
 mod guard;
 mod handler;
 pub mod limits;
@@ -18,8 +19,9 @@ pub mod transport;
 
 pub use auth::Principal;
 pub use catalog::{
-    CallContext, Catalog, CatalogBuilder, CatalogError, PromptCall, PromptTemplate, Readiness,
-    ResourceSource, Tool, ToolCall, ToolOutput,
+    ArgumentValidator, CallContext, Catalog, CatalogBuilder, CatalogError, ChangeNotifier,
+    PromptCall, PromptTemplate, Readiness, ResourceChange, ResourceSource, Tool, ToolCall,
+    ToolOutput,
 };
 pub use error::{
     BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED, ResourceError, ToolError,

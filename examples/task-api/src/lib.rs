@@ -36,6 +36,16 @@ pub struct TaskApi {
 impl TaskApi {
     /// Opens (creating when needed) the database at `path`; clients must send `key`.
     pub async fn open(path: &Path, key: &str) -> anyhow::Result<Self> {
+        // `--db .data/tasks.sqlite` on a fresh clone: the folder does not exist yet.
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the example API creates its own database folder"
+            )]
+            std::fs::create_dir_all(dir)?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

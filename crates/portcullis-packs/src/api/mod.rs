@@ -56,6 +56,8 @@ pub(crate) struct ApiTool {
     query: BTreeMap<String, String>,
     body: Option<Value>,
     headers: HeaderMap,
+    /// The tool's own configured header values (scrubbed from error excerpts).
+    pub(crate) secrets: Vec<String>,
     params: Vec<Param>,
     pub(crate) response_path: Option<String>,
     pub(crate) template: Option<TextTemplate>,
@@ -83,7 +85,15 @@ fn headers_of(
             format!("api `{source}`: the value of header `{name}` is not a valid header value")
         })?;
         value.set_sensitive(true);
-        secrets.push(value.to_str().unwrap_or_default().to_owned());
+        // The whole value, and each longer word of it (`Bearer TOKEN`: an upstream may echo
+        // just the token).
+        let text = value.to_str().unwrap_or_default();
+        secrets.push(text.to_owned());
+        secrets.extend(
+            text.split([' ', ',', ';', '='])
+                .filter(|word| word.len() >= 8 && *word != text)
+                .map(str::to_owned),
+        );
         headers.insert(header, value);
     }
     Ok(headers)
@@ -91,11 +101,19 @@ fn headers_of(
 
 /// Adds the tools of every `[[api]]` source, and a readiness check (`api:NAME`) for each one
 /// with a `health_url`. Nothing connects at start-up.
-pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+pub(crate) fn register(
+    config: &Config,
+    catalog: &mut CatalogBuilder,
+    shared: &mut crate::Shared,
+) -> Result<(), String> {
     for source in &config.api {
         let upstream = Arc::new(upstream(source, &config.base_dir)?);
         for tool in &source.tools {
-            catalog.tool(api_tool(&upstream, tool)?);
+            let built = Arc::new(api_tool(&upstream, tool)?);
+            shared
+                .api
+                .insert((source.name.clone(), tool.name.clone()), Arc::clone(&built));
+            catalog.shared_tool(built);
         }
         if upstream.health.is_some() {
             catalog.readiness(
@@ -111,15 +129,8 @@ fn upstream(source: &HttpSource, base_dir: &std::path::Path) -> Result<Upstream,
     let name = &source.name;
     let base = Url::parse(&source.base_url)
         .map_err(|_| format!("api `{name}`: `base_url` is not a URL"))?;
-    let mut hosts = source.allowed_hosts.clone();
-    if hosts.is_empty() {
-        let host = base
-            .host_str()
-            .ok_or_else(|| format!("api `{name}`: `base_url` has no host"))?;
-        hosts.push(match base.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        });
+    if base.host_str().is_none() {
+        return Err(format!("api `{name}`: `base_url` has no host"));
     }
     let private = match &source.allow_private_addresses {
         PrivateAddresses::All(false) => PrivateAllowance::None,
@@ -134,7 +145,12 @@ fn upstream(source: &HttpSource, base_dir: &std::path::Path) -> Result<Upstream,
                 .collect::<Result<_, _>>()?,
         ),
     };
-    let policy = Arc::new(AddressPolicy::new(&hosts, private));
+    // Configured headers (credentials) must not follow a redirect to another origin.
+    let policy = Arc::new(
+        AddressPolicy::new(&base, &source.allowed_hosts, private).same_origin_redirects(
+            !source.headers.is_empty() || source.tools.iter().any(|t| !t.headers.is_empty()),
+        ),
+    );
     policy
         .check_url(&base)
         .map_err(|refusal| format!("api `{name}`: `base_url` is refused: {refusal}"))?;
@@ -214,6 +230,7 @@ fn api_tool(upstream: &Arc<Upstream>, tool: &HttpTool) -> Result<ApiTool, String
         query: tool.query.clone(),
         body: tool.body.clone(),
         headers,
+        secrets,
         params: tool.params.clone(),
         response_path: tool.response_path.clone(),
         template,
@@ -297,7 +314,24 @@ impl Tool for ApiTool {
                 self.name, self.upstream.name
             )));
         }
-        let typed = values(&self.params, &call.arguments);
+        self.send(&call.arguments).await
+    }
+}
+
+impl ApiTool {
+    /// The tool's declared parameters (a resource template backed by it takes its variables
+    /// from them).
+    pub(crate) fn params(&self) -> &[portcullis_config::Param] {
+        &self.params
+    }
+
+    /// Sends the request for validated `arguments` and turns the answer into the tool's
+    /// result (also a resource template's read).
+    pub(crate) async fn send(
+        &self,
+        arguments: &rmcp::model::JsonObject,
+    ) -> Result<ToolOutput, ToolError> {
+        let typed = values(&self.params, arguments);
         let values: request::Values<'_> = self
             .params
             .iter()

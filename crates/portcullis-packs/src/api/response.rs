@@ -19,6 +19,10 @@ const ERROR_EXCERPT_CHARS: usize = 300;
 pub(super) fn transport_error(upstream: &Upstream, error: &reqwest::Error) -> ToolError {
     let name = &upstream.name;
     if let Some(refusal) = refusal_of(error) {
+        // A name that does not resolve is an unreachable upstream, not a refusal.
+        if matches!(refusal, portcullis_server::outbound::Refusal::Unresolved(_)) {
+            return ToolError::rejected(format!("`{name}` is unreachable; try again later"));
+        }
         return ToolError::rejected(format!("request to `{name}` refused: {refusal}"));
     }
     if error.is_timeout() {
@@ -90,7 +94,7 @@ pub(super) fn status_error(
         _ => format!("`{name}` refused the request (HTTP {code})"),
     };
     if tool.include_error_body {
-        let excerpt = excerpt(upstream, body);
+        let excerpt = excerpt(upstream, tool, body);
         if !excerpt.is_empty() {
             message.push_str(": ");
             message.push_str(&excerpt);
@@ -105,19 +109,23 @@ pub(super) fn status_error(
 
 /// A short, single-line excerpt of `body` with control characters, configured header values
 /// and recognisable secrets removed.
-fn excerpt(upstream: &Upstream, body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(ERROR_EXCERPT_CHARS)
-        .collect();
-    for secret in &upstream.secrets {
+fn excerpt(upstream: &Upstream, tool: &ApiTool, body: &[u8]) -> String {
+    // Secrets first, over the whole body, so one that straddles the cut cannot leave a
+    // prefix behind; longest first, so a token inside a longer value goes with it.
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    let mut secrets: Vec<&String> = upstream.secrets.iter().chain(&tool.secrets).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in secrets {
         if !secret.is_empty() {
             text = text.replace(secret.as_str(), "***");
         }
     }
-    portcullis_server::redact_secrets(text.trim())
+    let text: String = portcullis_server::redact_secrets(&text)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(ERROR_EXCERPT_CHARS)
+        .collect();
+    text.trim().to_owned()
 }
 
 fn is_json(content_type: &str) -> bool {

@@ -89,21 +89,23 @@ fn launch(args: &[OsString]) -> Result<(), String> {
 
 /// The launcher arguments for `limits`, ending with `--` (the program follows).
 pub(crate) fn arguments(limits: &ResourceLimits) -> Vec<String> {
-    let mib = 1024 * 1024;
-    vec![
+    let mib = 1024 * 1024u64;
+    let mut arguments = vec![
         MARKER.to_owned(),
         "--cpu".to_owned(),
         limits.cpu_secs.to_string(),
         "--as".to_owned(),
-        (limits.memory_mib * mib).to_string(),
+        limits.memory_mib.saturating_mul(mib).to_string(),
         "--nofile".to_owned(),
         limits.open_files.to_string(),
-        "--nproc".to_owned(),
-        limits.processes.to_string(),
         "--fsize".to_owned(),
-        (limits.file_size_mib * mib).to_string(),
-        "--".to_owned(),
-    ]
+        limits.file_size_mib.saturating_mul(mib).to_string(),
+    ];
+    if let Some(processes) = limits.processes {
+        arguments.extend(["--nproc".to_owned(), processes.to_string()]);
+    }
+    arguments.push("--".to_owned());
+    arguments
 }
 
 /// Whether `binary` answers as the launcher (the hosting program calls

@@ -99,7 +99,11 @@ fn user_ids(user: &str) -> Result<(u32, u32), String> {
 
 /// Adds one tool per `[[commands]]` entry and a readiness check (`command:NAME`) that the
 /// programs are installed and the launcher answers.
-pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+pub(crate) fn register(
+    config: &Config,
+    catalog: &mut CatalogBuilder,
+    _shared: &mut crate::Shared,
+) -> Result<(), String> {
     let launcher = std::env::current_exe()
         .map_err(|e| format!("commands: cannot find this program to launch commands: {e}"))?;
     for command in &config.commands {
@@ -270,14 +274,40 @@ impl CommandPack {
                 }
                 continue;
             }
-            let mut text = word.clone();
-            for name in names {
-                let (param, value) = &by_name[name.as_str()];
+            // One pass over the word, so a value is never expanded again; the word must not
+            // start with `-` because of a value (it would be read as an option).
+            let mut text = String::new();
+            let mut rest = word.as_str();
+            let mut leading: Option<&Param> = None;
+            while let Some(open) = rest.find('{') {
+                let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+                    break;
+                };
+                let Some((param, value)) = by_name.get(&rest[open + 1..close]) else {
+                    text.push_str(&rest[..=open]);
+                    rest = &rest[open + 1..];
+                    continue;
+                };
+                text.push_str(&rest[..open]);
                 let value = match value {
                     Typed::Null => String::new(),
                     other => self.value(param, other, false).await?,
                 };
-                text = text.replace(&format!("{{{name}}}"), &value);
+                if text.is_empty() && !value.is_empty() {
+                    leading = Some(param);
+                }
+                text.push_str(&value);
+                rest = &rest[close + 1..];
+            }
+            text.push_str(rest);
+            if let Some(param) = leading
+                && text.starts_with('-')
+                && !param.allow_dash
+            {
+                return Err(ToolError::rejected(format!(
+                    "`{}` must not start with `-`: it would be read as an option",
+                    param.name
+                )));
             }
             out.push(text);
         }
@@ -373,8 +403,9 @@ impl Tool for Shared {
         let command = &self.0;
         let annotations = ToolAnnotations::new()
             .read_only(command.read_only)
-            .destructive(false)
-            .idempotent(true)
+            // A command that may write is not advertised as harmless.
+            .destructive(!command.read_only)
+            .idempotent(command.read_only)
             .open_world(false);
         let mut tool = ToolDef::new(
             command.name.clone(),

@@ -58,6 +58,7 @@ async fn capture(
 ) -> Captured {
     let mut captured = Captured::default();
     let mut buffer = vec![0u8; 16 * 1024];
+    let mut partial: Vec<u8> = Vec::new();
     loop {
         let n = match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
@@ -72,12 +73,24 @@ async fn capture(
             break;
         }
         if let Some(lines) = &lines {
-            for line in String::from_utf8_lossy(&buffer[..n]).lines() {
+            partial.extend_from_slice(&buffer[..n]);
+            while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=end).collect();
                 // A client too slow for the lines misses some; the run never waits.
-                let _ = lines.try_send(line.to_owned());
+                let _ = lines.try_send(String::from_utf8_lossy(&line).trim_end().to_owned());
+            }
+            // A line longer than the buffer is sent in pieces rather than held.
+            if partial.len() > buffer.len() {
+                let _ = lines.try_send(String::from_utf8_lossy(&partial).into_owned());
+                partial.clear();
             }
         }
         captured.bytes.extend_from_slice(&buffer[..n]);
+    }
+    if let Some(lines) = &lines
+        && !partial.is_empty()
+    {
+        let _ = lines.try_send(String::from_utf8_lossy(&partial).trim_end().to_owned());
     }
     captured
 }
@@ -85,7 +98,10 @@ async fn capture(
 /// The output as text, with the root's location on the host replaced by the root's name:
 /// absolute paths (`ruff` prints them) must not reveal where the root lives.
 fn scrubbed(bytes: &[u8], command: &CommandPack) -> String {
-    let text = String::from_utf8_lossy(bytes);
+    scrub_text(&String::from_utf8_lossy(bytes), command)
+}
+
+fn scrub_text(text: &str, command: &CommandPack) -> String {
     let host = command.jail.host_path("");
     let host = host.to_string_lossy();
     text.replace(&format!("{host}/"), "")
@@ -166,7 +182,7 @@ pub(super) async fn run(
                 line = lines_rx.recv(), if open => match line {
                     Some(line) => {
                         context
-                            .log(LoggingLevel::Info, &command.name, serde_json::Value::String(line))
+                            .log(LoggingLevel::Info, &command.name, serde_json::Value::String(scrub_text(&line, command)))
                             .await;
                     }
                     None => open = false,

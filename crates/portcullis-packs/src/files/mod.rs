@@ -30,6 +30,8 @@ pub(crate) struct Root {
     pub(crate) max_read_bytes: u64,
     pub(crate) max_search_results: usize,
     pub(crate) max_search_entries: usize,
+    /// How changes made outside the server are noticed (for subscribers of its files).
+    pub(crate) watch: crate::watch::Settings,
 }
 
 /// All roots of the pack, in config order.
@@ -107,7 +109,11 @@ pub struct FilesError(String);
 
 /// Adds the files tools, the file resource template and a readiness check for the config's
 /// `[[files]]` roots.
-pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+pub(crate) fn register(
+    config: &Config,
+    catalog: &mut CatalogBuilder,
+    _shared: &mut crate::Shared,
+) -> Result<(), String> {
     add(&config.files, &config.base_dir, catalog).map_err(|e| e.to_string())
 }
 
@@ -131,9 +137,25 @@ fn add(
             max_read_bytes: root.max_read_bytes,
             max_search_results: root.max_search_results,
             max_search_entries: root.max_search_entries,
+            watch: crate::watch::Settings::new(root.watch, root.poll_interval_ms, root.debounce_ms),
         });
     }
     let roots = Arc::new(Roots { roots: opened });
+    let notifier = catalog.notifier();
+    for root in roots.roots.iter().filter(|r| r.watch.enabled()) {
+        let notifier = notifier.clone();
+        let name = root.jail.name().to_owned();
+        catalog.background(crate::watch::run(
+            root.jail.clone(),
+            root.watch,
+            move |batch| {
+                for path in &batch.paths {
+                    notifier.updated(resource::uri(&name, path));
+                }
+                std::future::ready(())
+            },
+        ));
+    }
     tools::register(&roots, catalog);
     catalog.resources(resource::FileResources::new(Arc::clone(&roots)));
     catalog.readiness("files", FilesReady(roots));

@@ -12,6 +12,11 @@ use super::Roots;
 
 const PREFIX: &str = "file:///";
 
+/// The URI of the file at root-relative `rel` in root `root`.
+pub(super) fn uri(root: &str, rel: &str) -> String {
+    format!("{PREFIX}{root}/{}", crate::jail::uri_path(rel))
+}
+
 pub(super) struct FileResources {
     roots: Arc<Roots>,
 }
@@ -55,6 +60,17 @@ impl ResourceSource for FileResources {
 
     fn claims(&self, uri: &str) -> bool {
         uri.starts_with("file:")
+    }
+
+    fn live(&self) -> bool {
+        self.roots.roots.iter().any(|r| r.watch.enabled())
+    }
+
+    fn subscribable(&self, uri: &str) -> bool {
+        uri.strip_prefix(PREFIX)
+            .map(|rest| rest.split_once('/').map_or(rest, |(root, _)| root))
+            .and_then(|root| self.roots.by_name(root))
+            .is_some_and(|root| root.watch.enabled())
     }
 
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError> {

@@ -26,6 +26,26 @@ use portcullis_server::ToolError;
 pub use deny::DEFAULT_DENY;
 pub(crate) use deny::DenyList;
 
+/// What a resource URI's path percent-encodes: what may not stand in a URI path (the URL
+/// standard's path set, plus `%`).
+const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// A root-relative path as it stands in a resource URI (`file:///docs/a%20b.md`,
+/// `note://a%20b`); percent-decoding the URI's path gives it back.
+pub(crate) fn uri_path(rel: &str) -> String {
+    percent_encoding::utf8_percent_encode(rel, URI_PATH).to_string()
+}
+
 /// A path inside the root, resolved.
 #[derive(Debug, Clone)]
 pub(crate) struct Located {
@@ -136,6 +156,11 @@ impl Jail {
 
     pub(crate) fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Whether the root-relative `rel` is on the deny list.
+    pub(crate) fn is_denied(&self, rel: &str) -> bool {
+        self.inner.deny.is_denied(rel)
     }
 
     /// Where `rel` (resolved by this jail) is on the host, for a program run inside the root
@@ -260,6 +285,43 @@ impl Jail {
         blocking(move || inner.write(&raw, &at, &content)).await?
     }
 
+    /// Removes a regular file (resolved by [`Jail::locate_for_write`], so not a symlink).
+    pub(crate) async fn remove(&self, raw: &str, at: &Located) -> Result<(), ToolError> {
+        let inner = Arc::clone(&self.inner);
+        let (raw, at) = (raw.to_owned(), at.clone());
+        blocking(move || {
+            let (parent, name) = at.parent_and_name();
+            let failed = |e: std::io::Error| inner.io_error(&raw, "delete", e);
+            inner
+                .open_dir(parent)
+                .map_err(failed)?
+                .remove_file(name)
+                .map_err(failed)
+        })
+        .await?
+    }
+
+    /// Creates the directories of `raw` (a root-relative directory path, lexically checked
+    /// and not denied) that do not exist yet, beneath the root's handle.
+    pub(crate) async fn create_dirs(&self, raw: &str) -> Result<(), ToolError> {
+        let inner = Arc::clone(&self.inner);
+        let raw = raw.to_owned();
+        blocking(move || {
+            let rel = inner.lexical(&raw)?;
+            if rel.is_empty() {
+                return Ok(());
+            }
+            inner.root.create_dir_all(&rel).map_err(|e| {
+                if is_escape(&e) {
+                    inner.outside(&raw)
+                } else {
+                    inner.io_error(&raw, "create the folder of", e)
+                }
+            })
+        })
+        .await?
+    }
+
     /// Walks the tree under `at` without following symlinks or entering denied paths, calling
     /// `visit(relative_path, reader)` for each regular file, until `visit` returns false or
     /// `max_entries` entries were seen. Returns whether the walk stopped early. Blocking:
@@ -330,6 +392,17 @@ pub(crate) struct FileReader<'a> {
 }
 
 impl FileReader<'_> {
+    /// Size, modification time and inode, without opening the file.
+    pub(crate) fn fingerprint(&self) -> Option<(u64, Option<SystemTime>, u64)> {
+        use cap_std::fs::MetadataExt as _;
+        let meta = self.dir.symlink_metadata(self.name).ok()?;
+        let modified = meta
+            .modified()
+            .ok()
+            .map(cap_std::time::SystemTime::into_std);
+        Some((meta.len(), modified, meta.ino()))
+    }
+
     /// The file's text: `None` when it is larger than `max`, unreadable or binary.
     pub(crate) fn text(&self, max: u64) -> Option<String> {
         let file = open_regular(self.dir, self.name).ok()?;

@@ -25,7 +25,11 @@ pub struct PromptsError {
 }
 
 /// Adds the config's `[[prompts]]`.
-pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
+pub(crate) fn register(
+    config: &Config,
+    catalog: &mut CatalogBuilder,
+    _shared: &mut crate::Shared,
+) -> Result<(), String> {
     add(&config.prompts, &config.base_dir, catalog).map_err(|e| e.to_string())
 }
 

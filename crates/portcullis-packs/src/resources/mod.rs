@@ -1,5 +1,8 @@
 //! Static resources from config: inline text or a file read once at start-up. Static content
-//! never changes, so clients may subscribe to it (and will never be notified).
+//! never changes, so clients may subscribe to it (and will never be notified). And resource
+//! templates from config ([`templates`]).
+
+mod templates;
 
 use std::path::Path;
 
@@ -39,8 +42,86 @@ struct StaticResources(Vec<Loaded>);
 
 /// Adds the config's static `[[resources]]`. File contents are read now, so a missing file
 /// fails start-up instead of the first read.
-pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
-    add(&config.resources, &config.base_dir, catalog).map_err(|e| e.to_string())
+pub(crate) fn register(
+    config: &Config,
+    catalog: &mut CatalogBuilder,
+    shared: &mut crate::Shared,
+) -> Result<(), String> {
+    add(&config.resources, &config.base_dir, catalog).map_err(|e| e.to_string())?;
+    add_templates(config, catalog, shared)
+}
+
+/// Adds the config's `[[resource_templates]]`, each backed by text, a SQL source's statement
+/// or an HTTP tool (opened by their packs, found in `shared`).
+fn add_templates(
+    config: &Config,
+    catalog: &mut CatalogBuilder,
+    shared: &crate::Shared,
+) -> Result<(), String> {
+    use templates::{Backing, Template};
+    let _ = shared;
+    let mut built = Vec::new();
+    for template in &config.resource_templates {
+        let what = |e: &dyn std::fmt::Display| {
+            format!("resource template `{}`: {e}", template.uri_template)
+        };
+        let (params, backing) = if let Some(text) = &template.text {
+            let compiled = crate::template::TextTemplate::compile(text).map_err(|e| what(&e))?;
+            (template.params.clone(), Backing::Text(Box::new(compiled)))
+        } else if let Some(sql) = &template.sql {
+            #[cfg(feature = "sql")]
+            {
+                let source = shared
+                    .sql
+                    .get(&sql.source)
+                    .ok_or_else(|| what(&format!("no `[[sql]]` source `{}`", sql.source)))?;
+                if let Some(count) = crate::sql::placeholder_count(source.engine, &sql.statement)
+                    && count != template.params.len()
+                {
+                    return Err(what(&format!(
+                        "the SQL has {count} placeholder(s) but {} variable(s) are declared; they bind in declaration order",
+                        template.params.len()
+                    )));
+                }
+                (
+                    template.params.clone(),
+                    Backing::Sql {
+                        source: std::sync::Arc::clone(source),
+                        statement: sql.statement.clone(),
+                    },
+                )
+            }
+            #[cfg(not(feature = "sql"))]
+            {
+                let _ = sql;
+                return Err(crate::PackError::NotCompiled("sql").to_string());
+            }
+        } else if let Some(api) = &template.api {
+            #[cfg(feature = "api")]
+            {
+                let tool = shared
+                    .api
+                    .get(&(api.source.clone(), api.tool.clone()))
+                    .ok_or_else(|| what(&format!("no tool `{}` in `{}`", api.tool, api.source)))?;
+                (
+                    tool.params().to_vec(),
+                    Backing::Api(std::sync::Arc::clone(tool)),
+                )
+            }
+            #[cfg(not(feature = "api"))]
+            {
+                let _ = api;
+                return Err(crate::PackError::NotCompiled("api").to_string());
+            }
+        } else {
+            return Err(what(&"give one of `text`, `sql` and `api`"));
+        };
+        built.push(Template::new(template, params, backing)?);
+    }
+    if !built.is_empty() {
+        catalog.resources(templates::TemplateResources(built));
+    }
+    Ok(())
 }
 
 fn add(

@@ -20,7 +20,8 @@ use portcullis_config::{Config, SqlSource};
 use portcullis_server::{CatalogBuilder, Readiness};
 
 pub use credentials::credential_warnings;
-use source::Source;
+pub(crate) use params::{bind_values, placeholder_count};
+pub(crate) use source::{Access, Outcome, Source};
 
 /// The pack's name, for `[packs.sql]`.
 pub const PACK: &str = "sql";
@@ -34,17 +35,23 @@ pub struct SqlError(String);
 /// (`sql:NAME`). Nothing connects here: each source's pools are created on first use and
 /// connect lazily, so a database that is down does not stop the server from starting; its
 /// tools answer "database `NAME` unavailable" and `/readyz` reports it until it is back.
-pub fn register(config: &Config, catalog: &mut CatalogBuilder) -> Result<(), String> {
-    add(&config.sql, &config.base_dir, catalog).map_err(|e| e.to_string())
+pub(crate) fn register(
+    config: &Config,
+    catalog: &mut CatalogBuilder,
+    shared: &mut crate::Shared,
+) -> Result<(), String> {
+    add(&config.sql, &config.base_dir, catalog, shared).map_err(|e| e.to_string())
 }
 
 fn add(
     sources: &[SqlSource],
     base_dir: &Path,
     catalog: &mut CatalogBuilder,
+    shared: &mut crate::Shared,
 ) -> Result<(), SqlError> {
     for config in sources {
         let source = Arc::new(Source::new(config, base_dir).map_err(SqlError)?);
+        shared.sql.insert(config.name.clone(), Arc::clone(&source));
         for statement in &config.statements {
             if let Some(count) = params::placeholder_count(source.engine, &statement.sql)
                 && count != statement.params.len()

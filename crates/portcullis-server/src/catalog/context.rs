@@ -6,10 +6,11 @@
     reason = "MCP logging is deprecated by SEP-2577 but still part of both eras we serve"
 )]
 
+use rmcp::ErrorData;
 use rmcp::RoleServer;
 use rmcp::model::{
     ClientCapabilities, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
-    ProgressToken, RequestMetaObject,
+    ProgressToken, ReadResourceResponse, ReadResourceResult, RequestMetaObject,
 };
 use rmcp::service::{Peer, RequestContext};
 use serde_json::Value;
@@ -27,6 +28,9 @@ pub struct CallContext {
     /// Deserialised from `_meta` (or the session) on first use only: most calls never ask.
     client_capabilities: std::sync::OnceLock<Option<ClientCapabilities>>,
     principal: Option<Principal>,
+    resources: crate::handler::ResourceReader,
+    /// The call's cancellation, which also ends the reads it makes.
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl CallContext {
@@ -36,6 +40,7 @@ impl CallContext {
         context: RequestContext<RoleServer>,
         session_log_level: Option<LoggingLevel>,
         principal: Option<Principal>,
+        resources: crate::handler::ResourceReader,
     ) -> (Self, tokio_util::sync::CancellationToken) {
         // 2026-07-28 requests carry their own log level in `_meta`; without one the server
         // must not log to the client. 2025 sessions use the level set by `logging/setLevel`.
@@ -53,6 +58,8 @@ impl CallContext {
             log_threshold,
             client_capabilities: std::sync::OnceLock::new(),
             principal,
+            resources,
+            cancel: context.ct.clone(),
         };
         (call, context.ct)
     }
@@ -114,6 +121,35 @@ impl CallContext {
     /// so a tool never sees `None`.
     pub fn principal(&self) -> Option<&Principal> {
         self.principal.as_ref()
+    }
+
+    /// Reads a resource of this server as the caller: the same guard as the caller's own
+    /// `resources/read` (scopes, rate limits, timeout, audit line), so a tool can never read
+    /// what its caller could not. The error is the one the caller would have received.
+    ///
+    /// ```no_run
+    /// # use portcullis_server::{CallContext, ToolError};
+    /// # async fn body(context: &CallContext) -> Result<String, ToolError> {
+    /// let notes = context
+    ///     .read_resource("note://meeting")
+    ///     .await
+    ///     .map_err(|error| ToolError::Rejected(error.message.to_string()))?;
+    /// # Ok(format!("{} contents", notes.contents.len()))
+    /// # }
+    /// ```
+    pub async fn read_resource(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+        match self
+            .resources
+            .read(uri, self.principal.clone(), self.cancel.child_token())
+            .await?
+        {
+            ReadResourceResponse::Complete(result) => Ok(result),
+            // Resource sources only ever answer complete results.
+            _ => Err(ErrorData::internal_error(
+                "the resource needs input to be read",
+                None,
+            )),
+        }
     }
 
     /// The request's `_meta`.

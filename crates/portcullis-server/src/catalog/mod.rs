@@ -4,6 +4,7 @@
 //! Packs and library users implement [`Tool`], [`ResourceSource`], [`PromptTemplate`] and
 //! [`Readiness`], hand them to a [`CatalogBuilder`], and never see the transport.
 
+mod changes;
 mod context;
 mod schema;
 
@@ -18,10 +19,11 @@ use rmcp::model::{
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PromptError, ResourceError, ToolError};
+pub use changes::{ChangeNotifier, ResourceChange};
 pub use context::CallContext;
 pub(crate) use context::{missing_capabilities, principal_of};
 
-pub(crate) use schema::ArgumentValidator;
+pub use schema::ArgumentValidator;
 
 /// What a tool returns: a complete result, or (2026-07-28) an input-required result asking
 /// the client for more before the tool can finish. `CallToolResult` converts with `.into()`.
@@ -128,10 +130,22 @@ pub trait ResourceSource: Send + Sync + 'static {
     /// Reads the resource at `uri`.
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError>;
 
-    /// Whether clients may subscribe to `uri` (2025 `resources/subscribe`): true only when
-    /// the source either sends `notifications/resources/updated` or its content never
-    /// changes.
+    /// Whether clients may subscribe to `uri` (2025 `resources/subscribe`, 2026-07-28
+    /// `subscriptions/listen`): true only when the source either publishes its changes
+    /// through a [`ChangeNotifier`] or its content never changes.
     fn subscribable(&self, _uri: &str) -> bool {
+        false
+    }
+
+    /// Whether the source publishes `updated` events for its resources (through a
+    /// [`ChangeNotifier`]) while the server runs; its resources are then subscribable.
+    fn live(&self) -> bool {
+        false
+    }
+
+    /// Whether the source's list of resources changes while the server runs (it publishes
+    /// `list_changed`). Such sources are listed afresh on every `resources/list`.
+    fn list_changes(&self) -> bool {
         false
     }
 
@@ -261,6 +275,8 @@ impl CatalogSource {
 /// [`Catalog`].
 #[derive(Default)]
 pub struct CatalogBuilder {
+    notifier: Option<ChangeNotifier>,
+    background: Vec<futures::future::BoxFuture<'static, ()>>,
     tools: Vec<Arc<dyn Tool>>,
     resources: Vec<Arc<dyn ResourceSource>>,
     prompts: Vec<Arc<dyn PromptTemplate>>,
@@ -271,6 +287,28 @@ impl CatalogBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The notifier resource sources publish their changes through; every clone reaches
+    /// the same subscribers.
+    pub fn notifier(&mut self) -> ChangeNotifier {
+        self.notifier
+            .get_or_insert_with(ChangeNotifier::new)
+            .clone()
+    }
+
+    /// Work that runs for as long as the server serves (a watcher publishing changes
+    /// through [`notifier`](Self::notifier)). Nothing runs until the server starts
+    /// ([`Catalog::start`]), so building a catalog to check a config starts no watchers.
+    pub fn background(&mut self, task: impl Future<Output = ()> + Send + 'static) -> &mut Self {
+        self.background.push(Box::pin(task));
+        self
+    }
+
+    /// Adds a tool that is also used elsewhere (a resource template backed by it).
+    pub fn shared_tool(&mut self, tool: Arc<dyn Tool>) -> &mut Self {
+        self.tools.push(tool);
+        self
     }
 
     /// Adds a tool.
@@ -372,6 +410,7 @@ impl CatalogBuilder {
             .collect();
         let resource_list = sources
             .iter()
+            .filter(|s| !s.source.list_changes())
             .flat_map(|s| s.resources.iter().cloned())
             .collect();
         let template_list = sources
@@ -387,6 +426,8 @@ impl CatalogBuilder {
             prompt_index,
             sources,
             resource_list,
+            notifier: self.notifier.unwrap_or_else(ChangeNotifier::new),
+            background: std::sync::Mutex::new(self.background),
             template_list,
             readiness: self.readiness,
         })
@@ -402,8 +443,12 @@ pub struct Catalog {
     prompt_index: HashMap<String, usize>,
     pub(crate) prompt_list: Vec<Prompt>,
     pub(crate) sources: Vec<CatalogSource>,
+    /// The resources of sources whose list never changes, listed once.
     pub(crate) resource_list: Vec<Resource>,
     pub(crate) template_list: Vec<ResourceTemplate>,
+    notifier: ChangeNotifier,
+    /// Background work not started yet.
+    background: std::sync::Mutex<Vec<futures::future::BoxFuture<'static, ()>>>,
     readiness: Vec<(String, Arc<dyn Readiness>)>,
 }
 
@@ -418,9 +463,47 @@ impl Catalog {
         &self.prompt_list
     }
 
-    /// Concrete resources.
-    pub fn resources(&self) -> &[Resource] {
-        &self.resource_list
+    /// Concrete resources, as they are now: the ones listed at start-up, and what live
+    /// sources list at this moment.
+    pub fn resources(&self) -> Vec<Resource> {
+        if !self.has_live_resources() {
+            return self.resource_list.clone();
+        }
+        self.sources
+            .iter()
+            .flat_map(|s| {
+                if s.source.list_changes() {
+                    s.source.resources()
+                } else {
+                    s.resources.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Starts the background work of the catalog's sources (watchers) on the current tokio
+    /// runtime, once; later calls do nothing. [`PortcullisHandler::new`](crate::PortcullisHandler::new)
+    /// calls it.
+    pub fn start(&self) {
+        let tasks = std::mem::take(
+            &mut *self
+                .background
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            tokio::spawn(task);
+        }
+    }
+
+    /// Where the changes of live sources are published.
+    pub(crate) fn changes(&self) -> &ChangeNotifier {
+        &self.notifier
+    }
+
+    /// Whether any source's list changes while serving (the `listChanged` capability).
+    pub(crate) fn has_live_resources(&self) -> bool {
+        self.sources.iter().any(|s| s.source.list_changes())
     }
 
     /// Resource templates.
@@ -471,7 +554,7 @@ impl Catalog {
     pub(crate) fn has_subscribable_resources(&self) -> bool {
         self.sources
             .iter()
-            .any(|s| s.resources.iter().any(|r| s.source.subscribable(&r.uri)))
+            .any(|s| s.source.live() || s.resources.iter().any(|r| s.source.subscribable(&r.uri)))
     }
 
     /// Runs every readiness check concurrently; returns each check's name and outcome.

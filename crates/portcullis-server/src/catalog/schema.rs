@@ -6,13 +6,13 @@ use serde_json::Value;
 /// Longest violation message kept; longer ones (which quote large values) are cut.
 const MAX_VIOLATION_CHARS: usize = 240;
 
-/// A compiled input schema.
-pub(crate) struct ArgumentValidator {
+/// A compiled JSON Schema for arguments (tools, resource template variables), with formats checked.
+pub struct ArgumentValidator {
     validator: jsonschema::Validator,
 }
 
 impl ArgumentValidator {
-    pub(crate) fn compile(schema: &JsonObject) -> Result<Self, String> {
+    pub fn compile(schema: &JsonObject) -> Result<Self, String> {
         let schema = Value::Object(schema.clone());
         // `format` is checked, not only advertised: a tool that declares `"format": "date"`
         // must not receive "2026-13-45".
@@ -24,7 +24,7 @@ impl ArgumentValidator {
     }
 
     /// Every violation, one per line, each naming the argument it concerns.
-    pub(crate) fn violations(&self, arguments: &Value) -> Vec<String> {
+    pub fn violations(&self, arguments: &Value) -> Vec<String> {
         self.validator
             .iter_errors(arguments)
             .map(|error| {

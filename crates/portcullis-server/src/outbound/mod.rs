@@ -118,6 +118,8 @@ pub fn client(options: &ClientOptions) -> Result<reqwest::Client, OutboundError>
         .connect_timeout(options.connect_timeout)
         .redirect(redirect)
         .no_proxy()
+        // A `Referer` would hand the previous URL, query and all, to the next hop.
+        .referer(false)
         .https_only(options.https_only)
         .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -1,17 +1,21 @@
 //! The outbound guard against server-side request forgery, applied to every request and every
 //! redirect hop of a guarded client:
 //!
-//! - the URL must be http(s), carry no user-info, and name a host on the allow-list (hosts are
-//!   compared in their WHATWG-normalised form, so `2130706433`, `0x7f000001` and `127.1` are
-//!   all `127.0.0.1`);
+//! - the URL must use the scheme of the source's base URL (an https source never sends
+//!   anything over plain http), carry no user-info, and name an allowed origin: the base
+//!   URL's host and port, or an allowed host on the default port of that scheme (or the
+//!   port it names). Hosts are compared in their WHATWG-normalised form, so `2130706433`,
+//!   `0x7f000001` and `127.1` are all `127.0.0.1`, and ports explicitly, so `host:80` does
+//!   not open every port;
 //! - the host is resolved, every address that is not public (loopback, private, unique-local,
 //!   link-local with the cloud metadata addresses, CGNAT, multicast, unspecified, broadcast,
 //!   reserved, documentation, and IPv4 embedded in IPv6) is dropped unless the policy allows
 //!   it, and the connection goes to an address that was checked: the resolver hands reqwest
 //!   the addresses, so there is no second lookup to rebind;
 //! - an IP literal in the URL is checked the same way before anything is sent;
-//! - a redirect is followed only to an allowed host, after the same checks, at most a few
-//!   times; anything else ends the request with a [`Refusal`].
+//! - a redirect is followed only to an allowed origin, after the same checks, at most a few
+//!   times, and never to another origin when the source sends configured headers (they
+//!   would follow it); anything else ends the request with a [`Refusal`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -26,6 +30,19 @@ pub enum Refusal {
     /// Not http or https.
     #[error("only http and https URLs are allowed, not `{0}:`")]
     Scheme(String),
+    /// Another scheme than the source's (`http:` for an https source).
+    #[error("this source uses `{expected}:`; `{got}:` URLs are refused")]
+    SchemeChange {
+        /// The source's scheme.
+        expected: String,
+        /// The URL's.
+        got: String,
+    },
+    /// A redirect to another origin from a source that sends configured headers.
+    #[error(
+        "the server redirected to another origin (`{0}`), which would receive this source's configured headers"
+    )]
+    CrossOrigin(String),
     /// `user:password@` in the URL.
     #[error("URLs with user-info (`name@host`) are not allowed")]
     UserInfo,
@@ -65,31 +82,51 @@ pub enum PrivateAllowance {
 /// Where a guarded client may go.
 #[derive(Debug, Clone)]
 pub struct AddressPolicy {
-    /// Allowed hosts, normalised (`host` or `host:port`).
-    hosts: Vec<String>,
+    /// The source's scheme: every URL must use it.
+    scheme: String,
+    /// Allowed origins: normalised host and port.
+    origins: Vec<(String, u16)>,
     private: PrivateAllowance,
+    /// Refuse redirects to another origin (the source sends configured headers).
+    same_origin_redirects: bool,
 }
 
 /// A host as the WHATWG URL parser normalises it (lowercase; IPv4 in dotted decimal
-/// whatever its spelling; IPv6 in brackets), with the port when one is given.
-fn normalise_host(host: &str) -> Option<String> {
-    let url = Url::parse(&format!("http://{host}/")).ok()?;
-    let name = url.host_str()?.to_owned();
-    Some(match url.port() {
-        Some(port) => format!("{name}:{port}"),
-        None => name,
-    })
+/// whatever its spelling; IPv6 in brackets) and its port: the one given, else the default
+/// of `scheme`.
+fn origin(scheme: &str, host: &str) -> Option<(String, u16)> {
+    let url = Url::parse(&format!("{scheme}://{host}/")).ok()?;
+    Some((url.host_str()?.to_owned(), url.port_or_known_default()?))
 }
 
 impl AddressPolicy {
-    /// A policy allowing `hosts` (names or addresses, optionally with `:port`) and the
-    /// non-public addresses of `private`. Hosts that do not parse are ignored (config
-    /// validation reports them).
-    pub fn new(hosts: &[String], private: PrivateAllowance) -> Self {
+    /// A policy for a source at `base`: its own origin, the allowed `hosts` (names or
+    /// addresses, optionally with `:port`; without one, the default port of `base`'s
+    /// scheme), and the non-public addresses of `private`. Hosts that do not parse are
+    /// ignored (config validation reports them).
+    pub fn new(base: &Url, hosts: &[String], private: PrivateAllowance) -> Self {
+        let scheme = base.scheme().to_owned();
+        let mut origins: Vec<(String, u16)> = base
+            .host_str()
+            .zip(base.port_or_known_default())
+            .map(|(h, p)| (h.to_owned(), p))
+            .into_iter()
+            .collect();
+        origins.extend(hosts.iter().filter_map(|h| origin(&scheme, h)));
         Self {
-            hosts: hosts.iter().filter_map(|h| normalise_host(h)).collect(),
+            scheme,
+            origins,
             private,
+            same_origin_redirects: false,
         }
+    }
+
+    /// Refuse redirects that leave the origin they came from: for sources whose configured
+    /// headers (credentials) would otherwise be sent to the new origin.
+    #[must_use]
+    pub fn same_origin_redirects(mut self, yes: bool) -> Self {
+        self.same_origin_redirects = yes;
+        self
     }
 
     /// Checks a URL before a request or a redirect is sent.
@@ -97,21 +134,23 @@ impl AddressPolicy {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refusal::Scheme(url.scheme().to_owned()));
         }
+        if url.scheme() != self.scheme {
+            return Err(Refusal::SchemeChange {
+                expected: self.scheme.clone(),
+                got: url.scheme().to_owned(),
+            });
+        }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Refusal::UserInfo);
         }
         let host = url.host_str().ok_or(Refusal::NoHost)?;
-        let with_port = url
-            .port_or_known_default()
-            .map(|p| format!("{host}:{p}"))
-            .unwrap_or_else(|| host.to_owned());
-        let explicit = url.port().map(|p| format!("{host}:{p}"));
-        let listed = self
-            .hosts
-            .iter()
-            .any(|h| h == host || *h == with_port || explicit.as_deref() == Some(h));
+        let port = url.port_or_known_default().ok_or(Refusal::NoHost)?;
+        let listed = self.origins.iter().any(|(h, p)| h == host && *p == port);
         if !listed {
-            return Err(Refusal::Host(host.to_owned()));
+            return Err(Refusal::Host(match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            }));
         }
         // An IP literal never reaches the resolver: check it here.
         let literal = match url.host() {
@@ -256,10 +295,25 @@ pub(crate) fn redirect_policy(policy: Arc<AddressPolicy>, max: usize) -> reqwest
         if attempt.previous().len() > max {
             return attempt.error(Refusal::TooManyRedirects(max));
         }
-        match policy.check_url(attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(refusal) => attempt.error(Refusal::Redirect(Box::new(refusal))),
+        if let Err(refusal) = policy.check_url(attempt.url()) {
+            return attempt.error(Refusal::Redirect(Box::new(refusal)));
         }
+        let origin_of = |url: &Url| {
+            (
+                url.host_str().map(str::to_owned),
+                url.port_or_known_default(),
+            )
+        };
+        if policy.same_origin_redirects
+            && attempt
+                .previous()
+                .last()
+                .is_some_and(|from| origin_of(from) != origin_of(attempt.url()))
+        {
+            let to = attempt.url().host_str().unwrap_or_default().to_owned();
+            return attempt.error(Refusal::CrossOrigin(to));
+        }
+        attempt.follow()
     })
 }
 
@@ -279,8 +333,9 @@ pub fn refusal_of(error: &reqwest::Error) -> Option<&Refusal> {
 mod tests {
     use super::*;
 
-    fn policy(hosts: &[&str], private: PrivateAllowance) -> AddressPolicy {
+    fn policy(base: &str, hosts: &[&str], private: PrivateAllowance) -> AddressPolicy {
         AddressPolicy::new(
+            &Url::parse(base).expect("base"),
             &hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
             private,
         )
@@ -330,9 +385,29 @@ mod tests {
 
     #[test]
     fn urls_are_checked_for_scheme_userinfo_host_and_literal_address() {
-        let guard = policy(&["api.example.com", "127.0.0.1"], PrivateAllowance::None);
+        let guard = policy(
+            "https://api.example.com/v1",
+            &["127.0.0.1", "cdn.example.com:8443"],
+            PrivateAllowance::None,
+        );
         let check = |url: &str| guard.check_url(&Url::parse(url).expect(url));
         assert!(check("https://api.example.com/x").is_ok());
+        assert!(check("https://api.example.com:443/x").is_ok());
+        assert!(check("https://cdn.example.com:8443/x").is_ok());
+        // Ports are explicit: the default one, or the one listed.
+        assert!(matches!(
+            check("https://api.example.com:5432/"),
+            Err(Refusal::Host(_))
+        ));
+        assert!(matches!(
+            check("https://cdn.example.com/"),
+            Err(Refusal::Host(_))
+        ));
+        // Never down to plain http.
+        assert!(matches!(
+            check("http://api.example.com/x"),
+            Err(Refusal::SchemeChange { .. })
+        ));
         assert!(matches!(
             check("file:///etc/passwd"),
             Err(Refusal::Scheme(_))
@@ -352,10 +427,10 @@ mod tests {
         assert!(matches!(check("https://API.EXAMPLE.COM/"), Ok(())));
         // Listed, but a loopback literal in any spelling: refused by address.
         for literal in [
-            "http://127.0.0.1/",
-            "http://2130706433/",
-            "http://0x7f000001/",
-            "http://127.1/",
+            "https://127.0.0.1/",
+            "https://2130706433/",
+            "https://0x7f000001/",
+            "https://127.1/",
         ] {
             assert!(
                 matches!(check(literal), Err(Refusal::Address(_))),
@@ -363,14 +438,22 @@ mod tests {
             );
         }
         let internal = policy(
-            &["127.0.0.1"],
+            "http://127.0.0.1:8080/",
+            &["127.0.0.1:80"],
             PrivateAllowance::Networks(vec!["127.0.0.1/32".parse().expect("net")]),
         );
-        assert!(
-            internal
-                .check_url(&Url::parse("http://127.0.0.1:8080/").expect("url"))
-                .is_ok()
-        );
+        let check = |url: &str| internal.check_url(&Url::parse(url).expect(url));
+        assert!(check("http://127.0.0.1:8080/").is_ok());
+        assert!(check("http://127.0.0.1/").is_ok());
+        // `host:80` is port 80, not every port.
+        assert!(matches!(
+            check("http://127.0.0.1:5432/"),
+            Err(Refusal::Host(_))
+        ));
+        assert!(matches!(
+            check("http://127.0.0.1:22/"),
+            Err(Refusal::Host(_))
+        ));
         assert!(!internal.allows("127.0.0.2".parse().expect("ip")));
         assert!(!internal.allows("169.254.169.254".parse().expect("ip")));
     }

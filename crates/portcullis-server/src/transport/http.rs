@@ -194,6 +194,16 @@ struct PeekParams<'a> {
     uri: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "ref")]
     reference: Option<PeekRef<'a>>,
+    /// `subscriptions/listen`'s filter.
+    #[serde(borrow)]
+    notifications: Option<PeekFilter<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeekFilter<'a> {
+    #[serde(borrow)]
+    resource_subscriptions: Option<Vec<Cow<'a, str>>>,
 }
 
 #[derive(Deserialize)]
@@ -207,7 +217,20 @@ struct PeekRef<'a> {
 }
 
 impl<'a> PeekParams<'a> {
-    /// What the request is for, for the methods that reach a pack.
+    /// What the request is for, for the methods that reach a pack (`subscriptions/listen`:
+    /// every resource it follows).
+    fn targets(&'a self, method: &str) -> Vec<Target<'a>> {
+        if method == "subscriptions/listen" {
+            return self
+                .notifications
+                .iter()
+                .flat_map(|f| f.resource_subscriptions.iter().flatten())
+                .map(|uri| Target::Resource(uri))
+                .collect();
+        }
+        self.target(method).into_iter().collect()
+    }
+
     fn target(&'a self, method: &str) -> Option<Target<'a>> {
         match method {
             "tools/call" => self.name.as_deref().map(Target::Tool),
@@ -264,24 +287,37 @@ async fn inspect(
         params,
     }) = peek
     {
-        if let Some(target) = params.as_ref().and_then(|p| p.target(&method))
-            && let Some(principal) = parts.extensions.get::<Principal>()
-            && let Some(missing) = inspector.handler.guard().missing_scopes(
-                inspector.handler.catalog(),
-                principal,
-                target,
-            )
-            && !missing.is_empty()
-        {
-            crate::guard::log_forbidden(inspector.handler.catalog(), &method, target, principal);
-            let scope = missing.join(" ");
-            let description = format!("{} needs the scope(s): {scope}", target.describe());
-            return inspector.auth.challenge(
-                &parts.headers,
-                StatusCode::FORBIDDEN,
-                Some(("insufficient_scope", &description)),
-                Some(&scope),
-            );
+        let targets = params
+            .as_ref()
+            .map(|p| p.targets(&method))
+            .unwrap_or_default();
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            for target in targets {
+                let Some(missing) = inspector.handler.guard().missing_scopes(
+                    inspector.handler.catalog(),
+                    principal,
+                    target,
+                ) else {
+                    continue;
+                };
+                if missing.is_empty() {
+                    continue;
+                }
+                crate::guard::log_forbidden(
+                    inspector.handler.catalog(),
+                    &method,
+                    target,
+                    principal,
+                );
+                let scope = missing.join(" ");
+                let description = format!("{} needs the scope(s): {scope}", target.describe());
+                return inspector.auth.challenge(
+                    &parts.headers,
+                    StatusCode::FORBIDDEN,
+                    Some(("insufficient_scope", &description)),
+                    Some(&scope),
+                );
+            }
         }
         parts.extensions.insert(RpcMethod(method.into_owned()));
     }

@@ -534,13 +534,23 @@ async fn code_review_profile_fetches_github_files_and_nothing_else() {
     let elsewhere = call(
         &client,
         "get_github_code",
-        json!({ "url": "https://evil.example/octo/tools/main/lib.py" }),
+        json!({ "url": "http://evil.example/octo/tools/main/lib.py" }),
     )
     .await;
+    let message = error_text(&elsewhere, "other host");
     assert!(
-        error_text(&elsewhere, "other host")
-            .contains("host `evil.example` is not on this source's allowed hosts")
+        message.contains("host `evil.example` is not on this source's allowed hosts"),
+        "{message}"
     );
+    // The source is plain http here (a local upstream): another scheme is another origin.
+    let other_scheme = call(
+        &client,
+        "get_github_code",
+        json!({ "url": format!("{}/octo/tools/main/lib.py", url.replacen("http:", "https:", 1)) }),
+    )
+    .await;
+    let message = error_text(&other_scheme, "other scheme");
+    assert!(message.contains("`https:` URLs are refused"), "{message}");
     assert_eq!(upstream.recorder.count(), before + 1);
 
     let plan = json!([
@@ -751,21 +761,21 @@ async fn the_ssrf_corpus_is_refused_without_a_connection() {
     // private address at all, so each must be refused by address, after DNS for names.
     let dir = tempfile::tempdir().expect("tempdir");
     let hosts = [
-        "localhost",
-        "127.0.0.1",
-        "127.1",
-        "2130706433",
-        "0x7f000001",
-        "[::1]",
-        "[::ffff:127.0.0.1]",
-        "0.0.0.0",
-        "10.0.0.1",
-        "192.168.1.1",
-        "172.16.0.1",
-        "169.254.169.254",
-        "[fd00:ec2::254]",
-        "100.64.0.1",
-        "[fe80::1]",
+        format!("localhost:{p}"),
+        format!("127.0.0.1:{p}"),
+        format!("127.1:{p}"),
+        format!("2130706433:{p}"),
+        format!("0x7f000001:{p}"),
+        format!("[::1]:{p}"),
+        format!("[::ffff:127.0.0.1]:{p}"),
+        format!("0.0.0.0:{p}"),
+        "10.0.0.1".to_owned(),
+        "192.168.1.1".to_owned(),
+        "172.16.0.1".to_owned(),
+        "169.254.169.254".to_owned(),
+        "[fd00:ec2::254]".to_owned(),
+        "100.64.0.1".to_owned(),
+        "[fe80::1]".to_owned(),
     ];
     let list = hosts
         .iter()
@@ -773,7 +783,7 @@ async fn the_ssrf_corpus_is_refused_without_a_connection() {
         .collect::<Vec<_>>()
         .join(", ");
     let config = format!(
-        "[server]\nname = \"ssrf\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[api]]\nname = \"public\"\nbase_url = \"https://public.example\"\nallowed_hosts = [{list}, \"public.example\"]\n\
+        "[server]\nname = \"ssrf\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[api]]\nname = \"public\"\nbase_url = \"http://public.example\"\nallowed_hosts = [{list}, \"public.example\"]\n\
          [[api.tools]]\nname = \"fetch\"\ndescription = \"GET a URL\"\nurl = \"{{url}}\"\n[[api.tools.params]]\nname = \"url\"\ntype = \"string\"\n"
     );
     std::fs::write(dir.path().join("portcullis.toml"), config).expect("config");
@@ -818,6 +828,14 @@ async fn the_ssrf_corpus_is_refused_without_a_connection() {
         ("file:///etc/passwd".to_owned(), "only http and https"),
         ("gopher://public.example/".to_owned(), "only http and https"),
         ("not a url".to_owned(), "absolute http(s) URL"),
+        (
+            "https://public.example/".to_owned(),
+            "this source uses `http:`; `https:` URLs are refused",
+        ),
+        (
+            "http://public.example:8080/".to_owned(),
+            "host `public.example:8080` is not on this source's allowed hosts",
+        ),
     ] {
         let message = error_text(&call(&client, "fetch", json!({ "url": url })).await, &url);
         assert!(message.contains(expect), "{url}: {message}");
@@ -836,6 +854,9 @@ async fn the_ssrf_corpus_is_refused_without_a_connection() {
     let client = http_client(&internal.url(), Era::Stateless2026)
         .await
         .expect("connect");
+    let not_listed = format!(
+        "redirected to a place this source may not reach: host `127.0.0.1:{p}` is not on this source's allowed hosts"
+    );
     for (target, expect) in [
         (
             "http://evil.example/".to_owned(),
@@ -849,10 +870,7 @@ async fn the_ssrf_corpus_is_refused_without_a_connection() {
             "http://169.254.169.254/latest/meta-data/".to_owned(),
             "redirected to a place this source may not reach: host `169.254.169.254` is a private",
         ),
-        (
-            format!("http://127.0.0.1:{p}/"),
-            "redirected to a place this source may not reach: host `127.0.0.1` is not on this source's allowed hosts",
-        ),
+        (format!("http://127.0.0.1:{p}/"), not_listed.as_str()),
         (
             "file:///etc/passwd".to_owned(),
             "answered with a redirect that was not followed (HTTP 302)",

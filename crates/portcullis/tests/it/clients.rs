@@ -109,6 +109,8 @@ pub(crate) async fn venv(name: &str, requirements: &str) -> PathBuf {
     let requirements = root.join(requirements);
     let wanted = std::fs::read_to_string(&requirements)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", requirements.display()));
+    // Tests run as separate processes: one installs, the others wait for it.
+    let _lock = install_lock(&root.join("target").join(format!("{name}.lock"))).await;
     if python.exists() && installed(&venv, &wanted) {
         return venv;
     }
@@ -144,6 +146,24 @@ pub(crate) async fn venv(name: &str, requirements: &str) -> PathBuf {
         started.elapsed()
     );
     venv
+}
+
+/// An exclusive lock on `path`, held until the returned file is dropped: installs into
+/// `target/` are made by one test process at a time.
+async fn install_lock(path: &Path) -> std::fs::File {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create target/");
+        }
+        let file = std::fs::File::create(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        file.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+        file
+    })
+    .await
+    .expect("the lock task")
 }
 
 async fn run_python_client(python: &Path, args: &[&OsStr]) -> Output {
@@ -243,6 +263,7 @@ impl Inspector {
         let inspector = format!("@modelcontextprotocol/inspector@{INSPECTOR_VERSION}");
         let node = format!("{node_package}@{NODE_VERSION}");
         let wanted = format!("{inspector} {node}");
+        let _lock = install_lock(&workspace_root().join("target/inspector.lock")).await;
         if !installed(&prefix, &wanted) {
             let started = Instant::now();
             std::fs::create_dir_all(&prefix).expect("create the Inspector prefix");

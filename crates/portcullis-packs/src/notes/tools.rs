@@ -1,0 +1,204 @@
+//! `write_note` and `delete_note`, on writable folders. Both need `confirm: true`; both go
+//! through the jail and end with a rescan, which is what notifies subscribers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef, ToolAnnotations};
+use serde_json::{Value, json};
+
+use super::Folder;
+use crate::definition::object;
+
+const SLUG_DESCRIPTION: &str = "The note's slug: its path in the folder without the extension, with `/` between sub-folders (`meetings/2026-12-01`).";
+
+/// The writable folders; with more than one, the tools take a `folder` argument.
+struct Writable(Vec<Arc<Folder>>);
+
+impl Writable {
+    fn schema(&self, mut properties: JsonObject, required: &[&str]) -> JsonObject {
+        if self.0.len() > 1 {
+            let names: Vec<&str> = self.0.iter().map(|f| f.jail.name()).collect();
+            properties.insert(
+                "folder".to_owned(),
+                json!({ "type": "string", "enum": names, "default": names[0], "description": "Which notes folder." }),
+            );
+        }
+        object(json!({
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        }))
+    }
+
+    /// The folder the call names (validated against the enum), or the first.
+    fn pick(&self, args: &JsonObject) -> &Arc<Folder> {
+        args.get("folder")
+            .and_then(Value::as_str)
+            .and_then(|name| self.0.iter().find(|f| f.jail.name() == name))
+            .unwrap_or(&self.0[0])
+    }
+}
+
+pub(super) fn register(writable: Vec<Arc<Folder>>, catalog: &mut CatalogBuilder) {
+    let writable = Arc::new(Writable(writable));
+    catalog
+        .tool(WriteNote(Arc::clone(&writable)))
+        .tool(DeleteNote(writable));
+}
+
+fn confirmed(call: &ToolCall, what: &str) -> Result<(), ToolError> {
+    if call.arguments.get("confirm") == Some(&Value::Bool(true)) {
+        Ok(())
+    } else {
+        Err(ToolError::rejected(format!(
+            "{what}; call again with `confirm: true`"
+        )))
+    }
+}
+
+fn slug_arg(call: &ToolCall) -> &str {
+    call.arguments
+        .get("slug")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_matches('/')
+}
+
+fn done(message: String, uri: String) -> ToolOutput {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(message)]);
+    result.structured_content = Some(json!({ "uri": uri }));
+    result.into()
+}
+
+struct WriteNote(Arc<Writable>);
+
+#[async_trait]
+impl Tool for WriteNote {
+    fn pack(&self) -> &str {
+        super::PACK
+    }
+
+    fn definition(&self) -> ToolDef {
+        let schema = self.0.schema(
+            object(json!({
+                "slug": { "type": "string", "minLength": 1, "maxLength": 512, "description": SLUG_DESCRIPTION },
+                "content": { "type": "string", "description": "The complete markdown of the note; a first `# Heading` is its title." },
+                "confirm": { "type": "boolean", "description": "Must be true: this creates the note or replaces its content." }
+            })),
+            &["slug", "content", "confirm"],
+        );
+        ToolDef::new(
+            "write_note",
+            "Create or replace a markdown note. Subscribers of the note are told it changed. Requires `confirm: true`.",
+            schema,
+        )
+        .with_title("Write note")
+        .with_raw_output_schema(Arc::new(uri_output()))
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(true)
+                .idempotent(true)
+                .open_world(false),
+        )
+    }
+
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        confirmed(&call, "write_note creates or replaces the note")?;
+        let folder = self.0.pick(&call.arguments);
+        let slug = slug_arg(&call);
+        let content = call
+            .arguments
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if content.len() as u64 > folder.max_note_bytes {
+            return Err(ToolError::rejected(format!(
+                "the note is {} bytes; notes here hold at most {} bytes",
+                content.len(),
+                folder.max_note_bytes
+            )));
+        }
+        let rel = folder.path_for(slug);
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            folder.jail.create_dirs(parent).await?;
+        }
+        let at = folder.jail.locate_for_write(&rel).await?;
+        folder
+            .jail
+            .write(&rel, &at, content.as_bytes().to_vec())
+            .await?;
+        folder.rescan().await;
+        let slug = folder.slug_of_path(&at.rel).unwrap_or(slug).to_owned();
+        let uri = folder.uri(&slug);
+        Ok(done(
+            format!("wrote note `{slug}` ({} bytes): {uri}", content.len()),
+            uri,
+        ))
+    }
+}
+
+struct DeleteNote(Arc<Writable>);
+
+#[async_trait]
+impl Tool for DeleteNote {
+    fn pack(&self) -> &str {
+        super::PACK
+    }
+
+    fn definition(&self) -> ToolDef {
+        let schema = self.0.schema(
+            object(json!({
+                "slug": { "type": "string", "minLength": 1, "maxLength": 512, "description": SLUG_DESCRIPTION },
+                "confirm": { "type": "boolean", "description": "Must be true: the note is deleted for good." }
+            })),
+            &["slug", "confirm"],
+        );
+        ToolDef::new(
+            "delete_note",
+            "Delete a markdown note. Requires `confirm: true`.",
+            schema,
+        )
+        .with_title("Delete note")
+        .with_raw_output_schema(Arc::new(uri_output()))
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(true)
+                .idempotent(false)
+                .open_world(false),
+        )
+    }
+
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        confirmed(&call, "delete_note deletes the note for good")?;
+        let folder = self.0.pick(&call.arguments);
+        let slug = slug_arg(&call);
+        let (rel, _) = folder.locate(slug).await.map_err(|e| match e {
+            portcullis_server::ResourceError::NotFound(m) => ToolError::NotFound(m),
+            portcullis_server::ResourceError::Rejected(m) => ToolError::Rejected(m),
+            portcullis_server::ResourceError::Internal { context, source } => {
+                ToolError::Internal { context, source }
+            }
+        })?;
+        let at = folder.jail.locate_for_write(&rel).await?;
+        if at.meta.is_none() {
+            return Err(ToolError::NotFound(format!("no note `{slug}`")));
+        }
+        folder.jail.remove(&rel, &at).await?;
+        folder.rescan().await;
+        let uri = folder.uri(slug);
+        Ok(done(format!("deleted note `{slug}`"), uri))
+    }
+}
+
+fn uri_output() -> JsonObject {
+    object(json!({
+        "type": "object",
+        "properties": { "uri": { "type": "string", "description": "The note's resource URI." } },
+        "required": ["uri"]
+    }))
+}

@@ -1,0 +1,50 @@
+//! The change seam: resource sources publish "this URI was updated" and "the list changed";
+//! the handler fans each event out to the subscribers allowed to see it, in both protocol
+//! eras. A broadcast channel: a slow or vanished subscriber lags and loses events, it never
+//! blocks the publisher or the other subscribers.
+
+use tokio::sync::broadcast;
+
+/// Events kept for a subscriber that has not read them yet; past that it lags (and is told
+/// the list changed, so it re-reads).
+const BACKLOG: usize = 1024;
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceChange {
+    /// The content at this URI changed.
+    Updated(String),
+    /// Resources were added or removed.
+    ListChanged,
+}
+
+/// The handle a resource source publishes changes through (from
+/// [`CatalogBuilder::notifier`](crate::CatalogBuilder::notifier)). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ChangeNotifier {
+    tx: broadcast::Sender<ResourceChange>,
+}
+
+impl ChangeNotifier {
+    pub(crate) fn new() -> Self {
+        Self {
+            tx: broadcast::channel(BACKLOG).0,
+        }
+    }
+
+    /// The resource at `uri` changed.
+    pub fn updated(&self, uri: impl Into<String>) {
+        // No subscriber at all is not an error.
+        let _ = self.tx.send(ResourceChange::Updated(uri.into()));
+    }
+
+    /// Resources were added or removed.
+    pub fn list_changed(&self) {
+        let _ = self.tx.send(ResourceChange::ListChanged);
+    }
+
+    /// A receiver of every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ResourceChange> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,164 @@
+//! Fan-out of resource changes to subscribers, in both eras: a 2025 session's subscriptions
+//! (`resources/subscribe`, delivered on stdio or the session's GET stream) and a 2026-07-28
+//! `subscriptions/listen` stream. Every event is checked against the subscriber's principal
+//! with the same scopes as a read: nobody learns of a resource it could not read.
+
+#![allow(
+    deprecated,
+    reason = "resources/subscribe is deprecated in 2026-07-28 but still served to 2025-era clients"
+)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rmcp::RoleServer;
+use rmcp::model::ResourceUpdatedNotificationParam;
+use rmcp::service::{Peer, SubscriptionSink};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Principal;
+use crate::catalog::{Catalog, ResourceChange};
+use crate::guard::{GuardConfig, Target};
+
+/// Most URIs one session may subscribe to; past it a subscription is refused (logged).
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 1000;
+
+/// Who may hear what.
+pub(crate) struct Audience<'a> {
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) guard: &'a GuardConfig,
+    pub(crate) principal: &'a Principal,
+}
+
+impl Audience<'_> {
+    fn may_read(&self, uri: &str) -> bool {
+        self.guard
+            .missing_scopes(self.catalog, self.principal, Target::Resource(uri))
+            .is_some_and(|missing| missing.is_empty())
+    }
+
+    /// A list change is news only to someone who can see a live source.
+    fn may_list(&self) -> bool {
+        self.catalog.sources.iter().any(|s| {
+            s.source.list_changes()
+                && self
+                    .principal
+                    .missing(&self.guard.policies.source(s.index).scopes)
+                    .is_empty()
+        })
+    }
+}
+
+/// Where a subscriber's notifications go.
+pub(crate) enum Delivery {
+    /// A 2025 session: its own subscriptions, sent through the session's peer.
+    Session {
+        peer: Peer<RoleServer>,
+        subscriptions: Arc<Mutex<HashSet<String>>>,
+    },
+    /// A 2026-07-28 `subscriptions/listen` stream with the URIs it asked for.
+    Listen {
+        sink: SubscriptionSink,
+        uris: HashSet<String>,
+        list_changed: bool,
+    },
+}
+
+impl Delivery {
+    fn wants(&self, uri: &str) -> bool {
+        match self {
+            Self::Session { subscriptions, .. } => subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(uri),
+            Self::Listen { uris, .. } => uris.contains(uri),
+        }
+    }
+
+    fn wants_list(&self) -> bool {
+        match self {
+            Self::Session { .. } => true,
+            Self::Listen { list_changed, .. } => *list_changed,
+        }
+    }
+
+    /// Sends one notification; `false` when the subscriber is gone.
+    async fn send(&self, change: &ResourceChange) -> bool {
+        match (self, change) {
+            (Self::Session { peer, .. }, ResourceChange::Updated(uri)) => peer
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
+                .await
+                .is_ok(),
+            (Self::Session { peer, .. }, ResourceChange::ListChanged) => {
+                peer.notify_resource_list_changed().await.is_ok()
+            }
+            (Self::Listen { sink, .. }, ResourceChange::Updated(uri)) => {
+                sink.notify_resource_updated(uri.clone()).await.is_ok()
+            }
+            (Self::Listen { sink, .. }, ResourceChange::ListChanged) => {
+                sink.notify_resource_list_changed().await.is_ok()
+            }
+        }
+    }
+
+    fn subscribed(&self) -> Vec<String> {
+        match self {
+            Self::Session { subscriptions, .. } => subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect(),
+            Self::Listen { uris, .. } => uris.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Delivers the catalog's changes to one subscriber until `stop` or until it is gone.
+pub(crate) async fn deliver(audience: Audience<'_>, delivery: Delivery, stop: CancellationToken) {
+    let mut changes = audience.catalog.changes().subscribe();
+    loop {
+        let change = tokio::select! {
+            () = stop.cancelled() => return,
+            change = changes.recv() => change,
+        };
+        let to_send: Vec<ResourceChange> = match change {
+            Ok(ResourceChange::Updated(uri)) => {
+                if delivery.wants(&uri) && audience.may_read(&uri) {
+                    vec![ResourceChange::Updated(uri)]
+                } else {
+                    continue;
+                }
+            }
+            Ok(ResourceChange::ListChanged) => {
+                if delivery.wants_list() && audience.may_list() {
+                    vec![ResourceChange::ListChanged]
+                } else {
+                    continue;
+                }
+            }
+            // Too slow to keep up: the events in between are gone, so say everything it
+            // follows may have changed.
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "a subscriber fell behind; telling it to re-read");
+                let mut all: Vec<ResourceChange> = delivery
+                    .subscribed()
+                    .into_iter()
+                    .filter(|uri| audience.may_read(uri))
+                    .map(ResourceChange::Updated)
+                    .collect();
+                if delivery.wants_list() && audience.may_list() {
+                    all.push(ResourceChange::ListChanged);
+                }
+                all
+            }
+            Err(RecvError::Closed) => return,
+        };
+        for change in &to_send {
+            if !delivery.send(change).await {
+                return;
+            }
+        }
+    }
+}
