@@ -1,12 +1,15 @@
 //! Watching a root for changes made outside the server, for every pack whose resources are
-//! files (notes, files): OS notifications through `notify` (inotify), or `notify`'s polling
-//! watcher where those are not delivered. Events are collected for a debounce window and
+//! files (notes, files): OS notifications through `notify` (inotify), or a poller where those
+//! are not delivered (network mounts, some containers). The poller is ours: `notify`'s
+//! `PollWatcher` compares whole-second modification times, so a second edit within the same
+//! second goes unseen; ours compares size, modification time to the nanosecond and inode.
+//! Events are collected for a debounce window and
 //! handed over as one batch of root-relative paths (denied paths left out), so a save that
 //! writes a file three times is one change. The pending set is bounded: past it the batch
 //! is marked as overflowed (the consumer rescans) instead of growing.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -18,6 +21,8 @@ use crate::jail::Jail;
 
 /// Most distinct paths kept for one batch.
 const MAX_PENDING: usize = 10_000;
+/// Most entries one poll looks at; past it the poll reports an overflow (rescan).
+const MAX_POLLED: usize = 200_000;
 
 /// How a root is watched.
 #[derive(Debug, Clone, Copy)]
@@ -107,15 +112,14 @@ where
             wake.notify_one();
         }
     };
-    let config = notify::Config::default()
-        .with_poll_interval(settings.poll_interval)
-        .with_follow_symlinks(false);
-    let watcher: Box<dyn notify::Watcher + Send> = match settings.mode {
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let watcher = match settings.mode {
         WatchMode::Off => return,
-        WatchMode::Auto => match notify::RecommendedWatcher::new(handler.clone(), config)
+        WatchMode::Poll => None,
+        WatchMode::Auto => match notify::RecommendedWatcher::new(handler, config)
             .and_then(|mut w| w.watch(&root, RecursiveMode::Recursive).map(|()| w))
         {
-            Ok(watcher) => Box::new(watcher),
+            Ok(watcher) => Some(watcher),
             Err(error) => {
                 tracing::warn!(
                     root = jail.name(),
@@ -123,18 +127,19 @@ where
                     poll_interval_ms = settings.poll_interval.as_millis(),
                     "OS file notifications unavailable; polling instead"
                 );
-                match poll(handler, config, &root) {
-                    Some(watcher) => watcher,
-                    None => return,
-                }
+                None
             }
         },
-        WatchMode::Poll => match poll(handler, config, &root) {
-            Some(watcher) => watcher,
-            None => return,
-        },
     };
-    tracing::info!(root = jail.name(), mode = ?settings.mode, "watching for changes");
+    let Some(watcher) = watcher else {
+        tracing::info!(
+            root = jail.name(),
+            poll_interval_ms = settings.poll_interval.as_millis(),
+            "polling for changes"
+        );
+        return poll(jail, root, settings.poll_interval, on_batch).await;
+    };
+    tracing::info!(root = jail.name(), "watching for changes");
     let _watcher = watcher;
     loop {
         wake.notified().await;
@@ -151,20 +156,81 @@ where
     }
 }
 
-fn poll(
-    handler: impl notify::EventHandler,
-    config: notify::Config,
-    root: &Path,
-) -> Option<Box<dyn notify::Watcher + Send>> {
-    match notify::PollWatcher::new(handler, config)
-        .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|()| w))
-    {
-        Ok(watcher) => Some(Box::new(watcher)),
-        Err(error) => {
-            tracing::error!(%error, "cannot watch for changes; subscribers will not be told of them");
-            None
+/// What a poll compares: size, modification time, inode.
+type Stamp = (u64, Option<std::time::SystemTime>, u64);
+
+/// Polls `root` every `interval`, handing over what differs from the previous poll.
+async fn poll<F, Fut>(jail: Jail, root: PathBuf, interval: Duration, mut on_batch: F)
+where
+    F: FnMut(Batch) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
+    let scan_root = move |jail: Jail, root: PathBuf| async move {
+        tokio::task::spawn_blocking(move || scan(&jail, &root))
+            .await
+            .unwrap_or_default()
+    };
+    let (mut seen, _) = scan_root(jail.clone(), root.clone()).await;
+    loop {
+        tokio::time::sleep(interval).await;
+        let (now, overflowed) = scan_root(jail.clone(), root.clone()).await;
+        let mut batch = Batch {
+            overflowed,
+            ..Batch::default()
+        };
+        for (rel, stamp) in &now {
+            if seen.get(rel) != Some(stamp) {
+                batch.paths.insert(rel.clone());
+            }
+        }
+        batch
+            .paths
+            .extend(seen.keys().filter(|rel| !now.contains_key(*rel)).cloned());
+        seen = now;
+        if batch.overflowed {
+            tracing::warn!(
+                root = jail.name(),
+                "too many entries to poll one by one; rescanning"
+            );
+        }
+        if batch.overflowed || !batch.paths.is_empty() {
+            on_batch(batch).await;
         }
     }
+}
+
+/// Every entry below `root` (symlinks not followed, denied paths left out) with its stamp;
+/// `true` when there were more than [`MAX_POLLED`].
+fn scan(jail: &Jail, root: &Path) -> (HashMap<String, Stamp>, bool) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut found = HashMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if found.len() >= MAX_POLLED {
+                return (found, true);
+            }
+            let path = entry.path();
+            let Some(rel) = relative(root, &path) else {
+                continue;
+            };
+            if jail.is_denied(&rel) {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow a symlink.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                dirs.push(path);
+            }
+            found.insert(rel, (meta.len(), meta.modified().ok(), meta.ino()));
+        }
+    }
+    (found, false)
 }
 
 /// `path` relative to `root`, slash-separated; `None` for the root itself or outside it.

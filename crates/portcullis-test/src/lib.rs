@@ -398,3 +398,118 @@ pub fn rpc_error<T: std::fmt::Debug>(result: Result<T, rmcp::ServiceError>) -> r
         other => panic!("expected a JSON-RPC error, got {other:?}"),
     }
 }
+
+/// A notification an [`Ear`] client heard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Heard {
+    /// `notifications/resources/updated` for this URI.
+    Updated(String),
+    /// `notifications/resources/list_changed`.
+    ListChanged,
+    /// `notifications/progress`: progress, total, message.
+    Progress(f64, Option<f64>, Option<String>),
+    /// `notifications/message`: level and data.
+    Log(String, serde_json::Value),
+}
+
+/// A client handler that forwards every notification it hears to a channel.
+#[derive(Clone)]
+pub struct Ear {
+    config: ClientConfig,
+    tx: tokio::sync::mpsc::UnboundedSender<Heard>,
+}
+
+impl rmcp::ClientHandler for Ear {
+    fn get_info(&self) -> ClientConfig {
+        self.config.clone()
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.tx.send(Heard::Updated(params.uri));
+    }
+
+    async fn on_resource_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.tx.send(Heard::ListChanged);
+    }
+
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.tx.send(Heard::Progress(
+            params.progress,
+            params.total,
+            params.message,
+        ));
+    }
+
+    #[allow(
+        deprecated,
+        reason = "2025-era servers send notifications/message; the tests check what they send"
+    )]
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self
+            .tx
+            .send(Heard::Log(format!("{:?}", params.level), params.data));
+    }
+}
+
+/// A client that hears notifications, and the channel they arrive on.
+pub type Listening = (
+    RunningService<RoleClient, Ear>,
+    tokio::sync::mpsc::UnboundedReceiver<Heard>,
+);
+
+/// Like [`http_client_with_token`] (no token when `None`), with an [`Ear`] as the handler.
+pub async fn http_listener(url: &str, era: Era, token: Option<&str>) -> anyhow::Result<Listening> {
+    ensure_crypto_provider();
+    let mut config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.to_owned(),
+        );
+    if let Some(token) = token {
+        config = config.auth_header(token.to_owned());
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ear = Ear {
+        config: era.client_config(),
+        tx,
+    };
+    let client = ear
+        .serve_with_lifecycle(transport, era.lifecycle())
+        .await
+        .with_context(|| format!("connect a listener over http in era {era:?}"))?;
+    Ok((client, rx))
+}
+
+/// Waits up to `limit` for a notification matching `wanted`; the others are dropped.
+pub async fn hear(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Heard>,
+    limit: Duration,
+    wanted: impl Fn(&Heard) -> bool,
+) -> Option<Heard> {
+    tokio::time::timeout(limit, async {
+        while let Some(heard) = rx.recv().await {
+            if wanted(&heard) {
+                return Some(heard);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}

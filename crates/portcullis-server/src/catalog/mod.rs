@@ -247,10 +247,11 @@ pub(crate) struct CatalogSource {
 
 impl CatalogSource {
     /// How a request for `uri` is named in logs and rate limits, without the client's own
-    /// text: the URI of a listed resource, else the source's URI template(s), else its
-    /// scheme.
+    /// text: the URI of a resource listed when the catalog was built (config's own text),
+    /// else the source's URI template(s), else its scheme. A live source's URIs name user
+    /// data (note and file names) and come and go: they are always named by template.
     pub(crate) fn label(&self, uri: &str) -> String {
-        if self.resources.iter().any(|r| r.uri == uri) {
+        if !self.source.list_changes() && self.resources.iter().any(|r| r.uri == uri) {
             return uri.to_owned();
         }
         if !self.templates.is_empty() {

@@ -26,7 +26,7 @@ fn profile(name: &str) -> PathBuf {
 /// A copy of a shipped profile on an ephemeral port, next to the original (relative paths
 /// keep working). A profile for a public API also gets `allow_private_addresses` for
 /// 127.0.0.1 on its source, as an operator pointing it at a local server would add.
-fn on_ephemeral_port(name: &str) -> tempfile::TempPath {
+pub(crate) fn on_ephemeral_port(name: &str) -> tempfile::TempPath {
     let text = std::fs::read_to_string(profile(name)).expect("profile");
     let text = text.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
     let text = if text.contains("allow_private_addresses") {
@@ -50,13 +50,17 @@ fn on_ephemeral_port(name: &str) -> tempfile::TempPath {
     file.into_temp_path()
 }
 
-async fn call(client: &Client, tool: &str, arguments: Value) -> rmcp::model::CallToolResult {
+pub(crate) async fn call(
+    client: &Client,
+    tool: &str,
+    arguments: Value,
+) -> rmcp::model::CallToolResult {
     try_call(client, tool, arguments)
         .await
         .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
 }
 
-fn ok_text(result: &rmcp::model::CallToolResult, what: &str) -> String {
+pub(crate) fn ok_text(result: &rmcp::model::CallToolResult, what: &str) -> String {
     assert_eq!(result.is_error, Some(false), "{what}: {}", text(result));
     text(result)
 }

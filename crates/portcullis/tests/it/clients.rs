@@ -189,6 +189,15 @@ async fn run_python_client(python: &Path, args: &[&OsStr]) -> Output {
 /// (`["http", URL, TOKEN?]` or `["stdio", BIN, CONFIG]`); panics with its output unless
 /// every step passed.
 pub(crate) async fn python_plan(plan: &serde_json::Value, target: &[&OsStr]) -> Output {
+    python_plan_with_env(plan, target, &[]).await
+}
+
+/// [`python_plan`] with environment variables that a stdio server also receives.
+pub(crate) async fn python_plan_with_env(
+    plan: &serde_json::Value,
+    target: &[&OsStr],
+    env: &[(&str, &str)],
+) -> Output {
     let python = python_with_mcp_sdk().await;
     let file = tempfile::NamedTempFile::new().expect("plan file");
     std::fs::write(file.path(), plan.to_string()).expect("write plan");
@@ -197,7 +206,12 @@ pub(crate) async fn python_plan(plan: &serde_json::Value, target: &[&OsStr]) -> 
     cmd.arg(&script)
         .arg(file.path())
         .args(target)
-        .env("PYTHONUNBUFFERED", "1");
+        .env("PYTHONUNBUFFERED", "1")
+        .env(
+            "PLAN_PASS_ENV",
+            env.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(","),
+        )
+        .envs(env.iter().copied());
     let output = run(&mut cmd, "run the Python SDK plan", CLIENT_LIMIT).await;
     assert!(
         output.status.success()
