@@ -12,6 +12,11 @@ The plan is a JSON list of steps, run in order in one 2025-era session (the low-
     {"resource": URI, "contains": [...]}
     {"prompt": NAME, "arguments": {...}, "contains": [...]}
     {"list": "tools" | "resources" | "prompts" | "templates", "contains": [...]}
+    {"log_level": "info"}                       (logging/setLevel for the session)
+
+A tool step may also give `"progress": N` (exactly N progress notifications must arrive,
+the last one equal to its total) and `"logs": [...]` (substrings of the data of the log
+messages received during the call).
 
 `contains` are substrings the result's text must hold, `absent` substrings it must not.
 Over stdio, the variables named in `PLAN_PASS_ENV` (comma-separated) are passed to the
@@ -40,11 +45,43 @@ def text_of(content: list[Any]) -> str:
     return "\n".join(t for t in (getattr(b, "text", None) for b in content) if t is not None)
 
 
+LOGS: list[str] = []
+
+
+async def on_log(params: Any) -> None:
+    LOGS.append(f"{params.level} {json.dumps(params.data)}")
+
+
 async def run_step(session: ClientSession, step: dict[str, Any]) -> None:
+    if "log_level" in step:
+        await session.set_logging_level(step["log_level"])
+        print(f"ok   logging/setLevel {step['log_level']}", flush=True)
+        return
     if "tool" in step:
         what = f"tools/call {step['tool']}"
-        result = await session.call_tool(step["tool"], step.get("arguments", {}))
+        progress: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append((done, total, message))
+
+        LOGS.clear()
+        result = await session.call_tool(
+            step["tool"], step.get("arguments", {}),
+            progress_callback=on_progress if "progress" in step else None,
+        )
         text = text_of(result.content)
+        if "progress" in step:
+            if len(progress) != step["progress"] or progress[-1][0] != progress[-1][1]:
+                raise AssertionError(f"{what}: expected {step['progress']} progress notifications ending at the total, got {progress}")
+            print(f"ok   {what}: progress {progress}", flush=True)
+        for needle in step.get("logs", []):
+            # Notifications may trail the response a little.
+            for _ in range(50):
+                if any(needle in line for line in LOGS):
+                    break
+                await anyio.sleep(0.02)
+            else:
+                raise AssertionError(f"{what}: no log message with {needle!r}: {LOGS}")
         if result.structured_content is not None:
             text += "\n" + json.dumps(result.structured_content)
         expected = step.get("is_error", False)
@@ -98,7 +135,7 @@ async def main(argv: list[str]) -> int:
                 headers = {"Authorization": f"Bearer {target[1]}"} if len(target) > 1 else {}
                 transport = streamable_http_client(target[0], http_client=httpx2.AsyncClient(headers=headers, timeout=60))
             async with transport as (read, write):
-                async with ClientSession(read, write) as session:
+                async with ClientSession(read, write, logging_callback=on_log) as session:
                     init = await session.initialize()
                     print(f"ok   initialize: {init.server_info.name}, protocol {init.protocol_version}", flush=True)
                     for step in plan:

@@ -9,6 +9,7 @@
     reason = "the test kit spawns the server and builds file trees: that is its job"
 )]
 
+pub mod clients;
 pub mod fixture;
 pub mod tls;
 

@@ -562,28 +562,48 @@ impl Source {
         access: Access,
         deadline: tokio::time::Instant,
     ) -> Result<Outcome, DbError> {
+        self.run_capped(sql, values, access, deadline, self.max_rows)
+            .await
+    }
+
+    /// [`Self::run`] collecting at most `max_rows` (at most the source's own cap).
+    pub(crate) async fn run_capped(
+        &self,
+        sql: &str,
+        values: &[Bound],
+        access: Access,
+        deadline: tokio::time::Instant,
+        max_rows: usize,
+    ) -> Result<Outcome, DbError> {
+        let max_rows = max_rows.min(self.max_rows);
         let read_only = || DbError::Refused(format!("source `{}` is read-only", self.name));
         match (self.pools().await?, access) {
             (Pools::Postgres(both), Access::Read) => {
-                self.execute(&both.ro, sql, values, access, deadline).await
+                self.execute(&both.ro, sql, values, access, deadline, max_rows)
+                    .await
             }
             (Pools::MySql(both), Access::Read) => {
-                self.execute(&both.ro, sql, values, access, deadline).await
+                self.execute(&both.ro, sql, values, access, deadline, max_rows)
+                    .await
             }
             (Pools::Sqlite(both), Access::Read) => {
-                self.execute(&both.ro, sql, values, access, deadline).await
+                self.execute(&both.ro, sql, values, access, deadline, max_rows)
+                    .await
             }
             (Pools::Postgres(both), Access::Write) => {
                 let rw = both.rw.as_ref().ok_or_else(read_only)?;
-                self.execute(rw, sql, values, access, deadline).await
+                self.execute(rw, sql, values, access, deadline, max_rows)
+                    .await
             }
             (Pools::MySql(both), Access::Write) => {
                 let rw = both.rw.as_ref().ok_or_else(read_only)?;
-                self.execute(rw, sql, values, access, deadline).await
+                self.execute(rw, sql, values, access, deadline, max_rows)
+                    .await
             }
             (Pools::Sqlite(both), Access::Write) => {
                 let rw = both.rw.as_ref().ok_or_else(read_only)?;
-                self.execute(rw, sql, values, access, deadline).await
+                self.execute(rw, sql, values, access, deadline, max_rows)
+                    .await
             }
         }
     }
@@ -597,6 +617,7 @@ impl Source {
         values: &[Bound],
         access: Access,
         deadline: tokio::time::Instant,
+        max_rows: usize,
     ) -> Result<Outcome, DbError>
     where
         E: Engine,
@@ -634,7 +655,7 @@ impl Source {
                     while let Some(row) = stream.try_next().await? {
                         let (names, values) = E::decode(&row);
                         collected.set_columns(names);
-                        if !collected.push(values, self.max_rows, self.max_bytes) {
+                        if !collected.push(values, max_rows, self.max_bytes) {
                             break;
                         }
                     }

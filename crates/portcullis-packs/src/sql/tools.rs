@@ -20,12 +20,21 @@ use crate::params::{input_schema, require_confirm};
 const MAX_QUERY_CHARS: u64 = 100_000;
 
 fn rows_result(source: &Source, outcome: Outcome) -> ToolOutput {
+    rows_result_capped(source, outcome, source.max_rows)
+}
+
+/// Rows the query tool returns when the caller gives no `limit`.
+const DEFAULT_QUERY_LIMIT: usize = 100;
+
+/// [`rows_result`] for a result collected under `max_rows` (the truncation note names it).
+fn rows_result_capped(source: &Source, outcome: Outcome, max_rows: usize) -> ToolOutput {
+    let max_rows = max_rows.min(source.max_rows);
     match outcome {
         Outcome::Rows(rows) => {
             let mut result = CallToolResult::success(vec![ContentBlock::text(
-                rows.table(source.max_rows, source.max_bytes),
+                rows.table(max_rows, source.max_bytes),
             )]);
-            result.structured_content = Some(rows.structured(source.max_rows, source.max_bytes));
+            result.structured_content = Some(rows.structured(max_rows, source.max_bytes));
             result.into()
         }
         Outcome::Affected(n) => {
@@ -147,6 +156,11 @@ impl Tool for QueryTool {
                 "sql": {
                     "type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS,
                     "description": format!("Exactly one read-only SELECT statement in {engine} syntax (WITH … SELECT, VALUES and TABLE also work).")
+                },
+                "limit": {
+                    "type": "integer", "minimum": 1, "maximum": self.source.max_rows,
+                    "default": self.default_limit(),
+                    "description": "Most rows returned; the result says when there were more."
                 }
             },
             "required": ["sql"],
@@ -175,7 +189,25 @@ impl Tool for QueryTool {
             .unwrap_or_default();
         checker::check(self.source.engine, sql)
             .map_err(|refused| ToolError::rejected(refused.0))?;
-        run(&self.source, sql, &[], Access::Read, &call).await
+        let limit = call
+            .arguments
+            .get("limit")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or_else(|| self.default_limit());
+        let outcome = self
+            .source
+            .run_capped(sql, &[], Access::Read, call.deadline, limit)
+            .await
+            .map_err(|e| e.into_tool_error(&self.source))?;
+        Ok(rows_result_capped(&self.source, outcome, limit))
+    }
+}
+
+impl QueryTool {
+    /// Rows returned when the caller gives no `limit`: 100, or the source's cap if lower.
+    fn default_limit(&self) -> usize {
+        DEFAULT_QUERY_LIMIT.min(self.source.max_rows)
     }
 }
 

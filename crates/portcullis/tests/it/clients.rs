@@ -12,13 +12,20 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Instant;
 
 use portcullis_test::HttpServer;
 use tokio::process::Command;
 
 use crate::{bin, demo_config, demo_config_on_ephemeral_port};
+use portcullis_test::clients::{
+    CLIENT_LIMIT, INSTALL_LIMIT, describe, install_lock, installed, mark_installed, run, run_ok,
+    workspace_root,
+};
+pub(crate) use portcullis_test::clients::{
+    python_plan, python_plan_with_env, python_with_mcp_sdk, venv,
+};
 
 /// `@modelcontextprotocol/inspector` on npm. Version 2 requires Node >= 22.19.
 const INSPECTOR_VERSION: &str = "2.12.0";
@@ -35,136 +42,9 @@ const DEMO_TOOLS: [&str; 6] = [
     "query",
 ];
 
-const INSTALL_LIMIT: Duration = Duration::from_secs(600);
-const CLIENT_LIMIT: Duration = Duration::from_secs(180);
-
-fn workspace_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
-}
-
-/// Runs `cmd` to completion within `limit` (killed on timeout) with stdout and stderr captured.
-/// Panics naming `what` if it cannot be started or does not finish in time.
-async fn run(cmd: &mut Command, what: &str, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot {what}: failed to start {cmd:?}: {e}"));
-    match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => panic!("cannot {what}: {cmd:?}: {e}"),
-        Err(_) => panic!("cannot {what}: {cmd:?} did not finish within {limit:?}"),
-    }
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Like [`run`], and panics with the full output unless the command succeeded.
-async fn run_ok(cmd: &mut Command, what: &str, limit: Duration) -> Output {
-    let output = run(cmd, what, limit).await;
-    assert!(
-        output.status.success(),
-        "cannot {what}: {cmd:?} failed\n{}",
-        describe(&output)
-    );
-    output
-}
-
-/// Whether `dir` holds a finished install of `wanted` (see [`mark_installed`]).
-fn installed(dir: &Path, wanted: &str) -> bool {
-    std::fs::read_to_string(dir.join(".portcullis-installed")).is_ok_and(|s| s == wanted)
-}
-
-fn mark_installed(dir: &Path, wanted: &str) {
-    std::fs::write(dir.join(".portcullis-installed"), wanted).expect("write install stamp");
-}
-
 // -------------------------------------------------------------------------------------------
 // Python SDK
 // -------------------------------------------------------------------------------------------
-
-/// The venv's python, with `tests/clients/requirements.txt` installed (once; reused after).
-pub(crate) async fn python_with_mcp_sdk() -> PathBuf {
-    venv("client-venv", "tests/clients/requirements.txt")
-        .await
-        .join("bin/python")
-}
-
-/// `target/NAME`, a venv with `requirements` (relative to the workspace) installed from
-/// PyPI once and reused after (a stamp records what was installed).
-pub(crate) async fn venv(name: &str, requirements: &str) -> PathBuf {
-    let root = workspace_root();
-    let venv = root.join("target").join(name);
-    let python = venv.join("bin/python");
-    let requirements = root.join(requirements);
-    let wanted = std::fs::read_to_string(&requirements)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", requirements.display()));
-    // Tests run as separate processes: one installs, the others wait for it.
-    let _lock = install_lock(&root.join("target").join(format!("{name}.lock"))).await;
-    if python.exists() && installed(&venv, &wanted) {
-        return venv;
-    }
-    let started = Instant::now();
-    if !python.exists() {
-        run_ok(
-            Command::new("python3").arg("-m").arg("venv").arg(&venv),
-            "create the Python venv (is python3 with the venv module installed?)",
-            INSTALL_LIMIT,
-        )
-        .await;
-    }
-    run_ok(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements),
-        "pip install from PyPI",
-        INSTALL_LIMIT,
-    )
-    .await;
-    mark_installed(&venv, &wanted);
-    eprintln!(
-        "installed {} into {} in {:?}",
-        wanted.trim(),
-        venv.display(),
-        started.elapsed()
-    );
-    venv
-}
-
-/// An exclusive lock on `path`, held until the returned file is dropped: installs into
-/// `target/` are made by one test process at a time.
-async fn install_lock(path: &Path) -> std::fs::File {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("create target/");
-        }
-        let file = std::fs::File::create(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        file.lock()
-            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
-        file
-    })
-    .await
-    .expect("the lock task")
-}
 
 async fn run_python_client(python: &Path, args: &[&OsStr]) -> Output {
     let script = workspace_root().join("tests/clients/python_client.py");
@@ -180,43 +60,6 @@ async fn run_python_client(python: &Path, args: &[&OsStr]) -> Output {
     assert!(
         stdout.contains("all checks passed"),
         "the Python SDK client exited 0 without finishing its checks\n{}",
-        describe(&output)
-    );
-    output
-}
-
-/// Runs `plan` (see `tests/clients/python_plan.py`) with the Python SDK against `target`
-/// (`["http", URL, TOKEN?]` or `["stdio", BIN, CONFIG]`); panics with its output unless
-/// every step passed.
-pub(crate) async fn python_plan(plan: &serde_json::Value, target: &[&OsStr]) -> Output {
-    python_plan_with_env(plan, target, &[]).await
-}
-
-/// [`python_plan`] with environment variables that a stdio server also receives.
-pub(crate) async fn python_plan_with_env(
-    plan: &serde_json::Value,
-    target: &[&OsStr],
-    env: &[(&str, &str)],
-) -> Output {
-    let python = python_with_mcp_sdk().await;
-    let file = tempfile::NamedTempFile::new().expect("plan file");
-    std::fs::write(file.path(), plan.to_string()).expect("write plan");
-    let script = workspace_root().join("tests/clients/python_plan.py");
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .arg(file.path())
-        .args(target)
-        .env("PYTHONUNBUFFERED", "1")
-        .env(
-            "PLAN_PASS_ENV",
-            env.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(","),
-        )
-        .envs(env.iter().copied());
-    let output = run(&mut cmd, "run the Python SDK plan", CLIENT_LIMIT).await;
-    assert!(
-        output.status.success()
-            && String::from_utf8_lossy(&output.stdout).contains("all checks passed"),
-        "the Python SDK plan failed: {cmd:?}\n{}",
         describe(&output)
     );
     output

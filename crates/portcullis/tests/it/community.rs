@@ -107,10 +107,9 @@ async fn community_profile_serves_templates_of_every_kind() {
         .nth(1)
         .and_then(|row| row.split(" | ").next())
         .unwrap_or_else(|| panic!("no first row in {top}"));
-    let theirs: Value = serde_json::from_str(
-        &read_ok(&client, &format!("users://{first}/profile")).await,
-    )
-    .expect("json");
+    let theirs: Value =
+        serde_json::from_str(&read_ok(&client, &format!("users://{first}/profile")).await)
+            .expect("json");
     assert!(
         top.contains(theirs["username"].as_str().expect("username")),
         "{top} / {theirs}"

@@ -283,10 +283,10 @@ async fn rmcp_listen_2026_hears_edits_creations_and_deletions() {
 
     // A principal without the scope cannot listen to a note at all (HTTP 403).
     let refused = listen(&server.url(), NOBODY, &[WELCOME]).await;
-    let message = format!(
-        "{:?}",
-        refused.err().expect("listen without the scope refused")
-    );
+    let Err(error) = refused else {
+        panic!("listen without the scope was accepted");
+    };
+    let message = format!("{error:?}");
     assert!(
         message.contains("403") || message.to_lowercase().contains("insufficient scope"),
         "{message}"
