@@ -307,7 +307,7 @@ async fn the_injection_corpus_is_refused_or_inert() {
         ),
         (
             json!({ "file_path": format!("{}.py", "a".repeat(10_000)) }),
-            Err("file_path"),
+            Err("too long"),
         ),
         (
             json!({ "file_path": "src/ok.py", "linter": "bash" }),
