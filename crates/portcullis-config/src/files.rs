@@ -36,8 +36,9 @@ pub struct FilesRoot {
     #[serde(default)]
     pub deny: Vec<String>,
     /// How changes made outside the server are noticed, so clients subscribed to a file
-    /// resource hear of them. `off`: file resources are not subscribable.
-    #[serde(default)]
+    /// resource hear of them: `off` (the default for files roots, which can be large trees:
+    /// file resources are then not subscribable), `auto` or `poll`.
+    #[serde(default = "crate::watch::WatchMode::off")]
     pub watch: crate::watch::WatchMode,
     /// With `watch = "poll"` (or when OS notifications cannot be set up): how often the
     /// root is scanned, in milliseconds.

@@ -106,8 +106,10 @@ pub struct ResourceTemplateConfig {
     /// An HTTP tool of an `[[api]]` source (read-only, GET) called with the variables; its
     /// result is the resource.
     pub api: Option<TemplateApi>,
-    /// Scopes a principal needs to see and read these resources (all of them). Replaces
-    /// `[packs.resources] required_scopes` for this template.
+    /// Scopes a principal needs to see, complete and read these resources (all of them).
+    /// Replaces `[packs.resources] required_scopes` for this template. What backs the
+    /// template adds its own: `[packs.sql]`'s scopes for `sql`, the HTTP tool's
+    /// (`[tools.NAME]`, else `[packs.api]`) for `api`.
     pub required_scopes: Option<Vec<String>>,
 }
 

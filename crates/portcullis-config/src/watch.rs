@@ -21,6 +21,13 @@ pub enum WatchMode {
     Off,
 }
 
+impl WatchMode {
+    /// `off`, the default of `[[files]]` roots.
+    pub fn off() -> Self {
+        Self::Off
+    }
+}
+
 pub(crate) fn default_poll_interval_ms() -> u64 {
     2000
 }

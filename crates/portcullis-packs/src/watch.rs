@@ -81,7 +81,8 @@ where
             let event = match event {
                 Ok(event) => event,
                 Err(error) => {
-                    tracing::warn!(root = jail.name(), %error, "file watcher error; rescanning");
+                    let error = error_kind(&error);
+                    tracing::warn!(root = jail.name(), error, "file watcher error; rescanning");
                     pending
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
@@ -92,6 +93,16 @@ where
                 }
             };
             if event.kind.is_access() {
+                return;
+            }
+            // The OS dropped events (inotify's queue overflowed): nobody knows what changed.
+            if event.need_rescan() {
+                pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .batch
+                    .overflowed = true;
+                wake.notify_one();
                 return;
             }
             let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -123,7 +134,7 @@ where
             Err(error) => {
                 tracing::warn!(
                     root = jail.name(),
-                    %error,
+                    error = error_kind(&error),
                     poll_interval_ms = settings.poll_interval.as_millis(),
                     "OS file notifications unavailable; polling instead"
                 );
@@ -153,6 +164,23 @@ where
             );
         }
         on_batch(batch).await;
+    }
+}
+
+/// What went wrong, without the paths `notify`'s errors carry (file names are user data
+/// and stay out of the logs).
+fn error_kind(error: &notify::Error) -> &'static str {
+    match &error.kind {
+        notify::ErrorKind::Generic(_) => "watcher error",
+        notify::ErrorKind::Io(e) => match e.kind() {
+            std::io::ErrorKind::NotFound => "not found",
+            std::io::ErrorKind::PermissionDenied => "permission denied",
+            _ => "I/O error",
+        },
+        notify::ErrorKind::PathNotFound => "path not found",
+        notify::ErrorKind::WatchNotFound => "watch not found",
+        notify::ErrorKind::InvalidConfig(_) => "invalid watcher configuration",
+        notify::ErrorKind::MaxFilesWatch => "the OS limit on watched directories was reached",
     }
 }
 

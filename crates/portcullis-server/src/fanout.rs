@@ -23,6 +23,8 @@ use crate::guard::{GuardConfig, Target};
 
 /// Most URIs one session may subscribe to; past it a subscription is refused (logged).
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 1000;
+/// Longest URI a session may subscribe to, so 1000 subscriptions stay small.
+pub(crate) const MAX_SUBSCRIBED_URI: usize = 2048;
 
 /// Who may hear what.
 pub(crate) struct Audience<'a> {
@@ -32,14 +34,14 @@ pub(crate) struct Audience<'a> {
 }
 
 impl Audience<'_> {
-    fn may_read(&self, uri: &str) -> bool {
+    pub(crate) fn may_read(&self, uri: &str) -> bool {
         self.guard
             .missing_scopes(self.catalog, self.principal, Target::Resource(uri))
             .is_some_and(|missing| missing.is_empty())
     }
 
     /// A list change is news only to someone who can see a live source.
-    fn may_list(&self) -> bool {
+    pub(crate) fn may_list(&self) -> bool {
         self.catalog.sources.iter().any(|s| {
             s.source.list_changes()
                 && self

@@ -329,17 +329,36 @@ impl ServerHandler for PortcullisHandler {
         if !catalog.has_live_resources() && !catalog.has_subscribable_resources() {
             return None;
         }
+        // A connection with a principal of its own (stdio, an embedder's) is acknowledged
+        // only what that principal may hear; over HTTP the request's principal was checked
+        // for every URI before this (403), and deliveries are checked per event.
+        let audience = self
+            .session
+            .principal
+            .as_ref()
+            .map(|principal| crate::fanout::Audience {
+                catalog,
+                guard: &self.inner.guard,
+                principal,
+            });
         let mut accepted = SubscriptionFilter::new();
-        if requested.resources_list_changed == Some(true) && catalog.has_live_resources() {
+        if requested.resources_list_changed == Some(true)
+            && catalog.has_live_resources()
+            && audience
+                .as_ref()
+                .is_none_or(crate::fanout::Audience::may_list)
+        {
             accepted.resources_list_changed = Some(true);
         }
         if let Some(uris) = &requested.resource_subscriptions {
             let subscribable: Vec<String> = uris
                 .iter()
                 .filter(|uri| {
-                    catalog
-                        .resource_source(uri)
-                        .is_some_and(|s| s.source.subscribable(uri))
+                    uri.len() <= crate::fanout::MAX_SUBSCRIBED_URI
+                        && catalog
+                            .resource_source(uri)
+                            .is_some_and(|s| s.source.subscribable(uri))
+                        && audience.as_ref().is_none_or(|a| a.may_read(uri))
                 })
                 .take(crate::fanout::MAX_SUBSCRIPTIONS)
                 .cloned()
@@ -593,8 +612,15 @@ impl ServerHandler for PortcullisHandler {
             .catalog
             .sources
             .iter()
-            .filter(|s| self.visible(principal.as_ref(), &policies.source(s.index).scopes))
-            .flat_map(|s| s.templates.iter().cloned())
+            .flat_map(|s| s.templates.iter().map(move |t| (s, t)))
+            .filter(|(s, t)| {
+                let scopes = s.source.template_scopes(&t.uri_template);
+                let scopes = scopes
+                    .as_deref()
+                    .unwrap_or(&policies.source(s.index).scopes);
+                self.visible(principal.as_ref(), scopes)
+            })
+            .map(|(_, t)| t.clone())
             .collect();
         Ok(ListResourceTemplatesResult::with_all_items(visible))
     }
@@ -629,6 +655,18 @@ impl ServerHandler for PortcullisHandler {
         };
         guard
             .run(catalog, logged, context.ct, |_, _| async {
+                if uri.len() > crate::fanout::MAX_SUBSCRIBED_URI {
+                    return (
+                        Err(ErrorData::invalid_params(
+                            format!(
+                                "a subscribed URI may be at most {} bytes long",
+                                crate::fanout::MAX_SUBSCRIBED_URI
+                            ),
+                            None,
+                        )),
+                        Outcome::InvalidArguments,
+                    );
+                }
                 if !source.source.subscribable(&uri) {
                     return (
                         Err(ErrorData::invalid_params(

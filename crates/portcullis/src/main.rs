@@ -251,6 +251,10 @@ fn log_filter(spec: &str) -> String {
     if !names_rmcp {
         directives.insert(0, "rmcp=error".to_owned());
     }
+    // The file watcher's warnings name the files they are about.
+    if !spec.contains("notify") {
+        directives.insert(0, "notify=error".to_owned());
+    }
     directives.insert(0, others);
     directives.join(",")
 }
@@ -500,20 +504,20 @@ mod tests {
         for (spec, expect) in [
             (
                 "info",
-                "warn,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info",
+                "warn,notify=error,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info",
             ),
             (
                 "trace",
-                "warn,rmcp=error,portcullis=trace,portcullis_server=trace,portcullis_packs=trace,portcullis_config=trace",
+                "warn,notify=error,rmcp=error,portcullis=trace,portcullis_server=trace,portcullis_packs=trace,portcullis_config=trace",
             ),
             (
                 "info,sqlx=debug",
-                "warn,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info,sqlx=debug",
+                "warn,notify=error,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info,sqlx=debug",
             ),
-            ("rmcp=debug", "warn,rmcp=debug"),
+            ("rmcp=debug", "warn,notify=error,rmcp=debug"),
             (
                 "error",
-                "error,rmcp=error,portcullis=error,portcullis_server=error,portcullis_packs=error,portcullis_config=error",
+                "error,notify=error,rmcp=error,portcullis=error,portcullis_server=error,portcullis_packs=error,portcullis_config=error",
             ),
         ] {
             assert_eq!(log_filter(spec), expect, "{spec}");

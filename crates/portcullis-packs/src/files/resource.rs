@@ -66,11 +66,27 @@ impl ResourceSource for FileResources {
         self.roots.roots.iter().any(|r| r.watch.enabled())
     }
 
+    /// A file of a watched root, in the canonical form the watcher publishes (no `.`/`..`,
+    /// no empty segments, no query), that the deny list does not refuse.
     fn subscribable(&self, uri: &str) -> bool {
-        uri.strip_prefix(PREFIX)
-            .map(|rest| rest.split_once('/').map_or(rest, |(root, _)| root))
-            .and_then(|root| self.roots.by_name(root))
-            .is_some_and(|root| root.watch.enabled())
+        let Some((root_name, encoded)) = uri.strip_prefix(PREFIX).and_then(|r| r.split_once('/'))
+        else {
+            return false;
+        };
+        let Some(root) = self.roots.by_name(root_name) else {
+            return false;
+        };
+        let Ok(path) = percent_encoding::percent_decode_str(encoded).decode_utf8() else {
+            return false;
+        };
+        root.watch.enabled()
+            && !path.is_empty()
+            && !uri.contains(['?', '#'])
+            && path
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..")
+            && !root.jail.is_denied(&path)
+            && uri == self::uri(root_name, &path)
     }
 
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError> {

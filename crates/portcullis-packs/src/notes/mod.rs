@@ -103,6 +103,15 @@ impl Folder {
     /// The path a slug is written to: the slug as given if it already ends in a note
     /// extension, else with the first extension.
     fn path_for(&self, slug: &str) -> String {
+        // An existing note is written where it is (`x.markdown` stays `x.markdown`).
+        if let Some(note) = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(slug)
+        {
+            return note.rel.clone();
+        }
         match self.slug_of_path(slug) {
             Some(_) => slug.to_owned(),
             None => format!("{slug}.{}", self.extensions[0]),
@@ -196,6 +205,8 @@ impl Folder {
             );
             return;
         };
+        // Changed, removed and new notes are all "updated": a client may follow a URI
+        // before the note exists.
         let mut updated = Vec::new();
         for (slug, note) in &old {
             match new.get(slug) {
@@ -203,6 +214,7 @@ impl Folder {
                 _ => updated.push(slug.clone()),
             }
         }
+        updated.extend(new.keys().filter(|k| !old.contains_key(*k)).cloned());
         let list_changed = old.len() != new.len() || new.keys().any(|k| !old.contains_key(k));
         *self.index.write().unwrap_or_else(PoisonError::into_inner) = new;
         if !updated.is_empty() || list_changed {
@@ -335,8 +347,17 @@ impl ResourceSource for NotesSource {
         self.live()
     }
 
+    /// A note URI in the form updates are published in (a clean slug that is not denied),
+    /// whether or not the note exists yet.
     fn subscribable(&self, uri: &str) -> bool {
-        self.live() && self.claims(uri)
+        let folder = &self.0;
+        self.live()
+            && folder.slug_of(uri).is_ok_and(|slug| {
+                slug.split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != "..")
+                    && !folder.jail.is_denied(&folder.path_for(&slug))
+                    && folder.uri(&slug) == uri
+            })
     }
 
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError> {

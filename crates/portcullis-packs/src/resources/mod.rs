@@ -8,7 +8,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use portcullis_config::{Config, StaticResourceConfig};
+use portcullis_config::{Config, ResourceTemplateConfig, StaticResourceConfig};
 use portcullis_server::{CatalogBuilder, ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents};
 
@@ -116,12 +116,43 @@ fn add_templates(
         } else {
             return Err(what(&"give one of `text`, `sql` and `api`"));
         };
-        built.push(Template::new(template, params, backing)?);
+        let scopes = template_scopes(config, template);
+        built.push(Template::new(template, params, backing, scopes)?);
     }
     if !built.is_empty() {
         catalog.resources(templates::TemplateResources(built));
     }
     Ok(())
+}
+
+/// What a principal needs for a template: its own `required_scopes` (else the resources
+/// pack's) and also what the backing needs on its own (the SQL pack's scopes, or the HTTP
+/// tool's), so a template never hands out what the backing's tools would refuse.
+fn template_scopes(config: &Config, template: &ResourceTemplateConfig) -> Vec<String> {
+    let pack = |name: &str| {
+        config
+            .packs
+            .get(name)
+            .map(|p| p.required_scopes.clone())
+            .unwrap_or_default()
+    };
+    let mut scopes = template
+        .required_scopes
+        .clone()
+        .unwrap_or_else(|| pack(PACK));
+    if template.sql.is_some() {
+        scopes.extend(pack("sql"));
+    }
+    if let Some(api) = &template.api {
+        let tool = config
+            .tools
+            .get(&api.tool)
+            .and_then(|t| t.required_scopes.clone());
+        scopes.extend(tool.unwrap_or_else(|| pack("api")));
+    }
+    scopes.sort();
+    scopes.dedup();
+    scopes
 }
 
 fn add(

@@ -111,10 +111,13 @@ pub(crate) struct Template {
 }
 
 impl Template {
+    /// `scopes`: what a principal needs to list, complete and read it (see
+    /// `resources::template_scopes`).
     pub(crate) fn new(
         config: &ResourceTemplateConfig,
         params: Vec<Param>,
         backing: Backing,
+        scopes: Vec<String>,
     ) -> Result<Self, String> {
         let what = |e: String| format!("resource template `{}`: {e}", config.uri_template);
         let uri = UriTemplate::parse(&config.uri_template).map_err(what)?;
@@ -143,7 +146,7 @@ impl Template {
             validator,
             backing,
             mime,
-            scopes: config.required_scopes.clone(),
+            scopes: Some(scopes),
         })
     }
 
@@ -209,8 +212,9 @@ impl Template {
             Backing::Sql { source, statement } => {
                 let values = crate::sql::bind_values(source.engine, &self.params, &arguments);
                 let deadline = tokio::time::Instant::now() + source.timeout;
+                // One row is the resource: collect no more.
                 let outcome = source
-                    .run(statement, &values, crate::sql::Access::Read, deadline)
+                    .run_capped(statement, &values, crate::sql::Access::Read, deadline, 1)
                     .await
                     .map_err(|e| ResourceError::from(e.into_tool_error(source)))?;
                 let crate::sql::Outcome::Rows(rows) = outcome else {
@@ -310,6 +314,13 @@ impl ResourceSource for TemplateResources {
 
     fn required_scopes(&self, uri: &str) -> Option<Vec<String>> {
         self.find(uri).and_then(|(t, _)| t.scopes.clone())
+    }
+
+    fn template_scopes(&self, uri_template: &str) -> Option<Vec<String>> {
+        self.0
+            .iter()
+            .find(|t| t.listing.uri_template == uri_template)
+            .and_then(|t| t.scopes.clone())
     }
 
     fn claims(&self, uri: &str) -> bool {

@@ -113,6 +113,13 @@ pub trait ResourceSource: Send + Sync + 'static {
         None
     }
 
+    /// Scopes that replace the pack's for the template `uri_template` (listing it,
+    /// completing its variables; reads go through [`Self::required_scopes`]); `None` keeps
+    /// the pack's.
+    fn template_scopes(&self, _uri_template: &str) -> Option<Vec<String>> {
+        None
+    }
+
     /// Concrete resources, listed by `resources/list`.
     fn resources(&self) -> Vec<Resource> {
         Vec::new()

@@ -219,7 +219,10 @@ impl Policies {
             }
             Target::Template(uri_template) => {
                 let source = catalog.template_source(uri_template)?;
-                Some(Cow::Borrowed(&self.source(source.index).scopes))
+                Some(match source.source.template_scopes(uri_template) {
+                    Some(own) => Cow::Owned(own),
+                    None => Cow::Borrowed(&self.source(source.index).scopes),
+                })
             }
         }
     }

@@ -219,3 +219,134 @@ async fn community_profile_with_the_python_sdk_over_stdio() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_needs_its_own_scopes_and_those_of_what_backs_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/seed.sql");
+    let hash = portcullis_server::auth::hash_key;
+    let config = format!(
+        r#"[server]
+name = "template-scopes"
+[http]
+listen = "127.0.0.1:0"
+[auth]
+resource = "http://localhost/mcp"
+[[auth.api_keys]]
+name = "reader"
+sha256 = "{reader}"
+scopes = ["resources:read"]
+[[auth.api_keys]]
+name = "analyst"
+sha256 = "{analyst}"
+scopes = ["resources:read", "db:read", "admin"]
+[packs.resources]
+required_scopes = ["resources:read"]
+[packs.sql]
+required_scopes = ["db:read"]
+[[sql]]
+name = "community"
+url = "sqlite://community.sqlite"
+seed = "{seed}"
+query_tool = "query"
+[[resource_templates]]
+uri_template = "greeting://{{name}}"
+name = "greeting"
+text = "Hello, {{{{ name }}}}!"
+[[resource_templates.params]]
+name = "name"
+type = "string"
+[[resource_templates]]
+uri_template = "users://{{user_id}}/profile"
+name = "user-profile"
+sql = {{ source = "community", statement = "SELECT id, username FROM chatters WHERE id = ?" }}
+[[resource_templates.params]]
+name = "user_id"
+type = "integer"
+[[resource_templates]]
+uri_template = "channels://{{channel}}"
+name = "channel"
+required_scopes = ["admin"]
+text = "{{{{ channel }}}}"
+[[resource_templates.params]]
+name = "channel"
+type = "string"
+enum = ["general", "help"]
+"#,
+        reader = hash("pcs_tpl-reader"),
+        analyst = hash("pcs_tpl-analyst"),
+        seed = seed.display(),
+    );
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).expect("config");
+    let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let reader = portcullis_test::http_client_with_token(
+        &server.url(),
+        Era::Stateless2026,
+        "pcs_tpl-reader",
+    )
+    .await
+    .expect("connect");
+    let analyst = portcullis_test::http_client_with_token(
+        &server.url(),
+        Era::Stateless2026,
+        "pcs_tpl-analyst",
+    )
+    .await
+    .expect("connect");
+    let names = |templates: Vec<portcullis_server::rmcp::model::ResourceTemplate>| {
+        let mut names: Vec<String> = templates.into_iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(
+            reader
+                .list_all_resource_templates()
+                .await
+                .expect("templates")
+        ),
+        ["greeting"],
+        "the reader sees only the template it may read"
+    );
+    assert_eq!(
+        names(
+            analyst
+                .list_all_resource_templates()
+                .await
+                .expect("templates")
+        ),
+        ["channel", "greeting", "user-profile"]
+    );
+    assert_eq!(read_ok(&reader, "greeting://Ada").await, "Hello, Ada!");
+    // The SQL behind users:// needs db:read like the SQL pack's tools; the channel template
+    // its own admin scope, for reads and completions alike.
+    for uri in ["users://1/profile", "channels://general"] {
+        let refused = format!("{:?}", read(&reader, uri).await);
+        assert!(
+            refused.contains("insufficient_scope"),
+            "{uri}: {refused}"
+        );
+    }
+    let completion = reader
+        .complete(CompleteRequestParams::new(
+            Reference::Resource(ResourceTemplateReference::new("channels://{channel}")),
+            ArgumentInfo::new("channel", "g"),
+        ))
+        .await;
+    let completion = format!("{completion:?}");
+    assert!(
+        completion.contains("insufficient_scope"),
+        "{completion}"
+    );
+    assert!(
+        read_ok(&analyst, "users://1/profile")
+            .await
+            .contains("\"id\"")
+    );
+    assert_eq!(
+        complete(&analyst, "channels://{channel}", "channel", "g").await,
+        ["general"]
+    );
+}

@@ -478,3 +478,138 @@ async fn two_hundred_sessions_hear_one_edit_and_a_stalled_one_delays_nobody() {
     notes.write("welcome", "# Welcome\n\nAfter.\n");
     assert!(next(&mut subscription, WITHIN).await.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_resources_of_a_watched_root_are_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("docs/guide")).expect("docs");
+    std::fs::write(dir.path().join("docs/guide/a.md"), "first\n").expect("file");
+    std::fs::write(dir.path().join("docs/.env"), "SECRET=1\n").expect("file");
+    std::fs::create_dir_all(dir.path().join("plain")).expect("plain");
+    std::fs::write(dir.path().join("plain/b.md"), "b\n").expect("file");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[server]\nname = \"live-files\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[files]]\nname = \"docs\"\npath = \"docs\"\nwatch = \"auto\"\n\
+         [[files]]\nname = \"plain\"\npath = \"plain\"\n",
+    )
+    .expect("config");
+    let server = HttpServer::spawn(bin(), &config).await.expect("spawn");
+    let client = portcullis_test::http_client(&server.url(), Era::Stateless2026)
+        .await
+        .expect("connect");
+    let file = "file:///docs/guide/a.md";
+    let filter = SubscriptionFilter::builder()
+        .resource_subscriptions([
+            file.to_owned(),
+            "file:///docs/.env".to_owned(),
+            "file:///plain/b.md".to_owned(),
+        ])
+        .build();
+    let mut subscription = client.peer().listen(filter).await.expect("listen");
+    // A denied file and a root that is not watched are not acknowledged.
+    assert_eq!(
+        subscription.acknowledged().resource_subscriptions,
+        Some(vec![file.to_owned()]),
+        "{:?}",
+        subscription.acknowledged()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(dir.path().join("docs/.env"), "SECRET=2\n").expect("edit");
+    std::fs::write(dir.path().join("docs/guide/a.md"), "second\n").expect("edit");
+    let (n, took) = next(&mut subscription, WITHIN)
+        .await
+        .expect("updated in time");
+    assert_eq!(updated_uri(&n), Some(file), "{n:?}");
+    eprintln!("files root, watch=auto: updated after {took:?}");
+    assert!(
+        next(&mut subscription, Duration::from_millis(600))
+            .await
+            .is_none(),
+        "more than the one followed file was reported"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notes_stay_inside_their_folder_and_its_deny_list() {
+    use portcullis_server::rmcp::model::ReadResourceRequestParams;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notes = dir.path().join("notes");
+    std::fs::create_dir_all(notes.join(".git")).expect("notes");
+    std::fs::write(notes.join("ok.md"), "# Ok\n").expect("note");
+    std::fs::write(notes.join(".env.md"), "# SECRET-CANARY\n").expect("note");
+    std::fs::write(notes.join(".git/HEAD.md"), "# SECRET-CANARY\n").expect("note");
+    std::fs::write(dir.path().join("outside.md"), "# SECRET-CANARY outside\n").expect("file");
+    std::os::unix::fs::symlink(dir.path().join("outside.md"), notes.join("link.md"))
+        .expect("symlink");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[server]\nname = \"notes-jail\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [[notes]]\nname = \"notes\"\npath = \"notes\"\nwritable = true\n",
+    )
+    .expect("config");
+    let server = HttpServer::spawn(bin(), &config).await.expect("spawn");
+    let client = portcullis_test::http_client(&server.url(), Era::Stateless2026)
+        .await
+        .expect("connect");
+    let listed: Vec<String> = client
+        .list_all_resources()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(listed, ["note://ok"], "only the plain note is listed");
+    for uri in [
+        "note://.env",
+        "note://.git/HEAD",
+        "note://link",
+        "note://../outside",
+        "note://%2E%2E/outside",
+        "note://ok/../../outside",
+    ] {
+        let read = client
+            .read_resource(ReadResourceRequestParams::new(uri))
+            .await;
+        let text = format!("{read:?}");
+        assert!(read.is_err(), "{uri} was read: {text}");
+        assert!(!text.contains("SECRET-CANARY"), "{uri}: {text}");
+    }
+    for slug in ["../escape", ".git/config", ".env", "a/../../escape"] {
+        let result = portcullis_test::try_call(
+            &client,
+            "write_note",
+            serde_json::json!({ "slug": slug, "content": "# x\n", "confirm": true }),
+        )
+        .await
+        .expect("call");
+        assert_eq!(
+            result.is_error,
+            Some(true),
+            "{slug}: {}",
+            portcullis_test::text(&result)
+        );
+    }
+    assert!(!dir.path().join("escape.md").exists());
+    assert!(!notes.join(".git/config.md").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("outside.md")).expect("outside"),
+        "# SECRET-CANARY outside\n"
+    );
+    // Writing through the symlink's name does not write outside either.
+    let through = portcullis_test::try_call(
+        &client,
+        "write_note",
+        serde_json::json!({ "slug": "link", "content": "# overwritten\n", "confirm": true }),
+    )
+    .await
+    .expect("call");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("outside.md")).expect("outside"),
+        "# SECRET-CANARY outside\n",
+        "write_note followed a symlink out: {}",
+        portcullis_test::text(&through)
+    );
+}
