@@ -150,39 +150,14 @@ async fn run_linter_finds_real_issues_with_ruff_and_flake8() {
         { "tool": "run_linter", "arguments": { "file_path": "app/store.py" }, "contains": ["F401"] },
         { "tool": "run_linter", "arguments": { "file_path": "app/__init__.py", "linter": "flake8" }, "contains": ["No issues found."] }
     ]);
-    let output = python_plan_with_env(&stdio_plan, &code_review_profile(), &linter_path).await;
+    let config = code_review_profile();
+    let output = crate::clients::python_plan_with_env(
+        &stdio_plan,
+        &["stdio".as_ref(), bin().as_os_str(), config.as_os_str()],
+        &[("LINTER_PATH", linter_path.as_str())],
+    )
+    .await;
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok   tools/call run_linter"));
-}
-
-/// The plan over stdio, with `LINTER_PATH` in the environment the server inherits.
-async fn python_plan_with_env(
-    plan: &Value,
-    config: &Path,
-    linter_path: &str,
-) -> std::process::Output {
-    let python = crate::clients::python_with_mcp_sdk().await;
-    let file = tempfile::NamedTempFile::new().expect("plan file");
-    std::fs::write(file.path(), plan.to_string()).expect("write plan");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/python_plan.py");
-    let output = tokio::process::Command::new(python)
-        .arg(&script)
-        .arg(file.path())
-        .arg("stdio")
-        .arg(bin())
-        .arg(config)
-        .env("LINTER_PATH", linter_path)
-        .env("PLAN_PASS_ENV", "LINTER_PATH")
-        .output()
-        .await
-        .expect("run the plan");
-    assert!(
-        output.status.success()
-            && String::from_utf8_lossy(&output.stdout).contains("all checks passed"),
-        "stdio plan failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// A root of its own with Python files, some with hostile names, a symlink out, and a
