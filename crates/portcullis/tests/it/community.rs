@@ -324,10 +324,7 @@ enum = ["general", "help"]
     // its own admin scope, for reads and completions alike.
     for uri in ["users://1/profile", "channels://general"] {
         let refused = format!("{:?}", read(&reader, uri).await);
-        assert!(
-            refused.contains("insufficient_scope"),
-            "{uri}: {refused}"
-        );
+        assert!(refused.contains("insufficient_scope"), "{uri}: {refused}");
     }
     let completion = reader
         .complete(CompleteRequestParams::new(
@@ -336,10 +333,7 @@ enum = ["general", "help"]
         ))
         .await;
     let completion = format!("{completion:?}");
-    assert!(
-        completion.contains("insufficient_scope"),
-        "{completion}"
-    );
+    assert!(completion.contains("insufficient_scope"), "{completion}");
     assert!(
         read_ok(&analyst, "users://1/profile")
             .await
