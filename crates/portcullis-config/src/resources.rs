@@ -108,8 +108,8 @@ pub struct ResourceTemplateConfig {
     pub api: Option<TemplateApi>,
     /// Scopes a principal needs to see, complete and read these resources (all of them).
     /// Replaces `[packs.resources] required_scopes` for this template. What backs the
-    /// template adds its own: `[packs.sql]`'s scopes for `sql`, the HTTP tool's
-    /// (`[tools.NAME]`, else `[packs.api]`) for `api`.
+    /// template adds its own: for `sql` those of the source's query tool (`[tools.NAME]`),
+    /// else `[packs.sql]`'s; for `api` the HTTP tool's (`[tools.NAME]`, else `[packs.api]`).
     pub required_scopes: Option<Vec<String>>,
 }
 

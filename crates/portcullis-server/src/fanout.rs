@@ -101,6 +101,8 @@ impl Delivery {
             (Self::Listen { sink, .. }, ResourceChange::ListChanged) => {
                 sink.notify_resource_list_changed().await.is_ok()
             }
+            // Expanded into `Updated` before sending.
+            (_, ResourceChange::UpdatedUnder(_)) => true,
         }
     }
 
@@ -140,6 +142,12 @@ pub(crate) async fn deliver(audience: Audience<'_>, delivery: Delivery, stop: Ca
                     continue;
                 }
             }
+            Ok(ResourceChange::UpdatedUnder(prefix)) => delivery
+                .subscribed()
+                .into_iter()
+                .filter(|uri| uri.starts_with(&prefix) && audience.may_read(uri))
+                .map(ResourceChange::Updated)
+                .collect(),
             // Too slow to keep up: the events in between are gone, so say everything it
             // follows may have changed.
             Err(RecvError::Lagged(missed)) => {

@@ -149,6 +149,10 @@ fn add(
             root.jail.clone(),
             root.watch,
             move |batch| {
+                if batch.overflowed {
+                    // The watcher lost track: everything followed in this root may have changed.
+                    notifier.updated_under(resource::uri(&name, ""));
+                }
                 for path in &batch.paths {
                     notifier.updated(resource::uri(&name, path));
                 }

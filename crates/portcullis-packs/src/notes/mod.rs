@@ -4,8 +4,8 @@
 //! Each folder keeps an index (slug → size, modification time, title), built at start-up
 //! and rebuilt after every batch of changes the [`watch`](crate::watch) reports and after
 //! every write through the tools. Comparing the new index with the old one is what becomes
-//! notifications: a note whose size, modification time or inode changed, or that
-//! disappeared, is `updated`; a different set of slugs is `list_changed`. So an edit made
+//! notifications: a note whose size, modification time or inode changed, that disappeared
+//! or that is new, is `updated`; a different set of slugs is `list_changed`. So an edit made
 //! outside the server and one made through `write_note` reach subscribers the same way, and
 //! a burst of writes is one notification. All file access goes through the [`jail`](crate::jail).
 

@@ -140,8 +140,16 @@ fn template_scopes(config: &Config, template: &ResourceTemplateConfig) -> Vec<St
         .required_scopes
         .clone()
         .unwrap_or_else(|| pack(PACK));
-    if template.sql.is_some() {
-        scopes.extend(pack("sql"));
+    if let Some(sql) = &template.sql {
+        // What the source's own query tool needs, if it has one with scopes of its own.
+        let query_tool = config
+            .sql
+            .iter()
+            .find(|s| s.name == sql.source)
+            .and_then(|s| s.query_tool.as_ref())
+            .and_then(|tool| config.tools.get(tool))
+            .and_then(|t| t.required_scopes.clone());
+        scopes.extend(query_tool.unwrap_or_else(|| pack("sql")));
     }
     if let Some(api) = &template.api {
         let tool = config

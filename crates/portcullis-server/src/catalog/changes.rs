@@ -16,6 +16,9 @@ pub enum ResourceChange {
     Updated(String),
     /// Resources were added or removed.
     ListChanged,
+    /// Anything whose URI starts with this prefix may have changed (a watcher lost track):
+    /// every subscriber is told each URI it follows below it was updated.
+    UpdatedUnder(String),
 }
 
 /// The handle a resource source publishes changes through (from
@@ -36,6 +39,12 @@ impl ChangeNotifier {
     pub fn updated(&self, uri: impl Into<String>) {
         // No subscriber at all is not an error.
         let _ = self.tx.send(ResourceChange::Updated(uri.into()));
+    }
+
+    /// Anything below `prefix` (`file:///docs/`) may have changed: subscribers re-read
+    /// every URI they follow there.
+    pub fn updated_under(&self, prefix: impl Into<String>) {
+        let _ = self.tx.send(ResourceChange::UpdatedUnder(prefix.into()));
     }
 
     /// Resources were added or removed.

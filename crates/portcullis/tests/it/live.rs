@@ -607,9 +607,38 @@ async fn notes_stay_inside_their_folder_and_its_deny_list() {
     .await
     .expect("call");
     assert_eq!(
+        through.is_error,
+        Some(true),
+        "write_note through a symlink out: {}",
+        portcullis_test::text(&through)
+    );
+    assert!(
+        std::fs::symlink_metadata(notes.join("link.md"))
+            .expect("link")
+            .file_type()
+            .is_symlink(),
+        "the symlink was replaced"
+    );
+    assert_eq!(
         std::fs::read_to_string(dir.path().join("outside.md")).expect("outside"),
         "# SECRET-CANARY outside\n",
-        "write_note followed a symlink out: {}",
-        portcullis_test::text(&through)
+        "write_note followed a symlink out"
+    );
+    // Only canonical, readable note URIs can be followed.
+    let filter = SubscriptionFilter::builder()
+        .resource_subscriptions(
+            [
+                "note://ok",
+                "note://.env",
+                "note://../outside",
+                "note://.git/HEAD",
+            ]
+            .map(str::to_owned),
+        )
+        .build();
+    let subscription = client.peer().listen(filter).await.expect("listen");
+    assert_eq!(
+        subscription.acknowledged().resource_subscriptions,
+        Some(vec!["note://ok".to_owned()])
     );
 }
