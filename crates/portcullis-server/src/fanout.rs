@@ -40,10 +40,12 @@ impl Audience<'_> {
             .is_some_and(|missing| missing.is_empty())
     }
 
-    /// A list change is news only to someone who can see a live source.
-    pub(crate) fn may_list(&self) -> bool {
+    /// A list change is news only to someone who can see a live source (of `pack`, when
+    /// the change names one).
+    pub(crate) fn may_list(&self, pack: Option<&str>) -> bool {
         self.catalog.sources.iter().any(|s| {
             s.source.list_changes()
+                && pack.is_none_or(|p| s.pack == p)
                 && self
                     .principal
                     .missing(&self.guard.policies.source(s.index).scopes)
@@ -92,13 +94,13 @@ impl Delivery {
                 .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
                 .await
                 .is_ok(),
-            (Self::Session { peer, .. }, ResourceChange::ListChanged) => {
+            (Self::Session { peer, .. }, ResourceChange::ListChanged { .. }) => {
                 peer.notify_resource_list_changed().await.is_ok()
             }
             (Self::Listen { sink, .. }, ResourceChange::Updated(uri)) => {
                 sink.notify_resource_updated(uri.clone()).await.is_ok()
             }
-            (Self::Listen { sink, .. }, ResourceChange::ListChanged) => {
+            (Self::Listen { sink, .. }, ResourceChange::ListChanged { .. }) => {
                 sink.notify_resource_list_changed().await.is_ok()
             }
             // Expanded into `Updated` before sending.
@@ -135,9 +137,9 @@ pub(crate) async fn deliver(audience: Audience<'_>, delivery: Delivery, stop: Ca
                     continue;
                 }
             }
-            Ok(ResourceChange::ListChanged) => {
-                if delivery.wants_list() && audience.may_list() {
-                    vec![ResourceChange::ListChanged]
+            Ok(ResourceChange::ListChanged { pack }) => {
+                if delivery.wants_list() && audience.may_list(pack.as_deref()) {
+                    vec![ResourceChange::ListChanged { pack }]
                 } else {
                     continue;
                 }
@@ -158,8 +160,8 @@ pub(crate) async fn deliver(audience: Audience<'_>, delivery: Delivery, stop: Ca
                     .filter(|uri| audience.may_read(uri))
                     .map(ResourceChange::Updated)
                     .collect();
-                if delivery.wants_list() && audience.may_list() {
-                    all.push(ResourceChange::ListChanged);
+                if delivery.wants_list() && audience.may_list(None) {
+                    all.push(ResourceChange::ListChanged { pack: None });
                 }
                 all
             }

@@ -344,9 +344,7 @@ impl ServerHandler for PortcullisHandler {
         let mut accepted = SubscriptionFilter::new();
         if requested.resources_list_changed == Some(true)
             && catalog.has_live_resources()
-            && audience
-                .as_ref()
-                .is_none_or(crate::fanout::Audience::may_list)
+            && audience.as_ref().is_none_or(|a| a.may_list(None))
         {
             accepted.resources_list_changed = Some(true);
         }

@@ -141,7 +141,7 @@ fn add(
         });
     }
     let roots = Arc::new(Roots { roots: opened });
-    let notifier = catalog.notifier();
+    let notifier = catalog.notifier().for_pack(PACK);
     for root in roots.roots.iter().filter(|r| r.watch.enabled()) {
         let notifier = notifier.clone();
         let name = root.jail.name().to_owned();

@@ -391,7 +391,7 @@ fn add(
     base_dir: &Path,
     catalog: &mut CatalogBuilder,
 ) -> Result<(), String> {
-    let notifier = catalog.notifier();
+    let notifier = catalog.notifier().for_pack(PACK);
     let mut opened = Vec::with_capacity(folders.len());
     for config in folders {
         let deny = DenyList::new(&config.deny)

@@ -14,8 +14,12 @@ const BACKLOG: usize = 1024;
 pub enum ResourceChange {
     /// The content at this URI changed.
     Updated(String),
-    /// Resources were added or removed.
-    ListChanged,
+    /// Resources were added or removed, in sources of `pack` (any source when `None`): only
+    /// principals who may see such a source hear of it.
+    ListChanged {
+        /// The pack whose list changed.
+        pack: Option<String>,
+    },
     /// Anything whose URI starts with this prefix may have changed (a watcher lost track):
     /// every subscriber is told each URI it follows below it was updated.
     UpdatedUnder(String),
@@ -26,12 +30,14 @@ pub enum ResourceChange {
 #[derive(Debug, Clone)]
 pub struct ChangeNotifier {
     tx: broadcast::Sender<ResourceChange>,
+    pack: Option<std::sync::Arc<str>>,
 }
 
 impl ChangeNotifier {
     pub(crate) fn new() -> Self {
         Self {
             tx: broadcast::channel(BACKLOG).0,
+            pack: None,
         }
     }
 
@@ -47,9 +53,21 @@ impl ChangeNotifier {
         let _ = self.tx.send(ResourceChange::UpdatedUnder(prefix.into()));
     }
 
+    /// The same channel, with list changes marked as those of `pack`'s sources (so only
+    /// principals with that pack's scopes hear of them). A pack calls this with its name.
+    #[must_use]
+    pub fn for_pack(&self, pack: &str) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            pack: Some(pack.into()),
+        }
+    }
+
     /// Resources were added or removed.
     pub fn list_changed(&self) {
-        let _ = self.tx.send(ResourceChange::ListChanged);
+        let _ = self.tx.send(ResourceChange::ListChanged {
+            pack: self.pack.as_deref().map(str::to_owned),
+        });
     }
 
     /// A receiver of every change from now on.

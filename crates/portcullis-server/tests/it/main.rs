@@ -7,6 +7,7 @@
 )]
 
 mod catalog;
+mod changes;
 mod lifecycle;
 mod panics;
 mod principals;

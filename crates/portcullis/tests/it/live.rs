@@ -642,3 +642,64 @@ async fn notes_stay_inside_their_folder_and_its_deny_list() {
         Some(vec!["note://ok".to_owned()])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_change_reaches_only_those_who_may_see_that_pack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("notes")).expect("notes");
+    std::fs::create_dir_all(dir.path().join("docs")).expect("docs");
+    std::fs::write(dir.path().join("notes/welcome.md"), "# Welcome\n").expect("note");
+    let hash = portcullis_server::auth::hash_key;
+    let config = format!(
+        r#"[server]
+name = "live-packs"
+[http]
+listen = "127.0.0.1:0"
+[auth]
+resource = "http://localhost/mcp"
+[[auth.api_keys]]
+name = "reader"
+sha256 = "{}"
+scopes = ["notes:read"]
+[[auth.api_keys]]
+name = "files-only"
+sha256 = "{}"
+scopes = ["files:read"]
+[packs.notes]
+required_scopes = ["notes:read"]
+[packs.files]
+required_scopes = ["files:read"]
+[[notes]]
+name = "notes"
+path = "notes"
+[[files]]
+name = "docs"
+path = "docs"
+watch = "auto"
+"#,
+        hash(READER),
+        hash("pcs_live-files-only")
+    );
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).expect("config");
+    let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let (_reader, mut reader) = listen(&server.url(), READER, &[]).await.expect("listen");
+    let (_files, mut files_only) = listen(&server.url(), "pcs_live-files-only", &[])
+        .await
+        .expect("listen");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(dir.path().join("notes/new.md"), "# New\n").expect("note");
+    let (n, _) = next(&mut reader, WITHIN)
+        .await
+        .expect("the reader hears it");
+    assert!(matches!(
+        n,
+        ServerNotification::ResourceListChangedNotification(_)
+    ));
+    assert!(
+        next(&mut files_only, Duration::from_millis(1200))
+            .await
+            .is_none(),
+        "a principal without notes:read heard that the notes changed"
+    );
+}
