@@ -64,11 +64,7 @@ pub(crate) fn validate(roots: &[FilesRoot]) -> Result<(), Issue> {
     let mut names = HashSet::new();
     for (i, root) in roots.iter().enumerate() {
         let key = format!("files[{i}]");
-        let root_name_ok = !root.name.is_empty()
-            && root
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let root_name_ok = crate::validate::is_source_name(&root.name);
         if !root_name_ok {
             return Err(issue(
                 format!("{key}.name"),

@@ -69,11 +69,7 @@ pub(crate) fn validate(folders: &[NotesFolder]) -> Result<(), Issue> {
     let mut schemes = HashSet::new();
     for (i, folder) in folders.iter().enumerate() {
         let key = format!("notes[{i}]");
-        let name_ok = !folder.name.is_empty()
-            && folder
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let name_ok = crate::validate::is_source_name(&folder.name);
         if !name_ok {
             return Err(issue(
                 format!("{key}.name"),

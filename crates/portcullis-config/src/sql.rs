@@ -178,11 +178,7 @@ pub(crate) fn validate_sql(sources: &[SqlSource]) -> Result<(), Issue> {
     };
     for (i, source) in sources.iter().enumerate() {
         let key = format!("sql[{i}]");
-        let name_ok = !source.name.is_empty()
-            && source
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        let name_ok = crate::validate::is_source_name(&source.name);
         if !name_ok {
             return Err(issue(
                 format!("{key}.name"),

@@ -25,6 +25,15 @@ pub(crate) fn is_identifier(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
+/// Names of sources, roots and folders (`[[sql]]`, `[[api]]`, `[[files]]`, `[[notes]]`):
+/// a-z, 0-9, `-` and `_`, as logs, `/readyz` and URIs show them.
+pub(crate) fn is_source_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     if config.server.name.trim().is_empty() {
         return Err(issue("server.name", "must not be empty"));

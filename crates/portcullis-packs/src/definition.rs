@@ -1,5 +1,5 @@
-//! Pieces every pack's tool definitions use: JSON Schema objects and the annotations of a
-//! read-only tool.
+//! Pieces every pack's tool definitions use: JSON Schema objects, the annotations of a
+//! read-only and of a writing tool, and the `confirm: true` check of tools that change data.
 
 use rmcp::model::{JsonObject, ToolAnnotations};
 use serde_json::Value;
@@ -20,4 +20,19 @@ pub(crate) fn read_only() -> ToolAnnotations {
         .destructive(false)
         .idempotent(true)
         .open_world(false)
+}
+
+/// Annotations of a tool that changes data on the server's side (files, notes): destructive,
+/// no world outside the server; `idempotent` when repeating the call changes nothing more.
+pub(crate) fn writes(idempotent: bool) -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(false)
+        .destructive(true)
+        .idempotent(idempotent)
+        .open_world(false)
+}
+
+/// Whether the call carries `confirm: true` (what every tool that changes data requires).
+pub(crate) fn confirmed(arguments: &JsonObject) -> bool {
+    arguments.get("confirm") == Some(&Value::Bool(true))
 }

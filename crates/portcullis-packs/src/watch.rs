@@ -9,7 +9,7 @@
 //! is marked as overflowed (the consumer rescans) instead of growing.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -148,7 +148,7 @@ where
             poll_interval_ms = settings.poll_interval.as_millis(),
             "polling for changes"
         );
-        return poll(jail, root, settings.poll_interval, on_batch).await;
+        return poll(jail, settings.poll_interval, on_batch).await;
     };
     tracing::info!(root = jail.name(), "watching for changes");
     let _watcher = watcher;
@@ -184,24 +184,23 @@ fn error_kind(error: &notify::Error) -> &'static str {
     }
 }
 
-/// What a poll compares: size, modification time, inode.
-type Stamp = (u64, Option<std::time::SystemTime>, u64);
+use crate::jail::Stamp;
 
 /// Polls `root` every `interval`, handing over what differs from the previous poll.
-async fn poll<F, Fut>(jail: Jail, root: PathBuf, interval: Duration, mut on_batch: F)
+async fn poll<F, Fut>(jail: Jail, interval: Duration, mut on_batch: F)
 where
     F: FnMut(Batch) -> Fut + Send,
     Fut: Future<Output = ()> + Send,
 {
-    let scan_root = move |jail: Jail, root: PathBuf| async move {
-        tokio::task::spawn_blocking(move || scan(&jail, &root))
+    let scan_root = move |jail: Jail| async move {
+        tokio::task::spawn_blocking(move || scan(&jail))
             .await
             .unwrap_or_default()
     };
-    let (mut seen, _) = scan_root(jail.clone(), root.clone()).await;
+    let (mut seen, _) = scan_root(jail.clone()).await;
     loop {
         tokio::time::sleep(interval).await;
-        let (now, overflowed) = scan_root(jail.clone(), root.clone()).await;
+        let (now, overflowed) = scan_root(jail.clone()).await;
         let mut batch = Batch {
             overflowed,
             ..Batch::default()
@@ -227,38 +226,22 @@ where
     }
 }
 
-/// Every entry below `root` (symlinks not followed, denied paths left out) with its stamp;
-/// `true` when there were more than [`MAX_POLLED`].
-fn scan(jail: &Jail, root: &Path) -> (HashMap<String, Stamp>, bool) {
-    use std::os::unix::fs::MetadataExt as _;
+/// Every regular file of the root with its stamp, walked through the jail's directory
+/// handles (symlinks not followed, denied paths left out); `true` when there were more
+/// than [`MAX_POLLED`] entries.
+fn scan(jail: &Jail) -> (HashMap<String, Stamp>, bool) {
+    let root = crate::jail::Located {
+        rel: String::new(),
+        meta: None,
+    };
     let mut found = HashMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if found.len() >= MAX_POLLED {
-                return (found, true);
-            }
-            let path = entry.path();
-            let Some(rel) = relative(root, &path) else {
-                continue;
-            };
-            if jail.is_denied(&rel) {
-                continue;
-            }
-            // `DirEntry::metadata` does not follow a symlink.
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            if meta.is_dir() {
-                dirs.push(path);
-            }
-            found.insert(rel, (meta.len(), meta.modified().ok(), meta.ino()));
+    let overflowed = jail.walk_blocking(&root, MAX_POLLED, |rel, file| {
+        if let Some(stamp) = file.fingerprint() {
+            found.insert(rel.to_owned(), stamp);
         }
-    }
-    (found, false)
+        true
+    });
+    (found, overflowed)
 }
 
 /// `path` relative to `root`, slash-separated; `None` for the root itself or outside it.

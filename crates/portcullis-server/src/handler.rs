@@ -611,12 +611,10 @@ impl ServerHandler for PortcullisHandler {
             .sources
             .iter()
             .flat_map(|s| s.templates.iter().map(move |t| (s, t)))
-            .filter(|(s, t)| {
-                let scopes = s.source.template_scopes(&t.uri_template);
-                let scopes = scopes
-                    .as_deref()
-                    .unwrap_or(&policies.source(s.index).scopes);
-                self.visible(principal.as_ref(), scopes)
+            .filter(|(_, t)| {
+                policies
+                    .scopes_for(&self.inner.catalog, Target::Template(&t.uri_template))
+                    .is_some_and(|scopes| self.visible(principal.as_ref(), &scopes))
             })
             .map(|(_, t)| t.clone())
             .collect();

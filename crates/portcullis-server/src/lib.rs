@@ -13,6 +13,7 @@ mod fanout;
 mod guard;
 mod handler;
 pub mod limits;
+mod logging;
 pub mod outbound;
 mod redact;
 pub mod transport;
@@ -29,5 +30,6 @@ pub use error::{
 };
 pub use guard::{GuardConfig, Policies, REQUEST_TIMED_OUT};
 pub use handler::{PortcullisHandler, ServerIdentity};
+pub use logging::log_filter;
 pub use redact::redact_secrets;
 pub use rmcp;

@@ -26,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
     let config = portcullis_config::load(&path)?;
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.logging.level))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            portcullis_server::log_filter(&config.logging.level),
+        ))
         .with_writer(std::io::stderr)
         .init();
 

@@ -17,6 +17,9 @@ use portcullis_server::{CatalogBuilder, GuardConfig, PortcullisHandler, ServerId
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // A config with [[commands]] runs them through this binary, re-executed as the launcher
+    // that sets their resource limits: that must happen before anything else.
+    portcullis_packs::command::launcher::run_if_requested();
     // The same command line as `portcullis serve` where it matters: `[serve] [--stdio]
     // [--config] CONFIG` (`--log-format json` is accepted; logs are always JSON here).
     let mut stdio = false;
@@ -39,7 +42,12 @@ async fn main() -> anyhow::Result<()> {
     let config = portcullis_config::load(&path)?;
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.logging.level))
+        // The same filter as the `portcullis` binary: the config's level applies to
+        // Portcullis's crates; others (rmcp, sqlx, notify) stay at warn or error, so raising
+        // the level never puts message bodies, SQL or file names in the logs.
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            portcullis_server::log_filter(&config.logging.level),
+        ))
         .with_writer(std::io::stderr)
         .init();
     portcullis_server::install_panic_hook();

@@ -308,7 +308,7 @@ impl Tool for ApiTool {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        if self.destructive && call.arguments.get("confirm") != Some(&Value::Bool(true)) {
+        if self.destructive && !crate::definition::confirmed(&call.arguments) {
             return Err(ToolError::rejected(format!(
                 "`{}` changes data in `{}`; call again with `confirm: true` to send it",
                 self.name, self.upstream.name

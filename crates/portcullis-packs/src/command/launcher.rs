@@ -37,13 +37,8 @@ pub fn run_if_requested() {
 /// `--cpu N --as N --nofile N --nproc N --fsize N -- PROGRAM ARGS…` or `--check`.
 fn launch(args: &[OsString]) -> Result<(), String> {
     if args.first().is_some_and(|a| a == CHECK) {
-        #[allow(
-            clippy::print_stdout,
-            reason = "the launcher's self-check answers its parent on stdout"
-        )]
-        {
-            println!("{CHECKED}");
-        }
+        // On stderr: stdout is never written by the binary, launcher or not.
+        eprintln!("{CHECKED}");
         return Ok(());
     }
     let split = args
@@ -121,5 +116,5 @@ pub(crate) async fn check(binary: &std::path::Path) -> bool {
         .stdin(std::process::Stdio::null())
         .output()
         .await;
-    output.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == CHECKED)
+    output.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stderr).trim() == CHECKED)
 }

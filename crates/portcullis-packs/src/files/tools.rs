@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
-use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef, ToolAnnotations};
+use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
 use serde_json::{Value, json};
 
 use super::{MAX_LIST_ENTRIES, Roots, str_arg};
@@ -337,13 +337,7 @@ impl Tool for WriteFile {
             schema,
         )
         .with_title("Write file")
-        .with_annotations(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(true)
-                .idempotent(true)
-                .open_world(false),
-        )
+        .with_annotations(crate::definition::writes(true))
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
@@ -351,7 +345,7 @@ impl Tool for WriteFile {
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         let content = str_arg(&call.arguments, "content").unwrap_or_default();
         writable(root.writable, root.jail.name())?;
-        if call.arguments.get("confirm") != Some(&Value::Bool(true)) {
+        if !crate::definition::confirmed(&call.arguments) {
             return Err(ToolError::rejected(
                 "write_file replaces the file's content; call again with `confirm: true` to write",
             ));
@@ -405,7 +399,7 @@ impl Tool for EditFile {
         );
         ToolDef::new("edit_file", "Replace exact text in a file of a writable root. `dry_run: true` returns the unified diff; applying requires `confirm: true`.", schema)
             .with_title("Edit file")
-            .with_annotations(ToolAnnotations::new().read_only(false).destructive(true).idempotent(false).open_world(false))
+            .with_annotations(crate::definition::writes(false))
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
@@ -413,7 +407,7 @@ impl Tool for EditFile {
         let raw = str_arg(&call.arguments, "path").unwrap_or_default();
         writable(root.writable, root.jail.name())?;
         let dry_run = call.arguments.get("dry_run") == Some(&Value::Bool(true));
-        if !dry_run && call.arguments.get("confirm") != Some(&Value::Bool(true)) {
+        if !dry_run && !crate::definition::confirmed(&call.arguments) {
             return Err(ToolError::rejected(
                 "edit_file changes the file; call with `dry_run: true` to preview the diff, or with `confirm: true` to apply",
             ));

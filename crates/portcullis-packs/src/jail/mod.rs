@@ -385,6 +385,9 @@ impl Jail {
     }
 }
 
+/// What tells a file's versions apart without reading it: size, modification time, inode.
+pub(crate) type Stamp = (u64, Option<SystemTime>, u64);
+
 /// A regular file met during [`Jail::walk_blocking`], readable through its directory handle.
 pub(crate) struct FileReader<'a> {
     dir: &'a Dir,
@@ -393,7 +396,7 @@ pub(crate) struct FileReader<'a> {
 
 impl FileReader<'_> {
     /// Size, modification time and inode, without opening the file.
-    pub(crate) fn fingerprint(&self) -> Option<(u64, Option<SystemTime>, u64)> {
+    pub(crate) fn fingerprint(&self) -> Option<Stamp> {
         use cap_std::fs::MetadataExt as _;
         let meta = self.dir.symlink_metadata(self.name).ok()?;
         let modified = meta

@@ -14,7 +14,6 @@ mod tools;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use portcullis_config::{Config, NotesFolder};
@@ -31,7 +30,7 @@ pub const PACK: &str = "notes";
 const MAX_COMPLETIONS: usize = 100;
 
 /// Size, modification time and inode: what tells an edited note from an unchanged one.
-type Fingerprint = (u64, Option<SystemTime>, u64);
+type Fingerprint = crate::jail::Stamp;
 
 /// One note in the index.
 #[derive(Debug, Clone)]

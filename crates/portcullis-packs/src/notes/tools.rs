@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef, ToolAnnotations};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef};
 use serde_json::{Value, json};
 
 use super::Folder;
@@ -50,7 +50,7 @@ pub(super) fn register(writable: Vec<Arc<Folder>>, catalog: &mut CatalogBuilder)
 }
 
 fn confirmed(call: &ToolCall, what: &str) -> Result<(), ToolError> {
-    if call.arguments.get("confirm") == Some(&Value::Bool(true)) {
+    if crate::definition::confirmed(&call.arguments) {
         Ok(())
     } else {
         Err(ToolError::rejected(format!(
@@ -97,13 +97,7 @@ impl Tool for WriteNote {
         )
         .with_title("Write note")
         .with_raw_output_schema(Arc::new(uri_output()))
-        .with_annotations(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(true)
-                .idempotent(true)
-                .open_world(false),
-        )
+        .with_annotations(crate::definition::writes(true))
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
@@ -164,13 +158,7 @@ impl Tool for DeleteNote {
         )
         .with_title("Delete note")
         .with_raw_output_schema(Arc::new(uri_output()))
-        .with_annotations(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(true)
-                .idempotent(false)
-                .open_world(false),
-        )
+        .with_annotations(crate::definition::writes(false))
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
@@ -190,7 +178,9 @@ impl Tool for DeleteNote {
         }
         folder.jail.remove(&rel, &at).await?;
         folder.rescan().await;
-        let uri = folder.uri(slug);
+        // The URI the note was published under (`x.md` is `note://x`), as write_note answers.
+        let slug = folder.slug_of_path(&at.rel).unwrap_or(slug).to_owned();
+        let uri = folder.uri(&slug);
         Ok(done(format!("deleted note `{slug}`"), uri))
     }
 }

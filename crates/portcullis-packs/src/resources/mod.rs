@@ -59,7 +59,6 @@ fn add_templates(
     shared: &crate::Shared,
 ) -> Result<(), String> {
     use templates::{Backing, Template};
-    let _ = shared;
     let mut built = Vec::new();
     for template in &config.resource_templates {
         let what = |e: &dyn std::fmt::Display| {

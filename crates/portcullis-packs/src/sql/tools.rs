@@ -116,7 +116,7 @@ impl Tool for StatementTool {
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let statement = &self.statement;
-        if statement.destructive && call.arguments.get("confirm") != Some(&Value::Bool(true)) {
+        if statement.destructive && !crate::definition::confirmed(&call.arguments) {
             return Err(ToolError::rejected(format!(
                 "`{}` changes data in `{}`; call again with `confirm: true` to run it",
                 statement.name, self.source.name
