@@ -69,6 +69,11 @@ pub struct Config {
     /// source.
     #[serde(default)]
     pub resource_templates: Vec<crate::resources::ResourceTemplateConfig>,
+    /// The tamper-evident audit log (off unless configured).
+    pub audit: Option<crate::operations::AuditSection>,
+    /// Prometheus metrics at `/metrics` (on by default; see `listen` and `bearer_token`).
+    #[serde(default)]
+    pub metrics: crate::operations::MetricsSection,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

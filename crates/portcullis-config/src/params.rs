@@ -47,6 +47,11 @@ pub struct Param {
     /// are refused where they stand alone as an argument, so they cannot become flags.
     #[serde(default)]
     pub allow_dash: bool,
+    /// The value is a secret (a token, a password): the audit log, which keeps the
+    /// arguments of tools that change data, shows it as `<redacted>`. Advertised as
+    /// `writeOnly` in the tool's schema.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// The string formats a parameter may require.

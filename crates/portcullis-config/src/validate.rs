@@ -81,5 +81,6 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     crate::commands::validate(&config.commands, &roots)?;
     crate::notes::validate(&config.notes)?;
     crate::resources::validate_templates(config)?;
+    crate::operations::validate(config)?;
     Ok(())
 }

@@ -81,6 +81,11 @@ fn property(param: &Param) -> JsonObject {
     if let Some(default) = &param.default {
         schema.insert("default".to_owned(), default.clone());
     }
+    if param.secret {
+        // JSON Schema's mark for values that are sent but never shown back: the audit log
+        // redacts them.
+        schema.insert("writeOnly".to_owned(), json!(true));
+    }
     bounds(&mut schema, param.kind, param.min, param.max);
     let constrained = if param.kind == ParamType::Array {
         let mut items = JsonObject::new();

@@ -105,12 +105,26 @@ pub enum PromptError {
 pub const FORBIDDEN: i32 = -32003;
 /// JSON-RPC code of a per-principal rate limit; `data.retryAfterSecs` says how long to wait.
 pub const RATE_LIMITED: i32 = -32029;
+/// JSON-RPC code of a request refused because the audit log cannot be written
+/// (`audit.fail_closed`).
+pub const AUDIT_UNAVAILABLE: i32 = -32005;
 /// JSON-RPC code of a cancelled request (as LSP's `RequestCancelled`). rmcp drops the
 /// answer to a request the client cancelled, so this is only seen when the server itself
 /// cancels (shutdown).
 pub const REQUEST_CANCELLED: i32 = -32800;
 
 /// A refusal for missing scopes.
+/// Refused because the audit log cannot be written and `audit.fail_closed` says so.
+pub(crate) fn audit_unavailable(what: &str) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(AUDIT_UNAVAILABLE),
+        format!(
+            "{what} is refused for now: the audit log cannot be written, and this server does not act unrecorded; retry later"
+        ),
+        None,
+    )
+}
+
 pub(crate) fn forbidden(what: &str, missing: &[&str]) -> ErrorData {
     let scopes = missing
         .iter()

@@ -70,11 +70,19 @@ impl Inner {
         uri: String,
         principal: Option<Principal>,
         cancel: tokio_util::sync::CancellationToken,
+        origin: guard::Origin,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let catalog = &self.catalog;
         let guard = &self.guard;
         let Some(source) = catalog.resource_source(&uri) else {
-            guard::log_unknown("resources/read", "<unknown resource>", principal.as_ref());
+            guard
+                .refused_unknown(
+                    "resources/read",
+                    "<unknown resource>",
+                    principal.as_ref(),
+                    origin,
+                )
+                .await;
             return Err(no_resource(&uri));
         };
         let label = source.label(&uri);
@@ -85,6 +93,7 @@ impl Inner {
             what: format!("resource `{label}`"),
             principal,
             arguments: guard.argument("uri", &uri),
+            origin,
         };
         guard
             .run(catalog, logged, cancel, |_, _| async {
@@ -120,9 +129,10 @@ impl ResourceReader {
         uri: &str,
         principal: Option<Principal>,
         cancel: tokio_util::sync::CancellationToken,
+        origin: guard::Origin,
     ) -> Result<ReadResourceResponse, ErrorData> {
         self.0
-            .read_resource(uri.to_owned(), principal, cancel)
+            .read_resource(uri.to_owned(), principal, cancel, origin)
             .await
     }
 }
@@ -262,16 +272,20 @@ impl PortcullisHandler {
 
     /// The source that claims `uri` and the label logs name it by; unknown: logged and
     /// answered "not found".
-    fn resource(
+    async fn resource(
         &self,
         method: &'static str,
         uri: &str,
         principal: Option<&Principal>,
+        origin: &guard::Origin,
     ) -> Result<(&crate::catalog::CatalogSource, String), ErrorData> {
         match self.inner.catalog.resource_source(uri) {
             Some(source) => Ok((source, source.label(uri))),
             None => {
-                guard::log_unknown(method, "<unknown resource>", principal);
+                self.inner
+                    .guard
+                    .refused_unknown(method, "<unknown resource>", principal, origin.clone())
+                    .await;
                 Err(no_resource(uri))
             }
         }
@@ -370,7 +384,15 @@ impl ServerHandler for PortcullisHandler {
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let Some(principal) = self.principal(context.request_context()) else {
-            guard::log_unknown("subscriptions/listen", "<listen>", None);
+            self.inner
+                .guard
+                .refused_unknown(
+                    "subscriptions/listen",
+                    "<listen>",
+                    None,
+                    guard::Origin::of(context.request_context()),
+                )
+                .await;
             return Err(crate::error::unauthenticated());
         };
         let accepted = context.accepted().clone();
@@ -389,6 +411,7 @@ impl ServerHandler for PortcullisHandler {
                 what: format!("resource `{label}`"),
                 principal: Some(principal.clone()),
                 arguments: guard.argument("uri", uri),
+                origin: guard::Origin::of(context.request_context()),
             };
             guard
                 .run(
@@ -468,8 +491,11 @@ impl ServerHandler for PortcullisHandler {
         let name = request.name;
         let catalog = &self.inner.catalog;
         let guard = &self.inner.guard;
+        let origin = guard::Origin::of(&context);
         let Some(entry) = catalog.tool(&name) else {
-            guard::log_unknown("tools/call", &name, principal.as_ref());
+            guard
+                .refused_unknown("tools/call", &name, principal.as_ref(), origin)
+                .await;
             return Err(ErrorData::invalid_params(
                 format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
                 None,
@@ -482,13 +508,15 @@ impl ServerHandler for PortcullisHandler {
             item: &name,
             what: format!("`{name}`"),
             principal: principal.clone(),
-            arguments: guard.arguments(&arguments),
+            arguments: guard.tool_arguments(&entry.definition, &arguments),
+            origin: origin.clone(),
         };
         let (call_context, cancel) = CallContext::new(
             context,
             self.session_log_level(),
             principal,
             ResourceReader(Arc::clone(&self.inner)),
+            origin,
         );
         let (input_responses, request_state) = (request.input_responses, request.request_state);
         let name: &str = &name;
@@ -627,7 +655,10 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let principal = self.principal(&context);
-        let read = self.inner.read_resource(request.uri, principal, context.ct);
+        let origin = guard::Origin::of(&context);
+        let read = self
+            .inner
+            .read_resource(request.uri, principal, context.ct, origin);
         self.inner.in_flight.track_future(read).await
     }
 
@@ -640,7 +671,10 @@ impl ServerHandler for PortcullisHandler {
         let uri = request.uri;
         let catalog = &self.inner.catalog;
         let guard = &self.inner.guard;
-        let (source, label) = self.resource("resources/subscribe", &uri, principal.as_ref())?;
+        let origin = guard::Origin::of(&context);
+        let (source, label) = self
+            .resource("resources/subscribe", &uri, principal.as_ref(), &origin)
+            .await?;
         let logged = Request {
             method: "resources/subscribe",
             target: Target::Resource(&uri),
@@ -648,6 +682,7 @@ impl ServerHandler for PortcullisHandler {
             what: format!("resource `{label}`"),
             principal,
             arguments: guard.argument("uri", &uri),
+            origin,
         };
         guard
             .run(catalog, logged, context.ct, |_, _| async {
@@ -738,8 +773,11 @@ impl ServerHandler for PortcullisHandler {
         let principal = self.principal(&context);
         let name = request.name;
         let guard = &self.inner.guard;
+        let origin = guard::Origin::of(&context);
         let Some(entry) = self.inner.catalog.prompt(&name) else {
-            guard::log_unknown("prompts/get", &name, principal.as_ref());
+            guard
+                .refused_unknown("prompts/get", &name, principal.as_ref(), origin)
+                .await;
             return Err(ErrorData::invalid_params(
                 format!(
                     "unknown prompt `{name}`; call prompts/list for the prompts this server offers"
@@ -755,6 +793,7 @@ impl ServerHandler for PortcullisHandler {
             what: format!("prompt `{name}`"),
             principal,
             arguments: guard.arguments(&given),
+            origin,
         };
         let call = PromptCall {
             arguments: HashMap::new(),
@@ -807,7 +846,14 @@ impl ServerHandler for PortcullisHandler {
             }
         };
         if guard.policies.scopes_for(catalog, target).is_none() {
-            guard::log_unknown("completion/complete", item, principal.as_ref());
+            guard
+                .refused_unknown(
+                    "completion/complete",
+                    item,
+                    principal.as_ref(),
+                    guard::Origin::of(&context),
+                )
+                .await;
             return Err(ErrorData::invalid_params(
                 format!("nothing to complete: no prompt or resource template `{item}`"),
                 None,
@@ -823,6 +869,7 @@ impl ServerHandler for PortcullisHandler {
             },
             principal,
             arguments: guard.argument(&argument.name, &argument.value),
+            origin: guard::Origin::of(&context),
         };
         guard
             .run(catalog, logged, context.ct, |_, _| async {

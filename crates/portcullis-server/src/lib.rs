@@ -5,6 +5,7 @@
 //! [`Catalog`] with a [`CatalogBuilder`], wrap it in a [`PortcullisHandler`], and hand that
 //! to [`transport::stdio::serve`] or [`transport::http::serve`].
 
+pub mod audit;
 pub mod auth;
 mod catalog;
 mod config;
@@ -14,6 +15,7 @@ mod guard;
 mod handler;
 pub mod limits;
 mod logging;
+pub mod metrics;
 pub mod outbound;
 mod redact;
 pub mod transport;
@@ -25,8 +27,8 @@ pub use catalog::{
     ToolOutput,
 };
 pub use error::{
-    BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED, ResourceError, ToolError,
-    install_panic_hook,
+    AUDIT_UNAVAILABLE, BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED,
+    ResourceError, ToolError, install_panic_hook,
 };
 pub use guard::{GuardConfig, Policies, REQUEST_TIMED_OUT};
 pub use handler::{PortcullisHandler, ServerIdentity};

@@ -12,8 +12,12 @@ use portcullis_config::{Config, LOG_ENV, LogFormat};
 use portcullis_server::transport::{self, http::HttpOptions, stdio::StdioOptions};
 use portcullis_server::{GuardConfig, PortcullisHandler, ServerIdentity};
 
+mod audit;
+
 /// Exit status for invalid usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
+/// Exit status of an audit chain that does not verify (sysexits EX_DATAERR).
+const EX_DATAERR: u8 = 65;
 
 /// Portcullis: a production MCP server configured by a file.
 #[derive(Debug, Parser)]
@@ -50,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Validate a configuration and print the tools, resources and prompts it yields.
     Check {
         /// Configuration file.
@@ -72,6 +81,32 @@ enum KeysCommand {
     },
     /// Print the SHA-256 of a key read from stdin (for keys made elsewhere).
     Hash,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of audit files (rotated files and the current one, in any
+    /// order) or of the PostgreSQL audit table: exit 0 when intact, 65 naming the first
+    /// record that was edited, deleted, inserted, reordered or cut off.
+    Verify {
+        /// Audit files (default with --config: the configured file and its rotations).
+        files: Vec<PathBuf>,
+        /// Take the file, key and table from this config's [audit] section.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Environment variable holding the chain's HMAC key.
+        #[arg(long)]
+        key_env: Option<String>,
+        /// Accept a chain that starts after record 1 (older files deleted on purpose).
+        #[arg(long)]
+        continuing: bool,
+        /// Verify the PostgreSQL audit table at this URL instead of files.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// The audit table (default: the config's, or `portcullis_audit`).
+        #[arg(long)]
+        table: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +137,24 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Keys { command } => keys(command),
         Command::Import { command } => import(command),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    files,
+                    config,
+                    key_env,
+                    continuing,
+                    postgres,
+                    table,
+                },
+        } => audit::verify(audit::Verify {
+            files,
+            config,
+            key_env,
+            continuing,
+            postgres,
+            table,
+        }),
         Command::Serve {
             config,
             stdio,
@@ -191,6 +244,19 @@ async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
         guard,
         options,
     } = loaded;
+    // The audit log opens before anything is served: a server told to keep one does not
+    // start without it.
+    let guard = match &config.audit {
+        Some(section) => {
+            let audit = portcullis_server::audit::AuditLog::open(section, &config.base_dir)
+                .with_context(|| format!("cannot open the audit log {}", section.path.display()))?;
+            guard.with_audit(Arc::new(audit))
+        }
+        None => guard,
+    };
+    if config.metrics.enabled {
+        portcullis_server::metrics::install();
+    }
     let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
     // Open pools and check dependencies now, so problems show at start rather than on the
     // first call (the server starts anyway and keeps reporting them on /readyz).
@@ -201,6 +267,22 @@ async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
         }
     }
     let shutdown = transport::shutdown_on_signal();
+    if let Some(listener) = transport::http::bind_metrics(&options.metrics).await? {
+        let (metrics, stop) = (options.metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = transport::http::serve_metrics(&metrics, listener, stop).await {
+                tracing::error!(%error, "metrics listener stopped");
+            }
+        });
+    } else if options.metrics.enabled
+        && !stdio
+        && options.metrics.bearer_token.is_none()
+        && !options.listen.ip().is_loopback()
+    {
+        tracing::warn!(
+            "/metrics is not served: the MCP listener is not on a loopback address; set metrics.listen or metrics.bearer_token"
+        );
+    }
     if stdio {
         transport::stdio::serve(handler, shutdown, StdioOptions::from_config(&config))
             .await

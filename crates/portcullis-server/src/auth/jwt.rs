@@ -191,6 +191,7 @@ impl JwtValidator {
         let data = decode::<Claims>(token, &cached.key, &validation)
             .map_err(|e| JwtError::Invalid(describe(&e)))?;
         let claims = data.claims;
+        let client_id = claims.client_id.clone();
         let subject = claims.sub.or(claims.client_id).ok_or_else(|| {
             JwtError::Invalid("the token has neither `sub` nor `client_id`".to_owned())
         })?;
@@ -206,7 +207,8 @@ impl JwtValidator {
             None => {}
         }
         Ok((
-            Principal::new(format!("jwt:{subject}"), scopes),
+            Principal::new(format!("jwt:{subject}"), scopes)
+                .with_token(self.issuer.clone(), client_id),
             claims.exp.unwrap_or(0),
         ))
     }

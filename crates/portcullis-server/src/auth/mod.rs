@@ -13,6 +13,7 @@ mod principal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::guard::Outcome;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -202,9 +203,21 @@ pub async fn authenticate(
                 && let Err(wait) = limiter.check(&ip)
             {
                 tracing::warn!(%ip, "authentication failures over the per-IP limit");
-                return too_many(wait, "too many unauthenticated requests from this address");
+                metrics::counter!("portcullis_rate_limited_total", "limit" => "per_ip")
+                    .increment(1);
+                return refused(
+                    too_many(wait, "too many unauthenticated requests from this address"),
+                    Outcome::RateLimited,
+                    None,
+                );
             }
-            return match failure {
+            let reason = match &failure {
+                Failure::Missing => "missing",
+                Failure::Invalid(_) => "invalid",
+                Failure::Unavailable(_) => "unavailable",
+            };
+            metrics::counter!("portcullis_auth_failures_total", "reason" => reason).increment(1);
+            let response = match failure {
                 Failure::Missing => state.challenge(headers, StatusCode::UNAUTHORIZED, None, None),
                 Failure::Invalid(message) => {
                     tracing::info!(%ip, reason = %message, "authentication failed");
@@ -226,16 +239,37 @@ pub async fn authenticate(
                     response
                 }
             };
+            return refused(response, Outcome::Unauthenticated, None);
         }
     };
     if let Some(limiter) = &state.per_principal
         && let Err(wait) = limiter.check(principal.id())
     {
-        return too_many(wait, "rate limit exceeded for this principal");
+        metrics::counter!("portcullis_rate_limited_total", "limit" => "per_principal").increment(1);
+        return refused(
+            too_many(wait, "rate limit exceeded for this principal"),
+            Outcome::RateLimited,
+            Some(principal),
+        );
     }
     tracing::debug!(principal = %principal, "authenticated");
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// A refusal made before the request was read, for the layer that records it (audit
+/// log): attached to the response.
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    pub(crate) outcome: Outcome,
+    pub(crate) principal: Option<Principal>,
+}
+
+fn refused(mut response: Response, outcome: Outcome, principal: Option<Principal>) -> Response {
+    response
+        .extensions_mut()
+        .insert(Refused { outcome, principal });
+    response
 }
 
 /// 429 with `Retry-After`.

@@ -11,6 +11,15 @@ use std::sync::Arc;
 pub struct Principal {
     id: Arc<str>,
     scopes: Arc<Scopes>,
+    /// A JWT's issuer and `client_id`, for the audit log.
+    token: Option<Arc<TokenClaims>>,
+}
+
+/// What the audit log keeps of a JWT besides its subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TokenClaims {
+    issuer: String,
+    client_id: Option<String>,
 }
 
 /// What a principal may do.
@@ -29,6 +38,7 @@ impl Principal {
         static LOCAL: std::sync::LazyLock<Principal> = std::sync::LazyLock::new(|| Principal {
             id: Arc::from("local"),
             scopes: Arc::new(Scopes::All),
+            token: None,
         });
         LOCAL.clone()
     }
@@ -39,7 +49,25 @@ impl Principal {
         Self {
             id: Arc::from(id),
             scopes: Arc::new(Scopes::Granted(scopes.into_iter().collect())),
+            token: None,
         }
+    }
+
+    /// The same principal, authenticated by a JWT from `issuer` (with its `client_id`).
+    #[must_use]
+    pub fn with_token(mut self, issuer: String, client_id: Option<String>) -> Self {
+        self.token = Some(Arc::new(TokenClaims { issuer, client_id }));
+        self
+    }
+
+    /// The issuer of the JWT this principal presented, if it presented one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.token.as_deref().map(|t| t.issuer.as_str())
+    }
+
+    /// The `client_id` claim of the JWT this principal presented, if any.
+    pub fn client_id(&self) -> Option<&str> {
+        self.token.as_deref().and_then(|t| t.client_id.as_deref())
     }
 
     /// A stable identifier: `local`, `key:NAME` or `jwt:SUBJECT`.

@@ -31,6 +31,8 @@ pub struct CallContext {
     resources: crate::handler::ResourceReader,
     /// The call's cancellation, which also ends the reads it makes.
     cancel: tokio_util::sync::CancellationToken,
+    /// Where the call came from: its reads are recorded as part of it.
+    origin: crate::guard::Origin,
 }
 
 impl CallContext {
@@ -41,6 +43,7 @@ impl CallContext {
         session_log_level: Option<LoggingLevel>,
         principal: Option<Principal>,
         resources: crate::handler::ResourceReader,
+        origin: crate::guard::Origin,
     ) -> (Self, tokio_util::sync::CancellationToken) {
         // 2026-07-28 requests carry their own log level in `_meta`; without one the server
         // must not log to the client. 2025 sessions use the level set by `logging/setLevel`.
@@ -60,6 +63,7 @@ impl CallContext {
             principal,
             resources,
             cancel: context.ct.clone(),
+            origin,
         };
         (call, context.ct)
     }
@@ -140,7 +144,12 @@ impl CallContext {
     pub async fn read_resource(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
         match self
             .resources
-            .read(uri, self.principal.clone(), self.cancel.child_token())
+            .read(
+                uri,
+                self.principal.clone(),
+                self.cancel.child_token(),
+                self.origin.clone(),
+            )
             .await?
         {
             ReadResourceResponse::Complete(result) => Ok(result),

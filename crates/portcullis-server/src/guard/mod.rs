@@ -11,6 +11,7 @@ mod fingerprint;
 mod policy;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::audit::{AuditLog, Event};
 use crate::auth::Principal;
 use crate::catalog::Catalog;
 use crate::error;
@@ -33,6 +35,8 @@ pub(crate) use policy::Target;
 pub struct GuardConfig {
     pub(crate) policies: Policies,
     pub(crate) fingerprint: Fingerprint,
+    /// Where every decision is recorded, when `[audit]` is configured.
+    pub(crate) audit: Option<Arc<AuditLog>>,
 }
 
 impl GuardConfig {
@@ -48,7 +52,20 @@ impl GuardConfig {
                     .as_ref()
                     .map(portcullis_config::Secret::expose),
             ),
+            audit: None,
         })
+    }
+
+    /// Records every decision in `audit` too.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The audit log, if any (for `/readyz`).
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
     }
 
     /// The scopes a principal needs to call `tool` (empty: none).
@@ -84,6 +101,7 @@ impl GuardConfig {
         Self {
             policies: Policies::with_timeout(timeout),
             fingerprint: Fingerprint::new(None),
+            audit: None,
         }
     }
 }
@@ -103,10 +121,12 @@ pub(crate) enum Outcome {
     Panicked,
     TimedOut,
     Cancelled,
+    /// Refused because the audit log cannot be written (`audit.fail_closed`).
+    AuditUnavailable,
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::InputRequired => "input_required",
@@ -120,6 +140,20 @@ impl Outcome {
             Self::Panicked => "panicked",
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
+            Self::AuditUnavailable => "audit_unavailable",
+        }
+    }
+
+    /// Whether the guard let the request through to the pack.
+    fn decision(self) -> &'static str {
+        match self {
+            Self::Unauthenticated
+            | Self::Forbidden
+            | Self::RateLimited
+            | Self::NotFound
+            | Self::InvalidArguments
+            | Self::AuditUnavailable => "refused",
+            _ => "allowed",
         }
     }
 }
@@ -139,6 +173,55 @@ pub(crate) struct Request<'a> {
     pub(crate) principal: Option<Principal>,
     /// The arguments as the log line shows them.
     pub(crate) arguments: Arguments,
+    /// Where the request came from, for the audit log and traces.
+    pub(crate) origin: Origin,
+}
+
+/// Where a request came from: its ids and the client, as the transport and `_meta` say.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    /// The HTTP request's `X-Request-Id`, or the JSON-RPC id.
+    pub(crate) request_id: Option<String>,
+    /// The W3C trace id of `_meta.traceparent` or the HTTP `traceparent` header.
+    pub(crate) trace_id: Option<String>,
+    /// The client's name (`clientInfo`).
+    pub(crate) client: Option<String>,
+    /// The client's address, when the refusal came before the request was read.
+    pub(crate) client_ip: Option<String>,
+}
+
+impl Origin {
+    /// What `context` tells of the request's origin.
+    pub(crate) fn of(context: &rmcp::service::RequestContext<rmcp::RoleServer>) -> Self {
+        let parts = context.extensions.get::<http::request::Parts>();
+        let header = |name: &str| {
+            parts
+                .and_then(|p| p.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+        };
+        let request_id = header("x-request-id")
+            .map(str::to_owned)
+            .or_else(|| Some(context.id.to_string()));
+        let traceparent = context
+            .meta
+            .get_traceparent()
+            .or_else(|| header("traceparent"));
+        Self {
+            request_id,
+            trace_id: traceparent.and_then(trace_id_of),
+            client: context.client_info().map(|info| info.name),
+            client_ip: None,
+        }
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
+pub(crate) fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(trace, 32) && hex(span, 16) && trace.bytes().any(|b| b != b'0'))
+        .then(|| trace.to_ascii_lowercase())
 }
 
 /// What a log line shows of a request's arguments: their keys and a keyed fingerprint of
@@ -146,6 +229,10 @@ pub(crate) struct Request<'a> {
 pub(crate) struct Arguments {
     keys: Vec<String>,
     fingerprint: String,
+    /// For the audit log of a tool that changes data: the arguments, secrets redacted.
+    full: Option<serde_json::Value>,
+    /// Whether the request changes data (a tool not marked read-only).
+    changes_data: bool,
 }
 
 impl GuardConfig {
@@ -154,7 +241,29 @@ impl GuardConfig {
         Arguments {
             keys: arguments.keys().cloned().collect(),
             fingerprint: self.fingerprint.of(arguments),
+            full: None,
+            changes_data: false,
         }
+    }
+
+    /// The arguments of a call of `tool`: for a tool that may change data (not annotated
+    /// read-only), the audit log also keeps the values, with parameters the schema marks
+    /// `writeOnly` (declared `secret`) redacted and long strings cut.
+    pub(crate) fn tool_arguments(
+        &self,
+        tool: &rmcp::model::Tool,
+        arguments: &JsonObject,
+    ) -> Arguments {
+        let mut logged = self.arguments(arguments);
+        let read_only = tool
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.read_only_hint == Some(true));
+        logged.changes_data = !read_only;
+        if !read_only && self.audit.is_some() {
+            logged.full = Some(crate::audit::redacted(&tool.input_schema, arguments));
+        }
+        logged
     }
 
     /// The keys and fingerprint of one named value (a URI, a completion prefix).
@@ -162,6 +271,16 @@ impl GuardConfig {
         let mut object = JsonObject::new();
         object.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));
         self.arguments(&object)
+    }
+
+    /// No arguments (a refusal before any were read).
+    pub(crate) fn no_arguments() -> Arguments {
+        Arguments {
+            keys: Vec::new(),
+            fingerprint: String::new(),
+            full: None,
+            changes_data: false,
+        }
     }
 }
 
@@ -255,26 +374,25 @@ impl GuardConfig {
             what,
             principal,
             arguments,
+            origin,
         } = request;
+        let seen = Seen {
+            method,
+            item,
+            arguments: &arguments,
+            origin: &origin,
+            started,
+        };
         let (Some(scopes), policy) = (
             self.policies.scopes_for(catalog, target),
             self.policies.policy_for(catalog, target),
         ) else {
-            log_line(
-                method,
-                item,
-                principal.as_ref().map_or("none", Principal::id),
-                &arguments,
-                started,
-                Outcome::NotFound,
-            );
+            self.finish(&seen, principal.as_ref(), Outcome::NotFound)
+                .await;
             return Err(ErrorData::invalid_params(
                 format!("{what} does not exist"),
                 None,
             ));
-        };
-        let log = |principal: &str, outcome: Outcome| {
-            log_line(method, item, principal, &arguments, started, outcome);
         };
         let Some(principal) = principal else {
             tracing::warn!(
@@ -282,19 +400,29 @@ impl GuardConfig {
                 name = item,
                 "request without a principal refused"
             );
-            log("none", Outcome::Unauthenticated);
+            self.finish(&seen, None, Outcome::Unauthenticated).await;
             return Err(error::unauthenticated());
         };
         let missing = principal.missing(&scopes);
         if !missing.is_empty() {
-            log(principal.id(), Outcome::Forbidden);
+            self.finish(&seen, Some(&principal), Outcome::Forbidden)
+                .await;
             return Err(error::forbidden(&what, &missing));
         }
         if let Some(limiter) = &policy.limiter
             && let Err(wait) = limiter.check(&format!("{}\0{item}", principal.id()))
         {
-            log(principal.id(), Outcome::RateLimited);
+            metrics::counter!("portcullis_rate_limited_total", "limit" => "item").increment(1);
+            self.finish(&seen, Some(&principal), Outcome::RateLimited)
+                .await;
             return Err(error::rate_limited(&what, retry_after_secs(wait)));
+        }
+        if let Some(audit) = &self.audit
+            && audit.refuses(arguments.changes_data)
+        {
+            self.finish(&seen, Some(&principal), Outcome::AuditUnavailable)
+                .await;
+            return Err(error::audit_unavailable(&what));
         }
 
         let span =
@@ -305,6 +433,7 @@ impl GuardConfig {
         let guarded = std::panic::AssertUnwindSafe(work(work_cancel.clone(), deadline))
             .catch_unwind()
             .instrument(span.clone());
+        let in_flight = crate::metrics::InFlight::start();
         let (result, outcome) = tokio::select! {
             finished = tokio::time::timeout_at(deadline, guarded) => match finished {
                 Ok(Ok(answered)) => answered,
@@ -322,8 +451,150 @@ impl GuardConfig {
                 (Err(error::cancelled()), Outcome::Cancelled)
             }
         };
-        span.in_scope(|| log(principal.id(), outcome));
+        drop(in_flight);
+        self.finish(&seen, Some(&principal), outcome)
+            .instrument(span)
+            .await;
         result
+    }
+
+    /// The end of every request: its log line, its metrics and its audit record.
+    async fn finish(&self, seen: &Seen<'_>, principal: Option<&Principal>, outcome: Outcome) {
+        let duration = seen.started.elapsed();
+        let principal_id = principal.map_or("none", Principal::id);
+        log_line(
+            seen.method,
+            seen.item,
+            principal_id,
+            seen.arguments,
+            duration,
+            outcome,
+        );
+        crate::metrics::request(seen.method, seen.item, outcome, duration);
+        if let Some(audit) = &self.audit {
+            let event = Event {
+                request_id: seen.origin.request_id.clone(),
+                trace_id: seen.origin.trace_id.clone(),
+                principal: principal_id.to_owned(),
+                issuer: principal.and_then(Principal::issuer).map(str::to_owned),
+                client_id: principal.and_then(Principal::client_id).map(str::to_owned),
+                client: seen.origin.client.clone(),
+                client_ip: seen.origin.client_ip.clone(),
+                method: seen.method.to_owned(),
+                item: seen.item.to_owned(),
+                arg_keys: seen.arguments.keys.clone(),
+                args_fp: seen.arguments.fingerprint.clone(),
+                arguments: seen.arguments.full.clone(),
+                decision: outcome.decision(),
+                outcome: outcome.as_str(),
+                duration_ms: duration.as_secs_f64() * 1000.0,
+            };
+            audit.record(event, seen.arguments.changes_data).await;
+        }
+    }
+
+    /// Records a request the HTTP layer refused for missing scopes, as the guard would have:
+    /// the same line, with the item's label (never a client's URI).
+    pub(crate) async fn refused_forbidden(
+        &self,
+        catalog: &Catalog,
+        method: &str,
+        target: Target<'_>,
+        principal: &Principal,
+        origin: Origin,
+    ) {
+        let item = match target {
+            Target::Tool(name) | Target::Prompt(name) | Target::Template(name) => name.to_owned(),
+            Target::Resource(uri) => catalog
+                .resource_source(uri)
+                .map_or_else(|| "<unknown resource>".to_owned(), |s| s.label(uri)),
+        };
+        let arguments = no_arguments();
+        let seen = Seen {
+            method: static_method(method),
+            item: &item,
+            arguments: &arguments,
+            origin: &origin,
+            started: std::time::Instant::now(),
+        };
+        self.finish(&seen, Some(principal), Outcome::Forbidden)
+            .await;
+    }
+
+    /// Records a request refused before it named anything the catalog has (an unknown
+    /// tool, prompt or resource). A name that is not a plausible identifier is not echoed:
+    /// it is the client's text.
+    pub(crate) async fn refused_unknown(
+        &self,
+        method: &'static str,
+        name: &str,
+        principal: Option<&Principal>,
+        origin: Origin,
+    ) {
+        let plausible = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
+        let item = if plausible {
+            name
+        } else {
+            "<not an identifier>"
+        };
+        let arguments = no_arguments();
+        let seen = Seen {
+            method,
+            item,
+            arguments: &arguments,
+            origin: &origin,
+            started: std::time::Instant::now(),
+        };
+        self.finish(&seen, principal, Outcome::NotFound).await;
+    }
+
+    /// Records a request refused by the HTTP layer before it was read: failed
+    /// authentication or a rate limit.
+    pub(crate) async fn refused_http(
+        &self,
+        principal: Option<&Principal>,
+        outcome: Outcome,
+        origin: Origin,
+    ) {
+        let arguments = no_arguments();
+        let seen = Seen {
+            method: "http",
+            item: "-",
+            arguments: &arguments,
+            origin: &origin,
+            started: std::time::Instant::now(),
+        };
+        self.finish(&seen, principal, outcome).await;
+    }
+}
+
+fn no_arguments() -> Arguments {
+    GuardConfig::no_arguments()
+}
+
+/// What the end of a request is told about it.
+struct Seen<'a> {
+    method: &'static str,
+    item: &'a str,
+    arguments: &'a Arguments,
+    origin: &'a Origin,
+    started: std::time::Instant,
+}
+
+/// The method names the HTTP layer refuses, as static text (logs and metrics keep them).
+fn static_method(method: &str) -> &'static str {
+    match method {
+        "tools/call" => "tools/call",
+        "resources/read" => "resources/read",
+        "resources/subscribe" => "resources/subscribe",
+        "subscriptions/listen" => "subscriptions/listen",
+        "prompts/get" => "prompts/get",
+        "completion/complete" => "completion/complete",
+        _ => "other",
     }
 }
 
@@ -333,7 +604,7 @@ fn log_line(
     item: &str,
     principal: &str,
     arguments: &Arguments,
-    started: std::time::Instant,
+    duration: Duration,
     outcome: Outcome,
 ) {
     tracing::info!(
@@ -342,66 +613,10 @@ fn log_line(
         principal,
         arg_keys = ?arguments.keys,
         args_fp = %arguments.fingerprint,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = duration.as_secs_f64() * 1000.0,
         outcome = outcome.as_str(),
         "{}",
         message_of(method)
-    );
-}
-
-/// Logs a request the HTTP layer refused for missing scopes, as the guard would have: the
-/// same line, with the item's label (never a client's URI).
-pub(crate) fn log_forbidden(
-    catalog: &Catalog,
-    method: &str,
-    target: Target<'_>,
-    principal: &Principal,
-) {
-    let item = match target {
-        Target::Tool(name) | Target::Prompt(name) | Target::Template(name) => name.to_owned(),
-        Target::Resource(uri) => catalog
-            .resource_source(uri)
-            .map_or_else(|| "<unknown resource>".to_owned(), |s| s.label(uri)),
-    };
-    let arguments = Arguments {
-        keys: Vec::new(),
-        fingerprint: String::new(),
-    };
-    log_line(
-        method,
-        &item,
-        principal.id(),
-        &arguments,
-        std::time::Instant::now(),
-        Outcome::Forbidden,
-    );
-}
-
-/// Logs a request refused before it named anything the catalog has (an unknown tool,
-/// prompt or resource). A name that is not a plausible identifier is not echoed: it is the
-/// client's text.
-pub(crate) fn log_unknown(method: &str, name: &str, principal: Option<&Principal>) {
-    let plausible = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c));
-    let item = if plausible {
-        name
-    } else {
-        "<not an identifier>"
-    };
-    let arguments = Arguments {
-        keys: Vec::new(),
-        fingerprint: String::new(),
-    };
-    log_line(
-        method,
-        item,
-        principal.map_or("none", Principal::id),
-        &arguments,
-        std::time::Instant::now(),
-        Outcome::NotFound,
     );
 }
 
@@ -413,6 +628,7 @@ fn message_of(method: &str) -> &'static str {
         "resources/subscribe" => "resource subscription",
         "prompts/get" => "prompt get",
         "completion/complete" => "completion",
+        "http" => "request refused",
         _ => "request",
     }
 }

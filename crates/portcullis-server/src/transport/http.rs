@@ -63,6 +63,29 @@ pub struct HttpOptions {
     pub max_sessions_per_principal: usize,
     /// Idle time after which a 2025-era session is closed.
     pub session_idle: Duration,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsOptions,
+}
+
+/// Where and to whom `/metrics` is served.
+#[derive(Clone, Default)]
+pub struct MetricsOptions {
+    /// Record and serve metrics.
+    pub enabled: bool,
+    /// Its own listen address, instead of the MCP listener.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token `/metrics` requires, if any.
+    pub bearer_token: Option<portcullis_config::Secret>,
+}
+
+impl MetricsOptions {
+    /// Whether the MCP listener at `listen` serves `/metrics`: not when it has its own
+    /// address; otherwise with a token, or without one on a loopback address only.
+    fn on_mcp_listener(&self, listen: SocketAddr) -> bool {
+        self.enabled
+            && self.listen.is_none()
+            && (self.bearer_token.is_some() || listen.ip().is_loopback())
+    }
 }
 
 impl HttpOptions {
@@ -83,6 +106,11 @@ impl HttpOptions {
             max_sessions: limits.max_sessions,
             max_sessions_per_principal: limits.max_sessions_per_principal,
             session_idle: Duration::from_secs(limits.session_idle_secs),
+            metrics: MetricsOptions {
+                enabled: config.metrics.enabled,
+                listen: config.metrics.listen,
+                bearer_token: config.metrics.bearer_token.clone(),
+            },
         })
     }
 }
@@ -113,12 +141,16 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         options.max_sessions_per_principal,
         options.session_idle,
     ));
-    let catalog = Arc::clone(handler.catalog());
+    let ready = Ready {
+        catalog: Arc::clone(handler.catalog()),
+        audit: handler.guard().audit().cloned(),
+    };
     let inspector = Arc::new(Inspector {
         handler: handler.clone(),
         auth: Arc::clone(&options.auth),
         max_body: options.max_body_bytes,
     });
+    let recorder = handler.clone();
     let mcp = StreamableHttpService::new(move || Ok(handler.for_session()), sessions, config);
     // One concern per layer, outermost first.
     let mcp = ServiceBuilder::new()
@@ -128,6 +160,8 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         }))
         .load_shed()
         .concurrency_limit(options.max_in_flight)
+        // Refusals made before the request was read reach the audit log.
+        .layer(middleware::from_fn_with_state(recorder, record_refusals))
         // Who is calling: everything below may rely on a `Principal`.
         .layer(middleware::from_fn_with_state(
             Arc::clone(&options.auth),
@@ -146,12 +180,16 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
             get(auth::metadata),
         )
         .with_state(Arc::clone(&options.auth));
-    Router::new()
+    let mut router = Router::new()
         .route_service(&options.path, mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(catalog)
-        .merge(metadata)
+        .with_state(ready)
+        .merge(metadata);
+    if options.metrics.on_mcp_listener(options.listen) {
+        router = router.merge(metrics_router(&options.metrics));
+    }
+    router
         // Outermost first: every request gets an id before it is traced, and the id is echoed
         // on the response so clients can quote it.
         .layer(
@@ -303,12 +341,25 @@ async fn inspect(
                 if missing.is_empty() {
                     continue;
                 }
-                crate::guard::log_forbidden(
-                    inspector.handler.catalog(),
-                    &method,
-                    target,
-                    principal,
-                );
+                let origin = crate::guard::Origin {
+                    request_id: header_text(&parts.headers, "x-request-id"),
+                    trace_id: header_text(&parts.headers, "traceparent")
+                        .as_deref()
+                        .and_then(crate::guard::trace_id_of),
+                    client: None,
+                    client_ip: None,
+                };
+                inspector
+                    .handler
+                    .guard()
+                    .refused_forbidden(
+                        inspector.handler.catalog(),
+                        &method,
+                        target,
+                        principal,
+                        origin,
+                    )
+                    .await;
                 let scope = missing.join(" ");
                 let description = format!("{} needs the scope(s): {scope}", target.describe());
                 return inspector.auth.challenge(
@@ -329,8 +380,121 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(catalog): State<Arc<Catalog>>) -> impl IntoResponse {
-    let results = catalog.readiness().await;
+fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Records in the audit log what the authentication layer refused (it marks its
+/// responses with [`auth::Refused`]).
+async fn record_refusals(
+    State(handler): State<PortcullisHandler>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request_id = header_text(request.headers(), "x-request-id");
+    let trace_id = header_text(request.headers(), "traceparent")
+        .as_deref()
+        .and_then(crate::guard::trace_id_of);
+    let client_ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let response = next.run(request).await;
+    if let Some(refused) = response.extensions().get::<auth::Refused>() {
+        let origin = crate::guard::Origin {
+            request_id,
+            trace_id,
+            client: None,
+            client_ip,
+        };
+        handler
+            .guard()
+            .refused_http(refused.principal.as_ref(), refused.outcome, origin)
+            .await;
+    }
+    response
+}
+
+/// What `/readyz` checks: the catalog's dependencies and the audit log.
+#[derive(Clone)]
+struct Ready {
+    catalog: Arc<Catalog>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
+}
+
+/// `/metrics` (Prometheus text), behind the bearer token when there is one.
+fn metrics_router(options: &MetricsOptions) -> Router {
+    let token = options.bearer_token.clone();
+    Router::new().route(
+        "/metrics",
+        get(move |headers: axum::http::HeaderMap| {
+            let token = token.clone();
+            async move {
+                if let Some(token) = &token {
+                    let given = headers
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or_default();
+                    use subtle::ConstantTimeEq as _;
+                    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                            "metrics need the configured bearer token",
+                        )
+                            .into_response();
+                    }
+                }
+                match crate::metrics::render() {
+                    Some(text) => (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        }),
+    )
+}
+
+/// The listener of `metrics.listen`, when metrics have their own address.
+pub async fn bind_metrics(options: &MetricsOptions) -> Result<Option<TcpListener>, TransportError> {
+    let (true, Some(addr)) = (options.enabled, options.listen) else {
+        return Ok(None);
+    };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| TransportError::Bind { addr, source })
+}
+
+/// Serves `/metrics` alone on `listener` until `shutdown` (for `metrics.listen`).
+pub async fn serve_metrics(
+    options: &MetricsOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), TransportError> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "metrics listening");
+    axum::serve(listener, metrics_router(options))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(TransportError::Io)
+}
+
+async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
+    let mut results = ready.catalog.readiness().await;
+    if let Some(audit) = &ready.audit {
+        results.push(("audit".to_owned(), audit.failure().map_or(Ok(()), Err)));
+    }
     let ready = results.iter().all(|(_, r)| r.is_ok());
     let checks: serde_json::Map<String, serde_json::Value> = results
         .into_iter()

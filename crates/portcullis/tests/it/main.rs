@@ -18,6 +18,7 @@ mod jail_races;
 mod jwks_tls;
 mod live;
 mod log_hygiene;
+mod operations;
 mod protocol;
 mod sql;
 mod sql_attacks;

@@ -1,0 +1,250 @@
+//! The audit log: one record per request that reaches a pack or is refused on the way
+//! (authentication, scopes, rate limits, validation), chained by hashes (`chain.rs`) in an
+//! append-only JSONL file, rotated by size, optionally copied to PostgreSQL (`postgres.rs`).
+//!
+//! Records are handed to one writer thread over a bounded channel (callers wait when it is
+//! full; nothing is dropped while the file can be written). The writer batches what is
+//! queued, appends it with one write, fsyncs by policy, then rewrites the head file (the
+//! last record written, sealed) so records cut off the end are noticed. When a write fails
+//! the batch is cut back off the file, the chain stays where it was, the log reports itself
+//! unhealthy (`/readyz`, a metric) and, by `fail_closed`, tools that change data (or every
+//! request) are refused until a write succeeds again.
+
+pub mod chain;
+mod postgres;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use portcullis_config::{AuditSection, FailClosed, FsyncPolicy};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+pub use postgres::verify as verify_postgres;
+
+/// What one record says. Built by the guard (and the HTTP layer for refusals before it).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Event {
+    pub(crate) request_id: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) principal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_id: Option<String>,
+    pub(crate) client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_ip: Option<String>,
+    pub(crate) method: String,
+    pub(crate) item: String,
+    pub(crate) arg_keys: Vec<String>,
+    pub(crate) args_fp: String,
+    /// Tools that change data only: the arguments, secret parameters redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) arguments: Option<serde_json::Value>,
+    pub(crate) decision: &'static str,
+    pub(crate) outcome: &'static str,
+    pub(crate) duration_ms: f64,
+}
+
+/// The whole record as written: the event between its place in the chain.
+#[derive(Serialize)]
+struct Record<'a> {
+    seq: u64,
+    time: String,
+    replica: &'a str,
+    #[serde(flatten)]
+    event: &'a Event,
+    prev: &'a str,
+}
+
+struct Job {
+    event: Event,
+    /// Told once the record is on disk (by the fsync policy), or that it could not be.
+    written: Option<oneshot::Sender<bool>>,
+}
+
+/// Health of the log, shared by the writer and whoever asks.
+#[derive(Default)]
+struct Health {
+    failing: AtomicBool,
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    fn set(&self, failure: Option<String>) {
+        self.failing.store(failure.is_some(), Ordering::Release);
+        *self
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = failure;
+    }
+}
+
+/// The audit log of this process.
+pub struct AuditLog {
+    queue: mpsc::Sender<Job>,
+    health: Arc<Health>,
+    fail_closed: FailClosed,
+    /// Records of tools that change data wait until they are on disk.
+    durable_writes: bool,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+/// Records queued at most; past it, callers wait for the writer.
+const QUEUE: usize = 16 * 1024;
+
+impl AuditLog {
+    /// Opens (or continues) the log of `section`, with relative paths against `base_dir`.
+    /// Needs a tokio runtime for the PostgreSQL sink.
+    pub fn open(section: &AuditSection, base_dir: &std::path::Path) -> std::io::Result<Self> {
+        let path = base_dir.join(&section.path);
+        let hasher = chain::Hasher::new(
+            section
+                .hmac_key
+                .as_ref()
+                .map(portcullis_config::Secret::expose),
+        );
+        let replica = section.replica.clone().unwrap_or_else(host_name);
+        let health = Arc::new(Health::default());
+        let sink = match &section.postgres {
+            Some(pg) => Some(postgres::Sink::start(pg, &replica, Arc::clone(&health))?),
+            None => None,
+        };
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let settings = writer::Settings {
+            path,
+            hasher,
+            replica,
+            rotate_bytes: section.rotate_bytes,
+            fsync: section.fsync,
+            fsync_interval: Duration::from_millis(section.fsync_interval_ms),
+        };
+        writer::start(settings, jobs, Arc::clone(&health), sink)?;
+        Ok(Self {
+            queue,
+            health,
+            fail_closed: section.fail_closed,
+            durable_writes: section.fsync == FsyncPolicy::Always,
+        })
+    }
+
+    /// Appends `event`. For a tool that changes data with `fsync = "always"`, waits until
+    /// it is on disk.
+    pub(crate) async fn record(&self, event: Event, changes_data: bool) {
+        let (written, done) = if changes_data && self.durable_writes {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        if self.queue.send(Job { event, written }).await.is_err() {
+            self.health.set(Some("the audit writer stopped".to_owned()));
+            return;
+        }
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+    }
+
+    /// Why the log cannot be written now, if it cannot (`/readyz`).
+    pub fn failure(&self) -> Option<String> {
+        if !self.health.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.health
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether a request must be refused because the log cannot be written.
+    pub(crate) fn refuses(&self, changes_data: bool) -> bool {
+        self.health.failing.load(Ordering::Acquire)
+            && match self.fail_closed {
+                FailClosed::All => true,
+                FailClosed::Writes => changes_data,
+                FailClosed::None => false,
+            }
+    }
+}
+
+/// The host name (the default replica name), or `unknown`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Serializes `record` without its closing brace, ready for [`chain::Hasher::seal`].
+fn open_body(seq: u64, replica: &str, event: &Event, prev: &str) -> String {
+    let record = Record {
+        seq,
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        replica,
+        event,
+        prev,
+    };
+    let mut text = serde_json::to_string(&record).unwrap_or_else(|_| "{}".to_owned());
+    text.pop();
+    text
+}
+
+/// Longest string value an audit record keeps of an argument.
+const MAX_VALUE_CHARS: usize = 4096;
+
+/// `arguments` for the audit log: properties the schema marks `writeOnly` (parameters
+/// declared `secret`) replaced by `"<redacted>"`, strings longer than 4096 characters cut
+/// (with their length).
+pub(crate) fn redacted(
+    schema: &serde_json::Map<String, serde_json::Value>,
+    arguments: &rmcp::model::JsonObject,
+) -> serde_json::Value {
+    let properties = schema
+        .get("properties")
+        .and_then(serde_json::Value::as_object);
+    let secret = |key: &str| {
+        properties
+            .and_then(|p| p.get(key))
+            .and_then(|p| p.get("writeOnly"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+    };
+    let kept = arguments
+        .iter()
+        .map(|(key, value)| {
+            let value = if secret(key) {
+                serde_json::Value::String("<redacted>".to_owned())
+            } else {
+                cut(value)
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    serde_json::Value::Object(kept)
+}
+
+fn cut(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(text) if text.chars().count() > MAX_VALUE_CHARS => {
+            let kept: String = text.chars().take(MAX_VALUE_CHARS).collect();
+            serde_json::Value::String(format!("{kept}… ({} bytes in all)", text.len()))
+        }
+        serde_json::Value::Array(items) => items.iter().map(cut).collect(),
+        serde_json::Value::Object(map) => {
+            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), cut(v))).collect())
+        }
+        other => other.clone(),
+    }
+}

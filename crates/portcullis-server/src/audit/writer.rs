@@ -1,0 +1,311 @@
+//! The writer thread: batches, appends, fsyncs, rotates, keeps the head file.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the audit log is the server's own file, not a client's: it is written here, outside the jail, by design"
+)]
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_config::FsyncPolicy;
+use tokio::sync::mpsc;
+
+use super::chain::{GENESIS, Hasher, head_text};
+use super::{Health, Job, open_body, postgres};
+
+pub(super) struct Settings {
+    pub(super) path: PathBuf,
+    pub(super) hasher: Hasher,
+    pub(super) replica: String,
+    pub(super) rotate_bytes: u64,
+    pub(super) fsync: FsyncPolicy,
+    pub(super) fsync_interval: Duration,
+}
+
+/// Most records written with one `write`.
+const BATCH: usize = 512;
+
+struct Writer {
+    settings: Settings,
+    file: Option<File>,
+    size: u64,
+    seq: u64,
+    prev: String,
+    last_sync: Instant,
+    health: Arc<Health>,
+    sink: Option<postgres::Sink>,
+}
+
+/// Opens the file (continuing its chain) and starts the thread.
+pub(super) fn start(
+    settings: Settings,
+    mut jobs: mpsc::Receiver<Job>,
+    health: Arc<Health>,
+    sink: Option<postgres::Sink>,
+) -> std::io::Result<()> {
+    if let Some(dir) = settings.path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let (seq, prev) = chain_end(&settings.path)?;
+    let mut writer = Writer {
+        file: None,
+        size: 0,
+        seq,
+        prev,
+        last_sync: Instant::now(),
+        health,
+        sink,
+        settings,
+    };
+    writer.open()?;
+    std::thread::Builder::new()
+        .name("portcullis-audit".to_owned())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(job) = jobs.blocking_recv() {
+                batch.push(job);
+                while batch.len() < BATCH {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                writer.write(&mut batch);
+            }
+            writer.sync();
+        })?;
+    Ok(())
+}
+
+impl Writer {
+    fn open(&mut self) -> std::io::Result<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.settings.path)?;
+        self.size = file.metadata()?.len();
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &mut Vec<Job>) {
+        let (seq, prev) = (self.seq, self.prev.clone());
+        let mut text = String::with_capacity(batch.len() * 512);
+        let mut lines = Vec::new();
+        for job in batch.iter() {
+            self.seq += 1;
+            let body = open_body(self.seq, &self.settings.replica, &job.event, &self.prev);
+            let (line, hash) = self.settings.hasher.seal(&self.prev, &body);
+            text.push_str(&line);
+            text.push('\n');
+            if self.sink.is_some() {
+                lines.push((self.seq, line));
+            }
+            self.prev = hash;
+        }
+        let result = self.append(text.as_bytes());
+        let ok = result.is_ok();
+        match result {
+            Ok(()) => {
+                if self
+                    .health
+                    .failing
+                    .load(std::sync::atomic::Ordering::Acquire)
+                {
+                    tracing::warn!("the audit log can be written again");
+                }
+                self.health.set(None);
+                metrics::counter!("portcullis_audit_records_total").increment(batch.len() as u64);
+                if let Some(sink) = &self.sink {
+                    sink.send(lines);
+                }
+            }
+            Err(error) => {
+                // Nothing of the batch stays: the chain goes on from the last record on disk.
+                self.seq = seq;
+                self.prev = prev;
+                tracing::error!(error = %error.kind(), records = batch.len(), "cannot write the audit log");
+                metrics::counter!("portcullis_audit_failures_total").increment(1);
+                metrics::counter!("portcullis_audit_lost_records_total")
+                    .increment(batch.len() as u64);
+                self.health.set(Some(format!(
+                    "cannot write the audit log: {}",
+                    error.kind()
+                )));
+            }
+        }
+        for job in batch.drain(..) {
+            if let Some(written) = job.written {
+                let _ = written.send(ok);
+            }
+        }
+    }
+
+    /// Appends `bytes`, fsyncs by policy, updates the head, rotates by size. On failure the
+    /// file is cut back to where it was.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            self.open()?;
+        }
+        let file = self.file.as_mut().expect("opened above");
+        let before = self.size;
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| match self.settings.fsync {
+                FsyncPolicy::Always => file.sync_data(),
+                FsyncPolicy::Interval
+                    if self.last_sync.elapsed() >= self.settings.fsync_interval =>
+                {
+                    self.last_sync = Instant::now();
+                    file.sync_data()
+                }
+                _ => Ok(()),
+            });
+        if let Err(error) = written {
+            if file.set_len(before).is_err() {
+                // The file cannot even be cut back: reopen it next time.
+                self.file = None;
+            }
+            return Err(error);
+        }
+        self.size += bytes.len() as u64;
+        self.write_head()?;
+        if self.size >= self.settings.rotate_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    fn write_head(&self) -> std::io::Result<()> {
+        let head = head_path(&self.settings.path);
+        let temporary = head.with_extension("head.tmp");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(head_text(&self.settings.hasher, self.seq, &self.prev).as_bytes())?;
+        if self.settings.fsync == FsyncPolicy::Always {
+            file.sync_data()?;
+        }
+        std::fs::rename(&temporary, &head)
+    }
+
+    /// Renames the file to the next free `NAME.N` and starts a new one; the chain goes on.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.sync();
+        let next = rotated(&self.settings.path)
+            .last()
+            .map_or(1, |(n, _)| n + 1);
+        let mut target = self.settings.path.clone().into_os_string();
+        target.push(format!(".{next}"));
+        std::fs::rename(&self.settings.path, &target)?;
+        self.file = None;
+        self.open()?;
+        metrics::counter!("portcullis_audit_rotations_total").increment(1);
+        tracing::info!(file = next, "audit log rotated");
+        Ok(())
+    }
+
+    fn sync(&mut self) {
+        if let Some(file) = &self.file
+            && self.settings.fsync != FsyncPolicy::Never
+        {
+            let _ = file.sync_data();
+        }
+    }
+}
+
+/// The head file next to the log.
+pub(crate) fn head_path(path: &Path) -> PathBuf {
+    let mut head = path.to_owned().into_os_string();
+    head.push(".head");
+    PathBuf::from(head)
+}
+
+/// The rotated files of `path`: (number, path), oldest first.
+fn rotated(path: &Path) -> Vec<(u64, PathBuf)> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name();
+            let n = file
+                .to_str()?
+                .strip_prefix(name)?
+                .strip_prefix('.')?
+                .parse()
+                .ok()?;
+            Some((n, entry.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Where an existing chain ends: the last complete record of the current file, or of the
+/// newest rotated file when the current one is empty. A record cut short by a crash (never
+/// acknowledged) is removed, with a warning.
+fn chain_end(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut candidates = vec![path.to_owned()];
+    candidates.extend(rotated(path).into_iter().rev().map(|(_, p)| p));
+    for candidate in candidates {
+        let Ok(mut file) = OpenOptions::new().read(true).write(true).open(&candidate) else {
+            continue;
+        };
+        let len = file.metadata()?.len();
+        if len == 0 {
+            continue;
+        }
+        let tail_len = len.min(1024 * 1024);
+        file.seek(SeekFrom::Start(len - tail_len))?;
+        let mut tail = Vec::with_capacity(tail_len as usize);
+        file.read_to_end(&mut tail)?;
+        let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < tail.len() {
+            tracing::warn!(
+                bytes = tail.len() - complete,
+                "the audit log ends in a record cut short (a crash while writing); removing it"
+            );
+            file.set_len(len - tail_len + complete as u64)?;
+        }
+        let text = String::from_utf8_lossy(&tail[..complete]);
+        let Some(last) = text.lines().last() else {
+            continue;
+        };
+        #[derive(serde::Deserialize)]
+        struct Last {
+            seq: u64,
+            hash: String,
+        }
+        let last: Last = serde_json::from_str(last).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the last record of {} is not an audit record ({e})",
+                    candidate.display()
+                ),
+            )
+        })?;
+        return Ok((last.seq, last.hash));
+    }
+    Ok((0, GENESIS.to_owned()))
+}

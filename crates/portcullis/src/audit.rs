@@ -1,0 +1,227 @@
+//! `portcullis audit verify`: checks the hash chain of audit files (or of the PostgreSQL
+//! audit table) and names the first record that does not belong.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use portcullis_server::audit::chain::{Hasher, Verifier, check_head};
+
+use crate::{EX_DATAERR, EX_USAGE};
+
+/// What to verify.
+pub(crate) struct Verify {
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) key_env: Option<String>,
+    pub(crate) continuing: bool,
+    pub(crate) postgres: Option<String>,
+    pub(crate) table: Option<String>,
+}
+
+pub(crate) fn verify(request: Verify) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("portcullis: {message}");
+        ExitCode::from(EX_USAGE)
+    };
+    let config = match &request.config {
+        Some(path) => match portcullis_config::load(path) {
+            Ok(config) => Some(config),
+            Err(error) => return usage(error.to_string()),
+        },
+        None => None,
+    };
+    let section = config.as_ref().and_then(|c| c.audit.as_ref());
+    if request.config.is_some() && section.is_none() {
+        return usage("the config has no [audit] section".to_owned());
+    }
+    let key = match &request.key_env {
+        Some(var) => match std::env::var(var) {
+            Ok(key) => Some(key),
+            Err(_) => return usage(format!("the environment variable {var} is not set")),
+        },
+        None => section
+            .and_then(|s| s.hmac_key.as_ref())
+            .map(|k| k.expose().to_owned()),
+    };
+    let hasher = Hasher::new(key.as_deref());
+
+    if let Some(url) = &request.postgres {
+        let table = request
+            .table
+            .clone()
+            .or_else(|| {
+                section
+                    .and_then(|s| s.postgres.as_ref())
+                    .map(|p| p.table.clone())
+            })
+            .unwrap_or_else(|| "portcullis_audit".to_owned());
+        return verify_postgres(url, &table, key.as_deref());
+    }
+
+    let mut files = request.files.clone();
+    if files.is_empty() {
+        let Some(section) = section else {
+            return usage("name the audit files to verify, or --config, or --postgres".to_owned());
+        };
+        let base = config
+            .as_ref()
+            .map_or(Path::new("."), |c| c.base_dir.as_path());
+        files = chain_files(&base.join(&section.path));
+    }
+    match verify_files(&hasher, &files, request.continuing) {
+        Ok(summary) => {
+            eprintln!("portcullis: audit chain intact: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Usage(message)) => usage(message),
+        Err(Failure::Broken(message)) => {
+            eprintln!("portcullis: audit chain broken: {message}");
+            ExitCode::from(EX_DATAERR)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Broken(String),
+}
+
+/// The rotated files and the current one of the log at `path`, oldest first.
+fn chain_files(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return vec![path.to_owned()];
+    };
+    let mut rotated: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name();
+            let n = file
+                .to_str()?
+                .strip_prefix(name)?
+                .strip_prefix('.')?
+                .parse()
+                .ok()?;
+            Some((n, entry.path()))
+        })
+        .collect();
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_owned());
+    files
+}
+
+/// The head file of a log file (`NAME.head`, also for a rotated `NAME.N`).
+fn head_of(file: &Path) -> PathBuf {
+    let text = file.to_string_lossy();
+    let base = match text.rsplit_once('.') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => &text,
+    };
+    PathBuf::from(format!("{base}.head"))
+}
+
+fn verify_files(hasher: &Hasher, files: &[PathBuf], continuing: bool) -> Result<String, Failure> {
+    // Files in chain order, whatever order the shell gave them in (NAME.10 after NAME.9).
+    let mut loaded = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
+        let first = text
+            .lines()
+            .next()
+            .and_then(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .and_then(|v| v["seq"].as_u64())
+            .unwrap_or(u64::MAX);
+        loaded.push((first, file.clone(), text));
+    }
+    loaded.sort_by_key(|(first, _, _)| *first);
+    let mut verifier = Verifier::new(hasher.clone(), continuing);
+    let mut hashes: Vec<(u64, String)> = Vec::new();
+    for (_, file, text) in &loaded {
+        if !text.is_empty() && !text.ends_with('\n') {
+            let line = text.lines().count();
+            return Err(Failure::Broken(format!(
+                "{}:{line}: the file ends in the middle of a record (cut short)",
+                file.display()
+            )));
+        }
+        for (index, line) in text.lines().enumerate() {
+            verifier.next(line).map_err(|reason| {
+                Failure::Broken(format!("{}:{}: {reason}", file.display(), index + 1))
+            })?;
+            let end = verifier.end();
+            hashes.push((end.last_seq, end.last_hash));
+        }
+    }
+    let end = verifier.end();
+    let newest = loaded.last().map(|(_, f, _)| f.clone());
+    let head = newest.as_deref().map(head_of);
+    let mut summary = format!(
+        "{} record(s) in {} file(s), last record {}",
+        end.records,
+        loaded.len(),
+        end.last_seq
+    );
+    match head.as_deref().map(std::fs::read_to_string) {
+        Some(Ok(text)) => {
+            let lookup = |seq: u64| {
+                hashes
+                    .iter()
+                    .rev()
+                    .find(|(s, _)| *s == seq)
+                    .map(|(_, h)| h.clone())
+            };
+            check_head(hasher, &text, &end, &lookup).map_err(|reason| {
+                Failure::Broken(format!(
+                    "{}: {reason}",
+                    head.as_deref()
+                        .map_or_else(String::new, |h| h.display().to_string())
+                ))
+            })?;
+            summary.push_str("; head file agrees");
+        }
+        _ => {
+            eprintln!(
+                "portcullis: warning: no head file next to the newest audit file: records cut off the end of the chain would not be noticed"
+            );
+        }
+    }
+    Ok(summary)
+}
+
+fn verify_postgres(url: &str, table: &str, key: Option<&str>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("portcullis: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(portcullis_server::audit::verify_postgres(url, table, key)) {
+        Ok(chains) => {
+            let described: Vec<String> = chains
+                .iter()
+                .map(|(replica, n)| format!("{replica}: {n} record(s)"))
+                .collect();
+            eprintln!(
+                "portcullis: audit table intact: {} chain(s) ({})",
+                chains.len(),
+                described.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) if message.starts_with("replica ") => {
+            eprintln!("portcullis: audit table broken: {message}");
+            ExitCode::from(EX_DATAERR)
+        }
+        Err(message) => {
+            eprintln!("portcullis: {message}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
