@@ -184,6 +184,13 @@ pub struct RateLimit {
     pub burst: Option<u32>,
 }
 
+impl RateLimit {
+    /// The bucket size in effect: `burst`, or `per_minute / 6` (at least 1) when unset.
+    pub fn effective_burst(&self) -> u32 {
+        self.burst.unwrap_or((self.per_minute / 6).max(1))
+    }
+}
+
 /// Per-tool and per-pack policies.
 pub type ToolPolicies = BTreeMap<String, ToolPolicy>;
 /// Per-pack policies.

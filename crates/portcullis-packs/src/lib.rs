@@ -125,6 +125,12 @@ const PACKS: &[Pack] = &[
     },
 ];
 
+/// The name of every pack, in the order they register, whether this build includes it or
+/// not (`portcullis init --packs` offers these).
+pub fn pack_names() -> impl Iterator<Item = &'static str> {
+    PACKS.iter().map(|pack| pack.name)
+}
+
 /// Builds the whole catalog from `config`: every pack the config uses.
 pub fn catalog(config: &Config) -> Result<Catalog, PackError> {
     let mut builder = CatalogBuilder::new();

@@ -30,7 +30,7 @@ pub use error::{
     AUDIT_UNAVAILABLE, BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED,
     ResourceError, ToolError, install_panic_hook,
 };
-pub use guard::{GuardConfig, Policies, REQUEST_TIMED_OUT};
+pub use guard::{GuardConfig, ItemRules, Policies, REQUEST_TIMED_OUT};
 pub use handler::{PortcullisHandler, ServerIdentity};
 pub use logging::log_filter;
 pub use redact::redact_secrets;

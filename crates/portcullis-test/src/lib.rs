@@ -159,6 +159,12 @@ impl Era {
 pub async fn stdio_client(bin: &Path, config: &Path, era: Era) -> anyhow::Result<Client> {
     let mut command = Command::new(bin);
     command.args(["serve", "--stdio", "--config"]).arg(config);
+    stdio_client_of(command, era).await
+}
+
+/// Connects an rmcp client to the stdio server `command` starts (a client config's
+/// `command` and `args`, say).
+pub async fn stdio_client_of(command: Command, era: Era) -> anyhow::Result<Client> {
     let stderr = if std::env::var_os("PORTCULLIS_TEST_LOGS").is_some() {
         Stdio::inherit()
     } else {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use portcullis_server::audit::chain::{Hasher, Verifier, check_head};
 
-use crate::{EX_DATAERR, EX_USAGE};
+use crate::{EX_DATAERR, EX_FAILURE, EX_USAGE};
 
 /// What to verify.
 pub(crate) struct Verify {
@@ -199,7 +199,7 @@ fn verify_postgres(url: &str, table: &str, key: Option<&str>) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("portcullis: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EX_FAILURE);
         }
     };
     match runtime.block_on(portcullis_server::audit::verify_postgres(url, table, key)) {

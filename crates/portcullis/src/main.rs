@@ -1,5 +1,10 @@
 //! The `portcullis` binary: parse the command line, load and validate the config, set up
-//! logging on stderr, then hand over to the server. Nothing else lives here.
+//! logging on stderr, then hand over to the server. The operator commands live in their own
+//! modules; this file is the command line and its dispatch.
+
+mod client_config;
+mod explain;
+mod init;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,14 +19,24 @@ use portcullis_server::{GuardConfig, PortcullisHandler, ServerIdentity};
 
 mod audit;
 
+/// Exit status for a runtime failure: the server stopped with an error, an I/O error.
+const EX_FAILURE: u8 = 1;
 /// Exit status for invalid usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
-/// Exit status of an audit chain that does not verify (sysexits EX_DATAERR).
+/// Exit status when an audit log fails verification (sysexits EX_DATAERR).
 const EX_DATAERR: u8 = 65;
+
+/// The exit statuses, for `--help` (a unit test keeps it in step with the constants).
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0   success
+  1   runtime failure (the server stopped with an error, an I/O error)
+  64  usage or configuration error (bad arguments, invalid config, unknown key, refused overwrite)
+  65  audit log verification failed (`portcullis audit verify`)";
 
 /// Portcullis: a production MCP server configured by a file.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_STATUS_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,6 +79,48 @@ enum Command {
         /// Configuration file.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
+    },
+    /// Print the snippet (or command) that connects a client to this server: over stdio with
+    /// absolute paths to this binary and the config, or to a running server with --http.
+    ClientConfig {
+        /// The client.
+        #[arg(value_enum)]
+        client: client_config::Client,
+        /// Configuration file (the server's name comes from `server.name`).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// Connect to a running server at this URL (the MCP endpoint) instead of over stdio.
+        #[arg(long, value_name = "URL")]
+        http: Option<String>,
+        /// A header the client sends with --http, `Name: value` (repeat for several).
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+    },
+    /// Print what a principal may call and read, with the timeouts and rate limits that
+    /// apply. Without --principal or --scopes: the local user (stdio), who has every scope.
+    Explain {
+        /// Configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// `key:NAME`: the scopes of that `[[auth.api_keys]]` entry.
+        #[arg(long, value_name = "key:NAME")]
+        principal: Option<String>,
+        /// An ad-hoc set of scopes, comma-separated or repeated (e.g. a JWT's).
+        #[arg(long, value_name = "SCOPE,...")]
+        scopes: Vec<String>,
+    },
+    /// Write a commented starter config for a set of packs; it passes `portcullis check`.
+    Init {
+        /// Packs to include, comma-separated: files, prompts, sql, api, command, notes,
+        /// resources.
+        #[arg(long, value_name = "PACK,...", default_value = "files")]
+        packs: Vec<String>,
+        /// Where to write it.
+        #[arg(long, short, default_value = "portcullis.toml")]
+        output: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -132,9 +189,43 @@ enum LogFormatArg {
 fn main() -> ExitCode {
     // Started as the command pack's launcher: set the limits and become the program.
     portcullis_packs::command::launcher::run_if_requested();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `--help` and `--version` are answers (0); anything else is a usage error (64,
+            // not clap's 2, so every usage error has one status).
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::ClientConfig {
+            client,
+            config,
+            http,
+            headers,
+        } => client_config::run(client, &config, http, &headers),
+        Command::Explain {
+            config,
+            principal,
+            scopes,
+        } => match explain::Who::from_args(principal, scopes) {
+            Ok(who) => explain::run(&config, who),
+            Err(message) => {
+                eprintln!("portcullis: {message}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Init {
+            packs,
+            output,
+            force,
+        } => init::run(&packs, &output, force),
         Command::Keys { command } => keys(command),
         Command::Import { command } => import(command),
         Command::Audit {
@@ -224,7 +315,7 @@ fn serve(
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("portcullis: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EX_FAILURE);
         }
     };
     match runtime.block_on(run(loaded, stdio)) {
@@ -232,7 +323,7 @@ fn serve(
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "server stopped with an error");
             eprintln!("portcullis: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EX_FAILURE)
         }
     }
 }
@@ -509,7 +600,7 @@ fn keys(command: KeysCommand) -> ExitCode {
             }
             Err(error) => {
                 eprintln!("portcullis: cannot read the system random number generator: {error}");
-                return ExitCode::FAILURE;
+                return ExitCode::from(EX_FAILURE);
             }
         },
         KeysCommand::Hash => {
@@ -529,4 +620,19 @@ fn keys(command: KeysCommand) -> ExitCode {
         print!("{output}");
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_lists_every_exit_status() {
+        for code in [0, EX_FAILURE, EX_USAGE, EX_DATAERR] {
+            assert!(
+                EXIT_STATUS_HELP.contains(&format!("\n  {code:<3} ")),
+                "{code} missing from:\n{EXIT_STATUS_HELP}"
+            );
+        }
+    }
 }

@@ -106,6 +106,56 @@ impl GuardConfig {
     }
 }
 
+/// What the guard applies to one item of the catalog, resolved exactly as for a request to
+/// it (the same [`Policies`] lookups [`GuardConfig::run`] makes): the scopes a principal
+/// needs, the timeout, and the per-principal rate limit, if any.
+#[derive(Debug, Clone)]
+pub struct ItemRules {
+    /// Every one of these is needed (empty: none).
+    pub scopes: Vec<String>,
+    /// How long one call, read or get may run before it is stopped.
+    pub timeout: Duration,
+    /// Calls per principal to this item (its own or its pack's), if limited.
+    pub rate_limit: Option<portcullis_config::RateLimit>,
+}
+
+impl GuardConfig {
+    /// The rules of tool `name`, or `None` when the catalog has no such tool.
+    pub fn tool_rules(&self, catalog: &Catalog, name: &str) -> Option<ItemRules> {
+        self.rules(catalog, Target::Tool(name))
+    }
+
+    /// The rules of prompt `name`, or `None` when the catalog has no such prompt.
+    pub fn prompt_rules(&self, catalog: &Catalog, name: &str) -> Option<ItemRules> {
+        self.rules(catalog, Target::Prompt(name))
+    }
+
+    /// The rules of a read of `uri`, or `None` when no source claims it.
+    pub fn resource_rules(&self, catalog: &Catalog, uri: &str) -> Option<ItemRules> {
+        self.rules(catalog, Target::Resource(uri))
+    }
+
+    /// The rules of the resource template `uri_template`, or `None` when there is none.
+    pub fn template_rules(&self, catalog: &Catalog, uri_template: &str) -> Option<ItemRules> {
+        self.rules(catalog, Target::Template(uri_template))
+    }
+
+    /// Whether lists show a principal only what it may use (`auth.hide_unauthorized`).
+    pub fn hides_unauthorized(&self) -> bool {
+        self.policies.hide_unauthorized
+    }
+
+    fn rules(&self, catalog: &Catalog, target: Target<'_>) -> Option<ItemRules> {
+        let scopes = self.policies.scopes_for(catalog, target)?.into_owned();
+        let policy = self.policies.policy_for(catalog, target);
+        Some(ItemRules {
+            scopes,
+            timeout: policy.timeout,
+            rate_limit: policy.rate_limit,
+        })
+    }
+}
+
 /// How a request ended, for logs (and later metrics and audit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {

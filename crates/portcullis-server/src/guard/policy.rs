@@ -20,6 +20,8 @@ pub(crate) struct ItemPolicy {
     pub(crate) timeout: Duration,
     /// Keyed by principal and item (`principal\0item`).
     pub(crate) limiter: Option<Arc<dyn RateLimitStore>>,
+    /// The limit `limiter` enforces, as configured (for `portcullis explain`).
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 /// What a request is for, as far as authorization is concerned.
@@ -111,6 +113,7 @@ impl Policies {
                     .and_then(|p: &PackPolicy| p.timeout_secs)
                     .map_or(default_timeout, Duration::from_secs),
                 limiter: pack_limiters.get(pack).cloned().flatten(),
+                rate_limit: policy.and_then(|p| p.rate_limit),
             }
         };
 
@@ -127,6 +130,7 @@ impl Policies {
                 }
                 if own.rate_limit.is_some() {
                     policy.limiter = limiter(own.rate_limit);
+                    policy.rate_limit = own.rate_limit;
                 }
             }
             tools.insert(name, policy);
@@ -148,6 +152,7 @@ impl Policies {
                 scopes: Vec::new(),
                 timeout: default_timeout,
                 limiter: None,
+                rate_limit: None,
             },
             hide_unauthorized: config.auth.hide_unauthorized,
         })
@@ -163,6 +168,7 @@ impl Policies {
                 scopes: Vec::new(),
                 timeout,
                 limiter: None,
+                rate_limit: None,
             },
             hide_unauthorized: true,
         }

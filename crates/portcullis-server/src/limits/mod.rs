@@ -27,7 +27,7 @@ impl LocalRateLimiter {
     /// Buckets of `limit.burst` tokens refilled at `limit.per_minute`.
     pub fn new(limit: RateLimit) -> Self {
         let per_minute = NonZeroU32::new(limit.per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = limit.burst.unwrap_or((limit.per_minute / 6).max(1));
+        let burst = limit.effective_burst();
         let quota = Quota::per_minute(per_minute)
             .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         Self {

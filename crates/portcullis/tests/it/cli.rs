@@ -254,3 +254,608 @@ fn signing_keys_are_only_fetched_over_https() {
         );
     }
 }
+
+/// Runs the binary with `args` in `dir`; returns (status, stdout, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .expect("run portcullis");
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).expect("utf-8 stdout"),
+        String::from_utf8(output.stderr).expect("utf-8 stderr"),
+    )
+}
+
+/// A config named `srv-name` in a directory whose path has a space (so quoting matters).
+fn client_config_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("my project");
+    std::fs::create_dir(&project).expect("mkdir");
+    std::fs::write(
+        project.join("portcullis.toml"),
+        "[server]\nname = \"srv-name\"\n[[files]]\nname = \"here\"\npath = \".\"\n",
+    )
+    .expect("write config");
+    (dir, project)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_config_stdio_snippets_name_this_binary_and_the_config_absolutely() {
+    let (_dir, project) = client_config_fixture();
+    let program = std::fs::canonicalize(bin()).expect("canonical binary");
+    let config = std::fs::canonicalize(project.join("portcullis.toml")).expect("canonical config");
+    let stdio_args = [
+        "serve".to_owned(),
+        "--stdio".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ];
+    for (client, servers_key) in [
+        ("claude-desktop", "mcpServers"),
+        ("cursor", "mcpServers"),
+        ("vscode", "servers"),
+        ("codex", "mcp_servers"),
+    ] {
+        // A relative --config: the snippet must still carry the absolute path.
+        let (status, stdout, stderr) = run_in(
+            &project,
+            &["client-config", client, "--config", "portcullis.toml"],
+        );
+        assert_eq!(status, Some(0), "{client}: {stderr}");
+        let document: serde_json::Value = if client == "codex" {
+            let table: toml::Table = toml::from_str(&stdout).expect("codex snippet is TOML");
+            serde_json::to_value(table).expect("as JSON")
+        } else {
+            serde_json::from_str(&stdout).expect("snippet is JSON")
+        };
+        let servers = document[servers_key].as_object().expect("servers table");
+        assert_eq!(servers.len(), 1, "{client}: {stdout}");
+        let server = &servers["srv-name"];
+        let command = server["command"].as_str().expect("command");
+        assert!(
+            std::path::Path::new(command).is_absolute(),
+            "{client}: {command}"
+        );
+        assert_eq!(
+            std::fs::canonicalize(command).expect("command exists"),
+            program,
+            "{client}"
+        );
+        let args: Vec<String> = serde_json::from_value(server["args"].clone()).expect("args");
+        assert_eq!(args, stdio_args, "{client}");
+        if client == "vscode" {
+            assert_eq!(server["type"], "stdio");
+        }
+        assert!(
+            !stderr.is_empty(),
+            "{client}: where to put it goes to stderr"
+        );
+
+        // The snippet works as written: a client that runs exactly that command, from
+        // another directory, reaches the server.
+        let mut spawned = tokio::process::Command::new(command);
+        spawned.args(&args).current_dir("/");
+        let client_session =
+            portcullis_test::stdio_client_of(spawned, portcullis_test::Era::Init2025_11)
+                .await
+                .expect("connect with the snippet's command");
+        let info = client_session.peer_info().expect("server info");
+        let name = info.server_info.as_ref().map(|i| i.name.as_str());
+        assert_eq!(name, Some("srv-name"), "{client}");
+        client_session.cancel().await.expect("close");
+    }
+}
+
+/// A `claude` stand-in that prints each argument it gets on its own line.
+fn fake_claude(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin_dir = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin_dir).expect("mkdir");
+    let script = bin_dir.join("claude");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n",
+    )
+    .expect("write fake claude");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin_dir
+}
+
+/// Runs a printed command line through the real shell with the fake `claude` first on PATH;
+/// returns the arguments `claude` received.
+fn claude_receives(line: &str, fake_bin: &std::path::Path) -> Vec<String> {
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new("sh")
+        .args(["-c", line])
+        .env("PATH", path)
+        .output()
+        .expect("run sh");
+    assert!(output.status.success(), "{line}: {output:?}");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn client_config_claude_code_prints_a_command_line_the_shell_runs_as_intended() {
+    let (dir, project) = client_config_fixture();
+    let fake_bin = fake_claude(dir.path());
+    let config = std::fs::canonicalize(project.join("portcullis.toml")).expect("canonical");
+
+    let (status, stdout, stderr) = run_in(
+        &project,
+        &[
+            "client-config",
+            "claude-code",
+            "--config",
+            "portcullis.toml",
+        ],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let received = claude_receives(stdout.trim_end(), &fake_bin);
+    let program = received[4].clone();
+    assert_eq!(
+        received,
+        [
+            "mcp",
+            "add",
+            "srv-name",
+            "--",
+            &program,
+            "serve",
+            "--stdio",
+            "--config",
+            &config.display().to_string(),
+        ]
+    );
+    assert_eq!(
+        std::fs::canonicalize(&program).expect("program exists"),
+        std::fs::canonicalize(bin()).expect("binary")
+    );
+
+    let (status, stdout, stderr) = run_in(
+        &project,
+        &[
+            "client-config",
+            "claude-code",
+            "--config",
+            "portcullis.toml",
+            "--http",
+            "https://mcp.example.com/mcp",
+            "--header",
+            "Authorization: Bearer pcs_it's-a-key",
+            "--header",
+            "X-Team:  blue ",
+        ],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    assert_eq!(
+        claude_receives(stdout.trim_end(), &fake_bin),
+        [
+            "mcp",
+            "add",
+            "--transport",
+            "http",
+            "srv-name",
+            "https://mcp.example.com/mcp",
+            "--header",
+            "Authorization: Bearer pcs_it's-a-key",
+            "--header",
+            "X-Team: blue",
+        ]
+    );
+}
+
+#[test]
+fn client_config_http_snippets_carry_the_url_and_headers() {
+    let (_dir, project) = client_config_fixture();
+    let http = |client: &str| {
+        let (status, stdout, stderr) = run_in(
+            &project,
+            &[
+                "client-config",
+                client,
+                "--config",
+                "portcullis.toml",
+                "--http",
+                "http://127.0.0.1:8080/mcp",
+                "--header",
+                "Authorization: Bearer pcs_key",
+            ],
+        );
+        assert_eq!(status, Some(0), "{client}: {stderr}");
+        stdout
+    };
+    let bearer = serde_json::json!({ "Authorization": "Bearer pcs_key" });
+
+    let cursor: serde_json::Value = serde_json::from_str(&http("cursor")).expect("json");
+    assert_eq!(
+        cursor["mcpServers"]["srv-name"],
+        serde_json::json!({ "url": "http://127.0.0.1:8080/mcp", "headers": bearer })
+    );
+    let vscode: serde_json::Value = serde_json::from_str(&http("vscode")).expect("json");
+    assert_eq!(
+        vscode["servers"]["srv-name"],
+        serde_json::json!({ "type": "http", "url": "http://127.0.0.1:8080/mcp", "headers": bearer })
+    );
+    let codex: toml::Table = toml::from_str(&http("codex")).expect("toml");
+    let server = &codex["mcp_servers"]["srv-name"];
+    assert_eq!(server["url"].as_str(), Some("http://127.0.0.1:8080/mcp"));
+    assert_eq!(
+        server["http_headers"]["Authorization"].as_str(),
+        Some("Bearer pcs_key")
+    );
+    assert!(server.get("command").is_none());
+    // Claude Desktop's file starts local programs: the mcp-remote bridge, with the header's
+    // value in the environment (a value with a space does not survive in `args`).
+    let desktop: serde_json::Value = serde_json::from_str(&http("claude-desktop")).expect("json");
+    let server = &desktop["mcpServers"]["srv-name"];
+    assert_eq!(server["command"], "npx");
+    assert_eq!(
+        server["args"],
+        serde_json::json!([
+            "-y",
+            "mcp-remote",
+            "http://127.0.0.1:8080/mcp",
+            "--allow-http",
+            "--header",
+            "Authorization:${AUTHORIZATION_HEADER}"
+        ])
+    );
+    assert_eq!(server["env"]["AUTHORIZATION_HEADER"], "Bearer pcs_key");
+}
+
+#[test]
+fn client_config_refuses_bad_arguments_with_64() {
+    let (_dir, project) = client_config_fixture();
+    for (args, expect) in [
+        (
+            &["--http", "ftp://x/mcp"][..],
+            "expected an http:// or https:// URL",
+        ),
+        (
+            &[
+                "--http",
+                "https://x/mcp",
+                "--header",
+                "Authorization Bearer k",
+            ][..],
+            "expected `Name: value`",
+        ),
+        (
+            &["--header", "Authorization: Bearer k"][..],
+            "--header applies to the remote form only",
+        ),
+    ] {
+        let mut all = vec!["client-config", "cursor", "--config", "portcullis.toml"];
+        all.extend_from_slice(args);
+        let (status, stdout, stderr) = run_in(&project, &all);
+        assert_eq!(status, Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    let (status, _, stderr) = run_in(
+        &project,
+        &["client-config", "emacs", "--config", "portcullis.toml"],
+    );
+    assert_eq!(
+        status,
+        Some(64),
+        "an unknown client is a usage error: {stderr}"
+    );
+    assert!(stderr.contains("claude-desktop"), "{stderr}");
+}
+
+const EXPLAIN_CONFIG: &str = r#"
+[server]
+name = "explained"
+[auth]
+resource = "http://localhost/mcp"
+[[auth.api_keys]]
+name = "reader"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000001"
+scopes = ["files:read"]
+[[auth.api_keys]]
+name = "writer"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000002"
+scopes = ["files:read", "files:write"]
+[limits]
+tool_timeout_secs = 25
+per_principal = { per_minute = 600, burst = 50 }
+[packs.files]
+required_scopes = ["files:read"]
+[tools.write_file]
+required_scopes = ["files:write"]
+timeout_secs = 7
+rate_limit = { per_minute = 12, burst = 3 }
+[tools.edit_file]
+required_scopes = ["files:write"]
+[[files]]
+name = "work"
+path = "."
+writable = true
+[[prompts]]
+name = "secret_prompt"
+template = "x"
+required_scopes = ["admin"]
+"#;
+
+/// The section of an `explain` report titled `title`, split into the allowed lines and the
+/// refused ones.
+fn explain_section(report: &str, title: &str) -> (Vec<String>, Vec<String>) {
+    let start = report
+        .find(&format!("\n{title}: "))
+        .unwrap_or_else(|| panic!("no `{title}` in:\n{report}"));
+    let body = &report[start + 1..];
+    let body = body[..body.find("\n\n").unwrap_or(body.len())].to_owned();
+    let mut lines = body.lines().skip(1);
+    let allowed: Vec<String> = lines
+        .by_ref()
+        .take_while(|l| *l != "  not allowed:")
+        .map(str::to_owned)
+        .collect();
+    (allowed, lines.map(str::to_owned).collect())
+}
+
+#[test]
+fn explain_shows_what_a_key_may_use_with_its_timeouts_and_rate_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&dir, EXPLAIN_CONFIG);
+    let config = config.to_str().expect("utf-8 path");
+
+    let (status, reader, stderr) = run_in(
+        dir.path(),
+        &["explain", "--config", config, "--principal", "key:reader"],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        reader.starts_with("principal: key:reader (API key), scopes: files:read\n"),
+        "{reader}"
+    );
+    assert!(
+        reader.contains("requests per principal over HTTP: 600/min (burst 50)\n"),
+        "{reader}"
+    );
+    let (allowed, refused) = explain_section(&reader, "tools");
+    let allowed_names: Vec<&str> = allowed
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        allowed_names,
+        ["file_info", "list_directory", "read_file", "search_files"],
+        "{reader}"
+    );
+    assert!(
+        allowed
+            .iter()
+            .all(|l| l.ends_with("timeout 25 s, no rate limit")),
+        "{reader}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.trim_start().starts_with("write_file") && l.ends_with("needs files:write")),
+        "{reader}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.trim_start().starts_with("edit_file")),
+        "{reader}"
+    );
+    let (templates, _) = explain_section(&reader, "resource templates");
+    assert_eq!(templates.len(), 1, "{reader}");
+    assert!(
+        templates[0]
+            .trim_start()
+            .starts_with("file:///{root}/{+path}"),
+        "{reader}"
+    );
+    let (prompts, refused_prompts) = explain_section(&reader, "prompts");
+    assert!(prompts.is_empty(), "{reader}");
+    assert_eq!(refused_prompts.len(), 1, "{reader}");
+    assert!(refused_prompts[0].ends_with("needs admin"), "{reader}");
+
+    // The writer also gets the write tools, with write_file's own timeout and limit; an
+    // ad-hoc set of the same scopes gets the same answer.
+    for args in [
+        &["--principal", "key:writer"][..],
+        &["--scopes", "files:read,files:write"][..],
+        &["--scopes", "files:read", "--scopes", "files:write"][..],
+    ] {
+        let mut all = vec!["explain", "--config", config];
+        all.extend_from_slice(args);
+        let (status, report, stderr) = run_in(dir.path(), &all);
+        assert_eq!(status, Some(0), "{args:?}: {stderr}");
+        let (allowed, _) = explain_section(&report, "tools");
+        let write_file = allowed
+            .iter()
+            .find(|l| l.trim_start().starts_with("write_file "))
+            .unwrap_or_else(|| panic!("{args:?}: write_file not allowed:\n{report}"));
+        assert!(
+            write_file.ends_with("timeout 7 s, rate limit 12/min (burst 3) per principal"),
+            "{write_file}"
+        );
+        assert!(
+            allowed
+                .iter()
+                .any(|l| l.trim_start().starts_with("edit_file ")),
+            "{report}"
+        );
+    }
+
+    // The local user (stdio) has every scope and no per-principal HTTP limit.
+    let (status, local, stderr) = run_in(dir.path(), &["explain", "--config", config]);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        local.contains("the local user") && local.contains("every scope"),
+        "{local}"
+    );
+    assert!(
+        local.contains("requests per principal over HTTP: no limit\n"),
+        "{local}"
+    );
+    assert!(local.contains("\ntools: 6 of 6 allowed\n"), "{local}");
+    assert!(local.contains("\nprompts: 1 of 1 allowed\n"), "{local}");
+}
+
+#[test]
+fn explain_refuses_an_unknown_key_with_64_naming_the_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&dir, EXPLAIN_CONFIG);
+    let config = config.to_str().expect("utf-8 path");
+    let (status, stdout, stderr) = run_in(
+        dir.path(),
+        &["explain", "--config", config, "--principal", "key:nobody"],
+    );
+    assert_eq!(status, Some(64), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("no API key named `nobody`; keys: reader, writer"),
+        "{stderr}"
+    );
+    for args in [
+        &["--principal", "reader"][..],
+        &["--principal", "key:reader", "--scopes", "files:read"][..],
+    ] {
+        let mut all = vec!["explain", "--config", config];
+        all.extend_from_slice(args);
+        let (status, _, stderr) = run_in(dir.path(), &all);
+        assert_eq!(status, Some(64), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn init_writes_a_config_that_passes_check_for_every_pack_choice() {
+    let choices: [&[&str]; 9] = [
+        &[],
+        &["--packs", "files"],
+        &["--packs", "prompts"],
+        &["--packs", "sql"],
+        &["--packs", "api"],
+        &["--packs", "command"],
+        &["--packs", "notes"],
+        &["--packs", "resources"],
+        &["--packs", "files,prompts,sql,api,command,notes,resources"],
+    ];
+    for choice in choices {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["init"];
+        args.extend_from_slice(choice);
+        let (status, stdout, stderr) = run_in(dir.path(), &args);
+        assert_eq!(status, Some(0), "{choice:?}: {stderr}");
+        assert!(
+            stdout.is_empty(),
+            "init writes the file, not stdout: {stdout}"
+        );
+        let written = std::fs::read_to_string(dir.path().join("portcullis.toml")).expect("written");
+        assert!(
+            written.starts_with("# Portcullis configuration"),
+            "{written}"
+        );
+
+        let (status, report, stderr) =
+            run_in(dir.path(), &["check", "--config", "portcullis.toml"]);
+        assert_eq!(
+            status,
+            Some(0),
+            "{choice:?} does not pass check: {stderr}\n{written}"
+        );
+        let packs = choice.get(1).copied().unwrap_or("files");
+        for (pack, offers) in [
+            ("files", "  read_file "),
+            ("prompts", "  summarize(text, audience?)"),
+            ("sql", "  query "),
+            ("api", "  get_item "),
+            ("command", "  count_lines "),
+            ("notes", "note://"),
+            ("resources", "  config://about"),
+        ] {
+            // The command pack runs in a files root, so it brings one.
+            let expected = packs.contains(pack) || (pack == "files" && packs.contains("command"));
+            assert_eq!(
+                report.contains(offers),
+                expected,
+                "{choice:?}: `{offers}` in:\n{report}"
+            );
+        }
+    }
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("mine.toml");
+    std::fs::write(&target, "# my own config\n").expect("write");
+    let (status, _, stderr) = run_in(
+        dir.path(),
+        &["init", "--output", "mine.toml", "--packs", "sql"],
+    );
+    assert_eq!(status, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("mine.toml already exists; pass --force to replace it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "# my own config\n"
+    );
+
+    let (status, _, stderr) = run_in(
+        dir.path(),
+        &["init", "--output", "mine.toml", "--packs", "sql", "--force"],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(
+        std::fs::read_to_string(&target)
+            .expect("read")
+            .contains("[[sql]]")
+    );
+
+    let (status, _, stderr) = run_in(
+        dir.path(),
+        &["init", "--output", "other.toml", "--packs", "files,ftp"],
+    );
+    assert_eq!(status, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("unknown pack `ftp`; packs: files, prompts, sql"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("other.toml").exists());
+}
+
+#[test]
+fn exit_statuses_are_documented_and_usage_errors_are_64() {
+    let (status, help, _) = run_in(std::path::Path::new("/"), &["--help"]);
+    assert_eq!(status, Some(0));
+    for line in [
+        "Exit status:",
+        "  0   success",
+        "  1   runtime failure",
+        "  64  usage or configuration error",
+        "  65  audit log verification failed",
+    ] {
+        assert!(help.contains(line), "`{line}` missing from --help:\n{help}");
+    }
+    for args in [
+        &["no-such-command"][..],
+        &["check"][..],
+        &["init", "--bogus"][..],
+    ] {
+        let (status, stdout, stderr) = run_in(std::path::Path::new("/"), args);
+        assert_eq!(status, Some(64), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}");
+    }
+}
