@@ -96,7 +96,7 @@ const client = new Client({ name: 'portcullis-ts-sse-test', version: '1.0.0' });
 try {
   await client.connect(transport);
   const server = client.getServerVersion();
-  console.log(`ok   initialize: ${server?.name}, session ${transport.sessionId ?? '?'}`);
+  console.log(`ok   initialize: ${server?.name}`);
   for (const step of plan.steps) {
     await run(client, step);
   }

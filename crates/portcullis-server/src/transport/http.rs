@@ -220,7 +220,7 @@ impl Front {
     }
 }
 
-fn overloaded() -> Response {
+pub(super) fn overloaded() -> Response {
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "overloaded", "error_description": "too many requests in flight; retry shortly" }))).into_response();
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,

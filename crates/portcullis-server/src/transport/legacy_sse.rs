@@ -46,6 +46,8 @@ pub(crate) const MESSAGES_PATH: &str = "/messages";
 const CLIENT_QUEUE: usize = 32;
 /// Messages for the client waiting for its stream; past it, rmcp waits.
 const SERVER_QUEUE: usize = 64;
+/// How long a POST may wait for room in its session's queue.
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
 /// How often an idle stream gets a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -259,9 +261,16 @@ async fn message(
         }
         ClientJsonRpcMessage::Response(_) | ClientJsonRpcMessage::Error(_) => {}
     }
+    // A client that stops reading its stream stalls its session; its POSTs are refused after
+    // a while rather than held (each holds an in-flight slot).
     let mut to_server = open.to_server;
-    if to_server.send(message).await.is_err() {
-        return session_not_found();
+    match tokio::time::timeout(QUEUE_WAIT, to_server.send(message)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return session_not_found(),
+        Err(_) => {
+            tracing::warn!(transport = "sse", principal = %principal, "session not keeping up; message refused");
+            return super::http::overloaded();
+        }
     }
     open.activity.notify_one();
     (StatusCode::ACCEPTED, "Accepted").into_response()
