@@ -4,6 +4,7 @@
 Usage:
     python_plan.py PLAN.json stdio <portcullis-binary> <config>
     python_plan.py PLAN.json http <url> [<bearer-token>]
+    python_plan.py PLAN.json sse <sse-url> [<bearer-token>]     (the deprecated HTTP+SSE transport)
 
 The plan is a JSON list of steps, run in order in one 2025-era session (the low-level
 `ClientSession` with `initialize`, as most deployed clients use it):
@@ -35,6 +36,7 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -115,7 +117,7 @@ async def run_step(session: ClientSession, step: dict[str, Any]) -> None:
 
 
 async def main(argv: list[str]) -> int:
-    if len(argv) < 4 or argv[2] not in ("stdio", "http"):
+    if len(argv) < 4 or argv[2] not in ("stdio", "http", "sse"):
         print(__doc__, file=sys.stderr)
         return 2
     plan = json.loads(open(argv[1]).read())
@@ -131,6 +133,9 @@ async def main(argv: list[str]) -> int:
                     command=target[0], args=["serve", "--stdio", "--config", target[1]], env=env
                 )
                 transport = stdio_client(params)
+            elif mode == "sse":
+                headers = {"Authorization": f"Bearer {target[1]}"} if len(target) > 1 else {}
+                transport = sse_client(target[0], headers=headers, timeout=60)
             else:
                 headers = {"Authorization": f"Bearer {target[1]}"} if len(target) > 1 else {}
                 transport = streamable_http_client(target[0], http_client=httpx2.AsyncClient(headers=headers, timeout=60))

@@ -122,6 +122,12 @@ pub struct HttpSection {
     /// requests are always stateless. When false, 2025-era requests are served without a
     /// session.
     pub legacy_sessions: bool,
+    /// Also serve the deprecated 2024-11-05 HTTP+SSE transport for old clients: `GET /sse`
+    /// opens an event stream that announces `/messages?sessionId=…`, where the client POSTs
+    /// its messages. Off by default. The endpoints sit behind the same authentication, Host
+    /// and Origin checks, body limit, scope checks and session caps as the MCP path; each
+    /// session belongs to the principal that opened the stream.
+    pub legacy_sse: bool,
 }
 
 impl Default for HttpSection {
@@ -140,6 +146,7 @@ impl Default for HttpSection {
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 10,
             legacy_sessions: true,
+            legacy_sse: false,
         }
     }
 }

@@ -44,6 +44,15 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
             format!("`{}` must start with `/`", config.http.path),
         ));
     }
+    if config.http.legacy_sse && matches!(config.http.path.as_str(), "/sse" | "/messages") {
+        return Err(issue(
+            "http.path",
+            format!(
+                "`{}` is taken by the HTTP+SSE transport (`http.legacy_sse`); choose another path, e.g. `/mcp`",
+                config.http.path
+            ),
+        ));
+    }
     if config.http.allowed_hosts.is_empty() {
         return Err(issue(
             "http.allowed_hosts",

@@ -126,6 +126,61 @@ pub async fn venv(name: &str, requirements: &str) -> PathBuf {
     venv
 }
 
+/// The official TypeScript SDK, pinned, installed under `target/ts-client` from npm once and
+/// reused after; returns the npm prefix (for `MCP_SDK_DIR` of `tests/clients/ts_sse.mjs`).
+pub async fn ts_sdk() -> PathBuf {
+    const WANTED: &str = "@modelcontextprotocol/sdk@1.32.2";
+    let root = workspace_root();
+    let prefix = root.join("target/ts-client");
+    let _lock = install_lock(&root.join("target/ts-client.lock")).await;
+    if installed(&prefix, WANTED) {
+        return prefix;
+    }
+    std::fs::create_dir_all(&prefix).expect("create target/ts-client");
+    let started = Instant::now();
+    run_ok(
+        Command::new("npm").arg("--prefix").arg(&prefix).args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            WANTED,
+        ]),
+        "npm install the TypeScript SDK (is Node.js with npm installed?)",
+        INSTALL_LIMIT,
+    )
+    .await;
+    mark_installed(&prefix, WANTED);
+    eprintln!(
+        "installed {WANTED} into {} in {:?}",
+        prefix.display(),
+        started.elapsed()
+    );
+    prefix
+}
+
+/// Runs `plan` (see `tests/clients/ts_sse.mjs`) with the TypeScript SDK's `SSEClientTransport`
+/// against `sse_url`; panics with its output unless every step passed.
+pub async fn ts_sse_plan(plan: &serde_json::Value, sse_url: &str) -> Output {
+    let sdk = ts_sdk().await;
+    let file = tempfile::NamedTempFile::new().expect("plan file");
+    std::fs::write(file.path(), plan.to_string()).expect("write plan");
+    let script = workspace_root().join("tests/clients/ts_sse.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(&script)
+        .arg(file.path())
+        .arg(sse_url)
+        .env("MCP_SDK_DIR", &sdk);
+    let output = run(&mut cmd, "run the TypeScript SDK SSE plan", CLIENT_LIMIT).await;
+    assert!(
+        output.status.success()
+            && String::from_utf8_lossy(&output.stdout).contains("all checks passed"),
+        "the TypeScript SDK SSE plan failed: {cmd:?}\n{}",
+        describe(&output)
+    );
+    output
+}
+
 /// An exclusive lock on `path`, held until the returned file is dropped: installs into
 /// `target/` are made by one test process at a time.
 pub async fn install_lock(path: &Path) -> std::fs::File {

@@ -4,6 +4,7 @@
 //! sessions (when enabled), bound to the principal that created them.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +26,13 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::util::BoxCloneSyncService;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::TransportError;
+use super::legacy_sse::{self, LegacySse};
 use super::sessions::{SessionGuard, bind_sessions};
 use crate::PortcullisHandler;
 use crate::auth::{self, AuthState, Principal};
@@ -63,6 +67,8 @@ pub struct HttpOptions {
     pub max_sessions_per_principal: usize,
     /// Idle time after which a 2025-era session is closed.
     pub session_idle: Duration,
+    /// Also serve the deprecated HTTP+SSE transport (`GET /sse`, `POST /messages`).
+    pub legacy_sse: bool,
     /// Where `/metrics` is served.
     pub metrics: MetricsOptions,
 }
@@ -106,6 +112,7 @@ impl HttpOptions {
             max_sessions: limits.max_sessions,
             max_sessions_per_principal: limits.max_sessions_per_principal,
             session_idle: Duration::from_secs(limits.session_idle_secs),
+            legacy_sse: http.legacy_sse,
             metrics: MetricsOptions {
                 enabled: config.metrics.enabled,
                 listen: config.metrics.listen,
@@ -130,7 +137,7 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         .enforce_origin_validation()
         .with_legacy_session_mode(options.legacy_sessions)
         .with_json_response(true)
-        .with_cancellation_token(mcp_ct);
+        .with_cancellation_token(mcp_ct.clone());
     config.max_request_body_bytes = options.max_body_bytes;
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(options.session_idle);
@@ -150,29 +157,36 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         auth: Arc::clone(&options.auth),
         max_body: options.max_body_bytes,
     });
+    let legacy_sse = options.legacy_sse.then(|| {
+        Arc::new(LegacySse::new(
+            handler.clone(),
+            Arc::clone(&session_guard),
+            options.allowed_hosts.clone(),
+            options.allowed_origins.clone(),
+            options.max_body_bytes,
+            options.session_idle,
+            mcp_ct,
+        ))
+    });
     let recorder = handler.clone();
     let mcp = StreamableHttpService::new(move || Ok(handler.for_session()), sessions, config);
-    // One concern per layer, outermost first.
+    // 2025 sessions belong to the principal that created them, within caps.
     let mcp = ServiceBuilder::new()
-        // Overload: refuse at once (503) instead of queueing without bound.
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            overloaded()
-        }))
-        .load_shed()
-        .concurrency_limit(options.max_in_flight)
-        // Refusals made before the request was read reach the audit log.
-        .layer(middleware::from_fn_with_state(recorder, record_refusals))
-        // Who is calling: everything below may rely on a `Principal`.
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&options.auth),
-            auth::authenticate,
-        ))
-        // Well-formed JSON only (rmcp answers garbage with 415), and scopes checked where the
-        // HTTP layer can see the tool (403 insufficient_scope).
-        .layer(middleware::from_fn_with_state(inspector, inspect))
-        // 2025 sessions belong to the principal that created them, within caps.
         .layer(middleware::from_fn_with_state(session_guard, bind_sessions))
         .service(mcp);
+    let front = Front {
+        recorder,
+        auth: Arc::clone(&options.auth),
+        inspector,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)),
+    };
+    let mut routes = Router::new().route_service(&options.path, front.wrap(mcp));
+    if let Some(legacy_sse) = legacy_sse {
+        let legacy = front.wrap(legacy_sse::router(legacy_sse));
+        routes = routes
+            .route_service(legacy_sse::SSE_PATH, legacy.clone())
+            .route_service(legacy_sse::MESSAGES_PATH, legacy);
+    }
     let metadata = Router::new()
         .route(auth::METADATA_PATH, get(auth::metadata))
         .route(
@@ -180,8 +194,7 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
             get(auth::metadata),
         )
         .with_state(Arc::clone(&options.auth));
-    let mut router = Router::new()
-        .route_service(&options.path, mcp)
+    let mut router = routes
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(ready)
@@ -200,7 +213,58 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         )
 }
 
-fn overloaded() -> Response {
+/// The layers in front of every MCP route (the MCP path, and `/sse` and `/messages` when
+/// enabled), sharing one in-flight limit.
+struct Front {
+    /// Records what authentication refused (audit log).
+    recorder: PortcullisHandler,
+    auth: Arc<AuthState>,
+    inspector: Arc<Inspector>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Front {
+    fn wrap<S>(&self, service: S) -> BoxCloneSyncService<Request, Response, Infallible>
+    where
+        S: tower::Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        // One concern per layer, outermost first.
+        let service = ServiceBuilder::new()
+            // Overload: refuse at once (503) instead of queueing without bound.
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                overloaded()
+            }))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::clone(
+                &self.in_flight,
+            )))
+            // Refusals made before the request was read reach the audit log.
+            .layer(middleware::from_fn_with_state(
+                self.recorder.clone(),
+                record_refusals,
+            ))
+            // Who is calling: everything below may rely on a `Principal`.
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.auth),
+                auth::authenticate,
+            ))
+            // Well-formed JSON only (rmcp answers garbage with 415), and scopes checked where
+            // the HTTP layer can see the tool (403 insufficient_scope).
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.inspector),
+                inspect,
+            ))
+            .service(service);
+        BoxCloneSyncService::new(service)
+    }
+}
+
+pub(super) fn overloaded() -> Response {
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "overloaded", "error_description": "too many requests in flight; retry shortly" }))).into_response();
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,

@@ -1,6 +1,7 @@
 //! Transports: the only code that touches stdio or sockets.
 
 pub mod http;
+mod legacy_sse;
 mod sessions;
 pub mod stdio;
 

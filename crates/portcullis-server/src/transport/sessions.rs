@@ -5,6 +5,9 @@
 //! answers another principal's request for it with 404, exactly as if it did not exist. It
 //! also caps sessions in total and per principal, so an `initialize` flood cannot exhaust
 //! memory: past the cap, `initialize` gets 429 with `Retry-After`.
+//!
+//! The HTTP+SSE sessions of `legacy_sse.rs` are owned and capped here too: they count
+//! towards the same totals, and another principal's message for one is answered 404.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +39,18 @@ struct Owners {
     owner: HashMap<String, String>,
     /// `initialize` requests in flight per principal (reserved slots).
     pending: HashMap<String, usize>,
+    /// HTTP+SSE session id → principal id, for as long as its stream is open.
+    sse: HashMap<String, String>,
+}
+
+impl Owners {
+    /// Whether session `id` exists and belongs to someone other than `principal`.
+    fn foreign(&self, id: &str, principal: &str) -> bool {
+        self.owner
+            .get(id)
+            .or_else(|| self.sse.get(id))
+            .is_some_and(|owner| owner != principal)
+    }
 }
 
 impl SessionGuard {
@@ -60,6 +75,47 @@ impl SessionGuard {
 
     /// Reserves a slot for a new session of `principal`, forgetting sessions rmcp has closed.
     async fn reserve(&self, principal: &str) -> bool {
+        self.admit(principal, |state| {
+            *state.pending.entry(principal.to_owned()).or_default() += 1;
+        })
+        .await
+    }
+
+    /// Opens HTTP+SSE session `id` for `principal` if the caps allow another session.
+    pub(crate) async fn open_sse(&self, principal: &str, id: &str) -> bool {
+        self.admit(principal, |state| {
+            state.sse.insert(id.to_owned(), principal.to_owned());
+        })
+        .await
+    }
+
+    /// Forgets HTTP+SSE session `id` (its stream closed).
+    pub(crate) fn close_sse(&self, id: &str) {
+        self.lock().sse.remove(id);
+    }
+
+    /// Whether HTTP+SSE session `id` is open and belongs to `principal`.
+    pub(crate) fn owns_sse(&self, id: &str, principal: &str) -> bool {
+        let state = self.lock();
+        if state.foreign(id, principal) {
+            tracing::warn!(%principal, "request for another principal's session refused");
+            return false;
+        }
+        state.sse.contains_key(id)
+    }
+
+    /// The answer past the cap: 429 with `Retry-After`.
+    pub(crate) fn cap_reached(&self, principal: &str) -> Response {
+        tracing::warn!(%principal, "session cap reached; new session refused");
+        too_many(
+            self.idle.min(Duration::from_secs(60)),
+            "too many open sessions; close some (HTTP DELETE or closing the stream) or wait for idle ones to expire",
+        )
+    }
+
+    /// Runs `take` (which claims the slot) if `principal` may open one more session, in total
+    /// and for itself; sessions rmcp has closed are forgotten first.
+    async fn admit(&self, principal: &str, take: impl FnOnce(&mut Owners)) -> bool {
         let live: Vec<String> = self
             .manager
             .sessions
@@ -72,11 +128,13 @@ impl SessionGuard {
         state.owner.retain(|id, _| live.iter().any(|l| l == id));
         let pending_total: usize = state.pending.values().sum();
         let mine = state.owner.values().filter(|o| *o == principal).count()
+            + state.sse.values().filter(|o| *o == principal).count()
             + state.pending.get(principal).copied().unwrap_or(0);
-        if live.len() + pending_total >= self.max_total || mine >= self.max_per_principal {
+        let total = live.len() + state.sse.len() + pending_total;
+        if total >= self.max_total || mine >= self.max_per_principal {
             return false;
         }
-        *state.pending.entry(principal.to_owned()).or_default() += 1;
+        take(&mut state);
         true
     }
 
@@ -121,10 +179,9 @@ pub(crate) async fn bind_sessions(
         return next.run(request).await;
     };
     if let Some(id) = session {
-        let owner = guard.lock().owner.get(&id).cloned();
-        if owner.is_some_and(|owner| owner != principal) {
+        if guard.lock().foreign(&id, &principal) {
             tracing::warn!(%principal, "request for another principal's session refused");
-            return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+            return session_not_found();
         }
         let is_delete = request.method() == Method::DELETE;
         let response = next.run(request).await;
@@ -134,11 +191,7 @@ pub(crate) async fn bind_sessions(
         return response;
     }
     if !guard.reserve(&principal).await {
-        tracing::warn!(%principal, "session cap reached; initialize refused");
-        return too_many(
-            guard.idle.min(Duration::from_secs(60)),
-            "too many open sessions; close some (HTTP DELETE) or wait for idle ones to expire",
-        );
+        return guard.cap_reached(&principal);
     }
     let response = next.run(request).await;
     let created = response
@@ -148,4 +201,9 @@ pub(crate) async fn bind_sessions(
         .map(str::to_owned);
     guard.release(&principal, created);
     response
+}
+
+/// 404, the answer for a session that does not exist or belongs to someone else.
+pub(crate) fn session_not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
 }

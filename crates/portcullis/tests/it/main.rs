@@ -16,6 +16,7 @@ mod community;
 mod files;
 mod jail_races;
 mod jwks_tls;
+mod legacy_sse;
 mod live;
 mod log_hygiene;
 mod operations;
