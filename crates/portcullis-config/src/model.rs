@@ -74,6 +74,9 @@ pub struct Config {
     /// Prometheus metrics at `/metrics` (on by default; see `listen` and `bearer_token`).
     #[serde(default)]
     pub metrics: crate::operations::MetricsSection,
+    /// Reloading the config while serving (SIGHUP; optionally when the file changes).
+    #[serde(default)]
+    pub reload: crate::operations::ReloadSection,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

@@ -122,7 +122,31 @@ impl Default for MetricsSection {
     }
 }
 
+/// Re-reading the config while serving. SIGHUP always reloads; `watch` also reloads when
+/// the file changes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSection {
+    /// Reload when the config file changes (checked every `interval_ms`: size, modification
+    /// time and inode, so editors that replace the file are seen too).
+    pub watch: bool,
+    /// Milliseconds between checks of the file with `watch = true`.
+    pub interval_ms: u64,
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        Self {
+            watch: false,
+            interval_ms: 1000,
+        }
+    }
+}
+
 pub(crate) fn validate(config: &crate::Config) -> Result<(), Issue> {
+    if config.reload.interval_ms < 100 {
+        return Err(issue("reload.interval_ms", "must be at least 100"));
+    }
     if let Some(audit) = &config.audit {
         if audit.path.as_os_str().is_empty() {
             return Err(issue("audit.path", "must name a file"));

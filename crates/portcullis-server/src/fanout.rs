@@ -66,7 +66,18 @@ pub(crate) enum Delivery {
         sink: SubscriptionSink,
         uris: HashSet<String>,
         list_changed: bool,
+        /// It asked for `toolsListChanged` / `promptsListChanged` (sent after a reload).
+        tools: bool,
+        prompts: bool,
     },
+}
+
+/// The lists a reload may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum List {
+    Tools,
+    Prompts,
+    Resources,
 }
 
 impl Delivery {
@@ -108,6 +119,44 @@ impl Delivery {
         }
     }
 
+    /// Tells the subscriber `list` changed, if it asked to hear it; `false` when it is gone.
+    pub(crate) async fn send_list(&self, list: List) -> bool {
+        match (self, list) {
+            (Self::Session { peer, .. }, List::Tools) => {
+                peer.notify_tool_list_changed().await.is_ok()
+            }
+            (Self::Session { peer, .. }, List::Prompts) => {
+                peer.notify_prompt_list_changed().await.is_ok()
+            }
+            (Self::Session { peer, .. }, List::Resources) => {
+                peer.notify_resource_list_changed().await.is_ok()
+            }
+            (
+                Self::Listen {
+                    sink, tools: true, ..
+                },
+                List::Tools,
+            ) => sink.notify_tool_list_changed().await.is_ok(),
+            (
+                Self::Listen {
+                    sink,
+                    prompts: true,
+                    ..
+                },
+                List::Prompts,
+            ) => sink.notify_prompt_list_changed().await.is_ok(),
+            (
+                Self::Listen {
+                    sink,
+                    list_changed: true,
+                    ..
+                },
+                List::Resources,
+            ) => sink.notify_resource_list_changed().await.is_ok(),
+            _ => true,
+        }
+    }
+
     fn subscribed(&self) -> Vec<String> {
         match self {
             Self::Session { subscriptions, .. } => subscriptions
@@ -122,7 +171,7 @@ impl Delivery {
 }
 
 /// Delivers the catalog's changes to one subscriber until `stop` or until it is gone.
-pub(crate) async fn deliver(audience: Audience<'_>, delivery: Delivery, stop: CancellationToken) {
+pub(crate) async fn deliver(audience: Audience<'_>, delivery: &Delivery, stop: CancellationToken) {
     let mut changes = audience.catalog.changes().subscribe();
     loop {
         let change = tokio::select! {

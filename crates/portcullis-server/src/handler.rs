@@ -54,12 +54,10 @@ pub struct ServerIdentity {
     pub instructions: Option<String>,
 }
 
-struct Inner {
-    catalog: Arc<Catalog>,
-    guard: GuardConfig,
+pub(crate) struct Inner {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) guard: GuardConfig,
     info: ServerConfig,
-    /// Every running call, so shutdown can wait for them.
-    in_flight: TaskTracker,
 }
 
 impl Inner {
@@ -137,6 +135,121 @@ impl ResourceReader {
     }
 }
 
+/// Follows the config in force for one subscriber until `stop` or until it is gone: its
+/// resource changes from the current catalog, and after each reload the lists that changed
+/// for its principal (what it may see, before and after).
+async fn follow(
+    shared: Arc<Shared>,
+    principal: Principal,
+    delivery: crate::fanout::Delivery,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut reloads = shared.generation.subscribe();
+    let mut inner = shared.current.load_full();
+    metrics::gauge!("portcullis_subscribers").increment(1.0);
+    let _gone = scopeguard(|| metrics::gauge!("portcullis_subscribers").decrement(1.0));
+    loop {
+        let round = stop.child_token();
+        let live = inner.catalog.has_live_resources() || inner.catalog.has_subscribable_resources();
+        let delivering = async {
+            if live {
+                let audience = crate::fanout::Audience {
+                    catalog: &inner.catalog,
+                    guard: &inner.guard,
+                    principal: &principal,
+                };
+                crate::fanout::deliver(audience, &delivery, round.clone()).await;
+            } else {
+                round.cancelled().await;
+            }
+        };
+        tokio::select! {
+            () = delivering => return,
+            changed = reloads.changed() => {
+                round.cancel();
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let new = shared.current.load_full();
+        for list in lists_changed(&inner, &new, &principal) {
+            if !delivery.send_list(list).await {
+                return;
+            }
+        }
+        inner = new;
+    }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+/// The lists whose visible part differs between two configs, for `principal`.
+fn lists_changed(old: &Inner, new: &Inner, principal: &Principal) -> Vec<crate::fanout::List> {
+    use crate::fanout::List;
+    let seen = |inner: &Inner, list: List| -> Vec<Value> {
+        let may = |target: Target<'_>| {
+            !inner.guard.policies.hide_unauthorized
+                || inner
+                    .guard
+                    .policies
+                    .scopes_for(&inner.catalog, target)
+                    .is_some_and(|scopes| principal.missing(&scopes).is_empty())
+        };
+        match list {
+            List::Tools => inner
+                .catalog
+                .tools()
+                .iter()
+                .filter(|t| may(Target::Tool(&t.name)))
+                .map(json)
+                .collect(),
+            List::Prompts => inner
+                .catalog
+                .prompts()
+                .iter()
+                .filter(|p| may(Target::Prompt(&p.name)))
+                .map(json)
+                .collect(),
+            List::Resources => inner
+                .catalog
+                .resources()
+                .iter()
+                .filter(|r| may(Target::Resource(&r.uri)))
+                .map(json)
+                .chain(
+                    inner
+                        .catalog
+                        .resource_templates()
+                        .iter()
+                        .filter(|t| may(Target::Template(&t.uri_template)))
+                        .map(json),
+                )
+                .collect(),
+        }
+    };
+    [List::Tools, List::Prompts, List::Resources]
+        .into_iter()
+        .filter(|&list| seen(old, list) != seen(new, list))
+        .collect()
+}
+
+/// An item of a list, as JSON, to compare two configs' lists.
+fn json(item: &impl serde::Serialize) -> Value {
+    serde_json::to_value(item).unwrap_or_default()
+}
+
 /// State of one 2025-era session (or one stateless request). Locks are held for a few
 /// instructions, never across `.await`.
 #[derive(Default)]
@@ -158,16 +271,55 @@ impl Drop for Session {
     }
 }
 
+/// What every session shares, across config reloads.
+struct Shared {
+    /// The catalog, policies and server info in force; a reload swaps it whole. A request
+    /// takes it once at its start, so it finishes on the config it started with.
+    current: arc_swap::ArcSwap<Inner>,
+    /// Every running call, so shutdown can wait for them.
+    in_flight: TaskTracker,
+    /// Bumped by every reload: subscribers move to the new catalog and hear of list changes.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
 /// The MCP handler shared by every transport.
 #[derive(Clone)]
 pub struct PortcullisHandler {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     session: Arc<Session>,
 }
 
 impl PortcullisHandler {
     /// A handler serving `catalog` under `identity`.
     pub fn new(catalog: Arc<Catalog>, identity: ServerIdentity, guard: GuardConfig) -> Self {
+        let inner = Inner::build(catalog, identity, guard);
+        Self {
+            shared: Arc::new(Shared {
+                current: arc_swap::ArcSwap::new(inner),
+                in_flight: TaskTracker::new(),
+                generation: tokio::sync::watch::Sender::new(0),
+            }),
+            session: Arc::default(),
+        }
+    }
+
+    /// Serves `catalog` under `identity` and `guard` from now on (a config reload). Calls
+    /// already running finish on the old catalog; every later request, in every session,
+    /// gets the new one; subscribers move over and are told which lists changed.
+    pub fn reload(&self, catalog: Arc<Catalog>, identity: ServerIdentity, guard: GuardConfig) {
+        let inner = Inner::build(catalog, identity, guard);
+        self.shared.current.store(inner);
+        self.shared.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The config in force now.
+    pub(crate) fn inner(&self) -> Arc<Inner> {
+        self.shared.current.load_full()
+    }
+}
+
+impl Inner {
+    fn build(catalog: Arc<Catalog>, identity: ServerIdentity, guard: GuardConfig) -> Arc<Self> {
         if tokio::runtime::Handle::try_current().is_ok() {
             catalog.start();
         } else {
@@ -177,7 +329,10 @@ impl PortcullisHandler {
         }
         let mut capabilities = ServerCapabilities::default();
         if !catalog.tools().is_empty() {
-            capabilities.tools = Some(ToolsCapability::default());
+            // A config reload may change the tools (and prompts): clients are told.
+            let mut tools = ToolsCapability::default();
+            tools.list_changed = Some(true);
+            capabilities.tools = Some(tools);
             // Tools may send log messages; clients choose the level (or none).
             capabilities.logging = Some(Default::default());
         }
@@ -195,29 +350,28 @@ impl PortcullisHandler {
             capabilities.completions = Some(Default::default());
         }
         if !catalog.prompts().is_empty() {
-            capabilities.prompts = Some(PromptsCapability::default());
+            let mut prompts = PromptsCapability::default();
+            prompts.list_changed = Some(true);
+            capabilities.prompts = Some(prompts);
         }
         let mut implementation = Implementation::new(identity.name, identity.version);
         implementation.title = identity.title;
         let mut info = ServerConfig::new(capabilities);
         info.server_info = implementation;
         info.instructions = identity.instructions;
-        let inner = Arc::new(Inner {
+        Arc::new(Inner {
             catalog,
             guard,
             info,
-            in_flight: TaskTracker::new(),
-        });
-        Self {
-            inner,
-            session: Arc::default(),
-        }
+        })
     }
+}
 
+impl PortcullisHandler {
     /// The same server with fresh per-session state, for a new session or stateless request.
     pub fn for_session(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
             session: Arc::default(),
         }
     }
@@ -228,7 +382,7 @@ impl PortcullisHandler {
     /// refused.
     pub fn with_principal(&self, principal: Principal) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
             session: Arc::new(Session {
                 log_level: Mutex::default(),
                 subscriptions: Arc::default(),
@@ -245,17 +399,12 @@ impl PortcullisHandler {
 
     /// Tracks running calls; transports close and wait on it during shutdown.
     pub fn in_flight(&self) -> TaskTracker {
-        self.inner.in_flight.clone()
+        self.shared.in_flight.clone()
     }
 
-    /// The guard's policies and decisions, for the HTTP layer's early scope check.
-    pub(crate) fn guard(&self) -> &GuardConfig {
-        &self.inner.guard
-    }
-
-    /// The catalog this handler serves.
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.inner.catalog
+    /// The catalog this handler serves now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.inner().catalog)
     }
 
     fn session_log_level(&self) -> Option<LoggingLevel> {
@@ -272,17 +421,17 @@ impl PortcullisHandler {
 
     /// The source that claims `uri` and the label logs name it by; unknown: logged and
     /// answered "not found".
-    async fn resource(
-        &self,
+    async fn resource<'a>(
+        inner: &'a Inner,
         method: &'static str,
         uri: &str,
         principal: Option<&Principal>,
         origin: &guard::Origin,
-    ) -> Result<(&crate::catalog::CatalogSource, String), ErrorData> {
-        match self.inner.catalog.resource_source(uri) {
+    ) -> Result<(&'a crate::catalog::CatalogSource, String), ErrorData> {
+        match inner.catalog.resource_source(uri) {
             Some(source) => Ok((source, source.label(uri))),
             None => {
-                self.inner
+                inner
                     .guard
                     .refused_unknown(method, "<unknown resource>", principal, origin.clone())
                     .await;
@@ -293,7 +442,8 @@ impl PortcullisHandler {
 
     /// Whether a list shows an item needing `scopes` to whoever sent `context`.
     fn visible(&self, principal: Option<&Principal>, scopes: &[String]) -> bool {
-        if !self.inner.guard.policies.hide_unauthorized {
+        let inner = self.inner();
+        if !inner.guard.policies.hide_unauthorized {
             return true;
         }
         principal.is_some_and(|p| p.missing(scopes).is_empty())
@@ -302,16 +452,13 @@ impl PortcullisHandler {
 
 impl ServerHandler for PortcullisHandler {
     fn get_info(&self) -> ServerConfig {
-        self.inner.info.clone()
+        let inner = self.inner();
+        inner.info.clone()
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        // A 2025 session starts: it hears of changes to what it subscribes to, and of list
-        // changes, for as long as it lives.
-        let catalog = &self.inner.catalog;
-        if !catalog.has_live_resources() && !catalog.has_subscribable_resources() {
-            return;
-        }
+        // A 2025 session starts: it hears of changes to what it subscribes to, of list
+        // changes, and of what a config reload changed, for as long as it lives.
         let principal = match context.extensions.get::<http::request::Parts>() {
             Some(parts) => parts.extensions.get::<Principal>().cloned(),
             None => self.session.principal.clone(),
@@ -319,28 +466,25 @@ impl ServerHandler for PortcullisHandler {
         let Some(principal) = principal else {
             return;
         };
-        let inner = Arc::clone(&self.inner);
         let delivery = crate::fanout::Delivery::Session {
             peer: context.peer,
             subscriptions: Arc::clone(&self.session.subscriptions),
         };
         let stop = self.session.closed.clone();
-        tokio::spawn(async move {
-            let audience = crate::fanout::Audience {
-                catalog: &inner.catalog,
-                guard: &inner.guard,
-                principal: &principal,
-            };
-            crate::fanout::deliver(audience, delivery, stop).await;
-        });
+        tokio::spawn(follow(Arc::clone(&self.shared), principal, delivery, stop));
     }
 
     fn accepted_subscription_filter(
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        let catalog = &self.inner.catalog;
-        if !catalog.has_live_resources() && !catalog.has_subscribable_resources() {
+        let inner = self.inner();
+        let catalog = &inner.catalog;
+        if !catalog.has_live_resources()
+            && !catalog.has_subscribable_resources()
+            && catalog.tools().is_empty()
+            && catalog.prompts().is_empty()
+        {
             return None;
         }
         // A connection with a principal of its own (stdio, an embedder's) is acknowledged
@@ -352,10 +496,17 @@ impl ServerHandler for PortcullisHandler {
             .as_ref()
             .map(|principal| crate::fanout::Audience {
                 catalog,
-                guard: &self.inner.guard,
+                guard: &inner.guard,
                 principal,
             });
         let mut accepted = SubscriptionFilter::new();
+        // Tools and prompts change when the config is reloaded.
+        if requested.tools_list_changed == Some(true) && !catalog.tools().is_empty() {
+            accepted.tools_list_changed = Some(true);
+        }
+        if requested.prompts_list_changed == Some(true) && !catalog.prompts().is_empty() {
+            accepted.prompts_list_changed = Some(true);
+        }
         if requested.resources_list_changed == Some(true)
             && catalog.has_live_resources()
             && audience.as_ref().is_none_or(|a| a.may_list(None))
@@ -383,8 +534,9 @@ impl ServerHandler for PortcullisHandler {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let inner = self.inner();
         let Some(principal) = self.principal(context.request_context()) else {
-            self.inner
+            inner
                 .guard
                 .refused_unknown(
                     "subscriptions/listen",
@@ -398,8 +550,8 @@ impl ServerHandler for PortcullisHandler {
         let accepted = context.accepted().clone();
         // Each resource followed passes the guard like a read of it (scopes, rate limit,
         // audit line): a principal cannot follow what it may not read.
-        let catalog = &self.inner.catalog;
-        let guard = &self.inner.guard;
+        let catalog = &inner.catalog;
+        let guard = &inner.guard;
         for uri in accepted.resource_subscriptions.iter().flatten() {
             let label = catalog
                 .resource_source(uri)
@@ -430,15 +582,12 @@ impl ServerHandler for PortcullisHandler {
                 .into_iter()
                 .collect(),
             list_changed: accepted.resources_list_changed == Some(true),
-        };
-        let audience = crate::fanout::Audience {
-            catalog: &self.inner.catalog,
-            guard: &self.inner.guard,
-            principal: &principal,
+            tools: accepted.tools_list_changed == Some(true),
+            prompts: accepted.prompts_list_changed == Some(true),
         };
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::select! {
-            () = crate::fanout::deliver(audience, delivery, stop.clone()) => {}
+            () = follow(Arc::clone(&self.shared), principal, delivery, stop.clone()) => {}
             () = context.cancelled() => stop.cancel(),
         }
         Ok(())
@@ -448,7 +597,8 @@ impl ServerHandler for PortcullisHandler {
         &self,
         _context: RequestContext<RoleServer>,
     ) -> Result<DiscoverResult, ErrorData> {
-        let info = self.inner.info.clone();
+        let inner = self.inner();
+        let info = inner.info.clone();
         Ok(DiscoverResult::from_server_info(
             self.supported_protocol_versions().into_owned(),
             info,
@@ -456,7 +606,8 @@ impl ServerHandler for PortcullisHandler {
     }
 
     fn get_tool(&self, name: &str) -> Option<ToolDef> {
-        let tools = self.inner.catalog.tools();
+        let inner = self.inner();
+        let tools = inner.catalog.tools();
         tools
             .binary_search_by(|t| t.name.as_ref().cmp(name))
             .ok()
@@ -468,8 +619,9 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let tools = self.inner.catalog.tools();
-        let policies = &self.inner.guard.policies;
+        let inner = self.inner();
+        let tools = inner.catalog.tools();
+        let policies = &inner.guard.policies;
         if !policies.hide_unauthorized {
             return Ok(ListToolsResult::with_all_items(tools.to_vec()));
         }
@@ -487,10 +639,11 @@ impl ServerHandler for PortcullisHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let inner = self.inner();
         let principal = self.principal(&context);
         let name = request.name;
-        let catalog = &self.inner.catalog;
-        let guard = &self.inner.guard;
+        let catalog = &inner.catalog;
+        let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
         let Some(entry) = catalog.tool(&name) else {
             guard
@@ -515,7 +668,7 @@ impl ServerHandler for PortcullisHandler {
             context,
             self.session_log_level(),
             principal,
-            ResourceReader(Arc::clone(&self.inner)),
+            ResourceReader(Arc::clone(&inner)),
             origin,
         );
         let (input_responses, request_state) = (request.input_responses, request.request_state);
@@ -573,7 +726,7 @@ impl ServerHandler for PortcullisHandler {
                 }
             }
         });
-        self.inner.in_flight.track_future(call).await
+        self.shared.in_flight.track_future(call).await
     }
 
     async fn set_level(
@@ -594,8 +747,9 @@ impl ServerHandler for PortcullisHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let catalog = &self.inner.catalog;
-        let policies = &self.inner.guard.policies;
+        let inner = self.inner();
+        let catalog = &inner.catalog;
+        let policies = &inner.guard.policies;
         let principal = self.principal(&context);
         let start = match request.and_then(|r| r.cursor) {
             None => 0,
@@ -631,17 +785,17 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let policies = &self.inner.guard.policies;
+        let inner = self.inner();
+        let policies = &inner.guard.policies;
         let principal = self.principal(&context);
-        let visible = self
-            .inner
+        let visible = inner
             .catalog
             .sources
             .iter()
             .flat_map(|s| s.templates.iter().map(move |t| (s, t)))
             .filter(|(_, t)| {
                 policies
-                    .scopes_for(&self.inner.catalog, Target::Template(&t.uri_template))
+                    .scopes_for(&inner.catalog, Target::Template(&t.uri_template))
                     .is_some_and(|scopes| self.visible(principal.as_ref(), &scopes))
             })
             .map(|(_, t)| t.clone())
@@ -656,10 +810,9 @@ impl ServerHandler for PortcullisHandler {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let principal = self.principal(&context);
         let origin = guard::Origin::of(&context);
-        let read = self
-            .inner
-            .read_resource(request.uri, principal, context.ct, origin);
-        self.inner.in_flight.track_future(read).await
+        let inner = self.inner();
+        let read = inner.read_resource(request.uri, principal, context.ct, origin);
+        self.shared.in_flight.track_future(read).await
     }
 
     async fn subscribe(
@@ -667,14 +820,20 @@ impl ServerHandler for PortcullisHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let inner = self.inner();
         let principal = self.principal(&context);
         let uri = request.uri;
-        let catalog = &self.inner.catalog;
-        let guard = &self.inner.guard;
+        let catalog = &inner.catalog;
+        let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
-        let (source, label) = self
-            .resource("resources/subscribe", &uri, principal.as_ref(), &origin)
-            .await?;
+        let (source, label) = Self::resource(
+            &inner,
+            "resources/subscribe",
+            &uri,
+            principal.as_ref(),
+            &origin,
+        )
+        .await?;
         let logged = Request {
             method: "resources/subscribe",
             target: Target::Resource(&uri),
@@ -752,10 +911,10 @@ impl ServerHandler for PortcullisHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let policies = &self.inner.guard.policies;
+        let inner = self.inner();
+        let policies = &inner.guard.policies;
         let principal = self.principal(&context);
-        let visible = self
-            .inner
+        let visible = inner
             .catalog
             .prompts()
             .iter()
@@ -770,11 +929,12 @@ impl ServerHandler for PortcullisHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let inner = self.inner();
         let principal = self.principal(&context);
         let name = request.name;
-        let guard = &self.inner.guard;
+        let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
-        let Some(entry) = self.inner.catalog.prompt(&name) else {
+        let Some(entry) = inner.catalog.prompt(&name) else {
             guard
                 .refused_unknown("prompts/get", &name, principal.as_ref(), origin)
                 .await;
@@ -801,7 +961,7 @@ impl ServerHandler for PortcullisHandler {
             request_state: request.request_state,
             client_capabilities: context.client_capabilities(),
         };
-        let get = guard.run(&self.inner.catalog, logged, context.ct, |_, _| async {
+        let get = guard.run(&inner.catalog, logged, context.ct, |_, _| async {
             let arguments = match prompt_arguments(&entry.definition, given) {
                 Ok(arguments) => arguments,
                 Err(error) => return (Err(prompt_error(&name, error)), Outcome::InvalidArguments),
@@ -821,7 +981,7 @@ impl ServerHandler for PortcullisHandler {
                 }
             }
         });
-        self.inner.in_flight.track_future(get).await
+        self.shared.in_flight.track_future(get).await
     }
 
     async fn complete(
@@ -829,9 +989,10 @@ impl ServerHandler for PortcullisHandler {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        let inner = self.inner();
         let principal = self.principal(&context);
-        let catalog = &self.inner.catalog;
-        let guard = &self.inner.guard;
+        let catalog = &inner.catalog;
+        let guard = &inner.guard;
         let argument = &request.argument;
         let (target, item) = match &request.r#ref {
             Reference::Prompt(prompt) => (Target::Prompt(&prompt.name), prompt.name.as_str()),

@@ -413,6 +413,10 @@ pub enum Heard {
     Updated(String),
     /// `notifications/resources/list_changed`.
     ListChanged,
+    /// `notifications/tools/list_changed`.
+    ToolsChanged,
+    /// `notifications/prompts/list_changed`.
+    PromptsChanged,
     /// `notifications/progress`: progress, total, message.
     Progress(f64, Option<f64>, Option<String>),
     /// `notifications/message`: level and data.
@@ -444,6 +448,17 @@ impl rmcp::ClientHandler for Ear {
         _context: rmcp::service::NotificationContext<RoleClient>,
     ) {
         let _ = self.tx.send(Heard::ListChanged);
+    }
+
+    async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
+        let _ = self.tx.send(Heard::ToolsChanged);
+    }
+
+    async fn on_prompt_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        let _ = self.tx.send(Heard::PromptsChanged);
     }
 
     async fn on_progress(

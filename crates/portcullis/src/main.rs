@@ -18,6 +18,7 @@ use portcullis_server::transport::{self, http::HttpOptions, stdio::StdioOptions}
 use portcullis_server::{GuardConfig, PortcullisHandler, ServerIdentity};
 
 mod audit;
+mod reload;
 
 /// Exit status for a runtime failure: the server stopped with an error, an I/O error.
 const EX_FAILURE: u8 = 1;
@@ -318,7 +319,7 @@ fn serve(
             return ExitCode::from(EX_FAILURE);
         }
     };
-    match runtime.block_on(run(loaded, stdio)) {
+    match runtime.block_on(run(loaded, path, stdio)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "server stopped with an error");
@@ -328,7 +329,7 @@ fn serve(
     }
 }
 
-async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
+async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Result<()> {
     let Loaded {
         config,
         catalog,
@@ -337,12 +338,15 @@ async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
     } = loaded;
     // The audit log opens before anything is served: a server told to keep one does not
     // start without it.
-    let guard = match &config.audit {
-        Some(section) => {
-            let audit = portcullis_server::audit::AuditLog::open(section, &config.base_dir)
-                .with_context(|| format!("cannot open the audit log {}", section.path.display()))?;
-            guard.with_audit(Arc::new(audit))
-        }
+    let audit = match &config.audit {
+        Some(section) => Some(Arc::new(
+            portcullis_server::audit::AuditLog::open(section, &config.base_dir)
+                .with_context(|| format!("cannot open the audit log {}", section.path.display()))?,
+        )),
+        None => None,
+    };
+    let guard = match &audit {
+        Some(audit) => guard.with_audit(Arc::clone(audit)),
         None => guard,
     };
     if config.metrics.enabled {
@@ -358,6 +362,15 @@ async fn run(loaded: Loaded, stdio: bool) -> anyhow::Result<()> {
         }
     }
     let shutdown = transport::shutdown_on_signal();
+    let reloader = reload::Reloader {
+        path: path.to_owned(),
+        handler: handler.clone(),
+        auth: std::sync::Arc::clone(&options.auth),
+        audit: audit.clone(),
+        config: config.clone(),
+        stdio,
+    };
+    tokio::spawn(reloader.run(transport::reload_on_signal()));
     if let Some(listener) = transport::http::bind_metrics(&options.metrics).await? {
         let (metrics, stop) = (options.metrics.clone(), shutdown.clone());
         tokio::spawn(async move {

@@ -436,9 +436,24 @@ impl CatalogBuilder {
             resource_list,
             notifier: self.notifier.unwrap_or_else(ChangeNotifier::new),
             background: std::sync::Mutex::new(self.background),
+            running: std::sync::Mutex::default(),
             template_list,
             readiness: self.readiness,
         })
+    }
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        // Watchers of a catalog nobody serves any more (a reload replaced it) stop with it.
+        for task in self
+            .running
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 }
 
@@ -457,6 +472,8 @@ pub struct Catalog {
     notifier: ChangeNotifier,
     /// Background work not started yet.
     background: std::sync::Mutex<Vec<futures::future::BoxFuture<'static, ()>>>,
+    /// Background work started: stopped when the catalog goes (replaced by a reload).
+    running: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     readiness: Vec<(String, Arc<dyn Readiness>)>,
 }
 
@@ -499,8 +516,12 @@ impl Catalog {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for task in tasks {
-            tokio::spawn(task);
+            running.push(tokio::spawn(task).abort_handle());
         }
     }
 

@@ -4,6 +4,8 @@
 //! sessions (when enabled), bound to the principal that created them.
 
 use std::borrow::Cow;
+
+use arc_swap::ArcSwap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +38,7 @@ use super::legacy_sse::{self, LegacySse};
 use super::sessions::{SessionGuard, bind_sessions};
 use crate::PortcullisHandler;
 use crate::auth::{self, AuthState, Principal};
-use crate::catalog::Catalog;
+
 use crate::guard::Target;
 
 /// Settings of the HTTP transport.
@@ -58,7 +60,9 @@ pub struct HttpOptions {
     /// Serve 2025-era clients with sessions.
     pub legacy_sessions: bool,
     /// Authentication (disabled when no method is configured).
-    pub auth: Arc<AuthState>,
+    /// Swapped whole by a config reload (keys, JWT settings, per-IP and per-principal
+    /// limits).
+    pub auth: Arc<ArcSwap<AuthState>>,
     /// Requests served at once; more get 503.
     pub max_in_flight: usize,
     /// 2025-era sessions in total.
@@ -107,7 +111,7 @@ impl HttpOptions {
             max_body_bytes: http.max_body_bytes,
             shutdown_grace: Duration::from_secs(http.shutdown_grace_secs),
             legacy_sessions: http.legacy_sessions,
-            auth: Arc::new(AuthState::from_config(config)?),
+            auth: Arc::new(ArcSwap::from_pointee(AuthState::from_config(config)?)),
             max_in_flight: limits.max_in_flight,
             max_sessions: limits.max_sessions,
             max_sessions_per_principal: limits.max_sessions_per_principal,
@@ -149,8 +153,7 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         options.session_idle,
     ));
     let ready = Ready {
-        catalog: Arc::clone(handler.catalog()),
-        audit: handler.guard().audit().cloned(),
+        handler: handler.clone(),
     };
     let inspector = Arc::new(Inspector {
         handler: handler.clone(),
@@ -188,12 +191,13 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
             .route_service(legacy_sse::MESSAGES_PATH, legacy);
     }
     let metadata = Router::new()
-        .route(auth::METADATA_PATH, get(auth::metadata))
+        .route(auth::METADATA_PATH, get(metadata_now))
         .route(
             &format!("{}{}", auth::METADATA_PATH, options.path),
-            get(auth::metadata),
+            get(metadata_now),
         )
         .with_state(Arc::clone(&options.auth));
+    let metadata = metadata;
     let mut router = routes
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -218,7 +222,7 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
 struct Front {
     /// Records what authentication refused (audit log).
     recorder: PortcullisHandler,
-    auth: Arc<AuthState>,
+    auth: Arc<ArcSwap<AuthState>>,
     inspector: Arc<Inspector>,
     in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -251,7 +255,7 @@ impl Front {
             // Who is calling: everything below may rely on a `Principal`.
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self.auth),
-                auth::authenticate,
+                authenticate_now,
             ))
             // Well-formed JSON only (rmcp answers garbage with 415), and scopes checked where
             // the HTTP layer can see the tool (403 insufficient_scope).
@@ -275,7 +279,7 @@ pub(super) fn overloaded() -> Response {
 
 struct Inspector {
     handler: PortcullisHandler,
-    auth: Arc<AuthState>,
+    auth: Arc<ArcSwap<AuthState>>,
     max_body: usize,
 }
 
@@ -394,12 +398,10 @@ async fn inspect(
             .map(|p| p.targets(&method))
             .unwrap_or_default();
         if let Some(principal) = parts.extensions.get::<Principal>() {
+            let now = inspector.handler.inner();
             for target in targets {
-                let Some(missing) = inspector.handler.guard().missing_scopes(
-                    inspector.handler.catalog(),
-                    principal,
-                    target,
-                ) else {
+                let Some(missing) = now.guard.missing_scopes(&now.catalog, principal, target)
+                else {
                     continue;
                 };
                 if missing.is_empty() {
@@ -413,20 +415,12 @@ async fn inspect(
                     client: None,
                     client_ip: None,
                 };
-                inspector
-                    .handler
-                    .guard()
-                    .refused_forbidden(
-                        inspector.handler.catalog(),
-                        &method,
-                        target,
-                        principal,
-                        origin,
-                    )
+                now.guard
+                    .refused_forbidden(&now.catalog, &method, target, principal, origin)
                     .await;
                 let scope = missing.join(" ");
                 let description = format!("{} needs the scope(s): {scope}", target.describe());
-                return inspector.auth.challenge(
+                return inspector.auth.load().challenge(
                     &parts.headers,
                     StatusCode::FORBIDDEN,
                     Some(("insufficient_scope", &description)),
@@ -442,6 +436,23 @@ async fn inspect(
 
 async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
+}
+
+/// Authentication with the settings in force now.
+async fn authenticate_now(
+    State(auth): State<Arc<ArcSwap<AuthState>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    auth::authenticate(State(auth.load_full()), request, next).await
+}
+
+/// The RFC 9728 metadata with the settings in force now.
+async fn metadata_now(
+    State(auth): State<Arc<ArcSwap<AuthState>>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    auth::metadata(State(auth.load_full()), headers).await
 }
 
 fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
@@ -475,7 +486,8 @@ async fn record_refusals(
             client_ip,
         };
         handler
-            .guard()
+            .inner()
+            .guard
             .refused_http(refused.principal.as_ref(), refused.outcome, origin)
             .await;
     }
@@ -485,8 +497,7 @@ async fn record_refusals(
 /// What `/readyz` checks: the catalog's dependencies and the audit log.
 #[derive(Clone)]
 struct Ready {
-    catalog: Arc<Catalog>,
-    audit: Option<Arc<crate::audit::AuditLog>>,
+    handler: PortcullisHandler,
 }
 
 /// `/metrics` (Prometheus text), behind the bearer token when there is one.
@@ -555,8 +566,9 @@ pub async fn serve_metrics(
 }
 
 async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
-    let mut results = ready.catalog.readiness().await;
-    if let Some(audit) = &ready.audit {
+    let now = ready.handler.inner();
+    let mut results = now.catalog.readiness().await;
+    if let Some(audit) = now.guard.audit() {
         results.push(("audit".to_owned(), audit.failure().map_or(Ok(()), Err)));
     }
     let ready = results.iter().all(|(_, r)| r.is_ok());
@@ -577,7 +589,7 @@ async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
 
 /// Binds the listening socket. A non-loopback address needs authentication configured.
 pub async fn bind(options: &HttpOptions) -> Result<TcpListener, TransportError> {
-    if !options.listen.ip().is_loopback() && !options.auth.is_enabled() {
+    if !options.listen.ip().is_loopback() && !options.auth.load().is_enabled() {
         return Err(TransportError::InsecureListen(options.listen));
     }
     TcpListener::bind(options.listen)
@@ -598,7 +610,7 @@ pub async fn serve(
 ) -> Result<(), TransportError> {
     let addr = listener.local_addr()?;
     let in_flight = handler.in_flight();
-    options.auth.warm_up().await;
+    options.auth.load_full().warm_up().await;
     let mcp_ct = CancellationToken::new();
     let app = app(handler, options, mcp_ct.clone());
     // Small JSON-RPC messages: Nagle's algorithm would add up to 40 ms per response.

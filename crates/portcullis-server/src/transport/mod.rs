@@ -30,6 +30,30 @@ pub enum TransportError {
     Session(String),
 }
 
+/// A channel that receives one message per SIGHUP (a config reload request). Empty where
+/// there are no such signals.
+pub fn reload_on_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!(signal = "SIGHUP", "config reload requested");
+                    // One pending request is enough: a reload reads the file as it is then.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; config reload by signal is off")
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
+}
+
 /// A token cancelled on the first SIGTERM or SIGINT (Ctrl-C).
 pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();

@@ -21,6 +21,7 @@ mod live;
 mod log_hygiene;
 mod operations;
 mod protocol;
+mod reload;
 mod sql;
 mod sql_attacks;
 mod sql_availability;
