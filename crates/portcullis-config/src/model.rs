@@ -117,6 +117,13 @@ pub struct HttpSection {
     /// requests are always stateless. When false, 2025-era requests are served without a
     /// session.
     pub legacy_sessions: bool,
+    /// Reverse proxies (CIDRs, `["10.0.0.0/8", "127.0.0.1/32"]`) whose `X-Forwarded-For`
+    /// is believed. Only when the connection comes from one of them is the client's address
+    /// taken from that header: the right-most address in it that is not itself a trusted
+    /// proxy. Otherwise the header is ignored and the client is the connection's peer. The
+    /// client's address keys `limits.per_ip_unauthenticated` and is logged. Empty (the
+    /// default): the header is never believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSection {
@@ -135,6 +142,7 @@ impl Default for HttpSection {
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 10,
             legacy_sessions: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -12,6 +12,8 @@ use portcullis_config::{Config, LOG_ENV, LogFormat};
 use portcullis_server::transport::{self, http::HttpOptions, stdio::StdioOptions};
 use portcullis_server::{GuardConfig, PortcullisHandler, ServerIdentity};
 
+mod health;
+
 /// Exit status for invalid usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
 
@@ -56,6 +58,9 @@ enum Command {
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
     },
+    /// Exit 0 if the server's health endpoint answers 200, 1 otherwise (for container
+    /// health checks; prints nothing on stdout).
+    Health(health::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Keys { command } => keys(command),
         Command::Import { command } => import(command),
+        Command::Health(args) => health::run(&args),
         Command::Serve {
             config,
             stdio,
