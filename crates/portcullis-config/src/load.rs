@@ -226,7 +226,7 @@ mod tests {
     fn errors_name_file_line_and_key() {
         check_err(
             "[server]\nname = \"x\"\n[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
-            "p.toml:5:1: `http.lisen`: unknown field `lisen`, expected one of `listen`, `path`, `allowed_hosts`, `allowed_origins`, `max_body_bytes`, `shutdown_grace_secs`, `legacy_sessions`, `legacy_sse`",
+            "p.toml:5:1: `http.lisen`: unknown field `lisen`, expected one of `listen`, `path`, `allowed_hosts`, `allowed_origins`, `max_body_bytes`, `shutdown_grace_secs`, `legacy_sessions`, `legacy_sse`, `trusted_proxies`",
         );
         check_err(
             "[server]\nname = \"${NOPE}\"\n",
@@ -241,6 +241,10 @@ mod tests {
             "p.toml:2:8: `server.name`: invalid type: integer `3`, expected a string",
         );
         check_err("[server\n", "p.toml:1:8: unclosed table, expected `]`");
+        check_err(
+            "[server]\nname = \"x\"\n[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"nginx\"]\n",
+            "p.toml:4:34: `http.trusted_proxies[1]`: `nginx` is not a network in CIDR notation (`10.0.0.0/8`, `127.0.0.1/32`)",
+        );
     }
 
     #[test]

@@ -131,6 +131,13 @@ pub struct HttpSection {
     /// and Origin checks, body limit, scope checks and session caps as the MCP path; each
     /// session belongs to the principal that opened the stream.
     pub legacy_sse: bool,
+    /// Reverse proxies (CIDRs, `["10.0.0.0/8", "127.0.0.1/32"]`) whose `X-Forwarded-For`
+    /// is believed. Only when the connection comes from one of them is the client's address
+    /// taken from that header: the right-most address in it that is not itself a trusted
+    /// proxy. Otherwise the header is ignored and the client is the connection's peer. The
+    /// client's address keys `limits.per_ip_unauthenticated` and is logged. Empty (the
+    /// default): the header is never believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSection {
@@ -150,6 +157,7 @@ impl Default for HttpSection {
             shutdown_grace_secs: 10,
             legacy_sessions: true,
             legacy_sse: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -62,6 +62,16 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     if config.http.max_body_bytes < 1024 {
         return Err(issue("http.max_body_bytes", "must be at least 1024 bytes"));
     }
+    for (i, network) in config.http.trusted_proxies.iter().enumerate() {
+        if network.parse::<ipnet::IpNet>().is_err() {
+            return Err(issue(
+                format!("http.trusted_proxies[{i}]"),
+                format!(
+                    "`{network}` is not a network in CIDR notation (`10.0.0.0/8`, `127.0.0.1/32`)"
+                ),
+            ));
+        }
+    }
     crate::auth::validate(config)?;
     if config
         .logging

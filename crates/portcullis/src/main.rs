@@ -22,6 +22,8 @@ mod reload;
 
 /// Exit status for a runtime failure: the server stopped with an error, an I/O error.
 const EX_FAILURE: u8 = 1;
+mod health;
+
 /// Exit status for invalid usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
 /// Exit status when an audit log fails verification (sysexits EX_DATAERR).
@@ -123,6 +125,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Exit 0 if the server's health endpoint answers 200, 1 otherwise (for container
+    /// health checks; prints nothing on stdout).
+    Health(health::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +252,7 @@ fn main() -> ExitCode {
             postgres,
             table,
         }),
+        Command::Health(args) => health::run(&args),
         Command::Serve {
             config,
             stdio,

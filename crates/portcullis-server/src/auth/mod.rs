@@ -7,6 +7,7 @@
 //! user.
 
 mod api_key;
+mod client_ip;
 mod jwt;
 mod principal;
 
@@ -26,6 +27,7 @@ pub use principal::{Principal, Scopes};
 
 use crate::limits::{LocalRateLimiter, RateLimitStore, retry_after_secs};
 use api_key::ApiKeys;
+use client_ip::TrustedProxies;
 use jwt::{JwtError, JwtValidator};
 
 /// Well-known path of the RFC 9728 metadata.
@@ -42,6 +44,7 @@ pub struct AuthState {
     mcp_path: String,
     per_ip: Option<Arc<dyn RateLimitStore>>,
     per_principal: Option<Arc<dyn RateLimitStore>>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl AuthState {
@@ -66,6 +69,7 @@ impl AuthState {
             mcp_path: config.http.path.clone(),
             per_ip: limiter(config.limits.per_ip_unauthenticated),
             per_principal: limiter(config.limits.per_principal),
+            trusted_proxies: TrustedProxies::new(&config.http.trusted_proxies)?,
         })
     }
 
@@ -192,10 +196,12 @@ pub async fn authenticate(
     let principal = match state.principal(headers).await {
         Ok(principal) => principal,
         Err(failure) => {
-            let ip = request
+            let peer = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
+                .map(|c| c.0.ip());
+            let ip = peer
+                .map(|peer| state.trusted_proxies.client_ip(peer, headers).to_string())
                 .unwrap_or_default();
             // Failed attempts count against the client's address; past the limit the answer
             // is 429 instead of another chance to guess.

@@ -13,6 +13,7 @@ mod cli;
 mod clients;
 mod commands;
 mod community;
+mod deploy;
 mod files;
 mod jail_races;
 mod jwks_tls;
