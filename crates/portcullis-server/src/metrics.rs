@@ -75,9 +75,30 @@ fn describe() {
     describe_gauge!("portcullis_build_info", "Build information (always 1)");
 }
 
+type Probe = Box<dyn Fn() + Send + Sync>;
+
+static PROBES: std::sync::Mutex<Vec<Probe>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `probe`, run before every scrape to set gauges that are cheaper to read then
+/// than to keep current (open sessions).
+pub(crate) fn on_scrape(probe: impl Fn() + Send + Sync + 'static) {
+    PROBES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Box::new(probe));
+}
+
 /// The `/metrics` text, or `None` when no recorder is installed.
 pub fn render() -> Option<String> {
-    HANDLE.get().map(PrometheusHandle::render)
+    let handle = HANDLE.get()?;
+    for probe in PROBES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        probe();
+    }
+    Some(handle.render())
 }
 
 /// One request's end.

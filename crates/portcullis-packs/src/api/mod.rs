@@ -353,6 +353,12 @@ impl ApiTool {
             .await
             .map_err(|e| response::transport_error(upstream, &e))?;
         let status = response.status();
+        metrics::counter!(
+            "portcullis_upstream_responses_total",
+            "source" => upstream.name.clone(),
+            "status" => status.as_u16().to_string(),
+        )
+        .increment(1);
         let headers = response.headers().clone();
         let body = outbound::read_capped(response, upstream.max_bytes)
             .await

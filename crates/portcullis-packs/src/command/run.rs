@@ -239,6 +239,16 @@ pub(super) async fn run(
     };
     drop(group);
     let exit_code = status.and_then(|s| s.code());
+    metrics::counter!(
+        "portcullis_command_runs_total",
+        "tool" => command.name.clone(),
+        "outcome" => match (killed, exit_code) {
+            (Some(_), _) => "killed",
+            (None, Some(code)) if command.ok_exit_codes.contains(&code) => "ok",
+            _ => "failed",
+        },
+    )
+    .increment(1);
     tracing::info!(
         tool = %command.name,
         program = %program.name,

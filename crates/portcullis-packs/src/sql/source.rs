@@ -640,6 +640,14 @@ impl Source {
             }
         };
         self.reachable.store(true, Ordering::Relaxed);
+        let in_use = slots
+            .pool
+            .size()
+            .saturating_sub(u32::try_from(slots.pool.num_idle()).unwrap_or(0));
+        metrics::gauge!("portcullis_sql_pool_connections", "source" => self.name.clone(), "state" => "in_use")
+            .set(f64::from(in_use));
+        metrics::gauge!("portcullis_sql_pool_connections", "source" => self.name.clone(), "state" => "open")
+            .set(f64::from(slots.pool.size()));
         let mut lease = Lease::new(conn);
         lease.cancel = Some(E::begin(self, lease.conn(), access).await?);
 

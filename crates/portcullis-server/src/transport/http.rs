@@ -152,6 +152,14 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         options.max_sessions_per_principal,
         options.session_idle,
     ));
+    if options.metrics.enabled {
+        let sessions = std::sync::Arc::downgrade(&session_guard);
+        crate::metrics::on_scrape(move || {
+            if let Some(open) = sessions.upgrade().and_then(|s| s.open_sessions()) {
+                metrics::gauge!("portcullis_sessions").set(open as f64);
+            }
+        });
+    }
     let ready = Ready {
         handler: handler.clone(),
     };

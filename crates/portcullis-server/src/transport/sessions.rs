@@ -113,6 +113,13 @@ impl SessionGuard {
         )
     }
 
+    /// Open sessions of both kinds, as the last look at rmcp's table saw them (for the
+    /// `portcullis_sessions` gauge; `None` when the table is busy).
+    pub(crate) fn open_sessions(&self) -> Option<usize> {
+        let live = self.manager.sessions.try_read().ok()?.len();
+        Some(live + self.lock().sse.len())
+    }
+
     /// Runs `take` (which claims the slot) if `principal` may open one more session, in total
     /// and for itself; sessions rmcp has closed are forgotten first.
     async fn admit(&self, principal: &str, take: impl FnOnce(&mut Owners)) -> bool {
