@@ -74,6 +74,10 @@ pub struct Config {
     /// Prometheus metrics at `/metrics` (on by default; see `listen` and `bearer_token`).
     #[serde(default)]
     pub metrics: crate::operations::MetricsSection,
+    /// OpenTelemetry traces over OTLP (off unless an endpoint is configured here or in the
+    /// `OTEL_EXPORTER_OTLP_*` variables).
+    #[serde(default)]
+    pub traces: crate::operations::TracesSection,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

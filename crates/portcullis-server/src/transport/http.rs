@@ -412,6 +412,7 @@ async fn inspect(
                         .and_then(crate::guard::trace_id_of),
                     client: None,
                     client_ip: None,
+                    ..Default::default()
                 };
                 inspector
                     .handler
@@ -473,6 +474,7 @@ async fn record_refusals(
             trace_id,
             client: None,
             client_ip,
+            ..Default::default()
         };
         handler
             .guard()
