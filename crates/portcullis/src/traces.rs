@@ -156,7 +156,7 @@ mod tests {
 
     fn config(traces: &str) -> Config {
         portcullis_config::parse(
-            &format!("[server]\nname = \"svc\"\n[[files]]\nroot = \".\"\n{traces}"),
+            &format!("[server]\nname = \"svc\"\n[[files]]\nname = \"d\"\npath = \".\"\n{traces}"),
             std::path::Path::new("/tmp/portcullis.toml"),
             |_| None,
         )
