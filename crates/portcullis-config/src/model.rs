@@ -77,6 +77,10 @@ pub struct Config {
     /// Reloading the config while serving (SIGHUP; optionally when the file changes).
     #[serde(default)]
     pub reload: crate::operations::ReloadSection,
+    /// OpenTelemetry traces over OTLP (off unless an endpoint is configured here or in the
+    /// `OTEL_EXPORTER_OTLP_*` variables).
+    #[serde(default)]
+    pub traces: crate::operations::TracesSection,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

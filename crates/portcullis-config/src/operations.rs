@@ -1,4 +1,4 @@
-//! Operations: the audit log and the metrics endpoint.
+//! Operations: the audit log, the metrics endpoint and traces.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -143,9 +143,69 @@ impl Default for ReloadSection {
     }
 }
 
+/// OpenTelemetry traces, exported over OTLP: a server span per request that reaches a pack
+/// and a child span per tool call, continuing the client's `traceparent`. Off unless an
+/// endpoint is named here or by `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesSection {
+    /// Export traces when an endpoint is known; `false` keeps them off even when the
+    /// `OTEL_EXPORTER_OTLP_*` variables name one.
+    pub enabled: bool,
+    /// The collector's base URL, for example `http://127.0.0.1:4318` (`/v1/traces` is
+    /// appended for `http/protobuf`) or `http://127.0.0.1:4317` for `grpc`. Default: the
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// variable.
+    pub endpoint: Option<String>,
+    /// The OTLP transport: `http/protobuf` or `grpc`. Default: `OTEL_EXPORTER_OTLP_PROTOCOL`,
+    /// else `http/protobuf`.
+    pub protocol: Option<TraceProtocol>,
+    /// The `service.name` of the spans. Default: `OTEL_SERVICE_NAME`, else `server.name`.
+    pub service_name: Option<String>,
+    /// The share of new traces recorded, from 0 to 1; a request that continues a client's
+    /// trace follows the client's sampling decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracesSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            endpoint: None,
+            protocol: None,
+            service_name: None,
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+/// How spans are sent to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum TraceProtocol {
+    /// Protobuf over HTTP (`POST /v1/traces`).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP over gRPC.
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
 pub(crate) fn validate(config: &crate::Config) -> Result<(), Issue> {
     if config.reload.interval_ms < 100 {
         return Err(issue("reload.interval_ms", "must be at least 100"));
+    }
+    let ratio = config.traces.sample_ratio;
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(issue("traces.sample_ratio", "must be between 0 and 1"));
+    }
+    if let Some(endpoint) = &config.traces.endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        return Err(issue(
+            "traces.endpoint",
+            "must be an `http://` or `https://` URL",
+        ));
     }
     if let Some(audit) = &config.audit {
         if audit.path.as_os_str().is_empty() {

@@ -30,6 +30,7 @@ use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::auth::Principal;
 use crate::catalog::{
@@ -706,7 +707,10 @@ impl ServerHandler for PortcullisHandler {
                 input_responses,
                 request_state,
             };
-            match entry.tool.call(call).await {
+            // The second level of a trace: the tool's own work (no span when traces are off).
+            let tool_span = crate::traces::tool_span(name);
+            let (result, outcome) = match entry.tool.call(call).instrument(tool_span.clone()).await
+            {
                 Ok(response) => {
                     let outcome = match &response {
                         CallToolResponse::Complete(result) if result.is_error == Some(true) => {
@@ -724,7 +728,11 @@ impl ServerHandler for PortcullisHandler {
                     };
                     (tool_error_result(name, error).map(Into::into), outcome)
                 }
+            };
+            if !matches!(outcome, Outcome::Ok | Outcome::InputRequired) {
+                crate::traces::tool_failed(&tool_span, outcome);
             }
+            (result, outcome)
         });
         self.shared.in_flight.track_future(call).await
     }

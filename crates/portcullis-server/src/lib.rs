@@ -18,6 +18,7 @@ mod logging;
 pub mod metrics;
 pub mod outbound;
 mod redact;
+pub mod traces;
 pub mod transport;
 
 pub use auth::Principal;

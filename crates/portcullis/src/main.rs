@@ -5,6 +5,7 @@
 mod client_config;
 mod explain;
 mod init;
+mod traces;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -310,11 +311,6 @@ fn serve(
         );
         return ExitCode::from(EX_USAGE);
     }
-    let _log_guard = init_tracing(config, format, level);
-    portcullis_server::install_panic_hook();
-    for warning in portcullis_config::warnings(config) {
-        tracing::warn!(%warning, "config warning");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,7 +321,38 @@ fn serve(
             return ExitCode::from(EX_FAILURE);
         }
     };
-    match runtime.block_on(run(loaded, path, stdio)) {
+    // Traces export from the runtime (batching, HTTP or gRPC), so their provider is built
+    // inside it; without an endpoint there is none, and no layer.
+    let tracer = match traces::settings(config, |name| std::env::var(name).ok()) {
+        Ok(Some(settings)) => {
+            let _entered = runtime.enter();
+            match traces::provider(&settings) {
+                Ok(provider) => Some(provider),
+                Err(error) => {
+                    eprintln!("portcullis: traces: {error:#}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(error) => {
+            eprintln!("portcullis: traces: {error:#}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let _log_guard = init_tracing(config, format, level, tracer.as_ref());
+    portcullis_server::install_panic_hook();
+    for warning in portcullis_config::warnings(config) {
+        tracing::warn!(%warning, "config warning");
+    }
+    let outcome = runtime.block_on(run(loaded, path, stdio));
+    // The spans still batched go out before the process ends (at most the export timeout).
+    if let Some(provider) = tracer
+        && let Err(error) = provider.shutdown()
+    {
+        tracing::warn!(%error, "traces: the last spans could not be exported");
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "server stopped with an error");
@@ -405,14 +432,18 @@ async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Res
     }
 }
 
-/// Sets up logging on stderr. The returned guard flushes buffered lines when dropped: keep it
-/// alive until the process ends.
+/// Sets up logging on stderr, and with `tracer` the OpenTelemetry layer beside it. The
+/// returned guard flushes buffered lines when dropped: keep it alive until the process ends.
 fn init_tracing(
     config: &Config,
     format: Option<LogFormatArg>,
     level: Option<String>,
+    tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
 ) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let spec = level
         .or_else(|| std::env::var(LOG_ENV).ok())
         .unwrap_or_else(|| config.logging.level.clone());
@@ -436,17 +467,27 @@ fn init_tracing(
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    if json {
-        builder
-            .json()
+    // The log filter is the fmt layer's own (not global), so the OpenTelemetry layer's
+    // filter decides alone what becomes a span: enabling traces changes nothing on stderr.
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = if json {
+        fmt.json()
             .with_current_span(true)
             .with_span_list(false)
-            .init();
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        fmt.with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    };
+    let registry = tracing_subscriber::registry().with(fmt);
+    match tracer {
+        Some(provider) => {
+            registry.with(traces::layer(provider)).init();
+            portcullis_server::traces::enable();
+        }
+        None => registry.init(),
     }
     guard
 }

@@ -238,6 +238,13 @@ pub(crate) struct Origin {
     pub(crate) client: Option<String>,
     /// The client's address, when the refusal came before the request was read.
     pub(crate) client_ip: Option<String>,
+    /// The JSON-RPC id, for traces.
+    pub(crate) jsonrpc_id: Option<String>,
+    /// The `Mcp-Session-Id` header of a 2025 session, for traces.
+    pub(crate) session_id: Option<String>,
+    /// The W3C `traceparent` and `tracestate` the trace continues, when traces are on.
+    pub(crate) traceparent: Option<String>,
+    pub(crate) tracestate: Option<String>,
 }
 
 impl Origin {
@@ -252,15 +259,24 @@ impl Origin {
         let request_id = header("x-request-id")
             .map(str::to_owned)
             .or_else(|| Some(context.id.to_string()));
-        let traceparent = context
-            .meta
-            .get_traceparent()
-            .or_else(|| header("traceparent"));
+        // `_meta` first (SEP-414), then the HTTP headers; tracestate goes with the
+        // traceparent it came with.
+        let (traceparent, tracestate) = match context.meta.get_traceparent() {
+            Some(tp) => (Some(tp), context.meta.get_tracestate()),
+            None => (header("traceparent"), header("tracestate")),
+        };
+        let traced = crate::traces::enabled();
         Self {
             request_id,
             trace_id: traceparent.and_then(trace_id_of),
             client: context.client_info().map(|info| info.name),
             client_ip: None,
+            jsonrpc_id: traced.then(|| context.id.to_string()),
+            session_id: header("mcp-session-id")
+                .filter(|_| traced)
+                .map(str::to_owned),
+            traceparent: traceparent.filter(|_| traced).map(str::to_owned),
+            tracestate: tracestate.filter(|_| traced).map(str::to_owned),
         }
     }
 }
@@ -426,12 +442,25 @@ impl GuardConfig {
             arguments,
             origin,
         } = request;
+        // The request's span, the server span of traces: made before the checks so that
+        // refused requests are traced too, entered only around the pack's work and the log
+        // line of a request let through (as before traces existed).
+        let span = tracing::info_span!(
+            "call",
+            rpc.method = method,
+            name = item,
+            principal = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
+        );
+        crate::traces::start_request(&span, method, target, item, &origin);
         let seen = Seen {
             method,
             item,
             arguments: &arguments,
             origin: &origin,
             started,
+            span: &span,
         };
         let (Some(scopes), policy) = (
             self.policies.scopes_for(catalog, target),
@@ -475,8 +504,7 @@ impl GuardConfig {
             return Err(error::audit_unavailable(&what));
         }
 
-        let span =
-            tracing::info_span!("call", rpc.method = method, name = item, principal = %principal);
+        span.record("principal", tracing::field::display(&principal));
         let timeout = policy.timeout;
         let deadline = Instant::now() + timeout;
         let work_cancel = cancel.child_token();
@@ -503,7 +531,7 @@ impl GuardConfig {
         };
         drop(in_flight);
         self.finish(&seen, Some(&principal), outcome)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
         result
     }
@@ -512,11 +540,16 @@ impl GuardConfig {
     async fn finish(&self, seen: &Seen<'_>, principal: Option<&Principal>, outcome: Outcome) {
         let duration = seen.started.elapsed();
         let principal_id = principal.map_or("none", Principal::id);
+        crate::traces::finish_request(seen.span, outcome);
+        // The trace the request belongs to: OpenTelemetry's when traces are on (a new one
+        // when the client sent none), else the client's.
+        let trace_id = crate::traces::trace_id(seen.span).or_else(|| seen.origin.trace_id.clone());
         log_line(
             seen.method,
             seen.item,
             principal_id,
             seen.arguments,
+            trace_id.as_deref(),
             duration,
             outcome,
         );
@@ -524,7 +557,7 @@ impl GuardConfig {
         if let Some(audit) = &self.audit {
             let event = Event {
                 request_id: seen.origin.request_id.clone(),
-                trace_id: seen.origin.trace_id.clone(),
+                trace_id,
                 principal: principal_id.to_owned(),
                 issuer: principal.and_then(Principal::issuer).map(str::to_owned),
                 client_id: principal.and_then(Principal::client_id).map(str::to_owned),
@@ -566,6 +599,7 @@ impl GuardConfig {
             arguments: &arguments,
             origin: &origin,
             started: std::time::Instant::now(),
+            span: &tracing::Span::none(),
         };
         self.finish(&seen, Some(principal), Outcome::Forbidden)
             .await;
@@ -598,6 +632,7 @@ impl GuardConfig {
             arguments: &arguments,
             origin: &origin,
             started: std::time::Instant::now(),
+            span: &tracing::Span::none(),
         };
         self.finish(&seen, principal, Outcome::NotFound).await;
     }
@@ -617,6 +652,7 @@ impl GuardConfig {
             arguments: &arguments,
             origin: &origin,
             started: std::time::Instant::now(),
+            span: &tracing::Span::none(),
         };
         self.finish(&seen, principal, outcome).await;
     }
@@ -633,6 +669,8 @@ struct Seen<'a> {
     arguments: &'a Arguments,
     origin: &'a Origin,
     started: std::time::Instant,
+    /// The request's span ([`tracing::Span::none`] for refusals recorded outside the guard).
+    span: &'a tracing::Span,
 }
 
 /// The method names the HTTP layer refuses, as static text (logs and metrics keep them).
@@ -654,6 +692,7 @@ fn log_line(
     item: &str,
     principal: &str,
     arguments: &Arguments,
+    trace_id: Option<&str>,
     duration: Duration,
     outcome: Outcome,
 ) {
@@ -663,6 +702,7 @@ fn log_line(
         principal,
         arg_keys = ?arguments.keys,
         args_fp = %arguments.fingerprint,
+        trace_id,
         duration_ms = duration.as_secs_f64() * 1000.0,
         outcome = outcome.as_str(),
         "{}",

@@ -422,6 +422,7 @@ async fn inspect(
                         .and_then(crate::guard::trace_id_of),
                     client: None,
                     client_ip: None,
+                    ..Default::default()
                 };
                 now.guard
                     .refused_forbidden(&now.catalog, &method, target, principal, origin)
@@ -492,6 +493,7 @@ async fn record_refusals(
             trace_id,
             client: None,
             client_ip,
+            ..Default::default()
         };
         handler
             .inner()

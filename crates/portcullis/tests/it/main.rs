@@ -29,6 +29,7 @@ mod sql_availability;
 mod sql_load;
 mod stdio_limits;
 mod stdout;
+mod traces;
 mod upstreams;
 
 use std::path::{Path, PathBuf};
