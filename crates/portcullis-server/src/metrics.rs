@@ -73,6 +73,27 @@ fn describe() {
         "Audit records that could not be written to the file"
     );
     describe_gauge!("portcullis_build_info", "Build information (always 1)");
+    describe_counter!("portcullis_audit_rotations_total", "Audit files rotated");
+    describe_counter!(
+        "portcullis_audit_postgres_dropped_total",
+        "Audit records the PostgreSQL sink dropped past its backlog (the file has them)"
+    );
+    describe_gauge!(
+        "portcullis_sql_pool_connections",
+        "SQL pool connections per source: open, and in use, as of the last call"
+    );
+    describe_counter!(
+        "portcullis_upstream_responses_total",
+        "HTTP pack responses by source and status"
+    );
+    describe_counter!(
+        "portcullis_command_runs_total",
+        "Command pack runs by tool and outcome (ok, failed, killed)"
+    );
+    describe_counter!(
+        "portcullis_config_reloads_total",
+        "Config reloads by result (ok, error)"
+    );
 }
 
 type Probe = Box<dyn Fn() + Send + Sync>;
