@@ -127,6 +127,13 @@ pub(crate) fn request(method: &'static str, item: &str, outcome: Outcome, durati
     if HANDLE.get().is_none() {
         return;
     }
+    // A name the catalog does not have is the client's text: as a label it would let a
+    // client grow the series without bound.
+    let item = if outcome == Outcome::NotFound {
+        "<unknown>"
+    } else {
+        item
+    };
     let outcome = outcome.as_str();
     let error_type = if matches!(outcome, "ok" | "input_required") {
         ""

@@ -98,7 +98,12 @@ pub struct Ratio {
 }
 
 /// Every ratio the report shows: (numerator, denominator, meaning).
-const RATIOS: [(&str, &str, &str); 8] = [
+const RATIOS: [(&str, &str, &str); 9] = [
+    (
+        "portcullis-audit",
+        "portcullis-plain",
+        "audit log and metrics on vs both off",
+    ),
     (
         "portcullis",
         "bare-rmcp",

@@ -201,6 +201,34 @@ pub fn lineup(
             }))),
         },
         Server {
+            name: "portcullis-plain",
+            description: "portcullis with [metrics] enabled = false and no audit log: the row \
+                          the operations rows are compared with"
+                .to_owned(),
+            launch: demo_with(
+                "[metrics]\nenabled = false\n".to_owned(),
+                Workload::default(),
+            ),
+        },
+        Server {
+            name: "portcullis-audit",
+            description: "portcullis with the audit log (a file in target/bench, HMAC chain, \
+                          fsync = interval) and metrics on (the default): one chained record \
+                          and the request series per call"
+                .to_owned(),
+            launch: demo_with(
+                format!(
+                    "[audit]\npath = {:?}\nhmac_key = \"bench audit key, 16+ chars\"\n",
+                    crate::target_dir()
+                        .join("bench")
+                        .join(format!("audit-{}.jsonl", std::process::id()))
+                        .display()
+                        .to_string()
+                ),
+                Workload::default(),
+            ),
+        },
+        Server {
             name: "portcullis-apikey",
             description: "portcullis with [auth] (an API key and a JWT issuer): every request \
                           carries `Authorization: Bearer <API key>` (SHA-256 lookup)"
