@@ -243,6 +243,18 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), Issue> {
             }
         }
     }
+    if let Some(listen) = config.metrics.listen
+        && config.metrics.enabled
+        && !listen.ip().is_loopback()
+        && config.metrics.bearer_token.is_none()
+    {
+        return Err(issue(
+            "metrics.listen",
+            format!(
+                "{listen} is not a loopback address: set metrics.bearer_token, or listen on 127.0.0.1 or [::1]"
+            ),
+        ));
+    }
     if let Some(token) = &config.metrics.bearer_token
         && token.expose().len() < 16
     {

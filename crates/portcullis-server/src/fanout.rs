@@ -73,7 +73,7 @@ pub(crate) enum Delivery {
 }
 
 /// The lists a reload may change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum List {
     Tools,
     Prompts,

@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) guard: GuardConfig,
     info: ServerConfig,
+    /// The HTTP authentication this config brought, if a reload gave one: streams opened
+    /// before it ask it whether their principal still exists, and with which scopes.
+    principals: Option<Arc<crate::auth::AuthState>>,
 }
 
 impl Inner {
@@ -141,7 +144,7 @@ impl ResourceReader {
 /// for its principal (what it may see, before and after).
 async fn follow(
     shared: Arc<Shared>,
-    principal: Principal,
+    mut principal: Principal,
     delivery: crate::fanout::Delivery,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -174,7 +177,17 @@ async fn follow(
             }
         }
         let new = shared.current.load_full();
-        for list in lists_changed(&inner, &new, &principal) {
+        let before = principal.clone();
+        if let Some(auth) = &new.principals {
+            match auth.revalidate(&principal) {
+                Some(now) => principal = now,
+                None => {
+                    tracing::info!(principal = %before, "a subscriber's credentials are gone after a reload; it hears nothing more");
+                    return;
+                }
+            }
+        }
+        for list in lists_changed((&inner, &before), (&new, &principal)) {
             if !delivery.send_list(list).await {
                 return;
             }
@@ -196,10 +209,14 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     Guard(Some(f))
 }
 
-/// The lists whose visible part differs between two configs, for `principal`.
-fn lists_changed(old: &Inner, new: &Inner, principal: &Principal) -> Vec<crate::fanout::List> {
+/// The lists whose visible part differs between two configs: what the subscriber saw under
+/// the old config with its old principal, and what it sees now.
+fn lists_changed(
+    (old, was): (&Inner, &Principal),
+    (new, is): (&Inner, &Principal),
+) -> Vec<crate::fanout::List> {
     use crate::fanout::List;
-    let seen = |inner: &Inner, list: List| -> Vec<Value> {
+    let seen = |inner: &Inner, principal: &Principal, list: List| -> Vec<Value> {
         let may = |target: Target<'_>| {
             !inner.guard.policies.hide_unauthorized
                 || inner
@@ -242,7 +259,7 @@ fn lists_changed(old: &Inner, new: &Inner, principal: &Principal) -> Vec<crate::
     };
     [List::Tools, List::Prompts, List::Resources]
         .into_iter()
-        .filter(|&list| seen(old, list) != seen(new, list))
+        .filter(|&list| seen(old, was, list) != seen(new, is, list))
         .collect()
 }
 
@@ -307,8 +324,21 @@ impl PortcullisHandler {
     /// Serves `catalog` under `identity` and `guard` from now on (a config reload). Calls
     /// already running finish on the old catalog; every later request, in every session,
     /// gets the new one; subscribers move over and are told which lists changed.
-    pub fn reload(&self, catalog: Arc<Catalog>, identity: ServerIdentity, guard: GuardConfig) {
-        let inner = Inner::build(catalog, identity, guard);
+    ///
+    /// `auth` is the new HTTP authentication, when the transport has one: a subscriber
+    /// whose key is gone stops hearing anything, one whose key changed scopes hears with
+    /// the new ones.
+    pub fn reload(
+        &self,
+        catalog: Arc<Catalog>,
+        identity: ServerIdentity,
+        guard: GuardConfig,
+        auth: Option<Arc<crate::auth::AuthState>>,
+    ) {
+        let mut inner = Inner::build(catalog, identity, guard);
+        if let Some(fresh) = Arc::get_mut(&mut inner) {
+            fresh.principals = auth;
+        }
         self.shared.current.store(inner);
         self.shared.generation.send_modify(|g| *g += 1);
     }
@@ -364,6 +394,7 @@ impl Inner {
             catalog,
             guard,
             info,
+            principals: None,
         })
     }
 }

@@ -14,6 +14,7 @@ pub(crate) struct Verify {
     pub(crate) config: Option<PathBuf>,
     pub(crate) key_env: Option<String>,
     pub(crate) continuing: bool,
+    pub(crate) no_head: bool,
     pub(crate) postgres: Option<String>,
     pub(crate) table: Option<String>,
 }
@@ -68,7 +69,7 @@ pub(crate) fn verify(request: Verify) -> ExitCode {
             .map_or(Path::new("."), |c| c.base_dir.as_path());
         files = chain_files(&base.join(&section.path));
     }
-    match verify_files(&hasher, &files, request.continuing) {
+    match verify_files(&hasher, &files, request.continuing, request.no_head) {
         Ok(summary) => {
             eprintln!("portcullis: audit chain intact: {summary}");
             ExitCode::SUCCESS
@@ -122,7 +123,12 @@ fn head_of(file: &Path) -> PathBuf {
     PathBuf::from(format!("{base}.head"))
 }
 
-fn verify_files(hasher: &Hasher, files: &[PathBuf], continuing: bool) -> Result<String, Failure> {
+fn verify_files(
+    hasher: &Hasher,
+    files: &[PathBuf],
+    continuing: bool,
+    no_head: bool,
+) -> Result<String, Failure> {
     // Files in chain order, whatever order the shell gave them in (NAME.10 after NAME.9).
     let mut loaded = Vec::new();
     for file in files {
@@ -182,10 +188,17 @@ fn verify_files(hasher: &Hasher, files: &[PathBuf], continuing: bool) -> Result<
             })?;
             summary.push_str("; head file agrees");
         }
-        _ => {
+        _ if no_head => {
             eprintln!(
-                "portcullis: warning: no head file next to the newest audit file: records cut off the end of the chain would not be noticed"
+                "portcullis: warning: --no-head: records cut off the end of the chain would not be noticed"
             );
+        }
+        _ => {
+            return Err(Failure::Broken(format!(
+                "{}: the head file is missing, so records cut off the end of the chain cannot be ruled out (pass --no-head to verify without it)",
+                head.as_deref()
+                    .map_or_else(String::new, |h| h.display().to_string())
+            )));
         }
     }
     Ok(summary)

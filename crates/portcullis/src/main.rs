@@ -164,6 +164,10 @@ enum AuditCommand {
         /// Accept a chain that starts after record 1 (older files deleted on purpose).
         #[arg(long)]
         continuing: bool,
+        /// Verify without the head file (`NAME.head`); records cut off the end then go
+        /// unnoticed. Without this flag a missing head file fails the check.
+        #[arg(long)]
+        no_head: bool,
         /// Verify the PostgreSQL audit table at this URL instead of files.
         #[arg(long)]
         postgres: Option<String>,
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
                     config,
                     key_env,
                     continuing,
+                    no_head,
                     postgres,
                     table,
                 },
@@ -250,6 +255,7 @@ fn main() -> ExitCode {
             config,
             key_env,
             continuing,
+            no_head,
             postgres,
             table,
         }),
@@ -401,6 +407,7 @@ async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Res
         auth: std::sync::Arc::clone(&options.auth),
         audit: audit.clone(),
         config: config.clone(),
+        started: config.clone(),
         stdio,
     };
     tokio::spawn(reloader.run(transport::reload_on_signal()));

@@ -21,6 +21,9 @@ pub(crate) struct Reloader {
     pub(crate) audit: Option<Arc<portcullis_server::audit::AuditLog>>,
     /// The config in force.
     pub(crate) config: Config,
+    /// The config the process started with: what the listener, caps, audit and metrics
+    /// really run on, whatever later reloads said.
+    pub(crate) started: Config,
     pub(crate) stdio: bool,
 }
 
@@ -29,7 +32,8 @@ impl Reloader {
     /// change of the file; until the process ends.
     pub(crate) async fn run(mut self, mut signals: tokio::sync::mpsc::Receiver<()>) {
         let mut seen = stamp(&self.path);
-        let mut tick = tokio::time::interval(Duration::from_millis(self.config.reload.interval_ms));
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.started.reload.interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut signals_open = true;
         loop {
@@ -41,12 +45,18 @@ impl Reloader {
                         continue;
                     }
                 }
-                _ = tick.tick(), if self.config.reload.watch || !signals_open => {
-                    if !self.config.reload.watch {
+                _ = tick.tick(), if self.started.reload.watch || !signals_open => {
+                    if !self.started.reload.watch {
                         continue;
                     }
                     let now = stamp(&self.path);
                     if now == seen {
+                        continue;
+                    }
+                    // A file being written in place may be read half-written: wait until it
+                    // has stayed the same for one whole interval.
+                    tokio::time::sleep(Duration::from_millis(self.started.reload.interval_ms)).await;
+                    if stamp(&self.path) != now {
                         continue;
                     }
                     tracing::info!("config file changed; reloading");
@@ -62,9 +72,10 @@ impl Reloader {
         let path = self.path.clone();
         let stdio = self.stdio;
         let audit = self.audit.clone();
-        let old = self.config.clone();
+        let started_with = self.started.clone();
         // Building a catalog reads files (notes, static resources): off the async threads.
-        let built = tokio::task::spawn_blocking(move || build(&path, &old, stdio, audit)).await;
+        let built =
+            tokio::task::spawn_blocking(move || build(&path, &started_with, stdio, audit)).await;
         let built = match built {
             Ok(built) => built,
             Err(error) => Err(format!("the reload panicked: {error}")),
@@ -77,12 +88,15 @@ impl Reloader {
                     catalog.resource_templates().len(),
                     catalog.prompts().len(),
                 );
-                let auth = Arc::clone(&options.auth.load());
-                auth.warm_up().await;
-                self.auth.store(auth);
+                // On stdio nothing reads the HTTP authentication.
+                let auth = (!self.stdio).then(|| Arc::clone(&options.auth.load()));
+                if let Some(auth) = &auth {
+                    auth.warm_up().await;
+                    self.auth.store(Arc::clone(auth));
+                }
                 self.handler
-                    .reload(catalog, ServerIdentity::from(&config), guard);
-                for warning in needs_restart(&self.config, &config) {
+                    .reload(catalog, ServerIdentity::from(&config), guard, auth);
+                for warning in needs_restart(&self.started, &config) {
                     tracing::warn!(
                         setting = warning,
                         "changed in the config, but only a restart applies it"
@@ -109,10 +123,11 @@ impl Reloader {
 
 type Built = (Config, portcullis_server::Catalog, GuardConfig, HttpOptions);
 
-/// Loads and checks the config at `path` the way start-up does.
+/// Loads and checks the config at `path` the way start-up does. `started` is the config the
+/// process started with: its listener is the one that stays bound.
 fn build(
     path: &Path,
-    old: &Config,
+    started: &Config,
     stdio: bool,
     audit: Option<Arc<portcullis_server::audit::AuditLog>>,
 ) -> Result<Built, String> {
@@ -122,11 +137,11 @@ fn build(
     let guard = GuardConfig::new(&config, &catalog).map_err(|e| in_file(&e))?;
     let options = HttpOptions::from_config(&config).map_err(|e| in_file(&e))?;
     // The listener stays where it is: it must not lose its authentication.
-    if !stdio && !old.http.listen.ip().is_loopback() && !config.auth.is_enabled() {
+    if !stdio && !started.http.listen.ip().is_loopback() && !config.auth.is_enabled() {
         return Err(format!(
             "{}: the server listens on {}, which is not a loopback address, and the new config has no authentication",
             path.display(),
-            old.http.listen
+            started.http.listen
         ));
     }
     let guard = match audit {
@@ -160,13 +175,25 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         changed.push("limits (in-flight and session caps)");
     }
-    if old.audit.as_ref().map(|a| &a.path) != new.audit.as_ref().map(|a| &a.path)
-        || old.audit.is_some() != new.audit.is_some()
+    // Compared by their debug text: secrets print as `<redacted>` there, so a changed key
+    // shows only as "changed" (compared below by value).
+    if format!("{:?}", old.audit) != format!("{:?}", new.audit)
+        || old.audit.as_ref().and_then(|a| a.hmac_key.as_ref())
+            != new.audit.as_ref().and_then(|a| a.hmac_key.as_ref())
     {
         changed.push("audit");
     }
-    if old.metrics.enabled != new.metrics.enabled || old.metrics.listen != new.metrics.listen {
+    if old.metrics.enabled != new.metrics.enabled
+        || old.metrics.listen != new.metrics.listen
+        || old.metrics.bearer_token != new.metrics.bearer_token
+    {
         changed.push("metrics");
+    }
+    if format!("{:?}", old.traces) != format!("{:?}", new.traces) {
+        changed.push("traces");
+    }
+    if old.reload.interval_ms != new.reload.interval_ms || old.reload.watch != new.reload.watch {
+        changed.push("reload");
     }
     if old.logging.level != new.logging.level || old.logging.format != new.logging.format {
         changed.push("logging");

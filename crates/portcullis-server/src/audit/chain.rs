@@ -263,9 +263,12 @@ mod tests {
         let mut prev = GENESIS.to_owned();
         (1..=n)
             .map(|seq| {
+                // An argument may itself hold a `hash` member: only the last one is the seal.
                 let (line, hash) = hasher.seal(
                     &prev,
-                    &format!("{{\"seq\":{seq},\"x\":\"v{seq}\",\"prev\":\"{prev}\""),
+                    &format!(
+                        "{{\"seq\":{seq},\"x\":\"v{seq}\",\"arguments\":{{\"a\":1,\"hash\":\"{GENESIS}\"}},\"prev\":\"{prev}\""
+                    ),
                 );
                 prev = hash;
                 line

@@ -86,7 +86,11 @@ impl Health {
 /// The audit log of this process.
 pub struct AuditLog {
     queue: mpsc::Sender<Job>,
+    /// The file's health: what `fail_closed` acts on.
     health: Arc<Health>,
+    /// The PostgreSQL copy's health: reported, never a reason to refuse (the file has
+    /// every record).
+    table: Option<Arc<Health>>,
     fail_closed: FailClosed,
     /// Records of tools that change data wait until they are on disk.
     durable_writes: bool,
@@ -114,9 +118,15 @@ impl AuditLog {
         );
         let replica = section.replica.clone().unwrap_or_else(host_name);
         let health = Arc::new(Health::default());
-        let sink = match &section.postgres {
-            Some(pg) => Some(postgres::Sink::start(pg, &replica, Arc::clone(&health))?),
-            None => None,
+        let table = section
+            .postgres
+            .as_ref()
+            .map(|_| Arc::new(Health::default()));
+        let sink = match (&section.postgres, &table) {
+            (Some(pg), Some(table)) => {
+                Some(postgres::Sink::start(pg, &replica, Arc::clone(table))?)
+            }
+            _ => None,
         };
         let (queue, jobs) = mpsc::channel(QUEUE);
         let settings = writer::Settings {
@@ -131,6 +141,7 @@ impl AuditLog {
         Ok(Self {
             queue,
             health,
+            table,
             fail_closed: section.fail_closed,
             durable_writes: section.fsync == FsyncPolicy::Always,
         })
@@ -154,16 +165,38 @@ impl AuditLog {
         }
     }
 
-    /// Why the log cannot be written now, if it cannot (`/readyz`).
-    pub fn failure(&self) -> Option<String> {
-        if !self.health.failing.load(Ordering::Acquire) {
-            return None;
+    /// Appends the intent record of a call that changes data and waits until it is
+    /// written (on disk with `fsync = "always"`); `false` when it could not be.
+    pub(crate) async fn record_intent(&self, event: Event) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .queue
+            .send(Job {
+                event,
+                written: Some(tx),
+            })
+            .await
+            .is_err()
+        {
+            return false;
         }
-        self.health
-            .reason
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        rx.await.unwrap_or(false)
+    }
+
+    /// Why the log (the file, or its PostgreSQL copy) cannot be written now, if it cannot
+    /// (`/readyz`).
+    pub fn failure(&self) -> Option<String> {
+        let reasons: Vec<String> = std::iter::once(&self.health)
+            .chain(self.table.iter())
+            .filter(|h| h.failing.load(Ordering::Acquire))
+            .filter_map(|h| {
+                h.reason
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     /// Whether a request must be refused because the log cannot be written.

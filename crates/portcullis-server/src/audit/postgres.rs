@@ -80,7 +80,15 @@ impl Sink {
                     .execute(&pool)
                     .await;
                 match result {
-                    Ok(_) => {
+                    Ok(done) => {
+                        if done.rows_affected() < take as u64 {
+                            // The same replica name and sequence numbers again (a replica
+                            // restarted with an empty audit directory): the table keeps the
+                            // first ones.
+                            let conflicts = take as u64 - done.rows_affected();
+                            tracing::error!(conflicts, replica = %replica, "audit records already in the table for this replica and sequence numbers; give each replica its own name and keep its audit directory");
+                            metrics::counter!("portcullis_audit_postgres_conflicts_total").increment(conflicts);
+                        }
                         pending.drain(..take);
                         if health.failing.load(std::sync::atomic::Ordering::Acquire) {
                             tracing::warn!("the audit table can be written again");
@@ -106,9 +114,14 @@ impl Sink {
         Ok(Self { queue })
     }
 
-    /// Hands a written batch to the inserting task (waits when its queue is full).
+    /// Hands a written batch to the inserting task; never waits (a database that is down
+    /// must not stall the file or the requests): past its queue the batch is dropped from
+    /// the table's copy and counted, the file has it.
     pub(super) fn send(&self, lines: Vec<(u64, String)>) {
-        let _ = self.queue.blocking_send(lines);
+        let count = lines.len() as u64;
+        if self.queue.try_send(lines).is_err() {
+            metrics::counter!("portcullis_audit_postgres_dropped_total").increment(count);
+        }
     }
 }
 

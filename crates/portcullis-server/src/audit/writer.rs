@@ -115,17 +115,37 @@ impl Writer {
         let ok = result.is_ok();
         match result {
             Ok(()) => {
-                if self
-                    .health
-                    .failing
-                    .load(std::sync::atomic::Ordering::Acquire)
-                {
-                    tracing::warn!("the audit log can be written again");
-                }
-                self.health.set(None);
                 metrics::counter!("portcullis_audit_records_total").increment(batch.len() as u64);
                 if let Some(sink) = &self.sink {
                     sink.send(lines);
+                }
+                // The records are in the file: what follows cannot take them back.
+                let after = self.write_head().and_then(|()| {
+                    if self.size >= self.settings.rotate_bytes {
+                        self.rotate()
+                    } else {
+                        Ok(())
+                    }
+                });
+                match after {
+                    Ok(()) => {
+                        if self
+                            .health
+                            .failing
+                            .load(std::sync::atomic::Ordering::Acquire)
+                        {
+                            tracing::warn!("the audit log can be written again");
+                        }
+                        self.health.set(None);
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error.kind(), "cannot update the audit log's head file or rotate it");
+                        metrics::counter!("portcullis_audit_failures_total").increment(1);
+                        self.health.set(Some(format!(
+                            "cannot update the audit head file or rotate the log: {}",
+                            error.kind()
+                        )));
+                    }
                 }
             }
             Err(error) => {
@@ -149,8 +169,7 @@ impl Writer {
         }
     }
 
-    /// Appends `bytes`, fsyncs by policy, updates the head, rotates by size. On failure the
-    /// file is cut back to where it was.
+    /// Appends `bytes` and fsyncs by policy. On failure the file is cut back to where it was.
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             self.open()?;
@@ -177,10 +196,6 @@ impl Writer {
             return Err(error);
         }
         self.size += bytes.len() as u64;
-        self.write_head()?;
-        if self.size >= self.settings.rotate_bytes {
-            self.rotate()?;
-        }
         Ok(())
     }
 

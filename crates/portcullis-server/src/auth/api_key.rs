@@ -35,6 +35,14 @@ impl ApiKeys {
         Self { keys }
     }
 
+    /// The principal of the key named `name`, as this config grants it.
+    pub(crate) fn named(&self, name: &str) -> Option<Principal> {
+        self.keys
+            .iter()
+            .find(|k| k.name == name)
+            .map(|key| Principal::new(format!("key:{}", key.name), key.scopes.iter().cloned()))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -73,6 +73,21 @@ impl AuthState {
         })
     }
 
+    /// `principal` as these settings see it, for a stream that outlives a config reload: an
+    /// API key's principal with the scopes its key has now (`None` when the key is gone);
+    /// a JWT's while JWTs are still accepted (the token itself is checked again on its next
+    /// request); the local user only while authentication is off.
+    pub fn revalidate(&self, principal: &Principal) -> Option<Principal> {
+        let id = principal.id();
+        if let Some(name) = id.strip_prefix("key:") {
+            return self.api_keys.named(name);
+        }
+        if id.starts_with("jwt:") {
+            return self.jwt.is_some().then(|| principal.clone());
+        }
+        (!self.is_enabled()).then(|| principal.clone())
+    }
+
     /// Whether requests must authenticate.
     pub fn is_enabled(&self) -> bool {
         !self.api_keys.is_empty() || self.jwt.is_some()
@@ -215,6 +230,7 @@ pub async fn authenticate(
                     too_many(wait, "too many unauthenticated requests from this address"),
                     Outcome::RateLimited,
                     None,
+                    Some(ip),
                 );
             }
             let reason = match &failure {
@@ -245,7 +261,7 @@ pub async fn authenticate(
                     response
                 }
             };
-            return refused(response, Outcome::Unauthenticated, None);
+            return refused(response, Outcome::Unauthenticated, None, Some(ip));
         }
     };
     if let Some(limiter) = &state.per_principal
@@ -256,6 +272,7 @@ pub async fn authenticate(
             too_many(wait, "rate limit exceeded for this principal"),
             Outcome::RateLimited,
             Some(principal),
+            None,
         );
     }
     tracing::debug!(principal = %principal, "authenticated");
@@ -269,12 +286,22 @@ pub async fn authenticate(
 pub(crate) struct Refused {
     pub(crate) outcome: Outcome,
     pub(crate) principal: Option<Principal>,
+    /// The client's address as `trusted_proxies` decide it (refusals before
+    /// authentication).
+    pub(crate) client_ip: Option<String>,
 }
 
-fn refused(mut response: Response, outcome: Outcome, principal: Option<Principal>) -> Response {
-    response
-        .extensions_mut()
-        .insert(Refused { outcome, principal });
+fn refused(
+    mut response: Response,
+    outcome: Outcome,
+    principal: Option<Principal>,
+    client_ip: Option<String>,
+) -> Response {
+    response.extensions_mut().insert(Refused {
+        outcome,
+        principal,
+        client_ip,
+    });
     response
 }
 

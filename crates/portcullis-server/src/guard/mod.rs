@@ -173,6 +173,8 @@ pub(crate) enum Outcome {
     Cancelled,
     /// Refused because the audit log cannot be written (`audit.fail_closed`).
     AuditUnavailable,
+    /// The intent record of a call that changes data, written before it runs.
+    Started,
 }
 
 impl Outcome {
@@ -191,6 +193,7 @@ impl Outcome {
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::Started => "started",
         }
     }
 
@@ -256,9 +259,11 @@ impl Origin {
                 .and_then(|p| p.headers.get(name))
                 .and_then(|v| v.to_str().ok())
         };
+        // The client's text: kept short in records and spans.
+        let short = |text: &str| text.chars().take(128).collect::<String>();
         let request_id = header("x-request-id")
-            .map(str::to_owned)
-            .or_else(|| Some(context.id.to_string()));
+            .map(short)
+            .or_else(|| Some(short(&context.id.to_string())));
         // `_meta` first (SEP-414), then the HTTP headers; tracestate goes with the
         // traceparent it came with.
         let (traceparent, tracestate) = match context.meta.get_traceparent() {
@@ -269,7 +274,7 @@ impl Origin {
         Self {
             request_id,
             trace_id: traceparent.and_then(trace_id_of),
-            client: context.client_info().map(|info| info.name),
+            client: context.client_info().map(|info| short(&info.name)),
             client_ip: None,
             jsonrpc_id: traced.then(|| context.id.to_string()),
             session_id: header("mcp-session-id")
@@ -496,12 +501,18 @@ impl GuardConfig {
                 .await;
             return Err(error::rate_limited(&what, retry_after_secs(wait)));
         }
-        if let Some(audit) = &self.audit
-            && audit.refuses(arguments.changes_data)
-        {
-            self.finish(&seen, Some(&principal), Outcome::AuditUnavailable)
-                .await;
-            return Err(error::audit_unavailable(&what));
+        if let Some(audit) = &self.audit {
+            // A call that changes data runs only once its intent is in the audit log.
+            let recorded = !audit.refuses(arguments.changes_data)
+                && (!arguments.changes_data
+                    || audit
+                        .record_intent(self.event(&seen, Some(&principal), Outcome::Started))
+                        .await);
+            if !recorded {
+                self.finish(&seen, Some(&principal), Outcome::AuditUnavailable)
+                    .await;
+                return Err(error::audit_unavailable(&what));
+            }
         }
 
         span.record("principal", tracing::field::display(&principal));
@@ -555,24 +566,29 @@ impl GuardConfig {
         );
         crate::metrics::request(seen.method, seen.item, outcome, duration);
         if let Some(audit) = &self.audit {
-            let event = Event {
-                request_id: seen.origin.request_id.clone(),
-                trace_id,
-                principal: principal_id.to_owned(),
-                issuer: principal.and_then(Principal::issuer).map(str::to_owned),
-                client_id: principal.and_then(Principal::client_id).map(str::to_owned),
-                client: seen.origin.client.clone(),
-                client_ip: seen.origin.client_ip.clone(),
-                method: seen.method.to_owned(),
-                item: seen.item.to_owned(),
-                arg_keys: seen.arguments.keys.clone(),
-                args_fp: seen.arguments.fingerprint.clone(),
-                arguments: seen.arguments.full.clone(),
-                decision: outcome.decision(),
-                outcome: outcome.as_str(),
-                duration_ms: duration.as_secs_f64() * 1000.0,
-            };
+            let event = self.event(seen, principal, outcome);
             audit.record(event, seen.arguments.changes_data).await;
+        }
+    }
+
+    /// The audit record of `seen` ending in `outcome`.
+    fn event(&self, seen: &Seen<'_>, principal: Option<&Principal>, outcome: Outcome) -> Event {
+        Event {
+            request_id: seen.origin.request_id.clone(),
+            trace_id: crate::traces::trace_id(seen.span).or_else(|| seen.origin.trace_id.clone()),
+            principal: principal.map_or("none", Principal::id).to_owned(),
+            issuer: principal.and_then(Principal::issuer).map(str::to_owned),
+            client_id: principal.and_then(Principal::client_id).map(str::to_owned),
+            client: seen.origin.client.clone(),
+            client_ip: seen.origin.client_ip.clone(),
+            method: seen.method.to_owned(),
+            item: seen.item.to_owned(),
+            arg_keys: seen.arguments.keys.clone(),
+            args_fp: seen.arguments.fingerprint.clone(),
+            arguments: seen.arguments.full.clone(),
+            decision: outcome.decision(),
+            outcome: outcome.as_str(),
+            duration_ms: seen.started.elapsed().as_secs_f64() * 1000.0,
         }
     }
 

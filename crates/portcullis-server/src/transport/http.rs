@@ -464,11 +464,12 @@ async fn metadata_now(
     auth::metadata(State(auth.load_full()), headers).await
 }
 
+/// A header's text for the audit log, cut to 128 characters (it is the client's).
 fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .map(|v| v.chars().take(128).collect())
 }
 
 /// Records in the audit log what the authentication layer refused (it marks its
@@ -482,17 +483,13 @@ async fn record_refusals(
     let trace_id = header_text(request.headers(), "traceparent")
         .as_deref()
         .and_then(crate::guard::trace_id_of);
-    let client_ip = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
     let response = next.run(request).await;
     if let Some(refused) = response.extensions().get::<auth::Refused>() {
         let origin = crate::guard::Origin {
             request_id,
             trace_id,
             client: None,
-            client_ip,
+            client_ip: refused.client_ip.clone(),
             ..Default::default()
         };
         handler

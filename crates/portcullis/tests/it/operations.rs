@@ -213,6 +213,13 @@ async fn every_decision_is_recorded_in_a_chain_that_verify_checks() {
 
     let write = find("tools/call", "write_file", "ok");
     assert_eq!(write["arguments"]["content"], "audited content", "{write}");
+    // A call that changes data runs only after its intent is recorded.
+    let intent = find("tools/call", "write_file", "started");
+    assert!(
+        intent["seq"].as_u64() < write["seq"].as_u64(),
+        "{intent} {write}"
+    );
+    assert_eq!(intent["request_id"], write["request_id"]);
     let secret = find("tools/call", "set_token", "ok");
     assert_eq!(secret["arguments"]["service"], "github");
     assert_eq!(secret["arguments"]["token"], "<redacted>", "{secret}");
@@ -784,4 +791,47 @@ async fn metrics_behind_a_token_or_on_their_own_address() {
     let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
     let off = client.get(server.at("/metrics")).send().await.unwrap();
     assert_eq!(off.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_file_that_cannot_be_written_never_rewinds_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    // The head's temporary file cannot be created: a directory stands in its way.
+    std::fs::create_dir_all(dir.path().join("audit.jsonl.head.tmp")).unwrap();
+    let path = config(dir.path(), &audit_section(&log, ""), "");
+    let mut server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    for _ in 0..3 {
+        let (status, _) = call(&server, READER, "read_file", json!({ "path": "hello.txt" })).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let ready: Value = portcullis_test::http()
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ready["checks"]["audit"]
+            .as_str()
+            .is_some_and(|r| r.contains("head")),
+        "{ready}"
+    );
+    server.terminate().expect("SIGTERM");
+    server
+        .wait(std::time::Duration::from_secs(15))
+        .await
+        .expect("exit");
+    let written = records(&log);
+    assert_eq!(written.len(), 3, "{written:#?}");
+    let seqs: Vec<u64> = written.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        [1, 2, 3],
+        "the chain went back over records already written"
+    );
+    let out = verify(&["--no-head", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
