@@ -160,8 +160,11 @@ async def denied(session: ClientSession, inbox: Inbox, folder: str) -> None:
         else:
             raise AssertionError(f"{what} of {URI} was allowed")
     start = time.monotonic()
-    write(os.path.join(folder, "welcome.md"), "# Welcome\n\nA change the denied client must not hear of.\n")
+    # A note of its own (welcome.md belongs to the reader running alongside): created,
+    # edited, then deleted.
     write(os.path.join(folder, "secret.md"), "# Secret\n")
+    await anyio.sleep(QUIET_SECS)
+    write(os.path.join(folder, "secret.md"), "# Secret\n\nA change the denied client must not hear of.\n")
     await anyio.sleep(QUIET_SECS)
     os.remove(os.path.join(folder, "secret.md"))
     await anyio.sleep(QUIET_SECS)
