@@ -570,10 +570,11 @@ impl ServerHandler for PortcullisHandler {
         let Some(principal) = self.principal(context.request_context()) else {
             inner
                 .guard
-                .refused_unknown(
+                .refused_as(
                     "subscriptions/listen",
                     "<listen>",
                     None,
+                    Outcome::Unauthenticated,
                     guard::Origin::of(context.request_context()),
                 )
                 .await;

@@ -631,6 +631,19 @@ impl GuardConfig {
         principal: Option<&Principal>,
         origin: Origin,
     ) {
+        self.refused_as(method, name, principal, Outcome::NotFound, origin)
+            .await;
+    }
+
+    /// Records a request refused with `outcome` before it reached the pipeline.
+    pub(crate) async fn refused_as(
+        &self,
+        method: &'static str,
+        name: &str,
+        principal: Option<&Principal>,
+        outcome: Outcome,
+        origin: Origin,
+    ) {
         let plausible = !name.is_empty()
             && name.len() <= 64
             && name
@@ -650,7 +663,7 @@ impl GuardConfig {
             started: std::time::Instant::now(),
             span: &tracing::Span::none(),
         };
-        self.finish(&seen, principal, Outcome::NotFound).await;
+        self.finish(&seen, principal, outcome).await;
     }
 
     /// Records a request refused by the HTTP layer before it was read: failed

@@ -521,8 +521,15 @@ fn metrics_router(options: &MetricsOptions) -> Router {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.strip_prefix("Bearer "))
                         .unwrap_or_default();
+                    // Compared as hashes: equal lengths, so neither the time nor an early
+                    // length check tells how long the token is.
+                    use sha2::Digest as _;
                     use subtle::ConstantTimeEq as _;
-                    if !bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+                    let (given, wanted) = (
+                        sha2::Sha256::digest(given.as_bytes()),
+                        sha2::Sha256::digest(token.expose().as_bytes()),
+                    );
+                    if !bool::from(given.ct_eq(&wanted)) {
                         return (
                             StatusCode::UNAUTHORIZED,
                             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
