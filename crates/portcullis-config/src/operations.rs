@@ -10,7 +10,7 @@ use crate::validate::{Issue, issue};
 
 /// The audit log: one record per tool call, resource read, prompt get and refused request,
 /// each carrying the hash of the one before it (a chain `portcullis audit verify` checks).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
     /// The append-only JSONL file (relative paths are resolved against the config file's
@@ -81,7 +81,7 @@ pub enum FailClosed {
 }
 
 /// The PostgreSQL audit sink.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditPostgres {
     /// Connection URL (usually `"${PORTCULLIS_AUDIT_DATABASE_URL}"`) of a role that may only
@@ -147,7 +147,7 @@ impl Default for ReloadSection {
 /// and a child span per tool call, continuing the client's `traceparent`. Off unless an
 /// endpoint is named here or by `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TracesSection {
     /// Export traces when an endpoint is known; `false` keeps them off even when the

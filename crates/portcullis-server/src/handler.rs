@@ -310,7 +310,7 @@ pub struct PortcullisHandler {
 impl PortcullisHandler {
     /// A handler serving `catalog` under `identity`.
     pub fn new(catalog: Arc<Catalog>, identity: ServerIdentity, guard: GuardConfig) -> Self {
-        let inner = Inner::build(catalog, identity, guard);
+        let inner = Inner::build(catalog, identity, guard, None);
         Self {
             shared: Arc::new(Shared {
                 current: arc_swap::ArcSwap::new(inner),
@@ -335,10 +335,7 @@ impl PortcullisHandler {
         guard: GuardConfig,
         auth: Option<Arc<crate::auth::AuthState>>,
     ) {
-        let mut inner = Inner::build(catalog, identity, guard);
-        if let Some(fresh) = Arc::get_mut(&mut inner) {
-            fresh.principals = auth;
-        }
+        let inner = Inner::build(catalog, identity, guard, auth);
         self.shared.current.store(inner);
         self.shared.generation.send_modify(|g| *g += 1);
     }
@@ -350,7 +347,12 @@ impl PortcullisHandler {
 }
 
 impl Inner {
-    fn build(catalog: Arc<Catalog>, identity: ServerIdentity, guard: GuardConfig) -> Arc<Self> {
+    fn build(
+        catalog: Arc<Catalog>,
+        identity: ServerIdentity,
+        guard: GuardConfig,
+        principals: Option<Arc<crate::auth::AuthState>>,
+    ) -> Arc<Self> {
         if tokio::runtime::Handle::try_current().is_ok() {
             catalog.start();
         } else {
@@ -394,7 +396,7 @@ impl Inner {
             catalog,
             guard,
             info,
-            principals: None,
+            principals,
         })
     }
 }
@@ -473,8 +475,8 @@ impl PortcullisHandler {
     }
 
     /// Whether a list shows an item needing `scopes` to whoever sent `context`.
-    fn visible(&self, principal: Option<&Principal>, scopes: &[String]) -> bool {
-        let inner = self.inner();
+    /// Whether a list of `inner`'s config shows an item needing `scopes` to `principal`.
+    fn visible(inner: &Inner, principal: Option<&Principal>, scopes: &[String]) -> bool {
         if !inner.guard.policies.hide_unauthorized {
             return true;
         }
@@ -661,7 +663,7 @@ impl ServerHandler for PortcullisHandler {
         let principal = self.principal(&context);
         let visible = tools
             .iter()
-            .filter(|t| self.visible(principal.as_ref(), &policies.tool(&t.name).scopes))
+            .filter(|t| Self::visible(&inner, principal.as_ref(), &policies.tool(&t.name).scopes))
             .cloned()
             .collect();
         Ok(ListToolsResult::with_all_items(visible))
@@ -806,7 +808,7 @@ impl ServerHandler for PortcullisHandler {
             .filter(|r| {
                 policies
                     .scopes_for(catalog, Target::Resource(&r.uri))
-                    .is_some_and(|scopes| self.visible(principal.as_ref(), &scopes))
+                    .is_some_and(|scopes| Self::visible(&inner, principal.as_ref(), &scopes))
             })
             .skip(start)
             .take(RESOURCE_PAGE + 1)
@@ -836,7 +838,7 @@ impl ServerHandler for PortcullisHandler {
             .filter(|(_, t)| {
                 policies
                     .scopes_for(&inner.catalog, Target::Template(&t.uri_template))
-                    .is_some_and(|scopes| self.visible(principal.as_ref(), &scopes))
+                    .is_some_and(|scopes| Self::visible(&inner, principal.as_ref(), &scopes))
             })
             .map(|(_, t)| t.clone())
             .collect();
@@ -958,7 +960,7 @@ impl ServerHandler for PortcullisHandler {
             .catalog
             .prompts()
             .iter()
-            .filter(|p| self.visible(principal.as_ref(), &policies.prompt(&p.name).scopes))
+            .filter(|p| Self::visible(&inner, principal.as_ref(), &policies.prompt(&p.name).scopes))
             .cloned()
             .collect();
         Ok(ListPromptsResult::with_all_items(visible))

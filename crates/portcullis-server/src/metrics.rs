@@ -96,13 +96,14 @@ fn describe() {
     );
 }
 
-type Probe = Box<dyn Fn() + Send + Sync>;
+/// A probe returns `false` once what it reads is gone; it is then dropped.
+type Probe = Box<dyn Fn() -> bool + Send + Sync>;
 
 static PROBES: std::sync::Mutex<Vec<Probe>> = std::sync::Mutex::new(Vec::new());
 
 /// Registers `probe`, run before every scrape to set gauges that are cheaper to read then
 /// than to keep current (open sessions).
-pub(crate) fn on_scrape(probe: impl Fn() + Send + Sync + 'static) {
+pub(crate) fn on_scrape(probe: impl Fn() -> bool + Send + Sync + 'static) {
     PROBES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -112,13 +113,10 @@ pub(crate) fn on_scrape(probe: impl Fn() + Send + Sync + 'static) {
 /// The `/metrics` text, or `None` when no recorder is installed.
 pub fn render() -> Option<String> {
     let handle = HANDLE.get()?;
-    for probe in PROBES
+    PROBES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-    {
-        probe();
-    }
+        .retain(|probe| probe());
     Some(handle.render())
 }
 

@@ -67,7 +67,7 @@ pub(crate) fn verify(request: Verify) -> ExitCode {
         let base = config
             .as_ref()
             .map_or(Path::new("."), |c| c.base_dir.as_path());
-        files = chain_files(&base.join(&section.path));
+        files = portcullis_server::audit::chain_files(&base.join(&section.path));
     }
     match verify_files(&hasher, &files, request.continuing, request.no_head) {
         Ok(summary) => {
@@ -87,32 +87,6 @@ enum Failure {
     Broken(String),
 }
 
-/// The rotated files and the current one of the log at `path`, oldest first.
-fn chain_files(path: &Path) -> Vec<PathBuf> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return vec![path.to_owned()];
-    };
-    let mut rotated: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let file = entry.file_name();
-            let n = file
-                .to_str()?
-                .strip_prefix(name)?
-                .strip_prefix('.')?
-                .parse()
-                .ok()?;
-            Some((n, entry.path()))
-        })
-        .collect();
-    rotated.sort();
-    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    files.push(path.to_owned());
-    files
-}
-
 /// The head file of a log file (`NAME.head`, also for a rotated `NAME.N`).
 fn head_of(file: &Path) -> PathBuf {
     let text = file.to_string_lossy();
@@ -120,7 +94,7 @@ fn head_of(file: &Path) -> PathBuf {
         Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
         _ => &text,
     };
-    PathBuf::from(format!("{base}.head"))
+    portcullis_server::audit::head_path(Path::new(base))
 }
 
 fn verify_files(

@@ -406,7 +406,6 @@ async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Res
         handler: handler.clone(),
         auth: std::sync::Arc::clone(&options.auth),
         audit: audit.clone(),
-        config: config.clone(),
         started: config.clone(),
         stdio,
     };

@@ -19,8 +19,6 @@ pub(crate) struct Reloader {
     pub(crate) auth: Arc<arc_swap::ArcSwap<portcullis_server::auth::AuthState>>,
     /// The audit log of this process (kept across reloads).
     pub(crate) audit: Option<Arc<portcullis_server::audit::AuditLog>>,
-    /// The config in force.
-    pub(crate) config: Config,
     /// The config the process started with: what the listener, caps, audit and metrics
     /// really run on, whatever later reloads said.
     pub(crate) started: Config,
@@ -102,7 +100,6 @@ impl Reloader {
                         "changed in the config, but only a restart applies it"
                     );
                 }
-                self.config = config;
                 metrics::counter!("portcullis_config_reloads_total", "result" => "ok").increment(1);
                 tracing::info!(
                     tools,
@@ -175,12 +172,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         changed.push("limits (in-flight and session caps)");
     }
-    // Compared by their debug text: secrets print as `<redacted>` there, so a changed key
-    // shows only as "changed" (compared below by value).
-    if format!("{:?}", old.audit) != format!("{:?}", new.audit)
-        || old.audit.as_ref().and_then(|a| a.hmac_key.as_ref())
-            != new.audit.as_ref().and_then(|a| a.hmac_key.as_ref())
-    {
+    if old.audit != new.audit {
         changed.push("audit");
     }
     if old.metrics.enabled != new.metrics.enabled
@@ -189,7 +181,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     {
         changed.push("metrics");
     }
-    if format!("{:?}", old.traces) != format!("{:?}", new.traces) {
+    if old.traces != new.traces {
         changed.push("traces");
     }
     if old.reload.interval_ms != new.reload.interval_ms || old.reload.watch != new.reload.watch {

@@ -23,6 +23,16 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use postgres::verify as verify_postgres;
+pub use writer::head_path;
+
+/// The files of the log at `path`, oldest first: its rotations (`NAME.1`, `NAME.2`, …) and
+/// the current file — the chain `audit verify` checks.
+pub fn chain_files(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> =
+        writer::rotated(path).into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_owned());
+    files
+}
 
 /// What one record says. Built by the guard (and the HTTP layer for refusals before it).
 #[derive(Debug, Clone, Serialize)]

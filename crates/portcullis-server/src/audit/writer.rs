@@ -241,14 +241,14 @@ impl Writer {
 }
 
 /// The head file next to the log.
-pub(crate) fn head_path(path: &Path) -> PathBuf {
+pub fn head_path(path: &Path) -> PathBuf {
     let mut head = path.to_owned().into_os_string();
     head.push(".head");
     PathBuf::from(head)
 }
 
 /// The rotated files of `path`: (number, path), oldest first.
-fn rotated(path: &Path) -> Vec<(u64, PathBuf)> {
+pub(super) fn rotated(path: &Path) -> Vec<(u64, PathBuf)> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Vec::new();
     };

@@ -14,6 +14,15 @@ struct Key {
     scopes: Vec<String>,
 }
 
+impl Key {
+    /// The principal this key authenticates, bound to the key itself (its hash), so a key
+    /// rotated under the same name is another credential.
+    fn principal(&self) -> Principal {
+        Principal::new(format!("key:{}", self.name), self.scopes.iter().cloned())
+            .with_credential(self.hash)
+    }
+}
+
 /// The configured keys.
 pub(crate) struct ApiKeys {
     keys: Vec<Key>,
@@ -35,12 +44,14 @@ impl ApiKeys {
         Self { keys }
     }
 
-    /// The principal of the key named `name`, as this config grants it.
-    pub(crate) fn named(&self, name: &str) -> Option<Principal> {
+    /// `principal` as this config sees its key: the same key (name and hash) with the
+    /// scopes it has now, or `None` when the key is gone or was rotated.
+    pub(crate) fn current(&self, principal: &Principal) -> Option<Principal> {
+        let name = principal.id().strip_prefix("key:")?;
         self.keys
             .iter()
-            .find(|k| k.name == name)
-            .map(|key| Principal::new(format!("key:{}", key.name), key.scopes.iter().cloned()))
+            .find(|k| k.name == name && principal.credential() == Some(&k.hash))
+            .map(Key::principal)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -57,7 +68,7 @@ impl ApiKeys {
                 found = Some(key);
             }
         }
-        found.map(|key| Principal::new(format!("key:{}", key.name), key.scopes.iter().cloned()))
+        found.map(Key::principal)
     }
 }
 

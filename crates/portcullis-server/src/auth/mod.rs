@@ -74,13 +74,14 @@ impl AuthState {
     }
 
     /// `principal` as these settings see it, for a stream that outlives a config reload: an
-    /// API key's principal with the scopes its key has now (`None` when the key is gone);
+    /// API key's principal with the scopes its key has now (`None` when the key is gone or
+    /// was rotated, even under the same name);
     /// a JWT's while JWTs are still accepted (the token itself is checked again on its next
     /// request); the local user only while authentication is off.
     pub fn revalidate(&self, principal: &Principal) -> Option<Principal> {
         let id = principal.id();
-        if let Some(name) = id.strip_prefix("key:") {
-            return self.api_keys.named(name);
+        if id.starts_with("key:") {
+            return self.api_keys.current(principal);
         }
         if id.starts_with("jwt:") {
             return self.jwt.is_some().then(|| principal.clone());

@@ -13,6 +13,8 @@ pub struct Principal {
     scopes: Arc<Scopes>,
     /// A JWT's issuer and `client_id`, for the audit log.
     token: Option<Arc<TokenClaims>>,
+    /// The SHA-256 of the API key it presented, so a reload can tell a rotated key.
+    credential: Option<[u8; 32]>,
 }
 
 /// What the audit log keeps of a JWT besides its subject.
@@ -39,6 +41,7 @@ impl Principal {
             id: Arc::from("local"),
             scopes: Arc::new(Scopes::All),
             token: None,
+            credential: None,
         });
         LOCAL.clone()
     }
@@ -50,7 +53,20 @@ impl Principal {
             id: Arc::from(id),
             scopes: Arc::new(Scopes::Granted(scopes.into_iter().collect())),
             token: None,
+            credential: None,
         }
+    }
+
+    /// The same principal, authenticated by the API key whose SHA-256 is `hash`.
+    #[must_use]
+    pub(crate) fn with_credential(mut self, hash: [u8; 32]) -> Self {
+        self.credential = Some(hash);
+        self
+    }
+
+    /// The SHA-256 of the API key this principal presented, if it presented one.
+    pub(crate) fn credential(&self) -> Option<&[u8; 32]> {
+        self.credential.as_ref()
     }
 
     /// The same principal, authenticated by a JWT from `issuer` (with its `client_id`).

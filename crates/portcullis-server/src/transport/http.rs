@@ -155,9 +155,13 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
     if options.metrics.enabled {
         let sessions = std::sync::Arc::downgrade(&session_guard);
         crate::metrics::on_scrape(move || {
-            if let Some(open) = sessions.upgrade().and_then(|s| s.open_sessions()) {
+            let Some(sessions) = sessions.upgrade() else {
+                return false;
+            };
+            if let Some(open) = sessions.open_sessions() {
                 metrics::gauge!("portcullis_sessions").set(open as f64);
             }
+            true
         });
     }
     let ready = Ready {

@@ -34,6 +34,23 @@ mod upstreams;
 
 use std::path::{Path, PathBuf};
 
+/// A 2026-07-28 `tools/call` of `tool` on `server` with a bearer `token`: status and body.
+pub async fn call_tool(
+    server: &portcullis_test::HttpServer,
+    token: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = portcullis_test::post_stateless(
+        &server.url(),
+        Some(token),
+        "tools/call",
+        serde_json::json!({ "name": tool, "arguments": arguments }),
+    )
+    .await;
+    (response.status, response.body)
+}
+
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_portcullis"))
 }

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::bin;
+use crate::call_tool as call;
 
 const WRITER: &str = "pcs_ops-writer-key";
 const READER: &str = "pcs_ops-reader-key";
@@ -85,22 +86,6 @@ fn audit_section(path: &Path, extra: &str) -> String {
         "[audit]\npath = \"{}\"\nhmac_key = \"{AUDIT_KEY}\"\nfsync = \"always\"\n{extra}",
         path.display()
     )
-}
-
-async fn call(
-    server: &HttpServer,
-    token: &str,
-    tool: &str,
-    arguments: Value,
-) -> (StatusCode, Value) {
-    let response = post_stateless(
-        &server.url(),
-        Some(token),
-        "tools/call",
-        json!({ "name": tool, "arguments": arguments }),
-    )
-    .await;
-    (response.status, response.body)
 }
 
 fn records(path: &Path) -> Vec<Value> {

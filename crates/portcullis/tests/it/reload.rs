@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use portcullis_test::{Era, Heard, HttpServer, hear, http_listener, post_stateless};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::bin;
+use crate::call_tool as call;
 
 const ALICE: &str = "pcs_reload-alice";
 const BOB: &str = "pcs_reload-bob";
@@ -82,22 +83,6 @@ template = "one"
         alice = hash(ALICE),
         scratch = dir.join("scratch").display(),
     )
-}
-
-async fn call(
-    server: &HttpServer,
-    token: &str,
-    tool: &str,
-    arguments: Value,
-) -> (StatusCode, Value) {
-    let r = post_stateless(
-        &server.url(),
-        Some(token),
-        "tools/call",
-        json!({ "name": tool, "arguments": arguments }),
-    )
-    .await;
-    (r.status, r.body)
 }
 
 async fn tool_names(server: &HttpServer, token: &str) -> Vec<String> {
