@@ -11,6 +11,7 @@
 //! ```
 
 mod auth;
+mod cluster;
 mod commands;
 pub mod env;
 mod files;
@@ -28,6 +29,7 @@ mod validate;
 mod watch;
 
 pub use auth::*;
+pub use cluster::*;
 pub use commands::*;
 pub use files::*;
 pub use http::*;

@@ -226,7 +226,7 @@ mod tests {
     fn errors_name_file_line_and_key() {
         check_err(
             "[server]\nname = \"x\"\n[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n",
-            "p.toml:5:1: `http.lisen`: unknown field `lisen`, expected one of `listen`, `path`, `allowed_hosts`, `allowed_origins`, `max_body_bytes`, `shutdown_grace_secs`, `legacy_sessions`, `legacy_sse`, `trusted_proxies`",
+            "p.toml:5:1: `http.lisen`: unknown field `lisen`, expected one of `listen`, `path`, `allowed_hosts`, `allowed_origins`, `max_body_bytes`, `shutdown_grace_secs`, `drain_secs`, `legacy_sessions`, `legacy_sse`, `trusted_proxies`",
         );
         check_err(
             "[server]\nname = \"${NOPE}\"\n",

@@ -81,6 +81,9 @@ pub struct Config {
     /// `OTEL_EXPORTER_OTLP_*` variables).
     #[serde(default)]
     pub traces: crate::operations::TracesSection,
+    /// Many replicas: shared rate limits, sessions and notifications in Redis, and the
+    /// keys that seal multi-round state (off unless configured).
+    pub cluster: Option<crate::cluster::ClusterSection>,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]
@@ -125,6 +128,11 @@ pub struct HttpSection {
     /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT before the server
     /// exits anyway.
     pub shutdown_grace_secs: u64,
+    /// Seconds between SIGTERM/SIGINT and closing the listener, during which `/readyz`
+    /// answers 503 `draining` and requests are still served: time for a load balancer's
+    /// health check to take the replica out of rotation, so no request is sent to a closed
+    /// port. 0 (the default) closes at once (Kubernetes: a `preStop` sleep does the same).
+    pub drain_secs: u64,
     /// Serve 2025-era clients (`initialize` + `Mcp-Session-Id`) with sessions. 2026-07-28
     /// requests are always stateless. When false, 2025-era requests are served without a
     /// session.
@@ -159,6 +167,7 @@ impl Default for HttpSection {
                 .to_vec(),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            drain_secs: 0,
             legacy_sessions: true,
             legacy_sse: false,
             trusted_proxies: Vec::new(),

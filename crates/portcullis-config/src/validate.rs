@@ -101,5 +101,6 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     crate::notes::validate(&config.notes)?;
     crate::resources::validate_templates(config)?;
     crate::operations::validate(config)?;
+    crate::cluster::validate(config)?;
     Ok(())
 }

@@ -108,6 +108,9 @@ pub const RATE_LIMITED: i32 = -32029;
 /// JSON-RPC code of a request refused because the audit log cannot be written
 /// (`audit.fail_closed`).
 pub const AUDIT_UNAVAILABLE: i32 = -32005;
+/// JSON-RPC code of a request refused because its rate limit is shared by the replicas,
+/// cannot be checked (Redis unreachable) and fails closed.
+pub const LIMITS_UNAVAILABLE: i32 = -32006;
 /// JSON-RPC code of a cancelled request (as LSP's `RequestCancelled`). rmcp drops the
 /// answer to a request the client cancelled, so this is only seen when the server itself
 /// cancels (shutdown).
@@ -122,6 +125,15 @@ pub(crate) fn audit_unavailable(what: &str) -> ErrorData {
             "{what} is refused for now: the audit log cannot be written, and this server does not act unrecorded; retry later"
         ),
         None,
+    )
+}
+
+/// Refused because a shared rate limit cannot be checked and fails closed.
+pub(crate) fn limits_unavailable(what: &str) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(LIMITS_UNAVAILABLE),
+        format!("{what} is refused for now: its rate limit cannot be checked; retry shortly"),
+        Some(serde_json::json!({ "retryAfterSecs": 5 })),
     )
 }
 

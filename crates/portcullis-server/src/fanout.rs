@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rmcp::RoleServer;
 use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::{Peer, SubscriptionSink};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
-use crate::catalog::{Catalog, ResourceChange};
+use crate::catalog::{Catalog, Published, ResourceChange};
 use crate::guard::{GuardConfig, Target};
 
 /// Most URIs one session may subscribe to; past it a subscription is refused (logged).
@@ -60,6 +61,9 @@ pub(crate) enum Delivery {
     Session {
         peer: Peer<RoleServer>,
         subscriptions: Arc<Mutex<HashSet<String>>>,
+        /// With many replicas: the cluster and the session's id. Every replica serving the
+        /// session follows its changes; only the one holding its GET stream sends.
+        replicated: Option<(Arc<crate::cluster::Cluster>, String)>,
     },
     /// A 2026-07-28 `subscriptions/listen` stream with the URIs it asked for.
     Listen {
@@ -91,6 +95,18 @@ impl Delivery {
         }
     }
 
+    /// Whether this replica is the one to send (always, but for a replicated 2025 session
+    /// whose GET stream another replica holds).
+    fn sends_here(&self) -> bool {
+        match self {
+            Self::Session {
+                replicated: Some((cluster, id)),
+                ..
+            } => cluster.holds_stream(id),
+            _ => true,
+        }
+    }
+
     fn wants_list(&self) -> bool {
         match self {
             Self::Session { .. } => true,
@@ -100,6 +116,9 @@ impl Delivery {
 
     /// Sends one notification; `false` when the subscriber is gone.
     async fn send(&self, change: &ResourceChange) -> bool {
+        if !self.sends_here() {
+            return true;
+        }
         match (self, change) {
             (Self::Session { peer, .. }, ResourceChange::Updated(uri)) => peer
                 .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
@@ -121,6 +140,9 @@ impl Delivery {
 
     /// Tells the subscriber `list` changed, if it asked to hear it; `false` when it is gone.
     pub(crate) async fn send_list(&self, list: List) -> bool {
+        if !self.sends_here() {
+            return true;
+        }
         match (self, list) {
             (Self::Session { peer, .. }, List::Tools) => {
                 peer.notify_tool_list_changed().await.is_ok()
@@ -170,13 +192,17 @@ impl Delivery {
     }
 }
 
-/// Delivers the catalog's changes to one subscriber until `stop` or until it is gone.
-pub(crate) async fn deliver(audience: Audience<'_>, delivery: &Delivery, stop: CancellationToken) {
-    let mut changes = audience.catalog.changes().subscribe();
+/// Delivers `changes` to one subscriber until `stop` or until it is gone.
+pub(crate) async fn deliver(
+    audience: Audience<'_>,
+    delivery: &Delivery,
+    mut changes: broadcast::Receiver<Published>,
+    stop: CancellationToken,
+) {
     loop {
         let change = tokio::select! {
             () = stop.cancelled() => return,
-            change = changes.recv() => change,
+            change = changes.recv() => change.map(|published| published.change),
         };
         let to_send: Vec<ResourceChange> = match change {
             Ok(ResourceChange::Updated(uri)) => {

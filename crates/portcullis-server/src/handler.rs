@@ -14,8 +14,8 @@
     reason = "MCP logging and resources/subscribe are deprecated in 2026-07-28 but still served to 2025-era clients"
 )]
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
@@ -126,6 +126,10 @@ impl std::fmt::Debug for ResourceReader {
 }
 
 impl ResourceReader {
+    pub(crate) fn request_state(&self) -> &rmcp::model::RequestStateCodec {
+        &self.0.guard.request_state
+    }
+
     pub(crate) async fn read(
         &self,
         uri: &str,
@@ -162,7 +166,12 @@ async fn follow(
                     guard: &inner.guard,
                     principal: &principal,
                 };
-                crate::fanout::deliver(audience, &delivery, round.clone()).await;
+                // With many replicas, every replica's changes arrive through Redis.
+                let changes = match shared.cluster.get() {
+                    Some(cluster) => cluster.deliveries(),
+                    None => inner.catalog.changes().subscribe(),
+                };
+                crate::fanout::deliver(audience, &delivery, changes, round.clone()).await;
             } else {
                 round.cancelled().await;
             }
@@ -272,13 +281,15 @@ fn json(item: &impl serde::Serialize) -> Value {
 /// instructions, never across `.await`.
 #[derive(Default)]
 struct Session {
-    /// Set by `logging/setLevel`; until then no log messages are sent.
-    log_level: Mutex<Option<LoggingLevel>>,
-    /// URIs this session subscribed to (shared with its change listener).
-    subscriptions: Arc<Mutex<HashSet<String>>>,
+    /// The log level set by `logging/setLevel` (until then no log messages are sent), and
+    /// the URIs this session subscribed to (shared with its change listener, and with many
+    /// replicas kept in step with what the others change).
+    state: Arc<crate::cluster::SessionLink>,
     /// The principal the transport gave the whole connection (stdio: the local user). An
     /// HTTP request carries its own principal instead.
     principal: Option<Principal>,
+    /// With many replicas: the cluster and this session's id, once it is initialized.
+    replicated: std::sync::OnceLock<(Arc<crate::cluster::Cluster>, String)>,
     /// Cancelled when the session ends: stops its change listener.
     closed: tokio_util::sync::CancellationToken,
 }
@@ -286,6 +297,9 @@ struct Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.closed.cancel();
+        if let Some((cluster, id)) = self.replicated.get() {
+            cluster.unlink(id);
+        }
     }
 }
 
@@ -298,6 +312,8 @@ struct Shared {
     in_flight: TaskTracker,
     /// Bumped by every reload: subscribers move to the new catalog and hear of list changes.
     generation: tokio::sync::watch::Sender<u64>,
+    /// Shared state with the other replicas, when there are several.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// The MCP handler shared by every transport.
@@ -316,9 +332,21 @@ impl PortcullisHandler {
                 current: arc_swap::ArcSwap::new(inner),
                 in_flight: TaskTracker::new(),
                 generation: tokio::sync::watch::Sender::new(0),
+                cluster: std::sync::OnceLock::new(),
             }),
             session: Arc::default(),
         }
+    }
+
+    /// Shares 2025-era session state and change notifications with the other replicas
+    /// through `cluster` (set once, before serving).
+    #[must_use]
+    pub fn with_cluster(self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        cluster.relay(&self.inner().catalog);
+        if self.shared.cluster.set(cluster).is_err() {
+            tracing::warn!("a handler was given a cluster twice; the first is kept");
+        }
+        self
     }
 
     /// Serves `catalog` under `identity` and `guard` from now on (a config reload). Calls
@@ -336,6 +364,9 @@ impl PortcullisHandler {
         auth: Option<Arc<crate::auth::AuthState>>,
     ) {
         let inner = Inner::build(catalog, identity, guard, auth);
+        if let Some(cluster) = self.shared.cluster.get() {
+            cluster.relay(&inner.catalog);
+        }
         self.shared.current.store(inner);
         self.shared.generation.send_modify(|g| *g += 1);
     }
@@ -418,9 +449,9 @@ impl PortcullisHandler {
         Self {
             shared: Arc::clone(&self.shared),
             session: Arc::new(Session {
-                log_level: Mutex::default(),
-                subscriptions: Arc::default(),
+                state: Arc::default(),
                 principal: Some(principal),
+                replicated: std::sync::OnceLock::new(),
                 closed: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -444,9 +475,27 @@ impl PortcullisHandler {
     fn session_log_level(&self) -> Option<LoggingLevel> {
         *self
             .session
+            .state
             .log_level
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// With many replicas: the cluster and the id of the 2025 session `context` belongs to
+    /// (its `Mcp-Session-Id`), for changes every replica serving the session must know.
+    fn replicated(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<(Arc<crate::cluster::Cluster>, String)> {
+        let cluster = self.shared.cluster.get()?;
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()?
+            .headers
+            .get("mcp-session-id")?
+            .to_str()
+            .ok()?;
+        Some((Arc::clone(cluster), id.to_owned()))
     }
 
     fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
@@ -500,9 +549,30 @@ impl ServerHandler for PortcullisHandler {
         let Some(principal) = principal else {
             return;
         };
+        // With many replicas, this replica serves the session alongside the others (a
+        // session restored here replays its `initialize`): it takes the session's log
+        // level and subscriptions from Redis and follows their changes.
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut replicated = None;
+        if let (Some(cluster), Some(id)) = (self.shared.cluster.get(), id) {
+            let _ = self
+                .session
+                .replicated
+                .set((Arc::clone(cluster), id.clone()));
+            if let Err(e) = cluster.link(&id, &self.session.state).await {
+                tracing::warn!(error = %e, "a session's state could not be loaded from redis");
+            }
+            replicated = Some((Arc::clone(cluster), id));
+        }
         let delivery = crate::fanout::Delivery::Session {
             peer: context.peer,
-            subscriptions: Arc::clone(&self.session.subscriptions),
+            subscriptions: Arc::clone(&self.session.state.subscriptions),
+            replicated,
         };
         let stop = self.session.closed.clone();
         tokio::spawn(follow(Arc::clone(&self.shared), principal, delivery, stop));
@@ -774,13 +844,20 @@ impl ServerHandler for PortcullisHandler {
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         *self
             .session
+            .state
             .log_level
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(request.level);
+        if let Some((cluster, id)) = self.replicated(&context) {
+            cluster
+                .set_level(&id, request.level)
+                .await
+                .map_err(|_| session_store_unavailable())?;
+        }
         Ok(())
     }
 
@@ -868,6 +945,7 @@ impl ServerHandler for PortcullisHandler {
         let catalog = &inner.catalog;
         let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
+        let replicated = self.replicated(&context);
         let (source, label) = Self::resource(
             &inner,
             "resources/subscribe",
@@ -908,14 +986,22 @@ impl ServerHandler for PortcullisHandler {
                         Outcome::InvalidArguments,
                     );
                 }
-                let mut subscriptions = self
-                    .session
-                    .subscriptions
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if subscriptions.len() >= crate::fanout::MAX_SUBSCRIPTIONS
-                    && !subscriptions.contains(&uri)
-                {
+                let added = {
+                    let mut subscriptions = self
+                        .session
+                        .state
+                        .subscriptions
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if subscriptions.len() >= crate::fanout::MAX_SUBSCRIPTIONS
+                        && !subscriptions.contains(&uri)
+                    {
+                        None
+                    } else {
+                        Some(subscriptions.insert(uri.clone()))
+                    }
+                };
+                let Some(added) = added else {
                     tracing::warn!(limit = crate::fanout::MAX_SUBSCRIPTIONS, "subscription refused: the session has too many");
                     return (
                         Err(ErrorData::invalid_params(
@@ -927,8 +1013,21 @@ impl ServerHandler for PortcullisHandler {
                         )),
                         Outcome::RateLimited,
                     );
+                };
+                // Every replica serving the session follows it too.
+                if let Some((cluster, id)) = &replicated
+                    && cluster.subscribe(id, &uri, true).await.is_err()
+                {
+                    if added {
+                        self.session
+                            .state
+                            .subscriptions
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&uri);
+                    }
+                    return (Err(session_store_unavailable()), Outcome::InternalError);
                 }
-                subscriptions.insert(uri.clone());
                 (Ok(()), Outcome::Ok)
             })
             .await
@@ -937,14 +1036,21 @@ impl ServerHandler for PortcullisHandler {
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         // Only ever shrinks this session's own set: nothing to authorize.
         self.session
+            .state
             .subscriptions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&request.uri);
+        if let Some((cluster, id)) = self.replicated(&context) {
+            cluster
+                .subscribe(&id, &request.uri, false)
+                .await
+                .map_err(|_| session_store_unavailable())?;
+        }
         Ok(())
     }
 
@@ -1100,6 +1206,14 @@ impl ServerHandler for PortcullisHandler {
             })
             .await
     }
+}
+
+/// A session change that could not reach the other replicas (Redis unreachable).
+fn session_store_unavailable() -> ErrorData {
+    ErrorData::internal_error(
+        "the session store is unreachable; the change was not made, retry shortly",
+        None,
+    )
 }
 
 fn no_resource(uri: &str) -> ErrorData {

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 mod catalog;
+pub mod cluster;
 mod config;
 mod error;
 mod fanout;
@@ -36,3 +37,13 @@ pub use handler::{PortcullisHandler, ServerIdentity};
 pub use logging::log_filter;
 pub use redact::redact_secrets;
 pub use rmcp;
+
+/// The host name (the default replica name), or `unknown`.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

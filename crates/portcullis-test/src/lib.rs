@@ -232,12 +232,21 @@ impl HttpServer {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["serve", "--log-format", "json"])
             .args(args)
             .arg("--config")
             .arg(config)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn_command(command).await
+    }
+
+    /// Spawns `command` (a server that logs a JSON `listening` line with its address on
+    /// stderr, like `portcullis serve` or a server built with the library) and waits for it
+    /// to listen.
+    pub async fn spawn_command(mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -375,23 +375,54 @@ async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Res
         guard,
         options,
     } = loaded;
+    let mut options = options;
+    // Many replicas share rate limits, sessions and notifications through Redis (connected
+    // lazily: a replica starts, degraded, while Redis is down).
+    let cluster = match &config.cluster {
+        Some(section) => {
+            portcullis_server::cluster::Cluster::start(section).map_err(anyhow::Error::msg)?
+        }
+        None => None,
+    };
     // The audit log opens before anything is served: a server told to keep one does not
-    // start without it.
+    // start without it. Its records name the replica as the cluster does, unless it says.
     let audit = match &config.audit {
-        Some(section) => Some(Arc::new(
-            portcullis_server::audit::AuditLog::open(section, &config.base_dir)
-                .with_context(|| format!("cannot open the audit log {}", section.path.display()))?,
-        )),
+        Some(section) => {
+            let mut section = section.clone();
+            if section.replica.is_none() {
+                section.replica = cluster.as_ref().map(|c| c.replica().to_owned());
+            }
+            Some(Arc::new(
+                portcullis_server::audit::AuditLog::open(&section, &config.base_dir).with_context(
+                    || format!("cannot open the audit log {}", section.path.display()),
+                )?,
+            ))
+        }
         None => None,
     };
     let guard = match &audit {
         Some(audit) => guard.with_audit(Arc::clone(audit)),
         None => guard,
     };
+    let guard = match &cluster {
+        Some(cluster) => {
+            let auth = portcullis_server::auth::AuthState::from_config(&config)
+                .map_err(anyhow::Error::msg)?
+                .shared(cluster);
+            options.auth.store(Arc::new(auth));
+            options.cluster = Some(Arc::clone(cluster));
+            guard.shared(cluster)
+        }
+        None => guard,
+    };
     if config.metrics.enabled {
         portcullis_server::metrics::install();
     }
     let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
+    let handler = match &cluster {
+        Some(cluster) => handler.with_cluster(Arc::clone(cluster)),
+        None => handler,
+    };
     // Open pools and check dependencies now, so problems show at start rather than on the
     // first call (the server starts anyway and keeps reporting them on /readyz).
     for (check, outcome) in handler.catalog().readiness().await {
@@ -406,6 +437,7 @@ async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Res
         handler: handler.clone(),
         auth: std::sync::Arc::clone(&options.auth),
         audit: audit.clone(),
+        cluster: cluster.clone(),
         started: config.clone(),
         stdio,
     };

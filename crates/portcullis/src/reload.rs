@@ -19,6 +19,8 @@ pub(crate) struct Reloader {
     pub(crate) auth: Arc<arc_swap::ArcSwap<portcullis_server::auth::AuthState>>,
     /// The audit log of this process (kept across reloads).
     pub(crate) audit: Option<Arc<portcullis_server::audit::AuditLog>>,
+    /// The shared state of many replicas (kept across reloads; new limits share it too).
+    pub(crate) cluster: Option<Arc<portcullis_server::cluster::Cluster>>,
     /// The config the process started with: what the listener, caps, audit and metrics
     /// really run on, whatever later reloads said.
     pub(crate) started: Config,
@@ -70,10 +72,13 @@ impl Reloader {
         let path = self.path.clone();
         let stdio = self.stdio;
         let audit = self.audit.clone();
+        let cluster = self.cluster.clone();
         let started_with = self.started.clone();
         // Building a catalog reads files (notes, static resources): off the async threads.
-        let built =
-            tokio::task::spawn_blocking(move || build(&path, &started_with, stdio, audit)).await;
+        let built = tokio::task::spawn_blocking(move || {
+            build(&path, &started_with, stdio, audit, cluster.as_ref())
+        })
+        .await;
         let built = match built {
             Ok(built) => built,
             Err(error) => Err(format!("the reload panicked: {error}")),
@@ -87,7 +92,7 @@ impl Reloader {
                     catalog.prompts().len(),
                 );
                 // On stdio nothing reads the HTTP authentication.
-                let auth = (!self.stdio).then(|| Arc::clone(&options.auth.load()));
+                let auth = (!self.stdio).then(|| options.auth.load_full());
                 if let Some(auth) = &auth {
                     auth.warm_up().await;
                     self.auth.store(Arc::clone(auth));
@@ -127,6 +132,7 @@ fn build(
     started: &Config,
     stdio: bool,
     audit: Option<Arc<portcullis_server::audit::AuditLog>>,
+    cluster: Option<&Arc<portcullis_server::cluster::Cluster>>,
 ) -> Result<Built, String> {
     let config = portcullis_config::load(path).map_err(|e| e.to_string())?;
     let in_file = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
@@ -143,6 +149,17 @@ fn build(
     }
     let guard = match audit {
         Some(audit) => guard.with_audit(audit),
+        None => guard,
+    };
+    // New limits are shared like the old ones.
+    let guard = match cluster {
+        Some(cluster) => {
+            let auth = portcullis_server::auth::AuthState::from_config(&config)
+                .map_err(|e| in_file(&e))?
+                .shared(cluster);
+            options.auth.store(Arc::new(auth));
+            guard.shared(cluster)
+        }
         None => guard,
     };
     Ok((config, catalog, guard, options))
@@ -183,6 +200,24 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.traces != new.traces {
         changed.push("traces");
+    }
+    // The state keys apply at a reload (the guard seals with them); the rest of the
+    // cluster's settings are its connection.
+    let cluster = |c: &Config| {
+        c.cluster.as_ref().map(|c| {
+            (
+                c.redis_url.clone(),
+                c.replica.clone(),
+                c.key_prefix.clone(),
+                c.timeout_ms,
+                c.connect_timeout_ms,
+                c.unauthenticated_limits_when_down,
+                c.authenticated_limits_when_down,
+            )
+        })
+    };
+    if cluster(old) != cluster(new) {
+        changed.push("cluster (all but state_keys)");
     }
     if old.reload.interval_ms != new.reload.interval_ms || old.reload.watch != new.reload.watch {
         changed.push("reload");

@@ -1,6 +1,7 @@
 //! 2026-07-28 multi-round requests (SEP-2322): tools and a prompt that answer with
-//! `input_required`, and an integrity-protected `requestState` (sealed with rmcp's
-//! `RequestStateCodec`, a random key per process) that the client must echo unchanged.
+//! `input_required`, and an integrity-protected `requestState` (sealed with the server's
+//! codec, `CallContext::request_state`: the keys of `cluster.state_keys`, so a round may land
+//! on any replica) that the client must echo unchanged.
 
 use async_trait::async_trait;
 use portcullis_server::rmcp::model::{
@@ -12,16 +13,8 @@ use portcullis_server::{
     CatalogBuilder, PromptCall, PromptError, PromptTemplate, Tool, ToolCall, ToolError, ToolOutput,
 };
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 pub fn register(builder: &mut CatalogBuilder) {
-    let key = [
-        uuid::Uuid::new_v4().into_bytes(),
-        uuid::Uuid::new_v4().into_bytes(),
-    ]
-    .concat();
-    let codec =
-        Arc::new(RequestStateCodec::try_new(key).expect("a 32-byte random key is long enough"));
     for (name, flow) in [
         ("test_input_required_result_elicitation", Flow::Elicitation),
         ("test_input_required_result_sampling", Flow::Sampling),
@@ -44,11 +37,7 @@ pub fn register(builder: &mut CatalogBuilder) {
             Flow::Capabilities,
         ),
     ] {
-        builder.tool(InputTool {
-            name,
-            flow,
-            codec: Arc::clone(&codec),
-        });
+        builder.tool(InputTool { name, flow });
     }
     builder.prompt(InputPrompt);
 }
@@ -68,7 +57,6 @@ enum Flow {
 struct InputTool {
     name: &'static str,
     flow: Flow,
-    codec: Arc<RequestStateCodec>,
 }
 
 fn request(value: Value) -> Result<InputRequest, ToolError> {
@@ -122,20 +110,20 @@ fn accepted(responses: &InputResponses, key: &str, field: &str) -> Option<String
 }
 
 impl InputTool {
-    fn seal(&self, step: &str) -> Result<String, ToolError> {
-        self.codec
+    fn seal(&self, codec: &RequestStateCodec, step: &str) -> Result<String, ToolError> {
+        codec
             .seal_json(&json!({ "tool": self.name, "step": step }))
             .map_err(|e| ToolError::internal("sealing request state", e))
     }
 
     /// Opens the echoed state; a missing or tampered one is the client's error.
-    fn open(&self, state: Option<&str>) -> Result<String, ToolError> {
+    fn open(&self, codec: &RequestStateCodec, state: Option<&str>) -> Result<String, ToolError> {
         let state = state.ok_or_else(|| {
             ToolError::InvalidParams(
                 "requestState is missing; echo the one the previous round returned".to_owned(),
             )
         })?;
-        let value: Value = self.codec.open_json(state).map_err(|_| {
+        let value: Value = codec.open_json(state).map_err(|_| {
             ToolError::InvalidParams(
                 "requestState failed its integrity check; echo it unchanged".to_owned(),
             )
@@ -163,6 +151,7 @@ impl Tool for InputTool {
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let responses = call.input_responses.clone().unwrap_or_default();
         let state = call.request_state.as_deref();
+        let codec = call.context.request_state();
         match self.flow {
             Flow::Elicitation => match accepted(&responses, "user_name", "name") {
                 Some(name) => Ok(text(format!("Hello, {name}!"))),
@@ -197,7 +186,7 @@ impl Tool for InputTool {
             },
             Flow::RequestState => {
                 if responses.contains_key("confirm") {
-                    self.open(state)?;
+                    self.open(codec, state)?;
                     return Ok(text("state-ok: confirmation received"));
                 }
                 let confirm = request(json!({
@@ -207,14 +196,17 @@ impl Tool for InputTool {
                         "requestedSchema": { "type": "object", "properties": { "ok": { "type": "boolean" } }, "required": ["ok"] }
                     }
                 }))?;
-                Ok(ask(vec![("confirm", confirm)], Some(self.seal("confirm")?)))
+                Ok(ask(
+                    vec![("confirm", confirm)],
+                    Some(self.seal(codec, "confirm")?),
+                ))
             }
             Flow::MultipleInputs => {
                 if ["user_name", "greeting", "client_roots"]
                     .iter()
                     .all(|k| responses.contains_key(*k))
                 {
-                    self.open(state)?;
+                    self.open(codec, state)?;
                     let name = accepted(&responses, "user_name", "name").unwrap_or_default();
                     return Ok(text(format!("Received all inputs for {name}")));
                 }
@@ -224,7 +216,7 @@ impl Tool for InputTool {
                         ("greeting", sample("Generate a greeting", 50)?),
                         ("client_roots", roots()?),
                     ],
-                    Some(self.seal("all")?),
+                    Some(self.seal(codec, "all")?),
                 ))
             }
             Flow::MultiRound => {
@@ -234,24 +226,24 @@ impl Tool for InputTool {
                             "step1",
                             elicit("Step 1: What is your name?", "name", "string")?,
                         )],
-                        Some(self.seal("step1")?),
+                        Some(self.seal(codec, "step1")?),
                     ));
                 }
-                match self.open(state)?.as_str() {
+                match self.open(codec, state)?.as_str() {
                     "step1" => match accepted(&responses, "step1", "name") {
                         Some(_) => Ok(ask(
                             vec![(
                                 "step2",
                                 elicit("Step 2: What is your favorite color?", "color", "string")?,
                             )],
-                            Some(self.seal("step2")?),
+                            Some(self.seal(codec, "step2")?),
                         )),
                         None => Ok(ask(
                             vec![(
                                 "step1",
                                 elicit("Step 1: What is your name?", "name", "string")?,
                             )],
-                            Some(self.seal("step1")?),
+                            Some(self.seal(codec, "step1")?),
                         )),
                     },
                     _ => match accepted(&responses, "step2", "color") {
@@ -263,19 +255,19 @@ impl Tool for InputTool {
                                 "step2",
                                 elicit("Step 2: What is your favorite color?", "color", "string")?,
                             )],
-                            Some(self.seal("step2")?),
+                            Some(self.seal(codec, "step2")?),
                         )),
                     },
                 }
             }
             Flow::TamperedState => {
                 if call.request_state.is_some() {
-                    self.open(state)?;
+                    self.open(codec, state)?;
                     return Ok(text("state verified"));
                 }
                 Ok(ask(
                     vec![("confirm", elicit("Please confirm", "ok", "boolean")?)],
-                    Some(self.seal("confirm")?),
+                    Some(self.seal(codec, "confirm")?),
                 ))
             }
             Flow::Capabilities => {

@@ -206,14 +206,24 @@ impl Folder {
         };
         // Changed, removed and new notes are all "updated": a client may follow a URI
         // before the note exists.
+        // Each with its version (size, modification time, inode; or gone): replicas that
+        // watch the same folder see the same versions, and only one announces each.
+        let version = |slug: &str| {
+            new.get(slug)
+                .map_or_else(|| "gone".to_owned(), |n| format!("{:?}", n.fingerprint))
+        };
         let mut updated = Vec::new();
         for (slug, note) in &old {
             match new.get(slug) {
                 Some(now) if now.fingerprint == note.fingerprint => {}
-                _ => updated.push(slug.clone()),
+                _ => updated.push((slug.clone(), version(slug))),
             }
         }
-        updated.extend(new.keys().filter(|k| !old.contains_key(*k)).cloned());
+        updated.extend(
+            new.keys()
+                .filter(|k| !old.contains_key(*k))
+                .map(|k| (k.clone(), version(k))),
+        );
         let list_changed = old.len() != new.len() || new.keys().any(|k| !old.contains_key(k));
         *self.index.write().unwrap_or_else(PoisonError::into_inner) = new;
         if !updated.is_empty() || list_changed {
@@ -224,8 +234,8 @@ impl Folder {
                 "notes changed"
             );
         }
-        for slug in updated {
-            self.notifier.updated(self.uri(&slug));
+        for (slug, version) in updated {
+            self.notifier.updated_to(self.uri(&slug), version);
         }
         if list_changed {
             self.notifier.list_changed();

@@ -126,7 +126,7 @@ impl AuditLog {
                 .as_ref()
                 .map(portcullis_config::Secret::expose),
         );
-        let replica = section.replica.clone().unwrap_or_else(host_name);
+        let replica = section.replica.clone().unwrap_or_else(crate::host_name);
         let health = Arc::new(Health::default());
         let table = section
             .postgres
@@ -218,16 +218,6 @@ impl AuditLog {
                 FailClosed::None => false,
             }
     }
-}
-
-/// The host name (the default replica name), or `unknown`.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Serializes `record` without its closing brace, ready for [`chain::Hasher::seal`].

@@ -25,7 +25,7 @@ use serde_json::json;
 pub use api_key::{KEY_PREFIX, generate_key, hash_key};
 pub use principal::{Principal, Scopes};
 
-use crate::limits::{LocalRateLimiter, RateLimitStore, retry_after_secs};
+use crate::limits::{LocalRateLimiter, RateLimitStore, Refusal, retry_after_secs};
 use api_key::ApiKeys;
 use client_ip::TrustedProxies;
 use jwt::{JwtError, JwtValidator};
@@ -44,6 +44,11 @@ pub struct AuthState {
     mcp_path: String,
     per_ip: Option<Arc<dyn RateLimitStore>>,
     per_principal: Option<Arc<dyn RateLimitStore>>,
+    /// The limits themselves, to share them across replicas.
+    limits: (
+        Option<portcullis_config::RateLimit>,
+        Option<portcullis_config::RateLimit>,
+    ),
     trusted_proxies: TrustedProxies,
 }
 
@@ -69,8 +74,31 @@ impl AuthState {
             mcp_path: config.http.path.clone(),
             per_ip: limiter(config.limits.per_ip_unauthenticated),
             per_principal: limiter(config.limits.per_principal),
+            limits: (
+                config.limits.per_ip_unauthenticated,
+                config.limits.per_principal,
+            ),
             trusted_proxies: TrustedProxies::new(&config.http.trusted_proxies)?,
         })
+    }
+
+    /// The same settings with the per-IP and per-principal limits shared by every replica
+    /// through `cluster`.
+    #[must_use]
+    pub fn shared(mut self, cluster: &Arc<crate::cluster::Cluster>) -> Self {
+        let shared = |namespace, limit: Option<portcullis_config::RateLimit>, when_down| {
+            limit.map(|l| {
+                Arc::new(crate::cluster::SharedLimiter::new(
+                    Arc::clone(cluster),
+                    namespace,
+                    l,
+                    when_down,
+                )) as Arc<dyn RateLimitStore>
+            })
+        };
+        self.per_ip = shared("ip", self.limits.0, cluster.unauthenticated_when_down);
+        self.per_principal = shared("principal", self.limits.1, cluster.authenticated_when_down);
+        self
     }
 
     /// `principal` as these settings see it, for a stream that outlives a config reload: an
@@ -222,17 +250,18 @@ pub async fn authenticate(
             // Failed attempts count against the client's address; past the limit the answer
             // is 429 instead of another chance to guess.
             if let Some(limiter) = &state.per_ip
-                && let Err(wait) = limiter.check(&ip)
+                && let Err(refusal) = limiter.check(&ip).await
             {
-                tracing::warn!(%ip, "authentication failures over the per-IP limit");
-                metrics::counter!("portcullis_rate_limited_total", "limit" => "per_ip")
-                    .increment(1);
-                return refused(
-                    too_many(wait, "too many unauthenticated requests from this address"),
-                    Outcome::RateLimited,
-                    None,
-                    Some(ip),
-                );
+                let response = match refusal {
+                    Refusal::Wait(wait) => {
+                        tracing::warn!(%ip, "authentication failures over the per-IP limit");
+                        metrics::counter!("portcullis_rate_limited_total", "limit" => "per_ip")
+                            .increment(1);
+                        too_many(wait, "too many unauthenticated requests from this address")
+                    }
+                    Refusal::Unavailable => limits_unavailable(),
+                };
+                return refused(response, Outcome::RateLimited, None, Some(ip));
             }
             let reason = match &failure {
                 Failure::Missing => "missing",
@@ -266,19 +295,32 @@ pub async fn authenticate(
         }
     };
     if let Some(limiter) = &state.per_principal
-        && let Err(wait) = limiter.check(principal.id())
+        && let Err(refusal) = limiter.check(principal.id()).await
     {
-        metrics::counter!("portcullis_rate_limited_total", "limit" => "per_principal").increment(1);
-        return refused(
-            too_many(wait, "rate limit exceeded for this principal"),
-            Outcome::RateLimited,
-            Some(principal),
-            None,
-        );
+        let response = match refusal {
+            Refusal::Wait(wait) => {
+                metrics::counter!("portcullis_rate_limited_total", "limit" => "per_principal")
+                    .increment(1);
+                too_many(wait, "rate limit exceeded for this principal")
+            }
+            Refusal::Unavailable => limits_unavailable(),
+        };
+        return refused(response, Outcome::RateLimited, Some(principal), None);
     }
     tracing::debug!(principal = %principal, "authenticated");
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// 503 for a rate limit that cannot be checked (its shared buckets are unreachable and it
+/// fails closed).
+fn limits_unavailable() -> Response {
+    let body = json!({ "error": "temporarily_unavailable", "error_description": "rate limits cannot be checked right now; retry shortly" });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 /// A refusal made before the request was read, for the layer that records it (audit

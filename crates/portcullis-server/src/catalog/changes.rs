@@ -25,11 +25,20 @@ pub enum ResourceChange {
     UpdatedUnder(String),
 }
 
+/// One published change and, when the source knows it, the version of the resource it
+/// produced (size and modification time, a content hash): replicas that all watch the same
+/// files see the same change, and the version lets exactly one of them announce it.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) change: ResourceChange,
+    pub(crate) version: Option<String>,
+}
+
 /// The handle a resource source publishes changes through (from
 /// [`CatalogBuilder::notifier`](crate::CatalogBuilder::notifier)). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ChangeNotifier {
-    tx: broadcast::Sender<ResourceChange>,
+    tx: broadcast::Sender<Published>,
     pack: Option<std::sync::Arc<str>>,
 }
 
@@ -43,14 +52,29 @@ impl ChangeNotifier {
 
     /// The resource at `uri` changed.
     pub fn updated(&self, uri: impl Into<String>) {
+        self.send(ResourceChange::Updated(uri.into()), None);
+    }
+
+    /// The resource at `uri` changed and is now at `version` (anything that differs
+    /// between two contents and is the same wherever the same content is seen: size and
+    /// modification time of a shared file, a hash). With many replicas watching the same
+    /// files, only one of them announces each version.
+    pub fn updated_to(&self, uri: impl Into<String>, version: impl std::fmt::Display) {
+        self.send(
+            ResourceChange::Updated(uri.into()),
+            Some(version.to_string()),
+        );
+    }
+
+    fn send(&self, change: ResourceChange, version: Option<String>) {
         // No subscriber at all is not an error.
-        let _ = self.tx.send(ResourceChange::Updated(uri.into()));
+        let _ = self.tx.send(Published { change, version });
     }
 
     /// Anything below `prefix` (`file:///docs/`) may have changed: subscribers re-read
     /// every URI they follow there.
     pub fn updated_under(&self, prefix: impl Into<String>) {
-        let _ = self.tx.send(ResourceChange::UpdatedUnder(prefix.into()));
+        self.send(ResourceChange::UpdatedUnder(prefix.into()), None);
     }
 
     /// The same channel, with list changes marked as those of `pack`'s sources (so only
@@ -65,13 +89,16 @@ impl ChangeNotifier {
 
     /// Resources were added or removed.
     pub fn list_changed(&self) {
-        let _ = self.tx.send(ResourceChange::ListChanged {
-            pack: self.pack.as_deref().map(str::to_owned),
-        });
+        self.send(
+            ResourceChange::ListChanged {
+                pack: self.pack.as_deref().map(str::to_owned),
+            },
+            None,
+        );
     }
 
-    /// A receiver of every change from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ResourceChange> {
+    /// A receiver of every change published from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.tx.subscribe()
     }
 }

@@ -127,6 +127,15 @@ impl CallContext {
         self.principal.as_ref()
     }
 
+    /// Seals and opens the `requestState` of 2026-07-28 multi-round calls: sealed with the
+    /// first of `cluster.state_keys` and opened with any of them, so a round may land on any
+    /// replica (without `state_keys`, with a random key of this process). A state that does
+    /// not open was made up or altered by the client: answer it with
+    /// [`ToolError::rejected`](crate::ToolError::rejected).
+    pub fn request_state(&self) -> &rmcp::model::RequestStateCodec {
+        self.resources.request_state()
+    }
+
     /// Reads a resource of this server as the caller: the same guard as the caller's own
     /// `resources/read` (scopes, rate limits, timeout, audit line), so a tool can never read
     /// what its caller could not. The error is the one the caller would have received.

@@ -19,6 +19,7 @@ use rmcp::model::{
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PromptError, ResourceError, ToolError};
+pub(crate) use changes::Published;
 pub use changes::{ChangeNotifier, ResourceChange};
 pub use context::CallContext;
 pub(crate) use context::{missing_capabilities, principal_of};
@@ -523,6 +524,14 @@ impl Catalog {
         for task in tasks {
             running.push(tokio::spawn(task).abort_handle());
         }
+    }
+
+    /// Runs `task` for as long as this catalog serves (aborted with its watchers).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tokio::spawn(task).abort_handle());
     }
 
     /// Where the changes of live sources are published.

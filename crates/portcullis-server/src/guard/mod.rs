@@ -25,7 +25,7 @@ use crate::audit::{AuditLog, Event};
 use crate::auth::Principal;
 use crate::catalog::Catalog;
 use crate::error;
-use crate::limits::retry_after_secs;
+use crate::limits::{Refusal, retry_after_secs};
 pub(crate) use fingerprint::Fingerprint;
 pub use policy::Policies;
 pub(crate) use policy::Target;
@@ -37,6 +37,8 @@ pub struct GuardConfig {
     pub(crate) fingerprint: Fingerprint,
     /// Where every decision is recorded, when `[audit]` is configured.
     pub(crate) audit: Option<Arc<AuditLog>>,
+    /// Seals the `requestState` of multi-round calls (`cluster.state_keys`).
+    pub(crate) request_state: rmcp::model::RequestStateCodec,
 }
 
 impl GuardConfig {
@@ -53,6 +55,7 @@ impl GuardConfig {
                     .map(portcullis_config::Secret::expose),
             ),
             audit: None,
+            request_state: request_state_codec(config.cluster.as_ref())?,
         })
     }
 
@@ -60,6 +63,14 @@ impl GuardConfig {
     #[must_use]
     pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// Shares every per-principal × item rate limit with the other replicas through
+    /// `cluster`.
+    #[must_use]
+    pub fn shared(mut self, cluster: &Arc<crate::cluster::Cluster>) -> Self {
+        self.policies.shared(cluster);
         self
     }
 
@@ -102,6 +113,7 @@ impl GuardConfig {
             policies: Policies::with_timeout(timeout),
             fingerprint: Fingerprint::new(None),
             audit: None,
+            request_state: random_state_codec(),
         }
     }
 }
@@ -154,6 +166,43 @@ impl GuardConfig {
             rate_limit: policy.rate_limit,
         })
     }
+}
+
+/// The codec of `cluster.state_keys` (the first seals, all open), or of a random key of
+/// this process.
+fn request_state_codec(
+    cluster: Option<&portcullis_config::ClusterSection>,
+) -> Result<rmcp::model::RequestStateCodec, String> {
+    use sha2::Digest as _;
+    let keys: Vec<(String, Vec<u8>)> = cluster
+        .map(|c| c.state_keys.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|key| {
+            let id: String = sha2::Sha256::digest(key.expose().as_bytes())
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (format!("k{id}"), key.expose().as_bytes().to_vec())
+        })
+        .collect();
+    let Some((active, _)) = keys.first() else {
+        return Ok(random_state_codec());
+    };
+    rmcp::model::RequestStateCodec::new_with_keyring(active.clone(), keys.clone())
+        .map_err(|e| format!("cluster.state_keys: {e}"))
+}
+
+/// A codec with a random key of this process.
+fn random_state_codec() -> rmcp::model::RequestStateCodec {
+    let key = [
+        uuid::Uuid::new_v4().into_bytes(),
+        uuid::Uuid::new_v4().into_bytes(),
+    ]
+    .concat();
+    // 32 random bytes: as long as the codec asks for.
+    rmcp::model::RequestStateCodec::new_unchecked(key)
 }
 
 /// How a request ended, for logs (and later metrics and audit).
@@ -494,12 +543,18 @@ impl GuardConfig {
             return Err(error::forbidden(&what, &missing));
         }
         if let Some(limiter) = &policy.limiter
-            && let Err(wait) = limiter.check(&format!("{}\0{item}", principal.id()))
+            && let Err(refusal) = limiter.check(&format!("{}\0{item}", principal.id())).await
         {
-            metrics::counter!("portcullis_rate_limited_total", "limit" => "item").increment(1);
             self.finish(&seen, Some(&principal), Outcome::RateLimited)
                 .await;
-            return Err(error::rate_limited(&what, retry_after_secs(wait)));
+            return Err(match refusal {
+                Refusal::Wait(wait) => {
+                    metrics::counter!("portcullis_rate_limited_total", "limit" => "item")
+                        .increment(1);
+                    error::rate_limited(&what, retry_after_secs(wait))
+                }
+                Refusal::Unavailable => error::limits_unavailable(&what),
+            });
         }
         if let Some(audit) = &self.audit {
             // A call that changes data runs only once its intent is in the audit log.

@@ -158,6 +158,25 @@ impl Policies {
         })
     }
 
+    /// The same policies with every rate limit shared by the replicas through `cluster`.
+    pub(crate) fn shared(&mut self, cluster: &Arc<crate::cluster::Cluster>) {
+        let items = self
+            .tools
+            .values_mut()
+            .chain(self.prompts.values_mut())
+            .chain(self.sources.iter_mut());
+        for policy in items {
+            if let Some(limit) = policy.rate_limit {
+                policy.limiter = Some(Arc::new(crate::cluster::SharedLimiter::new(
+                    Arc::clone(cluster),
+                    "item",
+                    limit,
+                    cluster.authenticated_when_down,
+                )));
+            }
+        }
+    }
+
     /// Policies with only a timeout (library users without a config).
     pub fn with_timeout(timeout: Duration) -> Self {
         Self {

@@ -1,6 +1,6 @@
-//! Rate limits: token buckets (GCRA, from `governor`) keyed by principal, principal × tool,
-//! or client IP. The store sits behind [`RateLimitStore`] so a shared (Redis) store can
-//! replace the in-memory one for many replicas.
+//! Rate limits: token buckets (GCRA) keyed by principal, principal × tool, or client IP.
+//! One replica keeps them in memory (`governor`); many share them in Redis
+//! ([`crate::cluster::SharedLimiter`]), behind the same [`RateLimitStore`].
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +10,20 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use portcullis_config::RateLimit;
 
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over the limit: a token is available after this long (429, `-32029`).
+    Wait(Duration),
+    /// The shared buckets are unreachable and the limit fails closed (503).
+    Unavailable,
+}
+
 /// A keyed rate limit.
+#[async_trait::async_trait]
 pub trait RateLimitStore: Send + Sync + 'static {
-    /// Takes one token for `key`; `Err` carries how long until one is available.
-    fn check(&self, key: &str) -> Result<(), Duration>;
+    /// Takes one token for `key`.
+    async fn check(&self, key: &str) -> Result<(), Refusal>;
 }
 
 /// In-memory keyed token buckets for one replica.
@@ -38,8 +48,9 @@ impl LocalRateLimiter {
     }
 }
 
-impl RateLimitStore for LocalRateLimiter {
-    fn check(&self, key: &str) -> Result<(), Duration> {
+impl LocalRateLimiter {
+    /// Takes one token for `key`; `Err` carries how long until one is available.
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
         // Forget idle keys now and then so a flood of distinct keys (IPs) cannot grow memory
         // without bound.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
@@ -48,6 +59,13 @@ impl RateLimitStore for LocalRateLimiter {
         self.limiter
             .check_key(&key.to_owned())
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimitStore for LocalRateLimiter {
+    async fn check(&self, key: &str) -> Result<(), Refusal> {
+        self.take(key).map_err(Refusal::Wait)
     }
 }
 

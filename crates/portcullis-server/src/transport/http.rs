@@ -57,6 +57,9 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Time in-flight calls get after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Time between the shutdown signal and closing the listener, while `/readyz` says
+    /// `draining` and requests are still served.
+    pub drain: Duration,
     /// Serve 2025-era clients with sessions.
     pub legacy_sessions: bool,
     /// Authentication (disabled when no method is configured).
@@ -75,6 +78,9 @@ pub struct HttpOptions {
     pub legacy_sse: bool,
     /// Where `/metrics` is served.
     pub metrics: MetricsOptions,
+    /// With many replicas: where 2025-era sessions (owners, caps, idle expiry, what rmcp
+    /// needs to restore them) are kept for every replica, and what `/readyz` reports.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Where and to whom `/metrics` is served.
@@ -110,6 +116,7 @@ impl HttpOptions {
             allowed_origins: http.allowed_origins.clone(),
             max_body_bytes: http.max_body_bytes,
             shutdown_grace: Duration::from_secs(http.shutdown_grace_secs),
+            drain: Duration::from_secs(http.drain_secs),
             legacy_sessions: http.legacy_sessions,
             auth: Arc::new(ArcSwap::from_pointee(AuthState::from_config(config)?)),
             max_in_flight: limits.max_in_flight,
@@ -122,6 +129,7 @@ impl HttpOptions {
                 listen: config.metrics.listen,
                 bearer_token: config.metrics.bearer_token.clone(),
             },
+            cluster: None,
         })
     }
 }
@@ -133,6 +141,16 @@ pub(crate) struct RpcMethod(pub(crate) String);
 /// The axum application: MCP endpoint, health, readiness and protected-resource metadata.
 /// `mcp_ct` ends every MCP stream and session when cancelled.
 pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: CancellationToken) -> Router {
+    app_draining(handler, options, mcp_ct, CancellationToken::new())
+}
+
+/// [`app`] whose `/readyz` answers 503 `draining` once `draining` is cancelled.
+fn app_draining(
+    handler: PortcullisHandler,
+    options: &HttpOptions,
+    mcp_ct: CancellationToken,
+    draining: CancellationToken,
+) -> Router {
     // Origin is always validated (an empty list refuses every browser origin), as the MCP
     // transport spec requires against DNS rebinding.
     let mut config = StreamableHttpServerConfig::default()
@@ -143,6 +161,13 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         .with_json_response(true)
         .with_cancellation_token(mcp_ct.clone());
     config.max_request_body_bytes = options.max_body_bytes;
+    if let Some(cluster) = &options.cluster {
+        // A request for a session another replica created restores it from Redis.
+        config.session_store = Some(Arc::new(crate::cluster::RedisSessions {
+            cluster: Arc::clone(cluster),
+            idle: options.session_idle,
+        }));
+    }
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(options.session_idle);
     let sessions = Arc::new(sessions);
@@ -151,6 +176,7 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
         options.max_sessions,
         options.max_sessions_per_principal,
         options.session_idle,
+        options.cluster.clone(),
     ));
     if options.metrics.enabled {
         let sessions = std::sync::Arc::downgrade(&session_guard);
@@ -166,6 +192,8 @@ pub fn app(handler: PortcullisHandler, options: &HttpOptions, mcp_ct: Cancellati
     }
     let ready = Ready {
         handler: handler.clone(),
+        cluster: options.cluster.clone(),
+        draining: draining.clone(),
     };
     let inspector = Arc::new(Inspector {
         handler: handler.clone(),
@@ -509,6 +537,9 @@ async fn record_refusals(
 #[derive(Clone)]
 struct Ready {
     handler: PortcullisHandler,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Cancelled when shutdown starts: `/readyz` then answers 503 `draining`.
+    draining: CancellationToken,
 }
 
 /// `/metrics` (Prometheus text), behind the bearer token when there is one.
@@ -583,17 +614,45 @@ pub async fn serve_metrics(
         .map_err(TransportError::Io)
 }
 
-async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
+async fn readyz(State(ready): State<Ready>) -> Response {
+    if ready.draining.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining", "checks": {} })),
+        )
+            .into_response();
+    }
+    let cluster = ready.cluster.clone();
     let now = ready.handler.inner();
     let mut results = now.catalog.readiness().await;
     if let Some(audit) = now.guard.audit() {
         results.push(("audit".to_owned(), audit.failure().map_or(Ok(()), Err)));
     }
     let ready = results.iter().all(|(_, r)| r.is_ok());
-    let checks: serde_json::Map<String, serde_json::Value> = results
+    let mut checks: serde_json::Map<String, serde_json::Value> = results
         .into_iter()
         .map(|(name, result)| (name, json!(result.err().unwrap_or_else(|| "ok".to_owned()))))
         .collect();
+    // Redis down degrades this replica but does not take it out of rotation: every
+    // replica shares the same Redis, and removing them all would serve no one.
+    let mut warnings = serde_json::Map::new();
+    if let Some(cluster) = &cluster {
+        let redis = match cluster.ping().await {
+            Ok(()) => cluster.warning(),
+            Err(_) => cluster
+                .warning()
+                .or_else(|| Some("redis unreachable".to_owned())),
+        };
+        match redis {
+            Some(warning) => {
+                checks.insert("redis".to_owned(), json!("degraded"));
+                warnings.insert("redis".to_owned(), json!(warning));
+            }
+            None => {
+                checks.insert("redis".to_owned(), json!("ok"));
+            }
+        }
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -601,8 +660,13 @@ async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks })),
+        Json(if warnings.is_empty() {
+            json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks })
+        } else {
+            json!({ "status": if ready { "degraded" } else { "not_ready" }, "checks": checks, "warnings": warnings })
+        }),
     )
+        .into_response()
 }
 
 /// Binds the listening socket. A non-loopback address needs authentication configured.
@@ -630,18 +694,21 @@ pub async fn serve(
     let in_flight = handler.in_flight();
     options.auth.load_full().warm_up().await;
     let mcp_ct = CancellationToken::new();
-    let app = app(handler, options, mcp_ct.clone());
+    let draining = CancellationToken::new();
+    let app = app_draining(handler, options, mcp_ct.clone(), draining.clone());
     // Small JSON-RPC messages: Nagle's algorithm would add up to 40 ms per response.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::warn!(%error, "cannot set TCP_NODELAY");
         }
     });
+    // The listener closes after the drain period that follows the shutdown signal.
+    let close = CancellationToken::new();
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    .with_graceful_shutdown(close.clone().cancelled_owned());
     let mut server = tokio::spawn(server.into_future());
     tracing::info!(transport = "http", %addr, path = %options.path, "listening");
 
@@ -655,6 +722,15 @@ pub async fn serve(
         tracing::info!("stopped");
         return Ok(());
     }
+    draining.cancel();
+    if !options.drain.is_zero() {
+        tracing::info!(
+            drain_secs = options.drain.as_secs_f64(),
+            "draining: /readyz answers 503 while requests are still served"
+        );
+        tokio::time::sleep(options.drain).await;
+    }
+    close.cancel();
     tracing::info!(
         grace_secs = options.shutdown_grace.as_secs_f64(),
         "shutting down: no new connections, waiting for in-flight calls"

@@ -21,12 +21,15 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 
 use super::http::RpcMethod;
 use crate::auth::{Principal, too_many};
+use crate::cluster::{Admission, Cluster, plausible_id};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Session ownership and caps.
 pub(crate) struct SessionGuard {
     manager: Arc<LocalSessionManager>,
+    /// With many replicas: owners, caps and idle expiry live in Redis, for every replica.
+    cluster: Option<Arc<Cluster>>,
     state: Mutex<Owners>,
     max_total: usize,
     max_per_principal: usize,
@@ -59,9 +62,11 @@ impl SessionGuard {
         max_total: usize,
         max_per_principal: usize,
         idle: Duration,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Self {
             manager,
+            cluster,
             state: Mutex::default(),
             max_total,
             max_per_principal,
@@ -185,6 +190,12 @@ pub(crate) async fn bind_sessions(
     else {
         return next.run(request).await;
     };
+    if let Some(cluster) = &guard.cluster {
+        return match session {
+            Some(id) => replicated_session(&guard, cluster, &principal, &id, request, next).await,
+            None => replicated_initialize(&guard, cluster, &principal, request, next).await,
+        };
+    }
     if let Some(id) = session {
         if guard.lock().foreign(&id, &principal) {
             tracing::warn!(%principal, "request for another principal's session refused");
@@ -207,6 +218,122 @@ pub(crate) async fn bind_sessions(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     guard.release(&principal, created);
+    response
+}
+
+/// A request for session `id` with many replicas: Redis says whether it exists (keeping it
+/// alive) and whose it is; any replica serves it (rmcp restores it from the store), and a
+/// GET stream held here makes this replica the one that sends the session's notifications.
+async fn replicated_session(
+    guard: &SessionGuard,
+    cluster: &Arc<Cluster>,
+    principal: &str,
+    id: &str,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !plausible_id(id) {
+        return session_not_found();
+    }
+    let owner = match cluster.touch(id, guard.idle).await {
+        Ok(owner) => owner,
+        Err(_) => return session_store_unavailable(),
+    };
+    match owner {
+        None => {
+            // Deleted or idled out elsewhere: a worker still running here goes too.
+            if guard.manager.sessions.read().await.contains_key(id) {
+                let _ = rmcp::transport::streamable_http_server::SessionManager::close_session(
+                    guard.manager.as_ref(),
+                    &id.into(),
+                )
+                .await;
+            }
+            return session_not_found();
+        }
+        Some(owner) if owner != principal => {
+            tracing::warn!(%principal, "request for another principal's session refused");
+            return session_not_found();
+        }
+        Some(_) => {}
+    }
+    let is_stream = request.method() == Method::GET;
+    let response = next.run(request).await;
+    if is_stream && response.status() == StatusCode::OK {
+        let held = cluster.stream_opened(id);
+        return response.map(|body| {
+            use futures::StreamExt as _;
+            axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+                let _held = &held;
+                chunk
+            }))
+        });
+    }
+    response
+}
+
+/// An `initialize` with many replicas: the caps count every replica's sessions.
+async fn replicated_initialize(
+    guard: &SessionGuard,
+    cluster: &Arc<Cluster>,
+    principal: &str,
+    request: Request,
+    next: Next,
+) -> Response {
+    let reservation = format!("pending-{}", uuid::Uuid::new_v4());
+    let hold = Duration::from_secs(30);
+    match cluster
+        .admit(
+            principal,
+            &reservation,
+            guard.max_total,
+            guard.max_per_principal,
+            hold,
+            guard.idle,
+        )
+        .await
+    {
+        Ok(Admission::Admitted) => {}
+        Ok(Admission::ClusterFull | Admission::PrincipalFull) => {
+            return guard.cap_reached(principal);
+        }
+        Err(_) => return session_store_unavailable(),
+    }
+    let response = next.run(request).await;
+    let created = response
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(id) = created else {
+        cluster.release(principal, &reservation).await;
+        return response;
+    };
+    if cluster
+        .bind(principal, &reservation, &id, guard.idle)
+        .await
+        .is_err()
+    {
+        // Unknown to the other replicas and unowned: the session must not live on.
+        let _ = rmcp::transport::streamable_http_server::SessionManager::close_session(
+            guard.manager.as_ref(),
+            &id.as_str().into(),
+        )
+        .await;
+        return session_store_unavailable();
+    }
+    response
+}
+
+/// 503 for 2025-era session traffic while the shared session store is unreachable (fail
+/// closed: no replica can tell whose a session is).
+pub(crate) fn session_store_unavailable() -> Response {
+    let body = serde_json::json!({ "error": "temporarily_unavailable", "error_description": "the session store is unreachable; retry shortly (2026-07-28 requests need no session)" });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("5"),
+    );
     response
 }
 

@@ -11,6 +11,7 @@ mod authorization;
 mod bad_input;
 mod cli;
 mod clients;
+mod cluster;
 mod commands;
 mod community;
 mod deploy;

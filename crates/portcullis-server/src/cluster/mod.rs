@@ -1,0 +1,174 @@
+//! Many replicas on one Redis: shared rate limits (GCRA in a script, one round trip per
+//! check), 2025-era sessions any replica can serve (owner, caps, idle expiry, the
+//! `initialize` parameters rmcp replays, log level and subscriptions), and change
+//! notifications fanned out through pub/sub, each announced once.
+//!
+//! Every Redis command goes through [`Cluster::run`]: bounded by `cluster.timeout_ms`,
+//! timed and counted (`portcullis_redis_duration_seconds`, `portcullis_redis_errors_total`),
+//! and remembered for `/readyz`. What a request does while Redis is unreachable is decided
+//! per concern by the caller: rate limits by `*_limits_when_down`, sessions refuse with 503,
+//! notifications are delivered on this replica only.
+
+mod fanout;
+mod limits;
+mod sessions;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use portcullis_config::{ClusterSection, FailMode};
+use redis::aio::ConnectionManager;
+use tokio::sync::broadcast;
+
+pub use limits::SharedLimiter;
+pub(crate) use sessions::{Admission, RedisSessions, SessionLink, plausible_id};
+
+use crate::catalog::Published;
+
+/// The connection to the shared state, one per process.
+pub struct Cluster {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    replica: String,
+    timeout: Duration,
+    pub(crate) unauthenticated_when_down: FailMode,
+    pub(crate) authenticated_when_down: FailMode,
+    /// Whether the last command failed (Redis counts as down until one succeeds).
+    down: AtomicBool,
+    /// Changes to deliver to this replica's subscribers: every replica's, from pub/sub,
+    /// or while Redis is down this replica's own.
+    deliveries: broadcast::Sender<Published>,
+    /// Whether the pub/sub subscription is live (otherwise changes are delivered locally).
+    listening: AtomicBool,
+    sessions: sessions::Local,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Redis could not be reached in time (or answered an error); the message is for logs.
+#[derive(Debug, thiserror::Error)]
+#[error("redis {op}: {message}")]
+pub struct Unavailable {
+    op: &'static str,
+    message: String,
+}
+
+impl Cluster {
+    /// Connects lazily to `section.redis_url` (the first command connects) and starts
+    /// listening for other replicas' notifications. `None` without a `redis_url`.
+    pub fn start(section: &ClusterSection) -> Result<Option<Arc<Self>>, String> {
+        let Some(url) = &section.redis_url else {
+            return Ok(None);
+        };
+        let client = redis::Client::open(url.expose())
+            .map_err(|e| format!("cluster.redis_url: {}", format!("{:?}", e.kind())))?;
+        let timeout = Duration::from_millis(section.timeout_ms);
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(section.connect_timeout_ms)))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| format!("cluster.redis_url: {}", format!("{:?}", e.kind())))?;
+        let cluster = Arc::new(Self {
+            client,
+            conn,
+            prefix: section.key_prefix.clone(),
+            replica: section.replica.clone().unwrap_or_else(crate::host_name),
+            timeout,
+            unauthenticated_when_down: section.unauthenticated_limits_when_down,
+            authenticated_when_down: section.authenticated_limits_when_down,
+            down: AtomicBool::new(false),
+            deliveries: broadcast::channel(1024).0,
+            listening: AtomicBool::new(false),
+            sessions: sessions::Local::default(),
+        });
+        tokio::spawn(fanout::listen(Arc::downgrade(&cluster)));
+        Ok(Some(cluster))
+    }
+
+    /// This replica's name.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        key.push_str(&parts.join(":"));
+        key
+    }
+
+    /// Runs one Redis round trip, bounded, timed and counted.
+    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, Unavailable>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, f).await;
+        metrics::histogram!("portcullis_redis_duration_seconds", "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        let failure = match result {
+            Ok(Ok(value)) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!(op, "redis reachable again");
+                }
+                return Ok(value);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+        };
+        metrics::counter!("portcullis_redis_errors_total", "op" => op).increment(1);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::error!(op, error = %failure, "redis unreachable: shared rate limits, sessions and notifications degrade as configured");
+        }
+        Err(Unavailable {
+            op,
+            message: failure,
+        })
+    }
+
+    /// What `/readyz` warns of: Redis unreachable (this replica still serves, degraded).
+    pub fn warning(&self) -> Option<String> {
+        if self.down.load(Ordering::Relaxed) {
+            Some("redis unreachable: rate limits as configured when down, 2025-era sessions refused (503), notifications reach this replica's subscribers only".to_owned())
+        } else if !self.listening.load(Ordering::Relaxed) {
+            Some(
+                "not subscribed to redis: notifications reach this replica's subscribers only"
+                    .to_owned(),
+            )
+        } else {
+            None
+        }
+    }
+
+    /// Checks Redis with a `PING` (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), Unavailable> {
+        let mut conn = self.conn.clone();
+        self.run("ping", async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Changes to deliver to this replica's subscribers.
+    pub(crate) fn deliveries(&self) -> broadcast::Receiver<Published> {
+        self.deliveries.subscribe()
+    }
+}
+
+/// Hex SHA-256 of `value`, cut to 32 characters: a key part of bounded length that shows
+/// nothing of a principal's name or a client's address.
+fn digest(value: &str) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(value.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
