@@ -69,7 +69,7 @@ impl Cluster {
             return Ok(None);
         };
         let client = redis::Client::open(url.expose())
-            .map_err(|e| format!("cluster.redis_url: {}", format!("{:?}", e.kind())))?;
+            .map_err(|e| format!("cluster.redis_url: {:?}", e.kind()))?;
         let timeout = Duration::from_millis(section.timeout_ms);
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(section.connect_timeout_ms)))
@@ -77,7 +77,7 @@ impl Cluster {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| format!("cluster.redis_url: {}", format!("{:?}", e.kind())))?;
+            .map_err(|e| format!("cluster.redis_url: {:?}", e.kind()))?;
         let cluster = Arc::new(Self {
             client,
             conn,

@@ -67,6 +67,10 @@ fn example_env(files_root: &Path) -> Vec<(&'static str, String)> {
             "PORTCULLIS_FINGERPRINT_KEY",
             "deploy-test-fingerprint-key".to_owned(),
         ),
+        (
+            "PORTCULLIS_STATE_KEY",
+            "deploy-test-state-key-0123456789abcdef".to_owned(),
+        ),
         ("PORTCULLIS_FILES_ROOT", files_root.display().to_string()),
     ]
 }
@@ -307,6 +311,9 @@ async fn k8s_manifests_validate_strictly_and_keep_their_invariants() {
         "service/portcullis",
         "poddisruptionbudget/portcullis",
         "configmap/portcullis",
+        "horizontalpodautoscaler/portcullis",
+        "deployment/redis",
+        "service/redis",
     ] {
         assert!(
             report.contains(&format!("passed for resource {kind}")),
@@ -321,8 +328,11 @@ async fn k8s_manifests_validate_strictly_and_keep_their_invariants() {
             .expect("under deploy/")
             .display()
             .to_string();
+        // Portcullis's own objects (redis.yaml has a Deployment and a Service too).
         for doc in yaml_documents(&name) {
-            by_kind.insert(str_at(&doc, "kind").to_owned(), doc);
+            if str_at(&doc, "metadata/name") == "portcullis" {
+                by_kind.insert(str_at(&doc, "kind").to_owned(), doc);
+            }
         }
     }
     let deployment = &by_kind["Deployment"];
@@ -470,6 +480,27 @@ async fn k8s_manifests_validate_strictly_and_keep_their_invariants() {
         replicas >= 2,
         "one replica cannot survive a disruption budget of 1"
     );
+    // The autoscaler scales this Deployment, never below what the budget needs; the
+    // replicas share Redis, which the config names.
+    let hpa = &by_kind["HorizontalPodAutoscaler"];
+    assert_eq!(str_at(hpa, "spec/scaleTargetRef/name"), "portcullis");
+    assert_eq!(str_at(hpa, "spec/scaleTargetRef/kind"), "Deployment");
+    assert!(at(hpa, "spec/minReplicas").as_u64().is_some_and(|n| n >= 2));
+    let cluster = config
+        .cluster
+        .as_ref()
+        .expect("the example config has [cluster]");
+    assert!(
+        cluster
+            .redis_url
+            .as_ref()
+            .is_some_and(|u| u.expose().starts_with("redis://redis:6379")),
+        "the config's Redis is the redis Service"
+    );
+    assert_eq!(
+        var("PORTCULLIS_REDIS_URL").map(|e| str_at(e, "value").to_owned()),
+        Some("redis://redis:6379/0".to_owned())
+    );
 }
 
 #[test]
@@ -510,7 +541,11 @@ fn compose_runs_portcullis_read_only_with_postgres_and_a_collector() {
         "a volume for what Portcullis writes: {volumes:?}"
     );
     // Secrets come from the operator's environment, required, never a value in the file.
-    for name in ["PORTCULLIS_API_KEY_SHA256", "PORTCULLIS_FINGERPRINT_KEY"] {
+    for name in [
+        "PORTCULLIS_API_KEY_SHA256",
+        "PORTCULLIS_FINGERPRINT_KEY",
+        "PORTCULLIS_STATE_KEY",
+    ] {
         let value = str_at(portcullis, &format!("environment/{name}"));
         assert!(
             value.starts_with(&format!("${{{name}:?")),
