@@ -98,11 +98,16 @@ pub struct Ratio {
 }
 
 /// Every ratio the report shows: (numerator, denominator, meaning).
-const RATIOS: [(&str, &str, &str); 9] = [
+const RATIOS: [(&str, &str, &str); 10] = [
     (
         "portcullis-audit",
         "portcullis-plain",
         "audit log and metrics on vs both off",
+    ),
+    (
+        "portcullis-redis",
+        "portcullis-limited",
+        "a limit shared in Redis vs this process's buckets",
     ),
     (
         "portcullis",

@@ -111,6 +111,9 @@ struct PortcullisConfig {
 /// What the run needs to know about PostgreSQL: its URL and version, or why it is unusable.
 pub type Postgres = Result<(String, String), String>;
 
+/// A per-principal limit on the benchmark's tool that the benchmark never reaches.
+const LIMIT: &str = "[tools.file_info]\nrate_limit = { per_minute = 6000000, burst = 1000000 }\n";
+
 pub fn lineup(
     root: &Path,
     out_dir: &Path,
@@ -226,6 +229,40 @@ pub fn lineup(
                         .to_string()
                 ),
                 Workload::default(),
+            ),
+        },
+        Server {
+            name: "portcullis-limited",
+            description: "portcullis with the API key auth and a per-principal limit on \
+                          file_info in this process's own buckets (never reached): the row \
+                          portcullis-redis is compared with"
+                .to_owned(),
+            launch: demo_with(
+                format!("{}{LIMIT}", auth.config),
+                Workload {
+                    bearer: Some(auth::API_KEY.to_owned()),
+                    ..Workload::default()
+                },
+            ),
+        },
+        Server {
+            name: "portcullis-redis",
+            description: "the same with [cluster] on Redis (PORTCULLIS_BENCH_REDIS_URL, \
+                          default redis://127.0.0.1:6379): the limit is one GCRA script in \
+                          Redis per call, as every replica of a cluster checks it"
+                .to_owned(),
+            launch: demo_with(
+                format!(
+                    "{}{LIMIT}[cluster]\nredis_url = {:?}\nkey_prefix = \"bench-{}:\"\n",
+                    auth.config,
+                    std::env::var("PORTCULLIS_BENCH_REDIS_URL")
+                        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+                    std::process::id()
+                ),
+                Workload {
+                    bearer: Some(auth::API_KEY.to_owned()),
+                    ..Workload::default()
+                },
             ),
         },
         Server {
