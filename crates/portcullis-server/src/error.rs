@@ -108,9 +108,11 @@ pub const RATE_LIMITED: i32 = -32029;
 /// JSON-RPC code of a request refused because the audit log cannot be written
 /// (`audit.fail_closed`).
 pub const AUDIT_UNAVAILABLE: i32 = -32005;
-/// JSON-RPC code of a request refused because its rate limit is shared by the replicas,
-/// cannot be checked (Redis unreachable) and fails closed.
-pub const LIMITS_UNAVAILABLE: i32 = -32006;
+/// JSON-RPC code of a request refused because the state the replicas share (Redis) is
+/// unreachable: a shared rate limit that fails closed, or a 2025 session's subscription or
+/// log level that could not reach the other replicas. `data.retryAfterSecs` says when to
+/// retry.
+pub const SHARED_STATE_UNAVAILABLE: i32 = -32006;
 /// JSON-RPC code of a cancelled request (as LSP's `RequestCancelled`). rmcp drops the
 /// answer to a request the client cancelled, so this is only seen when the server itself
 /// cancels (shutdown).
@@ -131,8 +133,17 @@ pub(crate) fn audit_unavailable(what: &str) -> ErrorData {
 /// Refused because a shared rate limit cannot be checked and fails closed.
 pub(crate) fn limits_unavailable(what: &str) -> ErrorData {
     ErrorData::new(
-        rmcp::model::ErrorCode(LIMITS_UNAVAILABLE),
+        rmcp::model::ErrorCode(SHARED_STATE_UNAVAILABLE),
         format!("{what} is refused for now: its rate limit cannot be checked; retry shortly"),
+        Some(serde_json::json!({ "retryAfterSecs": 5 })),
+    )
+}
+
+/// Refused because a 2025 session's change could not reach the other replicas.
+pub(crate) fn session_store_unavailable(what: &str) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(SHARED_STATE_UNAVAILABLE),
+        format!("{what} was not made: the session store is unreachable; retry shortly"),
         Some(serde_json::json!({ "retryAfterSecs": 5 })),
     )
 }

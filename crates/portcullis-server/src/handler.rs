@@ -288,8 +288,14 @@ struct Session {
     /// The principal the transport gave the whole connection (stdio: the local user). An
     /// HTTP request carries its own principal instead.
     principal: Option<Principal>,
-    /// With many replicas: the cluster and this session's id, once it is initialized.
-    replicated: std::sync::OnceLock<(Arc<crate::cluster::Cluster>, String)>,
+    /// With many replicas: the cluster and this session's id, once known (a restored
+    /// session's from rmcp's restore marker, a new one's from the transport once it has
+    /// made the session). Never from a request header, which the client writes.
+    replicated: Arc<std::sync::OnceLock<(Arc<crate::cluster::Cluster>, String)>>,
+    /// The transport's promise of this new session's id (with many replicas).
+    ticket: std::sync::OnceLock<crate::cluster::SessionTicket>,
+    /// Whether this session's change listener runs (one per session and replica).
+    following: std::sync::atomic::AtomicBool,
     /// Cancelled when the session ends: stops its change listener.
     closed: tokio_util::sync::CancellationToken,
 }
@@ -298,7 +304,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.closed.cancel();
         if let Some((cluster, id)) = self.replicated.get() {
-            cluster.unlink(id);
+            cluster.unlink(id, &self.state);
         }
     }
 }
@@ -451,7 +457,9 @@ impl PortcullisHandler {
             session: Arc::new(Session {
                 state: Arc::default(),
                 principal: Some(principal),
-                replicated: std::sync::OnceLock::new(),
+                replicated: Arc::default(),
+                ticket: std::sync::OnceLock::new(),
+                following: std::sync::atomic::AtomicBool::new(false),
                 closed: tokio_util::sync::CancellationToken::new(),
             }),
         }
@@ -481,21 +489,96 @@ impl PortcullisHandler {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// With many replicas: the cluster and the id of the 2025 session `context` belongs to
-    /// (its `Mcp-Session-Id`), for changes every replica serving the session must know.
-    fn replicated(
-        &self,
-        context: &RequestContext<RoleServer>,
-    ) -> Option<(Arc<crate::cluster::Cluster>, String)> {
+    /// With many replicas: the cluster and the id of this 2025 session, for changes every
+    /// replica serving it must know (waiting, for a new session, until the transport has
+    /// made it).
+    async fn replicated(&self) -> Option<(Arc<crate::cluster::Cluster>, String)> {
+        if let Some(known) = self.session.replicated.get() {
+            return Some(known.clone());
+        }
         let cluster = self.shared.cluster.get()?;
-        let id = context
+        let id = self.session.ticket.get()?.id().await?;
+        Some(
+            self.session
+                .replicated
+                .get_or_init(|| (Arc::clone(cluster), id))
+                .clone(),
+        )
+    }
+
+    /// With many replicas, a 2025 session served here follows the changes on this replica
+    /// from its `initialize` on (the original one, or the one rmcp replays to restore it
+    /// here): with its log level and subscriptions from Redis, in step with the other
+    /// replicas, sending only while this replica holds its GET stream. `false` when this
+    /// is not such a session (stdio, HTTP+SSE, one replica): `on_initialized` follows.
+    fn replicate(&self, context: &RequestContext<RoleServer>) -> bool {
+        let Some(cluster) = self.shared.cluster.get() else {
+            return false;
+        };
+        let Some(parts) = context.extensions.get::<http::request::Parts>() else {
+            return false;
+        };
+        let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
+            return false;
+        };
+        let restored = context
             .extensions
-            .get::<http::request::Parts>()?
-            .headers
-            .get("mcp-session-id")?
-            .to_str()
-            .ok()?;
-        Some((Arc::clone(cluster), id.to_owned()))
+            .get::<rmcp::transport::streamable_http_server::SessionRestoreMarker>()
+            .map(|marker| marker.id.to_string());
+        let ticket = parts
+            .extensions
+            .get::<crate::cluster::SessionTicket>()
+            .cloned();
+        if restored.is_none() && ticket.is_none() {
+            return false;
+        }
+        if let Some(id) = &restored {
+            let _ = self
+                .session
+                .replicated
+                .set((Arc::clone(cluster), id.clone()));
+        }
+        if let Some(ticket) = &ticket {
+            let _ = self.session.ticket.set(ticket.clone());
+        }
+        if self
+            .session
+            .following
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return true;
+        }
+        let (cluster, shared, peer) = (
+            Arc::clone(cluster),
+            Arc::clone(&self.shared),
+            context.peer.clone(),
+        );
+        let (state, replicated) = (
+            Arc::clone(&self.session.state),
+            Arc::clone(&self.session.replicated),
+        );
+        let stop = self.session.closed.child_token();
+        tokio::spawn(async move {
+            let id = match (restored, ticket) {
+                (Some(id), _) => id,
+                (None, Some(ticket)) => match ticket.id().await {
+                    Some(id) => id,
+                    None => return,
+                },
+                (None, None) => return,
+            };
+            let _ = replicated.set((Arc::clone(&cluster), id.clone()));
+            if let Err(e) = cluster.link(&id, &state, stop.clone()).await {
+                tracing::warn!(error = %e, "a session's state could not be loaded from redis");
+            }
+            let delivery = crate::fanout::Delivery::Session {
+                peer,
+                subscriptions: Arc::clone(&state.subscriptions),
+                replicated: Some((cluster, id)),
+            };
+            follow(shared, principal, delivery, stop).await;
+        });
+        true
     }
 
     fn principal(&self, context: &RequestContext<RoleServer>) -> Option<Principal> {
@@ -549,33 +632,32 @@ impl ServerHandler for PortcullisHandler {
         let Some(principal) = principal else {
             return;
         };
-        // With many replicas, this replica serves the session alongside the others (a
-        // session restored here replays its `initialize`): it takes the session's log
-        // level and subscriptions from Redis and follows their changes.
-        let id = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get("mcp-session-id"))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut replicated = None;
-        if let (Some(cluster), Some(id)) = (self.shared.cluster.get(), id) {
-            let _ = self
-                .session
-                .replicated
-                .set((Arc::clone(cluster), id.clone()));
-            if let Err(e) = cluster.link(&id, &self.session.state).await {
-                tracing::warn!(error = %e, "a session's state could not be loaded from redis");
-            }
-            replicated = Some((Arc::clone(cluster), id));
+        // A session that `initialize` made follow (many replicas), or that already
+        // follows (rmcp replays `initialized` when it restores a session), is done.
+        if self
+            .session
+            .following
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
         }
         let delivery = crate::fanout::Delivery::Session {
             peer: context.peer,
             subscriptions: Arc::clone(&self.session.state.subscriptions),
-            replicated,
+            replicated: None,
         };
         let stop = self.session.closed.clone();
         tokio::spawn(follow(Arc::clone(&self.shared), principal, delivery, stop));
+    }
+
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        self.replicate(&context);
+        self.negotiate_initialize(&request)
     }
 
     fn accepted_subscription_filter(
@@ -844,7 +926,7 @@ impl ServerHandler for PortcullisHandler {
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
-        context: RequestContext<RoleServer>,
+        _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         *self
             .session
@@ -852,11 +934,11 @@ impl ServerHandler for PortcullisHandler {
             .log_level
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(request.level);
-        if let Some((cluster, id)) = self.replicated(&context) {
+        if let Some((cluster, id)) = self.replicated().await {
             cluster
                 .set_level(&id, request.level)
                 .await
-                .map_err(|_| session_store_unavailable())?;
+                .map_err(|_| crate::error::session_store_unavailable("the log level"))?;
         }
         Ok(())
     }
@@ -945,7 +1027,7 @@ impl ServerHandler for PortcullisHandler {
         let catalog = &inner.catalog;
         let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
-        let replicated = self.replicated(&context);
+        let replicated = self.replicated().await;
         let (source, label) = Self::resource(
             &inner,
             "resources/subscribe",
@@ -1026,7 +1108,10 @@ impl ServerHandler for PortcullisHandler {
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .remove(&uri);
                     }
-                    return (Err(session_store_unavailable()), Outcome::InternalError);
+                    return (
+                        Err(crate::error::session_store_unavailable("the subscription")),
+                        Outcome::InternalError,
+                    );
                 }
                 (Ok(()), Outcome::Ok)
             })
@@ -1036,7 +1121,7 @@ impl ServerHandler for PortcullisHandler {
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         // Only ever shrinks this session's own set: nothing to authorize.
         self.session
@@ -1045,11 +1130,11 @@ impl ServerHandler for PortcullisHandler {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&request.uri);
-        if let Some((cluster, id)) = self.replicated(&context) {
+        if let Some((cluster, id)) = self.replicated().await {
             cluster
                 .subscribe(&id, &request.uri, false)
                 .await
-                .map_err(|_| session_store_unavailable())?;
+                .map_err(|_| crate::error::session_store_unavailable("the unsubscription"))?;
         }
         Ok(())
     }
@@ -1206,14 +1291,6 @@ impl ServerHandler for PortcullisHandler {
             })
             .await
     }
-}
-
-/// A session change that could not reach the other replicas (Redis unreachable).
-fn session_store_unavailable() -> ErrorData {
-    ErrorData::internal_error(
-        "the session store is unreachable; the change was not made, retry shortly",
-        None,
-    )
 }
 
 fn no_resource(uri: &str) -> ErrorData {

@@ -406,9 +406,8 @@ async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Res
     };
     let guard = match &cluster {
         Some(cluster) => {
-            let auth = portcullis_server::auth::AuthState::from_config(&config)
-                .map_err(anyhow::Error::msg)?
-                .shared(cluster);
+            let auth = portcullis_server::auth::AuthState::for_replica(&config, Some(cluster))
+                .map_err(anyhow::Error::msg)?;
             options.auth.store(Arc::new(auth));
             options.cluster = Some(Arc::clone(cluster));
             guard.shared(cluster)

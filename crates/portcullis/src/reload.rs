@@ -154,9 +154,8 @@ fn build(
     // New limits are shared like the old ones.
     let guard = match cluster {
         Some(cluster) => {
-            let auth = portcullis_server::auth::AuthState::from_config(&config)
-                .map_err(|e| in_file(&e))?
-                .shared(cluster);
+            let auth = portcullis_server::auth::AuthState::for_replica(&config, Some(cluster))
+                .map_err(|e| in_file(&e))?;
             options.auth.store(Arc::new(auth));
             guard.shared(cluster)
         }

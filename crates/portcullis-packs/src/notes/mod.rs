@@ -208,9 +208,13 @@ impl Folder {
         // before the note exists.
         // Each with its version (size, modification time, inode; or gone): replicas that
         // watch the same folder see the same versions, and only one announces each.
-        let version = |slug: &str| {
-            new.get(slug)
-                .map_or_else(|| "gone".to_owned(), |n| format!("{:?}", n.fingerprint))
+        let version = |slug: &str| match new.get(slug) {
+            Some(note) => format!("{:?}", note.fingerprint),
+            // Gone since that version: the next deletion of a re-created note differs.
+            None => format!(
+                "gone after {:?}",
+                old.get(slug).map(|note| note.fingerprint)
+            ),
         };
         let mut updated = Vec::new();
         for (slug, note) in &old {

@@ -82,6 +82,19 @@ impl AuthState {
         })
     }
 
+    /// [`AuthState::from_config`], with the limits shared through `cluster` when there is
+    /// one (start-up and every reload build it this way).
+    pub fn for_replica(
+        config: &Config,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+    ) -> Result<Self, String> {
+        let state = Self::from_config(config)?;
+        Ok(match cluster {
+            Some(cluster) => state.shared(cluster),
+            None => state,
+        })
+    }
+
     /// The same settings with the per-IP and per-principal limits shared by every replica
     /// through `cluster`.
     #[must_use]
@@ -315,7 +328,12 @@ pub async fn authenticate(
 /// 503 for a rate limit that cannot be checked (its shared buckets are unreachable and it
 /// fails closed).
 fn limits_unavailable() -> Response {
-    let body = json!({ "error": "temporarily_unavailable", "error_description": "rate limits cannot be checked right now; retry shortly" });
+    temporarily_unavailable("rate limits cannot be checked right now; retry shortly")
+}
+
+/// 503 `temporarily_unavailable` with `Retry-After: 5`: shared state (Redis) is unreachable.
+pub(crate) fn temporarily_unavailable(description: &str) -> Response {
+    let body = json!({ "error": "temporarily_unavailable", "error_description": description });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     response
         .headers_mut()

@@ -21,6 +21,9 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Cluster, digest};
 use crate::catalog::{Catalog, Published, ResourceChange};
 
+/// How often each replica checks that the channel still carries its own messages.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// How long a version's claim is kept (replicas see a shared file change within it).
 const CLAIM_VERSION_MS: u64 = 60_000;
 /// How long a change without a version stays claimed: the same change seen by several
@@ -60,6 +63,15 @@ pub(super) enum Message {
         from: String,
         session: String,
         level: String,
+    },
+    /// A session (by digest) was deleted: every replica stops following it.
+    Closed {
+        session: String,
+    },
+    /// Each replica hears its own now and then, or reconnects: a half-open subscription
+    /// must not silence the notifications.
+    Heartbeat {
+        from: String,
     },
 }
 
@@ -108,27 +120,40 @@ impl Cluster {
     async fn announce(&self, published: Published) {
         if self.listening.load(Ordering::Relaxed) {
             let message = Message::of(&published.change);
+            let payload = message.encode();
+            // An update with its version is claimed by that version; "re-list" and "re-read
+            // below" changes for a moment (several within it mean the same). An update
+            // without a version is always announced: two real changes must not merge into
+            // one, and a duplicate only makes a client read twice.
             let claim = match (&published.version, &published.change) {
-                (Some(version), ResourceChange::Updated(uri)) => (
+                (Some(version), ResourceChange::Updated(uri)) => Some((
                     self.key(&["claim", &digest(&format!("{uri}\0{version}"))]),
                     CLAIM_VERSION_MS,
-                ),
-                _ => (
-                    self.key(&["claim", &digest(&message.encode())]),
-                    CLAIM_MOMENT_MS,
-                ),
+                )),
+                (None, ResourceChange::Updated(_)) => None,
+                _ => Some((self.key(&["claim", &digest(&payload)]), CLAIM_MOMENT_MS)),
             };
-            let mut invocation = CLAIM_AND_PUBLISH.key(claim.0);
-            invocation
-                .key(self.channel())
-                .arg(message.encode())
-                .arg(claim.1);
-            let mut conn = self.conn.clone();
-            let sent = self
-                .run("publish", async move {
-                    invocation.invoke_async::<i64>(&mut conn).await
-                })
-                .await;
+            let (channel, mut conn) = (self.channel(), self.conn.clone());
+            let sent = match claim {
+                Some((key, ms)) => {
+                    let mut invocation = CLAIM_AND_PUBLISH.key(key);
+                    invocation.key(channel).arg(payload).arg(ms);
+                    self.run("publish", async move {
+                        invocation.invoke_async::<i64>(&mut conn).await
+                    })
+                    .await
+                }
+                None => {
+                    self.run("publish", async move {
+                        redis::cmd("PUBLISH")
+                            .arg(channel)
+                            .arg(payload)
+                            .query_async::<i64>(&mut conn)
+                            .await
+                    })
+                    .await
+                }
+            };
             if sent.is_ok() {
                 return;
             }
@@ -139,12 +164,18 @@ impl Cluster {
         });
     }
 
-    fn receive(&self, payload: &str) {
+    /// Handles one message; `true` when it is this replica's own heartbeat.
+    fn receive(&self, payload: &str) -> bool {
         let Ok(message) = serde_json::from_str::<Message>(payload) else {
             tracing::warn!("an unreadable message on the cluster channel was ignored");
-            return;
+            return false;
         };
         let change = match message {
+            Message::Heartbeat { from } => return from == self.replica,
+            Message::Closed { session } => {
+                self.closed(&session);
+                return false;
+            }
             Message::Updated { uri } => ResourceChange::Updated(uri),
             Message::UpdatedUnder { prefix } => ResourceChange::UpdatedUnder(prefix),
             Message::ListChanged { pack } => ResourceChange::ListChanged { pack },
@@ -160,14 +191,14 @@ impl Cluster {
                             .subscriptions
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner);
-                        if on {
-                            subscriptions.insert(uri);
-                        } else {
+                        if !on {
                             subscriptions.remove(&uri);
+                        } else if subscriptions.len() < crate::fanout::MAX_SUBSCRIPTIONS {
+                            subscriptions.insert(uri);
                         }
                     });
                 }
-                return;
+                return false;
             }
             Message::Level {
                 from,
@@ -184,13 +215,31 @@ impl Cluster {
                             .unwrap_or_else(PoisonError::into_inner) = Some(level);
                     });
                 }
-                return;
+                return false;
             }
         };
         let _ = self.deliveries.send(Published {
             change,
             version: None,
         });
+        false
+    }
+
+    async fn heartbeat(&self) {
+        let payload = Message::Heartbeat {
+            from: self.replica.clone(),
+        }
+        .encode();
+        let (channel, mut conn) = (self.channel(), self.conn.clone());
+        let _ = self
+            .run("heartbeat", async move {
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await;
     }
 }
 
@@ -204,7 +253,7 @@ pub(super) async fn listen(cluster: Weak<Cluster>) {
         };
         let client = strong.client.clone();
         let channel = strong.channel();
-        let connect = tokio::time::timeout(Duration::from_secs(5), async move {
+        let connect = tokio::time::timeout(strong.connect_timeout * 2, async move {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
@@ -235,12 +284,31 @@ pub(super) async fn listen(cluster: Weak<Cluster>) {
         tracing::info!("subscribed to the cluster channel");
         drop(strong);
         let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
-            let Some(strong) = cluster.upgrade() else {
-                return;
-            };
-            if let Ok(payload) = message.get_payload::<String>() {
-                strong.receive(&payload);
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        let mut heard = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else { break };
+                    let Some(strong) = cluster.upgrade() else {
+                        return;
+                    };
+                    if let Ok(payload) = message.get_payload::<String>()
+                        && strong.receive(&payload)
+                    {
+                        heard = tokio::time::Instant::now();
+                    }
+                }
+                _ = beat.tick() => {
+                    if heard.elapsed() > HEARTBEAT * 3 {
+                        tracing::warn!("the cluster channel carries nothing back; resubscribing");
+                        break;
+                    }
+                    let Some(strong) = cluster.upgrade() else {
+                        return;
+                    };
+                    strong.heartbeat().await;
+                }
             }
         }
         if let Some(strong) = cluster.upgrade() {

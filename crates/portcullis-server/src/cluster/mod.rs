@@ -14,7 +14,7 @@ mod limits;
 mod sessions;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis_config::{ClusterSection, FailMode};
@@ -22,7 +22,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
 pub use limits::SharedLimiter;
-pub(crate) use sessions::{Admission, RedisSessions, SessionLink, plausible_id};
+pub(crate) use sessions::{Admission, RedisSessions, SessionLink, SessionTicket, plausible_id};
 
 use crate::catalog::Published;
 
@@ -37,6 +37,15 @@ pub struct Cluster {
     pub(crate) authenticated_when_down: FailMode,
     /// Whether the last command failed (Redis counts as down until one succeeds).
     down: AtomicBool,
+    /// While Redis is down, commands fail at once until this instant (milliseconds since
+    /// `epoch`), then one goes through to see whether it is back: a hanging Redis costs
+    /// each request its timeout only once in a while, not on every check.
+    retry_at_ms: AtomicU64,
+    epoch: Instant,
+    /// Idle time of a 2025 session (`limits.session_idle_secs`), for the keys that follow
+    /// its life.
+    session_idle_ms: AtomicU64,
+    connect_timeout: Duration,
     /// Changes to deliver to this replica's subscribers: every replica's, from pub/sub,
     /// or while Redis is down this replica's own.
     deliveries: broadcast::Sender<Published>,
@@ -87,6 +96,10 @@ impl Cluster {
             unauthenticated_when_down: section.unauthenticated_limits_when_down,
             authenticated_when_down: section.authenticated_limits_when_down,
             down: AtomicBool::new(false),
+            retry_at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            session_idle_ms: AtomicU64::new(300_000),
+            connect_timeout: Duration::from_millis(section.connect_timeout_ms),
             deliveries: broadcast::channel(1024).0,
             listening: AtomicBool::new(false),
             sessions: sessions::Local::default(),
@@ -106,13 +119,40 @@ impl Cluster {
         key
     }
 
+    /// The idle time of 2025 sessions (set by the HTTP transport).
+    pub(crate) fn set_session_idle(&self, idle: Duration) {
+        self.session_idle_ms.store(
+            u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn session_idle_ms(&self) -> i64 {
+        i64::try_from(self.session_idle_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Runs one Redis round trip, bounded, timed and counted.
     async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, Unavailable>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
+        if self.down.load(Ordering::Relaxed)
+            && self.now_ms() < self.retry_at_ms.load(Ordering::Relaxed)
+        {
+            metrics::counter!("portcullis_redis_errors_total", "op" => op).increment(1);
+            return Err(Unavailable {
+                op,
+                message: "redis is down; not retried yet".to_owned(),
+            });
+        }
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, f).await;
+        // The connection's own response timeout (`timeout`) fires first and lets it
+        // reconnect; this one is the backstop.
+        let result = tokio::time::timeout(self.timeout * 2, f).await;
         metrics::histogram!("portcullis_redis_duration_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());
         let failure = match result {
@@ -123,9 +163,11 @@ impl Cluster {
                 return Ok(value);
             }
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+            Err(_) => format!("no answer within {} ms", (self.timeout * 2).as_millis()),
         };
         metrics::counter!("portcullis_redis_errors_total", "op" => op).increment(1);
+        self.retry_at_ms
+            .store(self.now_ms() + 500, Ordering::Relaxed);
         if !self.down.swap(true, Ordering::Relaxed) {
             tracing::error!(op, error = %failure, "redis unreachable: shared rate limits, sessions and notifications degrade as configured");
         }

@@ -3,9 +3,10 @@
 //! its owner, log level and subscriptions, all expiring when the session idles; and two
 //! sorted sets (all sessions, and each principal's) by expiry time, which the caps count.
 //!
-//! Keys, after the prefix: `s:{id}` (hash: `init`, `owner`, `owner_key`, `level`),
-//! `s:{id}:subs` (set of URIs), `sessions` and `sessions:{digest(principal)}` (sorted
-//! sets of ids and reservations by expiry, milliseconds).
+//! Keys, after the prefix: `s:{digest(id)}` (hash: `init`, `owner`, `owner_key`, `level`),
+//! `s:{digest(id)}:subs` (set of URIs), `sessions` and `sessions:{digest(principal)}`
+//! (sorted sets of session digests and reservations by expiry, milliseconds). Session ids
+//! are bearer secrets of a kind: Redis holds only their digests.
 //!
 //! The replica that holds a session's GET stream is the one that delivers its
 //! notifications: every replica with a worker for the session follows the changes, and
@@ -24,6 +25,8 @@ use rmcp::model::LoggingLevel;
 use rmcp::transport::streamable_http_server::session::store::{
     SessionState, SessionStore, SessionStoreError,
 };
+
+use tokio_util::sync::CancellationToken;
 
 use super::fanout::Message;
 use super::{Cluster, Unavailable, digest};
@@ -57,24 +60,27 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 0
 ";
 
-/// Turns a reservation into session `ARGV[2]` owned by `ARGV[3]`.
+/// Turns a reservation into session `ARGV[2]` owned by `ARGV[3]`; 1 when rmcp did not
+/// store the session's `initialize` (no other replica could restore it).
 const BIND: &str = "
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HEXISTS', KEYS[3], 'init') == 0 then return 1 end
 local till = now + tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], till, ARGV[2])
 redis.call('ZADD', KEYS[2], till, ARGV[2])
 redis.call('HSET', KEYS[3], 'owner', ARGV[3], 'owner_key', KEYS[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 return 0
 ";
 
 /// The owner of session `ARGV[2]` (nil when it does not exist or expired), keeping it
-/// alive for another idle period.
+/// alive for another idle period when `ARGV[3]` is its owner.
 const TOUCH: &str = "
 local owner = redis.call('HGET', KEYS[2], 'owner')
 if not owner then return false end
+if owner ~= ARGV[3] then return owner end
 local mine = redis.call('HGET', KEYS[2], 'owner_key')
 local till = now + tonumber(ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
@@ -82,7 +88,7 @@ redis.call('PEXPIRE', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[1], 'XX', till, ARGV[2])
 if mine then
   redis.call('ZADD', mine, 'XX', till, ARGV[2])
-  redis.call('PEXPIRE', mine, ARGV[1])
+  if redis.call('PTTL', mine) < tonumber(ARGV[1]) then redis.call('PEXPIRE', mine, ARGV[1]) end
 end
 return owner
 ";
@@ -97,27 +103,62 @@ return 0
 ";
 
 /// Where a 2025 session's state lives on this replica, shared with its handler.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct SessionLink {
     pub(crate) subscriptions: Arc<Mutex<HashSet<String>>>,
     pub(crate) log_level: Arc<Mutex<Option<LoggingLevel>>>,
 }
 
-/// This replica's side: the sessions it runs a worker for and the GET streams it holds.
+/// This replica's side: the sessions it runs a worker for (by digest, with the token that
+/// stops their change listener) and the GET streams it holds.
 #[derive(Default)]
 pub(super) struct Local {
-    links: Mutex<HashMap<String, Weak<SessionLink>>>,
+    links: Mutex<HashMap<String, (Weak<SessionLink>, CancellationToken)>>,
     streams: Mutex<HashMap<String, usize>>,
+}
+
+/// The transport's promise of a new session's id, for the handler serving its
+/// `initialize`: kept when the session is made and bound in Redis.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionTicket(tokio::sync::watch::Receiver<Option<String>>);
+
+/// The transport's side of a [`SessionTicket`].
+pub(crate) struct TicketSender(tokio::sync::watch::Sender<Option<String>>);
+
+impl SessionTicket {
+    pub(crate) fn new() -> (TicketSender, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (TicketSender(tx), Self(rx))
+    }
+
+    /// The session's id, once made (`None` if it never was).
+    pub(crate) async fn id(&self) -> Option<String> {
+        let mut rx = self.0.clone();
+        let waited = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(Option::is_some));
+        match waited.await {
+            Ok(Ok(id)) => id.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl TicketSender {
+    pub(crate) fn keep(&self, id: &str) {
+        let _ = self.0.send(Some(id.to_owned()));
+    }
 }
 
 /// A GET stream of a session held open on this replica; dropped when the stream ends.
 pub(crate) struct StreamHeld {
     cluster: Arc<Cluster>,
     id: String,
+    /// Keeps the session alive in Redis while only its stream is open.
+    keep_alive: tokio::task::AbortHandle,
 }
 
 impl Drop for StreamHeld {
     fn drop(&mut self) {
+        self.keep_alive.abort();
         let mut streams = self
             .cluster
             .sessions
@@ -148,7 +189,8 @@ pub(crate) fn plausible_id(id: &str) -> bool {
 
 impl Cluster {
     fn session_keys(&self, id: &str) -> (String, String) {
-        (self.key(&["s", id]), self.key(&["s", id, "subs"]))
+        let id = digest(id);
+        (self.key(&["s", &id]), self.key(&["s", &id, "subs"]))
     }
 
     fn all_sessions(&self) -> String {
@@ -221,14 +263,26 @@ impl Cluster {
         idle: Duration,
     ) -> Result<(), Unavailable> {
         let (hash, _) = self.session_keys(id);
-        self.script::<i64>(
-            "session_bind",
-            &BIND_SCRIPT,
-            &[&self.all_sessions(), &self.sessions_of(principal), &hash],
-            &[reservation, id, principal, &idle.as_millis().to_string()],
-        )
-        .await
-        .map(|_| ())
+        let stored: i64 = self
+            .script(
+                "session_bind",
+                &BIND_SCRIPT,
+                &[&self.all_sessions(), &self.sessions_of(principal), &hash],
+                &[
+                    reservation,
+                    &digest(id),
+                    principal,
+                    &idle.as_millis().to_string(),
+                ],
+            )
+            .await?;
+        if stored != 0 {
+            return Err(Unavailable {
+                op: "session_bind",
+                message: "the session's initialize parameters were not stored".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Gives back a reservation no session was made for.
@@ -246,11 +300,12 @@ impl Cluster {
             .await;
     }
 
-    /// The owner of session `id`, keeping it alive; `None` when it does not exist (never
-    /// did, was deleted, or idled out).
+    /// The owner of session `id`, keeping it alive if `principal` owns it; `None` when it
+    /// does not exist (never did, was deleted, or idled out).
     pub(crate) async fn touch(
         &self,
         id: &str,
+        principal: &str,
         idle: Duration,
     ) -> Result<Option<String>, Unavailable> {
         let (hash, subs) = self.session_keys(id);
@@ -258,20 +313,34 @@ impl Cluster {
             "session_touch",
             &TOUCH_SCRIPT,
             &[&self.all_sessions(), &hash, &subs],
-            &[&idle.as_millis().to_string(), id],
+            &[&idle.as_millis().to_string(), &digest(id), principal],
         )
         .await
     }
 
-    /// Removes session `id` (deleted by its client).
+    /// Removes session `id` (deleted by its client); every replica serving it stops
+    /// following it.
     pub(crate) async fn forget(&self, id: &str) -> Result<(), Unavailable> {
         let (hash, subs) = self.session_keys(id);
         self.script::<i64>(
             "session_forget",
             &FORGET_SCRIPT,
             &[&self.all_sessions(), &hash, &subs],
-            &[id],
+            &[&digest(id)],
         )
+        .await?;
+        let payload = Message::Closed {
+            session: digest(id),
+        }
+        .encode();
+        let (channel, mut conn) = (self.channel(), self.conn.clone());
+        self.run("publish", async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
         .await
         .map(|_| ())
     }
@@ -281,12 +350,13 @@ impl Cluster {
         let (_, subs) = self.session_keys(id);
         let message = Message::Subscription {
             from: self.replica.clone(),
-            session: id.to_owned(),
+            session: digest(id),
             uri: uri.to_owned(),
             on,
         };
         let channel = self.channel();
         let payload = message.encode();
+        let idle = self.session_idle_ms();
         let mut conn = self.conn.clone();
         self.run("session_subscribe", async move {
             let mut pipe = redis::pipe();
@@ -296,6 +366,7 @@ impl Cluster {
             } else {
                 pipe.srem(&subs, uri);
             }
+            pipe.pexpire(&subs, idle);
             pipe.publish(channel, payload);
             pipe.query_async::<()>(&mut conn).await
         })
@@ -311,16 +382,18 @@ impl Cluster {
             .unwrap_or_default();
         let message = Message::Level {
             from: self.replica.clone(),
-            session: id.to_owned(),
+            session: digest(id),
             level: text.clone(),
         };
         let channel = self.channel();
         let payload = message.encode();
+        let idle = self.session_idle_ms();
         let mut conn = self.conn.clone();
         self.run("session_level", async move {
             redis::pipe()
                 .atomic()
                 .hset(&hash, "level", text)
+                .pexpire(&hash, idle)
                 .publish(channel, payload)
                 .query_async::<()>(&mut conn)
                 .await
@@ -330,13 +403,21 @@ impl Cluster {
 
     /// Registers the state of session `id` served here, filled from Redis (a session
     /// restored on this replica keeps its log level and subscriptions), and kept in step
-    /// with what other replicas change. The link lives as long as the caller keeps it.
-    pub(crate) async fn link(&self, id: &str, link: &Arc<SessionLink>) -> Result<(), Unavailable> {
+    /// with what other replicas change; `stop` ends its change listener when the session
+    /// is deleted elsewhere. The link lives as long as the caller keeps it.
+    pub(crate) async fn link(
+        &self,
+        id: &str,
+        link: &Arc<SessionLink>,
+        stop: CancellationToken,
+    ) -> Result<(), Unavailable> {
+        // Registered first, loaded second: a change made elsewhere in between arrives as a
+        // message, one made before is in what is loaded.
         self.sessions
             .links
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.to_owned(), Arc::downgrade(link));
+            .insert(digest(id), (Arc::downgrade(link), stop));
         let (hash, subs) = self.session_keys(id);
         let mut conn = self.conn.clone();
         let (level, uris): (Option<String>, Vec<String>) = self
@@ -349,30 +430,44 @@ impl Cluster {
             })
             .await?;
         if let Some(level) = level.and_then(|l| serde_json::from_value(l.into()).ok()) {
-            *link
+            let mut current = link
                 .log_level
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(level);
+                .unwrap_or_else(PoisonError::into_inner);
+            current.get_or_insert(level);
         }
-        link.subscriptions
+        let mut subscriptions = link
+            .subscriptions
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(uris);
+            .unwrap_or_else(PoisonError::into_inner);
+        for uri in uris {
+            if subscriptions.len() >= crate::fanout::MAX_SUBSCRIPTIONS {
+                break;
+            }
+            subscriptions.insert(uri);
+        }
         Ok(())
     }
 
-    /// Forgets the local state of session `id` (its worker here ended).
-    pub(crate) fn unlink(&self, id: &str) {
+    /// Forgets the local state of session `id` (its worker here ended), unless a newer
+    /// worker's state has taken its place.
+    pub(crate) fn unlink(&self, id: &str, state: &Arc<SessionLink>) {
         let mut links = self
             .sessions
             .links
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        links.remove(id);
-        links.retain(|_, link| link.strong_count() > 0);
+        let key = digest(id);
+        if links
+            .get(&key)
+            .is_some_and(|(link, _)| std::ptr::eq(link.as_ptr(), Arc::as_ptr(state)))
+        {
+            links.remove(&key);
+        }
+        links.retain(|_, (link, _)| link.strong_count() > 0);
     }
 
-    /// Applies another replica's change to a session served here too.
+    /// Applies another replica's change to a session (by digest) served here too.
     pub(super) fn apply(&self, session: &str, change: impl FnOnce(&SessionLink)) {
         let link = self
             .sessions
@@ -380,24 +475,58 @@ impl Cluster {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(session)
-            .and_then(Weak::upgrade);
+            .and_then(|(link, _)| link.upgrade());
         if let Some(link) = link {
             change(&link);
         }
     }
 
-    /// Marks a GET stream of session `id` as open here until the guard is dropped.
-    pub(crate) fn stream_opened(self: &Arc<Self>, id: &str) -> StreamHeld {
+    /// Stops following session `session` (by digest): it was deleted elsewhere.
+    pub(super) fn closed(&self, session: &str) {
+        let stop = self
+            .sessions
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session)
+            .map(|(_, stop)| stop.clone());
+        if let Some(stop) = stop {
+            stop.cancel();
+        }
+    }
+
+    /// Marks a GET stream of session `id` (owned by `principal`) as open here until the
+    /// guard is dropped, keeping the session alive in Redis meanwhile.
+    pub(crate) fn stream_opened(
+        self: &Arc<Self>,
+        id: &str,
+        principal: &str,
+        idle: Duration,
+    ) -> StreamHeld {
         *self
             .sessions
             .streams
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(id.to_owned())
+            .entry(digest(id))
             .or_default() += 1;
+        let (cluster, session, owner) = (Arc::downgrade(self), id.to_owned(), principal.to_owned());
+        let keep_alive = tokio::spawn(async move {
+            let mut tick = tokio::time::interval((idle / 3).max(Duration::from_secs(1)));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(cluster) = cluster.upgrade() else {
+                    return;
+                };
+                let _ = cluster.touch(&session, &owner, idle).await;
+            }
+        })
+        .abort_handle();
         StreamHeld {
             cluster: Arc::clone(self),
-            id: id.to_owned(),
+            id: digest(id),
+            keep_alive,
         }
     }
 
@@ -408,7 +537,7 @@ impl Cluster {
             .streams
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(id)
+            .contains_key(&digest(id))
     }
 }
 
@@ -416,7 +545,6 @@ impl Cluster {
 /// any replica can restore it.
 pub(crate) struct RedisSessions {
     pub(crate) cluster: Arc<Cluster>,
-    pub(crate) idle: Duration,
 }
 
 #[async_trait::async_trait]
@@ -446,7 +574,7 @@ impl SessionStore for RedisSessions {
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
         let (hash, _) = self.cluster.session_keys(session_id);
         let json = serde_json::to_string(&state.initialize_params)?;
-        let idle = i64::try_from(self.idle.as_millis()).unwrap_or(i64::MAX);
+        let idle = self.cluster.session_idle_ms();
         let mut conn = self.cluster.conn.clone();
         self.cluster
             .run("session_store", async move {

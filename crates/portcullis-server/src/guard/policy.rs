@@ -160,21 +160,20 @@ impl Policies {
 
     /// The same policies with every rate limit shared by the replicas through `cluster`.
     pub(crate) fn shared(&mut self, cluster: &Arc<crate::cluster::Cluster>) {
-        let items = self
-            .tools
-            .values_mut()
-            .chain(self.prompts.values_mut())
-            .chain(self.sources.iter_mut());
-        for policy in items {
+        // Each kind of item has buckets of its own (a tool and a prompt may share a name).
+        let share = |namespace: &'static str, policy: &mut ItemPolicy| {
             if let Some(limit) = policy.rate_limit {
                 policy.limiter = Some(Arc::new(crate::cluster::SharedLimiter::new(
                     Arc::clone(cluster),
-                    "item",
+                    namespace,
                     limit,
                     cluster.authenticated_when_down,
                 )));
             }
-        }
+        };
+        self.tools.values_mut().for_each(|p| share("tool", p));
+        self.prompts.values_mut().for_each(|p| share("prompt", p));
+        self.sources.iter_mut().for_each(|p| share("source", p));
     }
 
     /// Policies with only a timeout (library users without a config).

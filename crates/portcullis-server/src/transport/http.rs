@@ -163,9 +163,9 @@ fn app_draining(
     config.max_request_body_bytes = options.max_body_bytes;
     if let Some(cluster) = &options.cluster {
         // A request for a session another replica created restores it from Redis.
+        cluster.set_session_idle(options.session_idle);
         config.session_store = Some(Arc::new(crate::cluster::RedisSessions {
             cluster: Arc::clone(cluster),
-            idle: options.session_idle,
         }));
     }
     let mut sessions = LocalSessionManager::default();

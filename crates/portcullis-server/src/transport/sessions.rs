@@ -21,7 +21,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 
 use super::http::RpcMethod;
 use crate::auth::{Principal, too_many};
-use crate::cluster::{Admission, Cluster, plausible_id};
+use crate::cluster::{Admission, Cluster, SessionTicket, plausible_id};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -235,7 +235,7 @@ async fn replicated_session(
     if !plausible_id(id) {
         return session_not_found();
     }
-    let owner = match cluster.touch(id, guard.idle).await {
+    let owner = match cluster.touch(id, principal, guard.idle).await {
         Ok(owner) => owner,
         Err(_) => return session_store_unavailable(),
     };
@@ -257,10 +257,20 @@ async fn replicated_session(
         }
         Some(_) => {}
     }
-    let is_stream = request.method() == Method::GET;
+    let method = request.method().clone();
+    // A DELETE is done only once every replica can no longer find the session (rmcp's own
+    // removal from the store ignores failures).
+    if method == Method::DELETE && cluster.forget(id).await.is_err() {
+        return session_store_unavailable();
+    }
     let response = next.run(request).await;
-    if is_stream && response.status() == StatusCode::OK {
-        let held = cluster.stream_opened(id);
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        // rmcp could not restore the session from Redis (its answer names the cause):
+        // the store's failure, answered as one.
+        return session_store_unavailable();
+    }
+    if method == Method::GET && response.status() == StatusCode::OK {
+        let held = cluster.stream_opened(id, principal, guard.idle);
         return response.map(|body| {
             use futures::StreamExt as _;
             axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
@@ -272,12 +282,13 @@ async fn replicated_session(
     response
 }
 
-/// An `initialize` with many replicas: the caps count every replica's sessions.
+/// An `initialize` with many replicas: the caps count every replica's sessions, and the
+/// handler serving it learns the new session's id once it is bound in Redis.
 async fn replicated_initialize(
     guard: &SessionGuard,
     cluster: &Arc<Cluster>,
     principal: &str,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let reservation = format!("pending-{}", uuid::Uuid::new_v4());
@@ -295,10 +306,13 @@ async fn replicated_initialize(
     {
         Ok(Admission::Admitted) => {}
         Ok(Admission::ClusterFull | Admission::PrincipalFull) => {
+            cluster.release(principal, &reservation).await;
             return guard.cap_reached(principal);
         }
         Err(_) => return session_store_unavailable(),
     }
+    let (ticket, promise) = SessionTicket::new();
+    request.extensions_mut().insert(promise);
     let response = next.run(request).await;
     let created = response
         .headers()
@@ -314,6 +328,7 @@ async fn replicated_initialize(
         .await
         .is_err()
     {
+        cluster.release(principal, &reservation).await;
         // Unknown to the other replicas and unowned: the session must not live on.
         let _ = rmcp::transport::streamable_http_server::SessionManager::close_session(
             guard.manager.as_ref(),
@@ -322,19 +337,16 @@ async fn replicated_initialize(
         .await;
         return session_store_unavailable();
     }
+    ticket.keep(&id);
     response
 }
 
 /// 503 for 2025-era session traffic while the shared session store is unreachable (fail
 /// closed: no replica can tell whose a session is).
 pub(crate) fn session_store_unavailable() -> Response {
-    let body = serde_json::json!({ "error": "temporarily_unavailable", "error_description": "the session store is unreachable; retry shortly (2026-07-28 requests need no session)" });
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("5"),
-    );
-    response
+    crate::auth::temporarily_unavailable(
+        "the session store is unreachable; retry shortly (2026-07-28 requests need no session)",
+    )
 }
 
 /// 404, the answer for a session that does not exist or belongs to someone else.

@@ -144,7 +144,14 @@ struct Cluster {
     table: String,
 }
 
-fn replica_config(dir: &Path, i: usize, redis_port: u16, limits: &str, postgres: &str) -> PathBuf {
+fn replica_config(
+    dir: &Path,
+    i: usize,
+    redis_port: u16,
+    limits: &str,
+    postgres: &str,
+    notes: &str,
+) -> PathBuf {
     let hash = portcullis_server::auth::hash_key;
     let text = format!(
         r#"[server]
@@ -187,7 +194,7 @@ name = "files"
 path = "files"
 [[notes]]
 name = "notes"
-path = "notes"
+path = "{notes}"
 writable = true
 "#,
         alice = hash(ALICE),
@@ -202,16 +209,27 @@ writable = true
 }
 
 impl Cluster {
-    async fn start(limits: &str, with_postgres: bool) -> Self {
+    /// `shared_notes`: one notes folder for all replicas (each sees every change), or one
+    /// of its own each (a change is seen only by the replica it went through).
+    async fn start(limits: &str, with_postgres: bool, shared_notes: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("files")).expect("files");
-        std::fs::create_dir_all(dir.path().join("notes")).expect("notes");
         std::fs::write(dir.path().join("files/hello.txt"), "hello from the cluster").expect("file");
-        std::fs::write(
-            dir.path().join("notes/shared.md"),
-            "# Shared\n\nversion 0\n",
-        )
-        .expect("note");
+        let notes = |i: usize| {
+            if shared_notes {
+                "notes".to_owned()
+            } else {
+                format!("notes-r{i}")
+            }
+        };
+        for i in 1..=3 {
+            std::fs::create_dir_all(dir.path().join(notes(i))).expect("notes");
+            std::fs::write(
+                dir.path().join(notes(i)).join("shared.md"),
+                "# Shared\n\nversion 0\n",
+            )
+            .expect("note");
+        }
         let redis = Redis::start(free_port()).await;
         let table = format!("cluster_audit_{}_{}", std::process::id(), free_port());
         let postgres = if with_postgres {
@@ -230,7 +248,7 @@ impl Cluster {
         };
         let mut replicas = Vec::new();
         for i in 1..=3 {
-            let config = replica_config(dir.path(), i, redis.port, limits, &postgres);
+            let config = replica_config(dir.path(), i, redis.port, limits, &postgres, &notes(i));
             replicas.push(HttpServer::spawn(bin(), &config).await.expect("replica"));
         }
         let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
@@ -417,7 +435,9 @@ async fn spawn_fixture(config: &Path) -> HttpServer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_behind_haproxy_serve_one_cluster() {
-    let mut cluster = Cluster::start("", true).await;
+    // Each replica has a notes folder of its own: a change is seen only by the replica it
+    // went through, and reaches a subscriber elsewhere only through Redis.
+    let mut cluster = Cluster::start("", true, false).await;
     let url = cluster.haproxy.url();
 
     // A 2025-era client (official Python SDK) initializes through HAProxy, makes 50 calls
@@ -773,6 +793,7 @@ async fn shared_rate_limits_admit_n_across_three_replicas() {
     let cluster = Cluster::start(
         "[limits]\nper_principal = { per_minute = 30, burst = 30 }\nper_ip_unauthenticated = { per_minute = 20, burst = 20 }\n",
         false,
+        true,
     )
     .await;
     // `Cluster::start` spent some of carol's budget; bob's is untouched.
@@ -782,7 +803,13 @@ async fn shared_rate_limits_admit_n_across_three_replicas() {
         let (status, body) = cluster.call(BOB, "read_file").await;
         match status {
             200 => admitted += 1,
-            429 => limited += 1,
+            429 => {
+                assert!(
+                    body["retry_after_secs"].as_u64().is_some_and(|s| s >= 1),
+                    "{body}"
+                );
+                limited += 1;
+            }
             other => panic!("unexpected {other}: {body}"),
         }
     }
@@ -805,4 +832,56 @@ async fn shared_rate_limits_admit_n_across_three_replicas() {
         (20..=22).contains(&unauthenticated),
         "{unauthenticated} failed attempts answered before the per-IP limit of 20, {refused} refused"
     );
+
+    // A session made on r1, its GET stream on r2, its subscription through r3, the note
+    // changed through r1 while all three watch the same folder: the stream hears it once.
+    let session = open_session(&cluster.replicas[0].url(), ALICE).await;
+    let stream = portcullis_test::http()
+        .get(cluster.replicas[1].url())
+        .bearer_auth(ALICE)
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(stream.status(), 200);
+    let subscribe = portcullis_test::http()
+        .post(cluster.replicas[2].url())
+        .bearer_auth(ALICE)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &session)
+        .json(&json!({ "jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": { "uri": "note://shared" } }))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(subscribe.status(), 200, "{:?}", subscribe.text().await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_note_through(&cluster.replicas[0], 1).await;
+    let heard = updates_within(stream, Duration::from_secs(6)).await;
+    assert_eq!(
+        heard, 1,
+        "one change seen by three replicas is heard once on the stream"
+    );
+}
+
+/// How many `notifications/resources/updated` for `note://shared` arrive on `stream`
+/// within `limit`.
+async fn updates_within(stream: reqwest::Response, limit: Duration) -> usize {
+    use futures::StreamExt as _;
+    let mut bytes = stream.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, bytes.next()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.lines()
+        .filter(|l| {
+            l.starts_with("data:")
+                && l.contains("notifications/resources/updated")
+                && l.contains("note://shared")
+        })
+        .count()
 }
