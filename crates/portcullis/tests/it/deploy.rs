@@ -314,6 +314,7 @@ async fn k8s_manifests_validate_strictly_and_keep_their_invariants() {
         "horizontalpodautoscaler/portcullis",
         "deployment/redis",
         "service/redis",
+        "networkpolicy/redis",
     ] {
         assert!(
             report.contains(&format!("passed for resource {kind}")),
@@ -497,9 +498,32 @@ async fn k8s_manifests_validate_strictly_and_keep_their_invariants() {
             .is_some_and(|u| u.expose().starts_with("redis://redis:6379")),
         "the config's Redis is the redis Service"
     );
+    // Redis takes a password (the URL with it comes from the Secret) and only these pods.
+    let redis_url = var("PORTCULLIS_REDIS_URL").expect("PORTCULLIS_REDIS_URL");
+    assert!(
+        redis_url.get("value").is_none(),
+        "the Redis URL carries its password: a Secret"
+    );
+    str_at(redis_url, "valueFrom/secretKeyRef/key");
+    let redis_docs = yaml_documents("k8s/redis.yaml");
+    let redis = redis_docs
+        .iter()
+        .find(|d| str_at(d, "kind") == "Deployment")
+        .expect("the redis Deployment");
+    let args = at(redis, "spec/template/spec/containers/0/args/0")
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        args.contains("--requirepass") && args.contains("noeviction"),
+        "{args}"
+    );
+    let policy = redis_docs
+        .iter()
+        .find(|d| str_at(d, "kind") == "NetworkPolicy")
+        .expect("a NetworkPolicy for redis");
     assert_eq!(
-        var("PORTCULLIS_REDIS_URL").map(|e| str_at(e, "value").to_owned()),
-        Some("redis://redis:6379/0".to_owned())
+        at(policy, "spec/ingress/0/from/0/podSelector/matchLabels"),
+        labels
     );
 }
 
