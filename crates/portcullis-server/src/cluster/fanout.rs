@@ -225,21 +225,22 @@ impl Cluster {
         false
     }
 
+    /// Publishes this replica's heartbeat straight on the connection (not through `run`:
+    /// a slow heartbeat must neither trip the fail-fast nor be skipped by it).
     async fn heartbeat(&self) {
         let payload = Message::Heartbeat {
             from: self.replica.clone(),
         }
         .encode();
         let (channel, mut conn) = (self.channel(), self.conn.clone());
-        let _ = self
-            .run("heartbeat", async move {
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(payload)
-                    .query_async::<i64>(&mut conn)
-                    .await
-            })
-            .await;
+        let _ = tokio::time::timeout(
+            HEARTBEAT,
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn),
+        )
+        .await;
     }
 }
 
@@ -279,10 +280,12 @@ pub(super) async fn listen(cluster: Weak<Cluster>) {
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
         strong.listening.store(true, Ordering::Relaxed);
         tracing::info!("subscribed to the cluster channel");
+        // What other replicas changed while this one was not listening is in Redis.
+        strong.resync().await;
         drop(strong);
+        let subscribed = tokio::time::Instant::now();
         let mut messages = pubsub.into_on_message();
         let mut beat = tokio::time::interval(HEARTBEAT);
         let mut heard = tokio::time::Instant::now();
@@ -310,6 +313,13 @@ pub(super) async fn listen(cluster: Weak<Cluster>) {
                     strong.heartbeat().await;
                 }
             }
+        }
+        // A subscription that lasted resets the backoff; one dropped at once does not.
+        if subscribed.elapsed() > HEARTBEAT * 5 {
+            backoff = Duration::from_millis(100);
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         if let Some(strong) = cluster.upgrade() {
             strong.listening.store(false, Ordering::Relaxed);

@@ -140,9 +140,7 @@ impl Cluster {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
-        if self.down.load(Ordering::Relaxed)
-            && self.now_ms() < self.retry_at_ms.load(Ordering::Relaxed)
-        {
+        if self.down.load(Ordering::Relaxed) && !self.claim_probe() {
             metrics::counter!("portcullis_redis_errors_total", "op" => op).increment(1);
             return Err(Unavailable {
                 op,
@@ -155,26 +153,58 @@ impl Cluster {
         let result = tokio::time::timeout(self.timeout * 2, f).await;
         metrics::histogram!("portcullis_redis_duration_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());
-        let failure = match result {
+        let (failure, unreachable) = match result {
             Ok(Ok(value)) => {
                 if self.down.swap(false, Ordering::Relaxed) {
                     tracing::info!(op, "redis reachable again");
                 }
                 return Ok(value);
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {} ms", (self.timeout * 2).as_millis()),
+            // Only a connection that fails makes Redis "down" for everyone; an error reply
+            // (out of memory, read-only replica, a script error) fails this command alone.
+            Ok(Err(e)) => (
+                e.to_string(),
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal(),
+            ),
+            Err(_) => (
+                format!("no answer within {} ms", (self.timeout * 2).as_millis()),
+                true,
+            ),
         };
         metrics::counter!("portcullis_redis_errors_total", "op" => op).increment(1);
-        self.retry_at_ms
-            .store(self.now_ms() + 500, Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
-            tracing::error!(op, error = %failure, "redis unreachable: shared rate limits, sessions and notifications degrade as configured");
+        if unreachable {
+            self.retry_at_ms
+                .store(self.now_ms() + 500, Ordering::Relaxed);
+            if !self.down.swap(true, Ordering::Relaxed) {
+                tracing::error!(op, error = %failure, "redis unreachable: shared rate limits, sessions and notifications degrade as configured");
+            }
+        } else {
+            tracing::warn!(op, error = %failure, "redis refused a command");
         }
         Err(Unavailable {
             op,
             message: failure,
         })
+    }
+
+    /// While Redis is down: whether this command is the one let through to see whether it
+    /// is back (at most one every 500 ms; every other fails at once).
+    fn claim_probe(&self) -> bool {
+        let now = self.now_ms();
+        let retry_at = self.retry_at_ms.load(Ordering::Relaxed);
+        now >= retry_at
+            && self
+                .retry_at_ms
+                .compare_exchange(retry_at, now + 500, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Whether the last attempt found Redis unreachable.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
     }
 
     /// What `/readyz` warns of: Redis unreachable (this replica still serves, degraded).

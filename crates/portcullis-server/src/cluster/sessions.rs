@@ -6,7 +6,8 @@
 //! Keys, after the prefix: `s:{digest(id)}` (hash: `init`, `owner`, `owner_key`, `level`),
 //! `s:{digest(id)}:subs` (set of URIs), `sessions` and `sessions:{digest(principal)}`
 //! (sorted sets of session digests and reservations by expiry, milliseconds). Session ids
-//! are bearer secrets of a kind: Redis holds only their digests.
+//! are bearer secrets of a kind: Redis holds only their digests (the owner's principal id
+//! is kept as it is, to compare).
 //!
 //! The replica that holds a session's GET stream is the one that delivers its
 //! notifications: every replica with a worker for the session follows the changes, and
@@ -85,9 +86,9 @@ local mine = redis.call('HGET', KEYS[2], 'owner_key')
 local till = now + tonumber(ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[1], 'XX', till, ARGV[2])
+redis.call('ZADD', KEYS[1], till, ARGV[2])
 if mine then
-  redis.call('ZADD', mine, 'XX', till, ARGV[2])
+  redis.call('ZADD', mine, till, ARGV[2])
   if redis.call('PTTL', mine) < tonumber(ARGV[1]) then redis.call('PEXPIRE', mine, ARGV[1]) end
 end
 return owner
@@ -447,6 +448,48 @@ impl Cluster {
             subscriptions.insert(uri);
         }
         Ok(())
+    }
+
+    /// Reloads every local session's subscriptions and log level from Redis (after this
+    /// replica was not listening, and missed what others changed).
+    pub(super) async fn resync(&self) {
+        let links: Vec<(String, Arc<SessionLink>)> = self
+            .sessions
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|(digest, (link, _))| Some((digest.clone(), link.upgrade()?)))
+            .collect();
+        for (digest, link) in links {
+            let (hash, subs) = (self.key(&["s", &digest]), self.key(&["s", &digest, "subs"]));
+            let mut conn = self.conn.clone();
+            let loaded: Result<(Option<String>, Vec<String>), _> = self
+                .run("session_load", async move {
+                    redis::pipe()
+                        .hget(&hash, "level")
+                        .smembers(&subs)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await;
+            let Ok((level, uris)) = loaded else {
+                return;
+            };
+            if let Some(level) = level.and_then(|l| serde_json::from_value(l.into()).ok()) {
+                *link
+                    .log_level
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(level);
+            }
+            *link
+                .subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = uris
+                .into_iter()
+                .take(crate::fanout::MAX_SUBSCRIPTIONS)
+                .collect();
+        }
     }
 
     /// Forgets the local state of session `id` (its worker here ended), unless a newer

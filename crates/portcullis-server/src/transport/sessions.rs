@@ -258,15 +258,18 @@ async fn replicated_session(
         Some(_) => {}
     }
     let method = request.method().clone();
-    // A DELETE is done only once every replica can no longer find the session (rmcp's own
-    // removal from the store ignores failures).
-    if method == Method::DELETE && cluster.forget(id).await.is_err() {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR && cluster.is_down() {
+        // rmcp could not restore the session because Redis failed (its answer names the
+        // cause): the store's failure, answered as one.
         return session_store_unavailable();
     }
-    let response = next.run(request).await;
-    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        // rmcp could not restore the session from Redis (its answer names the cause):
-        // the store's failure, answered as one.
+    // A DELETE is done only once no replica can find the session any more (rmcp's own
+    // removal from the store ignores failures); the client may retry it.
+    if method == Method::DELETE
+        && response.status().is_success()
+        && cluster.forget(id).await.is_err()
+    {
         return session_store_unavailable();
     }
     if method == Method::GET && response.status() == StatusCode::OK {
@@ -306,7 +309,6 @@ async fn replicated_initialize(
     {
         Ok(Admission::Admitted) => {}
         Ok(Admission::ClusterFull | Admission::PrincipalFull) => {
-            cluster.release(principal, &reservation).await;
             return guard.cap_reached(principal);
         }
         Err(_) => return session_store_unavailable(),

@@ -181,8 +181,8 @@ scopes = []
 redis_url = "redis://127.0.0.1:{redis_port}"
 replica = "r{i}"
 key_prefix = "cluster-test-{pid}:"
-timeout_ms = 300
-connect_timeout_ms = 300
+timeout_ms = 1000
+connect_timeout_ms = 1000
 state_keys = ["{STATE_KEY}"]
 [audit]
 path = "{audit}"
@@ -520,6 +520,23 @@ async fn three_replicas_behind_haproxy_serve_one_cluster() {
             "another principal's request on {}",
             replica.addr
         );
+        for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+            let other = portcullis_test::http()
+                .request(method.clone(), replica.url())
+                .bearer_auth(BOB)
+                .header("accept", "text/event-stream")
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("mcp-session-id", &session)
+                .send()
+                .await
+                .expect("another principal's request");
+            assert_eq!(
+                other.status(),
+                404,
+                "another principal's {method} on {}",
+                replica.addr
+            );
+        }
         let owner = in_session(&replica.url(), ALICE, &session, "tools/list").await;
         assert_eq!(
             owner.status(),
