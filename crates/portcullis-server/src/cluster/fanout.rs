@@ -314,18 +314,20 @@ pub(super) async fn listen(cluster: Weak<Cluster>) {
                 }
             }
         }
+        // Not listening from now on: this replica's changes go to its own subscribers until
+        // the channel is back.
+        if let Some(strong) = cluster.upgrade() {
+            strong.listening.store(false, Ordering::Relaxed);
+            tracing::warn!(
+                "lost the cluster channel; notifications reach this replica's subscribers only until it is back"
+            );
+        }
         // A subscription that lasted resets the backoff; one dropped at once does not.
         if subscribed.elapsed() > HEARTBEAT * 5 {
             backoff = Duration::from_millis(100);
         } else {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
-        if let Some(strong) = cluster.upgrade() {
-            strong.listening.store(false, Ordering::Relaxed);
-            tracing::warn!(
-                "lost the cluster channel; notifications reach this replica's subscribers only until it is back"
-            );
         }
     }
 }
