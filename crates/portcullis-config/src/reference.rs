@@ -88,6 +88,29 @@ fn describe(
             .and_then(Value::as_str)
             .map(|r| r.trim_start_matches("#/$defs/").to_owned())
     };
+    // An optional table (`Option<Section>`): `anyOf` its definition and null.
+    let optional_table = property
+        .get("anyOf")
+        .and_then(Value::as_array)
+        .filter(|variants| {
+            variants
+                .iter()
+                .any(|v| v.get("type") == Some(&Value::from("null")))
+        })
+        .and_then(|variants| variants.iter().find_map(reference));
+    if let Some(def) = optional_table {
+        match defs.get(&def) {
+            Some(d) if d.get("properties").is_some() => {
+                return ("table (optional)".to_owned(), Some((def, false)));
+            }
+            // A value type of its own (`Secret`: a string).
+            Some(d) if d.get("type").and_then(Value::as_str).is_some() => {
+                let kind = d.get("type").and_then(Value::as_str).unwrap_or("value");
+                return (format!("{kind} (optional)"), None);
+            }
+            _ => {}
+        }
+    }
     if let Some(def) = reference(property) {
         if let Some(variants) = defs
             .get(&def)
@@ -106,10 +129,26 @@ fn describe(
                 .collect();
             return (names.join(" \\| "), None);
         }
+        if let Some(kind) = defs
+            .get(&def)
+            .filter(|d| d.get("properties").is_none())
+            .and_then(|d| d.get("type"))
+            .and_then(Value::as_str)
+        {
+            return (kind.to_owned(), None);
+        }
         return ("table".to_owned(), Some((def, false)));
     }
     if let Some(items) = property.get("items") {
         if let Some(def) = reference(items) {
+            if let Some(kind) = defs
+                .get(&def)
+                .filter(|d| d.get("properties").is_none())
+                .and_then(|d| d.get("type"))
+                .and_then(Value::as_str)
+            {
+                return (format!("array of {kind}"), None);
+            }
             return ("array of tables".to_owned(), Some((def, true)));
         }
         let inner = items.get("type").and_then(Value::as_str).unwrap_or("value");
