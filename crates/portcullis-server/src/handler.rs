@@ -1097,17 +1097,16 @@ impl ServerHandler for PortcullisHandler {
                     );
                 };
                 // Every replica serving the session follows it too.
-                if let Some((cluster, id)) = &replicated
+                if added
+                    && let Some((cluster, id)) = &replicated
                     && cluster.subscribe(id, &uri, true).await.is_err()
                 {
-                    if added {
-                        self.session
-                            .state
-                            .subscriptions
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .remove(&uri);
-                    }
+                    self.session
+                        .state
+                        .subscriptions
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&uri);
                     return (
                         Err(crate::error::session_store_unavailable("the subscription")),
                         Outcome::InternalError,

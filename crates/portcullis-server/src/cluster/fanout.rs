@@ -116,6 +116,19 @@ impl Cluster {
         });
     }
 
+    /// Publishes `payload` on the channel (through `run`).
+    pub(super) async fn publish(&self, payload: String) -> Result<i64, super::Unavailable> {
+        let (channel, mut conn) = (self.channel(), self.conn.clone());
+        self.run("publish", async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+    }
+
     /// Claims and publishes one change; delivered here directly when it cannot be.
     async fn announce(&self, published: Published) {
         if self.listening.load(Ordering::Relaxed) {
@@ -143,16 +156,7 @@ impl Cluster {
                     })
                     .await
                 }
-                None => {
-                    self.run("publish", async move {
-                        redis::cmd("PUBLISH")
-                            .arg(channel)
-                            .arg(payload)
-                            .query_async::<i64>(&mut conn)
-                            .await
-                    })
-                    .await
-                }
+                None => self.publish(payload).await,
             };
             if sent.is_ok() {
                 return;

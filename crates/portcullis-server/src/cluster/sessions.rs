@@ -334,16 +334,7 @@ impl Cluster {
             session: digest(id),
         }
         .encode();
-        let (channel, mut conn) = (self.channel(), self.conn.clone());
-        self.run("publish", async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(payload)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await
-        .map(|_| ())
+        self.publish(payload).await.map(|_| ())
     }
 
     /// Follows (or stops following) `uri` for session `id`, on every replica.
@@ -510,30 +501,26 @@ impl Cluster {
         links.retain(|_, (link, _)| link.strong_count() > 0);
     }
 
-    /// Applies another replica's change to a session (by digest) served here too.
-    pub(super) fn apply(&self, session: &str, change: impl FnOnce(&SessionLink)) {
-        let link = self
-            .sessions
+    /// The local entry of a session (by digest): its state and the token of its listener.
+    fn entry(&self, session: &str) -> Option<(Weak<SessionLink>, CancellationToken)> {
+        self.sessions
             .links
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(session)
-            .and_then(|(link, _)| link.upgrade());
-        if let Some(link) = link {
+            .cloned()
+    }
+
+    /// Applies another replica's change to a session (by digest) served here too.
+    pub(super) fn apply(&self, session: &str, change: impl FnOnce(&SessionLink)) {
+        if let Some(link) = self.entry(session).and_then(|(link, _)| link.upgrade()) {
             change(&link);
         }
     }
 
     /// Stops following session `session` (by digest): it was deleted elsewhere.
     pub(super) fn closed(&self, session: &str) {
-        let stop = self
-            .sessions
-            .links
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(session)
-            .map(|(_, stop)| stop.clone());
-        if let Some(stop) = stop {
+        if let Some((_, stop)) = self.entry(session) {
             stop.cancel();
         }
     }
