@@ -14,6 +14,7 @@ mod auth;
 mod load;
 mod procfs;
 mod report;
+mod scaling;
 mod servers;
 mod sql;
 mod stdio;
@@ -40,13 +41,18 @@ struct Options {
     client_threads: usize,
     /// Skip the Python and TypeScript servers.
     rust_only: bool,
+    /// Measure only these rows (all when empty).
+    only: Vec<String>,
+    /// Skip the scaling table.
+    no_scaling: bool,
 }
 
 /// Set for the release xtask the dev one hands over to: the binaries are already built.
 const BUILT_ENV: &str = "PORTCULLIS_BENCH_BUILT";
 
 const USAGE: &str = "usage: cargo xtask bench [--duration SECS] [--warmup SECS] \
-    [--concurrency 1,8,32] [--stdio-runs N] [--client-threads N] [--rust-only]";
+    [--concurrency 1,8,32] [--stdio-runs N] [--client-threads N] [--rust-only] \
+    [--only ROW,ROW] [--no-scaling]";
 
 impl Options {
     fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
@@ -57,6 +63,8 @@ impl Options {
             stdio_runs: 9,
             client_threads: 1,
             rust_only: false,
+            only: Vec::new(),
+            no_scaling: false,
         };
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -78,6 +86,13 @@ impl Options {
                     options.client_threads = value("--client-threads")?.parse()?
                 }
                 "--rust-only" => options.rust_only = true,
+                "--only" => {
+                    options.only = value("--only")?
+                        .split(',')
+                        .map(|name| name.trim().to_owned())
+                        .collect();
+                }
+                "--no-scaling" => options.no_scaling = true,
                 other => bail!("unknown argument `{other}`\n{USAGE}"),
             }
         }
@@ -179,6 +194,9 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for server in &lineup.servers {
+        if !options.only.is_empty() && !options.only.iter().any(|name| name == server.name) {
+            continue;
+        }
         let result = match &server.launch {
             Err(reason) => {
                 eprintln!("bench: {}: unavailable: {reason}", server.name);
@@ -213,9 +231,12 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         results.push(result);
     }
     drop(upstream);
+    let scaling =
+        (!options.no_scaling).then(|| runtime.block_on(scaling::measure(&root, &out_dir)));
     drop(runtime);
+    let binaries = scaling::binary_sizes(&crate::target_dir().join("release"), &out_dir);
 
-    let report = report::Report::new(&root, &options, &lineup, results);
+    let report = report::Report::new(&root, &options, &lineup, results, scaling, binaries);
     report.print();
     let json = serde_json::to_string_pretty(&report)?;
     let path = out_dir.join("results.json");
@@ -261,6 +282,7 @@ async fn measure_http(
         points,
         process: Some(report::ProcessStats {
             idle_rss_mb: idle.rss_mb(),
+            idle_anon_mb: idle.anon_mb(),
             peak_rss_mb: after.hwm_mb(),
             stderr_lines: log_lines,
             stderr_bytes: log_bytes,

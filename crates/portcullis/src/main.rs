@@ -5,6 +5,7 @@
 mod client_config;
 mod explain;
 mod init;
+mod log_writer;
 mod traces;
 
 use std::io::IsTerminal;
@@ -476,7 +477,7 @@ fn init_tracing(
     format: Option<LogFormatArg>,
     level: Option<String>,
     tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
-) -> tracing_appender::non_blocking::WorkerGuard {
+) -> log_writer::FlushGuard {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -498,12 +499,10 @@ fn init_tracing(
             LogFormat::Auto => !std::io::stderr().is_terminal(),
         },
     };
-    // Logs go to stderr, always: on stdio, stdout carries only JSON-RPC. A writer thread
-    // takes the write(2) off the request path; when its buffer is full, callers wait rather
-    // than lines being dropped.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    // Logs go to stderr, always: on stdio, stdout carries only JSON-RPC. Lines are written
+    // in batches by one thread (log_writer.rs); when a batch is large, its caller writes it
+    // rather than lines being dropped.
+    let (writer, guard) = log_writer::init();
     // The log filter is the fmt layer's own (not global), so the OpenTelemetry layer's
     // filter decides alone what becomes a span: enabling traces changes nothing on stderr.
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);

@@ -13,7 +13,7 @@ use super::{Options, command};
 
 /// The tool the Portcullis row calls, and the request both rows make.
 pub const TOOL: &str = "bench_list_tasks";
-const KEY: &str = "bench-task-key";
+pub const KEY: &str = "bench-task-key";
 const LIMIT: usize = 5;
 const TASKS: usize = 20;
 

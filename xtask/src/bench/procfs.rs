@@ -11,6 +11,9 @@ pub struct Memory {
     pub rss_kib: u64,
     /// `VmHWM`: the most that was ever resident (peak RSS).
     pub hwm_kib: u64,
+    /// `RssAnon`: the process's own memory (heap, stacks) of `VmRSS`; the rest is mapped
+    /// files, mostly the binary's code (shared page cache).
+    pub anon_kib: u64,
 }
 
 impl Memory {
@@ -20,6 +23,10 @@ impl Memory {
 
     pub fn hwm_mb(self) -> f64 {
         self.hwm_kib as f64 / 1024.0
+    }
+
+    pub fn anon_mb(self) -> f64 {
+        self.anon_kib as f64 / 1024.0
     }
 }
 
@@ -36,6 +43,7 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     Ok(Memory {
         rss_kib: field("VmRSS:")?,
         hwm_kib: field("VmHWM:")?,
+        anon_kib: field("RssAnon:")?,
     })
 }
 

@@ -7,6 +7,10 @@ The address is printed on stderr as {"listening": "127.0.0.1:PORT"}.
 
     server.py --root DIR            # Streamable HTTP on 127.0.0.1, a free port
     server.py --root DIR --stdio    # stdio
+
+With --sqlite FILE --sql SQL it also has `get_top_chatters(min_messages, limit)`, written the
+way the common SQLite MCP tutorial writes it: sqlite3.connect per call, execute with the two
+binds, fetchall, close, the rows as dicts.
 """
 
 import argparse
@@ -14,6 +18,7 @@ import datetime
 import json
 import os
 import socket
+import sqlite3
 import sys
 
 import anyio
@@ -22,6 +27,8 @@ from mcp.server.mcpserver import MCPServer
 parser = argparse.ArgumentParser()
 parser.add_argument("--root", required=True)
 parser.add_argument("--stdio", action="store_true")
+parser.add_argument("--sqlite")
+parser.add_argument("--sql")
 opts = parser.parse_args()
 ROOT = os.path.realpath(opts.root)
 
@@ -42,6 +49,20 @@ def file_info(path: str) -> dict:
         "size": st.st_size,
         "modified": modified.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+if opts.sqlite:
+
+    @mcp.tool()
+    def get_top_chatters(min_messages: int = 0, limit: int = 10) -> list[dict]:
+        """The most active members of the community chat."""
+        conn = sqlite3.connect(opts.sqlite)
+        conn.row_factory = sqlite3.Row
+        cursor = conn.cursor()
+        cursor.execute(opts.sql, (min_messages, limit))
+        rows = [dict(row) for row in cursor.fetchall()]
+        conn.close()
+        return rows
 
 
 async def serve_http() -> None:

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::Options;
 use super::load::{Point, TOOL};
+use super::scaling::{BinarySize, Scaling};
 use super::servers::{Lineup, Server};
 use super::stdio::StdioResult;
 
@@ -24,6 +25,8 @@ pub struct HttpResult {
 pub struct ProcessStats {
     /// `VmRSS` after start-up and one validated call, before any load.
     pub idle_rss_mb: f64,
+    /// `RssAnon` at the same moment: the process's own memory, without mapped code.
+    pub idle_anon_mb: f64,
     /// `VmHWM` after every load point.
     pub peak_rss_mb: f64,
     /// What the server wrote on stderr over the whole run (drained by the harness).
@@ -98,7 +101,52 @@ pub struct Ratio {
 }
 
 /// Every ratio the report shows: (numerator, denominator, meaning).
-const RATIOS: [(&str, &str, &str); 10] = [
+const RATIOS: [(&str, &str, &str); 19] = [
+    (
+        "portcullis-full",
+        "bare-rmcp",
+        "the full production stack vs the bare rmcp floor",
+    ),
+    (
+        "portcullis-full",
+        "portcullis",
+        "the full production stack vs the defaults",
+    ),
+    (
+        "bare-rmcp",
+        "axum-ceiling",
+        "bare rmcp vs plain axum + JSON (no MCP)",
+    ),
+    (
+        "portcullis",
+        "axum-ceiling",
+        "Portcullis vs plain axum + JSON (no MCP)",
+    ),
+    (
+        "portcullis-full",
+        "python",
+        "the full stack vs the Python SDK",
+    ),
+    (
+        "portcullis-full",
+        "typescript",
+        "the full stack vs the TypeScript SDK",
+    ),
+    (
+        "portcullis-sql-sqlite",
+        "bare-rmcp-sql",
+        "SQLite statement tool vs the same sqlx statement in bare rmcp",
+    ),
+    (
+        "portcullis-sql-sqlite",
+        "python-sql",
+        "SQLite statement tool vs the Python SDK tutorial server",
+    ),
+    (
+        "portcullis-api",
+        "bare-rmcp-api",
+        "HTTP pack GET tool vs the same GET in bare rmcp + reqwest",
+    ),
     (
         "portcullis-audit",
         "portcullis-plain",
@@ -156,6 +204,18 @@ pub struct Report {
     pub versions: BTreeMap<String, String>,
     pub servers: Vec<ServerResult>,
     pub throughput_ratios: Vec<Ratio>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
+    pub binaries: Vec<BinarySize>,
+    /// Issue 14's targets, each met or not (none: not measured in this run).
+    pub targets: Vec<TargetCheck>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetCheck {
+    pub target: String,
+    pub measured: String,
+    pub met: Option<bool>,
 }
 
 impl Report {
@@ -164,6 +224,8 @@ impl Report {
         options: &Options,
         lineup: &Lineup,
         servers: Vec<ServerResult>,
+        scaling: Option<Scaling>,
+        binaries: Vec<BinarySize>,
     ) -> Self {
         let find = |name: &str| servers.iter().find(|s| s.name == name);
         let throughput_ratios = RATIOS
@@ -182,7 +244,8 @@ impl Report {
                     by_concurrency,
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let targets = targets(&servers, &throughput_ratios, scaling.as_ref(), &binaries);
         Self {
             machine: machine(root),
             settings: options.clone(),
@@ -204,6 +267,9 @@ impl Report {
             versions: lineup.versions.clone(),
             servers,
             throughput_ratios,
+            scaling,
+            binaries,
+            targets,
         }
     }
 
@@ -278,8 +344,13 @@ impl Report {
 
         let _ = writeln!(
             out,
-            "\n{:<23} {:>22} {:>12} {:>12} {:>16}",
-            "server", "stdio first resp. ms", "idle RSS MB", "peak RSS MB", "stderr under load"
+            "\n{:<23} {:>22} {:>12} {:>13} {:>12} {:>16}",
+            "server",
+            "stdio first resp. ms",
+            "idle RSS MB",
+            "(anon) MB",
+            "peak RSS MB",
+            "stderr under load"
         );
         for server in &self.servers {
             let Some(http) = &server.http else {
@@ -303,10 +374,11 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "{:<23} {:>22} {:>12.1} {:>12.1} {:>16}",
+                "{:<23} {:>22} {:>12.1} {:>13.1} {:>12.1} {:>16}",
                 server.name,
                 stdio,
                 process.idle_rss_mb,
+                process.idle_anon_mb,
                 process.peak_rss_mb,
                 format!(
                     "{} lines, {:.1} MB",
@@ -348,6 +420,8 @@ impl Report {
             }
             let _ = writeln!(out, "{line}   {}", ratio.meaning);
         }
+
+        render_extra(&mut out, self);
 
         let _ = writeln!(out, "\nServers:");
         for server in &self.servers {
@@ -405,5 +479,227 @@ fn machine(root: &Path) -> Machine {
         date: text("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         git_commit: text("git", &["rev-parse", "HEAD"]),
         git_dirty: text("git", &["status", "--porcelain"]).map(|s| !s.is_empty()),
+    }
+}
+
+/// Issue 14's targets against this run's numbers.
+fn targets(
+    servers: &[ServerResult],
+    ratios: &[Ratio],
+    scaling: Option<&Scaling>,
+    binaries: &[BinarySize],
+) -> Vec<TargetCheck> {
+    let mut checks = Vec::new();
+    let mut check = |target: &str, measured: Option<(String, bool)>| {
+        let (measured, met) = match measured {
+            Some((text, met)) => (text, Some(met)),
+            None => ("not measured in this run".to_owned(), None),
+        };
+        checks.push(TargetCheck {
+            target: target.to_owned(),
+            measured,
+            met,
+        });
+    };
+    let ratio = |numerator: &str, against: &str| {
+        ratios
+            .iter()
+            .find(|r| r.numerator == numerator && r.against == against)
+    };
+    // Every concurrency at least `floor`, or the given ones.
+    let at_least = |numerator: &str, against: &str, floors: &[(Option<usize>, f64)]| {
+        let ratio = ratio(numerator, against)?;
+        let mut text = Vec::new();
+        let mut met = true;
+        for (&c, &r) in &ratio.by_concurrency {
+            let floor = floors
+                .iter()
+                .find(|(at, _)| at.is_none_or(|at| at == c))
+                .map(|&(_, floor)| floor);
+            text.push(format!("c={c} {r:.2}"));
+            if let Some(floor) = floor {
+                met &= r >= floor;
+            }
+        }
+        Some((text.join(", "), met))
+    };
+    check(
+        "portcullis-full ≥ 0.9× bare-rmcp at every concurrency",
+        at_least("portcullis-full", "bare-rmcp", &[(None, 0.9)]),
+    );
+    for sdk in ["python", "typescript"] {
+        check(
+            &format!("portcullis-full ≥ 15× {sdk} at 32 connections, ≥ 5× at 1"),
+            at_least("portcullis-full", sdk, &[(Some(32), 15.0), (Some(1), 5.0)]),
+        );
+    }
+    let find = |name: &str| servers.iter().find(|s| s.name == name);
+    let process = |name: &str| find(name)?.http.as_ref()?.process.as_ref();
+    check(
+        "idle RSS of the demo profile ≤ 15 MB",
+        process("portcullis").map(|p| {
+            (
+                format!(
+                    "{:.1} MB ({:.1} MB of it the process's own, the rest mapped code)",
+                    p.idle_rss_mb, p.idle_anon_mb
+                ),
+                p.idle_rss_mb <= 15.0,
+            )
+        }),
+    );
+    for name in ["portcullis", "portcullis-full"] {
+        check(
+            &format!("peak RSS of {name} ≤ 40 MB at 32 connections"),
+            process(name).map(|p| (format!("{:.1} MB", p.peak_rss_mb), p.peak_rss_mb <= 40.0)),
+        );
+    }
+    check(
+        "stdio time to first response ≤ 5 ms median",
+        find("portcullis")
+            .and_then(|s| s.stdio.as_ref())
+            .map(|s| (format!("{:.1} ms", s.median_ms), s.median_ms <= 5.0)),
+    );
+    check(
+        "SQLite statement tool ≥ 0.8× bare-rmcp-sql at every concurrency",
+        at_least("portcullis-sql-sqlite", "bare-rmcp-sql", &[(None, 0.8)]),
+    );
+    check(
+        "SQLite statement tool ≥ 10× the Python tutorial server at 32 connections",
+        at_least("portcullis-sql-sqlite", "python-sql", &[(Some(32), 10.0)]),
+    );
+    check(
+        "HTTP pack GET tool ≥ 0.8× bare-rmcp-api at every concurrency",
+        at_least("portcullis-api", "bare-rmcp-api", &[(None, 0.8)]),
+    );
+    let tools = scaling.map(|s| &s.tools).filter(|t| t.len() >= 2);
+    check(
+        "tools/call latency flat from 10 to 1000 tools (p50 within 1.5×)",
+        tools.and_then(|t| {
+            let (first, last) = (t.first()?, t.last()?);
+            let r = last.call_p50_ms / first.call_p50_ms;
+            Some((
+                format!(
+                    "{:.3} ms at {} tools, {:.3} ms at {} ({r:.2}×)",
+                    first.call_p50_ms, first.tools, last.call_p50_ms, last.tools
+                ),
+                r <= 1.5,
+            ))
+        }),
+    );
+    check(
+        "RSS with 10 000 idle 2025 sessions ≤ 250 MB",
+        scaling
+            .and_then(|s| s.sessions.iter().find(|p| p.sessions == 10_000))
+            .map(|p| {
+                (
+                    format!(
+                        "{:.1} MB ({:.1} KiB per session)",
+                        p.rss_mb,
+                        p.kib_per_session.unwrap_or(f64::NAN)
+                    ),
+                    p.rss_mb <= 250.0,
+                )
+            }),
+    );
+    check(
+        "resources/list on 10 000 notes: p50 under 20 ms (a page)",
+        scaling.and_then(|s| s.notes_list.as_ref()).map(|n| {
+            (
+                format!(
+                    "{:.2} ms for the first page of {}",
+                    n.first_page_p50_ms, n.first_page_items
+                ),
+                n.first_page_p50_ms < 20.0,
+            )
+        }),
+    );
+    check(
+        "stripped release binary, every pack, ≤ 25 MB",
+        binaries
+            .first()
+            .map(|b| (format!("{:.1} MB", b.stripped_mb), b.stripped_mb <= 25.0)),
+    );
+    checks
+}
+
+/// The scaling table, the binary sizes and the targets, as text.
+fn render_extra(out: &mut String, report: &Report) {
+    if let Some(scaling) = &report.scaling {
+        let _ = writeln!(out, "\nScaling (c=1 latencies, p50 of 300 requests):");
+        let _ = writeln!(out, "  idle RSS per pack:");
+        for pack in &scaling.idle_rss_by_pack {
+            let _ = writeln!(
+                out,
+                "    {:<30} {:>7.1} MB ({:.1} MB anon)",
+                pack.config, pack.idle_rss_mb, pack.idle_anon_mb
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {:>6} {:>16} {:>12} {:>16}",
+            "tools", "tools/list ms", "list bytes", "tools/call ms"
+        );
+        for t in &scaling.tools {
+            let _ = writeln!(
+                out,
+                "  {:>6} {:>16.3} {:>12} {:>16.3}",
+                t.tools, t.list_p50_ms, t.list_bytes, t.call_p50_ms
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {:<11} {:>9} {:>10} {:>14} {:>16}",
+            "server", "sessions", "RSS MB", "KiB/session", "opened in s"
+        );
+        for p in &scaling.sessions {
+            let per = p
+                .kib_per_session
+                .map_or_else(|| "-".to_owned(), |k| format!("{k:.1}"));
+            let _ = writeln!(
+                out,
+                "  {:<11} {:>9} {:>10.1} {:>14} {:>16.2}",
+                p.server, p.sessions, p.rss_mb, per, p.open_secs
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {:>12} {:>14} {:>14}   (note changed on disk → notifications/resources/updated \
+             on each stream, debounce 20 ms included, median of rounds)",
+            "subscribers", "first ms", "last ms"
+        );
+        for f in &scaling.fanout {
+            let _ = writeln!(
+                out,
+                "  {:>12} {:>14.1} {:>14.1}",
+                f.subscribers, f.first_ms, f.last_ms
+            );
+        }
+        if let Some(n) = &scaling.notes_list {
+            let _ = writeln!(
+                out,
+                "  resources/list on {} notes: first page ({} items) p50 {:.2} ms; all {} pages \
+                 p50 {:.1} ms",
+                n.notes, n.first_page_items, n.first_page_p50_ms, n.pages, n.all_pages_p50_ms
+            );
+        }
+        for failure in &scaling.failures {
+            let _ = writeln!(out, "  not measured: {failure}");
+        }
+    }
+    for b in &report.binaries {
+        let _ = writeln!(
+            out,
+            "\nBinary: {} {:.1} MB stripped ({:.1} MB as built): {}",
+            b.binary, b.stripped_mb, b.as_built_mb, b.features
+        );
+    }
+    let _ = writeln!(out, "\nTargets (issue 14):");
+    for t in &report.targets {
+        let mark = match t.met {
+            Some(true) => "met    ",
+            Some(false) => "NOT met",
+            None => "-      ",
+        };
+        let _ = writeln!(out, "  {mark}  {}: {}", t.target, t.measured);
     }
 }

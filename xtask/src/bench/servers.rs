@@ -64,6 +64,26 @@ pub struct Launch {
     pub workload: Workload,
 }
 
+impl Launch {
+    /// The same server with `args` added, calling `workload`, HTTP only.
+    fn with(&self, args: &[&str], workload: Workload) -> Self {
+        let mut cmd = self.http.cmd.clone();
+        cmd.args.extend(args.iter().map(|&a| a.to_owned()));
+        Self {
+            http: HttpLaunch {
+                cmd,
+                portcullis_config: None,
+            },
+            stdio: if args.is_empty() {
+                self.stdio.clone()
+            } else {
+                None
+            },
+            workload,
+        }
+    }
+}
+
 /// A program with arguments, run from the workspace root.
 #[derive(Debug, Clone)]
 pub struct Cmd {
@@ -113,6 +133,50 @@ pub type Postgres = Result<(String, String), String>;
 
 /// A per-principal limit on the benchmark's tool that the benchmark never reaches.
 const LIMIT: &str = "[tools.file_info]\nrate_limit = { per_minute = 6000000, burst = 1000000 }\n";
+
+/// An `[audit]` section writing to a file of this run under target/bench.
+fn audit_section(row: &str) -> String {
+    format!(
+        "[audit]\npath = {:?}\nhmac_key = \"bench audit key, 16+ chars\"\n",
+        crate::target_dir()
+            .join("bench")
+            .join(format!("audit-{row}-{}.jsonl", std::process::id()))
+            .display()
+            .to_string()
+    )
+}
+
+/// Portcullis on a copy of the config `template` listening on a free port, plus `extra`, at
+/// the config's log level (JSON lines).
+pub fn portcullis_launch(template: PathBuf, extra: String) -> HttpLaunch {
+    let root = crate::workspace_root();
+    HttpLaunch {
+        cmd: Cmd::new(
+            crate::target_dir().join("release/portcullis"),
+            &["serve", "--log-format", "json"],
+            &root,
+        ),
+        portcullis_config: Some(PortcullisConfig {
+            template,
+            pick_port: false,
+            extra,
+        }),
+    }
+}
+
+/// The bare rmcp server over HTTP on the demo workspace.
+pub fn bare_launch() -> HttpLaunch {
+    let root = crate::workspace_root();
+    let workspace = root.join("examples/demo/workspace");
+    HttpLaunch {
+        cmd: Cmd::new(
+            crate::target_dir().join("release/bare-rmcp"),
+            &["--root", &workspace.to_string_lossy()],
+            &root,
+        ),
+        portcullis_config: None,
+    }
+}
 
 pub fn lineup(
     root: &Path,
@@ -204,6 +268,21 @@ pub fn lineup(
             }))),
         },
         Server {
+            name: "portcullis-full",
+            description: "the production stack: the API key auth (every request carries it), \
+                          a per-principal limit on file_info (never reached), the audit log to \
+                          a file (HMAC chain, fsync = interval), metrics on, one INFO log line \
+                          per call"
+                .to_owned(),
+            launch: demo_with(
+                format!("{}{LIMIT}{}", auth.config, audit_section("full")),
+                Workload {
+                    bearer: Some(auth::API_KEY.to_owned()),
+                    ..Workload::default()
+                },
+            ),
+        },
+        Server {
             name: "portcullis-plain",
             description: "portcullis with [metrics] enabled = false and no audit log: the row \
                           the operations rows are compared with"
@@ -219,17 +298,7 @@ pub fn lineup(
                           fsync = interval) and metrics on (the default): one chained record \
                           and the request series per call"
                 .to_owned(),
-            launch: demo_with(
-                format!(
-                    "[audit]\npath = {:?}\nhmac_key = \"bench audit key, 16+ chars\"\n",
-                    crate::target_dir()
-                        .join("bench")
-                        .join(format!("audit-{}.jsonl", std::process::id()))
-                        .display()
-                        .to_string()
-                ),
-                Workload::default(),
-            ),
+            launch: demo_with(audit_section("audit"), Workload::default()),
         },
         Server {
             name: "portcullis-limited",
@@ -311,18 +380,20 @@ pub fn lineup(
         },
     ];
     let skipped = || Err("skipped (--rust-only)".to_owned());
+    let python_launch = if options.rust_only {
+        Err("skipped (--rust-only)".to_owned())
+    } else {
+        python(root, out_dir, &workspace_arg, &mut versions).map_err(|e| format!("{e:#}"))
+    };
     servers.push(Server {
         name: "python",
         description: "mcp (Python SDK) MCPServer, streamable_http_app(stateless_http, \
                       json_response) on uvicorn, 1 process, access log at info"
             .to_owned(),
-        launch: if options.rust_only {
-            skipped()
-        } else {
-            python(root, out_dir, &workspace_arg, &mut versions)
-                .map(|launch| Target::Mcp(Box::new(launch)))
-                .map_err(|e| format!("{e:#}"))
-        },
+        launch: python_launch
+            .as_ref()
+            .map(|launch| Target::Mcp(Box::new(launch.with(&[], Workload::default()))))
+            .map_err(Clone::clone),
     });
     servers.push(Server {
         name: "typescript",
@@ -337,6 +408,21 @@ pub fn lineup(
                 .map_err(|e| format!("{e:#}"))
         },
     });
+    servers.push(Server {
+        name: "axum-ceiling",
+        description: "target/release/bare-rmcp --ceiling: plain axum, no MCP: parses the \
+                      JSON-RPC request, runs the same file_info, answers the same result (the \
+                      HTTP + JSON limit of this machine)"
+            .to_owned(),
+        launch: Ok(Target::Mcp(Box::new(Launch {
+            http: HttpLaunch {
+                cmd: Cmd::new(&bare, &["--root", &workspace_arg, "--ceiling"], root),
+                portcullis_config: None,
+            },
+            stdio: None,
+            workload: Workload::default(),
+        }))),
+    });
 
     // The SQL rows: a statement tool through Portcullis, then the same query with sqlx.
     servers.push(Server {
@@ -348,14 +434,66 @@ pub fn lineup(
         ),
         launch: demo_with(String::new(), sql::sqlite_workload()),
     });
+    let sqlite = sql::sqlite_direct(&demo).map_err(|e| format!("{e:#}"));
+    let sqlite_args = |sqlite: &sql::Direct| match sqlite {
+        sql::Direct::Sqlite { path, sql } => {
+            vec![path.to_string_lossy().into_owned(), sql.clone()]
+        }
+        _ => Vec::new(),
+    };
+    servers.push(Server {
+        name: "bare-rmcp-sql",
+        description: format!(
+            "target/release/bare-rmcp --sqlite: the same statement ({SQLITE_TOOL}, same SQL \
+             and binds) with sqlx on a read-only pool of 4 connections, rows decoded to JSON, \
+             in a bare rmcp tool"
+        ),
+        launch: sqlite.as_ref().map_err(Clone::clone).map(|sqlite| {
+            let args = sqlite_args(sqlite);
+            Target::Mcp(Box::new(Launch {
+                http: HttpLaunch {
+                    cmd: Cmd::new(
+                        &bare,
+                        &[
+                            "--root",
+                            &workspace_arg,
+                            "--sqlite",
+                            &args[0],
+                            "--sql",
+                            &args[1],
+                        ],
+                        root,
+                    ),
+                    portcullis_config: None,
+                },
+                stdio: None,
+                workload: sql::sqlite_workload(),
+            }))
+        }),
+    });
+    servers.push(Server {
+        name: "python-sql",
+        description: format!(
+            "the Python SDK server with {SQLITE_TOOL} written as the common tutorial does: \
+             sqlite3.connect per call, execute, fetchall, close (same SQL and binds)"
+        ),
+        launch: match (&python_launch, &sqlite) {
+            (Ok(launch), Ok(sqlite)) => {
+                let args = sqlite_args(sqlite);
+                Ok(Target::Mcp(Box::new(launch.with(
+                    &["--sqlite", &args[0], "--sql", &args[1]],
+                    sql::sqlite_workload(),
+                ))))
+            }
+            (Err(reason), _) | (_, Err(reason)) => Err(reason.clone()),
+        },
+    });
     servers.push(Server {
         name: "direct-sqlite",
         description: "the same SQL and binds with sqlx in this process: N tasks, a read-only \
                       (query_only) pool of N connections, rows decoded"
             .to_owned(),
-        launch: sql::sqlite_direct(&demo)
-            .map(Target::Direct)
-            .map_err(|e| format!("{e:#}")),
+        launch: sqlite.map(Target::Direct),
     });
     let max_concurrency = options.concurrency.iter().copied().max().unwrap_or(1);
     let (pg_portcullis, pg_direct) = match postgres {
@@ -388,14 +526,37 @@ pub fn lineup(
             .to_owned(),
         launch: pg_direct,
     });
-    let (api_portcullis, api_direct) = match upstream {
+    let (api_portcullis, api_bare, api_direct) = match upstream {
         Ok(upstream) => (
             demo_with(super::api::config(upstream), super::api::workload()),
+            Ok(Target::Mcp(Box::new(Launch {
+                http: HttpLaunch {
+                    cmd: Cmd::new(
+                        &bare,
+                        &[
+                            "--root",
+                            &workspace_arg,
+                            "--upstream",
+                            &format!("http://{}", upstream.addr),
+                            "--bearer",
+                            super::api::KEY,
+                        ],
+                        root,
+                    ),
+                    portcullis_config: None,
+                },
+                stdio: None,
+                workload: super::api::workload(),
+            }))),
             Ok(Target::Direct(sql::Direct::Http {
                 url: format!("http://{}", upstream.addr),
             })),
         ),
-        Err(reason) => (Err(reason.clone()), Err(reason.clone())),
+        Err(reason) => (
+            Err(reason.clone()),
+            Err(reason.clone()),
+            Err(reason.clone()),
+        ),
     };
     servers.push(Server {
         name: "portcullis-api",
@@ -404,6 +565,13 @@ pub fn lineup(
             super::api::TOOL
         ),
         launch: api_portcullis,
+    });
+    servers.push(Server {
+        name: "bare-rmcp-api",
+        description: "target/release/bare-rmcp --upstream: the same GET (reqwest, bearer \
+                      header, `tasks` of the JSON) in a bare rmcp tool, no outbound guard"
+            .to_owned(),
+        launch: api_bare,
     });
     servers.push(Server {
         name: "direct-api",

@@ -561,8 +561,35 @@ impl Inner {
         Ok(dir)
     }
 
+    /// `rel` reached without meeting a symlink: every directory on the way opened without
+    /// following one, and the entry itself not one. `lexical` left no `.`, `..` or empty
+    /// component, so `rel` is then its own canonical path (what [`Inner::resolve`] would
+    /// return, already checked against the deny list) and the full resolution, several
+    /// system calls per component, is not needed. `None` for anything else (a symlink, a
+    /// missing entry, any error): the full resolution decides, and words the refusal.
+    fn locate_direct(&self, rel: &str) -> Option<Located> {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if name.is_empty() {
+            return None;
+        }
+        let meta = if parent.is_empty() {
+            self.root.symlink_metadata(name)
+        } else {
+            self.open_dir(parent)
+                .and_then(|dir| dir.symlink_metadata(name))
+        }
+        .ok()?;
+        (!meta.file_type().is_symlink()).then(|| Located {
+            rel: rel.to_owned(),
+            meta: Some(meta),
+        })
+    }
+
     fn locate(&self, raw: &str) -> Result<Located, ToolError> {
         let rel = self.lexical(raw)?;
+        if let Some(located) = self.locate_direct(&rel) {
+            return Ok(located);
+        }
         let rel = self.resolve(raw, &rel)?;
         let at = Located { rel, meta: None };
         let meta = if at.rel.is_empty() {
@@ -726,5 +753,71 @@ impl Inner {
         temp.write_all(content).map_err(failed)?;
         temp.as_file().sync_data().map_err(failed)?;
         temp.replace(name).map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct path and the full resolution agree: a path with no symlink on it is its
+    /// own canonical path, and one with a symlink anywhere is resolved (and its target
+    /// checked) as before.
+    #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the test builds its fixture tree outside any jail"
+    )]
+    fn paths_with_and_without_symlinks_resolve_to_their_canonical_path() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        for sub in ["real/deeper", "outside"] {
+            let path = if sub == "outside" {
+                outside.clone()
+            } else {
+                root.join(sub)
+            };
+            std::fs::create_dir_all(path).unwrap();
+        }
+        std::fs::write(root.join("real/deeper/x.txt"), "x").unwrap();
+        std::fs::write(root.join(".env"), "SECRET=1").unwrap();
+        std::fs::write(outside.join("secret.txt"), "s").unwrap();
+        symlink("real", root.join("alias")).unwrap();
+        symlink("real/deeper/x.txt", root.join("x-link")).unwrap();
+        symlink(".env", root.join("env-link")).unwrap();
+        symlink(outside.join("secret.txt"), root.join("out-link")).unwrap();
+        symlink(&outside, root.join("out-dir")).unwrap();
+        let jail = Jail::open("t", &root, DenyList::new(&[]).unwrap()).unwrap();
+        let inner = &jail.inner;
+
+        for (raw, rel) in [
+            ("real/deeper/x.txt", "real/deeper/x.txt"),
+            ("./real//deeper/x.txt", "real/deeper/x.txt"),
+            ("real/deeper", "real/deeper"),
+            ("alias/deeper/x.txt", "real/deeper/x.txt"),
+            ("x-link", "real/deeper/x.txt"),
+            (".", ""),
+        ] {
+            let located = inner.locate(raw).unwrap_or_else(|e| panic!("{raw}: {e:?}"));
+            assert_eq!(located.rel, rel, "{raw}");
+            assert!(located.meta.is_some(), "{raw}");
+        }
+        assert!(inner.locate_direct("real/deeper/x.txt").is_some());
+        for through_a_symlink in ["alias/deeper/x.txt", "x-link", "out-dir/secret.txt"] {
+            assert!(
+                inner.locate_direct(through_a_symlink).is_none(),
+                "{through_a_symlink} must take the full resolution"
+            );
+        }
+        for refused in [
+            "env-link",
+            "out-link",
+            "out-dir/secret.txt",
+            "out-dir",
+            ".env",
+        ] {
+            assert!(inner.locate(refused).is_err(), "{refused} must be refused");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Records are handed to one writer thread over a bounded channel (callers wait when it is
 //! full; nothing is dropped while the file can be written). The writer batches what is
-//! queued, appends it with one write, fsyncs by policy, then rewrites the head file (the
+//! queued, appends it with one write, fsyncs by policy, then rewrites the head file in place (the
 //! last record written, sealed) so records cut off the end are noticed. When a write fails
 //! the batch is cut back off the file, the chain stays where it was, the log reports itself
 //! unhealthy (`/readyz`, a metric) and, by `fail_closed`, tools that change data (or every

@@ -37,9 +37,17 @@ struct Writer {
     seq: u64,
     prev: String,
     last_sync: Instant,
+    /// The head file, kept open: rewritten in place after every batch.
+    head: Option<File>,
     health: Arc<Health>,
     sink: Option<postgres::Sink>,
 }
+
+/// The head file's length: its sealed text padded with spaces, so that every rewrite is one
+/// `pwrite` of the same bytes at offset 0 (one sector, never a partial line) with no
+/// temporary file or rename: a rename over the old head made ext4 write the new one out at
+/// once (its replace-by-rename heuristic), a disk write per batch.
+const HEAD_LEN: usize = 255;
 
 /// Opens the file (continuing its chain) and starts the thread.
 pub(super) fn start(
@@ -60,6 +68,7 @@ pub(super) fn start(
         seq,
         prev,
         last_sync: Instant::now(),
+        head: None,
         health,
         sink,
         settings,
@@ -199,20 +208,44 @@ impl Writer {
         Ok(())
     }
 
-    fn write_head(&self) -> std::io::Result<()> {
-        let head = head_path(&self.settings.path);
-        let temporary = head.with_extension("head.tmp");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        file.write_all(head_text(&self.settings.hasher, self.seq, &self.prev).as_bytes())?;
-        if self.settings.fsync == FsyncPolicy::Always {
-            file.sync_data()?;
+    fn write_head(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let mut text = head_text(&self.settings.hasher, self.seq, &self.prev);
+        // The sealed text ends in a newline; the padding goes before it (JSON allows the
+        // whitespace, and verification trims it).
+        text.pop();
+        if text.len() < HEAD_LEN - 1 {
+            text.extend(std::iter::repeat_n(' ', HEAD_LEN - 1 - text.len()));
         }
-        std::fs::rename(&temporary, &head)
+        text.push('\n');
+        if self.head.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(head_path(&self.settings.path))?;
+            // A head written by an older version, whatever its length, is overwritten whole.
+            file.set_len(text.len() as u64)?;
+            self.head = Some(file);
+        }
+        let file = self.head.as_ref().expect("opened above");
+        let written = file.write_all_at(text.as_bytes(), 0).and_then(|()| {
+            if text.len() != HEAD_LEN {
+                // Never the case (the sealed text is under 200 bytes), but a longer text
+                // must not leave a shorter one's tail behind it.
+                file.set_len(text.len() as u64)?;
+            }
+            if self.settings.fsync == FsyncPolicy::Always {
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        if written.is_err() {
+            // Reopened on the next batch.
+            self.head = None;
+        }
+        written
     }
 
     /// Renames the file to the next free `NAME.N` and starts a new one; the chain goes on.

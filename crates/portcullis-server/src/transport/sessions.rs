@@ -128,23 +128,25 @@ impl SessionGuard {
     /// Runs `take` (which claims the slot) if `principal` may open one more session, in total
     /// and for itself; sessions rmcp has closed are forgotten first.
     async fn admit(&self, principal: &str, take: impl FnOnce(&mut Owners)) -> bool {
-        let live: Vec<String> = self
-            .manager
-            .sessions
-            .read()
-            .await
-            .keys()
-            .map(ToString::to_string)
-            .collect();
+        let live = self.manager.sessions.read().await;
         let mut state = self.lock();
-        state.owner.retain(|id, _| live.iter().any(|l| l == id));
-        let pending_total: usize = state.pending.values().sum();
-        let mine = state.owner.values().filter(|o| *o == principal).count()
-            + state.sse.values().filter(|o| *o == principal).count()
-            + state.pending.get(principal).copied().unwrap_or(0);
-        let total = live.len() + state.sse.len() + pending_total;
-        if total >= self.max_total || mine >= self.max_per_principal {
-            return false;
+        let over = |state: &Owners| {
+            let pending_total: usize = state.pending.values().sum();
+            let mine = state.owner.values().filter(|o| *o == principal).count()
+                + state.sse.values().filter(|o| *o == principal).count()
+                + state.pending.get(principal).copied().unwrap_or(0);
+            let total = live.len() + state.sse.len() + pending_total;
+            total >= self.max_total || mine >= self.max_per_principal
+        };
+        // Sessions rmcp has closed (idle, deleted) still count as this principal's until
+        // forgotten; forgotten only when they would refuse this one. Each is one lookup in
+        // rmcp's table (this compared every owner with every live id, and copied every id,
+        // on each `initialize`: quadratic in the open sessions).
+        if over(&state) {
+            state.owner.retain(|id, _| live.contains_key(id.as_str()));
+            if over(&state) {
+                return false;
+            }
         }
         take(&mut state);
         true

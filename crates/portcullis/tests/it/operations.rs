@@ -796,8 +796,8 @@ async fn metrics_behind_a_token_or_on_their_own_address() {
 async fn a_head_file_that_cannot_be_written_never_rewinds_the_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("audit.jsonl");
-    // The head's temporary file cannot be created: a directory stands in its way.
-    std::fs::create_dir_all(dir.path().join("audit.jsonl.head.tmp")).unwrap();
+    // The head file cannot be opened for writing: a directory stands in its place.
+    std::fs::create_dir_all(dir.path().join("audit.jsonl.head")).unwrap();
     let path = config(dir.path(), &audit_section(&log, ""), "");
     let mut server = HttpServer::spawn(bin(), &path).await.expect("spawn");
     for _ in 0..3 {
