@@ -101,14 +101,28 @@ pub struct FlushGuard {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How long the guard waits for the last batch to be written: a reader that stopped
+/// reading stderr must not keep the process from exiting.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl Drop for FlushGuard {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.started.notify_one();
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
-        self.shared.write_out();
+        // The rest, unless a write is stuck on a reader that stopped reading.
+        if let Ok(mut output) = self.shared.output.try_lock() {
+            let batch = std::mem::take(&mut self.shared.lock().bytes);
+            let _ = output.write_all(&batch).and_then(|()| output.flush());
+        }
     }
 }
 

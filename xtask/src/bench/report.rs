@@ -509,6 +509,13 @@ fn targets(
     // Every concurrency at least `floor`, or the given ones.
     let at_least = |numerator: &str, against: &str, floors: &[(Option<usize>, f64)]| {
         let ratio = ratio(numerator, against)?;
+        // A floor for a concurrency this run did not measure: not measured.
+        if floors
+            .iter()
+            .any(|(at, _)| at.is_some_and(|at| !ratio.by_concurrency.contains_key(&at)))
+        {
+            return None;
+        }
         let mut text = Vec::new();
         let mut met = true;
         for (&c, &r) in &ratio.by_concurrency {

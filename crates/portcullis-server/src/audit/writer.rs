@@ -218,22 +218,21 @@ impl Writer {
             text.extend(std::iter::repeat_n(' ', HEAD_LEN - 1 - text.len()));
         }
         text.push('\n');
-        if self.head.is_none() {
+        let fresh = self.head.is_none();
+        if fresh {
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .mode(0o600)
                 .open(head_path(&self.settings.path))?;
-            // A head written by an older version, whatever its length, is overwritten whole.
-            file.set_len(text.len() as u64)?;
             self.head = Some(file);
         }
         let file = self.head.as_ref().expect("opened above");
         let written = file.write_all_at(text.as_bytes(), 0).and_then(|()| {
-            if text.len() != HEAD_LEN {
-                // Never the case (the sealed text is under 200 bytes), but a longer text
-                // must not leave a shorter one's tail behind it.
+            // Cut after the first write (never a hole of NULs before it): a head written
+            // by an older version, whatever its length, leaves no tail behind.
+            if fresh || text.len() != HEAD_LEN {
                 file.set_len(text.len() as u64)?;
             }
             if self.settings.fsync == FsyncPolicy::Always {
@@ -258,6 +257,8 @@ impl Writer {
         target.push(format!(".{next}"));
         std::fs::rename(&self.settings.path, &target)?;
         self.file = None;
+        // The head is reopened by path too (in case it was replaced from outside).
+        self.head = None;
         self.open()?;
         metrics::counter!("portcullis_audit_rotations_total").increment(1);
         tracing::info!(file = next, "audit log rotated");

@@ -78,7 +78,7 @@ impl SessionGuard {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reserves a slot for a new session of `principal`, forgetting sessions rmcp has closed.
+    /// Reserves a slot for a new session of `principal` (see [`Self::admit`]).
     async fn reserve(&self, principal: &str) -> bool {
         self.admit(principal, |state| {
             *state.pending.entry(principal.to_owned()).or_default() += 1;
@@ -126,7 +126,8 @@ impl SessionGuard {
     }
 
     /// Runs `take` (which claims the slot) if `principal` may open one more session, in total
-    /// and for itself; sessions rmcp has closed are forgotten first.
+    /// and for itself. Sessions rmcp has closed are forgotten when they would refuse this
+    /// one, or once they outnumber the live ones (so the table stays bounded).
     async fn admit(&self, principal: &str, take: impl FnOnce(&mut Owners)) -> bool {
         let live = self.manager.sessions.read().await;
         let mut state = self.lock();
@@ -139,9 +140,12 @@ impl SessionGuard {
             total >= self.max_total || mine >= self.max_per_principal
         };
         // Sessions rmcp has closed (idle, deleted) still count as this principal's until
-        // forgotten; forgotten only when they would refuse this one. Each is one lookup in
-        // rmcp's table (this compared every owner with every live id, and copied every id,
-        // on each `initialize`: quadratic in the open sessions).
+        // forgotten: when they would refuse this one, or when they outnumber the live ones.
+        // Each is one lookup in rmcp's table (this compared every owner with every live id,
+        // and copied every id, on each `initialize`: quadratic in the open sessions).
+        if state.owner.len() > 2 * live.len() + 64 {
+            state.owner.retain(|id, _| live.contains_key(id.as_str()));
+        }
         if over(&state) {
             state.owner.retain(|id, _| live.contains_key(id.as_str()));
             if over(&state) {
