@@ -6,10 +6,13 @@
 //! from the request's own thread cost a `write(2)` and a wake-up of the reader (the log
 //! shipper) per line. Here the thread is woken once per batch, and the reader too.
 //!
-//! Nothing is dropped: when the buffer reaches [`HIGH_WATER`] the line's own thread writes
-//! the batch out (waiting, as a blocking writer would, for a slow reader). Batches go out in
-//! order. The guard [`init`] returns flushes what is left when dropped (every return from
-//! `main`); a process killed outright loses at most the last window.
+//! Nothing is dropped while the process runs: when the buffer reaches [`HIGH_WATER`] the
+//! line's own thread writes the batch out (waiting, as a blocking writer would, for a slow
+//! reader). Batches go out in order. The guard [`init`] returns flushes what is left when
+//! dropped (every return from `main`, after the runtime has ended), waiting at most
+//! [`FLUSH_TIMEOUT`] for a write in progress: a reader that stopped reading loses the last
+//! batch rather than keeping the process from exiting. A process killed outright loses at
+//! most the last window.
 
 use std::io::Write as _;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -119,7 +122,12 @@ impl Drop for FlushGuard {
             }
         }
         // The rest, unless a write is stuck on a reader that stopped reading.
-        if let Ok(mut output) = self.shared.output.try_lock() {
+        let output = match self.shared.output.try_lock() {
+            Ok(output) => Some(output),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut output) = output {
             let batch = std::mem::take(&mut self.shared.lock().bytes);
             let _ = output.write_all(&batch).and_then(|()| output.flush());
         }

@@ -359,6 +359,9 @@ fn serve(
     {
         tracing::warn!(%error, "traces: the last spans could not be exported");
     }
+    // The runtime ends (its tasks dropped, its threads joined) while the log guard still
+    // batches their last lines; the guard flushes after it, bounded.
+    drop(runtime);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -94,7 +94,7 @@ fn body(workload: &Workload, id: u64) -> String {
     )
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
+pub(super) fn client() -> anyhow::Result<reqwest::Client> {
     // One connection per worker: the pool never holds more than the one it reuses.
     reqwest::Client::builder()
         .no_proxy()

@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::load::client;
 use super::servers::{self, RunningServer};
 use super::{procfs, write};
 
@@ -277,15 +278,6 @@ async fn idle_rss_demo(demo: &Path) -> anyhow::Result<procfs::Memory> {
     rpc(&client, &url, None, "tools/list", json!({})).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     procfs::memory(server.pid())
-}
-
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("build HTTP client")
 }
 
 /// One JSON-RPC request: stateless 2026-07-28 without `session`, else within the 2025
