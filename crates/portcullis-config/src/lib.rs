@@ -49,7 +49,9 @@ pub const LOG_ENV: &str = "PORTCULLIS_LOG";
 
 /// What `portcullis check` (and the server at start-up) warns about in a valid config.
 pub fn warnings(config: &Config) -> Vec<String> {
-    commands::warnings(&config.commands)
+    let mut out = commands::warnings(&config.commands);
+    out.extend(operations::warnings(config));
+    out
 }
 
 /// The JSON Schema of the configuration file, for editors and the generated reference.

@@ -108,7 +108,7 @@ pub struct MetricsSection {
     pub listen: Option<SocketAddr>,
     /// Require `Authorization: Bearer TOKEN` for `/metrics`. Without a token and without
     /// `listen`, `/metrics` is served on the MCP listener only when that listens on a
-    /// loopback address.
+    /// loopback address and `[auth]` is not configured (with `[auth]`, `check` warns).
     pub bearer_token: Option<crate::Secret>,
 }
 
@@ -264,4 +264,21 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), Issue> {
         ));
     }
     Ok(())
+}
+
+/// What `portcullis check` warns about in the operations sections.
+pub(crate) fn warnings(config: &crate::Config) -> Vec<String> {
+    let metrics = &config.metrics;
+    let mut out = Vec::new();
+    if metrics.enabled
+        && metrics.listen.is_none()
+        && metrics.bearer_token.is_none()
+        && config.auth.is_enabled()
+    {
+        out.push(
+            "metrics: /metrics is not served on the MCP listener: [auth] is configured and metrics.bearer_token is not set; set metrics.bearer_token, or metrics.listen for a listener of its own, or metrics.enabled = false"
+                .to_owned(),
+        );
+    }
+    out
 }

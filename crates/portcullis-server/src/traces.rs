@@ -6,7 +6,8 @@
 //! work beyond one relaxed atomic load, and no span gets an attribute.
 //!
 //! Attributes never hold argument values or a client's resource URI: a resource is named by
-//! its label, as in the log line.
+//! its label, as in the log line. A session id is a bearer secret: `mcp.session.id` is its
+//! digest.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -64,7 +65,7 @@ pub(crate) fn start_request(
         span.set_attribute("jsonrpc.request.id", id.clone());
     }
     if let Some(session) = &origin.session_id {
-        span.set_attribute("mcp.session.id", session.clone());
+        span.set_attribute("mcp.session.id", session_digest(session));
     }
     if let Some(parent) = origin
         .traceparent
@@ -75,6 +76,15 @@ pub(crate) fn start_request(
         // there is nothing to continue.
         let _ = span.set_parent(parent);
     }
+}
+
+/// What spans carry of a 2025 session id: the id is a bearer secret (whoever holds it
+/// speaks in that session), so only its SHA-256, cut to 32 hex characters, which still
+/// groups a session's spans.
+fn session_digest(id: &str) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(id.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Records how the request ended: `error.type` and an error status unless it succeeded.

@@ -192,9 +192,18 @@ impl JwtValidator {
             .map_err(|e| JwtError::Invalid(describe(&e)))?;
         let claims = data.claims;
         let client_id = claims.client_id.clone();
-        let subject = claims.sub.or(claims.client_id).ok_or_else(|| {
-            JwtError::Invalid("the token has neither `sub` nor `client_id`".to_owned())
-        })?;
+        // A user (`sub`) and a client acting for itself (`client_id` only) are two
+        // namespaces: a client named like a user must not share that user's sessions and
+        // limits.
+        let id = match (claims.sub, claims.client_id) {
+            (Some(subject), _) => format!("jwt:{subject}"),
+            (None, Some(client)) => format!("jwt-client:{client}"),
+            (None, None) => {
+                return Err(JwtError::Invalid(
+                    "the token has neither `sub` nor `client_id`".to_owned(),
+                ));
+            }
+        };
         let mut scopes: Vec<String> = claims
             .scope
             .map(|s| s.split_whitespace().map(str::to_owned).collect())
@@ -207,7 +216,7 @@ impl JwtValidator {
             None => {}
         }
         Ok((
-            Principal::new(format!("jwt:{subject}"), scopes)
+            Principal::new(id, scopes)
                 .with_token(self.issuer.clone(), client_id),
             claims.exp.unwrap_or(0),
         ))

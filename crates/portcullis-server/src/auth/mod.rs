@@ -50,6 +50,9 @@ pub struct AuthState {
         Option<portcullis_config::RateLimit>,
     ),
     trusted_proxies: TrustedProxies,
+    /// `http.allowed_hosts`: without `resource`, only a Host this list accepts is named in
+    /// challenges and metadata.
+    allowed_hosts: Vec<String>,
 }
 
 impl AuthState {
@@ -79,6 +82,7 @@ impl AuthState {
                 config.limits.per_principal,
             ),
             trusted_proxies: TrustedProxies::new(&config.http.trusted_proxies)?,
+            allowed_hosts: config.http.allowed_hosts.clone(),
         })
     }
 
@@ -124,7 +128,7 @@ impl AuthState {
         if id.starts_with("key:") {
             return self.api_keys.current(principal);
         }
-        if id.starts_with("jwt:") {
+        if id.starts_with("jwt:") || id.starts_with("jwt-client:") {
             return self.jwt.is_some().then(|| principal.clone());
         }
         (!self.is_enabled()).then(|| principal.clone())
@@ -142,8 +146,28 @@ impl AuthState {
         }
     }
 
+    /// The request's `Host`, to name this server when `resource` is unset: only one that
+    /// `http.allowed_hosts` accepts (`Err` is the answer to a request with another, as
+    /// rmcp gives it); `localhost` without one.
+    fn request_host<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<&'h str, (StatusCode, &'static str)> {
+        let Some(host) = headers.get(header::HOST) else {
+            return Ok("localhost");
+        };
+        // With a Host header the URI is not consulted.
+        crate::transport::check_host(&axum::http::Uri::default(), headers, &self.allowed_hosts)?;
+        host.to_str().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                "Bad Request: Invalid Host header encoding",
+            )
+        })
+    }
+
     /// The metadata URL for `WWW-Authenticate`: next to the configured resource, or derived
-    /// from the request's `Host`.
+    /// from the request's `Host` (when the allow-list accepts it).
     fn metadata_url(&self, headers: &HeaderMap) -> String {
         if let Some(resource) = &self.resource
             && let Some((scheme, rest)) = resource.split_once("://")
@@ -156,10 +180,7 @@ impl AuthState {
             };
             return format!("{scheme}://{authority}{METADATA_PATH}{path}");
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
+        let host = self.request_host(headers).unwrap_or("localhost");
         format!("http://{host}{METADATA_PATH}{}", self.mcp_path)
     }
 
@@ -248,6 +269,13 @@ pub async fn authenticate(
     if !state.is_enabled() {
         request.extensions_mut().insert(Principal::local_user());
         return next.run(request).await;
+    }
+    // The Host allow-list first, so that a challenge never names a Host that the endpoint
+    // behind refuses (DNS rebinding, a forged Host turned into a metadata URL).
+    if let Err(refused) =
+        crate::transport::check_host(request.uri(), request.headers(), &state.allowed_hosts)
+    {
+        return refused.into_response();
     }
     let headers = request.headers();
     let principal = match state.principal(headers).await {
@@ -383,13 +411,13 @@ pub async fn metadata(State(state): State<Arc<AuthState>>, headers: HeaderMap) -
     if !state.is_enabled() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let resource = state.resource.clone().unwrap_or_else(|| {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}{}", state.mcp_path)
-    });
+    let resource = match &state.resource {
+        Some(resource) => resource.clone(),
+        None => match state.request_host(&headers) {
+            Ok(host) => format!("http://{host}{}", state.mcp_path),
+            Err(refused) => return refused.into_response(),
+        },
+    };
     let authorization_servers: Vec<&str> = state.jwt.iter().map(|j| j.issuer()).collect();
     Json(json!({
         "resource": resource,

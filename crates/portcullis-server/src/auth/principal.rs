@@ -86,7 +86,8 @@ impl Principal {
         self.token.as_deref().and_then(|t| t.client_id.as_deref())
     }
 
-    /// A stable identifier: `local`, `key:NAME` or `jwt:SUBJECT`.
+    /// A stable identifier: `local`, `key:NAME`, `jwt:SUBJECT` (a token with `sub`) or
+    /// `jwt-client:CLIENT_ID` (a token with only `client_id`, e.g. client credentials).
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -286,39 +286,8 @@ pub(crate) fn check_host_and_origin(
     allowed_hosts: &[String],
     allowed_origins: &[String],
 ) -> Result<(), (StatusCode, &'static str)> {
-    let bad = |message: &'static str| (StatusCode::BAD_REQUEST, message);
     let forbidden = |message: &'static str| (StatusCode::FORBIDDEN, message);
-    let host = match headers.get(header::HOST) {
-        Some(value) => {
-            let text = value
-                .to_str()
-                .map_err(|_| bad("Bad Request: Invalid Host header encoding"))?;
-            let authority = axum::http::uri::Authority::try_from(text)
-                .map_err(|_| bad("Bad Request: Invalid Host header"))?;
-            (normalize(authority.host()), authority.port_u16())
-        }
-        None => {
-            let authority = uri
-                .authority()
-                .ok_or_else(|| bad("Bad Request: missing Host header"))?;
-            (normalize(authority.host()), authority.port_u16())
-        }
-    };
-    let host_allowed = allowed_hosts.is_empty()
-        || allowed_hosts.iter().any(|allowed| {
-            let allowed = allowed.trim();
-            let (name, port) = match axum::http::uri::Authority::try_from(allowed) {
-                Ok(authority) => (normalize(authority.host()), authority.port_u16()),
-                Err(_) => (normalize(allowed), None),
-            };
-            !allowed.is_empty() && name == host.0 && port.is_none_or(|p| host.1 == Some(p))
-        });
-    if !host_allowed {
-        tracing::warn!(
-            "rejected request with disallowed Host header (possible DNS rebinding attempt)"
-        );
-        return Err(forbidden("Forbidden: Host header is not allowed"));
-    }
+    check_host(uri, headers, allowed_hosts)?;
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
@@ -355,6 +324,49 @@ pub(crate) fn check_host_and_origin(
             "rejected request with disallowed Origin header (possible cross-origin attack)"
         );
         return Err(forbidden("Forbidden: Origin header is not allowed"));
+    }
+    Ok(())
+}
+
+/// The Host allow-list alone, with rmcp's answers (see [`check_host_and_origin`]). Also asked
+/// by authentication, so that a challenge never names a Host this list refuses.
+pub(crate) fn check_host(
+    uri: &Uri,
+    headers: &HeaderMap,
+    allowed_hosts: &[String],
+) -> Result<(), (StatusCode, &'static str)> {
+    let bad = |message: &'static str| (StatusCode::BAD_REQUEST, message);
+    let forbidden = |message: &'static str| (StatusCode::FORBIDDEN, message);
+    let host = match headers.get(header::HOST) {
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| bad("Bad Request: Invalid Host header encoding"))?;
+            let authority = axum::http::uri::Authority::try_from(text)
+                .map_err(|_| bad("Bad Request: Invalid Host header"))?;
+            (normalize(authority.host()), authority.port_u16())
+        }
+        None => {
+            let authority = uri
+                .authority()
+                .ok_or_else(|| bad("Bad Request: missing Host header"))?;
+            (normalize(authority.host()), authority.port_u16())
+        }
+    };
+    let host_allowed = allowed_hosts.is_empty()
+        || allowed_hosts.iter().any(|allowed| {
+            let allowed = allowed.trim();
+            let (name, port) = match axum::http::uri::Authority::try_from(allowed) {
+                Ok(authority) => (normalize(authority.host()), authority.port_u16()),
+                Err(_) => (normalize(allowed), None),
+            };
+            !allowed.is_empty() && name == host.0 && port.is_none_or(|p| host.1 == Some(p))
+        });
+    if !host_allowed {
+        tracing::warn!(
+            "rejected request with disallowed Host header (possible DNS rebinding attempt)"
+        );
+        return Err(forbidden("Forbidden: Host header is not allowed"));
     }
     Ok(())
 }

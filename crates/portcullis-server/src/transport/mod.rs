@@ -2,8 +2,11 @@
 
 pub mod http;
 mod legacy_sse;
+mod ready;
 mod sessions;
 pub mod stdio;
+
+pub(crate) use legacy_sse::check_host;
 
 /// Why a transport could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

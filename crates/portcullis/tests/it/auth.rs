@@ -607,3 +607,124 @@ async fn a_per_tool_rate_limit_is_a_json_rpc_error_with_the_wait() {
         Some(false)
     );
 }
+
+/// A user's token (`sub`) and a client-credentials token (`client_id` only) that carry the
+/// same name are two principals: the client cannot use the user's session (nor share its
+/// buckets).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_id_is_never_the_principal_of_a_subject_with_the_same_name() {
+    let auth = AuthServer::start("").await;
+    let user = rsa_token(json!({ "sub": "alice" }));
+    let client = rsa_token(json!({ "sub": null, "client_id": "alice" }));
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
+    let http = portcullis_test::http();
+    let response = http
+        .post(auth.server.url())
+        .bearer_auth(&user)
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(response.status(), StatusCode::OK);
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+    let with = |token: &str| {
+        http.post(auth.server.url())
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", session.clone())
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&list)
+            .send()
+    };
+    let other = with(&client).await.expect("the client's attempt");
+    assert_eq!(
+        other.status(),
+        StatusCode::NOT_FOUND,
+        "a client_id named like a subject reached that subject's session"
+    );
+    assert_eq!(
+        with(&user).await.expect("the user").status(),
+        StatusCode::OK
+    );
+}
+
+/// Without `auth.resource`, the challenge and the RFC 9728 metadata name the request's
+/// `Host`, but only one the `http.allowed_hosts` list accepts: any other is refused, as the
+/// MCP endpoint refuses it, before anything echoes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_resource_a_host_outside_the_allow_list_is_never_echoed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[server]\nname = \"host-test\"\n[http]\nlisten = \"127.0.0.1:0\"\n[logging]\nformat = \"json\"\n\
+         [[auth.api_keys]]\nname = \"reader\"\nsha256 = \"{}\"\n",
+        sha256(READER_KEY)
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).expect("config");
+    let server = HttpServer::spawn(bin(), &dir.path().join("portcullis.toml"))
+        .await
+        .expect("spawn");
+    let http = portcullis_test::http();
+    let metadata_path = "/.well-known/oauth-protected-resource/mcp";
+
+    // An allowed Host is named.
+    let allowed = format!("localhost:{}", server.addr.port());
+    let response = http
+        .post(server.url())
+        .header("host", &allowed)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www_authenticate(&response),
+        format!("Bearer resource_metadata=\"http://{allowed}{metadata_path}\"")
+    );
+    let metadata: Value = http
+        .get(server.at(metadata_path))
+        .header("host", &allowed)
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(metadata["resource"], format!("http://{allowed}/mcp"));
+
+    // Another Host is refused, and named nowhere.
+    let evil = "evil.example";
+    let response = http
+        .post(server.url())
+        .header("host", evil)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let challenge = www_authenticate(&response);
+    let body = response.text().await.unwrap_or_default();
+    assert!(
+        !challenge.contains(evil) && !body.contains(evil),
+        "{status}: {challenge} {body}"
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "{challenge} {body}");
+    let response = http
+        .get(server.at(metadata_path))
+        .header("host", evil)
+        .send()
+        .await
+        .expect("metadata");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert!(!body.contains(evil), "{status}: {body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}

@@ -19,6 +19,8 @@ const BOB: &str = "bob-cluster-key-0123456789";
 const CAROL: &str = "carol-cluster-key-0123456789";
 const AUDIT_KEY: &str = "cluster-audit-key-0123456789";
 const STATE_KEY: &str = "cluster-state-key-0123456789abcdef0123";
+/// `/metrics` on the MCP listener needs its token while `[auth]` is configured.
+const METRICS_TOKEN: &str = "cluster-metrics-token-0123456789";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -76,14 +78,14 @@ impl Redis {
 
 /// Debian's HAProxy with `deploy/haproxy/haproxy.cfg`, its `bind` and `server` lines
 /// replaced by this test's addresses.
-struct Haproxy {
+pub(crate) struct Haproxy {
     port: u16,
     _child: Child,
     _config: tempfile::NamedTempFile,
 }
 
 impl Haproxy {
-    async fn start(backends: &[SocketAddr]) -> Self {
+    pub(crate) async fn start(backends: &[SocketAddr]) -> Self {
         let template = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy/haproxy.cfg"),
         )
@@ -130,7 +132,7 @@ impl Haproxy {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 }
@@ -177,6 +179,8 @@ name = "carol"
 sha256 = "{carol}"
 scopes = []
 {limits}
+[metrics]
+bearer_token = "{METRICS_TOKEN}"
 [cluster]
 redis_url = "redis://127.0.0.1:{redis_port}"
 replica = "r{i}"
@@ -315,6 +319,7 @@ impl Cluster {
 async fn replica_calls(replica: &HttpServer) -> u64 {
     let text = portcullis_test::http()
         .get(replica.at("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("metrics")

@@ -22,6 +22,7 @@ use crate::bin;
 /// The Kubernetes version the manifests must validate against (strict: no unknown fields).
 const KUBERNETES_VERSION: &str = "1.34.0";
 const API_KEY: &str = "pcs_deploy-test-key";
+const METRICS_TOKEN: &str = "a deploy-test metrics token";
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
@@ -631,6 +632,39 @@ fn caddy_snippet_streams_and_proxies_http1() {
         !lines.iter().any(|l| l.starts_with("encode")),
         "no compression in front of event streams"
     );
+    // Only the MCP endpoint, its metadata and /healthz are proxied; the rest is 404.
+    let published: Vec<&str> = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("@published path "))
+        .expect("a `@published path …` matcher")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        published,
+        [
+            "/mcp",
+            "/healthz",
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/*"
+        ]
+    );
+    let proxy = lines
+        .iter()
+        .position(|l| l.starts_with("reverse_proxy"))
+        .expect("reverse_proxy");
+    assert_eq!(lines[proxy - 1], "handle @published {", "{caddy}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("reverse_proxy"))
+            .count(),
+        1
+    );
+    let fallback = lines
+        .iter()
+        .position(|l| *l == "handle {")
+        .expect("a catch-all `handle`");
+    assert_eq!(lines[fallback + 1], "respond 404");
 }
 
 /// Debian's nginx with `deploy/nginx/portcullis.conf` in front of `upstream`, on a free
@@ -729,7 +763,8 @@ impl Drop for Nginx {
 }
 
 /// Portcullis behind API keys, trusting proxies on 127.0.0.1 only, with a per-IP budget of
-/// three failed attempts, and a `[[commands]]` tool that runs for 2.5 s.
+/// three failed attempts, `/metrics` behind its token, and a `[[commands]]` tool that runs
+/// for 2.5 s.
 async fn portcullis_for_proxy(dir: &Path) -> HttpServer {
     std::fs::create_dir_all(dir.join("root")).expect("root");
     let config = dir.join("portcullis.toml");
@@ -748,6 +783,8 @@ name = "agent"
 sha256 = "{}"
 [limits]
 per_ip_unauthenticated = {{ per_minute = 1, burst = 3 }}
+[metrics]
+bearer_token = "{METRICS_TOKEN}"
 [[files]]
 name = "root"
 path = "root"
@@ -943,5 +980,71 @@ async fn forwarded_for_keys_the_per_ip_limit_only_from_a_trusted_proxy() {
             !output.contains(forged),
             "{forged} reached the logs:\n{output}"
         );
+    }
+}
+
+/// The proxies publish only what clients need: the MCP endpoint, its RFC 9728 metadata and
+/// `/healthz`. `/metrics`, `/readyz` and every other path stay on Portcullis's own port,
+/// where scrapers and probes reach it directly.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxies_publish_only_the_mcp_endpoint_its_metadata_and_healthz() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = portcullis_for_proxy(dir.path()).await;
+    let nginx = Nginx::start(server.addr).await;
+    let haproxy = crate::cluster::Haproxy::start(&[server.addr]).await;
+    let client = portcullis_test::http();
+    let get = |base: String, path: &'static str| {
+        let request = client.get(format!("{base}{path}"));
+        async move {
+            let request = if path == "/metrics" {
+                request.bearer_auth(METRICS_TOKEN)
+            } else {
+                request
+            };
+            request.send().await.expect("GET").status()
+        }
+    };
+    let direct = format!("http://{}", server.addr);
+    // Portcullis itself answers all of them.
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        assert_eq!(get(direct.clone(), path).await, StatusCode::OK, "{path}");
+    }
+    let fronts = [
+        ("nginx", format!("http://{}", nginx.addr)),
+        ("haproxy", haproxy.url().trim_end_matches("/mcp").to_owned()),
+    ];
+    for (proxy, base) in fronts {
+        let unauthenticated = client
+            .post(format!("{base}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body("{}")
+            .send()
+            .await
+            .expect("POST /mcp")
+            .status();
+        assert_eq!(unauthenticated, StatusCode::UNAUTHORIZED, "{proxy}: /mcp");
+        for path in ["/healthz", "/.well-known/oauth-protected-resource/mcp"] {
+            assert_eq!(
+                get(base.clone(), path).await,
+                StatusCode::OK,
+                "{proxy}: {path}"
+            );
+        }
+        for path in [
+            "/metrics",
+            "/readyz",
+            "/",
+            "/sse",
+            "/messages",
+            "/mcpx",
+            "/healthz/x",
+        ] {
+            assert_eq!(
+                get(base.clone(), path).await,
+                StatusCode::NOT_FOUND,
+                "{proxy} publishes {path}"
+            );
+        }
     }
 }

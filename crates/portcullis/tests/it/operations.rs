@@ -610,7 +610,13 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn metrics_pass_promtool_and_count_what_happened() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("audit.jsonl");
-    let path = config(dir.path(), &audit_section(&log, ""), "");
+    // With [auth], /metrics on the MCP listener needs its token.
+    let token = "a metrics token of length";
+    let path = config(
+        dir.path(),
+        &audit_section(&log, ""),
+        &format!("[metrics]\nbearer_token = \"{token}\"\n"),
+    );
     let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
     for _ in 0..3 {
         let (status, _) = call(&server, READER, "read_file", json!({ "path": "hello.txt" })).await;
@@ -619,6 +625,7 @@ async fn metrics_pass_promtool_and_count_what_happened() {
     traffic(&server).await;
     let response = portcullis_test::http()
         .get(server.at("/metrics"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap();
@@ -833,4 +840,108 @@ async fn a_head_file_that_cannot_be_written_never_rewinds_the_chain() {
     );
     let out = verify(&["--no-head", log.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// With `[auth]`, `/metrics` on the MCP listener needs the metrics token even on a loopback
+/// address: anyone who reaches the port (a proxy in front of it, another local user) could
+/// read it otherwise. Without a token it is not served there, and `check` says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auth_metrics_on_the_mcp_listener_need_their_token_even_on_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config(dir.path(), "", "");
+    let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let client = portcullis_test::http();
+    let open = client.get(server.at("/metrics")).send().await.unwrap();
+    assert_eq!(
+        open.status(),
+        StatusCode::NOT_FOUND,
+        "/metrics answered anyone"
+    );
+    // An MCP credential is not the metrics token.
+    let with_key = client
+        .get(server.at("/metrics"))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_key.status(), StatusCode::NOT_FOUND);
+    let check = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run check");
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains(
+            "warning: metrics: /metrics is not served on the MCP listener: [auth] is configured and metrics.bearer_token is not set"
+        ),
+        "{}",
+        stderr(&check)
+    );
+}
+
+/// A health upstream that counts its hits and answers after `delay`, so that concurrent
+/// `/readyz` requests overlap one check in flight.
+async fn counting_health_upstream(
+    delay: std::time::Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&hits);
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                // The upstream's own latency, so that requests overlap; not synchronisation.
+                tokio::time::sleep(delay).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, hits)
+}
+
+/// `/readyz` under load never reaches the upstreams more than once per interval: results
+/// are kept for a moment, and concurrent requests share the one check in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_under_load_checks_each_upstream_about_once() {
+    use std::sync::atomic::Ordering;
+    let (base, hits) = counting_health_upstream(std::time::Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[server]\nname = \"readyz-test\"\n[http]\nlisten = \"127.0.0.1:0\"\n[logging]\nformat = \"json\"\n\
+         [[api]]\nname = \"upstream\"\nbase_url = \"{base}\"\nhealth_url = \"/health\"\n\
+         allow_private_addresses = [\"127.0.0.1/32\"]\n\
+         [[api.tools]]\nname = \"get\"\ndescription = \"GET /\"\npath = \"/\"\n"
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), text).expect("config");
+    let server = HttpServer::spawn(bin(), &dir.path().join("portcullis.toml"))
+        .await
+        .expect("spawn");
+    let client = portcullis_test::http();
+    let url = server.at("/readyz");
+    let answers = futures::future::join_all((0..20).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let response = client.get(url).send().await.expect("readyz");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    }))
+    .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["checks"]["api:upstream"], json!("ok"), "{body}");
+    }
+    let seen = hits.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&seen),
+        "20 /readyz requests made {seen} upstream health checks"
+    );
 }

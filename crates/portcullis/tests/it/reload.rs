@@ -15,6 +15,8 @@ use crate::bin;
 use crate::call_tool as call;
 
 const ALICE: &str = "pcs_reload-alice";
+/// `/metrics` on the MCP listener needs its token while `[auth]` is configured.
+const METRICS_TOKEN: &str = "a reload-test metrics token";
 const BOB: &str = "pcs_reload-bob";
 const CAROL: &str = "pcs_reload-carol";
 
@@ -64,6 +66,8 @@ name = "alice"
 sha256 = "{alice}"
 [[auth.api_keys]]
 {second_key}
+[metrics]
+bearer_token = "{METRICS_TOKEN}"
 [[files]]
 name = "scratch"
 path = "{scratch}"
@@ -290,6 +294,7 @@ async fn sighup_swaps_the_config_under_load_and_refuses_an_invalid_one() {
     );
     let metrics = portcullis_test::http()
         .get(server.at("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .unwrap()

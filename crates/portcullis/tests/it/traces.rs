@@ -251,3 +251,62 @@ async fn without_traces_configured_nothing_is_sent() {
     server.wait(Duration::from_secs(10)).await.expect("exit");
     assert_eq!(receiver.requests.load(Ordering::SeqCst), 0);
 }
+
+/// A 2025 session id is a bearer secret (whoever holds it speaks in that session): spans
+/// carry its digest as `mcp.session.id` (enough to group a session's spans), never the id.
+#[tokio::test]
+async fn spans_carry_a_digest_of_the_session_id_never_the_id() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut receiver = receiver().await;
+    let path = config(
+        dir.path(),
+        &format!("[traces]\nendpoint = \"http://{}\"", receiver.addr),
+    );
+    let server = HttpServer::spawn_with(bin(), &path, &[], &[("OTEL_BSP_SCHEDULE_DELAY", "100")])
+        .await
+        .expect("spawn");
+    let http = portcullis_test::http();
+    let post = |body: Value, session: Option<&str>| {
+        let mut request = http
+            .post(server.url())
+            .header("accept", "application/json, text/event-stream");
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        request.json(&body).send()
+    };
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "traces-test", "version": "0" } } });
+    let response = post(init, None).await.expect("initialize");
+    assert!(response.status().is_success(), "{}", response.status());
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let response = post(initialized, Some(&session))
+        .await
+        .expect("initialized");
+    assert!(response.status().is_success(), "{}", response.status());
+    let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "read_file", "arguments": { "path": FILE } } });
+    let response = post(call, Some(&session)).await.expect("tools/call");
+    assert!(response.status().is_success(), "{}", response.status());
+    let answer = response.text().await.expect("answer");
+    assert!(answer.contains("hello"), "{answer}");
+
+    let (server_span, _, all) = server_and_tool_spans(&mut receiver).await;
+    let digest = hex(&sha2::Sha256::digest(session.as_bytes())[..16]);
+    assert_eq!(
+        attribute(&server_span, "mcp.session.id"),
+        Some(digest.as_str())
+    );
+    for span in &all {
+        let text = format!("{span:?}");
+        assert!(!text.contains(&session), "the session id in a span: {text}");
+    }
+    server.terminate().expect("terminate");
+}
