@@ -24,7 +24,7 @@ pub mod transport;
 
 pub use auth::Principal;
 pub use catalog::{
-    ArgumentValidator, CallContext, Catalog, CatalogBuilder, CatalogError, ChangeNotifier,
+    ArgumentValidator, Backing, CallContext, Catalog, CatalogBuilder, CatalogError, ChangeNotifier,
     PromptCall, PromptTemplate, Readiness, ResourceChange, ResourceSource, Tool, ToolCall,
     ToolOutput,
 };

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use portcullis_config::{Config, ResourceTemplateConfig, StaticResourceConfig};
+use portcullis_config::{Config, StaticResourceConfig};
 use portcullis_server::{CatalogBuilder, ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents};
 
@@ -64,9 +64,15 @@ fn add_templates(
         let what = |e: &dyn std::fmt::Display| {
             format!("resource template `{}`: {e}", template.uri_template)
         };
-        let (params, backing) = if let Some(text) = &template.text {
+        // `item`: whose policy bounds the reads besides the template's own (the guard's
+        // `Policies` combines them).
+        let (params, backing, item) = if let Some(text) = &template.text {
             let compiled = crate::template::TextTemplate::compile(text).map_err(|e| what(&e))?;
-            (template.params.clone(), Backing::Text(Box::new(compiled)))
+            (
+                template.params.clone(),
+                Backing::Text(Box::new(compiled)),
+                None,
+            )
         } else if let Some(sql) = &template.sql {
             #[cfg(feature = "sql")]
             {
@@ -82,12 +88,24 @@ fn add_templates(
                         template.params.len()
                     )));
                 }
+                // The statement is the source's work: its query tool's policy bounds the
+                // reads, else the SQL pack's.
+                let item = config
+                    .sql
+                    .iter()
+                    .find(|s| s.name == sql.source)
+                    .and_then(|s| s.query_tool.clone())
+                    .map_or_else(
+                        || portcullis_server::Backing::Pack(crate::sql::PACK.to_owned()),
+                        portcullis_server::Backing::Tool,
+                    );
                 (
                     template.params.clone(),
                     Backing::Sql {
                         source: std::sync::Arc::clone(source),
                         statement: sql.statement.clone(),
                     },
+                    Some(item),
                 )
             }
             #[cfg(not(feature = "sql"))]
@@ -105,6 +123,7 @@ fn add_templates(
                 (
                     tool.params().to_vec(),
                     Backing::Api(std::sync::Arc::clone(tool)),
+                    Some(portcullis_server::Backing::Tool(api.tool.clone())),
                 )
             }
             #[cfg(not(feature = "api"))]
@@ -115,51 +134,12 @@ fn add_templates(
         } else {
             return Err(what(&"give one of `text`, `sql` and `api`"));
         };
-        let scopes = template_scopes(config, template);
-        built.push(Template::new(template, params, backing, scopes)?);
+        built.push(Template::new(template, params, backing, item)?);
     }
     if !built.is_empty() {
         catalog.resources(templates::TemplateResources(built));
     }
     Ok(())
-}
-
-/// What a principal needs for a template: its own `required_scopes` (else the resources
-/// pack's) and also what the backing needs on its own (the SQL pack's scopes, or the HTTP
-/// tool's), so a template never hands out what the backing's tools would refuse.
-fn template_scopes(config: &Config, template: &ResourceTemplateConfig) -> Vec<String> {
-    let pack = |name: &str| {
-        config
-            .packs
-            .get(name)
-            .map(|p| p.required_scopes.clone())
-            .unwrap_or_default()
-    };
-    let mut scopes = template
-        .required_scopes
-        .clone()
-        .unwrap_or_else(|| pack(PACK));
-    if let Some(sql) = &template.sql {
-        // What the source's own query tool needs, if it has one with scopes of its own.
-        let query_tool = config
-            .sql
-            .iter()
-            .find(|s| s.name == sql.source)
-            .and_then(|s| s.query_tool.as_ref())
-            .and_then(|tool| config.tools.get(tool))
-            .and_then(|t| t.required_scopes.clone());
-        scopes.extend(query_tool.unwrap_or_else(|| pack("sql")));
-    }
-    if let Some(api) = &template.api {
-        let tool = config
-            .tools
-            .get(&api.tool)
-            .and_then(|t| t.required_scopes.clone());
-        scopes.extend(tool.unwrap_or_else(|| pack("api")));
-    }
-    scopes.sort();
-    scopes.dedup();
-    scopes
 }
 
 fn add(

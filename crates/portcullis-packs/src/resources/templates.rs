@@ -106,18 +106,20 @@ pub(crate) struct Template {
     params: Vec<Param>,
     validator: ArgumentValidator,
     backing: Backing,
+    /// The item whose policy bounds the reads besides the template's own (the guard's
+    /// `Policies` combines them).
+    item: Option<portcullis_server::Backing>,
     mime: Option<String>,
+    /// Its own `required_scopes`; `None`: the resources pack's. `item`'s are needed too.
     scopes: Option<Vec<String>>,
 }
 
 impl Template {
-    /// `scopes`: what a principal needs to list, complete and read it (see
-    /// `resources::template_scopes`).
     pub(crate) fn new(
         config: &ResourceTemplateConfig,
         params: Vec<Param>,
         backing: Backing,
-        scopes: Vec<String>,
+        item: Option<portcullis_server::Backing>,
     ) -> Result<Self, String> {
         let what = |e: String| format!("resource template `{}`: {e}", config.uri_template);
         let uri = UriTemplate::parse(&config.uri_template).map_err(what)?;
@@ -145,8 +147,9 @@ impl Template {
             params,
             validator,
             backing,
+            item,
             mime,
-            scopes: Some(scopes),
+            scopes: config.required_scopes.clone(),
         })
     }
 
@@ -321,6 +324,17 @@ impl ResourceSource for TemplateResources {
             .iter()
             .find(|t| t.listing.uri_template == uri_template)
             .and_then(|t| t.scopes.clone())
+    }
+
+    fn backing(&self, uri: &str) -> Option<portcullis_server::Backing> {
+        self.find(uri).and_then(|(t, _)| t.item.clone())
+    }
+
+    fn template_backing(&self, uri_template: &str) -> Option<portcullis_server::Backing> {
+        self.0
+            .iter()
+            .find(|t| t.listing.uri_template == uri_template)
+            .and_then(|t| t.item.clone())
     }
 
     fn claims(&self, uri: &str) -> bool {

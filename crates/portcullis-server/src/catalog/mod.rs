@@ -99,6 +99,27 @@ pub trait Tool: Send + Sync + 'static {
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError>;
 }
 
+/// The item whose work a resource read is, when it is not the source's own: its policy
+/// bounds the read too (the scopes of both are needed, the shorter timeout applies, and the
+/// read counts against both rate limits).
+///
+/// ```
+/// use portcullis_server::Backing;
+///
+/// // A template whose reads call the HTTP tool `get_user` shares that tool's budget.
+/// let backing = Backing::Tool("get_user".to_owned());
+/// assert_eq!(backing, Backing::Tool("get_user".to_owned()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backing {
+    /// A tool of the catalog, by name: a read draws from the same rate-limit bucket as the
+    /// tool's calls.
+    Tool(String),
+    /// The policy of a pack (`[packs.NAME]`), for work that is none of its tools.
+    Pack(String),
+}
+
 /// A source of resources: concrete ones listed up front and/or URI templates.
 #[async_trait]
 pub trait ResourceSource: Send + Sync + 'static {
@@ -118,6 +139,19 @@ pub trait ResourceSource: Send + Sync + 'static {
     /// completing its variables; reads go through [`Self::required_scopes`]); `None` keeps
     /// the pack's.
     fn template_scopes(&self, _uri_template: &str) -> Option<Vec<String>> {
+        None
+    }
+
+    /// What does the work of a read of `uri` when it is another item's (a resource
+    /// template backed by an HTTP tool or a SQL source). That item's scopes, rate limit and
+    /// timeout then bound the read as well as the source's own; `None`: only the source's.
+    fn backing(&self, _uri: &str) -> Option<Backing> {
+        None
+    }
+
+    /// What does the work behind the template `uri_template` (see [`Self::backing`]), for
+    /// listing it and completing its variables.
+    fn template_backing(&self, _uri_template: &str) -> Option<Backing> {
         None
     }
 

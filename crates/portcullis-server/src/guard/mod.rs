@@ -127,7 +127,9 @@ pub struct ItemRules {
     pub scopes: Vec<String>,
     /// How long one call, read or get may run before it is stopped.
     pub timeout: Duration,
-    /// Calls per principal to this item (its own or its pack's), if limited.
+    /// Calls per principal to this item (its own or its pack's), if limited. A resource
+    /// template backed by a tool is bounded by both limits (each read counts against the
+    /// tool's calls too); this is the stricter.
     pub rate_limit: Option<portcullis_config::RateLimit>,
 }
 
@@ -163,7 +165,7 @@ impl GuardConfig {
         Some(ItemRules {
             scopes,
             timeout: policy.timeout,
-            rate_limit: policy.rate_limit,
+            rate_limit: policy.strictest(),
         })
     }
 }
@@ -542,19 +544,22 @@ impl GuardConfig {
                 .await;
             return Err(error::forbidden(&what, &missing));
         }
-        if let Some(limiter) = &policy.limiter
-            && let Err(refusal) = limiter.check(&format!("{}\0{item}", principal.id())).await
-        {
-            self.finish(&seen, Some(&principal), Outcome::RateLimited)
-                .await;
-            return Err(match refusal {
-                Refusal::Wait(wait) => {
-                    metrics::counter!("portcullis_rate_limited_total", "limit" => "item")
-                        .increment(1);
-                    error::rate_limited(&what, retry_after_secs(wait))
-                }
-                Refusal::Unavailable => error::limits_unavailable(&what),
-            });
+        // Every bucket the request draws from: its own, and its backing tool's (whose calls
+        // share that budget), each keyed by principal and the item it names.
+        for limit in &policy.limits {
+            let key = format!("{}\0{}", principal.id(), limit.item.unwrap_or(item));
+            if let Err(refusal) = limit.limiter.check(&key).await {
+                self.finish(&seen, Some(&principal), Outcome::RateLimited)
+                    .await;
+                return Err(match refusal {
+                    Refusal::Wait(wait) => {
+                        metrics::counter!("portcullis_rate_limited_total", "limit" => "item")
+                            .increment(1);
+                        error::rate_limited(&what, retry_after_secs(wait))
+                    }
+                    Refusal::Unavailable => error::limits_unavailable(&what),
+                });
+            }
         }
         if let Some(audit) = &self.audit {
             // A call that changes data runs only once its intent is in the audit log.

@@ -1,7 +1,13 @@
 //! Policy resolved from the config for everything the catalog serves: required scopes (the
 //! item's own, else its pack's), timeout and rate limit. [`Policies::scopes_for`] is the one
 //! answer to "which scopes does this request need", asked by the HTTP layer (to answer 403)
-//! and by the guard (which refuses whatever the HTTP layer did not see).
+//! and by the guard (which refuses whatever the HTTP layer did not see);
+//! [`Policies::policy_for`] the one answer to "what bounds it".
+//!
+//! A resource whose reads are another item's work (a template backed by an HTTP tool or a
+//! SQL source, see [`Backing`]) is bounded by both policies: it needs the scopes of both,
+//! gets the shorter timeout, and each read counts against both rate limits — the backing
+//! tool's own bucket, so its calls and the reads share one budget.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -10,7 +16,7 @@ use std::time::Duration;
 
 use portcullis_config::{Config, PackPolicy, RateLimit};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Backing, Catalog};
 use crate::limits::{LocalRateLimiter, RateLimitStore};
 
 /// The resolved policy of one tool, prompt or resource source.
@@ -53,6 +59,56 @@ impl Target<'_> {
     }
 }
 
+/// What bounds one request: its own policy's and its backing's, combined.
+pub(crate) struct Effective<'a> {
+    /// The shorter of the two.
+    pub(crate) timeout: Duration,
+    /// Every bucket the request draws from: its own first, then its backing's.
+    pub(crate) limits: Vec<Limit<'a>>,
+}
+
+/// One rate-limit bucket a request draws from.
+pub(crate) struct Limit<'a> {
+    pub(crate) limiter: &'a Arc<dyn RateLimitStore>,
+    /// The limit as configured (for `portcullis explain`).
+    pub(crate) rate_limit: Option<RateLimit>,
+    /// The item the bucket's key names: the backing tool's name, so that its calls and the
+    /// reads it backs share one bucket; `None`: the request's own item.
+    pub(crate) item: Option<&'a str>,
+}
+
+impl<'a> Effective<'a> {
+    fn of(policy: &'a ItemPolicy) -> Self {
+        Self {
+            timeout: policy.timeout,
+            limits: Vec::new(),
+        }
+        .and(policy, None)
+    }
+
+    /// Adds `policy`'s bounds: the shorter timeout, its bucket keyed by `item`.
+    fn and(mut self, policy: &'a ItemPolicy, item: Option<&'a str>) -> Self {
+        self.timeout = self.timeout.min(policy.timeout);
+        if let Some(limiter) = &policy.limiter {
+            self.limits.push(Limit {
+                limiter,
+                rate_limit: policy.rate_limit,
+                item,
+            });
+        }
+        self
+    }
+
+    /// The strictest limit that applies (fewest per minute, then the smallest burst), for
+    /// `portcullis explain`; every one of them is enforced.
+    pub(crate) fn strictest(&self) -> Option<RateLimit> {
+        self.limits
+            .iter()
+            .filter_map(|l| l.rate_limit)
+            .min_by_key(|l| (l.per_minute, l.effective_burst()))
+    }
+}
+
 /// Policies of every tool, prompt and resource source in the catalog.
 #[derive(Clone)]
 pub struct Policies {
@@ -60,6 +116,8 @@ pub struct Policies {
     prompts: HashMap<String, ItemPolicy>,
     /// By `CatalogSource::index`.
     sources: Vec<ItemPolicy>,
+    /// By pack name: what a [`Backing::Pack`] adds.
+    packs: HashMap<String, ItemPolicy>,
     /// Anything without a policy of its own: no scopes, the default timeout, no limit.
     default: ItemPolicy,
     /// Whether lists show a principal only what it may use.
@@ -144,10 +202,17 @@ impl Policies {
             prompts.insert(prompt.definition.name.clone(), policy);
         }
         let sources = catalog.sources.iter().map(|s| of_pack(&s.pack)).collect();
+        let packs = packs
+            .iter()
+            .copied()
+            .chain(config.packs.keys().map(String::as_str))
+            .map(|pack| (pack.to_owned(), of_pack(pack)))
+            .collect();
         Ok(Self {
             tools,
             prompts,
             sources,
+            packs,
             default: ItemPolicy {
                 scopes: Vec::new(),
                 timeout: default_timeout,
@@ -174,6 +239,7 @@ impl Policies {
         self.tools.values_mut().for_each(|p| share("tool", p));
         self.prompts.values_mut().for_each(|p| share("prompt", p));
         self.sources.iter_mut().for_each(|p| share("source", p));
+        self.packs.values_mut().for_each(|p| share("pack", p));
     }
 
     /// Policies with only a timeout (library users without a config).
@@ -182,6 +248,7 @@ impl Policies {
             tools: HashMap::new(),
             prompts: HashMap::new(),
             sources: Vec::new(),
+            packs: HashMap::new(),
             default: ItemPolicy {
                 scopes: Vec::new(),
                 timeout,
@@ -204,51 +271,92 @@ impl Policies {
         self.sources.get(index).unwrap_or(&self.default)
     }
 
-    /// The timeout and rate limit of `target` (its source's, for a resource or template).
-    pub(crate) fn policy_for(&self, catalog: &Catalog, target: Target<'_>) -> &ItemPolicy {
+    /// The policy `backing` adds, and the item its rate-limit bucket is keyed by.
+    fn backing(&self, backing: &Backing) -> (&ItemPolicy, Option<&str>) {
+        match backing {
+            Backing::Tool(name) => self
+                .tools
+                .get_key_value(name)
+                .map_or((&self.default, None), |(name, policy)| {
+                    (policy, Some(name.as_str()))
+                }),
+            Backing::Pack(pack) => (self.packs.get(pack).unwrap_or(&self.default), None),
+        }
+    }
+
+    /// The source of `target` (a resource or template) and what backs it, if anything.
+    fn source_of<'c>(
+        catalog: &'c Catalog,
+        target: Target<'_>,
+    ) -> Option<(&'c crate::catalog::CatalogSource, Option<Backing>)> {
         match target {
-            Target::Tool(name) => self.tool(name),
-            Target::Prompt(name) => self.prompt(name),
+            Target::Tool(_) | Target::Prompt(_) => None,
             Target::Resource(uri) => catalog
                 .resource_source(uri)
-                .map_or(&self.default, |s| self.source(s.index)),
+                .map(|s| (s, s.source.backing(uri))),
             Target::Template(template) => catalog
                 .template_source(template)
-                .map_or(&self.default, |s| self.source(s.index)),
+                .map(|s| (s, s.source.template_backing(template))),
+        }
+    }
+
+    /// The timeout and rate limits of `target`: its own (its source's, for a resource or
+    /// template), and its backing's as well when it has one.
+    pub(crate) fn policy_for(&self, catalog: &Catalog, target: Target<'_>) -> Effective<'_> {
+        match target {
+            Target::Tool(name) => Effective::of(self.tool(name)),
+            Target::Prompt(name) => Effective::of(self.prompt(name)),
+            Target::Resource(_) | Target::Template(_) => match Self::source_of(catalog, target) {
+                None => Effective::of(&self.default),
+                Some((source, None)) => Effective::of(self.source(source.index)),
+                Some((source, Some(backing))) => {
+                    let (backing, item) = self.backing(&backing);
+                    Effective::of(self.source(source.index)).and(backing, item)
+                }
+            },
         }
     }
 
     /// The scopes `target` needs, or `None` when the catalog has no such thing (the request
-    /// is then answered "not found" by the handler, never served).
+    /// is then answered "not found" by the handler, never served). A resource or template
+    /// needs its own scopes (else its pack's) and its backing's, all of them.
     pub(crate) fn scopes_for<'a>(
         &'a self,
         catalog: &Catalog,
         target: Target<'_>,
     ) -> Option<Cow<'a, [String]>> {
-        match target {
+        let (source, backing) = match target {
             Target::Tool(name) => {
                 catalog.tool_pack(name)?;
-                Some(Cow::Borrowed(&self.tool(name).scopes))
+                return Some(Cow::Borrowed(&self.tool(name).scopes));
             }
             Target::Prompt(name) => {
                 catalog.prompt(name)?;
-                Some(Cow::Borrowed(&self.prompt(name).scopes))
+                return Some(Cow::Borrowed(&self.prompt(name).scopes));
             }
-            Target::Resource(uri) => {
-                let source = catalog.resource_source(uri)?;
-                Some(match source.source.required_scopes(uri) {
-                    Some(own) => Cow::Owned(own),
-                    None => Cow::Borrowed(&self.source(source.index).scopes),
-                })
-            }
-            Target::Template(uri_template) => {
-                let source = catalog.template_source(uri_template)?;
-                Some(match source.source.template_scopes(uri_template) {
-                    Some(own) => Cow::Owned(own),
-                    None => Cow::Borrowed(&self.source(source.index).scopes),
-                })
-            }
+            Target::Resource(_) | Target::Template(_) => Self::source_of(catalog, target)?,
+        };
+        let own = match target {
+            Target::Resource(uri) => source.source.required_scopes(uri),
+            Target::Template(template) => source.source.template_scopes(template),
+            Target::Tool(_) | Target::Prompt(_) => None,
+        };
+        let own: Cow<'a, [String]> = match own {
+            Some(own) => Cow::Owned(own),
+            None => Cow::Borrowed(&self.source(source.index).scopes),
+        };
+        let Some(backing) = backing else {
+            return Some(own);
+        };
+        let added = &self.backing(&backing).0.scopes;
+        if added.iter().all(|scope| own.contains(scope)) {
+            return Some(own);
         }
+        let mut all = own.into_owned();
+        all.extend(added.iter().cloned());
+        all.sort();
+        all.dedup();
+        Some(Cow::Owned(all))
     }
 }
 

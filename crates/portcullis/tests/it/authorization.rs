@@ -360,3 +360,213 @@ async fn write_tools_default_to_the_writable_root_their_schema_advertises() {
         "ho"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Resource templates inherit the policy of what backs them
+// ---------------------------------------------------------------------------------------
+
+const FIRST: &str = "pcs_backing-first";
+const SECOND: &str = "pcs_backing-second";
+const TEMPLATE_ONLY: &str = "pcs_backing-template-only";
+
+/// A server with the API keys above (`FIRST` and `SECOND` may use everything,
+/// `TEMPLATE_ONLY` has only the template's own scope) and `body` after them.
+async fn backed_server(dir: &Path, body: &str) -> HttpServer {
+    let hash = portcullis_server::auth::hash_key;
+    let config = format!(
+        r#"[server]
+name = "backing-test"
+[http]
+listen = "127.0.0.1:0"
+[logging]
+format = "json"
+[auth]
+resource = "http://localhost/mcp"
+[[auth.api_keys]]
+name = "first"
+sha256 = "{first}"
+scopes = ["backing", "template"]
+[[auth.api_keys]]
+name = "second"
+sha256 = "{second}"
+scopes = ["backing", "template"]
+[[auth.api_keys]]
+name = "template-only"
+sha256 = "{template_only}"
+scopes = ["template"]
+{body}"#,
+        first = hash(FIRST),
+        second = hash(SECOND),
+        template_only = hash(TEMPLATE_ONLY),
+    );
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, config).expect("config");
+    HttpServer::spawn(bin(), &path).await.expect("spawn")
+}
+
+/// The JSON-RPC error of a request that must fail, as (code, message).
+async fn rpc_refusal(
+    server: &HttpServer,
+    token: &str,
+    method: &str,
+    params: Value,
+) -> (i64, String) {
+    let r = post_stateless(&server.url(), Some(token), method, params).await;
+    assert_eq!(r.status, StatusCode::OK, "{method}: {:?}", r.body);
+    let error = &r.body["error"];
+    assert!(error.is_object(), "{method} must fail: {}", r.body);
+    (
+        error["code"].as_i64().unwrap_or_default(),
+        error["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Checks what a template backed by the tool `tool` inherits from it: a read that outlasts
+/// the tool's 1 s timeout is stopped after 1 s, reads and calls draw from one rate-limit
+/// budget (1 a minute) in both directions, and a principal without the tool's scope may
+/// not read. `slow` is a URI whose backing work takes longer than 1 s, `fast` one that
+/// answers at once, `arguments` a call of the tool that answers at once.
+async fn check_inherited_policy(
+    server: &HttpServer,
+    tool: &str,
+    arguments: Value,
+    slow: &str,
+    fast: &str,
+) {
+    // The tool's timeout (1 s) bounds the read, not the template's own (30 s by default)
+    // nor the backing's own deadline (10 s).
+    let started = std::time::Instant::now();
+    let (code, message) = tokio::time::timeout(
+        std::time::Duration::from_secs(8),
+        rpc_refusal(server, FIRST, "resources/read", json!({ "uri": slow })),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the read of {slow} outlived the tool's 1 s timeout by far"));
+    assert_eq!(code, -32001, "{message}");
+    assert!(message.contains("timed out after 1 s"), "{message}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // That read spent FIRST's budget for the tool: its call is refused.
+    let call = json!({ "name": tool, "arguments": arguments });
+    let (code, message) = rpc_refusal(server, FIRST, "tools/call", call.clone()).await;
+    assert_eq!(
+        code, -32029,
+        "a read and a call draw from one budget: {message}"
+    );
+    // SECOND calls the tool once (its whole budget); its reads are refused, five times.
+    let called = post_stateless(&server.url(), Some(SECOND), "tools/call", call).await;
+    assert!(
+        called.body["result"]["isError"] == json!(false),
+        "{:?}",
+        called.body
+    );
+    for _ in 0..5 {
+        let (code, message) =
+            rpc_refusal(server, SECOND, "resources/read", json!({ "uri": fast })).await;
+        assert_eq!(
+            code, -32029,
+            "the tool's rate limit bounds reads: {message}"
+        );
+    }
+    // The tool's scope is needed too, besides the template's own (HTTP 403 before the guard).
+    let refused = post_stateless(
+        &server.url(),
+        Some(TEMPLATE_ONLY),
+        "resources/read",
+        json!({ "uri": fast }),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    assert!(
+        refused.www_authenticate.contains("scope=\"backing\""),
+        "{}",
+        refused.www_authenticate
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_backed_by_an_http_tool_is_bounded_by_its_rate_limit_and_timeout() {
+    let upstream = crate::upstreams::raw_host("").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = format!(
+        r#"[tools.get]
+required_scopes = ["backing"]
+timeout_secs = 1
+rate_limit = {{ per_minute = 1, burst = 1 }}
+[[api]]
+name = "probe"
+base_url = "{base}"
+allow_private_addresses = ["127.0.0.1/32"]
+[[api.tools]]
+name = "get"
+description = "GET a path"
+path = "/{{+path}}"
+[[api.tools.params]]
+name = "path"
+type = "string"
+[[resource_templates]]
+uri_template = "probe://{{+path}}"
+name = "probe"
+required_scopes = ["template"]
+api = {{ source = "probe", tool = "get" }}
+"#,
+        base = upstream.url(),
+    );
+    let server = backed_server(dir.path(), &body).await;
+    check_inherited_policy(
+        &server,
+        "get",
+        json!({ "path": "json" }),
+        "probe://slow",
+        "probe://json",
+    )
+    .await;
+    // The slow read and SECOND's call reached the upstream; no refused read did.
+    assert_eq!(
+        upstream.recorder.requests(),
+        ["GET /slow", "GET /json"],
+        "only the reads and calls within the budget reach the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_backed_by_sql_is_bounded_by_the_query_tools_rate_limit_and_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("seed.sql"),
+        "CREATE TABLE numbers (n INTEGER); INSERT INTO numbers VALUES (1);",
+    )
+    .expect("seed");
+    // `count://{n}` counts to n: slow for a large n.
+    let body = r#"[tools.query]
+required_scopes = ["backing"]
+timeout_secs = 1
+rate_limit = { per_minute = 1, burst = 1 }
+[[sql]]
+name = "db"
+url = "sqlite://db.sqlite"
+seed = "seed.sql"
+query_tool = "query"
+statement_timeout_secs = 10
+[[resource_templates]]
+uri_template = "count://{n}"
+name = "count"
+required_scopes = ["template"]
+sql = { source = "db", statement = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT count(*) AS n FROM c" }
+[[resource_templates.params]]
+name = "n"
+type = "integer"
+"#;
+    let server = backed_server(dir.path(), body).await;
+    check_inherited_policy(
+        &server,
+        "query",
+        json!({ "sql": "SELECT n FROM numbers" }),
+        "count://1000000000000",
+        "count://3",
+    )
+    .await;
+}
