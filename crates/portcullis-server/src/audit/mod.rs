@@ -239,7 +239,8 @@ const MAX_VALUE_CHARS: usize = 4096;
 
 /// `arguments` for the audit log: properties the schema marks `writeOnly` (parameters
 /// declared `secret`) replaced by `"<redacted>"`, strings longer than 4096 characters cut
-/// (with their length).
+/// (with their length), and the client's keys, at every depth, cut and counted like those
+/// of a log line (at most 64 per object, each at most 128 bytes, then `"…(+N more)": null`).
 pub(crate) fn redacted(
     schema: &serde_json::Map<String, serde_json::Value>,
     arguments: &rmcp::model::JsonObject,
@@ -254,18 +255,31 @@ pub(crate) fn redacted(
             .and_then(serde_json::Value::as_bool)
             == Some(true)
     };
-    let kept = arguments
+    serde_json::Value::Object(bounded_object(arguments, |key, value| {
+        if secret(key) {
+            serde_json::Value::String("<redacted>".to_owned())
+        } else {
+            cut(value)
+        }
+    }))
+}
+
+/// `object` with its first 64 keys cut, their values mapped by `value`, and the count of
+/// the rest.
+fn bounded_object(
+    object: &serde_json::Map<String, serde_json::Value>,
+    value: impl Fn(&str, &serde_json::Value) -> serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    use crate::guard::client_text;
+    let mut kept: serde_json::Map<String, serde_json::Value> = object
         .iter()
-        .map(|(key, value)| {
-            let value = if secret(key) {
-                serde_json::Value::String("<redacted>".to_owned())
-            } else {
-                cut(value)
-            };
-            (key.clone(), value)
-        })
+        .take(client_text::MAX_KEYS)
+        .map(|(key, v)| (client_text::cut(key).into_owned(), value(key, v)))
         .collect();
-    serde_json::Value::Object(kept)
+    if let Some(more) = client_text::more(object.len()) {
+        kept.insert(more, serde_json::Value::Null);
+    }
+    kept
 }
 
 fn cut(value: &serde_json::Value) -> serde_json::Value {
@@ -276,7 +290,7 @@ fn cut(value: &serde_json::Value) -> serde_json::Value {
         }
         serde_json::Value::Array(items) => items.iter().map(cut).collect(),
         serde_json::Value::Object(map) => {
-            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), cut(v))).collect())
+            serde_json::Value::Object(bounded_object(map, |_, v| cut(v)))
         }
         other => other.clone(),
     }

@@ -7,6 +7,7 @@
 //! with panics caught → error policy → one log line (method, item, principal, argument keys
 //! and a keyed fingerprint of the values, duration, outcome).
 
+pub(crate) mod client_text;
 mod fingerprint;
 mod policy;
 
@@ -310,8 +311,8 @@ impl Origin {
                 .and_then(|p| p.headers.get(name))
                 .and_then(|v| v.to_str().ok())
         };
-        // The client's text: kept short in records and spans.
-        let short = |text: &str| text.chars().take(128).collect::<String>();
+        // The client's text: cut and counted before it reaches records and spans.
+        let short = |text: &str| client_text::cut(text).into_owned();
         let request_id = header("x-request-id")
             .map(short)
             .or_else(|| Some(short(&context.id.to_string())));
@@ -327,7 +328,7 @@ impl Origin {
             trace_id: traceparent.and_then(trace_id_of),
             client: context.client_info().map(|info| short(&info.name)),
             client_ip: None,
-            jsonrpc_id: traced.then(|| context.id.to_string()),
+            jsonrpc_id: traced.then(|| short(&context.id.to_string())),
             session_id: header("mcp-session-id")
                 .filter(|_| traced)
                 .map(str::to_owned),
@@ -349,6 +350,7 @@ pub(crate) fn trace_id_of(traceparent: &str) -> Option<String> {
 /// What a log line shows of a request's arguments: their keys and a keyed fingerprint of
 /// their values, never the values.
 pub(crate) struct Arguments {
+    /// The client's keys, cut and counted ([`client_text::keys`]).
     keys: Vec<String>,
     fingerprint: String,
     /// For the audit log of a tool that changes data: the arguments, secrets redacted.
@@ -358,10 +360,11 @@ pub(crate) struct Arguments {
 }
 
 impl GuardConfig {
-    /// The keys and fingerprint of `arguments`.
+    /// The keys (at most 64, each cut; see [`client_text`]) and the fingerprint of all of
+    /// `arguments`.
     pub(crate) fn arguments(&self, arguments: &JsonObject) -> Arguments {
         Arguments {
-            keys: arguments.keys().cloned().collect(),
+            keys: client_text::keys(arguments.keys()),
             fingerprint: self.fingerprint.of(arguments),
             full: None,
             changes_data: false,
@@ -388,7 +391,8 @@ impl GuardConfig {
         logged
     }
 
-    /// The keys and fingerprint of one named value (a URI, a completion prefix).
+    /// The key and fingerprint of one named value (a URI, a completion prefix); the key
+    /// may be the client's (a completion's argument name).
     pub(crate) fn argument(&self, key: &str, value: &str) -> Arguments {
         let mut object = JsonObject::new();
         object.insert(key.to_owned(), serde_json::Value::String(value.to_owned()));

@@ -238,3 +238,227 @@ async fn the_argument_fingerprint_is_keyed() {
     let plain: String = plain.iter().map(|b| format!("{b:02x}")).collect();
     assert!(!plain.starts_with(&c), "the fingerprint is a plain hash");
 }
+
+// ---------------------------------------------------------------------------------------
+// Client text in log lines and audit records is cut and counted
+// ---------------------------------------------------------------------------------------
+
+const BOUNDED_KEY: &str = "pcs_bounded-key";
+const UNSCOPED_KEY: &str = "pcs_bounded-unscoped";
+/// Longest log line or audit record a request with huge keys may make: 64 keys of 128
+/// bytes and their markers fit many times over; one 1 MiB key does not.
+const MAX_LINE: usize = 32 * 1024;
+
+/// A server with the files pack (a read-only and a writing tool, `file_info` limited to one
+/// call a minute), a prompt, an audit log and two API keys: one with the files scope, one
+/// without.
+async fn bounded_server(dir: &Path) -> HttpServer {
+    std::fs::create_dir_all(dir.join("scratch")).expect("scratch");
+    std::fs::write(dir.join("scratch/hello.txt"), "hello").expect("file");
+    let config = format!(
+        r#"[server]
+name = "bounded"
+[http]
+listen = "127.0.0.1:0"
+[logging]
+format = "json"
+[auth]
+resource = "http://localhost/mcp"
+[[auth.api_keys]]
+name = "bounded"
+sha256 = "{bounded}"
+scopes = ["files"]
+[[auth.api_keys]]
+name = "unscoped"
+sha256 = "{unscoped}"
+scopes = []
+[packs.files]
+required_scopes = ["files"]
+[tools.file_info]
+rate_limit = {{ per_minute = 1, burst = 1 }}
+[[files]]
+name = "scratch"
+path = "scratch"
+writable = true
+[[prompts]]
+name = "greet"
+description = "Greet someone"
+template = "Hello, {{{{ who }}}}"
+[[prompts.arguments]]
+name = "who"
+values = ["Ada", "Grace"]
+[audit]
+path = "audit.jsonl"
+hmac_key = "an audit key of enough length"
+fsync = "always"
+"#,
+        bounded = portcullis_server::auth::hash_key(BOUNDED_KEY),
+        unscoped = portcullis_server::auth::hash_key(UNSCOPED_KEY),
+    );
+    let path = dir.join("portcullis.toml");
+    std::fs::write(&path, config).expect("config");
+    HttpServer::spawn(crate::bin(), &path).await.expect("spawn")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_or_many_argument_keys_make_bounded_log_lines_and_audit_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = bounded_server(dir.path()).await;
+    let huge_key = "k".repeat(1024 * 1024);
+    let many: serde_json::Map<String, Value> = (0..1000)
+        .map(|i| (format!("key{i:04}"), json!(i)))
+        .collect();
+    let with = |extra: &serde_json::Map<String, Value>, base: Value| {
+        let mut arguments = base.as_object().cloned().unwrap_or_default();
+        arguments.extend(extra.clone());
+        Value::Object(arguments)
+    };
+    let huge: serde_json::Map<String, Value> = [(huge_key.clone(), json!(1))].into_iter().collect();
+
+    for extra in [&huge, &many] {
+        // A read-only tool: refused for the unknown arguments, after the guard saw them.
+        let (status, body) = crate::call_tool(
+            &server,
+            BOUNDED_KEY,
+            "read_file",
+            with(extra, json!({ "path": "hello.txt" })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        // A tool that changes data: its intent record keeps the arguments themselves.
+        let (status, body) = crate::call_tool(
+            &server,
+            BOUNDED_KEY,
+            "write_file",
+            with(
+                extra,
+                json!({ "path": "new.txt", "content": "x", "confirm": true }),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        // Refused by the HTTP layer's scope check, and by the tool's rate limit.
+        let (status, _) = crate::call_tool(
+            &server,
+            UNSCOPED_KEY,
+            "read_file",
+            with(extra, json!({ "path": "hello.txt" })),
+        )
+        .await;
+        assert_eq!(status, 403);
+        for _ in 0..2 {
+            crate::call_tool(
+                &server,
+                BOUNDED_KEY,
+                "file_info",
+                with(extra, json!({ "path": "hello.txt" })),
+            )
+            .await;
+        }
+        // A prompt's arguments.
+        let got = post_stateless(
+            &server.url(),
+            Some(BOUNDED_KEY),
+            "prompts/get",
+            json!({ "name": "greet", "arguments": with(extra, json!({})) }),
+        )
+        .await;
+        assert_eq!(got.status, 200, "{:?}", got.body);
+    }
+    // A completion of a 1 MiB argument name.
+    let completed = post_stateless(
+        &server.url(),
+        Some(BOUNDED_KEY),
+        "completion/complete",
+        json!({
+            "ref": { "type": "ref/prompt", "name": "greet" },
+            "argument": { "name": huge_key, "value": "A" }
+        }),
+    )
+    .await;
+    assert_eq!(completed.status, 200, "{:?}", completed.body);
+    server.terminate().expect("SIGTERM");
+    server
+        .wait(std::time::Duration::from_secs(15))
+        .await
+        .expect("exit");
+
+    let lines = server.output();
+    let logged: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["arg_keys"].is_string())
+        .collect();
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record is JSON"))
+        .collect();
+    for line in lines.iter().map(String::as_str).chain(audit.lines()) {
+        assert!(
+            line.len() < MAX_LINE,
+            "a line of {} bytes: {}…",
+            line.len(),
+            line.chars().take(200).collect::<String>()
+        );
+    }
+    // Each request above has its line and its record, outcome by outcome.
+    for outcome in [
+        "invalid_arguments",
+        "started",
+        "forbidden",
+        "ok",
+        "rate_limited",
+    ] {
+        assert!(
+            records.iter().any(|r| r["outcome"] == outcome),
+            "no {outcome} record"
+        );
+    }
+    assert!(
+        logged
+            .iter()
+            .any(|l| l["fields"]["outcome"] == "rate_limited"),
+        "{logged:#?}"
+    );
+    // The keys are cut and counted, never dropped silently: the 1 MiB key shows its first
+    // 128 bytes and how much more it had, the 1000 keys their first 64 and how many more.
+    let cut_key = format!("{}…(+{} bytes)", "k".repeat(128), 1024 * 1024 - 128);
+    let counted = "…(+936 more)";
+    for (what, needle) in [
+        ("the cut key", &cut_key),
+        ("the count", &counted.to_owned()),
+    ] {
+        assert!(
+            logged.iter().any(|l| l["fields"]["arg_keys"]
+                .as_str()
+                .is_some_and(|k| k.contains(needle.as_str()))),
+            "{what} in a log line"
+        );
+        assert!(
+            records.iter().any(|r| r["arg_keys"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == needle.as_str()))),
+            "{what} in an audit record"
+        );
+    }
+    let many_keys = records
+        .iter()
+        .filter_map(|r| r["arg_keys"].as_array())
+        .map(Vec::len)
+        .max()
+        .unwrap_or_default();
+    assert_eq!(many_keys, 65, "64 keys and the count");
+    // The intent record of the write keeps the arguments, their keys bounded alike.
+    let intents: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["outcome"] == "started")
+        .collect();
+    assert_eq!(intents.len(), 2, "{intents:#?}");
+    for intent in intents {
+        let arguments = intent["arguments"].as_object().expect("arguments kept");
+        assert_eq!(arguments["content"], "x", "{intent}");
+        assert!(arguments.len() <= 65, "{}", arguments.len());
+        assert!(arguments.keys().all(|k| k.len() < 160), "{intent}");
+    }
+}
