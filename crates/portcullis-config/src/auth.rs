@@ -293,15 +293,35 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
             ));
         }
     }
-    if limits.max_in_flight == 0
-        || limits.max_sessions == 0
-        || limits.max_sessions_per_principal == 0
-        || limits.session_idle_secs == 0
-    {
-        return Err(issue(
-            "limits",
-            "`max_in_flight`, `max_sessions`, `max_sessions_per_principal` and `session_idle_secs` must be at least 1",
-        ));
+    for (key, value) in [
+        ("max_in_flight", limits.max_in_flight as u64),
+        (
+            "max_in_flight_per_principal",
+            limits.max_in_flight_per_principal as u64,
+        ),
+        ("body_timeout_secs", limits.body_timeout_secs),
+        (
+            "max_listen_streams_per_principal",
+            limits.max_listen_streams_per_principal as u64,
+        ),
+        (
+            "max_get_streams_per_principal",
+            limits.max_get_streams_per_principal as u64,
+        ),
+        ("max_subscriptions", limits.max_subscriptions as u64),
+        ("max_sessions", limits.max_sessions as u64),
+        (
+            "max_sessions_per_principal",
+            limits.max_sessions_per_principal as u64,
+        ),
+        ("session_idle_secs", limits.session_idle_secs),
+    ] {
+        if value == 0 {
+            return Err(issue(
+                format!("limits.{key}"),
+                "must be at least 1 (these caps cannot be turned off; raise them instead)",
+            ));
+        }
     }
     let policies = config
         .tools

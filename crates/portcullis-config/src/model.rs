@@ -230,7 +230,25 @@ pub struct LimitsSection {
     /// probes), counted before authentication.
     pub per_ip_unauthenticated: Option<RateLimit>,
     /// HTTP requests served at once; more are refused with 503 at once rather than queued.
+    /// A request counts until its response ends: a stream (`subscriptions/listen`, a
+    /// 2025 session's GET stream or call) holds its place for as long as it is open.
     pub max_in_flight: usize,
+    /// HTTP requests one principal has in flight at once, streams included (at most
+    /// `max_in_flight` apply); more get 429. A request counts from before its body is read,
+    /// so a principal's slow uploads take only its own share.
+    pub max_in_flight_per_principal: usize,
+    /// Seconds a client gets to send a request body; a slower one gets 408.
+    pub body_timeout_secs: u64,
+    /// `subscriptions/listen` streams one principal has open at once (every transport);
+    /// another is refused with `-32029` until one ends.
+    pub max_listen_streams_per_principal: usize,
+    /// 2025-era GET streams (a session's notification stream, or the HTTP+SSE transport's
+    /// `/sse`) one principal has open at once; another gets 429 until one ends.
+    pub max_get_streams_per_principal: usize,
+    /// Resources one subscriber follows: URIs in one `subscriptions/listen` request, or
+    /// `resources/subscribe` calls kept by one 2025 session. A listen naming more is
+    /// refused with a clear error; a session's subscribe past it too.
+    pub max_subscriptions: usize,
     /// 2025-era sessions in total.
     pub max_sessions: usize,
     /// 2025-era sessions per principal.
@@ -249,6 +267,11 @@ impl Default for LimitsSection {
                 burst: Some(20),
             }),
             max_in_flight: 512,
+            max_in_flight_per_principal: 64,
+            body_timeout_secs: 10,
+            max_listen_streams_per_principal: 8,
+            max_get_streams_per_principal: 8,
+            max_subscriptions: 100,
             max_sessions: 1000,
             max_sessions_per_principal: 32,
             session_idle_secs: 600,

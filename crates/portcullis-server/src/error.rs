@@ -170,6 +170,18 @@ pub(crate) fn rate_limited(what: &str, retry_after_secs: u64) -> ErrorData {
     )
 }
 
+/// A stream refused because its principal has `cap` of them open already (`-32029`, no
+/// retry time: a slot frees when one of them ends).
+pub(crate) fn too_many_streams(cap: usize) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(RATE_LIMITED),
+        format!(
+            "too many open listen streams: a principal may hold {cap} at once (limits.max_listen_streams_per_principal); end one first"
+        ),
+        Some(serde_json::json!({ "limit": cap })),
+    )
+}
+
 /// A request that no transport attached a principal to (fail closed).
 pub(crate) fn unauthenticated() -> ErrorData {
     ErrorData::invalid_request("unauthenticated request: no principal is attached", None)

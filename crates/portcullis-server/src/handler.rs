@@ -320,6 +320,27 @@ struct Shared {
     generation: tokio::sync::watch::Sender<u64>,
     /// Shared state with the other replicas, when there are several.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Caps on subscribers (set once, before serving; the defaults otherwise).
+    streams: std::sync::OnceLock<StreamLimits>,
+}
+
+/// How much one principal may follow at once.
+struct StreamLimits {
+    /// `subscriptions/listen` streams open per principal.
+    listens: Arc<crate::limits::Slots>,
+    /// Resources one listen, or one 2025 session, follows.
+    max_subscriptions: usize,
+}
+
+impl StreamLimits {
+    fn new(limits: &portcullis_config::LimitsSection) -> Self {
+        Self {
+            listens: crate::limits::Slots::new(limits.max_listen_streams_per_principal),
+            max_subscriptions: limits
+                .max_subscriptions
+                .min(crate::fanout::MAX_SUBSCRIPTIONS),
+        }
+    }
 }
 
 /// The MCP handler shared by every transport.
@@ -339,9 +360,26 @@ impl PortcullisHandler {
                 in_flight: TaskTracker::new(),
                 generation: tokio::sync::watch::Sender::new(0),
                 cluster: std::sync::OnceLock::new(),
+                streams: std::sync::OnceLock::new(),
             }),
             session: Arc::default(),
         }
+    }
+
+    /// Caps subscribers as `limits` says: listen streams per principal, resources per
+    /// listen or session (set once, before serving; without it the defaults apply).
+    #[must_use]
+    pub fn with_limits(self, limits: &portcullis_config::LimitsSection) -> Self {
+        if self.shared.streams.set(StreamLimits::new(limits)).is_err() {
+            tracing::warn!("a handler was given limits twice; the first are kept");
+        }
+        self
+    }
+
+    fn streams(&self) -> &StreamLimits {
+        self.shared
+            .streams
+            .get_or_init(|| StreamLimits::new(&portcullis_config::LimitsSection::default()))
     }
 
     /// Shares 2025-era session state and change notifications with the other replicas
@@ -709,7 +747,7 @@ impl ServerHandler for PortcullisHandler {
                             .is_some_and(|s| s.source.subscribable(uri))
                         && audience.as_ref().is_none_or(|a| a.may_read(uri))
                 })
-                .take(crate::fanout::MAX_SUBSCRIPTIONS)
+                .take(self.streams().max_subscriptions)
                 .cloned()
                 .collect();
             if !subscribable.is_empty() {
@@ -734,33 +772,74 @@ impl ServerHandler for PortcullisHandler {
                 .await;
             return Err(crate::error::unauthenticated());
         };
+        // Bounded before anything is kept for it: resources per listen, and listen streams
+        // per principal for as long as this one is open.
+        let limits = self.streams();
+        let requested = context
+            .requested()
+            .resource_subscriptions
+            .as_ref()
+            .map_or(0, Vec::len);
+        if requested > limits.max_subscriptions {
+            inner
+                .guard
+                .refused_as(
+                    "subscriptions/listen",
+                    "<listen>",
+                    Some(&principal),
+                    Outcome::InvalidArguments,
+                    guard::Origin::of(context.request_context()),
+                )
+                .await;
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "a listen may follow at most {} resources (limits.max_subscriptions); this one names {requested}",
+                    limits.max_subscriptions
+                ),
+                None,
+            ));
+        }
+        let Some(_stream) = limits.listens.try_acquire(principal.id()) else {
+            inner
+                .guard
+                .refused_as(
+                    "subscriptions/listen",
+                    "<listen>",
+                    Some(&principal),
+                    Outcome::RateLimited,
+                    guard::Origin::of(context.request_context()),
+                )
+                .await;
+            return Err(crate::error::too_many_streams(limits.listens.cap()));
+        };
         let accepted = context.accepted().clone();
-        // Each resource followed passes the guard like a read of it (scopes, rate limit,
-        // audit line): a principal cannot follow what it may not read.
+        // The listen passes the guard once, as a whole: it needs the scopes of every
+        // resource it follows (a principal cannot follow what it may not read), and makes
+        // one log line and one audit record, however many resources it names.
         let catalog = &inner.catalog;
         let guard = &inner.guard;
-        for uri in accepted.resource_subscriptions.iter().flatten() {
-            let label = catalog
-                .resource_source(uri)
-                .map_or_else(|| "<unknown resource>".to_owned(), |s| s.label(uri));
-            let logged = Request {
-                method: "subscriptions/listen",
-                target: Target::Resource(uri),
-                item: &label,
-                what: format!("resource `{label}`"),
-                principal: Some(principal.clone()),
-                arguments: guard.argument("uri", uri),
-                origin: guard::Origin::of(context.request_context()),
-            };
-            guard
-                .run(
-                    catalog,
-                    logged,
-                    context.request_context().ct.clone(),
-                    |_, _| async { (Ok(()), Outcome::Ok) },
-                )
-                .await?;
-        }
+        let uris = accepted
+            .resource_subscriptions
+            .as_deref()
+            .unwrap_or_default();
+        let count = uris.len().to_string();
+        let logged = Request {
+            method: "subscriptions/listen",
+            target: Target::Listen(uris),
+            item: "<listen>",
+            what: format!("a listen following {count} resources"),
+            principal: Some(principal.clone()),
+            arguments: guard.argument("resources", &count),
+            origin: guard::Origin::of(context.request_context()),
+        };
+        guard
+            .run(
+                catalog,
+                logged,
+                context.request_context().ct.clone(),
+                |_, _| async { (Ok(()), Outcome::Ok) },
+            )
+            .await?;
         let delivery = crate::fanout::Delivery::Listen {
             sink: context.sink().clone(),
             uris: accepted
@@ -773,9 +852,22 @@ impl ServerHandler for PortcullisHandler {
             prompts: accepted.prompts_list_changed == Some(true),
         };
         let stop = tokio_util::sync::CancellationToken::new();
+        // A stream opened with a credential that expires ends when it does.
+        let expires = principal.time_left();
+        let expired = async {
+            match expires {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        };
+        let who = principal.clone();
         tokio::select! {
             () = follow(Arc::clone(&self.shared), principal, delivery, stop.clone()) => {}
             () = context.cancelled() => stop.cancel(),
+            () = expired => {
+                stop.cancel();
+                tracing::info!(principal = %who, "a listen stream ends: its credential expired");
+            }
         }
         Ok(())
     }
@@ -1028,6 +1120,7 @@ impl ServerHandler for PortcullisHandler {
         let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
         let replicated = self.replicated().await;
+        let max_subscriptions = self.streams().max_subscriptions;
         let (source, label) = Self::resource(
             &inner,
             "resources/subscribe",
@@ -1075,7 +1168,7 @@ impl ServerHandler for PortcullisHandler {
                         .subscriptions
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if subscriptions.len() >= crate::fanout::MAX_SUBSCRIPTIONS
+                    if subscriptions.len() >= max_subscriptions
                         && !subscriptions.contains(&uri)
                     {
                         None
@@ -1084,12 +1177,11 @@ impl ServerHandler for PortcullisHandler {
                     }
                 };
                 let Some(added) = added else {
-                    tracing::warn!(limit = crate::fanout::MAX_SUBSCRIPTIONS, "subscription refused: the session has too many");
+                    tracing::warn!(limit = max_subscriptions, "subscription refused: the session has too many");
                     return (
                         Err(ErrorData::invalid_params(
                             format!(
-                                "this session already follows {} resources, the most it may; unsubscribe from some first",
-                                crate::fanout::MAX_SUBSCRIPTIONS
+                                "this session already follows {max_subscriptions} resources, the most it may (limits.max_subscriptions); unsubscribe from some first"
                             ),
                             None,
                         )),

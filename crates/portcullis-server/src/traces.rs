@@ -57,7 +57,7 @@ pub(crate) fn start_request(
         Target::Tool(_) => span.set_attribute("gen_ai.tool.name", item.to_owned()),
         Target::Prompt(_) => span.set_attribute("gen_ai.prompt.name", item.to_owned()),
         // The label (a configured URI or the template), never the client's URI.
-        Target::Resource(_) | Target::Template(_) => {
+        Target::Resource(_) | Target::Template(_) | Target::Listen(_) => {
             span.set_attribute("mcp.resource.uri", item.to_owned());
         }
     }

@@ -182,11 +182,16 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     let (a, b) = (&old.limits, &new.limits);
     if a.max_in_flight != b.max_in_flight
+        || a.max_in_flight_per_principal != b.max_in_flight_per_principal
+        || a.body_timeout_secs != b.body_timeout_secs
+        || a.max_listen_streams_per_principal != b.max_listen_streams_per_principal
+        || a.max_get_streams_per_principal != b.max_get_streams_per_principal
+        || a.max_subscriptions != b.max_subscriptions
         || a.max_sessions != b.max_sessions
         || a.max_sessions_per_principal != b.max_sessions_per_principal
         || a.session_idle_secs != b.session_idle_secs
     {
-        changed.push("limits (in-flight and session caps)");
+        changed.push("limits (in-flight, stream, subscription and session caps)");
     }
     if old.audit != new.audit {
         changed.push("audit");

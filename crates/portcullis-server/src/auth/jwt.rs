@@ -217,7 +217,9 @@ impl JwtValidator {
         }
         Ok((
             Principal::new(id, scopes)
-                .with_token(self.issuer.clone(), client_id),
+                .with_token(self.issuer.clone(), client_id)
+                // Streams opened with this token end when it does.
+                .valid_until(claims.exp.unwrap_or(0).saturating_add(self.leeway)),
             claims.exp.unwrap_or(0),
         ))
     }

@@ -121,9 +121,14 @@ impl AuthState {
     /// `principal` as these settings see it, for a stream that outlives a config reload: an
     /// API key's principal with the scopes its key has now (`None` when the key is gone or
     /// was rotated, even under the same name);
-    /// a JWT's while JWTs are still accepted (the token itself is checked again on its next
-    /// request); the local user only while authentication is off.
+    /// a JWT's while JWTs are still accepted and the token has not expired (the token itself
+    /// is checked again on its next request); the local user only while authentication is
+    /// off.
     pub fn revalidate(&self, principal: &Principal) -> Option<Principal> {
+        // An expired credential is gone whatever the new config says.
+        if principal.expired() {
+            return None;
+        }
         let id = principal.id();
         if id.starts_with("key:") {
             return self.api_keys.current(principal);

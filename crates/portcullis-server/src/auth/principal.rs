@@ -15,6 +15,9 @@ pub struct Principal {
     token: Option<Arc<TokenClaims>>,
     /// The SHA-256 of the API key it presented, so a reload can tell a rotated key.
     credential: Option<[u8; 32]>,
+    /// When its credential stops being valid (a JWT's `exp` plus the leeway), in seconds
+    /// since the Unix epoch: streams it opened end then.
+    expires: Option<u64>,
 }
 
 /// What the audit log keeps of a JWT besides its subject.
@@ -42,6 +45,7 @@ impl Principal {
             scopes: Arc::new(Scopes::All),
             token: None,
             credential: None,
+            expires: None,
         });
         LOCAL.clone()
     }
@@ -54,6 +58,7 @@ impl Principal {
             scopes: Arc::new(Scopes::Granted(scopes.into_iter().collect())),
             token: None,
             credential: None,
+            expires: None,
         }
     }
 
@@ -74,6 +79,34 @@ impl Principal {
     pub fn with_token(mut self, issuer: String, client_id: Option<String>) -> Self {
         self.token = Some(Arc::new(TokenClaims { issuer, client_id }));
         self
+    }
+
+    /// The same principal, whose credential is valid until `unix_secs` (seconds since the
+    /// Unix epoch): streams it opens end then.
+    #[must_use]
+    pub fn valid_until(mut self, unix_secs: u64) -> Self {
+        self.expires = Some(unix_secs);
+        self
+    }
+
+    /// When this principal's credential stops being valid, if it does.
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        self.expires
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+
+    /// Whether this principal's credential has expired.
+    pub fn expired(&self) -> bool {
+        self.expires_at()
+            .is_some_and(|at| at <= std::time::SystemTime::now())
+    }
+
+    /// The time left until this principal's credential expires (`None`: it does not).
+    pub fn time_left(&self) -> Option<std::time::Duration> {
+        self.expires_at().map(|at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        })
     }
 
     /// The issuer of the JWT this principal presented, if it presented one.

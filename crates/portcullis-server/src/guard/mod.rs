@@ -671,6 +671,7 @@ impl GuardConfig {
             Target::Resource(uri) => catalog
                 .resource_source(uri)
                 .map_or_else(|| "<unknown resource>".to_owned(), |s| s.label(uri)),
+            Target::Listen(_) => "<listen>".to_owned(),
         };
         let arguments = no_arguments();
         let seen = Seen {

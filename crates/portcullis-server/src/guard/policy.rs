@@ -41,6 +41,9 @@ pub(crate) enum Target<'a> {
     Resource(&'a str),
     /// Completions of a resource template's variables.
     Template(&'a str),
+    /// A `subscriptions/listen` stream following these resources: decided once for the
+    /// whole listen (it needs the scopes of every one; one log line, one audit record).
+    Listen(&'a [String]),
 }
 
 impl Target<'_> {
@@ -55,6 +58,7 @@ impl Target<'_> {
                 format!("this `{scheme}:` resource")
             }
             Self::Template(template) => format!("resource template `{template}`"),
+            Self::Listen(uris) => format!("a listen following {} resources", uris.len()),
         }
     }
 }
@@ -290,7 +294,7 @@ impl Policies {
         target: Target<'_>,
     ) -> Option<(&'c crate::catalog::CatalogSource, Option<Backing>)> {
         match target {
-            Target::Tool(_) | Target::Prompt(_) => None,
+            Target::Tool(_) | Target::Prompt(_) | Target::Listen(_) => None,
             Target::Resource(uri) => catalog
                 .resource_source(uri)
                 .map(|s| (s, s.source.backing(uri))),
@@ -306,6 +310,9 @@ impl Policies {
         match target {
             Target::Tool(name) => Effective::of(self.tool(name)),
             Target::Prompt(name) => Effective::of(self.prompt(name)),
+            // Following is not reading: the listen is one request, bounded by the
+            // per-principal limits of the transport and the stream caps, not by the items'.
+            Target::Listen(_) => Effective::of(&self.default),
             Target::Resource(_) | Target::Template(_) => match Self::source_of(catalog, target) {
                 None => Effective::of(&self.default),
                 Some((source, None)) => Effective::of(self.source(source.index)),
@@ -334,12 +341,25 @@ impl Policies {
                 catalog.prompt(name)?;
                 return Some(Cow::Borrowed(&self.prompt(name).scopes));
             }
+            Target::Listen(uris) => {
+                let mut all = Vec::new();
+                for uri in uris {
+                    all.extend(
+                        self.scopes_for(catalog, Target::Resource(uri))?
+                            .iter()
+                            .cloned(),
+                    );
+                }
+                all.sort();
+                all.dedup();
+                return Some(Cow::Owned(all));
+            }
             Target::Resource(_) | Target::Template(_) => Self::source_of(catalog, target)?,
         };
         let own = match target {
             Target::Resource(uri) => source.source.required_scopes(uri),
             Target::Template(template) => source.source.template_scopes(template),
-            Target::Tool(_) | Target::Prompt(_) => None,
+            Target::Tool(_) | Target::Prompt(_) | Target::Listen(_) => None,
         };
         let own: Cow<'a, [String]> = match own {
             Some(own) => Cow::Owned(own),

@@ -1,6 +1,11 @@
 //! Rate limits: token buckets (GCRA) keyed by principal, principal × tool, or client IP.
 //! One replica keeps them in memory (`governor`); many share them in Redis
 //! ([`crate::cluster::SharedLimiter`]), behind the same [`RateLimitStore`].
+//! Concurrency caps per principal (requests in flight, streams) are [`Slots`].
+
+mod slots;
+
+pub use slots::{Slot, Slots};
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};

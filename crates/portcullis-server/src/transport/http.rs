@@ -3,8 +3,6 @@
 //! 2026-07-28 requests are served statelessly, 2025-era clients get `Mcp-Session-Id`
 //! sessions (when enabled), bound to the principal that created them.
 
-use std::borrow::Cow;
-
 use arc_swap::ArcSwap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,10 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -23,23 +19,21 @@ use axum::serve::ListenerExt;
 use portcullis_config::Config;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::BoxCloneSyncService;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::TransportError;
+use super::admission::{self, Admission, Inspector};
 use super::legacy_sse::{self, LegacySse};
+use super::ready::{Ready, readyz};
 use super::sessions::{SessionGuard, bind_sessions};
 use crate::PortcullisHandler;
-use crate::auth::{self, AuthState, Principal};
-
-use crate::guard::Target;
+use crate::auth::{self, AuthState};
 
 /// Settings of the HTTP transport.
 #[derive(Clone)]
@@ -66,8 +60,14 @@ pub struct HttpOptions {
     /// Swapped whole by a config reload (keys, JWT settings, per-IP and per-principal
     /// limits).
     pub auth: Arc<ArcSwap<AuthState>>,
-    /// Requests served at once; more get 503.
+    /// Requests served at once, each until its response ends; more get 503.
     pub max_in_flight: usize,
+    /// Requests one principal has in flight at once, streams included; more get 429.
+    pub max_in_flight_per_principal: usize,
+    /// GET streams one principal has open at once; more get 429.
+    pub max_get_streams_per_principal: usize,
+    /// Time a client gets to send a request body; a slower one gets 408.
+    pub body_timeout: Duration,
     /// 2025-era sessions in total.
     pub max_sessions: usize,
     /// 2025-era sessions per principal.
@@ -96,7 +96,8 @@ pub struct MetricsOptions {
 
 impl MetricsOptions {
     /// Whether the MCP listener at `listen` serves `/metrics`: not when it has its own
-    /// address; otherwise with a token, or without one on a loopback address only.
+    /// address; otherwise with a token, or without one on a loopback address only, and
+    /// then only while authentication is off (checked per request by [`metrics_router`]).
     fn on_mcp_listener(&self, listen: SocketAddr) -> bool {
         self.enabled
             && self.listen.is_none()
@@ -120,6 +121,9 @@ impl HttpOptions {
             legacy_sessions: http.legacy_sessions,
             auth: Arc::new(ArcSwap::from_pointee(AuthState::from_config(config)?)),
             max_in_flight: limits.max_in_flight,
+            max_in_flight_per_principal: limits.max_in_flight_per_principal,
+            max_get_streams_per_principal: limits.max_get_streams_per_principal,
+            body_timeout: Duration::from_secs(limits.body_timeout_secs),
             max_sessions: limits.max_sessions,
             max_sessions_per_principal: limits.max_sessions_per_principal,
             session_idle: Duration::from_secs(limits.session_idle_secs),
@@ -133,10 +137,6 @@ impl HttpOptions {
         })
     }
 }
-
-/// The JSON-RPC method of a POST body, for layers after the inspection (session caps).
-#[derive(Debug, Clone)]
-pub(crate) struct RpcMethod(pub(crate) String);
 
 /// The axum application: MCP endpoint, health, readiness and protected-resource metadata.
 /// `mcp_ct` ends every MCP stream and session when cancelled.
@@ -190,15 +190,12 @@ fn app_draining(
             true
         });
     }
-    let ready = Ready {
-        handler: handler.clone(),
-        cluster: options.cluster.clone(),
-        draining: draining.clone(),
-    };
+    let ready = Ready::new(handler.clone(), options.cluster.clone(), draining.clone());
     let inspector = Arc::new(Inspector {
         handler: handler.clone(),
         auth: Arc::clone(&options.auth),
         max_body: options.max_body_bytes,
+        body_timeout: options.body_timeout,
     });
     let legacy_sse = options.legacy_sse.then(|| {
         Arc::new(LegacySse::new(
@@ -206,7 +203,6 @@ fn app_draining(
             Arc::clone(&session_guard),
             options.allowed_hosts.clone(),
             options.allowed_origins.clone(),
-            options.max_body_bytes,
             options.session_idle,
             mcp_ct,
         ))
@@ -221,6 +217,12 @@ fn app_draining(
         recorder,
         auth: Arc::clone(&options.auth),
         inspector,
+        admission: Arc::new(Admission::new(
+            options
+                .max_in_flight_per_principal
+                .min(options.max_in_flight),
+            options.max_get_streams_per_principal,
+        )),
         in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)),
     };
     let mut routes = Router::new().route_service(&options.path, front.wrap(mcp));
@@ -244,7 +246,10 @@ fn app_draining(
         .with_state(ready)
         .merge(metadata);
     if options.metrics.on_mcp_listener(options.listen) {
-        router = router.merge(metrics_router(&options.metrics));
+        router = router.merge(metrics_router(
+            &options.metrics,
+            Some(Arc::clone(&options.auth)),
+        ));
     }
     router
         // Outermost first: every request gets an id before it is traced, and the id is echoed
@@ -264,6 +269,9 @@ struct Front {
     recorder: PortcullisHandler,
     auth: Arc<ArcSwap<AuthState>>,
     inspector: Arc<Inspector>,
+    /// Per-principal in-flight shares and GET streams.
+    admission: Arc<Admission>,
+    /// Global in-flight permits.
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
@@ -279,29 +287,34 @@ impl Front {
     {
         // One concern per layer, outermost first.
         let service = ServiceBuilder::new()
-            // Overload: refuse at once (503) instead of queueing without bound.
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                overloaded()
-            }))
-            .load_shed()
-            .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::clone(
-                &self.in_flight,
-            )))
             // Refusals made before the request was read reach the audit log.
             .layer(middleware::from_fn_with_state(
                 self.recorder.clone(),
                 record_refusals,
             ))
-            // Who is calling: everything below may rely on a `Principal`.
+            // Who is calling, from the headers alone: everything below may rely on a
+            // `Principal`, and nothing is queued or read for a caller not yet known.
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self.auth),
                 authenticate_now,
             ))
-            // Well-formed JSON only (rmcp answers garbage with 415), and scopes checked where
-            // the HTTP layer can see the tool (403 insufficient_scope).
+            // The caller's own share (429), taken before its body is read and held until
+            // the response ends: a principal's slow uploads and open streams cost only it.
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.admission),
+                admission::admit,
+            ))
+            // The body, read within its deadline and parsed once into the message that is
+            // served; scopes checked where the HTTP layer can see the item (403).
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self.inspector),
-                inspect,
+                admission::inspect,
+            ))
+            // Overload: a global permit, refused at once (503) rather than queued, taken once
+            // the request is whole and held until its response ends.
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.in_flight),
+                admission::in_flight,
             ))
             .service(service);
         BoxCloneSyncService::new(service)
@@ -315,164 +328,6 @@ pub(super) fn overloaded() -> Response {
         axum::http::HeaderValue::from_static("1"),
     );
     response
-}
-
-struct Inspector {
-    handler: PortcullisHandler,
-    auth: Arc<ArcSwap<AuthState>>,
-    max_body: usize,
-}
-
-/// Just enough of a JSON-RPC request to route and authorize it.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(borrow)]
-    method: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    params: Option<PeekParams<'a>>,
-}
-
-#[derive(Deserialize)]
-struct PeekParams<'a> {
-    #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    uri: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "ref")]
-    reference: Option<PeekRef<'a>>,
-    /// `subscriptions/listen`'s filter.
-    #[serde(borrow)]
-    notifications: Option<PeekFilter<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PeekFilter<'a> {
-    #[serde(borrow)]
-    resource_subscriptions: Option<Vec<Cow<'a, str>>>,
-}
-
-#[derive(Deserialize)]
-struct PeekRef<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    uri: Option<Cow<'a, str>>,
-}
-
-impl<'a> PeekParams<'a> {
-    /// What the request is for, for the methods that reach a pack (`subscriptions/listen`:
-    /// every resource it follows).
-    fn targets(&'a self, method: &str) -> Vec<Target<'a>> {
-        if method == "subscriptions/listen" {
-            return self
-                .notifications
-                .iter()
-                .flat_map(|f| f.resource_subscriptions.iter().flatten())
-                .map(|uri| Target::Resource(uri))
-                .collect();
-        }
-        self.target(method).into_iter().collect()
-    }
-
-    fn target(&'a self, method: &str) -> Option<Target<'a>> {
-        match method {
-            "tools/call" => self.name.as_deref().map(Target::Tool),
-            "prompts/get" => self.name.as_deref().map(Target::Prompt),
-            "resources/read" | "resources/subscribe" => self.uri.as_deref().map(Target::Resource),
-            "completion/complete" => {
-                let reference = self.reference.as_ref()?;
-                match reference.kind.as_deref()? {
-                    "ref/prompt" => reference.name.as_deref().map(Target::Prompt),
-                    "ref/resource" => reference.uri.as_deref().map(Target::Template),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Buffers a POST body (bounded), answers non-JSON with a JSON-RPC parse error, refuses a
-/// request for a tool, resource, template or prompt the principal lacks scopes for (403
-/// `insufficient_scope`, from the same policies the guard applies), and records the method
-/// for the session layer.
-async fn inspect(
-    State(inspector): State<Arc<Inspector>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let limit = inspector.max_body;
-    let (mut parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Payload Too Large: request body exceeds {limit} bytes"),
-        )
-            .into_response();
-    };
-    // One pass for the usual case (a request object); batches and odd shapes fall back to a
-    // plain well-formedness check.
-    let peek = match serde_json::from_slice::<Peek<'_>>(&bytes) {
-        Ok(peek) => Some(peek),
-        Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-            Ok(_) => None,
-            Err(error) => {
-                let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32700, "message": format!("parse error: {error}") } });
-                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
-            }
-        },
-    };
-    if let Some(Peek {
-        method: Some(method),
-        params,
-    }) = peek
-    {
-        let targets = params
-            .as_ref()
-            .map(|p| p.targets(&method))
-            .unwrap_or_default();
-        if let Some(principal) = parts.extensions.get::<Principal>() {
-            let now = inspector.handler.inner();
-            for target in targets {
-                let Some(missing) = now.guard.missing_scopes(&now.catalog, principal, target)
-                else {
-                    continue;
-                };
-                if missing.is_empty() {
-                    continue;
-                }
-                let origin = crate::guard::Origin {
-                    request_id: header_text(&parts.headers, "x-request-id"),
-                    trace_id: header_text(&parts.headers, "traceparent")
-                        .as_deref()
-                        .and_then(crate::guard::trace_id_of),
-                    client: None,
-                    client_ip: None,
-                    ..Default::default()
-                };
-                now.guard
-                    .refused_forbidden(&now.catalog, &method, target, principal, origin)
-                    .await;
-                let scope = missing.join(" ");
-                let description = format!("{} needs the scope(s): {scope}", target.describe());
-                return inspector.auth.load().challenge(
-                    &parts.headers,
-                    StatusCode::FORBIDDEN,
-                    Some(("insufficient_scope", &description)),
-                    Some(&scope),
-                );
-            }
-        }
-        parts.extensions.insert(RpcMethod(method.into_owned()));
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -497,7 +352,7 @@ async fn metadata_now(
 }
 
 /// A header's text for the audit log, cut to 128 characters (it is the client's).
-fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+pub(super) fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -533,23 +388,21 @@ async fn record_refusals(
     response
 }
 
-/// What `/readyz` checks: the catalog's dependencies and the audit log.
-#[derive(Clone)]
-struct Ready {
-    handler: PortcullisHandler,
-    cluster: Option<Arc<crate::cluster::Cluster>>,
-    /// Cancelled when shutdown starts: `/readyz` then answers 503 `draining`.
-    draining: CancellationToken,
-}
-
-/// `/metrics` (Prometheus text), behind the bearer token when there is one.
-fn metrics_router(options: &MetricsOptions) -> Router {
+/// `/metrics` (Prometheus text), behind the bearer token when there is one. On the MCP
+/// listener (`mcp_auth`), a `/metrics` without a token is not there while authentication is
+/// configured: whoever may not call a tool may not read the server's counters either, even
+/// on a loopback address (a proxy in front of it, another local user).
+fn metrics_router(options: &MetricsOptions, mcp_auth: Option<Arc<ArcSwap<AuthState>>>) -> Router {
     let token = options.bearer_token.clone();
     Router::new().route(
         "/metrics",
         get(move |headers: axum::http::HeaderMap| {
             let token = token.clone();
+            let mcp_auth = mcp_auth.clone();
             async move {
+                if token.is_none() && mcp_auth.is_some_and(|auth| auth.load().is_enabled()) {
+                    return StatusCode::NOT_FOUND.into_response();
+                }
                 if let Some(token) = &token {
                     let given = headers
                         .get(axum::http::header::AUTHORIZATION)
@@ -608,65 +461,10 @@ pub async fn serve_metrics(
 ) -> Result<(), TransportError> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "metrics listening");
-    axum::serve(listener, metrics_router(options))
+    axum::serve(listener, metrics_router(options, None))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(TransportError::Io)
-}
-
-async fn readyz(State(ready): State<Ready>) -> Response {
-    if ready.draining.is_cancelled() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "draining", "checks": {} })),
-        )
-            .into_response();
-    }
-    let cluster = ready.cluster.clone();
-    let now = ready.handler.inner();
-    let mut results = now.catalog.readiness().await;
-    if let Some(audit) = now.guard.audit() {
-        results.push(("audit".to_owned(), audit.failure().map_or(Ok(()), Err)));
-    }
-    let ready = results.iter().all(|(_, r)| r.is_ok());
-    let mut checks: serde_json::Map<String, serde_json::Value> = results
-        .into_iter()
-        .map(|(name, result)| (name, json!(result.err().unwrap_or_else(|| "ok".to_owned()))))
-        .collect();
-    // Redis down degrades this replica but does not take it out of rotation: every
-    // replica shares the same Redis, and removing them all would serve no one.
-    let mut warnings = serde_json::Map::new();
-    if let Some(cluster) = &cluster {
-        let redis = match cluster.ping().await {
-            Ok(()) => cluster.warning(),
-            Err(_) => cluster
-                .warning()
-                .or_else(|| Some("redis unreachable".to_owned())),
-        };
-        match redis {
-            Some(warning) => {
-                checks.insert("redis".to_owned(), json!("degraded"));
-                warnings.insert("redis".to_owned(), json!(warning));
-            }
-            None => {
-                checks.insert("redis".to_owned(), json!("ok"));
-            }
-        }
-    }
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(if warnings.is_empty() {
-            json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks })
-        } else {
-            json!({ "status": if ready { "degraded" } else { "not_ready" }, "checks": checks, "warnings": warnings })
-        }),
-    )
-        .into_response()
 }
 
 /// Binds the listening socket. A non-loopback address needs authentication configured.

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::sessions::{SessionGuard, session_not_found};
 use crate::PortcullisHandler;
+use super::admission::Parsed;
 use crate::auth::Principal;
 
 /// The event stream's path.
@@ -57,7 +58,6 @@ pub(crate) struct LegacySse {
     pub(crate) sessions: Arc<SessionGuard>,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
-    pub(crate) max_body: usize,
     pub(crate) idle: Duration,
     /// Cancelled at shutdown: ends every stream.
     pub(crate) shutdown: CancellationToken,
@@ -77,7 +77,6 @@ impl LegacySse {
         sessions: Arc<SessionGuard>,
         allowed_hosts: Vec<String>,
         allowed_origins: Vec<String>,
-        max_body: usize,
         idle: Duration,
         shutdown: CancellationToken,
     ) -> Self {
@@ -86,7 +85,6 @@ impl LegacySse {
             sessions,
             allowed_hosts,
             allowed_origins,
-            max_body,
             idle,
             shutdown,
             streams: Mutex::default(),
@@ -242,12 +240,9 @@ async fn message(
     let Some(open) = sse.streams().get(&id).cloned() else {
         return session_not_found();
     };
-    let (parts, body) = request.into_parts();
-    // The inspection layer has buffered and bounded the body already.
-    let Ok(bytes) = axum::body::to_bytes(body, sse.max_body).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    };
-    let Ok(mut message) = serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) else {
+    let (mut parts, _body) = request.into_parts();
+    // The inspection layer has read, bounded and parsed the body: this serves that message.
+    let Some(Parsed(mut message)) = parts.extensions.remove::<Parsed>() else {
         let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32600, "message": "invalid request: expected one JSON-RPC request, notification or response" } });
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     };

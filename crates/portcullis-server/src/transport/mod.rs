@@ -1,5 +1,6 @@
 //! Transports: the only code that touches stdio or sockets.
 
+mod admission;
 pub mod http;
 mod legacy_sse;
 mod ready;

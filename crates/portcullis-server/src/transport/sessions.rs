@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
-use super::http::RpcMethod;
+use super::admission::Parsed;
 use crate::auth::{Principal, too_many};
 use crate::cluster::{Admission, Cluster, SessionTicket, plausible_id};
 
@@ -173,7 +173,7 @@ impl SessionGuard {
 /// The middleware: runs after authentication (it needs the principal).
 pub(crate) async fn bind_sessions(
     State(guard): State<Arc<SessionGuard>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let session = request
@@ -181,10 +181,13 @@ pub(crate) async fn bind_sessions(
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // The message rmcp serves, as the inspection parsed it: rmcp opens a session exactly for
+    // an `initialize` request of that parse. Taken out here, the last layer before rmcp,
+    // which keeps the request's extensions with the message.
     let is_initialize = request
-        .extensions()
-        .get::<RpcMethod>()
-        .is_some_and(|m| m.0 == "initialize");
+        .extensions_mut()
+        .remove::<Parsed>()
+        .is_some_and(|parsed| parsed.is_initialize());
     // Stateless (2026-07-28) traffic carries no session and never initializes: nothing to do.
     if session.is_none() && !is_initialize {
         return next.run(request).await;

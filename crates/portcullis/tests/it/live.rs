@@ -71,6 +71,9 @@ required_scopes = ["notes:read"]
 # in only if the first phase's sessions were really closed.
 [limits]
 max_sessions_per_principal = 300
+# Each of those sessions holds a GET stream (and with it an in-flight place) while open.
+max_get_streams_per_principal = 300
+max_in_flight_per_principal = 512
 "#,
             hash(READER),
             hash(NOBODY)

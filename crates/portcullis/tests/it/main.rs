@@ -5,6 +5,7 @@
     reason = "tests spawn processes and write fixture files"
 )]
 
+mod admission;
 mod api;
 mod auth;
 mod authorization;
