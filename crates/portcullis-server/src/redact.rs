@@ -4,6 +4,15 @@
 //! What is scrubbed: the user-info of URLs (`postgres://user:password@host` becomes
 //! `postgres://***@host`), the values of `password=`, `pwd=`, `secret=`, `token=`,
 //! `api_key=` and `apikey=` pairs, bearer tokens, JWTs and Portcullis API keys.
+//!
+//! Every pass takes time linear in the text's length: the text can come from outside (an
+//! upstream's error body, a database's message), and scrubbing runs synchronously on an
+//! async worker, where no deadline can interrupt it. Callers still cut what they show first
+//! and scrub the cut, so the work is bounded by what is shown, not by what was received.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 
 /// `text` with every secret it recognises replaced by `***`.
 ///
@@ -15,7 +24,35 @@
 /// );
 /// assert_eq!(redact_secrets("password=hunter2 host=db"), "password=*** host=db");
 /// ```
+///
+/// Text longer than 64 KiB is cut first (after its last whole word before
+/// the limit) and ends with a note of how much was left out: what is scrubbed, and so the
+/// time it takes, is bounded whatever the caller hands in.
 pub fn redact_secrets(text: &str) -> String {
+    let (text, left_out) = if text.len() > MAX_SCRUBBED_BYTES {
+        let mut end = MAX_SCRUBBED_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        // A word cut short may be a secret that no longer looks like one (a JWT without
+        // its signature): it goes with the rest.
+        let end = text[..end].rfind(char::is_whitespace).unwrap_or(0);
+        (&text[..end], text.len() - end)
+    } else {
+        (text, 0)
+    };
+    let mut text = scrub(text);
+    if left_out > 0 {
+        text.push_str(&format!(" … ({left_out} more bytes not shown)"));
+    }
+    text
+}
+
+/// Most bytes of text that [`redact_secrets`] scrubs.
+const MAX_SCRUBBED_BYTES: usize = 64 * 1024;
+
+/// Every pass over `text`, in time linear in its length.
+fn scrub(text: &str) -> String {
     let text = userinfo(text);
     let text = pairs(&text);
     tokens(&text)
@@ -29,18 +66,39 @@ fn is_delimiter(c: char) -> bool {
 fn userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
+    // The word (up to whitespace or a quote) that the last `://` was found in, as offsets
+    // into `text`, and its last `@`: several `://` in one word share them, so each is found
+    // once per word, not once per `://` (`x://x://…` would otherwise be quadratic).
+    let mut word_cache: Option<(usize, usize, Option<usize>)> = None;
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
+        let after_start = text.len() - after.len();
         // User-info may hold `/`, `?`, `#` (a password with them): it ends at the last `@`
         // before the next whitespace or quote; without one, the authority ends at `/?#`.
-        let word_end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
-            .unwrap_or(after.len());
-        let word = &after[..word_end];
+        let (word_end, last_at) = match word_cache {
+            Some((start, end, last_at)) if start <= after_start && after_start <= end => {
+                (end, last_at)
+            }
+            _ => {
+                let end = after_start
+                    + after
+                        .find(|c: char| {
+                            c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>')
+                        })
+                        .unwrap_or(after.len());
+                let last_at = text[after_start..end].rfind('@').map(|a| after_start + a);
+                word_cache = Some((after_start, end, last_at));
+                (end, last_at)
+            }
+        };
+        let word = &after[..word_end - after_start];
         // A `/` before the `@` belongs to a password only after a `user:` (else the `@` is
         // in the path: `https://host/a@b`).
-        let host_start = word.rfind('@').map(|at| at + 1).filter(|&start| {
+        let last_at = last_at
+            .filter(|&a| a >= after_start)
+            .map(|a| a - after_start);
+        let host_start = last_at.map(|at| at + 1).filter(|&start| {
             let info = &word[..start - 1];
             match info.find(['/', '?', '#']) {
                 None => true,
@@ -81,17 +139,27 @@ const SECRET_KEYS: [&str; 12] = [
     "auth",
 ];
 
+/// [`SECRET_KEYS`] as one automaton, ASCII case ignored: one pass finds the next key of
+/// any of them.
+static SECRET_KEY_MATCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(SECRET_KEYS)
+        .expect("the secret key names are valid patterns")
+});
+
 /// `password=value` (also `:` and quoted forms) → `password=***`.
 fn pairs(text: &str) -> String {
-    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
+    // Each search starts where the last one's match (or value) ended, so the text is
+    // scanned once.
     while i < text.len() {
-        let found = SECRET_KEYS
-            .iter()
-            .filter_map(|key| lower[i..].find(key).map(|at| (i + at, key.len())))
-            .min();
-        let Some((at, len)) = found else { break };
+        let Some(found) = SECRET_KEY_MATCHER.find(Input::new(text).span(i..text.len())) else {
+            break;
+        };
+        let (at, len) = (found.start(), found.len());
         let mut j = at + len;
         let bytes = text.as_bytes();
         // The rest of the key's name (`secret_access_key`), a closing quote of a JSON key,
@@ -101,6 +169,7 @@ fn pairs(text: &str) -> String {
         {
             j += 1;
         }
+        let name_end = j;
         if j < bytes.len() && (bytes[j] == b'"' || bytes[j] == b'\'') {
             j += 1;
         }
@@ -138,8 +207,11 @@ fn pairs(text: &str) -> String {
             }
             i = end;
         } else {
-            out.push_str(&text[i..at + len]);
-            i = at + len;
+            // A key found further on in the same name would end at the same place and fail
+            // the same way, so the search goes on after the name (`passwordpassword…`
+            // would otherwise be quadratic).
+            out.push_str(&text[i..name_end]);
+            i = name_end;
         }
     }
     out.push_str(&text[i..]);
@@ -191,7 +263,7 @@ fn is_jwt(word: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_secrets;
+    use super::{MAX_SCRUBBED_BYTES, redact_secrets, scrub};
 
     #[test]
     fn secrets_are_scrubbed_and_the_rest_kept() {
@@ -241,5 +313,52 @@ mod tests {
         ] {
             assert_eq!(redact_secrets(input), expect, "{input}");
         }
+    }
+
+    /// Adversarial text (a keyword or a URL scheme over and over, no value, no whitespace)
+    /// once took time quadratic in its length: 1 MiB of `auth ` about five minutes. Each
+    /// input is scrubbed on its own thread, so a slow one fails at the limit instead of
+    /// hanging the test.
+    #[test]
+    fn scrubbing_takes_linear_time_on_adversarial_text() {
+        const SIZE: usize = 1024 * 1024;
+        for unit in ["auth ", "password", "x://", "a://u:p@", "token=", "Bearer "] {
+            let input = unit.repeat(SIZE / unit.len());
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let out = scrub(&input);
+                let _ = done.send((started.elapsed(), out.len()));
+            });
+            let (elapsed, len) = finished
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("1 MiB of `{unit}` took longer than 10 s to scrub"));
+            assert!(len > 0, "`{unit}`: {elapsed:?}");
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_before_it_is_scrubbed() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        // The JWT straddles the limit: cut short it would not look like one.
+        let mut input = "password=hunter2 ".repeat(MAX_SCRUBBED_BYTES / 17);
+        input.truncate(MAX_SCRUBBED_BYTES - 20);
+        input.push(' ');
+        input.push_str(jwt);
+        input.push_str(&" tail".repeat(1000));
+        let out = redact_secrets(&input);
+        assert!(out.len() < MAX_SCRUBBED_BYTES, "{}", out.len());
+        assert!(
+            !out.contains("hunter2") && !out.contains("eyJ"),
+            "a secret is left"
+        );
+        assert!(
+            out.ends_with(&format!(
+                " … ({} more bytes not shown)",
+                input.len() - (MAX_SCRUBBED_BYTES - 20)
+            )),
+            "{}",
+            &out[out.len() - 80..]
+        );
     }
 }

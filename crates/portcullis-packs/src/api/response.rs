@@ -15,6 +15,11 @@ use super::{ApiTool, Upstream};
 /// Longest excerpt of an upstream error body shown with `include_error_body`.
 const ERROR_EXCERPT_CHARS: usize = 300;
 
+/// How much of an upstream error body is scrubbed to make the excerpt: room for
+/// [`ERROR_EXCERPT_CHARS`] characters of four bytes each and for the secrets removed
+/// before them.
+const ERROR_EXCERPT_WINDOW_BYTES: usize = 16 * 1024;
+
 /// A failed request: a refusal by the outbound guard, a timeout, an unreachable upstream.
 pub(super) fn transport_error(upstream: &Upstream, error: &reqwest::Error) -> ToolError {
     let name = &upstream.name;
@@ -109,15 +114,38 @@ pub(super) fn status_error(
 
 /// A short, single-line excerpt of `body` with control characters, configured header values
 /// and recognisable secrets removed.
+///
+/// The window is cut first and only the window is scrubbed, so the work is bounded by
+/// [`ERROR_EXCERPT_WINDOW_BYTES`] whatever the upstream sent (up to `max_response_bytes`).
 fn excerpt(upstream: &Upstream, tool: &ApiTool, body: &[u8]) -> String {
-    // Secrets first, over the whole body, so one that straddles the cut cannot leave a
-    // prefix behind; longest first, so a token inside a longer value goes with it.
-    let mut text = String::from_utf8_lossy(body).into_owned();
+    let cut = body.len() > ERROR_EXCERPT_WINDOW_BYTES;
+    let mut text =
+        String::from_utf8_lossy(&body[..body.len().min(ERROR_EXCERPT_WINDOW_BYTES)]).into_owned();
+    if cut {
+        // The last word may be a secret cut short (a JWT missing its signature no longer
+        // looks like one), and scrubbing shortens what comes before it: it goes.
+        let end = text.rfind(char::is_whitespace).unwrap_or(0);
+        text.truncate(end);
+    }
+    // Longest first, so a token inside a longer value goes with it.
     let mut secrets: Vec<&String> = upstream.secrets.iter().chain(&tool.secrets).collect();
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for secret in secrets {
+    for secret in &secrets {
         if !secret.is_empty() {
             text = text.replace(secret.as_str(), "***");
+        }
+    }
+    if cut {
+        // A configured secret that straddles the cut leaves its start at the window's end.
+        for secret in &secrets {
+            if let Some(len) = (1..secret.len())
+                .rev()
+                .filter(|&len| secret.is_char_boundary(len))
+                .find(|&len| text.ends_with(&secret[..len]))
+            {
+                text.truncate(text.len() - len);
+                text.push_str("***");
+            }
         }
     }
     let text: String = portcullis_server::redact_secrets(&text)

@@ -750,6 +750,121 @@ async fn upstream_failures_become_safe_messages() {
     );
 }
 
+/// An upstream that answers every request with HTTP 500 and `body`, and counts the
+/// requests it received (`arrived`), waking `arrival` at each.
+async fn error_body_upstream(
+    body: Arc<String>,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<tokio::sync::Notify>,
+) {
+    let arrived = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let arrival = Arc::new(tokio::sync::Notify::new());
+    let (count, wake) = (Arc::clone(&arrived), Arc::clone(&arrival));
+    let app = axum::Router::new().fallback(move || {
+        let (body, count, wake) = (Arc::clone(&body), Arc::clone(&count), Arc::clone(&wake));
+        async move {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            wake.notify_waiters();
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                (*body).clone(),
+            )
+        }
+    });
+    let addr = portcullis_test::tls::serve_http(app).await.expect("serve");
+    (addr, arrived, arrival)
+}
+
+/// Issue 21, defect 3: the excerpt of an error body was scrubbed whole before it was cut,
+/// in time quadratic in the number of secret keywords, synchronously on an async worker
+/// (1 MiB of `auth ` took about five minutes, and two such calls stalled `/healthz`). Now
+/// the window is cut first and scrubbing is linear: both calls come back at once, with the
+/// secrets at the start of the body scrubbed, and `/healthz` answers throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_error_bodies_full_of_secret_keywords_do_not_stall_the_server() {
+    let mut body = format!(
+        "internal failure password=hunter2-body Authorization: Bearer {SECRET_HEADER} token=tok-body-secret "
+    );
+    let unit = "auth secret apikey token x://u:p@ pwd ";
+    while body.len() < 4 * 1024 * 1024 {
+        body.push_str(unit);
+    }
+    let (addr, arrived, arrival) = error_body_upstream(Arc::new(body)).await;
+    let (server, _dir) = probe_server(
+        &format!("http://{addr}"),
+        "timeout_secs = 10\nmax_response_bytes = 8388608",
+    )
+    .await;
+    let client = Arc::new(
+        http_client(&server.url(), Era::Stateless2026)
+            .await
+            .expect("connect"),
+    );
+    // The client's wait: far above what two calls need, far below the minutes they took.
+    let wait = std::time::Duration::from_secs(20);
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    wait,
+                    call(&client, "get_verbose", json!({ "path": "boom" })),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut both = Box::pin(futures::future::join_all(calls));
+    // Both requests reached the upstream: their bodies are on their way to be scrubbed.
+    tokio::time::timeout(wait, async {
+        loop {
+            let notified = arrival.notified();
+            if arrived.load(std::sync::atomic::Ordering::SeqCst) >= 2 {
+                break;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .expect("both calls reach the upstream");
+    let health = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("client");
+    // `/healthz` is asked again and again until both calls are back: each must answer.
+    let mut probes = 0;
+    let results = loop {
+        tokio::select! {
+            results = &mut both => break results,
+            response = health.get(server.at("/healthz")).send() => {
+                let response = response.unwrap_or_else(|e| {
+                    panic!("/healthz did not answer within 2 s while two calls ran: {e}")
+                });
+                assert_eq!(response.status(), 200, "/healthz");
+                probes += 1;
+            }
+        }
+    };
+    for result in results {
+        let result = result
+            .expect("task")
+            .unwrap_or_else(|_| panic!("the call did not come back within {wait:?}"));
+        let message = error_text(&result, "a huge error body");
+        assert!(
+            message.starts_with("`probe` failed (HTTP 500): internal failure password=***"),
+            "{message}"
+        );
+        for secret in [SECRET_HEADER, "hunter2", "tok-body-secret", "u:p@"] {
+            assert!(!message.contains(secret), "{secret} leaked: {message}");
+        }
+        assert!(message.chars().count() <= 330, "{message}");
+    }
+    eprintln!("/healthz answered {probes} times while the calls ran");
+}
+
 // ---------------------------------------------------------------------------------------
 // The SSRF corpus
 // ---------------------------------------------------------------------------------------
