@@ -32,9 +32,15 @@ pub struct FilesRoot {
     pub max_search_entries: usize,
     /// Extra glob patterns (gitignore-like, matched against the path relative to the root and
     /// against each file name) that are refused in addition to the built-in ones: `.env*`,
-    /// `.git/`, `*.pem`, `*.key`, `id_*`.
+    /// `.git/`, `*.pem`, `*.key`, `id_*`. The built-in ones ignore letter case (`.ENV`,
+    /// `server.PEM` are refused too).
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Match the `deny` patterns regardless of letter case, as the built-in ones always are
+    /// (`secrets/*.json` also refuses `Secrets/Prod.JSON`). On by default: on a
+    /// case-insensitive file system both names open the same file.
+    #[serde(default = "crate::files::default_deny_ignore_case")]
+    pub deny_ignore_case: bool,
     /// How changes made outside the server are noticed, so clients subscribed to a file
     /// resource hear of them: `off` (the default for files roots, which can be large trees:
     /// file resources are then not subscribable), `auto` or `poll`.
@@ -49,6 +55,9 @@ pub struct FilesRoot {
     pub debounce_ms: u64,
 }
 
+pub(crate) fn default_deny_ignore_case() -> bool {
+    true
+}
 fn default_max_read_bytes() -> u64 {
     1024 * 1024
 }

@@ -48,6 +48,10 @@ pub struct NotesFolder {
     /// Extra glob patterns refused in addition to the built-in ones (as for `[[files]]`).
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Match the `deny` patterns regardless of letter case, as the built-in ones always are
+    /// (as for `[[files]]`). On by default.
+    #[serde(default = "crate::files::default_deny_ignore_case")]
+    pub deny_ignore_case: bool,
 }
 
 fn default_scheme() -> String {

@@ -129,7 +129,8 @@ fn command_tool(
         .iter()
         .find(|r| r.name == command.root)
         .ok_or_else(|| format!("command `{name}`: no files root `{}`", command.root))?;
-    let deny = DenyList::new(&root.deny).map_err(|e| format!("command `{name}`: {e}"))?;
+    let deny = DenyList::new(&root.deny, root.deny_ignore_case)
+        .map_err(|e| format!("command `{name}`: {e}"))?;
     let jail = Jail::open(&root.name, &config.base_dir.join(&root.path), deny)
         .map_err(|e| format!("command `{name}`: {e}"))?;
     let dirs: Vec<PathBuf> = if command.search_path.is_empty() {

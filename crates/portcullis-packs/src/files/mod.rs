@@ -127,7 +127,7 @@ fn add(
     }
     let mut opened = Vec::with_capacity(roots.len());
     for root in roots {
-        let deny = DenyList::new(&root.deny)
+        let deny = DenyList::new(&root.deny, root.deny_ignore_case)
             .map_err(|e| FilesError(format!("files root `{}`: {e}", root.name)))?;
         let jail = Jail::open(&root.name, &base_dir.join(&root.path), deny)
             .map_err(|e| FilesError(format!("files {e}")))?;

@@ -1,5 +1,9 @@
 //! Denied path patterns: built-in secrets (`.env*`, `.git/`, `*.pem`, `*.key`, `id_*`) plus
 //! the root's own `deny` list.
+//!
+//! The built-in patterns ignore letter case: a client can ask for `.ENV` or `server.PEM`,
+//! and on a case-insensitive file system (macOS, Windows, some mounts) `.ENV` opens `.env`.
+//! A root's own patterns ignore case too unless its config says otherwise.
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -16,13 +20,15 @@ pub(crate) struct DenyList {
 }
 
 impl DenyList {
-    pub(crate) fn new(extra: &[String]) -> Result<Self, String> {
+    /// The built-in patterns (letter case ignored) and `extra`, whose letter case is
+    /// ignored when `extra_ignore_case` is set.
+    pub(crate) fn new(extra: &[String], extra_ignore_case: bool) -> Result<Self, String> {
         let mut components = GlobSetBuilder::new();
         let mut paths = GlobSetBuilder::new();
-        for pattern in DEFAULT_DENY
+        for (pattern, ignore_case) in DEFAULT_DENY
             .iter()
-            .copied()
-            .chain(extra.iter().map(String::as_str))
+            .map(|p| (*p, true))
+            .chain(extra.iter().map(|p| (p.as_str(), extra_ignore_case)))
         {
             let trimmed = pattern.trim_end_matches('/').trim_start_matches('/');
             if trimmed.is_empty() {
@@ -31,6 +37,7 @@ impl DenyList {
             let compile = |p: &str| -> Result<Glob, String> {
                 GlobBuilder::new(p)
                     .literal_separator(true)
+                    .case_insensitive(ignore_case)
                     .build()
                     .map_err(|e| format!("deny pattern `{pattern}` is not a valid glob: {e}"))
             };
@@ -66,7 +73,8 @@ mod tests {
 
     #[test]
     fn defaults_and_extras() {
-        let deny = DenyList::new(&["secrets/*.json".to_owned(), "*.sqlite".to_owned()]).unwrap();
+        let deny =
+            DenyList::new(&["secrets/*.json".to_owned(), "*.sqlite".to_owned()], true).unwrap();
         for denied in [
             ".env",
             ".env.local",
@@ -99,14 +107,48 @@ mod tests {
     }
 
     #[test]
+    fn letter_case_is_ignored_where_asked() {
+        let extra = ["secrets/*.json".to_owned(), "*.sqlite".to_owned()];
+        for ignore_case in [true, false] {
+            let deny = DenyList::new(&extra, ignore_case).unwrap();
+            // The built-in patterns, always.
+            for denied in [
+                ".ENV",
+                ".Env.Local",
+                "app/.ENV.production",
+                ".GIT",
+                "sub/.Git/HEAD",
+                "certs/server.PEM",
+                "tls.Key",
+                "home/.ssh/ID_RSA",
+                "Id_Ed25519.pub",
+            ] {
+                assert!(deny.is_denied(denied), "{denied} should be denied");
+            }
+            // The root's own patterns, as configured.
+            for other_case in ["Secrets/Prod.JSON", "SECRETS/prod.json", "data/App.SQLite"] {
+                assert_eq!(deny.is_denied(other_case), ignore_case, "{other_case}");
+            }
+            for allowed in [
+                "Environment.md",
+                "src/Env.rs",
+                "Keys.md",
+                "docs/Secrets/a.json",
+            ] {
+                assert!(!deny.is_denied(allowed), "{allowed} should be allowed");
+            }
+        }
+    }
+
+    #[test]
     fn bad_patterns_are_reported() {
         assert!(
-            DenyList::new(&["a[".to_owned()])
+            DenyList::new(&["a[".to_owned()], true)
                 .unwrap_err()
                 .contains("`a[` is not a valid glob")
         );
         assert!(
-            DenyList::new(&["/".to_owned()])
+            DenyList::new(&["/".to_owned()], false)
                 .unwrap_err()
                 .contains("is empty")
         );

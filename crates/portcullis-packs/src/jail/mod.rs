@@ -788,7 +788,7 @@ mod tests {
         symlink(".env", root.join("env-link")).unwrap();
         symlink(outside.join("secret.txt"), root.join("out-link")).unwrap();
         symlink(&outside, root.join("out-dir")).unwrap();
-        let jail = Jail::open("t", &root, DenyList::new(&[]).unwrap()).unwrap();
+        let jail = Jail::open("t", &root, DenyList::new(&[], true).unwrap()).unwrap();
         let inner = &jail.inner;
 
         for (raw, rel) in [

@@ -407,7 +407,7 @@ fn add(
     let notifier = catalog.notifier().for_pack(PACK);
     let mut opened = Vec::with_capacity(folders.len());
     for config in folders {
-        let deny = DenyList::new(&config.deny)
+        let deny = DenyList::new(&config.deny, config.deny_ignore_case)
             .map_err(|e| format!("notes folder `{}`: {e}", config.name))?;
         let jail = Jail::open(&config.name, &base_dir.join(&config.path), deny)
             .map_err(|e| format!("notes {e}"))?;

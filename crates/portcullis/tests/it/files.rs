@@ -484,3 +484,116 @@ async fn file_resources_go_through_the_same_jail() {
     }
     client.cancel().await.expect("close");
 }
+
+/// Issue 21, defect 6: the deny list was case-sensitive, so `.ENV`, `certs/server.PEM` and
+/// `tls.Key` were served while `.env` and `server.pem` were refused (and on a
+/// case-insensitive file system `.ENV` opens `.env`). The built-in patterns now ignore case
+/// always; a root's own patterns do unless it sets `deny_ignore_case = false`.
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_patterns_refuse_names_that_differ_only_in_case() {
+    use Expect::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strict = dir.path().join("strict");
+    let exact = dir.path().join("exact");
+    for sub in ["certs", ".GIT", "Secrets"] {
+        std::fs::create_dir_all(strict.join(sub)).expect("mkdir");
+    }
+    std::fs::create_dir_all(exact.join("Secrets")).expect("mkdir");
+    for (path, content) in [
+        (strict.join(".ENV"), "API_KEY=fixture-secret-env\n"),
+        (strict.join(".Env.Local"), "API_KEY=fixture-secret-local\n"),
+        (strict.join("certs/server.PEM"), "fixture-secret pem\n"),
+        (strict.join("tls.Key"), "fixture-secret key\n"),
+        (strict.join("ID_RSA"), "fixture-secret ssh key\n"),
+        (strict.join(".GIT/config"), "fixture-secret [core]\n"),
+        (strict.join("Secrets/Prod.JSON"), "fixture-secret json\n"),
+        (strict.join("readme.md"), "plain readme\n"),
+        (exact.join(".Env"), "API_KEY=fixture-secret-exact\n"),
+        (exact.join("Secrets/Prod.JSON"), "{\"public\": true}\n"),
+    ] {
+        std::fs::write(path, content).expect("write");
+    }
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        r#"[server]
+name = "deny-case"
+
+[[files]]
+name = "strict"
+path = "strict"
+deny = ["secrets/*.json"]
+
+[[files]]
+name = "exact"
+path = "exact"
+deny = ["secrets/*.json"]
+deny_ignore_case = false
+"#,
+    )
+    .expect("config");
+    let client = stdio_client(bin(), &config, Era::Stateless2026)
+        .await
+        .expect("connect");
+    for path in [
+        ".ENV",
+        ".Env.Local",
+        "certs/server.PEM",
+        "tls.Key",
+        "ID_RSA",
+        ".GIT/config",
+        "Secrets/Prod.JSON",
+    ] {
+        check(
+            &client,
+            "read_file",
+            json!({ "root": "strict", "path": path }),
+            Refused("denied by policy"),
+        )
+        .await;
+    }
+    check(
+        &client,
+        "read_file",
+        json!({ "root": "strict", "path": "readme.md" }),
+        Ok("plain readme"),
+    )
+    .await;
+    // Listings and searches leave the denied names out.
+    for (tool, args) in [
+        ("list_directory", json!({ "root": "strict", "path": "" })),
+        ("search_files", json!({ "root": "strict", "pattern": "*" })),
+    ] {
+        let result = call(&client, tool, args.clone()).await;
+        let body = text(&result);
+        assert_eq!(result.is_error, Some(false), "{tool} {args}: {body}");
+        assert!(body.contains("readme.md"), "{tool} {args}: {body}");
+        for name in [
+            ".ENV",
+            "server.PEM",
+            "tls.Key",
+            "ID_RSA",
+            ".GIT",
+            "Prod.JSON",
+        ] {
+            assert!(!body.contains(name), "{tool} {args} shows {name}: {body}");
+        }
+    }
+    // `deny_ignore_case = false` keeps the root's own patterns exact; the built-in ones
+    // still ignore case.
+    check(
+        &client,
+        "read_file",
+        json!({ "root": "exact", "path": ".Env" }),
+        Refused("denied by policy"),
+    )
+    .await;
+    check(
+        &client,
+        "read_file",
+        json!({ "root": "exact", "path": "Secrets/Prod.JSON" }),
+        Ok("\"public\": true"),
+    )
+    .await;
+    client.cancel().await.expect("close");
+}
