@@ -38,24 +38,23 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_switch_wal",
     "pg_promote",
     "pg_create_restore_point",
-    "pg_advisory_lock",
+    // Transaction-level advisory locks end with the transaction, but can still make other
+    // sessions wait until the statement timeout.
     "pg_advisory_xact_lock",
-    "pg_try_advisory_lock",
     "pg_try_advisory_xact_lock",
-    "pg_advisory_lock_shared",
-    "dblink",
-    "dblink_exec",
-    "dblink_connect",
-    "query_to_xml",
-    "query_to_xml_and_xmlschema",
-    "query_to_xmlschema",
+    // PostgreSQL: XML exports of a cursor, a table, a schema or the whole database.
     "cursor_to_xml",
+    "cursor_to_xmlschema",
     "table_to_xml",
-    // MySQL / MariaDB: files, locks, busy loops.
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "schema_to_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "database_to_xmlschema",
+    // MySQL / MariaDB: files, busy loops.
     "load_file",
-    "get_lock",
-    "release_lock",
-    "release_all_locks",
     "benchmark",
     "master_pos_wait",
     "source_pos_wait",
@@ -67,19 +66,179 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "fts3_tokenizer",
 ];
 
+/// Functions whose effect outlives the transaction: the read-only transaction's rollback
+/// does not undo it, and the pooled connection (or the server) keeps it for whoever comes
+/// next. Refused in ad-hoc queries and in configured read-only statements alike, with what
+/// each does. Names starting with `dblink` (connections of the session's own, queries on
+/// them) are refused the same way.
+const SESSION_FUNCTIONS: &[(&str, &str)] = &[
+    // PostgreSQL: session-level advisory locks (the `_xact_` ones end with the transaction).
+    ("pg_advisory_lock", "takes a session-level advisory lock"),
+    (
+        "pg_advisory_lock_shared",
+        "takes a session-level advisory lock",
+    ),
+    (
+        "pg_try_advisory_lock",
+        "takes a session-level advisory lock",
+    ),
+    (
+        "pg_try_advisory_lock_shared",
+        "takes a session-level advisory lock",
+    ),
+    (
+        "pg_advisory_unlock",
+        "releases a session-level advisory lock",
+    ),
+    (
+        "pg_advisory_unlock_shared",
+        "releases a session-level advisory lock",
+    ),
+    (
+        "pg_advisory_unlock_all",
+        "releases the session's advisory locks",
+    ),
+    // PostgreSQL: other state of the session or the server that no rollback undoes.
+    ("setseed", "sets the session's random seed"),
+    (
+        "pg_backup_start",
+        "starts a backup that belongs to the session",
+    ),
+    (
+        "pg_start_backup",
+        "starts a backup that belongs to the session",
+    ),
+    ("pg_backup_stop", "ends a backup of the session"),
+    ("pg_stop_backup", "ends a backup of the session"),
+    (
+        "pg_replication_origin_session_setup",
+        "binds the session to a replication origin",
+    ),
+    (
+        "pg_replication_origin_session_reset",
+        "unbinds the session's replication origin",
+    ),
+    (
+        "pg_create_physical_replication_slot",
+        "creates a replication slot",
+    ),
+    (
+        "pg_create_logical_replication_slot",
+        "creates a replication slot",
+    ),
+    ("pg_drop_replication_slot", "drops a replication slot"),
+    ("pg_replication_slot_advance", "advances a replication slot"),
+    (
+        "pg_logical_slot_get_changes",
+        "consumes a replication slot's changes",
+    ),
+    (
+        "pg_logical_slot_get_binary_changes",
+        "consumes a replication slot's changes",
+    ),
+    ("pg_stat_reset", "resets the server's statistics"),
+    ("pg_stat_reset_shared", "resets the server's statistics"),
+    (
+        "pg_stat_reset_single_table_counters",
+        "resets the server's statistics",
+    ),
+    (
+        "pg_stat_reset_single_function_counters",
+        "resets the server's statistics",
+    ),
+    ("pg_stat_reset_slru", "resets the server's statistics"),
+    (
+        "pg_stat_reset_replication_slot",
+        "resets the server's statistics",
+    ),
+    ("pg_stat_statements_reset", "resets the server's statistics"),
+    (
+        "postgres_fdw_disconnect",
+        "closes the session's foreign connections",
+    ),
+    (
+        "postgres_fdw_disconnect_all",
+        "closes the session's foreign connections",
+    ),
+    // MySQL / MariaDB: named locks belong to the session.
+    ("get_lock", "takes a named lock that belongs to the session"),
+    ("release_lock", "releases a named lock of the session"),
+    ("release_all_locks", "releases the session's named locks"),
+];
+
+/// Functions that run SQL handed to them as text, which no check here sees: PostgreSQL's
+/// text search statistics and rewriting, and the XML export of a query.
+const SQL_RUNNING_FUNCTIONS: &[&str] = &[
+    "ts_stat",
+    "ts_rewrite",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "query_to_xmlschema",
+];
+
+/// What a function call that outlives the transaction does, by its (lowercase) name.
+fn session_effect(name: &str) -> Option<&'static str> {
+    if name.starts_with("dblink") {
+        return Some("opens or uses a connection of the session's own (dblink)");
+    }
+    SESSION_FUNCTIONS
+        .iter()
+        .find(|(function, _)| *function == name)
+        .map(|(_, effect)| *effect)
+}
+
+fn outlives(name: &str, effect: &str, here: &str) -> Refused {
+    Refused(format!(
+        "the function `{name}` {effect}, which outlives the transaction (the pooled connection keeps it for the next call); it is not allowed in {here}"
+    ))
+}
+
+/// Checks a configured read-only statement for calls whose effect outlives its read-only
+/// transaction (see [`SESSION_FUNCTIONS`]). The rest of such a statement is the engine's
+/// to refuse: it runs in a read-only transaction, and it is the operator's own SQL, so it is
+/// only tokenized, never required to parse.
+pub(crate) fn check_statement(engine: SqlEngine, sql: &str) -> Result<(), Refused> {
+    let dialect = dialect(engine);
+    let Ok(tokens) = Tokenizer::new(dialect.as_ref(), sql).tokenize() else {
+        return Ok(());
+    };
+    let mut significant = tokens
+        .iter()
+        .filter(|token| !matches!(token, Token::Whitespace(_)))
+        .peekable();
+    while let Some(token) = significant.next() {
+        if let Token::Word(word) = token
+            && matches!(significant.peek(), Some(Token::LParen))
+        {
+            let name = word.value.to_ascii_lowercase();
+            if let Some(effect) = session_effect(&name) {
+                return Err(outlives(&name, effect, "a read-only statement"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dialect(engine: SqlEngine) -> Box<dyn Dialect> {
+    match engine {
+        SqlEngine::Postgres => Box::new(PostgreSqlDialect {}),
+        SqlEngine::MySql => Box::new(MySqlDialect {}),
+        SqlEngine::Sqlite => Box::new(SQLiteDialect {}),
+    }
+}
+
 /// Why a query was refused: a message for the model.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Refused(pub(crate) String);
 
 /// Checks that `sql` is exactly one read-only query for `engine`.
 pub(crate) fn check(engine: SqlEngine, sql: &str) -> Result<(), Refused> {
-    let dialect: Box<dyn Dialect> = match engine {
-        SqlEngine::Postgres => Box::new(PostgreSqlDialect {}),
-        SqlEngine::MySql => Box::new(MySqlDialect {}),
-        SqlEngine::Sqlite => Box::new(SQLiteDialect {}),
-    };
+    let dialect = dialect(engine);
     if engine == SqlEngine::MySql {
         executable_comments(sql)?;
+    }
+    if engine == SqlEngine::Postgres {
+        unicode_identifiers(sql)?;
     }
     let statements = Parser::parse_sql(dialect.as_ref(), sql).map_err(|e| {
         Refused(format!(
@@ -133,6 +292,26 @@ fn executable_comments(sql: &str) -> Result<(), Refused> {
     Ok(())
 }
 
+/// PostgreSQL reads `U&"\0070g_read_file"` as the name `pg_read_file`; the parser keeps
+/// the escapes as they are written, so such a name would pass every check by name. Nobody
+/// needs them in a read-only query: refused.
+fn unicode_identifiers(sql: &str) -> Result<(), Refused> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize()
+        .map_err(|e| Refused(format!("the query could not be tokenized ({e})")))?;
+    let escaped = tokens.windows(3).any(|window| {
+        matches!(window, [Token::Word(u), Token::Ampersand, Token::Word(name)]
+            if u.quote_style.is_none() && u.value.eq_ignore_ascii_case("u") && name.quote_style == Some('"'))
+    });
+    if escaped {
+        return Err(Refused(
+            "names with Unicode escapes (`U&\"…\"`) are not allowed; write the name plainly"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// A short name of a statement's kind for messages, e.g. `INSERT`.
 fn kind(statement: &Statement) -> String {
     let text = statement.to_string();
@@ -147,9 +326,22 @@ fn kind(statement: &Statement) -> String {
 
 struct ReadOnlyVisitor;
 
-fn denied(name: &ObjectName) -> Option<String> {
+/// Why a call of the function `name` is refused in a read-only query, if it is.
+fn denied(name: &ObjectName) -> Option<Refused> {
     let last = name.0.last()?.as_ident()?.value.to_ascii_lowercase();
-    DENIED_FUNCTIONS.contains(&last.as_str()).then_some(last)
+    if let Some(effect) = session_effect(&last) {
+        return Some(outlives(&last, effect, "a read-only query"));
+    }
+    if SQL_RUNNING_FUNCTIONS.contains(&last.as_str()) {
+        return Some(Refused(format!(
+            "the function `{last}` runs SQL given to it as text, which is not checked; it is not allowed in a read-only query"
+        )));
+    }
+    DENIED_FUNCTIONS.contains(&last.as_str()).then(|| {
+        Refused(format!(
+            "the function `{last}` has side effects and is not allowed in a read-only query"
+        ))
+    })
 }
 
 impl Visitor for ReadOnlyVisitor {
@@ -186,20 +378,16 @@ impl Visitor for ReadOnlyVisitor {
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<Refused> {
         match denied(relation) {
-            Some(name) => ControlFlow::Break(Refused(format!(
-                "the function `{name}` has side effects and is not allowed in a read-only query"
-            ))),
+            Some(refused) => ControlFlow::Break(refused),
             None => ControlFlow::Continue(()),
         }
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refused> {
         if let Expr::Function(function) = expr
-            && let Some(name) = denied(&function.name)
+            && let Some(refused) = denied(&function.name)
         {
-            return ControlFlow::Break(Refused(format!(
-                "the function `{name}` has side effects and is not allowed in a read-only query"
-            )));
+            return ControlFlow::Break(refused);
         }
         ControlFlow::Continue(())
     }
@@ -385,6 +573,115 @@ mod tests {
                 panic!("{engine:?} `{input}` was accepted");
             };
             assert!(message.contains(expect), "{engine:?} `{input}`: {message}");
+        }
+    }
+
+    /// Issue 21: session-level advisory locks (and the rest of the session's state) outlive
+    /// the read-only transaction's rollback, and the pooled connection hands them to the
+    /// next caller. `_xact_` locks end with the transaction.
+    #[test]
+    fn refuses_effects_that_outlive_the_transaction() {
+        for input in [
+            "SELECT pg_advisory_lock(1)",
+            "SELECT pg_advisory_lock(1, 2)",
+            "SELECT pg_try_advisory_lock(1)",
+            "SELECT pg_advisory_lock_shared(1)",
+            "SELECT pg_try_advisory_lock_shared(1)",
+            "SELECT pg_try_advisory_lock_shared(1, 2)",
+            "SELECT * FROM pg_try_advisory_lock_shared(1)",
+            "SELECT pg_catalog.PG_TRY_ADVISORY_LOCK_SHARED(1)",
+            "SELECT \"pg_try_advisory_lock_shared\"(1)",
+            "SELECT x FROM t WHERE pg_try_advisory_lock_shared(x)",
+            "SELECT pg_advisory_unlock(1)",
+            "SELECT pg_advisory_unlock_shared(1)",
+            "SELECT pg_advisory_unlock_all()",
+            "SELECT dblink_connect('c', 'host=127.0.0.1')",
+            "SELECT dblink_connect_u('c', 'host=127.0.0.1')",
+            "SELECT dblink_open('c', 'cur', 'SELECT 1')",
+            "SELECT dblink_send_query('c', 'DELETE FROM t')",
+            "SELECT setseed(0.5)",
+            "SELECT pg_backup_start('x')",
+            "SELECT pg_stat_reset()",
+            "SELECT pg_replication_origin_session_setup('o')",
+        ] {
+            check_one(Postgres, input, "outlives the transaction");
+        }
+        // Escapes that PostgreSQL decodes into a refused name.
+        for input in [
+            "SELECT U&\"\\0070g_advisory_lock\"(1)",
+            "SELECT u&\"pg_read_file\"('/etc/passwd')",
+            "SELECT * FROM U&\"!0070g_read_file\" UESCAPE '!' ('/etc/passwd')",
+        ] {
+            check_one(Postgres, input, "Unicode escapes");
+        }
+        check_one(Postgres, "SELECT U&'\\0041' AS a, u & 1 FROM t", "ok");
+        // SQL in a string that the function runs: the query would run unchecked.
+        for input in [
+            "SELECT * FROM ts_stat('SELECT to_tsvector(pg_advisory_lock(1)::text)')",
+            "SELECT ts_rewrite('a'::tsquery, 'SELECT pg_advisory_lock(1)::text::tsquery, ''b''::tsquery')",
+            "SELECT query_to_xml('SELECT pg_advisory_lock(1)', true, true, '')",
+        ] {
+            check_one(Postgres, input, "runs SQL");
+        }
+        check_one(
+            Postgres,
+            "SELECT database_to_xml(true, true, '')",
+            "`database_to_xml` has side effects",
+        );
+        check_one(MySql, "SELECT GET_LOCK('x', 1)", "outlives the transaction");
+        check_one(Postgres, "SELECT pg_advisory_xact_lock_shared(1)", "ok");
+        check_one(Postgres, "SELECT pg_try_advisory_xact_lock_shared(1)", "ok");
+    }
+
+    #[test]
+    fn configured_read_only_statements_may_not_outlive_the_transaction() {
+        for (engine, input, expect) in [
+            (
+                Postgres,
+                "SELECT pg_try_advisory_lock_shared($1)",
+                "`pg_try_advisory_lock_shared`",
+            ),
+            (
+                Postgres,
+                "SELECT * FROM t WHERE pg_catalog.pg_advisory_lock(id) AND id = $1",
+                "`pg_advisory_lock`",
+            ),
+            (
+                Postgres,
+                "SELECT \"pg_advisory_lock\" ($1)",
+                "`pg_advisory_lock`",
+            ),
+            (
+                Postgres,
+                "SELECT dblink_connect('c', $1)",
+                "`dblink_connect`",
+            ),
+            (MySql, "SELECT get_lock(?, 1)", "`get_lock`"),
+        ] {
+            let Err(Refused(message)) = check_statement(engine, input) else {
+                panic!("{engine:?} `{input}` was accepted");
+            };
+            assert!(
+                message.contains(expect) && message.contains("outlives the transaction"),
+                "{input}: {message}"
+            );
+        }
+        for (engine, input) in [
+            (Postgres, "SELECT id FROM t WHERE name = $1"),
+            (Postgres, "SELECT pg_advisory_xact_lock($1)"),
+            (
+                Postgres,
+                "SELECT 'pg_advisory_lock(1)' AS text, pg_advisory_lock_count FROM t",
+            ),
+            (Postgres, "DELETE FROM t WHERE id = $1"),
+            (Postgres, "SELECT $1 ::: nonsense that the engine refuses"),
+            (Sqlite, "SELECT name FROM t WHERE id = ?"),
+        ] {
+            assert_eq!(
+                check_statement(engine, input),
+                Ok(()),
+                "{engine:?} `{input}`"
+            );
         }
     }
 }

@@ -67,6 +67,13 @@ fn add(
                     }
                 )));
             }
+            // A read-only statement runs in a read-only transaction that is rolled back;
+            // what outlives that (a session-level lock) would stay on the pooled connection.
+            if !statement.destructive {
+                checker::check_statement(source.engine, &statement.sql).map_err(|refused| {
+                    SqlError(format!("sql statement `{}`: {}", statement.name, refused.0))
+                })?;
+            }
             catalog.tool(tools::StatementTool {
                 source: Arc::clone(&source),
                 statement: statement.clone(),

@@ -244,3 +244,66 @@ async fn ad_hoc_query_attacks_mysql() {
 async fn ad_hoc_query_attacks_sqlite() {
     attacks(Engine::Sqlite).await;
 }
+
+/// Issue 21: a session-level advisory lock taken in an ad-hoc query outlived the read-only
+/// transaction's rollback on the pooled connection (held until that connection closed, so
+/// other sessions waiting for it hung). Every such function is refused with a message
+/// saying why, and afterwards no advisory lock of the test's key is held; a configured
+/// read-only statement calling one is refused when the config is loaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_level_advisory_locks_are_refused_and_none_outlives_the_call() {
+    let db = TestDb::new(Engine::Postgres);
+    let (_server, client) = db.start("").await;
+    // A key of this test's own, so parallel runs cannot see each other's locks.
+    let key = 0x5e55_0000_u32 + (u32::from_str_radix(&db.id[db.id.len() - 4..], 16).unwrap_or(0));
+    for sql in [
+        "SELECT pg_try_advisory_lock_shared({k})",
+        "SELECT pg_advisory_lock_shared({k})",
+        "SELECT pg_try_advisory_lock({k})",
+        "SELECT pg_try_advisory_lock(0, {k})",
+        "SELECT * FROM pg_try_advisory_lock_shared({k})",
+        "SELECT pg_catalog.pg_try_advisory_lock_shared({k}) AS held",
+        "SELECT pg_advisory_unlock_all()",
+        "SELECT setseed(0.5)",
+        "SELECT * FROM ts_stat('SELECT to_tsvector(pg_try_advisory_lock({k})::text)')",
+        "SELECT U&\"\\0070g_try_advisory_lock_shared\"({k})",
+    ] {
+        let sql = sql.replace("{k}", &key.to_string());
+        let result = call(&client, "query", json!({ "sql": sql })).await;
+        let message = text(&result);
+        assert_eq!(
+            result.is_error,
+            Some(true),
+            "`{sql}` was not refused: {message}"
+        );
+        assert!(message.contains("not allowed"), "`{sql}`: {message}");
+    }
+    // Whatever a refused call did, no lock of the key outlived it, on any pooled
+    // connection (pg_locks shows every backend's).
+    let held =
+        format!("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = {key}");
+    let result = call(&client, "query", json!({ "sql": held })).await;
+    assert_eq!(
+        structured(&result)["rows"][0]["n"],
+        json!(0),
+        "{}",
+        text(&result)
+    );
+    db.drop_table(&client).await;
+
+    // A configured read-only statement is checked when the config is loaded.
+    let config = db.config(
+        "\n[[sql.statements]]\nname = \"lock_it\"\ndescription = \"x\"\nsql = \"SELECT pg_try_advisory_lock_shared($1)\"\n\n[[sql.statements.params]]\nname = \"key\"\ntype = \"integer\"\n",
+    );
+    let output = std::process::Command::new(crate::bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("lock_it") && stderr.contains("`pg_try_advisory_lock_shared`"),
+        "{stderr}"
+    );
+}
