@@ -34,9 +34,9 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::Parsed;
 use super::sessions::{SessionGuard, session_not_found};
 use crate::PortcullisHandler;
-use super::admission::Parsed;
 use crate::auth::Principal;
 
 /// The event stream's path.
