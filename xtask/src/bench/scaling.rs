@@ -482,10 +482,13 @@ async fn open_sessions(url: &str, n: usize) -> anyhow::Result<Vec<String>> {
 fn session_limits(n: usize) -> String {
     format!(
         "max_sessions = {}\nmax_sessions_per_principal = {}\nsession_idle_secs = 3600\n\
-         max_in_flight = {}\n",
+         max_in_flight = {}\nmax_in_flight_per_principal = {}\n\
+         max_get_streams_per_principal = {}\n",
         n + 100,
         n + 100,
-        n + 256
+        n + 256,
+        n + 256,
+        n + 100
     )
 }
 

@@ -5,10 +5,10 @@
 //!   into rmcp's own [`ClientJsonRpcMessage`], with the same function rmcp serves it with.
 //!   Everything decided here and after — the scope pre-check, the session caps and owners,
 //!   the method for logs — reads that typed message ([`Parsed`]). A body that is not one
-//!   valid JSON-RPC message is refused here, before anything is served; a member of the
-//!   wrong type in the params of a known method makes the message another method's (rmcp
-//!   deserializes it as a custom request, which Portcullis does not serve), never a
-//!   different reading of the same method.
+//!   valid JSON-RPC message is refused here, before anything is served. Params that do
+//!   not fit the method they name make the message a custom request of that name (rmcp's
+//!   deserializer does so): never read as that method by any layer, and refused here with
+//!   `-32602` (for the methods the current revision still has).
 //! - **Bounded for the whole response.** A request holds its principal's in-flight slot and
 //!   a global in-flight permit until its response body ends (or the client goes away), so
 //!   a stream counts as long as it is open. A principal's share is taken before its body is
@@ -109,24 +109,24 @@ impl Parsed {
     }
 }
 
-/// The methods rmcp deserializes into typed requests: one of these whose params do not fit
-/// arrives as a custom request of the same name.
-const PROTOCOL_METHODS: [&str; 21] = {
+/// Methods rmcp deserializes into typed requests and every protocol era serves: one of
+/// these whose params do not fit arrives as a custom request of the same name, which is
+/// refused here with a clear `-32602`. (Such a request could not be read as the method it
+/// names anyway: every decision here reads the typed variant. The methods the 2026-07-28
+/// revision removed — `initialize`, `logging/setLevel`, `resources/subscribe` and
+/// `resources/unsubscribe` — are left to rmcp, which answers them 404 `-32601` there.)
+const PROTOCOL_METHODS: [&str; 17] = {
     use rmcp::model::*;
     [
-        InitializeResultMethod::VALUE,
         PingRequestMethod::VALUE,
         DiscoverRequestMethod::VALUE,
         CompleteRequestMethod::VALUE,
-        SetLevelRequestMethod::VALUE,
         GetPromptRequestMethod::VALUE,
         ListPromptsRequestMethod::VALUE,
         ListResourcesRequestMethod::VALUE,
         ListResourceTemplatesRequestMethod::VALUE,
         ReadResourceRequestMethod::VALUE,
         SubscriptionsListenRequestMethod::VALUE,
-        SubscribeRequestMethod::VALUE,
-        UnsubscribeRequestMethod::VALUE,
         CallToolRequestMethod::VALUE,
         ListToolsRequestMethod::VALUE,
         GetTaskMethod::VALUE,
