@@ -235,7 +235,9 @@ pub struct LimitsSection {
     pub max_in_flight: usize,
     /// HTTP requests one principal has in flight at once, streams included (at most
     /// `max_in_flight` apply); more get 429. A request counts from before its body is read,
-    /// so a principal's slow uploads take only its own share.
+    /// so a principal's slow uploads take only its own share. Also the tool calls one
+    /// principal has running at once on any transport, each until it ends (a 2025
+    /// session's call goes on after its client hung up); more get `-32029`.
     pub max_in_flight_per_principal: usize,
     /// Seconds a client gets to send a request body; a slower one gets 408.
     pub body_timeout_secs: u64,

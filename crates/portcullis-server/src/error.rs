@@ -182,6 +182,17 @@ pub(crate) fn too_many_streams(cap: usize) -> ErrorData {
     )
 }
 
+/// A tool call refused because its principal has `cap` calls running already (`-32029`).
+pub(crate) fn too_many_calls(cap: usize) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(RATE_LIMITED),
+        format!(
+            "too many tool calls running for this principal: at most {cap} at once (limits.max_in_flight_per_principal); wait for some to finish"
+        ),
+        Some(serde_json::json!({ "limit": cap, "retryAfterSecs": 1 })),
+    )
+}
+
 /// A request that no transport attached a principal to (fail closed).
 pub(crate) fn unauthenticated() -> ErrorData {
     ErrorData::invalid_request("unauthenticated request: no principal is attached", None)

@@ -330,6 +330,8 @@ struct StreamLimits {
     listens: Arc<crate::limits::Slots>,
     /// Resources one listen, or one 2025 session, follows.
     max_subscriptions: usize,
+    /// Tool calls running at once per principal, until each call ends.
+    calls: Arc<crate::limits::Slots>,
 }
 
 impl StreamLimits {
@@ -339,6 +341,7 @@ impl StreamLimits {
             max_subscriptions: limits
                 .max_subscriptions
                 .min(crate::fanout::MAX_SUBSCRIPTIONS),
+            calls: crate::limits::Slots::new(limits.max_in_flight_per_principal),
         }
     }
 }
@@ -932,6 +935,22 @@ impl ServerHandler for PortcullisHandler {
                 format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
                 None,
             ));
+        };
+        // A call holds its principal's call slot for as long as it runs, whatever the
+        // transport does meanwhile (a 2025 session's or `/messages` call goes on after its
+        // client hung up; the HTTP slot ends with the response, this one with the call).
+        let calls = &self.streams().calls;
+        let Some(_running) = calls.try_acquire(principal.as_ref().map_or("", Principal::id)) else {
+            guard
+                .refused_as(
+                    "tools/call",
+                    &name,
+                    principal.as_ref(),
+                    Outcome::RateLimited,
+                    origin,
+                )
+                .await;
+            return Err(crate::error::too_many_calls(calls.cap()));
         };
         let arguments = request.arguments.unwrap_or_default();
         let logged = Request {

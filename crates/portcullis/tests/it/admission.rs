@@ -589,3 +589,45 @@ async fn streams_end_when_their_token_expires() {
     let late = post(server, &expiring, &list).send().await.expect("send");
     assert_eq!(late.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Child processes the server has now.
+fn children(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+                .map(|list| list.split_whitespace().count())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Review finding: a call on a 2025 session goes on after its client hangs up, so the HTTP
+/// slot (which ends with the response) cannot bound it; the call's own slot does, for as
+/// long as it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_whose_client_hung_up_still_count_until_they_end() {
+    let admitted = Admitted::start("max_in_flight_per_principal = 4").await;
+    let server = &admitted.server;
+    let pid = server.pid().expect("running");
+    let id = &session(server, A_KEY).await;
+    for n in 0..12 {
+        let call = json!({ "jsonrpc": "2.0", "id": 200 + n, "method": "tools/call", "params": { "name": "slow", "arguments": {} } });
+        let response = post_2025(server, A_KEY, Some(id), &call)
+            .send()
+            .await
+            .expect("send");
+        // Hang up as soon as the headers are in.
+        drop(response);
+    }
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(children(pid));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        (1..=4).contains(&most),
+        "at most the principal's 4 calls run, hung-up clients or not: {most} ran"
+    );
+}
