@@ -170,25 +170,12 @@ pub(crate) fn rate_limited(what: &str, retry_after_secs: u64) -> ErrorData {
     )
 }
 
-/// A stream refused because its principal has `cap` of them open already (`-32029`, no
-/// retry time: a slot frees when one of them ends).
-pub(crate) fn too_many_streams(cap: usize) -> ErrorData {
+/// A request refused because its principal holds `cap` of `what` already (`-32029`): a
+/// place frees when one of them ends. `key` names the limit in the config.
+pub(crate) fn over_cap(what: &str, key: &str, cap: usize) -> ErrorData {
     ErrorData::new(
         rmcp::model::ErrorCode(RATE_LIMITED),
-        format!(
-            "too many open listen streams: a principal may hold {cap} at once (limits.max_listen_streams_per_principal); end one first"
-        ),
-        Some(serde_json::json!({ "limit": cap })),
-    )
-}
-
-/// A tool call refused because its principal has `cap` calls running already (`-32029`).
-pub(crate) fn too_many_calls(cap: usize) -> ErrorData {
-    ErrorData::new(
-        rmcp::model::ErrorCode(RATE_LIMITED),
-        format!(
-            "too many tool calls running for this principal: at most {cap} at once (limits.max_in_flight_per_principal); wait for some to finish"
-        ),
+        format!("too many {what}: at most {cap} at once ({key}); wait for one to end"),
         Some(serde_json::json!({ "limit": cap, "retryAfterSecs": 1 })),
     )
 }

@@ -330,8 +330,6 @@ struct StreamLimits {
     listens: Arc<crate::limits::Slots>,
     /// Resources one listen, or one 2025 session, follows.
     max_subscriptions: usize,
-    /// Tool calls running at once per principal, until each call ends.
-    calls: Arc<crate::limits::Slots>,
 }
 
 impl StreamLimits {
@@ -341,7 +339,6 @@ impl StreamLimits {
             max_subscriptions: limits
                 .max_subscriptions
                 .min(crate::fanout::MAX_SUBSCRIPTIONS),
-            calls: crate::limits::Slots::new(limits.max_in_flight_per_principal),
         }
     }
 }
@@ -410,6 +407,7 @@ impl PortcullisHandler {
         guard: GuardConfig,
         auth: Option<Arc<crate::auth::AuthState>>,
     ) {
+        let guard = guard.keeps_calls_of(&self.inner().guard);
         let inner = Inner::build(catalog, identity, guard, auth);
         if let Some(cluster) = self.shared.cluster.get() {
             cluster.relay(&inner.catalog);
@@ -813,7 +811,11 @@ impl ServerHandler for PortcullisHandler {
                     guard::Origin::of(context.request_context()),
                 )
                 .await;
-            return Err(crate::error::too_many_streams(limits.listens.cap()));
+            return Err(crate::error::over_cap(
+                "open listen streams",
+                "limits.max_listen_streams_per_principal",
+                limits.listens.cap(),
+            ));
         };
         let accepted = context.accepted().clone();
         // The listen passes the guard once, as a whole: it needs the scopes of every
@@ -935,22 +937,6 @@ impl ServerHandler for PortcullisHandler {
                 format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
                 None,
             ));
-        };
-        // A call holds its principal's call slot for as long as it runs, whatever the
-        // transport does meanwhile (a 2025 session's or `/messages` call goes on after its
-        // client hung up; the HTTP slot ends with the response, this one with the call).
-        let calls = &self.streams().calls;
-        let Some(_running) = calls.try_acquire(principal.as_ref().map_or("", Principal::id)) else {
-            guard
-                .refused_as(
-                    "tools/call",
-                    &name,
-                    principal.as_ref(),
-                    Outcome::RateLimited,
-                    origin,
-                )
-                .await;
-            return Err(crate::error::too_many_calls(calls.cap()));
         };
         let arguments = request.arguments.unwrap_or_default();
         let logged = Request {

@@ -53,6 +53,16 @@ pub struct RawResponse {
     pub body: serde_json::Value,
 }
 
+/// The `_meta` every 2026-07-28 request carries: protocol version, client info and
+/// capabilities.
+pub fn stateless_meta() -> serde_json::Value {
+    serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { "name": "portcullis-test", "version": "0" },
+        "io.modelcontextprotocol/clientCapabilities": {}
+    })
+}
+
 /// One self-contained 2026-07-28 request, POSTed the way a conforming client sends it
 /// (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `_meta`), with an optional bearer
 /// token. Independent of any client library, so tests can see statuses and headers.
@@ -63,11 +73,7 @@ pub async fn post_stateless(
     params: serde_json::Value,
 ) -> RawResponse {
     let mut params = params;
-    params["_meta"] = serde_json::json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": { "name": "portcullis-test", "version": "0" },
-        "io.modelcontextprotocol/clientCapabilities": {}
-    });
+    params["_meta"] = stateless_meta();
     let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
     let mut request = http()
         .post(url)

@@ -40,6 +40,10 @@ pub struct GuardConfig {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// Seals the `requestState` of multi-round calls (`cluster.state_keys`).
     pub(crate) request_state: rmcp::model::RequestStateCodec,
+    /// Tool calls running per principal (`limits.max_in_flight_per_principal`), each until
+    /// it ends, whatever its transport does meanwhile. Kept across reloads
+    /// ([`GuardConfig::keeps_calls_of`]), so calls on the old config still count.
+    pub(crate) calls: Arc<crate::limits::Slots>,
 }
 
 impl GuardConfig {
@@ -57,7 +61,16 @@ impl GuardConfig {
             ),
             audit: None,
             request_state: request_state_codec(config.cluster.as_ref())?,
+            calls: crate::limits::Slots::new(config.limits.max_in_flight_per_principal),
         })
+    }
+
+    /// Counts its running calls in `old`'s table (a reload: calls that started on the old
+    /// config still count against the principal's cap).
+    #[must_use]
+    pub(crate) fn keeps_calls_of(mut self, old: &GuardConfig) -> Self {
+        self.calls = Arc::clone(&old.calls);
+        self
     }
 
     /// Records every decision in `audit` too.
@@ -108,13 +121,16 @@ impl GuardConfig {
     }
 
     /// Only a timeout for everything, no scopes or rate limits (library use without a
-    /// config); a random fingerprint key.
+    /// config); a random fingerprint key; the default cap on calls running per principal.
     pub fn with_timeout(timeout: Duration) -> Self {
         Self {
             policies: Policies::with_timeout(timeout),
             fingerprint: Fingerprint::new(None),
             audit: None,
             request_state: random_state_codec(),
+            calls: crate::limits::Slots::new(
+                portcullis_config::LimitsSection::default().max_in_flight_per_principal,
+            ),
         }
     }
 }
@@ -565,6 +581,25 @@ impl GuardConfig {
                 });
             }
         }
+        // A tool call holds its principal's call slot until it ends: a 2025 session's call
+        // goes on after its client hung up, beyond any slot the transport held.
+        let _running = match target {
+            Target::Tool(_) => match self.calls.try_acquire(principal.id()) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.finish(&seen, Some(&principal), Outcome::RateLimited)
+                        .await;
+                    metrics::counter!("portcullis_rate_limited_total", "limit" => "calls")
+                        .increment(1);
+                    return Err(error::over_cap(
+                        "tool calls running for this principal",
+                        "limits.max_in_flight_per_principal",
+                        self.calls.cap(),
+                    ));
+                }
+            },
+            _ => None,
+        };
         if let Some(audit) = &self.audit {
             // A call that changes data runs only once its intent is in the audit log.
             let recorded = !audit.refuses(arguments.changes_data)

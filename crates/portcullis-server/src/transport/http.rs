@@ -351,12 +351,12 @@ async fn metadata_now(
     auth::metadata(State(auth.load_full()), headers).await
 }
 
-/// A header's text for the audit log, cut to 128 characters (it is the client's).
+/// A header's text for the audit log, cut and counted like all client text.
 pub(super) fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(128).collect())
+        .map(|v| crate::guard::client_text::cut(v).into_owned())
 }
 
 /// Records in the audit log what the authentication layer refused (it marks its

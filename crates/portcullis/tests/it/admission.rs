@@ -3,19 +3,19 @@
 //! sender, and a stream ends when its credential does. The real binary, raw HTTP.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt as _;
-use portcullis_test::HttpServer;
+use portcullis_test::{HttpServer, stateless_meta};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
+use crate::auth::{ISSUER, now, rsa_token};
 use crate::bin;
 
 const A_KEY: &str = "pcs_admission-a";
 const B_KEY: &str = "pcs_admission-b";
-const ISSUER: &str = "https://idp.example.test/";
 const RESOURCE: &str = "http://localhost/mcp";
 
 /// A server with two API keys (`a`, `b`), JWTs from the test issuer, a live notes folder
@@ -106,30 +106,9 @@ max_concurrent = 64
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-/// A JWT of the test issuer for `alice`, expiring at `exp`.
+/// A JWT of the test issuer for `alice`, with both scopes, expiring at `exp`.
 fn token(exp: u64) -> String {
-    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/remote/test-keys");
-    let pem = std::fs::read(keys.join("rsa-private.pem")).expect("key");
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("rsa key");
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("test-rsa".to_owned());
-    let claims = json!({ "iss": ISSUER, "aud": RESOURCE, "sub": "alice", "scope": "notes:read run", "iat": now(), "exp": exp });
-    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
-}
-
-fn meta() -> Value {
-    json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": { "name": "admission-test", "version": "0" },
-        "io.modelcontextprotocol/clientCapabilities": {}
-    })
+    rsa_token(json!({ "scope": "notes:read run", "exp": exp }))
 }
 
 /// A 2026-07-28 POST of `body` (its method named in `Mcp-Method`).
@@ -149,7 +128,7 @@ fn post(server: &HttpServer, token: &str, body: &Value) -> reqwest::RequestBuild
 /// A `subscriptions/listen` request following `uris`.
 fn listen(uris: &[String]) -> Value {
     json!({ "jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": {
-        "_meta": meta(),
+        "_meta": stateless_meta(),
         "notifications": { "resourceSubscriptions": uris }
     } })
 }
@@ -200,6 +179,21 @@ async fn session(server: &HttpServer, token: &str) -> String {
         .expect("initialized");
     assert_eq!(done.status(), StatusCode::ACCEPTED);
     id
+}
+
+/// Opens session `id`'s GET stream with `token` (200 asserted).
+async fn get_stream(server: &HttpServer, token: &str, id: &str) -> reqwest::Response {
+    let get = portcullis_test::http()
+        .get(server.url())
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get.status(), StatusCode::OK);
+    get
 }
 
 /// Defect 1: an `initialize` with a wrong-typed extra member is still the `initialize` rmcp
@@ -265,7 +259,7 @@ async fn params_of_the_wrong_type_for_their_method_are_refused_before_serving() 
         ),
     ] {
         let mut params = params;
-        params["_meta"] = meta();
+        params["_meta"] = stateless_meta();
         let body = json!({ "jsonrpc": "2.0", "id": 3, "method": method, "params": params });
         let response = post(server, A_KEY, &body).send().await.expect("send");
         let status = response.status();
@@ -379,20 +373,10 @@ async fn listen_streams_are_bounded_per_principal_and_for_their_lifetime() {
     let mut held = Vec::new();
     for _ in 0..4 {
         let id = session(server, B_KEY).await;
-        let get = portcullis_test::http()
-            .get(server.url())
-            .bearer_auth(B_KEY)
-            .header("accept", "text/event-stream")
-            .header("mcp-session-id", &id)
-            .header("mcp-protocol-version", "2025-11-25")
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(get.status(), StatusCode::OK);
+        let get = get_stream(server, B_KEY, &id).await;
         held.push(get);
     }
-    let list =
-        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": meta() } });
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": stateless_meta() } });
     let over = post(server, B_KEY, &list).send().await.expect("send");
     assert_eq!(
         over.status(),
@@ -501,8 +485,7 @@ async fn a_slow_body_costs_only_its_sender() {
         socket.write_all(head.as_bytes()).await.expect("write");
         stalled.push(socket);
     }
-    let list =
-        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": meta() } });
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": stateless_meta() } });
     // `a` is at its share once the server holds four of its stalled requests.
     let mut own = StatusCode::OK;
     for _ in 0..100 {
@@ -562,16 +545,7 @@ async fn streams_end_when_their_token_expires() {
     let listen = listening(response).await.expect("the listen stays open");
 
     let id = session(server, &expiring).await;
-    let get = portcullis_test::http()
-        .get(server.url())
-        .bearer_auth(&expiring)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &id)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(get.status(), StatusCode::OK);
+    let get = get_stream(server, &expiring, &id).await;
 
     let (get_ended, listen_ended) = tokio::join!(ends(get.bytes_stream()), ends(listen));
     assert!(get_ended, "the GET stream ended when its token expired");
@@ -584,8 +558,7 @@ async fn streams_end_when_their_token_expires() {
     while now() <= exp {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let list =
-        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": meta() } });
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": stateless_meta() } });
     let late = post(server, &expiring, &list).send().await.expect("send");
     assert_eq!(late.status(), StatusCode::UNAUTHORIZED);
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::bin;
 
-const ISSUER: &str = "https://idp.example.test/";
+pub(crate) const ISSUER: &str = "https://idp.example.test/";
 const READER_KEY: &str = "pcs_test-reader-key";
 const WRITER_KEY: &str = "pcs_test-writer-key";
 
@@ -118,7 +118,7 @@ writable = true
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -154,7 +154,9 @@ fn sign(algorithm: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> S
     encode(&header, claims, key).expect("sign")
 }
 
-fn rsa_token(overrides: Value) -> String {
+/// An RS256 token of the test issuer for `alice` (audience `http://localhost/mcp`, five
+/// minutes), with `overrides` applied (`null` removes a claim).
+pub(crate) fn rsa_token(overrides: Value) -> String {
     let key = EncodingKey::from_rsa_pem(&pem("rsa-private.pem")).expect("rsa key");
     sign(Algorithm::RS256, "test-rsa", &key, &claims(overrides))
 }
