@@ -130,22 +130,9 @@ fn excerpt(upstream: &Upstream, tool: &ApiTool, body: &[u8]) -> String {
     // Longest first, so a token inside a longer value goes with it.
     let mut secrets: Vec<&String> = upstream.secrets.iter().chain(&tool.secrets).collect();
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for secret in &secrets {
+    for secret in secrets {
         if !secret.is_empty() {
             text = text.replace(secret.as_str(), "***");
-        }
-    }
-    if cut {
-        // A configured secret that straddles the cut leaves its start at the window's end.
-        for secret in &secrets {
-            if let Some(len) = (1..secret.len())
-                .rev()
-                .filter(|&len| secret.is_char_boundary(len))
-                .find(|&len| text.ends_with(&secret[..len]))
-            {
-                text.truncate(text.len() - len);
-                text.push_str("***");
-            }
         }
     }
     let text: String = portcullis_server::redact_secrets(&text)

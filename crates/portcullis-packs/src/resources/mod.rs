@@ -88,6 +88,10 @@ fn add_templates(
                         template.params.len()
                     )));
                 }
+                // It runs read-only like a configured read-only statement, and is checked the
+                // same way for effects that would outlive that transaction.
+                crate::sql::check_statement(source.engine, &sql.statement)
+                    .map_err(|refused| what(&refused.0))?;
                 // The statement is the source's work: its query tool's policy bounds the
                 // reads, else the SQL pack's.
                 let item = config

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use portcullis_config::{Config, SqlSource};
 use portcullis_server::{CatalogBuilder, Readiness};
 
+pub(crate) use checker::check_statement;
 pub use credentials::credential_warnings;
 pub(crate) use params::{bind_values, placeholder_count};
 pub(crate) use source::{Access, Outcome, Source};

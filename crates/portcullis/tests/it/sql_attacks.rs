@@ -306,4 +306,18 @@ async fn session_level_advisory_locks_are_refused_and_none_outlives_the_call() {
         stderr.contains("lock_it") && stderr.contains("`pg_try_advisory_lock_shared`"),
         "{stderr}"
     );
+
+    // So is a resource template's statement, which runs read-only the same way (review
+    // finding: templates were not checked).
+    let config = db.config(
+        "\n[[resource_templates]]\nuri_template = \"locks://{key}\"\nname = \"locks\"\nsql = { source = \"ro\", statement = \"SELECT pg_advisory_lock($1)\" }\n\n[[resource_templates.params]]\nname = \"key\"\ntype = \"integer\"\n",
+    );
+    let output = std::process::Command::new(crate::bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("`pg_advisory_lock`"), "{stderr}");
 }
