@@ -201,6 +201,9 @@ pub const ASYMMETRIC_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
+/// The largest `limits.max_subscriptions`: resources one subscriber may follow.
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
+
 pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Issue> {
     use crate::validate::issue;
     let auth = &config.auth;
@@ -295,10 +298,6 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
     }
     for (key, value) in [
         ("max_in_flight", limits.max_in_flight as u64),
-        (
-            "max_in_flight_per_principal",
-            limits.max_in_flight_per_principal as u64,
-        ),
         ("body_timeout_secs", limits.body_timeout_secs),
         (
             "max_listen_streams_per_principal",
@@ -322,6 +321,23 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
                 "must be at least 1 (these caps cannot be turned off; raise them instead)",
             ));
         }
+    }
+    if let Some(share) = limits.max_in_flight_per_principal
+        && (share == 0 || (share >= limits.max_in_flight && limits.max_in_flight > 1))
+    {
+        return Err(issue(
+            "limits.max_in_flight_per_principal",
+            format!(
+                "must be at least 1 and below limits.max_in_flight ({}): one principal must not take every place (leave it out for an eighth of max_in_flight)",
+                limits.max_in_flight
+            ),
+        ));
+    }
+    if limits.max_subscriptions > MAX_SUBSCRIPTIONS {
+        return Err(issue(
+            "limits.max_subscriptions",
+            format!("must be at most {MAX_SUBSCRIPTIONS}"),
+        ));
     }
     let policies = config
         .tools

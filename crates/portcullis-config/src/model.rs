@@ -233,12 +233,13 @@ pub struct LimitsSection {
     /// A request counts until its response ends: a stream (`subscriptions/listen`, a
     /// 2025 session's GET stream or call) holds its place for as long as it is open.
     pub max_in_flight: usize,
-    /// HTTP requests one principal has in flight at once, streams included (at most
-    /// `max_in_flight` apply); more get 429. A request counts from before its body is read,
-    /// so a principal's slow uploads take only its own share. Also the tool calls one
-    /// principal has running at once on any transport, each until it ends (a 2025
-    /// session's call goes on after its client hung up); more get `-32029`.
-    pub max_in_flight_per_principal: usize,
+    /// HTTP requests one principal has in flight at once, streams included; more get 429.
+    /// A request counts from before its body is read, so a principal's slow uploads take
+    /// only its own share. Also the tool calls one principal has running at once on any
+    /// transport, each until it ends (a 2025 session's call goes on after its client hung
+    /// up); more get `-32029`. Below `max_in_flight`, so that no principal can take every
+    /// place; unset, an eighth of it (at least 1).
+    pub max_in_flight_per_principal: Option<usize>,
     /// Seconds a client gets to send a request body; a slower one gets 408.
     pub body_timeout_secs: u64,
     /// `subscriptions/listen` streams one principal has open at once (every transport);
@@ -249,7 +250,7 @@ pub struct LimitsSection {
     pub max_get_streams_per_principal: usize,
     /// Resources one subscriber follows: URIs in one `subscriptions/listen` request, or
     /// `resources/subscribe` calls kept by one 2025 session. A listen naming more is
-    /// refused with a clear error; a session's subscribe past it too.
+    /// refused with a clear error; a session's subscribe past it too. At most 1000.
     pub max_subscriptions: usize,
     /// 2025-era sessions in total.
     pub max_sessions: usize,
@@ -257,6 +258,15 @@ pub struct LimitsSection {
     pub max_sessions_per_principal: usize,
     /// Seconds of inactivity after which a 2025-era session is closed.
     pub session_idle_secs: u64,
+}
+
+impl LimitsSection {
+    /// `max_in_flight_per_principal`, or its default: an eighth of `max_in_flight`, at
+    /// least 1.
+    pub fn in_flight_per_principal(&self) -> usize {
+        self.max_in_flight_per_principal
+            .unwrap_or((self.max_in_flight / 8).max(1))
+    }
 }
 
 impl Default for LimitsSection {
@@ -269,7 +279,7 @@ impl Default for LimitsSection {
                 burst: Some(20),
             }),
             max_in_flight: 512,
-            max_in_flight_per_principal: 64,
+            max_in_flight_per_principal: None,
             body_timeout_secs: 10,
             max_listen_streams_per_principal: 8,
             max_get_streams_per_principal: 8,

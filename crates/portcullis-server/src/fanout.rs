@@ -22,8 +22,9 @@ use crate::auth::Principal;
 use crate::catalog::{Catalog, Published, ResourceChange};
 use crate::guard::{GuardConfig, Target};
 
-/// Most URIs one session may subscribe to; past it a subscription is refused (logged).
-pub(crate) const MAX_SUBSCRIPTIONS: usize = 1000;
+/// The ceiling of `limits.max_subscriptions` (the cluster's per-session bound, for a
+/// session another replica serves).
+pub(crate) const MAX_SUBSCRIPTIONS: usize = portcullis_config::MAX_SUBSCRIPTIONS;
 /// Longest URI a session may subscribe to, so 1000 subscriptions stay small.
 pub(crate) const MAX_SUBSCRIBED_URI: usize = 2048;
 

@@ -320,27 +320,6 @@ struct Shared {
     generation: tokio::sync::watch::Sender<u64>,
     /// Shared state with the other replicas, when there are several.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
-    /// Caps on subscribers (set once, before serving; the defaults otherwise).
-    streams: std::sync::OnceLock<StreamLimits>,
-}
-
-/// How much one principal may follow at once.
-struct StreamLimits {
-    /// `subscriptions/listen` streams open per principal.
-    listens: Arc<crate::limits::Slots>,
-    /// Resources one listen, or one 2025 session, follows.
-    max_subscriptions: usize,
-}
-
-impl StreamLimits {
-    fn new(limits: &portcullis_config::LimitsSection) -> Self {
-        Self {
-            listens: crate::limits::Slots::new(limits.max_listen_streams_per_principal),
-            max_subscriptions: limits
-                .max_subscriptions
-                .min(crate::fanout::MAX_SUBSCRIPTIONS),
-        }
-    }
 }
 
 /// The MCP handler shared by every transport.
@@ -360,26 +339,9 @@ impl PortcullisHandler {
                 in_flight: TaskTracker::new(),
                 generation: tokio::sync::watch::Sender::new(0),
                 cluster: std::sync::OnceLock::new(),
-                streams: std::sync::OnceLock::new(),
             }),
             session: Arc::default(),
         }
-    }
-
-    /// Caps subscribers as `limits` says: listen streams per principal, resources per
-    /// listen or session (set once, before serving; without it the defaults apply).
-    #[must_use]
-    pub fn with_limits(self, limits: &portcullis_config::LimitsSection) -> Self {
-        if self.shared.streams.set(StreamLimits::new(limits)).is_err() {
-            tracing::warn!("a handler was given limits twice; the first are kept");
-        }
-        self
-    }
-
-    fn streams(&self) -> &StreamLimits {
-        self.shared
-            .streams
-            .get_or_init(|| StreamLimits::new(&portcullis_config::LimitsSection::default()))
     }
 
     /// Shares 2025-era session state and change notifications with the other replicas
@@ -407,13 +369,47 @@ impl PortcullisHandler {
         guard: GuardConfig,
         auth: Option<Arc<crate::auth::AuthState>>,
     ) {
-        let guard = guard.keeps_calls_of(&self.inner().guard);
+        let guard = guard.keeps_counts_of(&self.inner().guard);
         let inner = Inner::build(catalog, identity, guard, auth);
         if let Some(cluster) = self.shared.cluster.get() {
             cluster.relay(&inner.catalog);
         }
         self.shared.current.store(inner);
         self.shared.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Resolves when `principal`'s credential stops being valid: its token expires, or a
+    /// reload removes it (a key taken out or rotated, JWTs no longer accepted). Every stream
+    /// a principal opens ends on it: listens here, GET streams in the HTTP admission.
+    pub(crate) fn credential_gone(
+        &self,
+        principal: Principal,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let mut reloads = self.shared.generation.subscribe();
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let expired = async {
+                match principal.time_left() {
+                    Some(left) => tokio::time::sleep(left).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let removed = async {
+                while reloads.changed().await.is_ok() {
+                    let now = shared.current.load_full();
+                    if let Some(auth) = &now.principals
+                        && auth.revalidate(&principal).is_none()
+                    {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                () = expired => {}
+                () = removed => {}
+            }
+        }
     }
 
     /// The config in force now.
@@ -748,7 +744,7 @@ impl ServerHandler for PortcullisHandler {
                             .is_some_and(|s| s.source.subscribable(uri))
                         && audience.as_ref().is_none_or(|a| a.may_read(uri))
                 })
-                .take(self.streams().max_subscriptions)
+                .take(inner.guard.max_subscriptions)
                 .cloned()
                 .collect();
             if !subscribable.is_empty() {
@@ -775,7 +771,7 @@ impl ServerHandler for PortcullisHandler {
         };
         // Bounded before anything is kept for it: resources per listen, and listen streams
         // per principal for as long as this one is open.
-        let limits = self.streams();
+        let limits = &inner.guard;
         let requested = context
             .requested()
             .resource_subscriptions
@@ -857,21 +853,15 @@ impl ServerHandler for PortcullisHandler {
             prompts: accepted.prompts_list_changed == Some(true),
         };
         let stop = tokio_util::sync::CancellationToken::new();
-        // A stream opened with a credential that expires ends when it does.
-        let expires = principal.time_left();
-        let expired = async {
-            match expires {
-                Some(left) => tokio::time::sleep(left).await,
-                None => std::future::pending().await,
-            }
-        };
+        // A stream ends when its credential does (expiry, or a reload that removes it).
+        let gone = self.credential_gone(principal.clone());
         let who = principal.clone();
         tokio::select! {
             () = follow(Arc::clone(&self.shared), principal, delivery, stop.clone()) => {}
             () = context.cancelled() => stop.cancel(),
-            () = expired => {
+            () = gone => {
                 stop.cancel();
-                tracing::info!(principal = %who, "a listen stream ends: its credential expired");
+                tracing::info!(principal = %who, "a listen stream ends: its credential expired or was removed");
             }
         }
         Ok(())
@@ -1125,7 +1115,7 @@ impl ServerHandler for PortcullisHandler {
         let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
         let replicated = self.replicated().await;
-        let max_subscriptions = self.streams().max_subscriptions;
+        let max_subscriptions = inner.guard.max_subscriptions;
         let (source, label) = Self::resource(
             &inner,
             "resources/subscribe",

@@ -421,8 +421,7 @@ async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Res
     if config.metrics.enabled {
         portcullis_server::metrics::install();
     }
-    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard)
-        .with_limits(&config.limits);
+    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
     let handler = match &cluster {
         Some(cluster) => handler.with_cluster(Arc::clone(cluster)),
         None => handler,

@@ -40,8 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let catalog = builder.build().context("catalog")?;
 
     let guard = GuardConfig::new(&config, &catalog).map_err(anyhow::Error::msg)?;
-    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard)
-        .with_limits(&config.limits);
+    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
     let options = HttpOptions::from_config(&config).map_err(anyhow::Error::msg)?;
     let listener = transport::http::bind(&options).await?;
     transport::http::serve(handler, &options, listener, transport::shutdown_on_signal()).await?;

@@ -61,8 +61,7 @@ async fn main() -> anyhow::Result<()> {
     // 3. The guard (scopes, limits, timeouts from the config's [tools.NAME] and
     //    [packs.NAME] sections, which apply to our tools by name and to the `custom` pack).
     let guard = GuardConfig::new(&config, &catalog).map_err(anyhow::Error::msg)?;
-    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard)
-        .with_limits(&config.limits);
+    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
     for (check, outcome) in handler.catalog().readiness().await {
         if let Err(reason) = outcome {
             tracing::warn!(check, %reason, "not ready at start-up");

@@ -487,7 +487,7 @@ fn session_limits(n: usize) -> String {
         n + 100,
         n + 100,
         n + 256,
-        n + 256,
+        n + 128,
         n + 100
     )
 }

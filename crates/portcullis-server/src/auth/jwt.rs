@@ -195,12 +195,15 @@ impl JwtValidator {
         // A user (`sub`) and a client acting for itself (`client_id` only) are two
         // namespaces: a client named like a user must not share that user's sessions and
         // limits.
-        let id = match (claims.sub, claims.client_id) {
+        // An empty or blank claim names no one: it counts as absent (else every such token
+        // would be the one principal `jwt:`).
+        let named = |claim: Option<String>| claim.filter(|c| !c.trim().is_empty());
+        let id = match (named(claims.sub), named(claims.client_id)) {
             (Some(subject), _) => format!("jwt:{subject}"),
             (None, Some(client)) => format!("jwt-client:{client}"),
             (None, None) => {
                 return Err(JwtError::Invalid(
-                    "the token has neither `sub` nor `client_id`".to_owned(),
+                    "the token has neither a `sub` nor a `client_id` that names someone".to_owned(),
                 ));
             }
         };

@@ -91,8 +91,10 @@ impl Principal {
 
     /// When this principal's credential stops being valid, if it does.
     pub fn expires_at(&self) -> Option<std::time::SystemTime> {
-        self.expires
-            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        // A time past what the clock can hold (an `exp` of 2^63) is as good as never.
+        self.expires.and_then(|secs| {
+            std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+        })
     }
 
     /// Whether this principal's credential has expired.

@@ -42,8 +42,13 @@ pub struct GuardConfig {
     pub(crate) request_state: rmcp::model::RequestStateCodec,
     /// Tool calls running per principal (`limits.max_in_flight_per_principal`), each until
     /// it ends, whatever its transport does meanwhile. Kept across reloads
-    /// ([`GuardConfig::keeps_calls_of`]), so calls on the old config still count.
+    /// ([`GuardConfig::keeps_counts_of`]), so calls on the old config still count.
     pub(crate) calls: Arc<crate::limits::Slots>,
+    /// `subscriptions/listen` streams open per principal
+    /// (`limits.max_listen_streams_per_principal`), kept across reloads like `calls`.
+    pub(crate) listens: Arc<crate::limits::Slots>,
+    /// Resources one listen, or one 2025 session, follows (`limits.max_subscriptions`).
+    pub(crate) max_subscriptions: usize,
 }
 
 impl GuardConfig {
@@ -61,15 +66,19 @@ impl GuardConfig {
             ),
             audit: None,
             request_state: request_state_codec(config.cluster.as_ref())?,
-            calls: crate::limits::Slots::new(config.limits.max_in_flight_per_principal),
+            calls: crate::limits::Slots::new(config.limits.in_flight_per_principal()),
+            listens: crate::limits::Slots::new(config.limits.max_listen_streams_per_principal),
+            max_subscriptions: config.limits.max_subscriptions,
         })
     }
 
-    /// Counts its running calls in `old`'s table (a reload: calls that started on the old
-    /// config still count against the principal's cap).
+    /// Counts its running calls and open listen streams in `old`'s tables (a reload: what
+    /// started on the old config still counts against the principal's caps, which need a
+    /// restart to change).
     #[must_use]
-    pub(crate) fn keeps_calls_of(mut self, old: &GuardConfig) -> Self {
+    pub(crate) fn keeps_counts_of(mut self, old: &GuardConfig) -> Self {
         self.calls = Arc::clone(&old.calls);
+        self.listens = Arc::clone(&old.listens);
         self
     }
 
@@ -121,16 +130,17 @@ impl GuardConfig {
     }
 
     /// Only a timeout for everything, no scopes or rate limits (library use without a
-    /// config); a random fingerprint key; the default cap on calls running per principal.
+    /// config); a random fingerprint key; the default per-principal caps.
     pub fn with_timeout(timeout: Duration) -> Self {
+        let defaults = portcullis_config::LimitsSection::default();
         Self {
             policies: Policies::with_timeout(timeout),
             fingerprint: Fingerprint::new(None),
             audit: None,
             request_state: random_state_codec(),
-            calls: crate::limits::Slots::new(
-                portcullis_config::LimitsSection::default().max_in_flight_per_principal,
-            ),
+            calls: crate::limits::Slots::new(defaults.in_flight_per_principal()),
+            listens: crate::limits::Slots::new(defaults.max_listen_streams_per_principal),
+            max_subscriptions: defaults.max_subscriptions,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Admission of HTTP requests to the MCP routes: what may be served, decided once, on the
 //! message that is served, and held for as long as the response lasts.
 //!
-//! - **One parse.** A POST body is read (bounded in size and in time) and deserialized once
-//!   into rmcp's own [`ClientJsonRpcMessage`], with the same function rmcp serves it with.
+//! - **One parse.** A POST body is read (bounded in size and in time) and deserialized into
+//!   rmcp's own [`ClientJsonRpcMessage`], with the same function rmcp serves it with, so the
+//!   two readings cannot disagree (rmcp offers no way to hand it the parsed message, so it
+//!   deserializes its copy again: a cost, not a second opinion).
 //!   Everything decided here and after — the scope pre-check, the session caps and owners,
 //!   the method for logs — reads that typed message ([`Parsed`]). A body that is not one
 //!   valid JSON-RPC message is refused here, before anything is served. Params that do
@@ -96,14 +98,14 @@ impl Parsed {
                 Reference::Resource(template) => vec![Target::Template(&template.uri)],
                 _ => Vec::new(),
             },
+            // The whole listen, as the guard decides it: the scopes of every URI at once.
             ClientRequest::SubscriptionsListenRequest(r) => r
                 .params
                 .notifications
                 .resource_subscriptions
-                .iter()
-                .flatten()
-                .map(|uri| Target::Resource(uri))
-                .collect(),
+                .as_deref()
+                .map(|uris| vec![Target::Listen(uris)])
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -142,13 +144,20 @@ const PROTOCOL_METHODS: [&str; 17] = {
 pub(crate) struct Admission {
     in_flight: Arc<Slots>,
     get_streams: Arc<Slots>,
+    /// Tells when a stream's credential is gone.
+    handler: PortcullisHandler,
 }
 
 impl Admission {
-    pub(crate) fn new(per_principal: usize, get_streams: usize) -> Self {
+    pub(crate) fn new(
+        per_principal: usize,
+        get_streams: usize,
+        handler: PortcullisHandler,
+    ) -> Self {
         Self {
             in_flight: Slots::new(per_principal),
             get_streams: Slots::new(get_streams),
+            handler,
         }
     }
 }
@@ -186,11 +195,11 @@ pub(crate) async fn admit(
     } else {
         None
     };
+    // A GET stream ends when its credential does: at a token's expiry, or at a reload that
+    // removes it.
     let ends = stream
         .is_some()
-        .then(|| principal.time_left())
-        .flatten()
-        .map(|left| tokio::time::Instant::now() + left);
+        .then(|| Box::pin(admission.handler.credential_gone(principal)) as Ends);
     let response = next.run(request).await;
     hold(response, Box::new((slot, stream)), ends)
 }
@@ -309,8 +318,8 @@ fn not_a_message(bytes: &[u8], error: &serde_json::Error) -> Response {
             -32600,
             format!(
                 "invalid request: expected one JSON-RPC request, notification or response ({})",
-                // serde's message names what was wrong, never the client's values.
-                error
+                // serde's message may quote the client's text: cut like all of it.
+                crate::guard::client_text::cut(&error.to_string())
             ),
         ),
     };
@@ -319,17 +328,21 @@ fn not_a_message(bytes: &[u8], error: &serde_json::Error) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-/// `response` whose body keeps `held` until it ends or is dropped, and ends at `ends`.
+/// What ends a stream early: its credential gone.
+type Ends = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `response` whose body keeps `held` until it ends or is dropped, and ends when `ends`
+/// resolves.
 fn hold(
     response: Response,
     held: Box<dyn std::any::Any + Send + Sync>,
-    ends: Option<tokio::time::Instant>,
+    ends: Option<Ends>,
 ) -> Response {
     response.map(|inner| {
         Body::new(Held {
             inner,
             _held: held,
-            ends: ends.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            ends,
         })
     })
 }
@@ -338,7 +351,7 @@ fn hold(
 struct Held {
     inner: Body,
     _held: Box<dyn std::any::Any + Send + Sync>,
-    ends: Option<Pin<Box<tokio::time::Sleep>>>,
+    ends: Option<Ends>,
 }
 
 impl HttpBody for Held {
@@ -352,7 +365,7 @@ impl HttpBody for Held {
         if let Some(ends) = self.ends.as_mut()
             && ends.as_mut().poll(cx).is_ready()
         {
-            tracing::info!("a stream ends: its credential expired");
+            tracing::info!("a stream ends: its credential expired or was removed");
             return Poll::Ready(None);
         }
         Pin::new(&mut self.inner).poll_frame(cx)

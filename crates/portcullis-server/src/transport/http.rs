@@ -121,7 +121,7 @@ impl HttpOptions {
             legacy_sessions: http.legacy_sessions,
             auth: Arc::new(ArcSwap::from_pointee(AuthState::from_config(config)?)),
             max_in_flight: limits.max_in_flight,
-            max_in_flight_per_principal: limits.max_in_flight_per_principal,
+            max_in_flight_per_principal: limits.in_flight_per_principal(),
             max_get_streams_per_principal: limits.max_get_streams_per_principal,
             body_timeout: Duration::from_secs(limits.body_timeout_secs),
             max_sessions: limits.max_sessions,
@@ -214,15 +214,14 @@ fn app_draining(
         .layer(middleware::from_fn_with_state(session_guard, bind_sessions))
         .service(mcp);
     let front = Front {
+        admission: Arc::new(Admission::new(
+            options.max_in_flight_per_principal,
+            options.max_get_streams_per_principal,
+            recorder.clone(),
+        )),
         recorder,
         auth: Arc::clone(&options.auth),
         inspector,
-        admission: Arc::new(Admission::new(
-            options
-                .max_in_flight_per_principal
-                .min(options.max_in_flight),
-            options.max_get_streams_per_principal,
-        )),
         in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)),
     };
     let mut routes = Router::new().route_service(&options.path, front.wrap(mcp));

@@ -307,25 +307,39 @@ async fn ends(stream: impl futures::Stream) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn listen_streams_are_bounded_per_principal_and_for_their_lifetime() {
     let admitted = Admitted::start(
-        "max_in_flight = 8\nmax_listen_streams_per_principal = 4\nmax_subscriptions = 50",
+        "max_in_flight = 8\nmax_in_flight_per_principal = 5\nmax_listen_streams_per_principal = 4\nmax_subscriptions = 50",
     )
     .await;
     let server = &admitted.server;
     let rss_before = admitted.rss_mib();
 
-    // Too many URIs: refused at once, with the limit named.
+    // The reproduction: 40 listens of 1000 URIs of 2 KB at once, from one key. The
+    // principal's share bounds how many bodies are read at all; those read are refused
+    // with the limit named; none stays open.
     let many: Vec<String> = (0..1000)
         .map(|i| format!("note:///{}{i}.md", "x".repeat(2000)))
         .collect();
-    let response = post(server, A_KEY, &listen(&many))
-        .send()
-        .await
-        .expect("send");
-    let text = listening(response).await.err().expect("refused");
-    assert!(
-        text.contains("-32602") && text.contains("at most 50"),
-        "{text}"
-    );
+    let body = listen(&many);
+    let floods =
+        futures::future::join_all((0..40).map(|_| post(server, A_KEY, &body).send())).await;
+    let mut read = Vec::new();
+    for response in floods {
+        match response {
+            Ok(response) if response.status() == StatusCode::OK => read.push(response),
+            Ok(response) => assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS),
+            // Answered 429 and closed before the client finished sending its 2 MB.
+            Err(error) => assert!(error.is_request(), "{error}"),
+        }
+    }
+    assert!(!read.is_empty() && read.len() <= 40);
+    for answer in futures::future::join_all(read.into_iter().map(listening)).await {
+        let text = answer.err().expect("refused");
+        assert!(
+            text.contains("-32602") && text.contains("at most 50"),
+            "{text}"
+        );
+    }
+    let rss_flood = admitted.rss_mib();
 
     // 40 streams of 50 URIs each, at once: at most 4 are open; the rest are refused.
     let uris: Vec<String> = (0..50).map(|i| admitted.note_uri(i % 4)).collect();
@@ -409,13 +423,16 @@ async fn listen_streams_are_bounded_per_principal_and_for_their_lifetime() {
         .iter()
         .filter(|l| l.contains("subscriptions/listen"))
         .count();
-    eprintln!("RSS {rss_before} MiB -> {rss_after} MiB; {listen_lines} log lines about listens");
+    eprintln!(
+        "RSS {rss_before} MiB -> {rss_flood} MiB after the 40 × 1000-URI flood -> {rss_after} MiB; {listen_lines} log lines about listens"
+    );
+    // On main the flood alone took a release build from 20 to 530 MB.
     assert!(
-        rss_after < rss_before + 40,
-        "memory stays bounded: {rss_before} -> {rss_after} MiB"
+        rss_flood < rss_before + 100 && rss_after < rss_before + 100,
+        "memory stays bounded: {rss_before} -> {rss_flood} -> {rss_after} MiB"
     );
     assert!(
-        listen_lines <= 45,
+        listen_lines <= 85,
         "one line per listen request at most, not one per URI: {listen_lines}"
     );
     drop(open);
@@ -425,13 +442,19 @@ async fn listen_streams_are_bounded_per_principal_and_for_their_lifetime() {
 /// no more run at once than `max_in_flight` allows.
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_on_a_session_hold_their_permit_until_answered() {
-    let admitted = Admitted::start("max_in_flight = 8").await;
+    // Two principals of 6 places each, 8 in all: the global permits are what bound them.
+    let admitted = Admitted::start("max_in_flight = 8\nmax_in_flight_per_principal = 6").await;
     let server = &admitted.server;
-    let id = &session(server, A_KEY).await;
+    let ids = [
+        (A_KEY, session(server, A_KEY).await),
+        (B_KEY, session(server, B_KEY).await),
+    ];
+    let ids = &ids;
     let started = std::time::Instant::now();
     let responses = futures::future::join_all((0..20).map(|n| async move {
+        let (key, id) = &ids[n % 2];
         let call = json!({ "jsonrpc": "2.0", "id": 100 + n, "method": "tools/call", "params": { "name": "slow", "arguments": {} } });
-        let response = post_2025(server, A_KEY, Some(id), &call)
+        let response = post_2025(server, key, Some(id), &call)
             .send()
             .await
             .expect("send");
@@ -469,46 +492,54 @@ async fn calls_on_a_session_hold_their_permit_until_answered() {
 /// else is served, and the slow bodies are cut off at the deadline.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_body_costs_only_its_sender() {
+    // Three principals (JWT subjects) stall three bodies each: nine, more than the eight
+    // global places. Were a global permit taken before a body is read, everyone else would
+    // now get 503.
     let admitted = Admitted::start(
-        "max_in_flight = 8\nmax_in_flight_per_principal = 4\nbody_timeout_secs = 3",
+        "max_in_flight = 8\nmax_in_flight_per_principal = 3\nbody_timeout_secs = 3",
     )
     .await;
     let server = &admitted.server;
+    let subjects: Vec<String> = (0..3)
+        .map(|i| rsa_token(json!({ "sub": format!("slow-{i}"), "scope": "notes:read run" })))
+        .collect();
     let mut stalled = Vec::new();
-    for _ in 0..8 {
+    for token in subjects.iter().flat_map(|t| [t, t, t]) {
         let mut socket = tokio::net::TcpStream::connect(server.addr)
             .await
             .expect("connect");
         let head = format!(
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {A_KEY}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100000\r\n\r\n{{\"jsonrpc\""
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100000\r\n\r\n{{\"jsonrpc\""
         );
         socket.write_all(head.as_bytes()).await.expect("write");
         stalled.push(socket);
     }
     let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": { "_meta": stateless_meta() } });
-    // `a` is at its share once the server holds four of its stalled requests.
-    let mut own = StatusCode::OK;
-    for _ in 0..100 {
-        own = post(server, A_KEY, &list)
-            .send()
-            .await
-            .expect("send")
-            .status();
-        if own == StatusCode::TOO_MANY_REQUESTS {
-            break;
+    // Every stalling principal is at its share once the server holds its three bodies.
+    for token in &subjects {
+        let mut own = StatusCode::OK;
+        for _ in 0..100 {
+            own = post(server, token, &list)
+                .send()
+                .await
+                .expect("send")
+                .status();
+            if own == StatusCode::TOO_MANY_REQUESTS {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            own,
+            StatusCode::TOO_MANY_REQUESTS,
+            "a staller is at its share"
+        );
     }
-    assert_eq!(
-        own,
-        StatusCode::TOO_MANY_REQUESTS,
-        "`a` itself is at its share"
-    );
     let response = post(server, B_KEY, &list).send().await.expect("send");
     assert_eq!(
         response.status(),
         StatusCode::OK,
-        "another principal is served while `a` stalls its bodies"
+        "another principal is served while nine bodies stall"
     );
     // The deadline answers the stalled ones with 408.
     let mut timed_out = 0;
@@ -525,7 +556,87 @@ async fn a_slow_body_costs_only_its_sender() {
             timed_out += 1;
         }
     }
-    assert_eq!(timed_out, 4, "the four admitted slow bodies got 408");
+    assert_eq!(timed_out, 9, "every stalled body got 408");
+}
+
+/// Each principal holds at most `max_get_streams_per_principal` GET streams; another
+/// principal's are its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn get_streams_are_capped_per_principal() {
+    let admitted = Admitted::start("max_get_streams_per_principal = 2").await;
+    let server = &admitted.server;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let id = session(server, A_KEY).await;
+        open.push(get_stream(server, A_KEY, &id).await);
+    }
+    let third = session(server, A_KEY).await;
+    let refused = portcullis_test::http()
+        .get(server.url())
+        .bearer_auth(A_KEY)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &third)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    let id = session(server, B_KEY).await;
+    open.push(get_stream(server, B_KEY, &id).await);
+    // One closed: its place is free again.
+    drop(open.remove(0));
+    let mut again = StatusCode::TOO_MANY_REQUESTS;
+    for _ in 0..50 {
+        again = portcullis_test::http()
+            .get(server.url())
+            .bearer_auth(A_KEY)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &third)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .expect("get")
+            .status();
+        if again == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(again, StatusCode::OK);
+}
+
+/// Review finding: a reload that removes a key ends that key's streams, listen and GET
+/// alike (the GET stream stayed open, holding its places, before).
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_of_a_key_a_reload_removes_end() {
+    let mut admitted = Admitted::start("").await;
+    let listen_stream = {
+        let response = post(&admitted.server, B_KEY, &listen(&[admitted.note_uri(0)]))
+            .send()
+            .await
+            .expect("listen");
+        listening(response).await.expect("the listen stays open")
+    };
+    let id = session(&admitted.server, B_KEY).await;
+    let get = get_stream(&admitted.server, B_KEY, &id).await;
+    let config = admitted.dir.path().join("portcullis.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let b_entry = format!(
+        "[[auth.api_keys]]\nname = \"b\"\nsha256 = \"{}\"\nscopes = [\"notes:read\", \"run\"]\n",
+        portcullis_server::auth::hash_key(B_KEY)
+    );
+    assert!(text.contains(&b_entry));
+    std::fs::write(&config, text.replace(&b_entry, "")).expect("rewrite");
+    crate::reload::sighup(&admitted.server);
+    admitted
+        .server
+        .wait_for_log("config reloaded", Duration::from_secs(15))
+        .await
+        .expect("reloaded");
+    let (get_ended, listen_ended) = tokio::join!(ends(get.bytes_stream()), ends(listen_stream));
+    assert!(get_ended, "the removed key's GET stream ended");
+    assert!(listen_ended, "the removed key's listen stream ended");
 }
 
 /// Defect 8: a `subscriptions/listen` stream and a 2025 GET stream opened with a JWT end
@@ -603,4 +714,65 @@ async fn calls_whose_client_hung_up_still_count_until_they_end() {
         (1..=4).contains(&most),
         "at most the principal's 4 calls run, hung-up clients or not: {most} ran"
     );
+}
+
+/// Review finding: an empty `sub` named no one, so every such token was the one principal
+/// `jwt:` and shared its sessions; it counts as absent now (`jwt-client:ID`).
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_with_an_empty_subject_are_not_one_principal() {
+    let admitted = Admitted::start("").await;
+    let server = &admitted.server;
+    let c1 = rsa_token(json!({ "sub": "", "client_id": "c1", "scope": "notes:read run" }));
+    let c2 = rsa_token(json!({ "sub": " ", "client_id": "c2", "scope": "notes:read run" }));
+    let id = session(server, &c1).await;
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+    let foreign = post_2025(server, &c2, Some(&id), &list)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    let own = post_2025(server, &c1, Some(&id), &list)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(own.status(), StatusCode::OK);
+    let nobody = rsa_token(json!({ "sub": "", "client_id": null, "scope": "notes:read" }));
+    let refused = post_2025(server, &nobody, None, &initialize(json!({})))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Review finding: an `exp` past what the clock can hold panicked the stream code (caught),
+/// and the listen cap let a fourth stream through; such a token simply does not expire
+/// within the process's life.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exp_beyond_the_clock_neither_panics_nor_skips_the_listen_cap() {
+    let mut admitted = Admitted::start("max_listen_streams_per_principal = 2").await;
+    let far = rsa_token(json!({ "exp": 9_223_372_036_854_775_808_u64, "scope": "notes:read run" }));
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..3 {
+        let response = post(&admitted.server, &far, &listen(&[admitted.note_uri(0)]))
+            .send()
+            .await
+            .expect("listen");
+        assert_eq!(response.status(), StatusCode::OK);
+        match listening(response).await {
+            Ok(stream) => open.push(stream),
+            Err(text) => {
+                assert!(text.contains("-32029"), "{text}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((open.len(), refused), (2, 1));
+    let id = session(&admitted.server, &far).await;
+    let _get = get_stream(&admitted.server, &far, &id).await;
+    let panicked = admitted
+        .server
+        .wait_for_log("panic", Duration::from_millis(500))
+        .await;
+    assert!(panicked.is_err(), "no panic: {panicked:?}");
 }

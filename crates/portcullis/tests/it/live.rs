@@ -73,7 +73,7 @@ required_scopes = ["notes:read"]
 max_sessions_per_principal = 300
 # Each of those sessions holds a GET stream (and with it an in-flight place) while open.
 max_get_streams_per_principal = 300
-max_in_flight_per_principal = 512
+max_in_flight_per_principal = 400
 "#,
             hash(READER),
             hash(NOBODY)

@@ -99,7 +99,7 @@ async fn tool_names(server: &HttpServer, token: &str) -> Vec<String> {
         .collect()
 }
 
-fn sighup(server: &HttpServer) {
+pub(crate) fn sighup(server: &HttpServer) {
     let status = std::process::Command::new("kill")
         .args(["-HUP", &server.pid().expect("pid").to_string()])
         .status()

@@ -31,7 +31,7 @@ format = "json"
 tool_timeout_secs = {tool_timeout}
 max_in_flight = 1000
 # One principal makes all hundred calls at once.
-max_in_flight_per_principal = 1000
+max_in_flight_per_principal = 500
 [[sql]]
 name = "community"
 url = {url}
