@@ -47,7 +47,7 @@ struct Options {
     no_scaling: bool,
 }
 
-/// Set for the release xtask the dev one hands over to: the binaries are already built.
+/// Set for the optimised (dist) xtask the dev one hands over to: the binaries are already built.
 const BUILT_ENV: &str = "PORTCULLIS_BENCH_BUILT";
 
 const USAGE: &str = "usage: cargo xtask bench [--duration SECS] [--warmup SECS] \
@@ -139,7 +139,8 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     if std::env::var_os(BUILT_ENV).is_none() {
         crate::cargo(&[
             "build",
-            "--release",
+            "--profile",
+            "dist",
             "-p",
             "portcullis",
             "-p",
@@ -153,13 +154,14 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     }
     if cfg!(debug_assertions) {
         // `cargo xtask` is a dev build; an unoptimised HTTP client would be the bottleneck
-        // of the measurement, so the optimised xtask just built runs it.
-        let status = command(crate::target_dir().join("release/xtask"))
+        // of the measurement, so the optimised xtask just built (the `dist` profile, as
+        // shipped binaries are built) runs it.
+        let status = command(crate::target_dir().join("dist/xtask"))
             .arg("bench")
             .args(&args)
             .env(BUILT_ENV, "1")
             .status()
-            .context("run the release build of xtask")?;
+            .context("run the dist build of xtask")?;
         if !status.success() {
             bail!("bench failed ({status})");
         }
@@ -234,7 +236,7 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let scaling =
         (!options.no_scaling).then(|| runtime.block_on(scaling::measure(&root, &out_dir)));
     drop(runtime);
-    let binaries = scaling::binary_sizes(&crate::target_dir().join("release"), &out_dir);
+    let binaries = scaling::binary_sizes(&crate::target_dir().join("dist"), &out_dir);
 
     let report = report::Report::new(&root, &options, &lineup, results, scaling, binaries);
     report.print();

@@ -12,6 +12,46 @@ use rmcp::model::{CallToolResult, ContentBlock};
 /// Boxed source of an internal error. Never shown to clients.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
+/// Why a config that passed its own checks cannot be served: an item policy that names
+/// nothing in this catalog, or a setting whose value cannot be used here. Every message
+/// names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `[tools.NAME]` for a tool the catalog does not have.
+    #[error("[tools.{name}] names a tool this server does not offer; tools: {known}")]
+    UnknownTool {
+        /// The name in the config.
+        name: String,
+        /// The tools there are, comma-separated.
+        known: String,
+    },
+    /// `[packs.NAME]` for a pack that serves nothing.
+    #[error("[packs.{name}] names a pack that serves nothing here; packs: {known}")]
+    UnknownPack {
+        /// The name in the config.
+        name: String,
+        /// The packs there are, comma-separated, or `none`.
+        known: String,
+    },
+    /// A setting whose value cannot be used.
+    #[error("{setting}: {problem}")]
+    Setting {
+        /// Its key, e.g. `auth.jwt`.
+        setting: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl SetupError {
+    pub(crate) fn setting(setting: &'static str, problem: impl std::fmt::Display) -> Self {
+        Self::Setting {
+            setting,
+            problem: problem.to_string(),
+        }
+    }
+}
+
 /// Why a tool call did not produce a result.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {

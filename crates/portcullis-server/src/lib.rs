@@ -1,9 +1,10 @@
 //! Portcullis server: the catalog of tools, resources and prompts, the guard pipeline every
 //! call passes, the rmcp handler, and the stdio and Streamable HTTP transports.
 //!
-//! Use it as a library to serve your own [`Tool`]s with the whole production stack: build a
-//! [`Catalog`] with a [`CatalogBuilder`], wrap it in a [`PortcullisHandler`], and hand that
-//! to [`transport::stdio::serve`] or [`transport::http::serve`].
+//! Use it as a library to serve your own [`Tool`]s with the whole production stack: give
+//! [`Server::prepare`] the config and a catalog source (the packs and your tools on a
+//! [`CatalogBuilder`]), then [`Prepared::start`] and [`Server::run`] — the assembly the
+//! `portcullis` binary itself uses — with [`telemetry::Telemetry::init`] for logs and traces.
 
 pub mod audit;
 pub mod auth;
@@ -15,10 +16,11 @@ mod fanout;
 mod guard;
 mod handler;
 pub mod limits;
-mod logging;
 pub mod metrics;
 pub mod outbound;
 mod redact;
+mod server;
+pub mod telemetry;
 pub mod traces;
 pub mod transport;
 
@@ -30,13 +32,14 @@ pub use catalog::{
 };
 pub use error::{
     AUDIT_UNAVAILABLE, BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED,
-    ResourceError, ToolError, install_panic_hook,
+    ResourceError, SetupError, ToolError, install_panic_hook,
 };
 pub use guard::{GuardConfig, ItemRules, Policies, REQUEST_TIMED_OUT};
 pub use handler::{PortcullisHandler, ServerIdentity};
-pub use logging::log_filter;
 pub use redact::redact_secrets;
 pub use rmcp;
+pub use server::{CatalogSource, Prepared, Server, ServerError, Transport};
+pub use telemetry::log_filter;
 
 /// The host name (the default replica name), or `unknown`.
 pub(crate) fn host_name() -> String {

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use portcullis_config::RateLimit;
 use portcullis_server::{ItemRules, Principal};
 
-use crate::{EX_USAGE, Loaded};
+use portcullis_server::Prepared;
+
+use crate::EX_USAGE;
 
 /// Who to explain.
 pub(crate) enum Who {
@@ -74,8 +76,8 @@ pub(crate) fn run(path: &Path, who: Who) -> ExitCode {
 }
 
 /// The report for `who`, or why there is none (an unknown key).
-fn render(loaded: &Loaded, who: &Who) -> Result<String, String> {
-    let Loaded {
+fn render(loaded: &Prepared, who: &Who) -> Result<String, String> {
+    let Prepared {
         config,
         catalog,
         guard,

@@ -2,29 +2,22 @@
 //! logging on stderr, then hand over to the server. The operator commands live in their own
 //! modules; this file is the command line and its dispatch.
 
+mod audit;
 mod client_config;
 mod explain;
+mod health;
 mod init;
-mod log_writer;
-mod traces;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis_config::{Config, LOG_ENV, LogFormat};
-use portcullis_server::transport::{self, http::HttpOptions, stdio::StdioOptions};
-use portcullis_server::{GuardConfig, PortcullisHandler, ServerIdentity};
-
-mod audit;
-mod reload;
+use portcullis_config::LogFormat;
+use portcullis_server::telemetry::{LogOverrides, Telemetry};
+use portcullis_server::{Prepared, Server, Transport};
 
 /// Exit status for a runtime failure: the server stopped with an error, an I/O error.
 const EX_FAILURE: u8 = 1;
-mod health;
 
 /// Exit status for invalid usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -270,33 +263,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// A validated configuration and everything resolved from it, built once.
-struct Loaded {
-    config: Config,
-    catalog: portcullis_server::Catalog,
-    guard: GuardConfig,
-    options: HttpOptions,
-}
-
-/// Loads the config, builds the catalog and resolves policies and HTTP settings; any failure
-/// is a usage error (status 64).
-fn load(path: &std::path::Path) -> Result<Loaded, ExitCode> {
+/// Loads the config and checks it against its catalog (policies, authentication, HTTP
+/// settings), opening nothing; any failure is a usage error (status 64).
+fn load(path: &std::path::Path) -> Result<Prepared, ExitCode> {
     let usage = |error: &dyn std::fmt::Display| {
         eprintln!("portcullis: {error}");
         ExitCode::from(EX_USAGE)
     };
     let config = portcullis_config::load(path).map_err(|e| usage(&e))?;
-    let in_file = |e: &dyn std::fmt::Display| usage(&format_args!("{}: {e}", path.display()));
-    let catalog = portcullis_packs::catalog(&config).map_err(|e| in_file(&e))?;
-    // Tool and pack policies must name real tools, and the auth settings must be usable.
-    let guard = GuardConfig::new(&config, &catalog).map_err(|e| in_file(&e))?;
-    let options = HttpOptions::from_config(&config).map_err(|e| in_file(&e))?;
-    Ok(Loaded {
-        config,
-        catalog,
-        guard,
-        options,
-    })
+    Server::prepare(config, portcullis_packs::catalog)
+        .map_err(|e| usage(&format_args!("{}: {e}", path.display())))
 }
 
 fn serve(
@@ -305,17 +281,17 @@ fn serve(
     format: Option<LogFormatArg>,
     level: Option<String>,
 ) -> ExitCode {
-    let loaded = match load(path) {
-        Ok(loaded) => loaded,
+    let prepared = match load(path) {
+        Ok(prepared) => prepared.reload_from(path),
         Err(code) => return code,
     };
-    let config = &loaded.config;
-    if !stdio && !config.http.listen.ip().is_loopback() && !config.auth.is_enabled() {
-        // Without authentication a non-loopback listener would be open to anyone.
-        eprintln!(
-            "portcullis: {}",
-            transport::TransportError::InsecureListen(config.http.listen)
-        );
+    let transport = if stdio {
+        Transport::Stdio
+    } else {
+        Transport::Http
+    };
+    if let Err(error) = prepared.check_listener(transport) {
+        eprintln!("portcullis: {error}");
         return ExitCode::from(EX_USAGE);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -328,207 +304,54 @@ fn serve(
             return ExitCode::from(EX_FAILURE);
         }
     };
-    // Traces export from the runtime (batching, HTTP or gRPC), so their provider is built
-    // inside it; without an endpoint there is none, and no layer.
-    let tracer = match traces::settings(config, |name| std::env::var(name).ok()) {
-        Ok(Some(settings)) => {
-            let _entered = runtime.enter();
-            match traces::provider(&settings) {
-                Ok(provider) => Some(provider),
-                Err(error) => {
-                    eprintln!("portcullis: traces: {error:#}");
-                    return ExitCode::from(EX_USAGE);
-                }
+    let overrides = LogOverrides {
+        format: format.map(|format| match format {
+            LogFormatArg::Auto => LogFormat::Auto,
+            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Pretty => LogFormat::Pretty,
+        }),
+        level,
+    };
+    // Traces export from the runtime (batching, HTTP or gRPC): set up inside it.
+    let telemetry = {
+        let _entered = runtime.enter();
+        match Telemetry::init(&prepared.config, overrides) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("portcullis: {error}");
+                return ExitCode::from(EX_USAGE);
             }
         }
-        Ok(None) => None,
-        Err(error) => {
-            eprintln!("portcullis: traces: {error:#}");
-            return ExitCode::from(EX_USAGE);
-        }
     };
-    let _log_guard = init_tracing(config, format, level, tracer.as_ref());
-    portcullis_server::install_panic_hook();
-    for warning in portcullis_config::warnings(config) {
+    for warning in portcullis_config::warnings(&prepared.config) {
         tracing::warn!(%warning, "config warning");
     }
-    let outcome = runtime.block_on(run(loaded, path, stdio));
+    let outcome = runtime.block_on(async move {
+        let server = prepared.start().await?;
+        server
+            .run(
+                transport,
+                portcullis_server::transport::shutdown_on_signal(),
+            )
+            .await
+    });
     // The spans still batched go out before the process ends (at most the export timeout).
-    if let Some(provider) = tracer
-        && let Err(error) = provider.shutdown()
-    {
-        tracing::warn!(%error, "traces: the last spans could not be exported");
-    }
+    telemetry.flush_traces();
     // The runtime ends (its tasks dropped, its threads joined) while the log guard still
     // batches their last lines; the guard flushes after it, bounded.
     drop(runtime);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "server stopped with an error");
-            eprintln!("portcullis: {error:#}");
-            ExitCode::from(EX_FAILURE)
+            tracing::error!(error = %error, "server stopped with an error");
+            eprintln!("portcullis: {error}");
+            ExitCode::from(if error.is_config() {
+                EX_USAGE
+            } else {
+                EX_FAILURE
+            })
         }
     }
-}
-
-async fn run(loaded: Loaded, path: &std::path::Path, stdio: bool) -> anyhow::Result<()> {
-    let Loaded {
-        config,
-        catalog,
-        guard,
-        options,
-    } = loaded;
-    let mut options = options;
-    // Many replicas share rate limits, sessions and notifications through Redis (connected
-    // lazily: a replica starts, degraded, while Redis is down).
-    let cluster = match &config.cluster {
-        Some(section) => {
-            portcullis_server::cluster::Cluster::start(section).map_err(anyhow::Error::msg)?
-        }
-        None => None,
-    };
-    // The audit log opens before anything is served: a server told to keep one does not
-    // start without it. Its records name the replica as the cluster does, unless it says.
-    let audit = match &config.audit {
-        Some(section) => {
-            let mut section = section.clone();
-            if section.replica.is_none() {
-                section.replica = cluster.as_ref().map(|c| c.replica().to_owned());
-            }
-            Some(Arc::new(
-                portcullis_server::audit::AuditLog::open(&section, &config.base_dir).with_context(
-                    || format!("cannot open the audit log {}", section.path.display()),
-                )?,
-            ))
-        }
-        None => None,
-    };
-    let guard = match &audit {
-        Some(audit) => guard.with_audit(Arc::clone(audit)),
-        None => guard,
-    };
-    let guard = match &cluster {
-        Some(cluster) => {
-            let auth = portcullis_server::auth::AuthState::for_replica(&config, Some(cluster))
-                .map_err(anyhow::Error::msg)?;
-            options.auth.store(Arc::new(auth));
-            options.cluster = Some(Arc::clone(cluster));
-            guard.shared(cluster)
-        }
-        None => guard,
-    };
-    if config.metrics.enabled {
-        portcullis_server::metrics::install();
-    }
-    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
-    let handler = match &cluster {
-        Some(cluster) => handler.with_cluster(Arc::clone(cluster)),
-        None => handler,
-    };
-    // Open pools and check dependencies now, so problems show at start rather than on the
-    // first call (the server starts anyway and keeps reporting them on /readyz).
-    for (check, outcome) in handler.catalog().readiness().await {
-        match outcome {
-            Ok(()) => tracing::info!(check, "ready"),
-            Err(reason) => tracing::warn!(check, %reason, "not ready at start-up"),
-        }
-    }
-    let shutdown = transport::shutdown_on_signal();
-    let reloader = reload::Reloader {
-        path: path.to_owned(),
-        handler: handler.clone(),
-        auth: std::sync::Arc::clone(&options.auth),
-        audit: audit.clone(),
-        cluster: cluster.clone(),
-        started: config.clone(),
-        stdio,
-    };
-    tokio::spawn(reloader.run(transport::reload_on_signal()));
-    if let Some(listener) = transport::http::bind_metrics(&options.metrics).await? {
-        let (metrics, stop) = (options.metrics.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(error) = transport::http::serve_metrics(&metrics, listener, stop).await {
-                tracing::error!(%error, "metrics listener stopped");
-            }
-        });
-    } else if options.metrics.enabled
-        && !stdio
-        && options.metrics.bearer_token.is_none()
-        && !options.listen.ip().is_loopback()
-    {
-        tracing::warn!(
-            "/metrics is not served: the MCP listener is not on a loopback address; set metrics.listen or metrics.bearer_token"
-        );
-    }
-    if stdio {
-        transport::stdio::serve(handler, shutdown, StdioOptions::from_config(&config))
-            .await
-            .context("stdio transport")
-    } else {
-        let listener = transport::http::bind(&options).await?;
-        transport::http::serve(handler, &options, listener, shutdown)
-            .await
-            .context("http transport")
-    }
-}
-
-/// Sets up logging on stderr, and with `tracer` the OpenTelemetry layer beside it. The
-/// returned guard flushes buffered lines when dropped: keep it alive until the process ends.
-fn init_tracing(
-    config: &Config,
-    format: Option<LogFormatArg>,
-    level: Option<String>,
-    tracer: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
-) -> log_writer::FlushGuard {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::Layer as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let spec = level
-        .or_else(|| std::env::var(LOG_ENV).ok())
-        .unwrap_or_else(|| config.logging.level.clone());
-    let filter = portcullis_server::log_filter(&spec);
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
-        eprintln!("portcullis: invalid log filter `{spec}` ({error}); using `info`");
-        EnvFilter::new(portcullis_server::log_filter("info"))
-    });
-    let json = match format {
-        Some(LogFormatArg::Json) => true,
-        Some(LogFormatArg::Pretty) => false,
-        Some(LogFormatArg::Auto) | None => match config.logging.format {
-            LogFormat::Json => true,
-            LogFormat::Pretty => false,
-            LogFormat::Auto => !std::io::stderr().is_terminal(),
-        },
-    };
-    // Logs go to stderr, always: on stdio, stdout carries only JSON-RPC. Lines are written
-    // in batches by one thread (log_writer.rs); when a batch is large, its caller writes it
-    // rather than lines being dropped.
-    let (writer, guard) = log_writer::init();
-    // The log filter is the fmt layer's own (not global), so the OpenTelemetry layer's
-    // filter decides alone what becomes a span: enabling traces changes nothing on stderr.
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
-    let fmt = if json {
-        fmt.json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_filter(filter)
-            .boxed()
-    } else {
-        fmt.with_ansi(std::io::stderr().is_terminal())
-            .with_filter(filter)
-            .boxed()
-    };
-    let registry = tracing_subscriber::registry().with(fmt);
-    match tracer {
-        Some(provider) => {
-            registry.with(traces::layer(provider)).init();
-            portcullis_server::traces::enable();
-        }
-        None => registry.init(),
-    }
-    guard
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -567,12 +390,12 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn render_check(
-    Loaded {
+    Prepared {
         config,
         catalog,
         guard,
         ..
-    }: &Loaded,
+    }: &Prepared,
 ) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();

@@ -11,11 +11,11 @@ mod content;
 mod mrtr;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context;
-use portcullis_server::transport::{self, http::HttpOptions};
-use portcullis_server::{CatalogBuilder, GuardConfig, PortcullisHandler, ServerIdentity};
+use portcullis_config::Config;
+use portcullis_server::telemetry::{LogOverrides, Telemetry};
+use portcullis_server::transport::shutdown_on_signal;
+use portcullis_server::{BoxError, Catalog, CatalogBuilder, Server, Transport};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,26 +24,17 @@ async fn main() -> anyhow::Result<()> {
         PathBuf::from,
     );
     let config = portcullis_config::load(&path)?;
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            portcullis_server::log_filter(&config.logging.level),
-        ))
-        .with_writer(std::io::stderr)
-        .init();
-
-    let mut builder = CatalogBuilder::new();
-    portcullis_packs::register(&config, &mut builder).context("packs from config")?;
-    classic::register(&mut builder);
-    content::register(&mut builder);
-    mrtr::register(&mut builder);
-    let catalog = builder.build().context("catalog")?;
-
-    let guard = GuardConfig::new(&config, &catalog).map_err(anyhow::Error::msg)?;
-    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
-    let options = HttpOptions::from_config(&config).map_err(anyhow::Error::msg)?;
-    let listener = transport::http::bind(&options).await?;
-    transport::http::serve(handler, &options, listener, transport::shutdown_on_signal()).await?;
+    let _telemetry = Telemetry::init(&config, LogOverrides::default())?;
+    let catalog = |config: &Config| -> Result<Catalog, BoxError> {
+        let mut builder = CatalogBuilder::new();
+        portcullis_packs::register(config, &mut builder)?;
+        classic::register(&mut builder);
+        content::register(&mut builder);
+        mrtr::register(&mut builder);
+        Ok(builder.build()?)
+    };
+    let server = Server::start(config, catalog).await?;
+    server.run(Transport::Http, shutdown_on_signal()).await?;
     Ok(())
 }
 

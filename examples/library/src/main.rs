@@ -1,19 +1,21 @@
 //! A Portcullis server with tools of its own, the way a Rust developer extends it: the packs
 //! from a config file (`examples/notes/portcullis.toml` by default) plus the tools in
 //! [`tools`], all behind the same guard pipeline (authentication, scopes, validation against
-//! the input schema, rate limits, timeouts, audit lines) and transports.
+//! the input schema, rate limits, timeouts, audit) and transports, assembled by the same
+//! [`Server`] as the `portcullis` binary: audit, metrics, traces, the cluster and reload
+//! come from the config here too.
 //!
 //! Usage: `portcullis-library-example [serve] [--stdio] [--config] [CONFIG]`. Logs go to
-//! stderr as JSON.
+//! stderr as the config's `[logging]` says.
 
 mod tools;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context;
-use portcullis_server::transport::{self, http::HttpOptions, stdio::StdioOptions};
-use portcullis_server::{CatalogBuilder, GuardConfig, PortcullisHandler, ServerIdentity};
+use portcullis_config::Config;
+use portcullis_server::telemetry::{LogOverrides, Telemetry};
+use portcullis_server::transport::shutdown_on_signal;
+use portcullis_server::{BoxError, Catalog, CatalogBuilder, Server, Transport};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     // that sets their resource limits: that must happen before anything else.
     portcullis_packs::command::launcher::run_if_requested();
     // The same command line as `portcullis serve` where it matters: `[serve] [--stdio]
-    // [--config] CONFIG` (`--log-format json` is accepted; logs are always JSON here).
+    // [--config] CONFIG` (`--log-format` is accepted and ignored: `[logging]` decides).
     let mut stdio = false;
     let mut path = None;
     let mut args = std::env::args_os().skip(1);
@@ -40,42 +42,38 @@ async fn main() -> anyhow::Result<()> {
     });
     // 1. The config file: the same loader, checks and defaults as the `portcullis` binary.
     let config = portcullis_config::load(&path)?;
-    tracing_subscriber::fmt()
-        .json()
-        // The same filter as the `portcullis` binary: the config's level applies to
-        // Portcullis's crates; others (rmcp, sqlx, notify) stay at warn or error, so raising
-        // the level never puts message bodies, SQL or file names in the logs.
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            portcullis_server::log_filter(&config.logging.level),
-        ))
-        .with_writer(std::io::stderr)
-        .init();
-    portcullis_server::install_panic_hook();
+    // 2. Logs on stderr and traces, from [logging] and [traces] as in the binary.
+    let telemetry = Telemetry::init(&config, LogOverrides::default())?;
 
-    // 2. One catalog: the configured packs, then our own tools.
-    let mut builder = CatalogBuilder::new();
-    portcullis_packs::register(&config, &mut builder).context("packs from config")?;
-    tools::register(&mut builder);
-    let catalog = builder.build().context("catalog")?;
+    // 3. One catalog source: the configured packs, then our own tools. It runs at start-up
+    //    and again at every reload, so our tools stay next to the reloaded packs.
+    let catalog = |config: &Config| -> Result<Catalog, BoxError> {
+        let mut builder = CatalogBuilder::new();
+        portcullis_packs::register(config, &mut builder)?;
+        tools::register(&mut builder);
+        Ok(builder.build()?)
+    };
 
-    // 3. The guard (scopes, limits, timeouts from the config's [tools.NAME] and
-    //    [packs.NAME] sections, which apply to our tools by name and to the `custom` pack).
-    let guard = GuardConfig::new(&config, &catalog).map_err(anyhow::Error::msg)?;
-    let handler = PortcullisHandler::new(Arc::new(catalog), ServerIdentity::from(&config), guard);
-    for (check, outcome) in handler.catalog().readiness().await {
-        if let Err(reason) = outcome {
-            tracing::warn!(check, %reason, "not ready at start-up");
-        }
-    }
-
-    // 4. A transport: stdio, or Streamable HTTP (with /healthz, /readyz, auth, sessions).
-    let shutdown = transport::shutdown_on_signal();
-    if stdio {
-        transport::stdio::serve(handler, shutdown, StdioOptions::from_config(&config)).await?;
+    // 4. The server, assembled as the binary assembles it: the guard (scopes, limits,
+    //    timeouts from the config's [tools.NAME] and [packs.NAME] sections, which apply to
+    //    our tools by name and to the `custom` pack), audit, metrics, the cluster and reload
+    //    on SIGHUP; served over stdio or Streamable HTTP (with /healthz, /readyz, auth,
+    //    sessions) until SIGTERM.
+    let transport = if stdio {
+        Transport::Stdio
     } else {
-        let options = HttpOptions::from_config(&config).map_err(anyhow::Error::msg)?;
-        let listener = transport::http::bind(&options).await?;
-        transport::http::serve(handler, &options, listener, shutdown).await?;
+        Transport::Http
+    };
+    let prepared = Server::prepare(config, catalog)?.reload_from(&path);
+    prepared.check_listener(transport)?;
+    let outcome = match prepared.start().await {
+        Ok(server) => server.run(transport, shutdown_on_signal()).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = &outcome {
+        tracing::error!(%error, "server stopped with an error");
     }
-    Ok(())
+    // The last spans go out (this blocks, so not on the runtime's threads).
+    tokio::task::spawn_blocking(move || telemetry.flush_traces()).await?;
+    Ok(outcome?)
 }

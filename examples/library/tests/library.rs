@@ -316,3 +316,104 @@ async fn the_python_sdk_over_stdio() {
     )
     .await;
 }
+
+/// The production half comes from the config in an embedding too: the library example,
+/// assembled by the same `Server` as the binary, keeps an audit chain, serves `/metrics`
+/// and reloads on SIGHUP (a key added to the file works without a restart). Before the
+/// example used `Server`, none of the three happened.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_metrics_and_reload_come_from_the_config() {
+    const AUDIT_KEY: &str = "an audit key of at least thirty-two bytes";
+    const METRICS_TOKEN: &str = "a metrics token of length";
+    const LATE: &str = "pcs_notes-test-added-by-a-reload";
+    let (dir, config) = profile();
+    let audit = dir.path().join("audit.jsonl");
+    let production = format!(
+        "[audit]\npath = \"{}\"\nhmac_key = \"{AUDIT_KEY}\"\nfsync = \"always\"\n\n[metrics]\nbearer_token = \"{METRICS_TOKEN}\"\n",
+        audit.display()
+    );
+    let shipped = std::fs::read_to_string(&config).expect("profile");
+    std::fs::write(&config, format!("{shipped}\n{production}")).expect("config");
+    let url = postgres_url();
+    let mut server = HttpServer::spawn_with(bin(), &config, &[], &[("NOTES_DATABASE_URL", &url)])
+        .await
+        .expect("spawn the library example");
+
+    // Our own tool, twice, through the whole pipeline.
+    let client = http_client_with_token(&server.url(), Era::Stateless2026, DEMO)
+        .await
+        .expect("connect");
+    for name in ["Ada", "Grace"] {
+        let result = call(&client, "greet", json!({ "name": name })).await;
+        assert_eq!(text(&result), format!("Hello, {name}!"));
+    }
+
+    // Audit: one record per call, naming the tool, the principal and the outcome.
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .expect("the audit log exists")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a record is JSON"))
+        .collect();
+    let greets: Vec<&Value> = records.iter().filter(|r| r["item"] == "greet").collect();
+    assert_eq!(greets.len(), 2, "{records:#?}");
+    for record in greets {
+        assert_eq!(record["principal"], "key:demo", "{record}");
+        assert_eq!(record["outcome"], "ok", "{record}");
+    }
+
+    // Metrics: refused without the token, counting the calls with it.
+    let refused = http()
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(refused.status(), 401);
+    let scraped = http()
+        .get(server.at("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(scraped.status(), 200);
+    let scraped = scraped.text().await.expect("metrics text");
+    let greet_ok = scraped.lines().find(|line| {
+        line.starts_with("portcullis_requests_total{")
+            && line.contains("name=\"greet\"")
+            && line.contains("outcome=\"ok\"")
+    });
+    assert_eq!(
+        greet_ok
+            .and_then(|line| line.rsplit_once(' '))
+            .map(|(_, n)| n),
+        Some("2"),
+        "{scraped}"
+    );
+
+    // Reload: a key added to the file works after SIGHUP, without a restart.
+    assert!(
+        http_client_with_token(&server.url(), Era::Stateless2026, LATE)
+            .await
+            .is_err(),
+        "an unknown key is refused before the reload"
+    );
+    let before = std::fs::read_to_string(&config).expect("config");
+    let after = format!(
+        "{before}\n[[auth.api_keys]]\nname = \"late\"\nsha256 = \"{}\"\nscopes = [\"db:read\"]\n",
+        portcullis_server::auth::hash_key(LATE)
+    );
+    std::fs::write(&config, after).expect("config");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().expect("pid").to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    server
+        .wait_for_log("config reloaded", std::time::Duration::from_secs(10))
+        .await
+        .expect("the example reloads on SIGHUP");
+    let late = http_client_with_token(&server.url(), Era::Stateless2026, LATE)
+        .await
+        .expect("the key added by the reload connects");
+    let result = call(&late, "greet", json!({ "name": "Late" })).await;
+    assert_eq!(text(&result), "Hello, Late!");
+}

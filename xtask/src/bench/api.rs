@@ -1,5 +1,5 @@
 //! The HTTP pack's rows: a GET tool through Portcullis to a local upstream (the reference task
-//! API, `target/release/task-api`, a process of its own), next to the same GET sent by the
+//! API, `target/dist/task-api`, a process of its own), next to the same GET sent by the
 //! load generator straight to the upstream.
 
 use std::net::SocketAddr;
@@ -42,14 +42,14 @@ pub async fn start(out_dir: &Path) -> anyhow::Result<Upstream> {
         reason = "the benchmark starts from a fresh database of its own"
     )]
     let _ = std::fs::remove_file(&db);
-    let child = command(crate::target_dir().join("release/task-api"))
+    let child = command(crate::target_dir().join("dist/task-api"))
         .args(["--listen", &addr.to_string(), "--db"])
         .arg(&db)
         .env("TASK_API_KEY", KEY)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .context("start target/release/task-api")?;
+        .context("start target/dist/task-api")?;
     let upstream = Upstream { child, addr };
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

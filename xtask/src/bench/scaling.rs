@@ -726,7 +726,7 @@ pub struct BinarySize {
     pub as_built_mb: f64,
 }
 
-/// Portcullis's release binary, as built and stripped (`strip` on a copy).
+/// Portcullis's dist binary (the shipped build), as built and stripped (`strip` on a copy).
 pub fn binary_sizes(release: &Path, out_dir: &Path) -> Vec<BinarySize> {
     let mut sizes = Vec::new();
     let binary: PathBuf = release.join("portcullis");
@@ -740,7 +740,7 @@ pub fn binary_sizes(release: &Path, out_dir: &Path) -> Vec<BinarySize> {
     let size = |path: &Path| std::fs::metadata(path).map(|m| m.len() as f64 / 1e6).ok();
     if let (true, Some(stripped_mb), Some(as_built_mb)) = (stripped, size(&copy), size(&binary)) {
         sizes.push(BinarySize {
-            binary: "target/release/portcullis".to_owned(),
+            binary: "target/dist/portcullis".to_owned(),
             features: "every pack (files, notes, prompts, resources, sql: SQLite, PostgreSQL, \
                        MySQL; api, command), auth, audit, metrics, traces, cluster",
             stripped_mb,

@@ -152,7 +152,7 @@ pub fn portcullis_launch(template: PathBuf, extra: String) -> HttpLaunch {
     let root = crate::workspace_root();
     HttpLaunch {
         cmd: Cmd::new(
-            crate::target_dir().join("release/portcullis"),
+            crate::target_dir().join("dist/portcullis"),
             &["serve", "--log-format", "json"],
             &root,
         ),
@@ -170,7 +170,7 @@ pub fn bare_launch() -> HttpLaunch {
     let workspace = root.join("examples/demo/workspace");
     HttpLaunch {
         cmd: Cmd::new(
-            crate::target_dir().join("release/bare-rmcp"),
+            crate::target_dir().join("dist/bare-rmcp"),
             &["--root", &workspace.to_string_lossy()],
             &root,
         ),
@@ -185,7 +185,7 @@ pub fn lineup(
     postgres: Postgres,
     upstream: Result<&super::api::Upstream, &String>,
 ) -> anyhow::Result<Lineup> {
-    let release = crate::target_dir().join("release");
+    let release = crate::target_dir().join("dist");
     let portcullis = release.join("portcullis");
     let bare = release.join("bare-rmcp");
     let demo = root.join("examples/demo/portcullis.toml");
@@ -228,7 +228,7 @@ pub fn lineup(
     let mut servers = vec![
         Server {
             name: "portcullis",
-            description: "target/release/portcullis serve --log-format json, demo profile \
+            description: "target/dist/portcullis serve --log-format json, demo profile \
                           (logging.level info,rmcp=warn: one INFO line per call, stderr drained \
                           by the harness)"
                 .to_owned(),
@@ -362,7 +362,7 @@ pub fn lineup(
         },
         Server {
             name: "bare-rmcp",
-            description: "target/release/bare-rmcp: rmcp ServerHandler, StreamableHttpService \
+            description: "target/dist/bare-rmcp: rmcp ServerHandler, StreamableHttpService \
                           defaults + json_response, TCP_NODELAY, no logging, no validation"
                 .to_owned(),
             launch: Ok(Target::Mcp(Box::new(Launch {
@@ -410,7 +410,7 @@ pub fn lineup(
     });
     servers.push(Server {
         name: "axum-ceiling",
-        description: "target/release/bare-rmcp --ceiling: plain axum, no MCP: parses the \
+        description: "target/dist/bare-rmcp --ceiling: plain axum, no MCP: parses the \
                       JSON-RPC request, runs the same file_info, answers the same result (the \
                       HTTP + JSON limit of this machine)"
             .to_owned(),
@@ -444,7 +444,7 @@ pub fn lineup(
     servers.push(Server {
         name: "bare-rmcp-sql",
         description: format!(
-            "target/release/bare-rmcp --sqlite: the same statement ({SQLITE_TOOL}, same SQL \
+            "target/dist/bare-rmcp --sqlite: the same statement ({SQLITE_TOOL}, same SQL \
              and binds) with sqlx on a read-only pool of 4 connections, rows decoded to JSON, \
              in a bare rmcp tool"
         ),
@@ -561,14 +561,14 @@ pub fn lineup(
     servers.push(Server {
         name: "portcullis-api",
         description: format!(
-            "portcullis, demo profile plus an [[api]] source on the reference task API              (target/release/task-api, its own process, 20 tasks in SQLite): GET tool {}              {{\"limit\":5}} → GET /tasks?status=all&limit=5 with a bearer header, JSON narrowed              to `tasks`, through the outbound guard",
+            "portcullis, demo profile plus an [[api]] source on the reference task API              (target/dist/task-api, its own process, 20 tasks in SQLite): GET tool {}              {{\"limit\":5}} → GET /tasks?status=all&limit=5 with a bearer header, JSON narrowed              to `tasks`, through the outbound guard",
             super::api::TOOL
         ),
         launch: api_portcullis,
     });
     servers.push(Server {
         name: "bare-rmcp-api",
-        description: "target/release/bare-rmcp --upstream: the same GET (reqwest, bearer \
+        description: "target/dist/bare-rmcp --upstream: the same GET (reqwest, bearer \
                       header, `tasks` of the JSON) in a bare rmcp tool, no outbound guard"
             .to_owned(),
         launch: api_bare,

@@ -16,12 +16,15 @@ pub(crate) struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses the configured CIDRs (validated with the config; `Err` names a bad one).
-    pub(crate) fn new(networks: &[String]) -> Result<Self, String> {
+    pub(crate) fn new(networks: &[String]) -> Result<Self, crate::SetupError> {
         networks
             .iter()
             .map(|n| {
                 n.parse::<IpNet>().map_err(|_| {
-                    format!("http.trusted_proxies: `{n}` is not a network in CIDR notation")
+                    crate::SetupError::setting(
+                        "http.trusted_proxies",
+                        format_args!("`{n}` is not a network in CIDR notation"),
+                    )
                 })
             })
             .collect::<Result<_, _>>()

@@ -98,17 +98,29 @@ impl JwtValidator {
         config: &portcullis_config::JwtConfig,
         resource: Option<&str>,
         base_dir: &std::path::Path,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::SetupError> {
         let audience = config
             .audience
             .as_deref()
             .or(resource)
-            .ok_or("jwt audience is not configured")?
+            .ok_or_else(|| {
+                crate::SetupError::setting(
+                    "auth.jwt.audience",
+                    "not configured (nor auth.resource)",
+                )
+            })?
             .to_owned();
         let algorithms = config
             .algorithms
             .iter()
-            .map(|a| Algorithm::from_str(a).map_err(|_| format!("unknown JWT algorithm `{a}`")))
+            .map(|a| {
+                Algorithm::from_str(a).map_err(|_| {
+                    crate::SetupError::setting(
+                        "auth.jwt.algorithms",
+                        format_args!("unknown JWT algorithm `{a}`"),
+                    )
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let source = match (&config.jwks_url, &config.jwks_file, config.discovery) {
             (Some(url), _, _) => KeySource::Url(url.clone()),
@@ -126,7 +138,7 @@ impl JwtValidator {
             https_only: !loopback_http,
             ..crate::outbound::ClientOptions::default()
         })
-        .map_err(|e| format!("auth.jwt: {e}"))?;
+        .map_err(|e| crate::SetupError::setting("auth.jwt", e))?;
         Ok(Self {
             issuer: config.issuer.clone(),
             audience,

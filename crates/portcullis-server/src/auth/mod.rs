@@ -57,7 +57,7 @@ pub struct AuthState {
 
 impl AuthState {
     /// Builds the state from `config`; `Err` says what is wrong with the auth settings.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub fn from_config(config: &Config) -> Result<Self, crate::SetupError> {
         let auth = &config.auth;
         let jwt = auth
             .jwt
@@ -91,7 +91,7 @@ impl AuthState {
     pub fn for_replica(
         config: &Config,
         cluster: Option<&Arc<crate::cluster::Cluster>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::SetupError> {
         let state = Self::from_config(config)?;
         Ok(match cluster {
             Some(cluster) => state.shared(cluster),

@@ -73,20 +73,23 @@ pub struct Unavailable {
 impl Cluster {
     /// Connects lazily to `section.redis_url` (the first command connects) and starts
     /// listening for other replicas' notifications. `None` without a `redis_url`.
-    pub fn start(section: &ClusterSection) -> Result<Option<Arc<Self>>, String> {
+    pub fn start(section: &ClusterSection) -> Result<Option<Arc<Self>>, crate::SetupError> {
         let Some(url) = &section.redis_url else {
             return Ok(None);
         };
-        let client = redis::Client::open(url.expose())
-            .map_err(|e| format!("cluster.redis_url: {:?}", e.kind()))?;
+        let client = redis::Client::open(url.expose()).map_err(|e| {
+            crate::SetupError::setting("cluster.redis_url", format_args!("{:?}", e.kind()))
+        })?;
         let timeout = Duration::from_millis(section.timeout_ms);
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(section.connect_timeout_ms)))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| format!("cluster.redis_url: {:?}", e.kind()))?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
+                crate::SetupError::setting("cluster.redis_url", format_args!("{:?}", e.kind()))
+            })?;
         let cluster = Arc::new(Self {
             client,
             conn,

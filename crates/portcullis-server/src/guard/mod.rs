@@ -54,7 +54,10 @@ pub struct GuardConfig {
 impl GuardConfig {
     /// Resolves the config's tool and pack policies against `catalog`; the fingerprint key
     /// is `logging.fingerprint_key`, or random for this process.
-    pub fn new(config: &portcullis_config::Config, catalog: &Catalog) -> Result<Self, String> {
+    pub fn new(
+        config: &portcullis_config::Config,
+        catalog: &Catalog,
+    ) -> Result<Self, crate::SetupError> {
         Ok(Self {
             policies: Policies::resolve(config, catalog)?,
             fingerprint: Fingerprint::new(
@@ -201,7 +204,7 @@ impl GuardConfig {
 /// this process.
 fn request_state_codec(
     cluster: Option<&portcullis_config::ClusterSection>,
-) -> Result<rmcp::model::RequestStateCodec, String> {
+) -> Result<rmcp::model::RequestStateCodec, crate::SetupError> {
     use sha2::Digest as _;
     let keys: Vec<(String, Vec<u8>)> = cluster
         .map(|c| c.state_keys.as_slice())
@@ -220,7 +223,7 @@ fn request_state_codec(
         return Ok(random_state_codec());
     };
     rmcp::model::RequestStateCodec::new_with_keyring(active.clone(), keys.clone())
-        .map_err(|e| format!("cluster.state_keys: {e}"))
+        .map_err(|e| crate::SetupError::setting("cluster.state_keys", e))
 }
 
 /// A codec with a random key of this process.

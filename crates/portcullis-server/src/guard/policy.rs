@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use portcullis_config::{Config, PackPolicy, RateLimit};
 
+use crate::SetupError;
 use crate::catalog::{Backing, Catalog};
 use crate::limits::{LocalRateLimiter, RateLimitStore};
 
@@ -135,28 +136,28 @@ fn limiter(limit: Option<RateLimit>) -> Option<Arc<dyn RateLimitStore>> {
 impl Policies {
     /// Resolves the config's `[tools.*]` and `[packs.*]` against the catalog. Names that
     /// match no tool or pack are errors: a typo must not silently drop a restriction.
-    pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Self, String> {
+    pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Self, SetupError> {
         let default_timeout = Duration::from_secs(config.limits.tool_timeout_secs);
         for name in config.tools.keys() {
             if catalog.tool_pack(name).is_none() {
-                return Err(format!(
-                    "[tools.{name}] names a tool this server does not offer; tools: {}",
-                    tool_names(catalog)
-                ));
+                return Err(SetupError::UnknownTool {
+                    name: name.clone(),
+                    known: tool_names(catalog),
+                });
             }
         }
         let packs = catalog.packs();
         for name in config.packs.keys() {
             if !packs.contains(name.as_str()) {
                 let known: Vec<&str> = packs.iter().copied().collect();
-                return Err(format!(
-                    "[packs.{name}] names a pack that serves nothing here; packs: {}",
-                    if known.is_empty() {
+                return Err(SetupError::UnknownPack {
+                    name: name.clone(),
+                    known: if known.is_empty() {
                         "none".to_owned()
                     } else {
                         known.join(", ")
-                    }
-                ));
+                    },
+                });
             }
         }
         // One limiter per pack, shared by its items (keys carry the item).

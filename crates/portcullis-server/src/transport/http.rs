@@ -107,7 +107,7 @@ impl MetricsOptions {
 
 impl HttpOptions {
     /// The HTTP settings of `config`.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub fn from_config(config: &Config) -> Result<Self, crate::SetupError> {
         let http = &config.http;
         let limits = &config.limits;
         Ok(Self {

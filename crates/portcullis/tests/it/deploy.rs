@@ -133,9 +133,10 @@ fn dockerfile_is_multi_stage_non_root_with_a_health_check_and_no_secrets() {
         .find(|(k, a)| k == "RUN" && a.contains("cargo build"))
         .expect("the build stage runs cargo build");
     let words: Vec<&str> = cargo.1.split_whitespace().collect();
+    // The shipped binary is the `dist` profile's (fat LTO, one codegen unit).
     assert!(
-        words.contains(&"--locked") && words.contains(&"--release"),
-        "cargo build must use --locked --release: {}",
+        words.contains(&"--locked") && words.windows(2).any(|w| w == ["--profile", "dist"]),
+        "cargo build must use --locked --profile dist: {}",
         cargo.1
     );
 

@@ -3,11 +3,21 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, span_processor_with_async_runtime};
 use portcullis_config::{Config, TraceProtocol};
+
+/// Why traces cannot be set up as configured.
+#[derive(Debug, thiserror::Error)]
+#[error("traces: {0}")]
+pub struct TracesError(String);
+
+impl TracesError {
+    fn new(message: String) -> Self {
+        Self(message)
+    }
+}
 
 /// Where and how spans go, resolved from the config and the environment.
 #[derive(Debug, PartialEq)]
@@ -23,7 +33,7 @@ pub(crate) struct Settings {
 pub(crate) fn settings(
     config: &Config,
     env: impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<Option<Settings>> {
+) -> Result<Option<Settings>, TracesError> {
     let section = &config.traces;
     let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     if !section.enabled {
@@ -38,9 +48,11 @@ pub(crate) fn settings(
         {
             None | Some("http/protobuf") => TraceProtocol::HttpProtobuf,
             Some("grpc") => TraceProtocol::Grpc,
-            Some(other) => bail!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported: use `http/protobuf` or `grpc`"
-            ),
+            Some(other) => {
+                return Err(TracesError::new(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported: use `http/protobuf` or `grpc`"
+                )));
+            }
         },
     };
     // The specification's rules: a base URL gets the signal's path over HTTP; the
@@ -59,14 +71,23 @@ pub(crate) fn settings(
             },
         },
     };
-    let url = url::Url::parse(&endpoint)
-        .with_context(|| format!("the traces endpoint `{endpoint}` is not a URL"))?;
+    let url = url::Url::parse(&endpoint).map_err(|error| {
+        TracesError::new(format!(
+            "the traces endpoint `{endpoint}` is not a URL: {error}"
+        ))
+    })?;
     match (url.scheme(), protocol) {
         ("http" | "https", TraceProtocol::HttpProtobuf) | ("http", TraceProtocol::Grpc) => {}
-        ("https", TraceProtocol::Grpc) => bail!(
-            "the traces endpoint `{endpoint}`: grpc is supported without TLS only (a collector beside the server); use `http/protobuf` for https"
-        ),
-        (scheme, _) => bail!("the traces endpoint must be http:// or https://, not `{scheme}:`"),
+        ("https", TraceProtocol::Grpc) => {
+            return Err(TracesError::new(format!(
+                "the traces endpoint `{endpoint}`: grpc is supported without TLS only (a collector beside the server); use `http/protobuf` for https"
+            )));
+        }
+        (scheme, _) => {
+            return Err(TracesError::new(format!(
+                "the traces endpoint must be http:// or https://, not `{scheme}:`"
+            )));
+        }
     }
     let service_name = section
         .service_name
@@ -84,20 +105,23 @@ pub(crate) fn settings(
 /// The tracer provider exporting to `settings`, batching on the Tokio runtime (call it
 /// inside one). `OTEL_EXPORTER_OTLP_HEADERS` and the `OTEL_BSP_*` batch settings are read
 /// by the exporter and the processor.
-pub(crate) fn provider(settings: &Settings) -> anyhow::Result<SdkTracerProvider> {
+pub(crate) fn provider(settings: &Settings) -> Result<SdkTracerProvider, TracesError> {
     const TIMEOUT: Duration = Duration::from_secs(10);
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let exporter = match settings.protocol {
         TraceProtocol::HttpProtobuf => {
             // The outbound TLS settings (rustls, webpki roots); the collector is the
             // operator's, so no SSRF guard.
-            let tls = portcullis_server::outbound::tls_config(None)?;
+            let tls = crate::outbound::tls_config(None)
+                .map_err(|error| TracesError::new(error.to_string()))?;
             let client = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls)
                 .timeout(TIMEOUT)
                 .no_proxy()
                 .build()
-                .context("cannot build the traces HTTP client")?;
+                .map_err(|error| {
+                    TracesError::new(format!("cannot build the traces HTTP client: {error}"))
+                })?;
             builder
                 .with_http()
                 .with_http_client(client)
@@ -112,7 +136,7 @@ pub(crate) fn provider(settings: &Settings) -> anyhow::Result<SdkTracerProvider>
             .with_timeout(TIMEOUT)
             .build(),
     }
-    .context("cannot set up the OTLP exporter")?;
+    .map_err(|error| TracesError::new(format!("cannot set up the OTLP exporter: {error}")))?;
     let processor = span_processor_with_async_runtime::BatchSpanProcessor::builder(
         exporter,
         opentelemetry_sdk::runtime::Tokio,
@@ -139,10 +163,7 @@ where
     use tracing_subscriber::Layer as _;
     let targets = tracing_subscriber::filter::Targets::new()
         .with_target("portcullis", tracing::Level::INFO)
-        .with_target(
-            portcullis_server::traces::OTEL_ONLY_TARGET,
-            tracing::Level::INFO,
-        );
+        .with_target(crate::traces::OTEL_ONLY_TARGET, tracing::Level::INFO);
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("portcullis"))
         .with_location(false)

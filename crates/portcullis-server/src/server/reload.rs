@@ -1,0 +1,216 @@
+//! Config reload: on SIGHUP (and, with `reload.watch`, when the file changes) the config is
+//! read and checked again; a valid one replaces catalog, policies, keys and limits at once
+//! (calls in flight finish on the old one, clients hear which lists changed); an invalid
+//! one is refused, logged and counted, and the old config keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_config::Config;
+
+use super::{Server, ServerError, Transport};
+use crate::ServerIdentity;
+
+/// Watches for reload requests of one server.
+pub(super) struct Reloader {
+    server: Server,
+    path: PathBuf,
+}
+
+impl Reloader {
+    pub(super) fn new(server: Server, path: PathBuf) -> Self {
+        Self { server, path }
+    }
+
+    /// Reloads on every request from `signals` and, when the config says so, on every
+    /// change of the file; until the process ends.
+    pub(super) async fn run(self, mut signals: tokio::sync::mpsc::Receiver<()>) {
+        let settings = &self.server.state.started.reload;
+        let (watch, interval) = (settings.watch, Duration::from_millis(settings.interval_ms));
+        let mut seen = stamp(&self.path);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut signals_open = true;
+        loop {
+            tokio::select! {
+                signal = signals.recv(), if signals_open => {
+                    if signal.is_none() {
+                        // No signals here: only the file watch can trigger a reload.
+                        signals_open = false;
+                        continue;
+                    }
+                }
+                _ = tick.tick(), if watch || !signals_open => {
+                    if !watch {
+                        continue;
+                    }
+                    let now = stamp(&self.path);
+                    if now == seen {
+                        continue;
+                    }
+                    // A file being written in place may be read half-written: wait until it
+                    // has stayed the same for one whole interval.
+                    tokio::time::sleep(interval).await;
+                    if stamp(&self.path) != now {
+                        continue;
+                    }
+                    tracing::info!("config file changed; reloading");
+                }
+            }
+            self.reload().await;
+            seen = stamp(&self.path);
+        }
+    }
+
+    /// Reads the file and applies it; a refusal is logged and counted, never fatal.
+    async fn reload(&self) {
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || portcullis_config::load(&path)).await;
+        let outcome = match loaded {
+            // The loader's errors name the file and line; the others get the file.
+            Ok(Ok(config)) => apply(&self.server, config)
+                .await
+                .map_err(|error| format!("{}: {error}", self.path.display())),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(format!("the reload panicked: {error}")),
+        };
+        if let Err(error) = outcome {
+            metrics::counter!("portcullis_config_reloads_total", "result" => "error").increment(1);
+            tracing::error!(%error, "config reload refused; the previous config keeps serving");
+        }
+    }
+}
+
+/// Checks `config` as start-up does and serves it from now on.
+pub(super) async fn apply(server: &Server, config: Config) -> Result<(), ServerError> {
+    let started = Instant::now();
+    let state = Arc::clone(&server.state);
+    // Building a catalog reads files (notes, static resources): off the async threads.
+    let prepared = tokio::task::spawn_blocking({
+        let state = Arc::clone(&state);
+        move || {
+            let prepared = super::prepare(config, Arc::clone(&state.source))?;
+            // The listener stays where it is: it must not lose its authentication. Before
+            // `run` the transport is not known: checked as HTTP.
+            let transport = state.transport.get().copied().unwrap_or(Transport::Http);
+            super::insecure(&state.started, &prepared.config, transport)?;
+            let guard = super::attach(
+                prepared.guard,
+                &prepared.config,
+                state.audit.as_ref(),
+                state.cluster.as_ref(),
+                &prepared.http.auth,
+            )?;
+            Ok::<_, ServerError>((prepared.config, prepared.catalog, guard, prepared.http))
+        }
+    })
+    .await
+    .map_err(ServerError::Reload)?;
+    let (config, catalog, guard, http) = prepared?;
+    let catalog = Arc::new(catalog);
+    let (tools, resources, prompts) = (
+        catalog.tools().len(),
+        catalog.resource_templates().len(),
+        catalog.prompts().len(),
+    );
+    // On stdio nothing reads the HTTP authentication.
+    let auth = (state.transport.get() != Some(&Transport::Stdio)).then(|| http.auth.load_full());
+    if let Some(auth) = &auth {
+        auth.warm_up().await;
+        state.http.auth.store(Arc::clone(auth));
+    }
+    state
+        .handler
+        .reload(catalog, ServerIdentity::from(&config), guard, auth);
+    for warning in needs_restart(&state.started, &config) {
+        tracing::warn!(
+            setting = warning,
+            "changed in the config, but only a restart applies it"
+        );
+    }
+    metrics::counter!("portcullis_config_reloads_total", "result" => "ok").increment(1);
+    tracing::info!(
+        tools,
+        resource_templates = resources,
+        prompts,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "config reloaded"
+    );
+    Ok(())
+}
+
+/// Settings a reload reads but cannot apply to a running process.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let (a, b) = (&old.http, &new.http);
+    if a.listen != b.listen || a.path != b.path {
+        changed.push("http.listen / http.path");
+    }
+    if a.allowed_hosts != b.allowed_hosts
+        || a.allowed_origins != b.allowed_origins
+        || a.max_body_bytes != b.max_body_bytes
+        || a.legacy_sessions != b.legacy_sessions
+        || a.legacy_sse != b.legacy_sse
+        || a.shutdown_grace_secs != b.shutdown_grace_secs
+    {
+        changed.push("http");
+    }
+    let (a, b) = (&old.limits, &new.limits);
+    if a.max_in_flight != b.max_in_flight
+        || a.max_in_flight_per_principal != b.max_in_flight_per_principal
+        || a.body_timeout_secs != b.body_timeout_secs
+        || a.max_listen_streams_per_principal != b.max_listen_streams_per_principal
+        || a.max_get_streams_per_principal != b.max_get_streams_per_principal
+        || a.max_subscriptions != b.max_subscriptions
+        || a.max_sessions != b.max_sessions
+        || a.max_sessions_per_principal != b.max_sessions_per_principal
+        || a.session_idle_secs != b.session_idle_secs
+    {
+        changed.push("limits (in-flight, stream, subscription and session caps)");
+    }
+    if old.audit != new.audit {
+        changed.push("audit");
+    }
+    if old.metrics.enabled != new.metrics.enabled
+        || old.metrics.listen != new.metrics.listen
+        || old.metrics.bearer_token != new.metrics.bearer_token
+    {
+        changed.push("metrics");
+    }
+    if old.traces != new.traces {
+        changed.push("traces");
+    }
+    // The state keys apply at a reload (the guard seals with them); the rest of the
+    // cluster's settings are its connection.
+    let cluster = |c: &Config| {
+        c.cluster.as_ref().map(|c| {
+            (
+                c.redis_url.clone(),
+                c.replica.clone(),
+                c.key_prefix.clone(),
+                c.timeout_ms,
+                c.connect_timeout_ms,
+                c.unauthenticated_limits_when_down,
+                c.authenticated_limits_when_down,
+            )
+        })
+    };
+    if cluster(old) != cluster(new) {
+        changed.push("cluster (all but state_keys)");
+    }
+    if old.reload.interval_ms != new.reload.interval_ms || old.reload.watch != new.reload.watch {
+        changed.push("reload");
+    }
+    if old.logging.level != new.logging.level || old.logging.format != new.logging.format {
+        changed.push("logging");
+    }
+    changed
+}
+
+/// What identifies the file's content cheaply: size, modification time, inode.
+fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?, meta.ino()))
+}

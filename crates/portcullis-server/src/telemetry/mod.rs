@@ -1,0 +1,122 @@
+//! Telemetry of the process: log lines on stderr (batched, filtered so that no value reaches
+//! a log line by raising a level) and OpenTelemetry traces, both from the config's
+//! `[logging]` and `[traces]` sections. The `portcullis` binary and every embedding set it
+//! up the same way, with [`Telemetry::init`].
+
+mod batch;
+mod filter;
+mod otlp;
+
+use std::io::IsTerminal as _;
+
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use portcullis_config::{Config, LOG_ENV, LogFormat};
+
+pub use filter::log_filter;
+pub use otlp::TracesError;
+
+/// What the command line may override in `[logging]`.
+#[derive(Debug, Clone, Default)]
+pub struct LogOverrides {
+    /// The line format (`auto` is the config's choice).
+    pub format: Option<LogFormat>,
+    /// The filter, e.g. `debug` (before [`LOG_ENV`] and `logging.level`).
+    pub level: Option<String>,
+}
+
+/// The installed logging and tracing. Keep it until the process ends: dropping it writes
+/// the log lines still batched (waiting a bounded time for a stalled reader).
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    // Declared last: dropped after the tracer, so its last lines are written.
+    _flush: batch::FlushGuard,
+}
+
+impl Telemetry {
+    /// Installs the process's `tracing` subscriber: log lines on stderr as the config and
+    /// `overrides` say, and with `[traces]` (or the `OTEL_*` variables) naming an endpoint,
+    /// the OpenTelemetry layer beside them; and the panic hook that logs panics. Call it
+    /// once, inside the Tokio runtime when traces may be on (spans are batched on it).
+    ///
+    /// # Errors
+    ///
+    /// The traces settings cannot be used (an unsupported protocol or scheme, a malformed
+    /// endpoint); nothing is installed then.
+    pub fn init(config: &Config, overrides: LogOverrides) -> Result<Self, TracesError> {
+        let tracer = match otlp::settings(config, |name| std::env::var(name).ok())? {
+            Some(settings) => Some(otlp::provider(&settings)?),
+            None => None,
+        };
+        let flush = install(config, overrides, tracer.as_ref());
+        crate::install_panic_hook();
+        Ok(Self {
+            tracer,
+            _flush: flush,
+        })
+    }
+
+    /// Exports the spans still batched, waiting at most the export timeout. It blocks: call
+    /// it where blocking is allowed (after `block_on` returns, or in `spawn_blocking`),
+    /// while the runtime still runs.
+    pub fn flush_traces(&self) {
+        if let Some(provider) = &self.tracer
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "traces: the last spans could not be exported");
+        }
+    }
+}
+
+/// Installs the subscriber; the returned guard flushes buffered lines when dropped.
+fn install(
+    config: &Config,
+    overrides: LogOverrides,
+    tracer: Option<&SdkTracerProvider>,
+) -> batch::FlushGuard {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let spec = overrides
+        .level
+        .or_else(|| std::env::var(LOG_ENV).ok())
+        .unwrap_or_else(|| config.logging.level.clone());
+    let filter = log_filter(&spec);
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
+        // The logger is being set up: stderr is where its problems go.
+        eprintln!("portcullis: invalid log filter `{spec}` ({error}); using `info`");
+        EnvFilter::new(log_filter("info"))
+    });
+    let json = match overrides.format.unwrap_or(config.logging.format) {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    // Logs go to stderr, always: on stdio, stdout carries only JSON-RPC. Lines are written
+    // in batches by one thread (batch.rs); when a batch is large, its caller writes it
+    // rather than lines being dropped.
+    let (writer, guard) = batch::init();
+    // The log filter is the fmt layer's own (not global), so the OpenTelemetry layer's
+    // filter decides alone what becomes a span: enabling traces changes nothing on stderr.
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = if json {
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    };
+    let registry = tracing_subscriber::registry().with(fmt);
+    match tracer {
+        Some(provider) => {
+            registry.with(otlp::layer(provider)).init();
+            crate::traces::enable();
+        }
+        None => registry.init(),
+    }
+    guard
+}
