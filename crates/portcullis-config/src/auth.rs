@@ -207,7 +207,7 @@ pub const MAX_SUBSCRIPTIONS: usize = 1000;
 pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Issue> {
     use crate::validate::issue;
     let auth = &config.auth;
-    let mut names = std::collections::HashSet::new();
+    let mut names = crate::validate::Unique::new("key name");
     for (i, key) in auth.api_keys.iter().enumerate() {
         if key.name.trim().is_empty() {
             return Err(issue(
@@ -215,12 +215,7 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
                 "must not be empty",
             ));
         }
-        if !names.insert(key.name.as_str()) {
-            return Err(issue(
-                format!("auth.api_keys[{i}].name"),
-                format!("key name `{}` is used twice", key.name),
-            ));
-        }
+        names.check(format!("auth.api_keys[{i}].name"), key.name.as_str())?;
         let hex = key.sha256.len() == 64
             && key
                 .sha256

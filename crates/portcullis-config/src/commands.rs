@@ -1,7 +1,7 @@
 //! The command pack's configuration: allowlisted programs (`[[commands]]`), the argv each
 //! call builds from typed parameters, and the isolation every run gets.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -152,7 +152,7 @@ pub fn word_placeholders(word: &str) -> (Vec<String>, bool) {
 /// Checks the `[[commands]]`: names, roots, argvs, placeholders and limits. `roots` are the
 /// configured files roots.
 pub(crate) fn validate(commands: &[CommandTool], roots: &[String]) -> Result<(), Issue> {
-    let mut names = HashSet::new();
+    let mut names = crate::validate::Unique::new("tool");
     for (i, command) in commands.iter().enumerate() {
         let key = format!("commands[{i}]");
         if !is_identifier(&command.name) {
@@ -164,12 +164,7 @@ pub(crate) fn validate(commands: &[CommandTool], roots: &[String]) -> Result<(),
                 ),
             ));
         }
-        if !names.insert(command.name.as_str()) {
-            return Err(issue(
-                format!("{key}.name"),
-                format!("tool `{}` is defined twice", command.name),
-            ));
-        }
+        names.check(format!("{key}.name"), command.name.as_str())?;
         if !roots.contains(&command.root) {
             return Err(issue(
                 format!("{key}.root"),

@@ -1,6 +1,5 @@
 //! The files pack's configuration: directory roots, their limits and deny lists.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -70,7 +69,7 @@ fn default_max_search_entries() -> usize {
 
 /// Checks the `[[files]]` roots: names, paths, limits.
 pub(crate) fn validate(roots: &[FilesRoot]) -> Result<(), Issue> {
-    let mut names = HashSet::new();
+    let mut names = crate::validate::Unique::new("root name");
     for (i, root) in roots.iter().enumerate() {
         let key = format!("files[{i}]");
         let root_name_ok = crate::validate::is_source_name(&root.name);
@@ -83,15 +82,7 @@ pub(crate) fn validate(roots: &[FilesRoot]) -> Result<(), Issue> {
                 ),
             ));
         }
-        if !names.insert(root.name.as_str()) {
-            return Err(issue(
-                format!("{key}.name"),
-                format!(
-                    "root name `{}` is used twice; every root needs its own name",
-                    root.name
-                ),
-            ));
-        }
+        names.check(format!("{key}.name"), root.name.as_str())?;
         if root.path.as_os_str().is_empty() {
             return Err(issue(format!("{key}.path"), "must not be empty"));
         }

@@ -1,7 +1,7 @@
 //! The HTTP pack's configuration: upstream APIs (`[[api]]`; `[http]` is the transport), the
 //! hosts and addresses each may reach, and the tools defined on them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -208,8 +208,8 @@ fn body_placeholders(value: &serde_json::Value, out: &mut Vec<String>) {
 
 /// Checks the `[[api]]` sections: names, URLs, hosts, networks, tools and placeholders.
 pub(crate) fn validate(sources: &[HttpSource]) -> Result<(), Issue> {
-    let mut names = HashSet::new();
-    let mut tools = HashSet::new();
+    let mut names = crate::validate::Unique::new("source name");
+    let mut tools = crate::validate::Unique::new("tool");
     for (i, source) in sources.iter().enumerate() {
         let key = format!("api[{i}]");
         let name_ok = crate::validate::is_source_name(&source.name);
@@ -222,12 +222,7 @@ pub(crate) fn validate(sources: &[HttpSource]) -> Result<(), Issue> {
                 ),
             ));
         }
-        if !names.insert(source.name.as_str()) {
-            return Err(issue(
-                format!("{key}.name"),
-                format!("source name `{}` is used twice", source.name),
-            ));
-        }
+        names.check(format!("{key}.name"), source.name.as_str())?;
         let base = url::Url::parse(&source.base_url)
             .map_err(|e| issue(format!("{key}.base_url"), format!("is not a URL ({e})")))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
@@ -277,12 +272,7 @@ pub(crate) fn validate(sources: &[HttpSource]) -> Result<(), Issue> {
         for (j, tool) in source.tools.iter().enumerate() {
             let key = format!("{key}.tools[{j}]");
             validate_tool(&key, tool)?;
-            if !tools.insert(tool.name.as_str()) {
-                return Err(issue(
-                    format!("{key}.name"),
-                    format!("tool `{}` is defined twice", tool.name),
-                ));
-            }
+            tools.check(format!("{key}.name"), tool.name.as_str())?;
         }
     }
     Ok(())

@@ -234,7 +234,7 @@ mod tests {
         );
         check_err(
             "[server]\nname = \"x\"\n[[files]]\nname = \"a\"\npath = \".\"\n[[files]]\nname = \"a\"\npath = \"..\"\n",
-            "p.toml:7:8: `files[1].name`: root name `a` is used twice; every root needs its own name",
+            "p.toml:7:8: `files[1].name`: root name `a` is used twice; each must be unique",
         );
         check_err(
             "[server]\nname = 3\n",

@@ -1,6 +1,5 @@
 //! The notes pack's configuration: folders of markdown notes served as live resources.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -69,8 +68,8 @@ fn default_max_notes() -> usize {
 
 /// Checks the `[[notes]]` folders.
 pub(crate) fn validate(folders: &[NotesFolder]) -> Result<(), Issue> {
-    let mut names = HashSet::new();
-    let mut schemes = HashSet::new();
+    let mut names = crate::validate::Unique::new("notes folder name");
+    let mut schemes = crate::validate::Unique::new("URI scheme");
     for (i, folder) in folders.iter().enumerate() {
         let key = format!("notes[{i}]");
         let name_ok = crate::validate::is_source_name(&folder.name);
@@ -80,12 +79,7 @@ pub(crate) fn validate(folders: &[NotesFolder]) -> Result<(), Issue> {
                 format!("`{}` may use only a-z, 0-9, `-` and `_`", folder.name),
             ));
         }
-        if !names.insert(folder.name.as_str()) {
-            return Err(issue(
-                format!("{key}.name"),
-                format!("`{}` is used twice", folder.name),
-            ));
-        }
+        names.check(format!("{key}.name"), folder.name.as_str())?;
         let scheme_ok = folder.scheme.starts_with(|c: char| c.is_ascii_lowercase())
             && folder
                 .scheme
@@ -106,15 +100,7 @@ pub(crate) fn validate(folders: &[NotesFolder]) -> Result<(), Issue> {
                 "`file` belongs to the files pack; use another scheme such as `note`",
             ));
         }
-        if !schemes.insert(folder.scheme.as_str()) {
-            return Err(issue(
-                format!("{key}.scheme"),
-                format!(
-                    "scheme `{}` is used by two folders; give each its own",
-                    folder.scheme
-                ),
-            ));
-        }
+        schemes.check(format!("{key}.scheme"), folder.scheme.as_str())?;
         if folder.path.as_os_str().is_empty() {
             return Err(issue(format!("{key}.path"), "must not be empty"));
         }

@@ -2,8 +2,6 @@
 //! statements today; HTTP tools, commands and resource templates build on the same model).
 //! `portcullis-packs` turns them into a JSON Schema and typed values.
 
-use std::collections::HashSet;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -126,7 +124,7 @@ pub(crate) fn validate_params(
     reserved: &[&str],
     paths: bool,
 ) -> Result<(), Issue> {
-    let mut names = HashSet::new();
+    let mut names = crate::validate::Unique::new("parameter");
     for (k, param) in params.iter().enumerate() {
         let key = format!("{key}.params[{k}]");
         validate_param(&key, param)?;
@@ -148,12 +146,7 @@ pub(crate) fn validate_params(
                 format!("`{}` is reserved here", param.name),
             ));
         }
-        if !names.insert(param.name.as_str()) {
-            return Err(issue(
-                format!("{key}.name"),
-                format!("parameter `{}` is declared twice", param.name),
-            ));
-        }
+        names.check(format!("{key}.name"), param.name.as_str())?;
     }
     Ok(())
 }

@@ -1,6 +1,5 @@
 //! Prompt templates from config.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -49,7 +48,7 @@ pub struct PromptArgumentConfig {
 
 /// Checks the `[[prompts]]`: names, one template source, arguments.
 pub(crate) fn validate(prompts: &[PromptConfig]) -> Result<(), Issue> {
-    let mut names = HashSet::new();
+    let mut names = crate::validate::Unique::new("prompt");
     for (i, prompt) in prompts.iter().enumerate() {
         let key = format!("prompts[{i}]");
         if !is_identifier(&prompt.name) {
@@ -61,19 +60,14 @@ pub(crate) fn validate(prompts: &[PromptConfig]) -> Result<(), Issue> {
                 ),
             ));
         }
-        if !names.insert(prompt.name.as_str()) {
-            return Err(issue(
-                format!("{key}.name"),
-                format!("prompt `{}` is defined twice", prompt.name),
-            ));
-        }
+        names.check(format!("{key}.name"), prompt.name.as_str())?;
         if prompt.template.is_some() == prompt.template_file.is_some() {
             return Err(issue(
                 key,
                 "give exactly one of `template` and `template_file`",
             ));
         }
-        let mut args = HashSet::new();
+        let mut args = crate::validate::Unique::new("argument");
         for (j, arg) in prompt.arguments.iter().enumerate() {
             if !is_identifier(&arg.name) {
                 return Err(issue(
@@ -84,12 +78,7 @@ pub(crate) fn validate(prompts: &[PromptConfig]) -> Result<(), Issue> {
                     ),
                 ));
             }
-            if !args.insert(arg.name.as_str()) {
-                return Err(issue(
-                    format!("{key}.arguments[{j}].name"),
-                    format!("argument `{}` is declared twice", arg.name),
-                ));
-            }
+            args.check(format!("{key}.arguments[{j}].name"), arg.name.as_str())?;
         }
     }
 

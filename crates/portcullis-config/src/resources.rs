@@ -1,6 +1,5 @@
 //! Static resources from config.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -36,7 +35,7 @@ pub struct StaticResourceConfig {
 
 /// Checks the `[[resources]]`: URIs, one content source.
 pub(crate) fn validate(resources: &[StaticResourceConfig]) -> Result<(), Issue> {
-    let mut uris = HashSet::new();
+    let mut uris = crate::validate::Unique::new("resource");
     for (i, resource) in resources.iter().enumerate() {
         let key = format!("resources[{i}]");
         let scheme_ok = resource.uri.split_once(':').is_some_and(|(scheme, rest)| {
@@ -61,12 +60,7 @@ pub(crate) fn validate(resources: &[StaticResourceConfig]) -> Result<(), Issue> 
                 "`file:` URIs belong to the files pack; use another scheme such as `config://`",
             ));
         }
-        if !uris.insert(resource.uri.as_str()) {
-            return Err(issue(
-                format!("{key}.uri"),
-                format!("resource `{}` is defined twice", resource.uri),
-            ));
-        }
+        uris.check(format!("{key}.uri"), resource.uri.as_str())?;
         if resource.text.is_some() == resource.file.is_some() {
             return Err(issue(key, "give exactly one of `text` and `file`"));
         }
@@ -169,7 +163,7 @@ pub fn template_variables(template: &str) -> Result<Vec<(String, bool)>, String>
 /// Checks the `[[resource_templates]]`: templates, variables, exactly one backing, and that
 /// the backing source (and tool) exist.
 pub(crate) fn validate_templates(config: &crate::Config) -> Result<(), Issue> {
-    let mut seen = HashSet::new();
+    let mut seen = crate::validate::Unique::new("resource template");
     for (i, template) in config.resource_templates.iter().enumerate() {
         let key = format!("resource_templates[{i}]");
         let variables = template_variables(&template.uri_template)
@@ -186,12 +180,10 @@ pub(crate) fn validate_templates(config: &crate::Config) -> Result<(), Issue> {
                 "`file:` URIs belong to the files pack",
             ));
         }
-        if !seen.insert(template.uri_template.as_str()) {
-            return Err(issue(
-                format!("{key}.uri_template"),
-                "this template is defined twice",
-            ));
-        }
+        seen.check(
+            format!("{key}.uri_template"),
+            template.uri_template.as_str(),
+        )?;
         let backings = [
             template.text.is_some(),
             template.sql.is_some(),

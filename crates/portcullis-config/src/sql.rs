@@ -1,7 +1,6 @@
 //! The SQL pack's configuration: database sources, their limits, and the statement tools
 //! defined on them.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -160,8 +159,8 @@ fn is_tool_name(name: &str) -> bool {
 
 /// Checks the `[[sql]]` sections: names, engines, limits, parameters.
 pub(crate) fn validate_sql(sources: &[SqlSource]) -> Result<(), Issue> {
-    let mut names = HashSet::new();
-    let mut tools = HashSet::new();
+    let mut names = crate::validate::Unique::new("source name");
+    let mut tools = crate::validate::Unique::new("tool");
     let mut tool = |key: String, name: &str| -> Result<(), Issue> {
         if !is_tool_name(name) {
             return Err(issue(
@@ -171,9 +170,7 @@ pub(crate) fn validate_sql(sources: &[SqlSource]) -> Result<(), Issue> {
                 ),
             ));
         }
-        if !tools.insert(name.to_owned()) {
-            return Err(issue(key, format!("tool `{name}` is defined twice")));
-        }
+        tools.check(key, name)?;
         Ok(())
     };
     for (i, source) in sources.iter().enumerate() {
@@ -188,12 +185,7 @@ pub(crate) fn validate_sql(sources: &[SqlSource]) -> Result<(), Issue> {
                 ),
             ));
         }
-        if !names.insert(source.name.as_str()) {
-            return Err(issue(
-                format!("{key}.name"),
-                format!("source name `{}` is used twice", source.name),
-            ));
-        }
+        names.check(format!("{key}.name"), source.name.as_str())?;
         let Some(engine) = SqlEngine::of(&source.url) else {
             // Never echo the URL: it may hold a password.
             return Err(issue(

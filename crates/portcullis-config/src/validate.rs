@@ -16,6 +16,35 @@ pub(crate) fn issue(key: impl Into<String>, message: impl Into<String>) -> Issue
     }
 }
 
+/// Names that must differ within one list (roots, sources, tools, parameters, …): the one
+/// rule, and the one message, for a name used twice.
+pub(crate) struct Unique {
+    what: &'static str,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Unique {
+    /// A list of `what`s (`tool`, `source name`, …), as the message will name them.
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// The issue at `key` when `name` was seen before in this list.
+    pub(crate) fn check(&mut self, key: impl Into<String>, name: &str) -> Result<(), Issue> {
+        if self.seen.insert(name.to_owned()) {
+            Ok(())
+        } else {
+            Err(issue(
+                key,
+                format!("{} `{name}` is used twice; each must be unique", self.what),
+            ))
+        }
+    }
+}
+
 /// Names of tools, prompts and roots: what MCP clients accept everywhere.
 pub(crate) fn is_identifier(name: &str) -> bool {
     !name.is_empty()

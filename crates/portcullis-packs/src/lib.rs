@@ -6,7 +6,7 @@
 //! tools, resources and prompts report), its config section in `portcullis-config`, and one
 //! line in [`PACKS`]. What packs share lives beside them: [`params`] (declared parameters →
 //! JSON Schema → typed values), [`jail`] (client paths opened beneath a root's handle), and
-//! `portcullis_server::outbound` (HTTP with TLS).
+//! `portcullis_core::outbound` (HTTP with TLS).
 
 #[cfg(feature = "api")]
 pub mod api;
@@ -30,7 +30,7 @@ mod template;
 mod watch;
 
 use portcullis_config::Config;
-use portcullis_server::{Catalog, CatalogBuilder, CatalogError};
+use portcullis_core::{Catalog, CatalogBuilder, CatalogError};
 
 /// Why the catalog could not be built from a config.
 #[derive(Debug, thiserror::Error)]

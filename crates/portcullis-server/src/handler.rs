@@ -18,13 +18,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
-    CompletionInfo, ContentBlock, DiscoverResult, GetPromptRequestParams, GetPromptResponse,
-    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, LoggingLevel, PaginatedRequestParams, PromptsCapability,
-    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourcesCapability,
-    ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
-    SubscriptionFilter, Tool as ToolDef, ToolsCapability, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
+    DiscoverResult, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+    PaginatedRequestParams, PromptsCapability, ReadResourceRequestParams, ReadResourceResponse,
+    Reference, ResourcesCapability, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, Tool as ToolDef, ToolsCapability,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -33,11 +33,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::auth::Principal;
-use crate::catalog::{
-    CallContext, Catalog, PromptCall, ToolCall, missing_capabilities, principal_of,
-};
+use crate::catalog::{CallContext, Catalog, PromptCall, ToolCall};
 use crate::error::{PromptError, ToolError, prompt_error, resource_error, tool_error_result};
-use crate::guard::{self, GuardConfig, Outcome, Request, Target};
+use crate::guard::{self, GuardConfig, Outcome, Request, Target, validate};
 
 /// Most resources one `resources/list` page holds; `nextCursor` leads to the rest.
 const RESOURCE_PAGE: usize = 500;
@@ -115,30 +113,41 @@ impl Inner {
     }
 }
 
-/// Reads resources for a tool, as its caller (see [`CallContext::read_resource`]).
-#[derive(Clone)]
-pub(crate) struct ResourceReader(Arc<Inner>);
+/// Reads resources for one tool call, as its caller (see [`CallContext::read_resource`]):
+/// the config the call started on, its principal, its origin (so its reads are recorded as
+/// part of it).
+struct CallerReads {
+    inner: Arc<Inner>,
+    principal: Option<Principal>,
+    origin: guard::Origin,
+}
 
-impl std::fmt::Debug for ResourceReader {
+impl std::fmt::Debug for CallerReads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResourceReader")
+        f.debug_struct("CallerReads")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
     }
 }
 
-impl ResourceReader {
-    pub(crate) fn request_state(&self) -> &rmcp::model::RequestStateCodec {
-        &self.0.guard.request_state
+#[async_trait::async_trait]
+impl portcullis_core::ReadResource for CallerReads {
+    fn request_state(&self) -> &rmcp::model::RequestStateCodec {
+        &self.inner.guard.request_state
     }
 
-    pub(crate) async fn read(
+    async fn read(
         &self,
         uri: &str,
-        principal: Option<Principal>,
         cancel: tokio_util::sync::CancellationToken,
-        origin: guard::Origin,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.0
-            .read_resource(uri.to_owned(), principal, cancel, origin)
+        self.inner
+            .read_resource(
+                uri.to_owned(),
+                self.principal.clone(),
+                cancel,
+                self.origin.clone(),
+            )
             .await
     }
 }
@@ -941,72 +950,65 @@ impl ServerHandler for PortcullisHandler {
         let (call_context, cancel) = CallContext::new(
             context,
             self.session_log_level(),
-            principal,
-            ResourceReader(Arc::clone(&inner)),
-            origin,
+            principal.clone(),
+            Arc::new(CallerReads {
+                inner: Arc::clone(&inner),
+                principal,
+                origin,
+            }),
         );
         let (input_responses, request_state) = (request.input_responses, request.request_state);
         let name: &str = &name;
-        let call = guard.run(catalog, logged, cancel, |cancel, deadline| async move {
-            if let Some(required) = &entry.required_capabilities
-                && let Some(missing) =
-                    missing_capabilities(required, call_context.client_capabilities())
-            {
-                return (
-                    Err(ErrorData::missing_required_client_capability(missing)),
-                    Outcome::InvalidArguments,
-                );
-            }
-            let arguments = Value::Object(arguments);
-            let violations = entry.validator.violations(&arguments);
-            if !violations.is_empty() {
-                let message = format!(
-                    "invalid arguments for `{name}`:\n- {}",
-                    violations.join("\n- ")
-                );
-                return (
-                    Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into()),
-                    Outcome::InvalidArguments,
-                );
-            }
-            let Value::Object(arguments) = arguments else {
-                unreachable!("built from an object above")
-            };
-            let call = ToolCall {
-                arguments,
-                cancel,
-                deadline,
-                context: call_context,
-                input_responses,
-                request_state,
-            };
-            // The second level of a trace: the tool's own work (no span when traces are off).
-            let tool_span = crate::traces::tool_span(name);
-            let (result, outcome) = match entry.tool.call(call).instrument(tool_span.clone()).await
-            {
-                Ok(response) => {
-                    let outcome = match &response {
-                        CallToolResponse::Complete(result) if result.is_error == Some(true) => {
-                            Outcome::ToolError
+        // What the client declared, read only for a tool that requires something of it.
+        let declared = entry
+            .required_capabilities
+            .as_ref()
+            .map(|_| call_context.client_capabilities().cloned());
+        let check = || validate::tool_arguments(entry, arguments, declared.flatten().as_ref());
+        let call = guard.run_checked(
+            catalog,
+            logged,
+            cancel,
+            check,
+            |arguments, cancel, deadline| async move {
+                let call = ToolCall {
+                    arguments,
+                    cancel,
+                    deadline,
+                    context: call_context,
+                    input_responses,
+                    request_state,
+                };
+                // The second level of a trace: the tool's own work (no span when traces are off).
+                let tool_span = crate::traces::tool_span(name);
+                let (result, outcome) =
+                    match entry.tool.call(call).instrument(tool_span.clone()).await {
+                        Ok(response) => {
+                            let outcome = match &response {
+                                CallToolResponse::Complete(result)
+                                    if result.is_error == Some(true) =>
+                                {
+                                    Outcome::ToolError
+                                }
+                                CallToolResponse::InputRequired(_) => Outcome::InputRequired,
+                                _ => Outcome::Ok,
+                            };
+                            (Ok(response), outcome)
                         }
-                        CallToolResponse::InputRequired(_) => Outcome::InputRequired,
-                        _ => Outcome::Ok,
+                        Err(error) => {
+                            let outcome = match error {
+                                ToolError::Internal { .. } => Outcome::InternalError,
+                                _ => Outcome::ToolError,
+                            };
+                            (tool_error_result(name, error).map(Into::into), outcome)
+                        }
                     };
-                    (Ok(response), outcome)
+                if !matches!(outcome, Outcome::Ok | Outcome::InputRequired) {
+                    crate::traces::tool_failed(&tool_span, outcome);
                 }
-                Err(error) => {
-                    let outcome = match error {
-                        ToolError::Internal { .. } => Outcome::InternalError,
-                        _ => Outcome::ToolError,
-                    };
-                    (tool_error_result(name, error).map(Into::into), outcome)
-                }
-            };
-            if !matches!(outcome, Outcome::Ok | Outcome::InputRequired) {
-                crate::traces::tool_failed(&tool_span, outcome);
-            }
-            (result, outcome)
-        });
+                (result, outcome)
+            },
+        );
         self.shared.in_flight.track_future(call).await
     }
 
@@ -1280,26 +1282,32 @@ impl ServerHandler for PortcullisHandler {
             request_state: request.request_state,
             client_capabilities: context.client_capabilities(),
         };
-        let get = guard.run(&inner.catalog, logged, context.ct, |_, _| async {
-            let arguments = match prompt_arguments(&entry.definition, given) {
-                Ok(arguments) => arguments,
-                Err(error) => return (Err(prompt_error(&name, error)), Outcome::InvalidArguments),
-            };
-            match entry
-                .template
-                .render(PromptCall { arguments, ..call })
-                .await
-            {
-                Ok(response) => (Ok(response), Outcome::Ok),
-                Err(error) => {
-                    let outcome = match error {
-                        PromptError::InvalidArguments(_) => Outcome::InvalidArguments,
-                        PromptError::Internal { .. } => Outcome::InternalError,
-                    };
-                    (Err(prompt_error(&name, error)), outcome)
+        let check = || {
+            validate::prompt_arguments(&entry.definition, given)
+                .map_err(|error| Box::new(Err(prompt_error(&name, error))))
+        };
+        let get = guard.run_checked(
+            &inner.catalog,
+            logged,
+            context.ct,
+            check,
+            |arguments, _, _| async {
+                match entry
+                    .template
+                    .render(PromptCall { arguments, ..call })
+                    .await
+                {
+                    Ok(response) => (Ok(response), Outcome::Ok),
+                    Err(error) => {
+                        let outcome = match error {
+                            PromptError::InvalidArguments(_) => Outcome::InvalidArguments,
+                            PromptError::Internal { .. } => Outcome::InternalError,
+                        };
+                        (Err(prompt_error(&name, error)), outcome)
+                    }
                 }
-            }
-        });
+            },
+        );
         self.shared.in_flight.track_future(get).await
     }
 
@@ -1386,51 +1394,15 @@ fn no_resource(uri: &str) -> ErrorData {
     )
 }
 
-/// Checks prompt arguments against the declaration: every value a string, no undeclared
-/// name, every required one present.
-fn prompt_arguments(
-    prompt: &rmcp::model::Prompt,
-    given: serde_json::Map<String, Value>,
-) -> Result<HashMap<String, String>, PromptError> {
-    let declared = prompt.arguments.as_deref().unwrap_or_default();
-    let allowed = || {
-        declared
-            .iter()
-            .map(|a| format!("`{}`", a.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut out = HashMap::with_capacity(given.len());
-    for (key, value) in given {
-        if !declared.iter().any(|a| a.name == key) {
-            let allowed = if declared.is_empty() {
-                "none".to_owned()
-            } else {
-                allowed()
-            };
-            return Err(PromptError::InvalidArguments(format!(
-                "prompt `{}` has no argument `{key}`; allowed: {allowed}",
-                prompt.name
-            )));
-        }
-        let Value::String(value) = value else {
-            return Err(PromptError::InvalidArguments(format!(
-                "argument `{key}` must be a string"
-            )));
-        };
-        out.insert(key, value);
+/// Who sent the request, as its transport attached it: the principal the HTTP
+/// authentication layer put on the request, or else the one the transport gave the whole
+/// connection (stdio: the local user). `None` (fail closed) when neither did.
+fn principal_of(
+    context: &RequestContext<RoleServer>,
+    connection: Option<&Principal>,
+) -> Option<Principal> {
+    match context.extensions.get::<http::request::Parts>() {
+        Some(parts) => parts.extensions.get::<Principal>().cloned(),
+        None => connection.cloned(),
     }
-    let missing: Vec<String> = declared
-        .iter()
-        .filter(|a| a.required == Some(true) && !out.contains_key(&a.name))
-        .map(|a| format!("`{}`", a.name))
-        .collect();
-    if !missing.is_empty() {
-        return Err(PromptError::InvalidArguments(format!(
-            "prompt `{}` is missing required argument(s) {}",
-            prompt.name,
-            missing.join(", ")
-        )));
-    }
-    Ok(out)
 }

@@ -8,7 +8,6 @@
 
 pub mod audit;
 pub mod auth;
-mod catalog;
 pub mod cluster;
 mod config;
 mod error;
@@ -17,28 +16,30 @@ mod guard;
 mod handler;
 pub mod limits;
 pub mod metrics;
-pub mod outbound;
-mod redact;
 mod server;
 pub mod telemetry;
 pub mod traces;
 pub mod transport;
 
-pub use auth::Principal;
-pub use catalog::{
+// The pack-facing API is `portcullis-core`'s; re-exported whole, so an embedding needs
+// only this crate, and reachable inside it at the same paths (`crate::catalog`, …).
+use portcullis_core::catalog;
+pub use portcullis_core::{
+    AUDIT_UNAVAILABLE, BoxError, FORBIDDEN, Principal, PromptError, RATE_LIMITED,
+    REQUEST_CANCELLED, ResourceError, ToolError, install_panic_hook,
+};
+pub use portcullis_core::{
     ArgumentValidator, Backing, CallContext, Catalog, CatalogBuilder, CatalogError, ChangeNotifier,
-    PromptCall, PromptTemplate, Readiness, ResourceChange, ResourceSource, Tool, ToolCall,
-    ToolOutput,
+    PromptCall, PromptTemplate, ReadResource, Readiness, ResourceChange, ResourceSource, Tool,
+    ToolCall, ToolOutput,
 };
-pub use error::{
-    AUDIT_UNAVAILABLE, BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED,
-    ResourceError, SetupError, ToolError, install_panic_hook,
-};
+pub use portcullis_core::{outbound, redact_secrets};
+
+pub use error::SetupError;
 pub use guard::{GuardConfig, ItemRules, Policies, REQUEST_TIMED_OUT};
 pub use handler::{PortcullisHandler, ServerIdentity};
-pub use redact::redact_secrets;
 pub use rmcp;
-pub use server::{CatalogSource, Prepared, Server, ServerError, Transport};
+pub use server::{BuildCatalog, Prepared, Server, ServerError, Transport};
 pub use telemetry::log_filter;
 
 /// The host name (the default replica name), or `unknown`.

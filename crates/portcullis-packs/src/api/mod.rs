@@ -2,7 +2,7 @@
 //! with typed parameters (the guard validates them before anything is sent), secrets in
 //! headers from the environment, timeouts and size caps, upstream errors turned into safe
 //! messages, and every request and redirect through the outbound SSRF guard
-//! (`portcullis_server::outbound`).
+//! (`portcullis_core::outbound`).
 
 pub mod openapi;
 mod request;
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_config::{Config, HttpMethod, HttpSource, HttpTool, Param, PrivateAddresses};
-use portcullis_server::outbound::{self, AddressPolicy, ClientOptions, PrivateAllowance};
-use portcullis_server::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
+use portcullis_core::outbound::{self, AddressPolicy, ClientOptions, PrivateAllowance};
+use portcullis_core::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{Tool as ToolDef, ToolAnnotations};

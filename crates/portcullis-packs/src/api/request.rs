@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use portcullis_server::ToolError;
+use portcullis_core::ToolError;
 use serde_json::Value;
 
 use crate::params::Typed;

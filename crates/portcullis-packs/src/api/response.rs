@@ -3,8 +3,8 @@
 //! summarised. Error statuses and transport failures become messages the model can act on,
 //! never the upstream's body unless the tool opts in (then capped and scrubbed).
 
-use portcullis_server::outbound::{ReadError, refusal_of};
-use portcullis_server::{ToolError, ToolOutput};
+use portcullis_core::outbound::{ReadError, refusal_of};
+use portcullis_core::{ToolError, ToolOutput};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -25,7 +25,7 @@ pub(super) fn transport_error(upstream: &Upstream, error: &reqwest::Error) -> To
     let name = &upstream.name;
     if let Some(refusal) = refusal_of(error) {
         // A name that does not resolve is an unreachable upstream, not a refusal.
-        if matches!(refusal, portcullis_server::outbound::Refusal::Unresolved(_)) {
+        if matches!(refusal, portcullis_core::outbound::Refusal::Unresolved(_)) {
             return ToolError::rejected(format!("`{name}` is unreachable; try again later"));
         }
         return ToolError::rejected(format!("request to `{name}` refused: {refusal}"));
@@ -44,7 +44,7 @@ pub(super) fn transport_error(upstream: &Upstream, error: &reqwest::Error) -> To
     }
     ToolError::internal(
         format!("request to `{name}`"),
-        portcullis_server::outbound::describe(error),
+        portcullis_core::outbound::describe(error),
     )
 }
 
@@ -135,7 +135,7 @@ fn excerpt(upstream: &Upstream, tool: &ApiTool, body: &[u8]) -> String {
             text = text.replace(secret.as_str(), "***");
         }
     }
-    let text: String = portcullis_server::redact_secrets(&text)
+    let text: String = portcullis_core::redact_secrets(&text)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(ERROR_EXCERPT_CHARS)

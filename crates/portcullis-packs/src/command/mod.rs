@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_config::{CommandOutput, CommandTool, Config, Param, ParamType, ResourceLimits};
-use portcullis_server::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
+use portcullis_core::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{Tool as ToolDef, ToolAnnotations};
 use serde_json::Value;
 

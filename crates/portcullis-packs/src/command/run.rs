@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use portcullis_config::CommandOutput;
-use portcullis_server::{ToolCall, ToolError, ToolOutput};
+use portcullis_core::{ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, LoggingLevel};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 

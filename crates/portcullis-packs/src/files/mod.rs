@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_config::{Config, FilesRoot};
-use portcullis_server::{CatalogBuilder, Readiness};
+use portcullis_core::{CatalogBuilder, Readiness};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use portcullis_server::{ResourceError, ResourceSource};
+use portcullis_core::{ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, ResourceContents, ResourceTemplate};
 
 use super::Roots;

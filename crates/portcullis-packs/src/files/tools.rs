@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
+use portcullis_core::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
 use serde_json::{Value, json};
 

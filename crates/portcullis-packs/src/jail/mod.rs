@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
 use cap_std::fs::{Dir, Metadata, OpenOptions, OpenOptionsExt as _};
-use portcullis_server::ToolError;
+use portcullis_core::ToolError;
 
 pub use deny::DEFAULT_DENY;
 pub(crate) use deny::DenyList;

@@ -17,7 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use portcullis_config::{Config, NotesFolder};
-use portcullis_server::{CatalogBuilder, ChangeNotifier, Readiness, ResourceError, ResourceSource};
+use portcullis_core::{CatalogBuilder, ChangeNotifier, Readiness, ResourceError, ResourceSource};
 use rmcp::model::{Annotations, ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
 use crate::jail::{DenyList, Jail, Located};
@@ -267,7 +267,7 @@ impl Folder {
         for rel in candidates {
             match self.jail.locate(&rel).await {
                 Ok(at) => return Ok((rel, at)),
-                Err(portcullis_server::ToolError::NotFound(_)) => {}
+                Err(portcullis_core::ToolError::NotFound(_)) => {}
                 Err(error) => return Err(ResourceError::from(error)),
             }
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use portcullis_server::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
+use portcullis_core::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef};
 use serde_json::{Value, json};
 
@@ -166,9 +166,9 @@ impl Tool for DeleteNote {
         let folder = self.0.pick(&call.arguments);
         let slug = slug_arg(&call);
         let (rel, _) = folder.locate(slug).await.map_err(|e| match e {
-            portcullis_server::ResourceError::NotFound(m) => ToolError::NotFound(m),
-            portcullis_server::ResourceError::Rejected(m) => ToolError::Rejected(m),
-            portcullis_server::ResourceError::Internal { context, source } => {
+            portcullis_core::ResourceError::NotFound(m) => ToolError::NotFound(m),
+            portcullis_core::ResourceError::Rejected(m) => ToolError::Rejected(m),
+            portcullis_core::ResourceError::Internal { context, source } => {
                 ToolError::Internal { context, source }
             }
         })?;

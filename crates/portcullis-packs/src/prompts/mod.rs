@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use portcullis_config::{Config, PromptConfig};
-use portcullis_server::{CatalogBuilder, PromptCall, PromptError, PromptTemplate};
+use portcullis_core::{CatalogBuilder, PromptCall, PromptError, PromptTemplate};
 use rmcp::model::{
     GetPromptResponse, GetPromptResult, Prompt, PromptArgument, PromptMessage, Role,
 };

@@ -9,7 +9,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use base64::Engine as _;
 use portcullis_config::{Config, StaticResourceConfig};
-use portcullis_server::{CatalogBuilder, ResourceError, ResourceSource};
+use portcullis_core::{CatalogBuilder, ResourceError, ResourceSource};
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents};
 
 /// The pack's name, for `[packs.resources]`.
@@ -100,8 +100,8 @@ fn add_templates(
                     .find(|s| s.name == sql.source)
                     .and_then(|s| s.query_tool.clone())
                     .map_or_else(
-                        || portcullis_server::Backing::Pack(crate::sql::PACK.to_owned()),
-                        portcullis_server::Backing::Tool,
+                        || portcullis_core::Backing::Pack(crate::sql::PACK.to_owned()),
+                        portcullis_core::Backing::Tool,
                     );
                 (
                     template.params.clone(),
@@ -127,7 +127,7 @@ fn add_templates(
                 (
                     tool.params().to_vec(),
                     Backing::Api(std::sync::Arc::clone(tool)),
-                    Some(portcullis_server::Backing::Tool(api.tool.clone())),
+                    Some(portcullis_core::Backing::Tool(api.tool.clone())),
                 )
             }
             #[cfg(not(feature = "api"))]

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use portcullis_config::{Param, ParamType, ResourceTemplateConfig};
-use portcullis_server::{ArgumentValidator, ResourceError, ResourceSource};
+use portcullis_core::{ArgumentValidator, ResourceError, ResourceSource};
 use rmcp::model::{JsonObject, ReadResourceResult, ResourceContents, ResourceTemplate};
 use serde_json::Value;
 
@@ -108,7 +108,7 @@ pub(crate) struct Template {
     backing: Backing,
     /// The item whose policy bounds the reads besides the template's own (the guard's
     /// `Policies` combines them).
-    item: Option<portcullis_server::Backing>,
+    item: Option<portcullis_core::Backing>,
     mime: Option<String>,
     /// Its own `required_scopes`; `None`: the resources pack's. `item`'s are needed too.
     scopes: Option<Vec<String>>,
@@ -119,7 +119,7 @@ impl Template {
         config: &ResourceTemplateConfig,
         params: Vec<Param>,
         backing: Backing,
-        item: Option<portcullis_server::Backing>,
+        item: Option<portcullis_core::Backing>,
     ) -> Result<Self, String> {
         let what = |e: String| format!("resource template `{}`: {e}", config.uri_template);
         let uri = UriTemplate::parse(&config.uri_template).map_err(what)?;
@@ -326,11 +326,11 @@ impl ResourceSource for TemplateResources {
             .and_then(|t| t.scopes.clone())
     }
 
-    fn backing(&self, uri: &str) -> Option<portcullis_server::Backing> {
+    fn backing(&self, uri: &str) -> Option<portcullis_core::Backing> {
         self.find(uri).and_then(|(t, _)| t.item.clone())
     }
 
-    fn template_backing(&self, uri_template: &str) -> Option<portcullis_server::Backing> {
+    fn template_backing(&self, uri_template: &str) -> Option<portcullis_core::Backing> {
         self.0
             .iter()
             .find(|t| t.listing.uri_template == uri_template)

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_config::{Config, SqlSource};
-use portcullis_server::{CatalogBuilder, Readiness};
+use portcullis_core::{CatalogBuilder, Readiness};
 
 pub(crate) use checker::check_statement;
 pub use credentials::credential_warnings;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use portcullis_config::{SqlEngine, SqlSource};
-use portcullis_server::ToolError;
+use portcullis_core::ToolError;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow, Postgres};
@@ -75,7 +75,7 @@ impl DbError {
     pub(crate) fn into_tool_error(self, source: &Source) -> ToolError {
         match self {
             Self::Unavailable(detail) => {
-                tracing::warn!(source = %source.name, error = %portcullis_server::redact_secrets(&detail), "database unavailable");
+                tracing::warn!(source = %source.name, error = %portcullis_core::redact_secrets(&detail), "database unavailable");
                 ToolError::rejected(format!(
                     "database `{}` unavailable; it did not answer, try again later",
                     source.name
@@ -877,7 +877,7 @@ impl CancelTarget {
                 match tokio::time::timeout(CONNECT_TIMEOUT, task).await {
                     Ok(Ok(())) => tracing::debug!("running statement cancelled"),
                     Ok(Err(error)) => {
-                        tracing::warn!(error = %portcullis_server::redact_secrets(&error.to_string()), "could not cancel a running statement")
+                        tracing::warn!(error = %portcullis_core::redact_secrets(&error.to_string()), "could not cancel a running statement")
                     }
                     Err(_) => tracing::warn!("could not cancel a running statement in time"),
                 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_config::{SqlEngine, SqlStatement};
-use portcullis_server::{Tool, ToolCall, ToolError, ToolOutput};
+use portcullis_core::{Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef, ToolAnnotations};
 use serde_json::{Value, json};
 

@@ -9,7 +9,6 @@
 mod api_key;
 mod client_ip;
 mod jwt;
-mod principal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +22,7 @@ use portcullis_config::Config;
 use serde_json::json;
 
 pub use api_key::{KEY_PREFIX, generate_key, hash_key};
-pub use principal::{Principal, Scopes};
+pub use portcullis_core::{Principal, Scopes};
 
 use crate::limits::{LocalRateLimiter, RateLimitStore, Refusal, retry_after_secs};
 use api_key::ApiKeys;

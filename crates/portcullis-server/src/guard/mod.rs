@@ -10,6 +10,7 @@
 pub(crate) mod client_text;
 mod fingerprint;
 mod policy;
+pub(crate) mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -502,13 +503,8 @@ impl GuardConfig {
         )
     }
 
-    /// Runs `request` through the pipeline: principal, the target's scopes, its rate limit
-    /// and timeout (all from [`Policies`]), `work` (which validates its input first and
-    /// reports its own outcome), with panics caught and cancellation obeyed, then the log
-    /// line.
-    ///
-    /// `work` receives a token cancelled on timeout or when the client cancels, and the
-    /// deadline.
+    /// [`GuardConfig::run_checked`] for a request with nothing to validate (its target
+    /// names everything there is: a resource read, a subscription, a completion).
     pub(crate) async fn run<T, F, Fut>(
         &self,
         catalog: &Catalog,
@@ -519,6 +515,39 @@ impl GuardConfig {
     where
         T: Answer,
         F: FnOnce(CancellationToken, Instant) -> Fut,
+        Fut: Future<Output = (Result<T, ErrorData>, Outcome)>,
+    {
+        self.run_checked(
+            catalog,
+            request,
+            cancel,
+            || Ok(()),
+            |(), cancel, deadline| work(cancel, deadline),
+        )
+        .await
+    }
+
+    /// Runs `request` through the whole pipeline: principal, the target's scopes, its rate
+    /// limits, `check` (the validation of its input, [`validate`]), the principal's call
+    /// slot, the audit intent of a call that changes data, then `work` under the timeout
+    /// (from [`Policies`]) with panics caught and cancellation obeyed; then the log line,
+    /// metrics and audit record.
+    ///
+    /// `check` returns the validated input, or the answer to give instead (which ends the
+    /// request as `InvalidArguments`). `work` receives the validated input, a token
+    /// cancelled on timeout or when the client cancels, and the deadline.
+    pub(crate) async fn run_checked<T, V, C, F, Fut>(
+        &self,
+        catalog: &Catalog,
+        request: Request<'_>,
+        cancel: CancellationToken,
+        check: C,
+        work: F,
+    ) -> Result<T, ErrorData>
+    where
+        T: Answer,
+        C: FnOnce() -> Result<V, validate::Invalid<T>>,
+        F: FnOnce(V, CancellationToken, Instant) -> Fut,
         Fut: Future<Output = (Result<T, ErrorData>, Outcome)>,
     {
         let started = std::time::Instant::now();
@@ -594,6 +623,21 @@ impl GuardConfig {
                 });
             }
         }
+        // Validation: after authorization and limits, before anything is held or recorded.
+        let input = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+            Ok(Ok(input)) => input,
+            Ok(Err(answer)) => {
+                self.finish(&seen, Some(&principal), Outcome::InvalidArguments)
+                    .await;
+                return *answer;
+            }
+            Err(payload) => {
+                let message = span.in_scope(|| error::panicked(item, payload.as_ref()));
+                self.finish(&seen, Some(&principal), Outcome::Panicked)
+                    .await;
+                return T::internal(message);
+            }
+        };
         // A tool call holds its principal's call slot until it ends: a 2025 session's call
         // goes on after its client hung up, beyond any slot the transport held.
         let _running = match target {
@@ -631,7 +675,7 @@ impl GuardConfig {
         let timeout = policy.timeout;
         let deadline = Instant::now() + timeout;
         let work_cancel = cancel.child_token();
-        let guarded = std::panic::AssertUnwindSafe(work(work_cancel.clone(), deadline))
+        let guarded = std::panic::AssertUnwindSafe(work(input, work_cancel.clone(), deadline))
             .catch_unwind()
             .instrument(span.clone());
         let in_flight = crate::metrics::InFlight::start();

@@ -29,7 +29,7 @@ use crate::{BoxError, Catalog, GuardConfig, PortcullisHandler, ServerIdentity};
 /// Builds the catalog a config describes: at start-up and again at every reload.
 /// `portcullis_packs::catalog` is one; an embedding registers its own tools next to the
 /// packs in its own.
-pub type CatalogSource = dyn Fn(&Config) -> Result<Catalog, BoxError> + Send + Sync;
+pub type BuildCatalog = dyn Fn(&Config) -> Result<Catalog, BoxError> + Send + Sync;
 
 /// Where the server speaks MCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct Prepared {
     /// Its policies, limits and timeouts.
     pub guard: GuardConfig,
     http: HttpOptions,
-    source: Arc<CatalogSource>,
+    source: Arc<BuildCatalog>,
     path: Option<PathBuf>,
 }
 
@@ -233,7 +233,7 @@ struct State {
     /// The config the process started with: what the listener, caps, audit and metrics
     /// really run on, whatever later reloads said.
     started: Config,
-    source: Arc<CatalogSource>,
+    source: Arc<BuildCatalog>,
     handler: PortcullisHandler,
     /// The HTTP settings; their authentication is swapped whole by a reload.
     http: HttpOptions,
@@ -260,7 +260,7 @@ impl Server {
         F: Fn(&Config) -> Result<Catalog, E> + Send + Sync + 'static,
         E: Into<BoxError>,
     {
-        let source: Arc<CatalogSource> =
+        let source: Arc<BuildCatalog> =
             Arc::new(move |config: &Config| source(config).map_err(Into::into));
         prepare(config, source)
     }
@@ -364,7 +364,7 @@ impl Server {
 }
 
 /// [`Server::prepare`] with the source already shared.
-fn prepare(config: Config, source: Arc<CatalogSource>) -> Result<Prepared, ServerError> {
+fn prepare(config: Config, source: Arc<BuildCatalog>) -> Result<Prepared, ServerError> {
     let catalog = source(&config).map_err(ServerError::Catalog)?;
     let guard = GuardConfig::new(&config, &catalog)?;
     let http = HttpOptions::from_config(&config)?;

@@ -606,6 +606,49 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
+/// Validation is a step of the guard, before the audit intent: a call that would change
+/// data but whose arguments are invalid never ran, so it leaves one record
+/// (`invalid_arguments`) and no `started` intent. Before, the arguments were checked inside
+/// the work, after the intent was written.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_call_that_would_change_data_records_no_intent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.jsonl");
+    let path = config(dir.path(), &audit_section(&log, ""), "");
+    let mut server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let (status, body) = call(
+        &server,
+        WRITER,
+        "write_file",
+        json!({ "path": "never.txt", "confirm": true }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["isError"], json!(true), "{body}");
+    let said = body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        said.contains("content"),
+        "the error names what is missing: {said}"
+    );
+    server.terminate().expect("SIGTERM");
+    server
+        .wait(std::time::Duration::from_secs(15))
+        .await
+        .expect("exit");
+    assert!(!dir.path().join("scratch/never.txt").exists());
+    let writes: Vec<Value> = records(&log)
+        .into_iter()
+        .filter(|r| r["item"] == "write_file")
+        .collect();
+    let outcomes: Vec<&str> = writes
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes, ["invalid_arguments"], "{writes:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_pass_promtool_and_count_what_happened() {
     let dir = tempfile::tempdir().expect("tempdir");

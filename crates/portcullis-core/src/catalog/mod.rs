@@ -19,10 +19,9 @@ use rmcp::model::{
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{PromptError, ResourceError, ToolError};
-pub(crate) use changes::Published;
+pub use changes::Published;
 pub use changes::{ChangeNotifier, ResourceChange};
-pub use context::CallContext;
-pub(crate) use context::{missing_capabilities, principal_of};
+pub use context::{CallContext, ReadResource};
 
 pub use schema::ArgumentValidator;
 
@@ -56,8 +55,8 @@ pub struct ToolCall {
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use portcullis_server::{Tool, ToolCall, ToolError, ToolOutput};
-/// use portcullis_server::rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
+/// use portcullis_core::{Tool, ToolCall, ToolError, ToolOutput};
+/// use portcullis_core::rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
 ///
 /// struct Echo;
 ///
@@ -104,14 +103,13 @@ pub trait Tool: Send + Sync + 'static {
 /// read counts against both rate limits).
 ///
 /// ```
-/// use portcullis_server::Backing;
+/// use portcullis_core::Backing;
 ///
 /// // A template whose reads call the HTTP tool `get_user` shares that tool's budget.
 /// let backing = Backing::Tool("get_user".to_owned());
 /// assert_eq!(backing, Backing::Tool("get_user".to_owned()));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Backing {
     /// A tool of the catalog, by name: a read draws from the same rate-limit bucket as the
     /// tool's calls.
@@ -263,28 +261,28 @@ pub enum CatalogError {
     },
 }
 
-pub(crate) struct CatalogTool {
-    pub(crate) definition: ToolDef,
-    pub(crate) pack: String,
-    pub(crate) required_capabilities: Option<ClientCapabilities>,
-    pub(crate) validator: ArgumentValidator,
-    pub(crate) tool: Arc<dyn Tool>,
+pub struct CatalogTool {
+    pub definition: ToolDef,
+    pub pack: String,
+    pub required_capabilities: Option<ClientCapabilities>,
+    pub validator: ArgumentValidator,
+    pub tool: Arc<dyn Tool>,
 }
 
-pub(crate) struct CatalogPrompt {
-    pub(crate) definition: Prompt,
-    pub(crate) pack: String,
-    pub(crate) template: Arc<dyn PromptTemplate>,
+pub struct CatalogPrompt {
+    pub definition: Prompt,
+    pub pack: String,
+    pub template: Arc<dyn PromptTemplate>,
 }
 
 /// A resource source with what it offers, frozen when the catalog is built.
-pub(crate) struct CatalogSource {
+pub struct CatalogSource {
     /// Position in the catalog, the key of the source's policy.
-    pub(crate) index: usize,
-    pub(crate) pack: String,
-    pub(crate) source: Arc<dyn ResourceSource>,
-    pub(crate) resources: Vec<Resource>,
-    pub(crate) templates: Vec<ResourceTemplate>,
+    pub index: usize,
+    pub pack: String,
+    pub source: Arc<dyn ResourceSource>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
 }
 
 impl CatalogSource {
@@ -292,7 +290,7 @@ impl CatalogSource {
     /// text: the URI of a resource listed when the catalog was built (config's own text),
     /// else the source's URI template(s), else its scheme. A live source's URIs name user
     /// data (note and file names) and come and go: they are always named by template.
-    pub(crate) fn label(&self, uri: &str) -> String {
+    pub fn label(&self, uri: &str) -> String {
         if !self.source.list_changes() && self.resources.iter().any(|r| r.uri == uri) {
             return uri.to_owned();
         }
@@ -494,16 +492,16 @@ impl Drop for Catalog {
 
 /// The frozen set of everything the server offers. Built once, shared behind an `Arc`.
 pub struct Catalog {
-    pub(crate) tools: Vec<CatalogTool>,
+    pub tools: Vec<CatalogTool>,
     tool_index: HashMap<String, usize>,
-    pub(crate) tool_list: Vec<ToolDef>,
+    pub tool_list: Vec<ToolDef>,
     prompts: Vec<CatalogPrompt>,
     prompt_index: HashMap<String, usize>,
-    pub(crate) prompt_list: Vec<Prompt>,
-    pub(crate) sources: Vec<CatalogSource>,
+    pub prompt_list: Vec<Prompt>,
+    pub sources: Vec<CatalogSource>,
     /// The resources of sources whose list never changes, listed once.
-    pub(crate) resource_list: Vec<Resource>,
-    pub(crate) template_list: Vec<ResourceTemplate>,
+    pub resource_list: Vec<Resource>,
+    pub template_list: Vec<ResourceTemplate>,
     notifier: ChangeNotifier,
     /// Background work not started yet.
     background: std::sync::Mutex<Vec<futures::future::BoxFuture<'static, ()>>>,
@@ -561,7 +559,7 @@ impl Catalog {
     }
 
     /// Runs `task` for as long as this catalog serves (aborted with its watchers).
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -569,12 +567,12 @@ impl Catalog {
     }
 
     /// Where the changes of live sources are published.
-    pub(crate) fn changes(&self) -> &ChangeNotifier {
+    pub fn changes(&self) -> &ChangeNotifier {
         &self.notifier
     }
 
     /// Whether any source's list changes while serving (the `listChanged` capability).
-    pub(crate) fn has_live_resources(&self) -> bool {
+    pub fn has_live_resources(&self) -> bool {
         self.sources.iter().any(|s| s.source.list_changes())
     }
 
@@ -583,7 +581,7 @@ impl Catalog {
         &self.template_list
     }
 
-    pub(crate) fn tool(&self, name: &str) -> Option<&CatalogTool> {
+    pub fn tool(&self, name: &str) -> Option<&CatalogTool> {
         self.tool_index.get(name).map(|&i| &self.tools[i])
     }
 
@@ -592,21 +590,21 @@ impl Catalog {
         self.tool(name).map(|t| t.pack.as_str())
     }
 
-    pub(crate) fn prompt_entries(&self) -> &[CatalogPrompt] {
+    pub fn prompt_entries(&self) -> &[CatalogPrompt] {
         &self.prompts
     }
 
-    pub(crate) fn prompt(&self, name: &str) -> Option<&CatalogPrompt> {
+    pub fn prompt(&self, name: &str) -> Option<&CatalogPrompt> {
         self.prompt_index.get(name).map(|&i| &self.prompts[i])
     }
 
     /// The source that claims `uri` (the first one, in the order they were added).
-    pub(crate) fn resource_source(&self, uri: &str) -> Option<&CatalogSource> {
+    pub fn resource_source(&self, uri: &str) -> Option<&CatalogSource> {
         self.sources.iter().find(|s| s.source.claims(uri))
     }
 
     /// The source that offers the template `uri_template`.
-    pub(crate) fn template_source(&self, uri_template: &str) -> Option<&CatalogSource> {
+    pub fn template_source(&self, uri_template: &str) -> Option<&CatalogSource> {
         self.sources
             .iter()
             .find(|s| s.templates.iter().any(|t| t.uri_template == uri_template))
@@ -623,7 +621,7 @@ impl Catalog {
     }
 
     /// Whether any resource can be subscribed to (the `resources.subscribe` capability).
-    pub(crate) fn has_subscribable_resources(&self) -> bool {
+    pub fn has_subscribable_resources(&self) -> bool {
         self.sources
             .iter()
             .any(|s| s.source.live() || s.resources.iter().any(|r| s.source.subscribable(&r.uri)))

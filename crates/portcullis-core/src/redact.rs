@@ -17,7 +17,7 @@ use aho_corasick::{AhoCorasick, Input, MatchKind};
 /// `text` with every secret it recognises replaced by `***`.
 ///
 /// ```
-/// use portcullis_server::redact_secrets;
+/// use portcullis_core::redact_secrets;
 /// assert_eq!(
 ///     redact_secrets("connect to postgres://admin:hunter2@db:5432/app failed"),
 ///     "connect to postgres://***@db:5432/app failed"

@@ -29,9 +29,9 @@ pub enum ResourceChange {
 /// produced (size and modification time, a content hash): replicas that all watch the same
 /// files see the same change, and the version lets exactly one of them announce it.
 #[derive(Debug, Clone)]
-pub(crate) struct Published {
-    pub(crate) change: ResourceChange,
-    pub(crate) version: Option<String>,
+pub struct Published {
+    pub change: ResourceChange,
+    pub version: Option<String>,
 }
 
 /// The handle a resource source publishes changes through (from
@@ -98,7 +98,7 @@ impl ChangeNotifier {
     }
 
     /// A receiver of every change published from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Published> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.tx.subscribe()
     }
 }

@@ -259,8 +259,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 
 /// The resolver of a guarded client: resolves, drops every address the policy refuses, and
 /// hands reqwest only checked addresses (so the connection cannot go anywhere else).
-pub(crate) struct GuardedResolver {
-    pub(crate) policy: Arc<AddressPolicy>,
+pub struct GuardedResolver {
+    pub policy: Arc<AddressPolicy>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
@@ -290,7 +290,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 type BoxedError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The redirect policy of a guarded client: every hop is checked like the first request.
-pub(crate) fn redirect_policy(policy: Arc<AddressPolicy>, max: usize) -> reqwest::redirect::Policy {
+pub fn redirect_policy(policy: Arc<AddressPolicy>, max: usize) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > max {
             return attempt.error(Refusal::TooManyRedirects(max));

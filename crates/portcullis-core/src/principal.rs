@@ -64,13 +64,13 @@ impl Principal {
 
     /// The same principal, authenticated by the API key whose SHA-256 is `hash`.
     #[must_use]
-    pub(crate) fn with_credential(mut self, hash: [u8; 32]) -> Self {
+    pub fn with_credential(mut self, hash: [u8; 32]) -> Self {
         self.credential = Some(hash);
         self
     }
 
     /// The SHA-256 of the API key this principal presented, if it presented one.
-    pub(crate) fn credential(&self) -> Option<&[u8; 32]> {
+    pub fn credential(&self) -> Option<&[u8; 32]> {
         self.credential.as_ref()
     }
 

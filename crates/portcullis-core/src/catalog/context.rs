@@ -15,7 +15,23 @@ use rmcp::model::{
 use rmcp::service::{Peer, RequestContext};
 use serde_json::Value;
 
-use crate::auth::Principal;
+use crate::Principal;
+
+/// Reads resources of the server for one tool call, as that call's caller: through the same
+/// guard as the caller's own `resources/read`. The server gives every call one.
+#[async_trait::async_trait]
+pub trait ReadResource: Send + Sync + std::fmt::Debug {
+    /// The codec of 2026-07-28 multi-round `requestState` (see
+    /// [`CallContext::request_state`]).
+    fn request_state(&self) -> &rmcp::model::RequestStateCodec;
+
+    /// Reads `uri` as the caller; `cancel` ends the read.
+    async fn read(
+        &self,
+        uri: &str,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ReadResourceResponse, ErrorData>;
+}
 
 /// The request-scoped context of a tool call.
 #[derive(Debug, Clone)]
@@ -28,22 +44,20 @@ pub struct CallContext {
     /// Deserialised from `_meta` (or the session) on first use only: most calls never ask.
     client_capabilities: std::sync::OnceLock<Option<ClientCapabilities>>,
     principal: Option<Principal>,
-    resources: crate::handler::ResourceReader,
+    /// Reads as the caller; its reads are recorded as part of this call.
+    resources: std::sync::Arc<dyn ReadResource>,
     /// The call's cancellation, which also ends the reads it makes.
     cancel: tokio_util::sync::CancellationToken,
-    /// Where the call came from: its reads are recorded as part of it.
-    origin: crate::guard::Origin,
 }
 
 impl CallContext {
     /// Takes the request's context apart (no copies on the hot path); returns the context and
-    /// the request's cancellation token.
-    pub(crate) fn new(
+    /// the request's cancellation token. The server builds one per tool call.
+    pub fn new(
         context: RequestContext<RoleServer>,
         session_log_level: Option<LoggingLevel>,
         principal: Option<Principal>,
-        resources: crate::handler::ResourceReader,
-        origin: crate::guard::Origin,
+        resources: std::sync::Arc<dyn ReadResource>,
     ) -> (Self, tokio_util::sync::CancellationToken) {
         // 2026-07-28 requests carry their own log level in `_meta`; without one the server
         // must not log to the client. 2025 sessions use the level set by `logging/setLevel`.
@@ -63,7 +77,6 @@ impl CallContext {
             principal,
             resources,
             cancel: context.ct.clone(),
-            origin,
         };
         (call, context.ct)
     }
@@ -141,7 +154,7 @@ impl CallContext {
     /// what its caller could not. The error is the one the caller would have received.
     ///
     /// ```no_run
-    /// # use portcullis_server::{CallContext, ToolError};
+    /// # use portcullis_core::{CallContext, ToolError};
     /// # async fn body(context: &CallContext) -> Result<String, ToolError> {
     /// let notes = context
     ///     .read_resource("note://meeting")
@@ -151,16 +164,7 @@ impl CallContext {
     /// # }
     /// ```
     pub async fn read_resource(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
-        match self
-            .resources
-            .read(
-                uri,
-                self.principal.clone(),
-                self.cancel.child_token(),
-                self.origin.clone(),
-            )
-            .await?
-        {
+        match self.resources.read(uri, self.cancel.child_token()).await? {
             ReadResourceResponse::Complete(result) => Ok(result),
             // Resource sources only ever answer complete results.
             _ => Err(ErrorData::internal_error(
@@ -176,19 +180,6 @@ impl CallContext {
     }
 }
 
-/// Who sent the request, as its transport attached it: the principal the HTTP
-/// authentication layer put on the request, or else the one the transport gave the whole
-/// connection (stdio: the local user). `None` (fail closed) when neither did.
-pub(crate) fn principal_of(
-    context: &RequestContext<RoleServer>,
-    connection: Option<&Principal>,
-) -> Option<Principal> {
-    match context.extensions.get::<http::request::Parts>() {
-        Some(parts) => parts.extensions.get::<Principal>().cloned(),
-        None => connection.cloned(),
-    }
-}
-
 /// Severity order of MCP log levels (RFC 5424, lowest first).
 fn rank(level: LoggingLevel) -> u8 {
     match level {
@@ -201,27 +192,4 @@ fn rank(level: LoggingLevel) -> u8 {
         LoggingLevel::Alert => 6,
         LoggingLevel::Emergency => 7,
     }
-}
-
-/// The capabilities in `required` that `declared` lacks (sampling, elicitation, roots), or
-/// `None` when nothing is missing.
-pub(crate) fn missing_capabilities(
-    required: &ClientCapabilities,
-    declared: Option<&ClientCapabilities>,
-) -> Option<ClientCapabilities> {
-    let mut missing = ClientCapabilities::default();
-    let mut any = false;
-    if required.sampling.is_some() && declared.is_none_or(|d| d.sampling.is_none()) {
-        missing.sampling = required.sampling.clone();
-        any = true;
-    }
-    if required.elicitation.is_some() && declared.is_none_or(|d| d.elicitation.is_none()) {
-        missing.elicitation = required.elicitation.clone();
-        any = true;
-    }
-    if required.roots.is_some() && declared.is_none_or(|d| d.roots.is_none()) {
-        missing.roots = required.roots.clone();
-        any = true;
-    }
-    any.then_some(missing)
 }
