@@ -1,0 +1,165 @@
+//! `tools/list` and `tools/call`: the call goes through the guard with its validation, and
+//! the tool reads resources as its caller (`CallerReads`).
+
+#![allow(
+    deprecated,
+    reason = "MCP logging and resources/subscribe are deprecated in 2026-07-28 but still served to 2025-era clients"
+)]
+
+use super::*;
+
+/// Reads resources for one tool call, as its caller (see [`CallContext::read_resource`]):
+/// the config the call started on, its principal, its origin (so its reads are recorded as
+/// part of it).
+pub(super) struct CallerReads {
+    inner: Arc<Inner>,
+    principal: Option<Principal>,
+    origin: guard::Origin,
+}
+
+impl std::fmt::Debug for CallerReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerReads")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl portcullis_core::ReadResource for CallerReads {
+    fn request_state(&self) -> &rmcp::model::RequestStateCodec {
+        &self.inner.guard.request_state
+    }
+
+    async fn read(
+        &self,
+        uri: &str,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.inner
+            .read_resource(
+                uri.to_owned(),
+                self.principal.clone(),
+                cancel,
+                self.origin.clone(),
+            )
+            .await
+    }
+}
+
+impl PortcullisHandler {
+    pub(super) async fn tools_list(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let inner = self.inner();
+        let tools = inner.catalog.tools();
+        let policies = &inner.guard.policies;
+        if !policies.hide_unauthorized {
+            return Ok(ListToolsResult::with_all_items(tools.to_vec()));
+        }
+        let principal = self.principal(&context);
+        let visible = tools
+            .iter()
+            .filter(|t| Self::visible(&inner, principal.as_ref(), &policies.tool(&t.name).scopes))
+            .cloned()
+            .collect();
+        Ok(ListToolsResult::with_all_items(visible))
+    }
+
+    pub(super) async fn tools_call(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let inner = self.inner();
+        let principal = self.principal(&context);
+        let name = request.name;
+        let catalog = &inner.catalog;
+        let guard = &inner.guard;
+        let origin = guard::Origin::of(&context);
+        let Some(entry) = catalog.tool(&name) else {
+            guard
+                .refused_unknown("tools/call", &name, principal.as_ref(), origin)
+                .await;
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
+                None,
+            ));
+        };
+        let arguments = request.arguments.unwrap_or_default();
+        let logged = Request {
+            method: "tools/call",
+            target: Target::Tool(&name),
+            item: &name,
+            what: format!("`{name}`"),
+            principal: principal.clone(),
+            arguments: guard.tool_arguments(&entry.definition, &arguments),
+            origin: origin.clone(),
+        };
+        let (call_context, cancel) = CallContext::new(
+            context,
+            self.session_log_level(),
+            principal.clone(),
+            Arc::new(CallerReads {
+                inner: Arc::clone(&inner),
+                principal,
+                origin,
+            }),
+        );
+        let (input_responses, request_state) = (request.input_responses, request.request_state);
+        let name: &str = &name;
+        // What the client declared, read only for a tool that requires something of it.
+        let declared = entry
+            .required_capabilities
+            .as_ref()
+            .map(|_| call_context.client_capabilities().cloned());
+        let check = || validate::tool_arguments(entry, arguments, declared.flatten().as_ref());
+        let call = guard.run_checked(
+            catalog,
+            logged,
+            cancel,
+            check,
+            |arguments, cancel, deadline| async move {
+                let call = ToolCall {
+                    arguments,
+                    cancel,
+                    deadline,
+                    context: call_context,
+                    input_responses,
+                    request_state,
+                };
+                // The second level of a trace: the tool's own work (no span when traces are off).
+                let tool_span = crate::traces::tool_span(name);
+                let (result, outcome) =
+                    match entry.tool.call(call).instrument(tool_span.clone()).await {
+                        Ok(response) => {
+                            let outcome = match &response {
+                                CallToolResponse::Complete(result)
+                                    if result.is_error == Some(true) =>
+                                {
+                                    Outcome::ToolError
+                                }
+                                CallToolResponse::InputRequired(_) => Outcome::InputRequired,
+                                _ => Outcome::Ok,
+                            };
+                            (Ok(response), outcome)
+                        }
+                        Err(error) => {
+                            let outcome = match error {
+                                ToolError::Internal { .. } => Outcome::InternalError,
+                                _ => Outcome::ToolError,
+                            };
+                            (tool_error_result(name, error).map(Into::into), outcome)
+                        }
+                    };
+                if !matches!(outcome, Outcome::Ok | Outcome::InputRequired) {
+                    crate::traces::tool_failed(&tool_span, outcome);
+                }
+                (result, outcome)
+            },
+        );
+        self.shared.in_flight.track_future(call).await
+    }
+}
