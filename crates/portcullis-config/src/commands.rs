@@ -140,12 +140,13 @@ fn default_max_concurrent() -> usize {
 
 /// The `{name}` placeholders of one argv word, and whether the word is exactly one of them.
 pub fn word_placeholders(word: &str) -> (Vec<String>, bool) {
-    let names: Vec<String> = crate::placeholders(word)
-        .into_iter()
+    let template = crate::Template::parse(word);
+    let names: Vec<String> = template
+        .variables()
         .filter(|(_, reserved)| !reserved)
-        .map(|(name, _)| name)
+        .map(|(name, _)| name.to_owned())
         .collect();
-    let alone = names.len() == 1 && word == format!("{{{}}}", names[0]);
+    let alone = matches!(template.alone(), Some((_, false)));
     (names, alone)
 }
 

@@ -177,22 +177,10 @@ pub struct HttpTool {
 
 /// The placeholders `{name}` and `{+name}` in `text`, as (name, reserved).
 pub fn placeholders(text: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find('{') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('}') else { break };
-        let inner = &after[..end];
-        let (name, reserved) = match inner.strip_prefix('+') {
-            Some(name) => (name, true),
-            None => (inner, false),
-        };
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            out.push((name.to_owned(), reserved));
-        }
-        rest = &after[end + 1..];
-    }
-    out
+    crate::Template::parse(text)
+        .variables()
+        .map(|(name, reserved)| (name.to_owned(), reserved))
+        .collect()
 }
 
 fn body_placeholders(value: &serde_json::Value, out: &mut Vec<String>) {

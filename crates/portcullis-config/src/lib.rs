@@ -25,6 +25,7 @@ mod prompts;
 mod resources;
 mod secret;
 mod sql;
+pub mod template;
 mod validate;
 mod watch;
 
@@ -42,6 +43,7 @@ pub use prompts::*;
 pub use resources::*;
 pub use secret::Secret;
 pub use sql::*;
+pub use template::{Piece, Template, TemplateError};
 pub use watch::WatchMode;
 
 /// Environment variable that overrides `logging.level`.

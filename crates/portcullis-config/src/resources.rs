@@ -129,35 +129,11 @@ pub struct TemplateApi {
 
 /// The variable names of an RFC 6570 URI template (`{name}`, `{+name}`), in order; `Err`
 /// says what is malformed.
-pub fn template_variables(template: &str) -> Result<Vec<(String, bool)>, String> {
-    let mut variables = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| "a `{` is never closed".to_owned())?;
-        let inner = &after[..close];
-        let (reserved, name) = match inner.strip_prefix('+') {
-            Some(name) => (true, name),
-            None => (false, inner),
-        };
-        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok {
-            return Err(format!(
-                "`{{{inner}}}` is not supported; use `{{name}}` for one segment or `{{+name}}` for the rest"
-            ));
-        }
-        variables.push((name.to_owned(), reserved));
-        rest = &after[close + 1..];
-        if rest.starts_with('{') {
-            return Err("two variables must be separated by literal text".to_owned());
-        }
-    }
-    if rest.contains('}') {
-        return Err("a `}` is never opened".to_owned());
-    }
-    Ok(variables)
+pub fn template_variables(template: &str) -> Result<Vec<(String, bool)>, crate::TemplateError> {
+    Ok(crate::Template::parse_uri(template)?
+        .variables()
+        .map(|(name, reserved)| (name.to_owned(), reserved))
+        .collect())
 }
 
 /// Checks the `[[resource_templates]]`: templates, variables, exactly one backing, and that
@@ -167,7 +143,7 @@ pub(crate) fn validate_templates(config: &crate::Config) -> Result<(), Issue> {
     for (i, template) in config.resource_templates.iter().enumerate() {
         let key = format!("resource_templates[{i}]");
         let variables = template_variables(&template.uri_template)
-            .map_err(|e| issue(format!("{key}.uri_template"), e))?;
+            .map_err(|e| issue(format!("{key}.uri_template"), e.to_string()))?;
         if variables.is_empty() || !template.uri_template.contains(':') {
             return Err(issue(
                 format!("{key}.uri_template"),

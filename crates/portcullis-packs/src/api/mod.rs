@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use portcullis_config::{Config, HttpMethod, HttpSource, HttpTool, Param, PrivateAddresses};
+use portcullis_config::{
+    Config, HttpMethod, HttpSource, HttpTool, Param, PrivateAddresses, Template,
+};
 use portcullis_core::outbound::{self, AddressPolicy, ClientOptions, PrivateAllowance};
 use portcullis_core::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
 use reqwest::Url;
@@ -50,10 +52,10 @@ pub(crate) struct ApiTool {
     method: reqwest::Method,
     read_only: bool,
     destructive: bool,
-    path: Option<String>,
+    path: Option<Template>,
     /// The parameter whose value is the whole URL.
     url_param: Option<String>,
-    query: BTreeMap<String, String>,
+    query: BTreeMap<String, Template>,
     body: Option<Value>,
     headers: HeaderMap,
     /// The tool's own configured header values (scrubbed from error excerpts).
@@ -225,9 +227,13 @@ fn api_tool(upstream: &Arc<Upstream>, tool: &HttpTool) -> Result<ApiTool, String
             .map_err(|_| format!("api `{source}`: bad method"))?,
         read_only: tool.method == HttpMethod::Get,
         destructive: tool.destructive,
-        path: tool.path.clone(),
+        path: tool.path.as_deref().map(Template::parse),
         url_param,
-        query: tool.query.clone(),
+        query: tool
+            .query
+            .iter()
+            .map(|(key, value)| (key.clone(), Template::parse(value)))
+            .collect(),
         body: tool.body.clone(),
         headers,
         secrets,

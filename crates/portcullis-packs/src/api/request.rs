@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use portcullis_config::Template;
 use portcullis_core::ToolError;
 use serde_json::Value;
 
@@ -43,37 +44,6 @@ fn json(value: &Typed) -> Value {
     }
 }
 
-/// Splits `template` at `{name}` / `{+name}` placeholders: literal text and placeholders in
-/// order.
-enum Piece<'t> {
-    Literal(&'t str),
-    Placeholder { name: &'t str, reserved: bool },
-}
-
-fn pieces(template: &str) -> Vec<Piece<'_>> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        let inner = &rest[start + 1..start + len];
-        let (name, reserved) = match inner.strip_prefix('+') {
-            Some(name) => (name, true),
-            None => (inner, false),
-        };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            out.push(Piece::Literal(&rest[..start + len + 1]));
-        } else {
-            out.push(Piece::Literal(&rest[..start]));
-            out.push(Piece::Placeholder { name, reserved });
-        }
-        rest = &rest[start + len + 1..];
-    }
-    out.push(Piece::Literal(rest));
-    out
-}
-
 /// A dot segment, however it is spelled (`..`, `%2e%2E`, `.`): URL parsers remove them.
 fn is_dot_segment(segment: &str) -> bool {
     let lower = segment.to_ascii_lowercase().replace("%2e", ".");
@@ -81,54 +51,43 @@ fn is_dot_segment(segment: &str) -> bool {
 }
 
 /// The path with every placeholder replaced by its encoded value.
-pub(super) fn expand_path(template: &str, values: &Values<'_>) -> Result<String, ToolError> {
-    let mut out = String::with_capacity(template.len() + 32);
-    for piece in pieces(template) {
-        match piece {
-            Piece::Literal(literal) => out.push_str(literal),
-            Piece::Placeholder { name, reserved } => {
-                let value = values.get(name).and_then(text).unwrap_or_default();
-                if reserved {
-                    for (i, segment) in value.split('/').enumerate() {
-                        if segment.is_empty() || is_dot_segment(segment) {
-                            return Err(ToolError::rejected(format!(
-                                "`{name}` must be a relative path of plain segments: no empty, `.` or `..` segment"
-                            )));
-                        }
-                        if i > 0 {
-                            out.push('/');
-                        }
-                        out.extend(utf8_percent_encode(segment, SEGMENT));
-                    }
-                } else {
-                    if value.is_empty() || is_dot_segment(&value) {
-                        return Err(ToolError::rejected(format!(
-                            "`{name}` must not be empty, `.` or `..`"
-                        )));
-                    }
-                    out.extend(utf8_percent_encode(&value, SEGMENT));
+pub(super) fn expand_path(template: &Template, values: &Values<'_>) -> Result<String, ToolError> {
+    template.expand(|name, reserved| {
+        let value = values.get(name).and_then(text).unwrap_or_default();
+        let mut out = String::with_capacity(value.len() + 8);
+        if reserved {
+            for (i, segment) in value.split('/').enumerate() {
+                if segment.is_empty() || is_dot_segment(segment) {
+                    return Err(ToolError::rejected(format!(
+                        "`{name}` must be a relative path of plain segments: no empty, `.` or `..` segment"
+                    )));
                 }
+                if i > 0 {
+                    out.push('/');
+                }
+                out.extend(utf8_percent_encode(segment, SEGMENT));
             }
+        } else {
+            if value.is_empty() || is_dot_segment(&value) {
+                return Err(ToolError::rejected(format!(
+                    "`{name}` must not be empty, `.` or `..`"
+                )));
+            }
+            out.extend(utf8_percent_encode(&value, SEGMENT));
         }
-    }
-    Ok(out)
+        Ok(Some(out))
+    })
 }
 
 /// Query pairs: a lone placeholder of an absent parameter is left out, an array repeats the
 /// name, anything else is interpolated.
 pub(super) fn query_pairs(
-    query: &std::collections::BTreeMap<String, String>,
+    query: &std::collections::BTreeMap<String, Template>,
     values: &Values<'_>,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (key, template) in query {
-        let parts = pieces(template);
-        if let [
-            Piece::Literal(""),
-            Piece::Placeholder { name, .. },
-            Piece::Literal(""),
-        ] = parts.as_slice()
-        {
+        if let Some((name, _)) = template.alone() {
             match values.get(name) {
                 None | Some(Typed::Null) => {}
                 Some(Typed::Array(items)) => {
@@ -138,22 +97,20 @@ pub(super) fn query_pairs(
             }
             continue;
         }
-        out.push((key.clone(), interpolate(&parts, values)));
+        out.push((key.clone(), interpolate(template, values)));
     }
     out
 }
 
-fn interpolate(parts: &[Piece<'_>], values: &Values<'_>) -> String {
-    let mut out = String::new();
-    for piece in parts {
-        match piece {
-            Piece::Literal(literal) => out.push_str(literal),
-            Piece::Placeholder { name, .. } => {
-                out.push_str(&values.get(name).and_then(text).unwrap_or_default());
-            }
-        }
+/// Every placeholder replaced by its value as text (nothing for an absent one).
+fn interpolate(template: &Template, values: &Values<'_>) -> String {
+    let expanded = template.expand(|name, _| {
+        Ok::<_, std::convert::Infallible>(Some(values.get(name).and_then(text).unwrap_or_default()))
+    });
+    match expanded {
+        Ok(text) => text,
+        Err(never) => match never {},
     }
-    out
 }
 
 /// The JSON body: `"{name}"` alone becomes the typed value (left out when absent), other
@@ -161,16 +118,11 @@ fn interpolate(parts: &[Piece<'_>], values: &Values<'_>) -> String {
 pub(super) fn body(template: &Value, values: &Values<'_>) -> Value {
     match template {
         Value::String(s) => {
-            let parts = pieces(s);
-            if let [
-                Piece::Literal(""),
-                Piece::Placeholder { name, .. },
-                Piece::Literal(""),
-            ] = parts.as_slice()
-            {
+            let parsed = Template::parse(s);
+            if let Some((name, _)) = parsed.alone() {
                 return values.get(name).map_or(Value::Null, json);
             }
-            Value::String(interpolate(&parts, values))
+            Value::String(interpolate(&parsed, values))
         }
         Value::Array(items) => Value::Array(items.iter().map(|v| body(v, values)).collect()),
         Value::Object(map) => Value::Object(
@@ -178,10 +130,8 @@ pub(super) fn body(template: &Value, values: &Values<'_>) -> Value {
                 .filter_map(|(k, v)| {
                     let value = body(v, values);
                     // An absent optional parameter leaves its field out.
-                    let lone = matches!(v, Value::String(s) if matches!(
-                        pieces(s).as_slice(),
-                        [Piece::Literal(""), Piece::Placeholder { .. }, Piece::Literal("")]
-                    ));
+                    let lone =
+                        matches!(v, Value::String(s) if Template::parse(s).alone().is_some());
                     (!(lone && value.is_null())).then(|| (k.clone(), value))
                 })
                 .collect(),
@@ -200,7 +150,7 @@ mod tests {
 
     #[test]
     fn path_values_cannot_add_segments_or_leave_the_path() {
-        let template = "/repos/{owner}/{repo}/contents/{+path}";
+        let template = &Template::parse("/repos/{owner}/{repo}/contents/{+path}");
         let ok = values(&[
             ("owner", Typed::Text("octo cat".into())),
             ("repo", Typed::Text("a/b?c#d".into())),
@@ -255,7 +205,7 @@ mod tests {
             ),
             ("missing", Typed::Null),
         ]);
-        let query: std::collections::BTreeMap<String, String> = [
+        let query: std::collections::BTreeMap<String, Template> = [
             ("q", "{query}"),
             ("count", "{limit}"),
             ("tag", "{tags}"),
@@ -264,7 +214,7 @@ mod tests {
             ("label", "top-{limit}"),
         ]
         .iter()
-        .map(|(k, t)| ((*k).to_owned(), (*t).to_owned()))
+        .map(|(k, t)| ((*k).to_owned(), Template::parse(t)))
         .collect();
         assert_eq!(
             query_pairs(&query, &v),

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use portcullis_config::{CommandOutput, CommandTool, Config, Param, ParamType, ResourceLimits};
+use portcullis_config::{
+    CommandOutput, CommandTool, Config, Param, ParamType, Piece, ResourceLimits, Template,
+};
 use portcullis_core::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{Tool as ToolDef, ToolAnnotations};
 use serde_json::Value;
@@ -44,7 +46,7 @@ pub(crate) struct CommandPack {
     pub(crate) jail: Jail,
     pub(crate) working_dir: String,
     /// Selector value (or `""` for a single argv) → program and argument words.
-    pub(crate) argvs: BTreeMap<String, (Program, Vec<String>)>,
+    pub(crate) argvs: BTreeMap<String, (Program, Vec<Template>)>,
     pub(crate) select: Option<String>,
     params: Vec<Param>,
     pub(crate) env: Vec<(String, String)>,
@@ -166,7 +168,8 @@ fn command_tool(
             name: program_name,
             path,
         };
-        argvs.insert(key, (program, argv[1..].to_vec()));
+        let words = argv[1..].iter().map(|w| Template::parse(w)).collect();
+        argvs.insert(key, (program, words));
     }
     let template = command
         .text_template
@@ -257,13 +260,18 @@ impl CommandPack {
         })?;
         let mut out = Vec::with_capacity(words.len());
         for word in words {
-            let (names, alone) = portcullis_config::word_placeholders(word);
-            if names.is_empty() {
-                out.push(word.clone());
-                continue;
-            }
-            if alone {
-                let (param, value) = &by_name[names[0].as_str()];
+            // A placeholder of a declared parameter; reserved ones (`{+name}`) and any other
+            // braces are the word's own text.
+            let param_of = |piece: &Piece| match piece {
+                Piece::Var {
+                    name,
+                    reserved: false,
+                } => by_name.get(name.as_str()),
+                _ => None,
+            };
+            if let [piece] = word.pieces()
+                && let Some((param, value)) = param_of(piece)
+            {
                 match value {
                     Typed::Null => {}
                     Typed::Array(items) => {
@@ -275,32 +283,26 @@ impl CommandPack {
                 }
                 continue;
             }
-            // One pass over the word, so a value is never expanded again; the word must not
-            // start with `-` because of a value (it would be read as an option).
+            // Each value is placed once, never expanded again; the word must not start
+            // with `-` because of a value (it would be read as an option).
             let mut text = String::new();
-            let mut rest = word.as_str();
             let mut leading: Option<&Param> = None;
-            while let Some(open) = rest.find('{') {
-                let Some(close) = rest[open..].find('}').map(|c| open + c) else {
-                    break;
-                };
-                let Some((param, value)) = by_name.get(&rest[open + 1..close]) else {
-                    text.push_str(&rest[..=open]);
-                    rest = &rest[open + 1..];
-                    continue;
-                };
-                text.push_str(&rest[..open]);
-                let value = match value {
-                    Typed::Null => String::new(),
-                    other => self.value(param, other, false).await?,
-                };
-                if text.is_empty() && !value.is_empty() {
-                    leading = Some(param);
+            for piece in word.pieces() {
+                match (piece, param_of(piece)) {
+                    (_, Some((param, value))) => {
+                        let value = match value {
+                            Typed::Null => String::new(),
+                            other => self.value(param, other, false).await?,
+                        };
+                        if text.is_empty() && !value.is_empty() {
+                            leading = Some(param);
+                        }
+                        text.push_str(&value);
+                    }
+                    (Piece::Literal(literal), None) => text.push_str(literal),
+                    (Piece::Var { .. }, None) => text.push_str(&piece.to_string()),
                 }
-                text.push_str(&value);
-                rest = &rest[close + 1..];
             }
-            text.push_str(rest);
             if let Some(param) = leading
                 && text.starts_with('-')
                 && !param.allow_dash

@@ -17,76 +17,6 @@ use crate::template::TextTemplate;
 /// Most completions offered for one variable.
 const MAX_COMPLETIONS: usize = 100;
 
-/// A piece of a parsed URI template.
-#[derive(Debug, Clone, PartialEq)]
-enum Piece {
-    Literal(String),
-    /// A variable; `rest` (`{+name}`) may span `/`.
-    Var {
-        name: String,
-        rest: bool,
-    },
-}
-
-/// A parsed URI template.
-#[derive(Debug, Clone)]
-pub(crate) struct UriTemplate {
-    pieces: Vec<Piece>,
-}
-
-impl UriTemplate {
-    pub(crate) fn parse(template: &str) -> Result<Self, String> {
-        let variables = portcullis_config::template_variables(template)?;
-        let mut pieces = Vec::new();
-        let mut rest = template;
-        for (name, reserved) in variables {
-            let open = rest.find('{').unwrap_or(rest.len());
-            if open > 0 {
-                pieces.push(Piece::Literal(rest[..open].to_owned()));
-            }
-            let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
-            pieces.push(Piece::Var {
-                name,
-                rest: reserved,
-            });
-            rest = &rest[close..];
-        }
-        if !rest.is_empty() {
-            pieces.push(Piece::Literal(rest.to_owned()));
-        }
-        Ok(Self { pieces })
-    }
-
-    /// The variables of `uri` (percent-decoded), or `None` when it does not fit.
-    pub(crate) fn matches(&self, uri: &str) -> Option<Vec<(String, String)>> {
-        let mut values = Vec::new();
-        let mut at = uri;
-        let mut pieces = self.pieces.iter().peekable();
-        while let Some(piece) = pieces.next() {
-            match piece {
-                Piece::Literal(literal) => at = at.strip_prefix(literal.as_str())?,
-                Piece::Var { name, rest } => {
-                    let end = match pieces.peek() {
-                        Some(Piece::Literal(next)) => at.find(next.as_str())?,
-                        _ => at.len(),
-                    };
-                    let raw = &at[..end];
-                    if raw.is_empty() || raw.contains(['?', '#']) || (!rest && raw.contains('/')) {
-                        return None;
-                    }
-                    let value = percent_encoding::percent_decode_str(raw)
-                        .decode_utf8()
-                        .ok()?
-                        .into_owned();
-                    values.push((name.clone(), value));
-                    at = &at[end..];
-                }
-            }
-        }
-        at.is_empty().then_some(values)
-    }
-}
-
 /// What a template reads from.
 pub(crate) enum Backing {
     Text(Box<TextTemplate>),
@@ -101,7 +31,7 @@ pub(crate) enum Backing {
 
 /// One configured template.
 pub(crate) struct Template {
-    uri: UriTemplate,
+    uri: portcullis_config::Template,
     listing: ResourceTemplate,
     params: Vec<Param>,
     validator: ArgumentValidator,
@@ -122,7 +52,8 @@ impl Template {
         item: Option<portcullis_core::Backing>,
     ) -> Result<Self, String> {
         let what = |e: String| format!("resource template `{}`: {e}", config.uri_template);
-        let uri = UriTemplate::parse(&config.uri_template).map_err(what)?;
+        let uri = portcullis_config::Template::parse_uri(&config.uri_template)
+            .map_err(|e| what(e.to_string()))?;
         let validator = ArgumentValidator::compile(&input_schema(&params)).map_err(what)?;
         let mut listing = ResourceTemplate::new(&config.uri_template, &config.name);
         if let Some(title) = &config.title {
@@ -371,41 +302,5 @@ impl ResourceSource for TemplateResources {
             .ok_or_else(|| ResourceError::NotFound(format!("no resource at `{uri}`")))?;
         let arguments = template.arguments(uri, raw)?;
         template.read(uri, arguments).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::UriTemplate;
-
-    fn vars(template: &str, uri: &str) -> Option<Vec<(String, String)>> {
-        UriTemplate::parse(template).unwrap().matches(uri)
-    }
-
-    #[test]
-    fn matching() {
-        assert_eq!(
-            vars("users://{user_id}/profile", "users://42/profile"),
-            Some(vec![("user_id".to_owned(), "42".to_owned())])
-        );
-        assert_eq!(vars("users://{user_id}/profile", "users://42/other"), None);
-        assert_eq!(vars("users://{user_id}/profile", "users:///profile"), None);
-        assert_eq!(vars("greeting://{name}", "greeting://a/b"), None);
-        assert_eq!(
-            vars("greeting://{name}", "greeting://J%C3%BCrgen%20K"),
-            Some(vec![("name".to_owned(), "Jürgen K".to_owned())])
-        );
-        assert_eq!(
-            vars("code://{+path}", "code://src/lib.rs"),
-            Some(vec![("path".to_owned(), "src/lib.rs".to_owned())])
-        );
-        assert_eq!(vars("greeting://{name}", "greeting://x?y=1"), None);
-        assert_eq!(
-            vars("a://{x}-{y}", "a://1-2"),
-            Some(vec![
-                ("x".to_owned(), "1".to_owned()),
-                ("y".to_owned(), "2".to_owned())
-            ])
-        );
     }
 }
