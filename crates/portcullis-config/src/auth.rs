@@ -208,6 +208,8 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
     use crate::validate::issue;
     let auth = &config.auth;
     let mut names = crate::validate::Unique::new("key name");
+    // One key, one principal: a key listed twice would be whichever entry matched last.
+    let mut hashes = crate::validate::Unique::new("key hash (sha256)");
     for (i, key) in auth.api_keys.iter().enumerate() {
         if key.name.trim().is_empty() {
             return Err(issue(
@@ -227,6 +229,7 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
                 "must be 64 lowercase hex characters (the SHA-256 of the key); `portcullis keys new` prints one",
             ));
         }
+        hashes.check(format!("auth.api_keys[{i}].sha256"), &key.sha256)?;
     }
     if let Some(jwt) = &auth.jwt {
         let sources = usize::from(jwt.jwks_url.is_some())

@@ -241,6 +241,11 @@ mod tests {
             "p.toml:2:8: `server.name`: invalid type: integer `3`, expected a string",
         );
         check_err("[server\n", "p.toml:1:8: unclosed table, expected `]`");
+        // One key hash under two names would be whichever entry matched last.
+        check_err(
+            "[server]\nname = \"x\"\n[[auth.api_keys]]\nname = \"alice\"\nsha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n[[auth.api_keys]]\nname = \"admin\"\nsha256 = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n",
+            "p.toml:8:10: `auth.api_keys[1].sha256`: key hash (sha256) `aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa` is used twice; each must be unique",
+        );
         check_err(
             "[server]\nname = \"x\"\n[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"nginx\"]\n",
             "p.toml:4:34: `http.trusted_proxies[1]`: `nginx` is not a network in CIDR notation (`10.0.0.0/8`, `127.0.0.1/32`)",

@@ -369,6 +369,11 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     // Warnings depend on the environment (database grants, file permissions, installed
     // programs), so they go to stderr and leave the report on stdout stable.
+    if let Err(error) = loaded.check_listener(Transport::Http) {
+        eprintln!(
+            "portcullis: warning: `serve` over HTTP would refuse this config: {error} (`serve --stdio` serves it)"
+        );
+    }
     for warning in portcullis_config::warnings(&loaded.config) {
         eprintln!("portcullis: warning: {warning}");
     }

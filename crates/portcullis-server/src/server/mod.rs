@@ -52,6 +52,11 @@ pub enum ServerError {
     /// Serving HTTP on a non-loopback address without authentication.
     #[error(transparent)]
     InsecureListen(TransportError),
+    /// A reload would turn authentication off.
+    #[error(
+        "the server started with authentication, and a reload cannot turn it off; restart without [auth] (on a loopback address only) to do that"
+    )]
+    AuthenticationOff,
     /// The audit log named in the config cannot be opened.
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
@@ -79,7 +84,7 @@ impl ServerError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            Self::Catalog(_) | Self::Setup(_) | Self::InsecureListen(_)
+            Self::Catalog(_) | Self::Setup(_) | Self::InsecureListen(_) | Self::AuthenticationOff
         )
     }
 }
@@ -113,7 +118,12 @@ impl Prepared {
     ///
     /// [`ServerError::InsecureListen`].
     pub fn check_listener(&self, transport: Transport) -> Result<(), ServerError> {
-        insecure(&self.config, &self.config, transport)
+        insecure(
+            &self.config,
+            self.config.auth.is_enabled(),
+            &self.config,
+            transport,
+        )
     }
 
     /// Opens what the config names, in order: the cluster (Redis, connected lazily: a
@@ -211,14 +221,28 @@ fn attach(
     })
 }
 
-/// [`ServerError::InsecureListen`] when `config` would take away the authentication of a
-/// non-loopback listener bound as `started` says.
-fn insecure(started: &Config, config: &Config, transport: Transport) -> Result<(), ServerError> {
+/// Whether HTTP may be served as `config` says by a process that started with `started`
+/// and has authentication in force now (`auth_on`): never without authentication on a
+/// non-loopback address, and never with authentication turned off by a reload (on loopback
+/// either: a proxy on the same host forwards outside traffic there, and a watched file read
+/// half-written can lack its `[auth]` table).
+fn insecure(
+    started: &Config,
+    auth_on: bool,
+    config: &Config,
+    transport: Transport,
+) -> Result<(), ServerError> {
+    if transport != Transport::Http {
+        return Ok(());
+    }
     let listen = started.http.listen;
-    if transport == Transport::Http && !listen.ip().is_loopback() && !config.auth.is_enabled() {
+    if !listen.ip().is_loopback() && !config.auth.is_enabled() {
         return Err(ServerError::InsecureListen(TransportError::InsecureListen(
             listen,
         )));
+    }
+    if auth_on && !config.auth.is_enabled() {
+        return Err(ServerError::AuthenticationOff);
     }
     Ok(())
 }
@@ -302,7 +326,8 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
         let state = &self.state;
-        insecure(&state.started, &state.started, transport)?;
+        let started = &state.started;
+        insecure(started, started.auth.is_enabled(), started, transport)?;
         let _ = state.transport.set(transport);
         if let Some(path) = &state.path {
             let reloader = reload::Reloader::new(self.clone(), path.clone());

@@ -94,7 +94,8 @@ pub(super) async fn apply(server: &Server, config: Config) -> Result<(), ServerE
             // The listener stays where it is: it must not lose its authentication. Before
             // `run` the transport is not known: checked as HTTP.
             let transport = state.transport.get().copied().unwrap_or(Transport::Http);
-            super::insecure(&state.started, &prepared.config, transport)?;
+            let auth_on = state.http.auth.load().is_enabled();
+            super::insecure(&state.started, auth_on, &prepared.config, transport)?;
             let guard = super::attach(
                 prepared.guard,
                 &prepared.config,

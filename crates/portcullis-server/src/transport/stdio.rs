@@ -347,6 +347,16 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
             continue;
         }
         match serde_json::from_str::<Envelope<'_>>(&line) {
+            // rmcp reads a message with serde_json's limit on nesting and drops one past
+            // it without a word; this layer reads the envelope alone, so it answers.
+            Ok(Envelope { id: Some(id), .. }) if too_deep(&line) => {
+                tracing::warn!(limit = MAX_DEPTH, "message on stdin nested too deep");
+                let message = format!(
+                    "invalid request: the message nests arrays and objects deeper than {MAX_DEPTH} levels"
+                );
+                let _ = errors.send(error_line(id, -32600, &message)).await;
+                continue;
+            }
             Ok(Envelope {
                 jsonrpc: Some(version),
                 id: Some(id),
@@ -386,6 +396,38 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
         tracing::warn!("stdin closed with requests still unanswered after the grace period");
     }
     let _ = to_rmcp.shutdown().await;
+}
+
+/// serde_json's limit on nesting, which rmcp reads messages with.
+const MAX_DEPTH: usize = 128;
+
+/// Whether `line` (JSON) nests arrays and objects deeper than [`MAX_DEPTH`]; brackets
+/// inside strings do not count.
+fn too_deep(line: &str) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in line.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn error_line(id: serde_json::Value, code: i32, message: &str) -> String {

@@ -101,6 +101,31 @@ fn refuses_a_non_loopback_address_without_authentication() {
     assert!(stderr.contains("refusing to listen on 0.0.0.0:0: it is not a loopback address and no authentication is configured"), "{stderr}");
 }
 
+/// `check` says so too, before a deploy finds out: the config stays valid (it may be meant
+/// for `--stdio`), and stderr warns that HTTP would be refused. Before, `check` printed
+/// "auth: none (loopback only)" for it and nothing else.
+#[test]
+fn check_warns_of_a_listener_serve_would_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        &dir,
+        "[server]\nname = \"x\"\n[http]\nlisten = \"0.0.0.0:0\"\n",
+    );
+    let output = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: `serve` over HTTP would refuse this config: refusing to listen on 0.0.0.0:0"
+        ),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_http_server_cleanly() {
     let fixture = portcullis_test::fixture::Fixture::new("").expect("fixture");

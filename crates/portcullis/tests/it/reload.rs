@@ -340,6 +340,54 @@ async fn a_watched_config_file_reloads_when_it_changes() {
     );
 }
 
+/// A reload never turns authentication off, on a loopback listener either: a proxy on the
+/// same host forwards outside traffic there, and a watched file read half-written (cut
+/// before its `[auth]` table) parses as a config without it. Before, such a reload was
+/// applied and anonymous calls read files until the next one.
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_never_turn_authentication_off_even_on_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("scratch")).unwrap();
+    std::fs::write(dir.path().join("scratch/hello.txt"), "hello").unwrap();
+    let path = dir.path().join("portcullis.toml");
+    let with_auth = config(dir.path(), 'a', "");
+    std::fs::write(&path, &with_auth).unwrap();
+    let mut server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let url = server.url();
+    let anonymous = || async {
+        post_stateless(
+            &url,
+            None,
+            "tools/call",
+            json!({ "name": "read_file", "arguments": { "path": "hello.txt" } }),
+        )
+        .await
+        .status
+    };
+    assert_eq!(anonymous().await, StatusCode::UNAUTHORIZED);
+    let start = with_auth.find("[auth]").unwrap();
+    let end = with_auth.find("[[files]]").unwrap();
+    std::fs::write(
+        &path,
+        format!("{}{}", &with_auth[..start], &with_auth[end..]),
+    )
+    .unwrap();
+    sighup(&server);
+    let refused = server
+        .wait_for_log("config reload refused", Duration::from_secs(10))
+        .await
+        .expect("refused");
+    assert!(refused.contains("authentication"), "{refused}");
+    assert_eq!(
+        anonymous().await,
+        StatusCode::UNAUTHORIZED,
+        "the listener lost its authentication"
+    );
+    // The keys still work.
+    let (status, body) = call(&server, ALICE, "read_file", json!({ "path": "hello.txt" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reloads_never_drop_authentication_from_a_non_loopback_listener() {
     let dir = tempfile::tempdir().expect("tempdir");

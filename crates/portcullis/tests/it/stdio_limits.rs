@@ -132,3 +132,72 @@ async fn a_first_line_that_cannot_start_a_session_leaks_nothing() {
         "the client's message reached the output:\n{stderr}{stdout}"
     );
 }
+
+/// A request nested deeper than the JSON reader's limit gets an answer naming its id, and
+/// the next request is served. Before, rmcp dropped the line without a word and the client
+/// waited for an answer that never came (found by the attack review; HTTP answers 400).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_nested_too_deep_is_answered() {
+    let fixture = Fixture::new("").expect("fixture");
+    let mut child = Command::new(bin())
+        .args(["serve", "--stdio", "--config"])
+        .arg(fixture.config())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let meta = portcullis_test::stateless_meta();
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    // Brackets inside a string are text, not nesting: this one is served.
+    let shallow_text = "[".repeat(300);
+    let lines = [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":{deep}}},"_meta":{meta}}}}}"#
+        ),
+        json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "read_file", "arguments": { "path": shallow_text }, "_meta": meta } })
+        .to_string(),
+        json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": { "_meta": meta } })
+            .to_string(),
+    ];
+    for line in &lines {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write");
+    }
+    let mut responses: Vec<Value> = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stdout.next_line().await.expect("stdout") {
+            responses.push(serde_json::from_str(&line).expect("stdout carries JSON only"));
+            if [6, 7, 8]
+                .iter()
+                .all(|id| responses.iter().any(|r| r["id"] == json!(id)))
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not every request was answered: {responses:?}"));
+    let answer = |id: i64| {
+        responses
+            .iter()
+            .find(|r| r["id"] == json!(id))
+            .expect("answered")
+    };
+    assert_eq!(answer(6)["error"]["code"], -32600, "{:?}", answer(6));
+    assert!(
+        answer(6)["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deeper than 128")),
+        "{:?}",
+        answer(6)
+    );
+    assert!(answer(7).get("result").is_some(), "{:?}", answer(7));
+    assert!(answer(8)["result"]["tools"].is_array(), "{:?}", answer(8));
+}
