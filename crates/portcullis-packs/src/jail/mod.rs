@@ -820,4 +820,101 @@ mod tests {
             assert!(inner.locate(refused).is_err(), "{refused} must be refused");
         }
     }
+
+    /// The path corpus, one row per input: what `locate` (read) and `locate_for_write`
+    /// answer, as the resolved path or the class of refusal the model is told. A failing
+    /// row names the input and both answers.
+    #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the test builds its fixture tree outside any jail"
+    )]
+    fn the_path_corpus() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("docs/sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("docs/a.txt"), "a").unwrap();
+        std::fs::write(root.join("docs/sub/b.txt"), "b").unwrap();
+        std::fs::write(root.join("id_rsa"), "k").unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join(".git/config"), "c").unwrap();
+        std::fs::write(outside.join("s.txt"), "s").unwrap();
+        symlink("docs", root.join("docs-link")).unwrap();
+        symlink(&outside, root.join("out")).unwrap();
+        symlink(outside.join("s.txt"), root.join("out-file")).unwrap();
+        symlink("docs/a.txt", root.join("a-link")).unwrap();
+        symlink("missing", root.join("dangling")).unwrap();
+        let jail = Jail::open(
+            "t",
+            &root,
+            DenyList::new(&["*.secret".to_owned()], true).unwrap(),
+        )
+        .unwrap();
+        let inner = &jail.inner;
+
+        /// What a call answers: the path inside the root, or the refusal's class.
+        fn class(result: Result<Located, ToolError>) -> String {
+            match result {
+                Ok(at) => format!("ok:{}", at.rel),
+                Err(ToolError::NotFound(_)) => "not found".to_owned(),
+                Err(error) => {
+                    let text = error.to_string();
+                    [
+                        ("is denied by policy", "denied"),
+                        ("resolves outside the root", "outside"),
+                        ("`..` is not allowed", "dot-dot"),
+                        ("the path is absolute", "absolute"),
+                        ("NUL byte", "nul"),
+                        ("symbolic link; only regular files", "symlink"),
+                        ("is not a regular file", "not a file"),
+                        ("does not exist in the root", "no directory"),
+                        ("not the root", "the root"),
+                    ]
+                    .iter()
+                    .find(|(needle, _)| text.contains(needle))
+                    .map_or_else(
+                        || format!("other: {text}"),
+                        |(_, class)| (*class).to_owned(),
+                    )
+                }
+            }
+        }
+        let check = |raw: &str, read: &str, write: &str| {
+            let got = (class(inner.locate(raw)), class(inner.locate_for_write(raw)));
+            assert_eq!(
+                (got.0.as_str(), got.1.as_str()),
+                (read, write),
+                "{raw:?}: (read, write)"
+            );
+        };
+        //    input                    read                    write
+        check("docs/a.txt", "ok:docs/a.txt", "ok:docs/a.txt");
+        check("./docs//a.txt", "ok:docs/a.txt", "ok:docs/a.txt");
+        check("docs/new.txt", "not found", "ok:docs/new.txt");
+        check("nowhere/new.txt", "not found", "no directory");
+        check("docs", "ok:docs", "not a file");
+        check(".", "ok:", "the root");
+        check("", "ok:", "the root");
+        check("docs-link/a.txt", "ok:docs/a.txt", "ok:docs/a.txt");
+        check("a-link", "ok:docs/a.txt", "symlink");
+        check("dangling", "not found", "symlink");
+        check("out/s.txt", "outside", "outside");
+        check("out", "outside", "symlink");
+        check("out-file", "outside", "symlink");
+        check("../outside/s.txt", "dot-dot", "dot-dot");
+        check("docs/../../outside", "dot-dot", "dot-dot");
+        check("/etc/passwd", "absolute", "absolute");
+        check("\\server\\share", "absolute", "absolute");
+        check("C:/Windows", "absolute", "absolute");
+        check("docs/a.txt\0.png", "nul", "nul");
+        check("id_rsa", "denied", "denied");
+        check("ID_RSA", "denied", "denied");
+        check(".git/config", "denied", "denied");
+        check(".GIT/config", "denied", "denied");
+        check(".env", "denied", "denied");
+        check("docs/x.secret", "denied", "denied");
+        check("docs/X.SECRET", "denied", "denied");
+    }
 }

@@ -6,6 +6,7 @@
     reason = "tests spawn processes and write fixture files"
 )]
 
+mod app;
 mod catalog;
 mod changes;
 mod lifecycle;
