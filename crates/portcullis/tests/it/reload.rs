@@ -340,6 +340,25 @@ async fn a_watched_config_file_reloads_when_it_changes() {
     );
 }
 
+/// A `read_file` call without a credential: its status.
+async fn anonymous_read(url: &str) -> StatusCode {
+    post_stateless(
+        url,
+        None,
+        "tools/call",
+        json!({ "name": "read_file", "arguments": { "path": "hello.txt" } }),
+    )
+    .await
+    .status
+}
+
+/// `config` with its `[auth]` section (and keys) taken out.
+fn without_auth(config: &str) -> String {
+    let start = config.find("[auth]").expect("[auth]");
+    let end = config.find("[[files]]").expect("[[files]]");
+    format!("{}{}", &config[..start], &config[end..])
+}
+
 /// A reload never turns authentication off, on a loopback listener either: a proxy on the
 /// same host forwards outside traffic there, and a watched file read half-written (cut
 /// before its `[auth]` table) parses as a config without it. Before, such a reload was
@@ -354,24 +373,8 @@ async fn reloads_never_turn_authentication_off_even_on_loopback() {
     std::fs::write(&path, &with_auth).unwrap();
     let mut server = HttpServer::spawn(bin(), &path).await.expect("spawn");
     let url = server.url();
-    let anonymous = || async {
-        post_stateless(
-            &url,
-            None,
-            "tools/call",
-            json!({ "name": "read_file", "arguments": { "path": "hello.txt" } }),
-        )
-        .await
-        .status
-    };
-    assert_eq!(anonymous().await, StatusCode::UNAUTHORIZED);
-    let start = with_auth.find("[auth]").unwrap();
-    let end = with_auth.find("[[files]]").unwrap();
-    std::fs::write(
-        &path,
-        format!("{}{}", &with_auth[..start], &with_auth[end..]),
-    )
-    .unwrap();
+    assert_eq!(anonymous_read(&url).await, StatusCode::UNAUTHORIZED);
+    std::fs::write(&path, without_auth(&with_auth)).unwrap();
     sighup(&server);
     let refused = server
         .wait_for_log("config reload refused", Duration::from_secs(10))
@@ -379,7 +382,7 @@ async fn reloads_never_turn_authentication_off_even_on_loopback() {
         .expect("refused");
     assert!(refused.contains("authentication"), "{refused}");
     assert_eq!(
-        anonymous().await,
+        anonymous_read(&url).await,
         StatusCode::UNAUTHORIZED,
         "the listener lost its authentication"
     );
@@ -399,17 +402,7 @@ async fn reloads_never_drop_authentication_from_a_non_loopback_listener() {
     std::fs::write(&path, &on_any).unwrap();
     let mut server = HttpServer::spawn(bin(), &path).await.expect("spawn");
     let url = format!("http://127.0.0.1:{}/mcp", server.addr.port());
-    let anonymous = |url: String| async move {
-        post_stateless(
-            &url,
-            None,
-            "tools/call",
-            json!({ "name": "read_file", "arguments": { "path": "hello.txt" } }),
-        )
-        .await
-        .status
-    };
-    assert_eq!(anonymous(url.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous_read(&url).await, StatusCode::UNAUTHORIZED);
     // First a reload that claims a loopback listener (it cannot move the socket)…
     std::fs::write(&path, config(dir.path(), 'a', "")).unwrap();
     sighup(&server);
@@ -418,10 +411,7 @@ async fn reloads_never_drop_authentication_from_a_non_loopback_listener() {
         .await
         .expect("reloaded");
     // …then one without [auth]: refused, whatever the previous reload said.
-    let open = config(dir.path(), 'a', "");
-    let start = open.find("[auth]").unwrap();
-    let end = open.find("[[files]]").unwrap();
-    std::fs::write(&path, format!("{}{}", &open[..start], &open[end..])).unwrap();
+    std::fs::write(&path, without_auth(&config(dir.path(), 'a', ""))).unwrap();
     sighup(&server);
     let refused = server
         .wait_for_log("config reload refused", Duration::from_secs(10))
@@ -429,7 +419,7 @@ async fn reloads_never_drop_authentication_from_a_non_loopback_listener() {
         .expect("refused");
     assert!(refused.contains("no authentication"), "{refused}");
     assert_eq!(
-        anonymous(url).await,
+        anonymous_read(&url).await,
         StatusCode::UNAUTHORIZED,
         "the listener lost its authentication"
     );

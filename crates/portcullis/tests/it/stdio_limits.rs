@@ -21,18 +21,23 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_300_mb_line_gets_an_error_and_memory_stays_bounded() {
-    let fixture = Fixture::new("").expect("fixture");
-    let mut child = Command::new(bin())
+/// `portcullis serve --stdio` on the fixture, stdin and stdout piped.
+fn serve_stdio(fixture: &Fixture, stderr: Stdio) -> tokio::process::Child {
+    Command::new(bin())
         .args(["serve", "--stdio", "--config"])
         .arg(fixture.config())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_300_mb_line_gets_an_error_and_memory_stays_bounded() {
+    let fixture = Fixture::new("").expect("fixture");
+    let mut child = serve_stdio(&fixture, Stdio::null());
     let pid = child.id().expect("pid");
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -105,15 +110,7 @@ async fn a_300_mb_line_gets_an_error_and_memory_stays_bounded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_line_that_cannot_start_a_session_leaks_nothing() {
     let fixture = Fixture::new("").expect("fixture");
-    let mut child = Command::new(bin())
-        .args(["serve", "--stdio", "--config"])
-        .arg(fixture.config())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = serve_stdio(&fixture, Stdio::piped());
     let mut stdin = child.stdin.take().expect("stdin");
     let line = json!({ "jsonrpc": "2.0", "id": 9, "result": { "content": [{ "type": "text", "text": "CANARY_elicited_password" }] } });
     stdin
@@ -139,15 +136,7 @@ async fn a_first_line_that_cannot_start_a_session_leaks_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_nested_too_deep_is_answered() {
     let fixture = Fixture::new("").expect("fixture");
-    let mut child = Command::new(bin())
-        .args(["serve", "--stdio", "--config"])
-        .arg(fixture.config())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = serve_stdio(&fixture, Stdio::null());
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let meta = portcullis_test::stateless_meta();
