@@ -36,3 +36,92 @@ pub(crate) fn writes(idempotent: bool) -> ToolAnnotations {
 pub(crate) fn confirmed(arguments: &JsonObject) -> bool {
     arguments.get("confirm") == Some(&Value::Bool(true))
 }
+
+/// One of several named things a pack's tools work on (a files root, a notes folder): the
+/// argument naming it, as a string enum with a default in the input schema, and the pick
+/// of a call (the schema has validated the name; a call that names none gets the default,
+/// the first item).
+#[cfg_attr(not(any(feature = "files", feature = "notes")), allow(dead_code))]
+pub(crate) struct Choice<T> {
+    argument: &'static str,
+    description: &'static str,
+    items: Vec<(String, T)>,
+    /// Whether tools take the argument at all (there is something to choose in the pack).
+    offered: bool,
+}
+
+#[cfg_attr(not(any(feature = "files", feature = "notes")), allow(dead_code))]
+impl<T> Choice<T> {
+    /// `items` by name, the default first; `offered`: whether tools take `argument`.
+    pub(crate) fn new(
+        argument: &'static str,
+        description: &'static str,
+        items: Vec<(String, T)>,
+        offered: bool,
+    ) -> Self {
+        assert!(!items.is_empty(), "a choice needs something to choose");
+        Self {
+            argument,
+            description,
+            items,
+            offered,
+        }
+    }
+
+    /// Adds the argument to a tool's input schema properties, when it is offered.
+    pub(crate) fn add_to(&self, properties: &mut JsonObject) {
+        if self.offered {
+            let names: Vec<&str> = self.items.iter().map(|(name, _)| name.as_str()).collect();
+            properties.insert(
+                self.argument.to_owned(),
+                serde_json::json!({
+                    "type": "string",
+                    "enum": names,
+                    "default": names[0],
+                    "description": self.description,
+                }),
+            );
+        }
+    }
+
+    /// The item the call names, or the default.
+    pub(crate) fn pick(&self, arguments: &JsonObject) -> &T {
+        arguments
+            .get(self.argument)
+            .and_then(Value::as_str)
+            .and_then(|name| self.items.iter().find(|(n, _)| n == name))
+            .map_or(&self.items[0].1, |(_, item)| item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_choice_offers_its_names_and_picks_the_named_or_the_default() {
+        let items = || vec![("docs".to_owned(), 0), ("work".to_owned(), 1)];
+        let several = Choice::new("root", "Which root.", items(), true);
+        let mut properties = JsonObject::new();
+        several.add_to(&mut properties);
+        assert_eq!(
+            Value::Object(properties),
+            json!({ "root": { "type": "string", "enum": ["docs", "work"], "default": "docs", "description": "Which root." } })
+        );
+        let pick = |choice: &Choice<i32>, args: Value| *choice.pick(&object(args));
+        assert_eq!(pick(&several, json!({ "root": "work" })), 1);
+        assert_eq!(pick(&several, json!({})), 0);
+        assert_eq!(pick(&several, json!({ "root": 3 })), 0);
+        let one = Choice::new(
+            "folder",
+            "Which folder.",
+            vec![("notes".to_owned(), 7)],
+            false,
+        );
+        let mut properties = JsonObject::new();
+        one.add_to(&mut properties);
+        assert!(properties.is_empty(), "nothing to choose: no argument");
+        assert_eq!(pick(&one, json!({})), 7);
+    }
+}

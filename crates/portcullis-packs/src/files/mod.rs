@@ -14,6 +14,8 @@ use portcullis_core::{CatalogBuilder, Readiness};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
 
+use crate::definition::Choice;
+
 pub use crate::jail::DEFAULT_DENY;
 use crate::jail::{DenyList, Jail};
 
@@ -34,58 +36,65 @@ pub(crate) struct Root {
     pub(crate) watch: crate::watch::Settings,
 }
 
-/// All roots of the pack, in config order.
+/// All roots of the pack, in config order, and the choice of one that tools offer (with
+/// several roots, a `root` argument).
 pub(crate) struct Roots {
     roots: Vec<Root>,
+    /// Any root (by index), the first by default.
+    any: Choice<usize>,
+    /// A writable root (by index), the first writable by default; `any` when none is.
+    writable: Choice<usize>,
 }
 
 impl Roots {
-    /// With several roots, tools take a `root` argument; with one, they do not.
-    fn multi(&self) -> bool {
-        self.roots.len() > 1
+    fn new(roots: Vec<Root>) -> Self {
+        const ARGUMENT: &str = "root";
+        const DESCRIPTION: &str = "Which root the path is in.";
+        let several = roots.len() > 1;
+        let named = |keep: &dyn Fn(&Root) -> bool| -> Vec<(String, usize)> {
+            roots
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| keep(r))
+                .map(|(i, r)| (r.jail.name().to_owned(), i))
+                .collect()
+        };
+        let any = named(&|_| true);
+        let writable = Some(named(&|r| r.writable))
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| any.clone());
+        Self {
+            any: Choice::new(ARGUMENT, DESCRIPTION, any, several),
+            writable: Choice::new(ARGUMENT, DESCRIPTION, writable, several),
+            roots,
+        }
     }
 
-    /// The root a tool uses when the call names none: the first root, or for write tools
-    /// the first writable one. The same root is the `default` of the schema's `root`.
-    fn default_root(&self, writable_only: bool) -> &Root {
-        self.roots
-            .iter()
-            .find(|r| !writable_only || r.writable)
-            .unwrap_or(&self.roots[0])
-    }
-
-    /// The root named by the `root` argument (validated by the schema against the roots the
-    /// tool may use), or the tool's default root.
+    /// The root the `root` argument names among those the tool may use, or its default.
     pub(crate) fn pick(&self, args: &JsonObject, writable_only: bool) -> &Root {
-        args.get("root")
-            .and_then(Value::as_str)
-            .and_then(|name| self.by_name(name))
-            .unwrap_or_else(|| self.default_root(writable_only))
+        let choice = if writable_only {
+            &self.writable
+        } else {
+            &self.any
+        };
+        &self.roots[*choice.pick(args)]
     }
 
     pub(crate) fn by_name(&self, name: &str) -> Option<&Root> {
         self.roots.iter().find(|r| r.jail.name() == name)
     }
 
-    /// Adds the `root` property to a tool's input schema when there are several roots.
+    /// A tool's input schema: `properties`, and `root` when there are several roots.
     fn schema(
         &self,
         mut properties: JsonObject,
         required: &[&str],
         writable_only: bool,
     ) -> JsonObject {
-        if self.multi() {
-            let names: Vec<&str> = self
-                .roots
-                .iter()
-                .filter(|r| !writable_only || r.writable)
-                .map(|r| r.jail.name())
-                .collect();
-            let default = self.default_root(writable_only).jail.name();
-            properties.insert(
-                "root".to_owned(),
-                json!({ "type": "string", "enum": names, "default": default, "description": "Which root the path is in." }),
-            );
+        if writable_only {
+            self.writable.add_to(&mut properties);
+        } else {
+            self.any.add_to(&mut properties);
         }
         let schema = json!({
             "type": "object",
@@ -140,7 +149,7 @@ fn add(
             watch: crate::watch::Settings::new(root.watch, root.poll_interval_ms, root.debounce_ms),
         });
     }
-    let roots = Arc::new(Roots { roots: opened });
+    let roots = Arc::new(Roots::new(opened));
     let notifier = catalog.notifier().for_pack(PACK);
     for root in roots.roots.iter().filter(|r| r.watch.enabled()) {
         let notifier = notifier.clone();

@@ -9,22 +9,25 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef};
 use serde_json::{Value, json};
 
 use super::Folder;
-use crate::definition::object;
+use crate::definition::{Choice, object};
 
 const SLUG_DESCRIPTION: &str = "The note's slug: its path in the folder without the extension, with `/` between sub-folders (`meetings/2026-12-01`).";
 
 /// The writable folders; with more than one, the tools take a `folder` argument.
-struct Writable(Vec<Arc<Folder>>);
+struct Writable(Choice<Arc<Folder>>);
 
 impl Writable {
+    fn new(folders: Vec<Arc<Folder>>) -> Self {
+        let several = folders.len() > 1;
+        let named = folders
+            .into_iter()
+            .map(|f| (f.jail.name().to_owned(), f))
+            .collect();
+        Self(Choice::new("folder", "Which notes folder.", named, several))
+    }
+
     fn schema(&self, mut properties: JsonObject, required: &[&str]) -> JsonObject {
-        if self.0.len() > 1 {
-            let names: Vec<&str> = self.0.iter().map(|f| f.jail.name()).collect();
-            properties.insert(
-                "folder".to_owned(),
-                json!({ "type": "string", "enum": names, "default": names[0], "description": "Which notes folder." }),
-            );
-        }
+        self.0.add_to(&mut properties);
         object(json!({
             "type": "object",
             "properties": properties,
@@ -33,17 +36,14 @@ impl Writable {
         }))
     }
 
-    /// The folder the call names (validated against the enum), or the first.
+    /// The folder the call names, or the first.
     fn pick(&self, args: &JsonObject) -> &Arc<Folder> {
-        args.get("folder")
-            .and_then(Value::as_str)
-            .and_then(|name| self.0.iter().find(|f| f.jail.name() == name))
-            .unwrap_or(&self.0[0])
+        self.0.pick(args)
     }
 }
 
 pub(super) fn register(writable: Vec<Arc<Folder>>, catalog: &mut CatalogBuilder) {
-    let writable = Arc::new(Writable(writable));
+    let writable = Arc::new(Writable::new(writable));
     catalog
         .tool(WriteNote(Arc::clone(&writable)))
         .tool(DeleteNote(writable));
