@@ -4,8 +4,11 @@
 //! and `_` + `}`; `{+name}` is reserved expansion (it may span `/`).
 //!
 //! Two readings of the same grammar. [`Template::parse`] is for text where braces are also
-//! ordinary characters (JSON in a body string, `find -exec {} ;`): any brace that does not
-//! make a placeholder is literal text. [`Template::parse_uri`] is for URI templates, where
+//! ordinary characters (JSON in a body string, `find -exec {} ;`): a `{` and the first `}`
+//! after it that do not enclose a name are literal text, both braces and everything
+//! between, so a placeholder is never read inside other braces. JSON text in a template
+//! stays text: a value can never land inside a JSON string, where it could close the
+//! string and add keys. [`Template::parse_uri`] is for URI templates, where
 //! a stray brace is a mistake: every `{` must open a placeholder, every `}` close one, and
 //! two placeholders need literal text between them (or a URI could not be matched back).
 
@@ -48,50 +51,52 @@ pub enum TemplateError {
     /// Two placeholders with nothing between them.
     #[error("two variables must be separated by literal text")]
     Adjacent,
+    /// One name twice: which value would it be?
+    #[error("`{{{0}}}` appears twice; each variable may appear once")]
+    Repeated(String),
 }
 
 fn is_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The placeholder whose `{` is at `open`: its name, whether reserved, and its length.
-fn placeholder_at(text: &str, open: usize) -> Option<(&str, bool, usize)> {
+/// What the `{` at `open` starts: a placeholder (its name, whether reserved), or literal
+/// text; and the length of either, through the first `}` (the rest of the text when there
+/// is none).
+fn span_at(text: &str, open: usize) -> (Option<(&str, bool)>, usize) {
     let after = &text[open + 1..];
-    let end = after.find(['{', '}'])?;
-    if !after[end..].starts_with('}') {
-        return None;
-    }
+    let Some(end) = after.find('}') else {
+        return (None, text.len() - open);
+    };
     let inner = &after[..end];
     let (name, reserved) = match inner.strip_prefix('+') {
         Some(name) => (name, true),
         None => (inner, false),
     };
-    is_name(name).then_some((name, reserved, end + 2))
+    (is_name(name).then_some((name, reserved)), end + 2)
 }
 
 impl Template {
-    /// Reads `text`; braces that make no placeholder are literal text.
+    /// Reads `text`; braces that enclose no name are literal text, with all they enclose.
     pub fn parse(text: &str) -> Self {
         let mut template = Self::default();
         let mut literal = String::new();
         let mut at = 0;
         while let Some(offset) = text[at..].find('{') {
             let open = at + offset;
-            match placeholder_at(text, open) {
-                Some((name, reserved, len)) => {
+            let (placeholder, len) = span_at(text, open);
+            match placeholder {
+                Some((name, reserved)) => {
                     literal.push_str(&text[at..open]);
                     template.push_literal(&mut literal);
                     template.pieces.push(Piece::Var {
                         name: name.to_owned(),
                         reserved,
                     });
-                    at = open + len;
                 }
-                None => {
-                    literal.push_str(&text[at..=open]);
-                    at = open + 1;
-                }
+                None => literal.push_str(&text[at..open + len]),
             }
+            at = open + len;
         }
         literal.push_str(&text[at..]);
         template.push_literal(&mut literal);
@@ -112,11 +117,6 @@ impl Template {
             if literal.contains('}') {
                 return Err(TemplateError::Unopened);
             }
-            if !literal.is_empty() {
-                template.pieces.push(Piece::Literal(literal.to_owned()));
-            } else if matches!(template.pieces.last(), Some(Piece::Var { .. })) {
-                return Err(TemplateError::Adjacent);
-            }
             let after = &rest[open + 1..];
             let close = after.find('}').ok_or(TemplateError::Unclosed)?;
             let inner = &after[..close];
@@ -126,6 +126,14 @@ impl Template {
             };
             if !is_name(name) {
                 return Err(TemplateError::BadName(inner.to_owned()));
+            }
+            if !literal.is_empty() {
+                template.pieces.push(Piece::Literal(literal.to_owned()));
+            } else if matches!(template.pieces.last(), Some(Piece::Var { .. })) {
+                return Err(TemplateError::Adjacent);
+            }
+            if template.variables().any(|(seen, _)| seen == name) {
+                return Err(TemplateError::Repeated(name.to_owned()));
             }
             template.pieces.push(Piece::Var {
                 name: name.to_owned(),
@@ -287,10 +295,14 @@ mod tests {
         check("{+}", "{+}");
         check("{++a}", "{++a}");
         check("{unclosed", "{unclosed");
+        check("{unclosed {x}", "{unclosed {x}");
         check("closed}", "closed}");
-        check("{{name}}", "{<name>}");
-        check(r#"{"id":"{id}"}"#, r#"{"id":"<id>"}"#);
-        check("{a{b}c}", "{a<b>c}");
+        check("{x} }{y}", "<x> }<y>");
+        // Never a placeholder inside other braces: JSON text stays text.
+        check("{{name}}", "{{name}}");
+        check(r#"{"id":"{id}"}"#, r#"{"id":"{id}"}"#);
+        check(r#"{"a":1} {id}"#, r#"{"a":1} <id>"#);
+        check("{a{b}c}", "{a{b}c}");
         check("", "");
         check("ünïcödé {ñ} {n}", "ünïcödé {ñ} <n>");
     }
@@ -326,6 +338,9 @@ mod tests {
         check("a://{x.y}", Err(TemplateError::BadName("x.y".to_owned())));
         check("a://{}", Err(TemplateError::BadName(String::new())));
         check("a://{?q}", Err(TemplateError::BadName("?q".to_owned())));
+        check("a://{x}{", Err(TemplateError::Unclosed));
+        check("a://{x}/{x}", Err(TemplateError::Repeated("x".to_owned())));
+        check("a://{x}/{+x}", Err(TemplateError::Repeated("x".to_owned())));
     }
 
     #[test]

@@ -22,9 +22,6 @@ use crate::auth::Principal;
 use crate::catalog::{Catalog, Published, ResourceChange};
 use crate::guard::{GuardConfig, Target};
 
-/// The ceiling of `limits.max_subscriptions` (the cluster's per-session bound, for a
-/// session another replica serves).
-pub(crate) const MAX_SUBSCRIPTIONS: usize = portcullis_config::MAX_SUBSCRIPTIONS;
 /// Longest URI a session may subscribe to, so 1000 subscriptions stay small.
 pub(crate) const MAX_SUBSCRIBED_URI: usize = 2048;
 

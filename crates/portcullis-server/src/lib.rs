@@ -9,13 +9,13 @@
 pub mod audit;
 pub mod auth;
 pub mod cluster;
-mod config;
 mod error;
 mod fanout;
 mod guard;
 mod handler;
 pub mod limits;
 pub mod metrics;
+mod request;
 mod server;
 pub mod telemetry;
 pub mod traces;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::guard::Outcome;
+use crate::request::Outcome;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -17,7 +17,7 @@ use opentelemetry::trace::{
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::guard::{Origin, Outcome, Target};
+use crate::request::{Origin, Outcome, Target};
 
 /// The `tracing` target of the spans only OpenTelemetry sees (the per-tool-call
 /// `execute_tool` span): outside Portcullis's crates, so the log filter, which logs other

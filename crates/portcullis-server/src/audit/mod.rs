@@ -270,7 +270,7 @@ fn bounded_object(
     object: &serde_json::Map<String, serde_json::Value>,
     value: impl Fn(&str, &serde_json::Value) -> serde_json::Value,
 ) -> serde_json::Map<String, serde_json::Value> {
-    use crate::guard::client_text;
+    use crate::request::client_text;
     let mut kept: serde_json::Map<String, serde_json::Value> = object
         .iter()
         .take(client_text::MAX_KEYS)

@@ -13,7 +13,7 @@ mod jwt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::guard::Outcome;
+use crate::request::Outcome;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -161,7 +161,7 @@ impl AuthState {
             return Ok("localhost");
         };
         // With a Host header the URI is not consulted.
-        crate::transport::check_host(&axum::http::Uri::default(), headers, &self.allowed_hosts)?;
+        crate::request::check_host(&axum::http::Uri::default(), headers, &self.allowed_hosts)?;
         host.to_str().map_err(|_| {
             (
                 StatusCode::BAD_REQUEST,
@@ -277,7 +277,7 @@ pub async fn authenticate(
     // The Host allow-list first, so that a challenge never names a Host that the endpoint
     // behind refuses (DNS rebinding, a forged Host turned into a metadata URL).
     if let Err(refused) =
-        crate::transport::check_host(request.uri(), request.headers(), &state.allowed_hosts)
+        crate::request::check_host(request.uri(), request.headers(), &state.allowed_hosts)
     {
         return refused.into_response();
     }

@@ -197,7 +197,7 @@ impl Cluster {
                             .unwrap_or_else(PoisonError::into_inner);
                         if !on {
                             subscriptions.remove(&uri);
-                        } else if subscriptions.len() < crate::fanout::MAX_SUBSCRIPTIONS {
+                        } else if subscriptions.len() < crate::limits::MAX_SUBSCRIPTIONS {
                             subscriptions.insert(uri);
                         }
                     });

@@ -433,7 +433,7 @@ impl Cluster {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for uri in uris {
-            if subscriptions.len() >= crate::fanout::MAX_SUBSCRIPTIONS {
+            if subscriptions.len() >= crate::limits::MAX_SUBSCRIPTIONS {
                 break;
             }
             subscriptions.insert(uri);
@@ -478,7 +478,7 @@ impl Cluster {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = uris
                 .into_iter()
-                .take(crate::fanout::MAX_SUBSCRIPTIONS)
+                .take(crate::limits::MAX_SUBSCRIPTIONS)
                 .collect();
         }
     }

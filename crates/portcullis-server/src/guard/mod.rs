@@ -7,7 +7,6 @@
 //! with panics caught → error policy → one log line (method, item, principal, argument keys
 //! and a keyed fingerprint of the values, duration, outcome).
 
-pub(crate) mod client_text;
 mod fingerprint;
 mod policy;
 pub(crate) mod validate;
@@ -28,9 +27,9 @@ use crate::auth::Principal;
 use crate::catalog::Catalog;
 use crate::error;
 use crate::limits::{Refusal, retry_after_secs};
+pub(crate) use crate::request::{Origin, Outcome, Target, client_text, trace_id_of};
 pub(crate) use fingerprint::Fingerprint;
 pub use policy::Policies;
-pub(crate) use policy::Target;
 
 /// Everything the guard decides with: per-item policies and the fingerprint key.
 #[derive(Clone)]
@@ -238,61 +237,6 @@ fn random_state_codec() -> rmcp::model::RequestStateCodec {
     rmcp::model::RequestStateCodec::new_unchecked(key)
 }
 
-/// How a request ended, for logs (and later metrics and audit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Ok,
-    InputRequired,
-    Unauthenticated,
-    Forbidden,
-    RateLimited,
-    NotFound,
-    InvalidArguments,
-    ToolError,
-    InternalError,
-    Panicked,
-    TimedOut,
-    Cancelled,
-    /// Refused because the audit log cannot be written (`audit.fail_closed`).
-    AuditUnavailable,
-    /// The intent record of a call that changes data, written before it runs.
-    Started,
-}
-
-impl Outcome {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::InputRequired => "input_required",
-            Self::Unauthenticated => "unauthenticated",
-            Self::Forbidden => "forbidden",
-            Self::RateLimited => "rate_limited",
-            Self::NotFound => "not_found",
-            Self::InvalidArguments => "invalid_arguments",
-            Self::ToolError => "tool_error",
-            Self::InternalError => "internal_error",
-            Self::Panicked => "panicked",
-            Self::TimedOut => "timed_out",
-            Self::Cancelled => "cancelled",
-            Self::AuditUnavailable => "audit_unavailable",
-            Self::Started => "started",
-        }
-    }
-
-    /// Whether the guard let the request through to the pack.
-    fn decision(self) -> &'static str {
-        match self {
-            Self::Unauthenticated
-            | Self::Forbidden
-            | Self::RateLimited
-            | Self::NotFound
-            | Self::InvalidArguments
-            | Self::AuditUnavailable => "refused",
-            _ => "allowed",
-        }
-    }
-}
-
 /// One request on its way through the pipeline.
 pub(crate) struct Request<'a> {
     /// The JSON-RPC method (`tools/call`, `resources/read`, …).
@@ -312,26 +256,7 @@ pub(crate) struct Request<'a> {
     pub(crate) origin: Origin,
 }
 
-/// Where a request came from: its ids and the client, as the transport and `_meta` say.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Origin {
-    /// The HTTP request's `X-Request-Id`, or the JSON-RPC id.
-    pub(crate) request_id: Option<String>,
-    /// The W3C trace id of `_meta.traceparent` or the HTTP `traceparent` header.
-    pub(crate) trace_id: Option<String>,
-    /// The client's name (`clientInfo`).
-    pub(crate) client: Option<String>,
-    /// The client's address, when the refusal came before the request was read.
-    pub(crate) client_ip: Option<String>,
-    /// The JSON-RPC id, for traces.
-    pub(crate) jsonrpc_id: Option<String>,
-    /// The `Mcp-Session-Id` header of a 2025 session, for traces.
-    pub(crate) session_id: Option<String>,
-    /// The W3C `traceparent` and `tracestate` the trace continues, when traces are on.
-    pub(crate) traceparent: Option<String>,
-    pub(crate) tracestate: Option<String>,
-}
-
+// An `Origin` read from an rmcp request (here, above `traces`, whose switch it reads).
 impl Origin {
     /// What `context` tells of the request's origin.
     pub(crate) fn of(context: &rmcp::service::RequestContext<rmcp::RoleServer>) -> Self {
@@ -366,15 +291,6 @@ impl Origin {
             tracestate: tracestate.filter(|_| traced).map(str::to_owned),
         }
     }
-}
-
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
-pub(crate) fn trace_id_of(traceparent: &str) -> Option<String> {
-    let mut parts = traceparent.trim().split('-');
-    let (_version, trace, span) = (parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(trace, 32) && hex(span, 16) && trace.bytes().any(|b| b != b'0'))
-        .then(|| trace.to_ascii_lowercase())
 }
 
 /// What a log line shows of a request's arguments: their keys and a keyed fingerprint of

@@ -19,6 +19,7 @@ use portcullis_config::{Config, PackPolicy, RateLimit};
 use crate::SetupError;
 use crate::catalog::{Backing, Catalog};
 use crate::limits::{LocalRateLimiter, RateLimitStore};
+use crate::request::Target;
 
 /// The resolved policy of one tool, prompt or resource source.
 #[derive(Clone)]
@@ -29,39 +30,6 @@ pub(crate) struct ItemPolicy {
     pub(crate) limiter: Option<Arc<dyn RateLimitStore>>,
     /// The limit `limiter` enforces, as configured (for `portcullis explain`).
     pub(crate) rate_limit: Option<RateLimit>,
-}
-
-/// What a request is for, as far as authorization is concerned.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Target<'a> {
-    /// `tools/call`.
-    Tool(&'a str),
-    /// `prompts/get`, and completions of its arguments.
-    Prompt(&'a str),
-    /// `resources/read` and `resources/subscribe` of a URI.
-    Resource(&'a str),
-    /// Completions of a resource template's variables.
-    Template(&'a str),
-    /// A `subscriptions/listen` stream following these resources: decided once for the
-    /// whole listen (it needs the scopes of every one; one log line, one audit record).
-    Listen(&'a [String]),
-}
-
-impl Target<'_> {
-    /// How the refusal names it. Tool and prompt names are the catalog's; a resource is
-    /// named by its scheme only, since the rest of the URI is the client's text.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            Self::Tool(name) => format!("`{name}`"),
-            Self::Prompt(name) => format!("prompt `{name}`"),
-            Self::Resource(uri) => {
-                let scheme = uri.split_once(':').map_or("", |(s, _)| s);
-                format!("this `{scheme}:` resource")
-            }
-            Self::Template(template) => format!("resource template `{template}`"),
-            Self::Listen(uris) => format!("a listen following {} resources", uris.len()),
-        }
-    }
 }
 
 /// What bounds one request: its own policy's and its backing's, combined.

@@ -63,6 +63,21 @@ pub struct ServerIdentity {
     pub instructions: Option<String>,
 }
 
+impl From<&portcullis_config::Config> for ServerIdentity {
+    fn from(config: &portcullis_config::Config) -> Self {
+        Self {
+            name: config.server.name.clone(),
+            title: config.server.title.clone(),
+            version: config
+                .server
+                .version
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            instructions: config.server.instructions.clone(),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) guard: GuardConfig,

@@ -1,7 +1,11 @@
 //! Rate limits: token buckets (GCRA) keyed by principal, principal × tool, or client IP.
 //! One replica keeps them in memory (`governor`); many share them in Redis
-//! ([`crate::cluster::SharedLimiter`]), behind the same [`RateLimitStore`].
+//! (`cluster::SharedLimiter`, a layer above), behind the same [`RateLimitStore`].
 //! Concurrency caps per principal (requests in flight, streams) are [`Slots`].
+
+/// The ceiling of `limits.max_subscriptions` (the cluster's per-session bound, for a
+/// session another replica serves).
+pub(crate) const MAX_SUBSCRIPTIONS: usize = portcullis_config::MAX_SUBSCRIPTIONS;
 
 mod slots;
 

@@ -54,7 +54,7 @@ pub enum ServerError {
     InsecureListen(TransportError),
     /// A reload would turn authentication off.
     #[error(
-        "the server started with authentication, and a reload cannot turn it off; restart without [auth] (on a loopback address only) to do that"
+        "authentication is on, and a reload cannot turn it off; restart without [auth] (on a loopback address only) to do that"
     )]
     AuthenticationOff,
     /// The audit log named in the config cannot be opened.

@@ -34,8 +34,8 @@ use tokio::sync::Semaphore;
 
 use crate::PortcullisHandler;
 use crate::auth::{AuthState, Principal};
-use crate::guard::Target;
 use crate::limits::Slots;
+use crate::request::Target;
 
 /// The one parsed JSON-RPC message of a POST, for the layers after the inspection and the
 /// transport that serves it.
@@ -282,11 +282,11 @@ pub(crate) async fn inspect(
                 continue;
             }
             let method = parsed.method().unwrap_or_default().to_owned();
-            let origin = crate::guard::Origin {
+            let origin = crate::request::Origin {
                 request_id: super::http::header_text(&parts.headers, "x-request-id"),
                 trace_id: super::http::header_text(&parts.headers, "traceparent")
                     .as_deref()
-                    .and_then(crate::guard::trace_id_of),
+                    .and_then(crate::request::trace_id_of),
                 client: None,
                 client_ip: None,
                 ..Default::default()
@@ -319,7 +319,7 @@ fn not_a_message(bytes: &[u8], error: &serde_json::Error) -> Response {
             format!(
                 "invalid request: expected one JSON-RPC request, notification or response ({})",
                 // serde's message may quote the client's text: cut like all of it.
-                crate::guard::client_text::cut(&error.to_string())
+                crate::request::client_text::cut(&error.to_string())
             ),
         ),
     };

@@ -355,7 +355,7 @@ pub(super) fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(|v| crate::guard::client_text::cut(v).into_owned())
+        .map(|v| crate::request::client_text::cut(v).into_owned())
 }
 
 /// Records in the audit log what the authentication layer refused (it marks its
@@ -368,10 +368,10 @@ async fn record_refusals(
     let request_id = header_text(request.headers(), "x-request-id");
     let trace_id = header_text(request.headers(), "traceparent")
         .as_deref()
-        .and_then(crate::guard::trace_id_of);
+        .and_then(crate::request::trace_id_of);
     let response = next.run(request).await;
     if let Some(refused) = response.extensions().get::<auth::Refused>() {
-        let origin = crate::guard::Origin {
+        let origin = crate::request::Origin {
             request_id,
             trace_id,
             client: None,

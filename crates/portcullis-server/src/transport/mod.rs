@@ -7,8 +7,6 @@ mod ready;
 mod sessions;
 pub mod stdio;
 
-pub(crate) use legacy_sse::check_host;
-
 /// Why a transport could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {

@@ -216,6 +216,12 @@ struct Envelope<'a> {
     params: Option<CancelParams>,
 }
 
+/// The `id` of a message alone (everything else skipped, whatever its depth).
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: Option<serde_json::Value>,
+}
+
 #[derive(serde::Deserialize)]
 struct CancelParams {
     #[serde(rename = "requestId")]
@@ -346,17 +352,23 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
         if line.trim().is_empty() {
             continue;
         }
+        // rmcp reads a message with serde_json's limit on nesting and drops one past it
+        // without a word: this layer answers it (a request by its id; a batch or a line
+        // whose id cannot be read, with a null id; a notification not at all).
+        if too_deep(&line) {
+            tracing::warn!(limit = MAX_DEPTH, "message on stdin nested too deep");
+            let id = match serde_json::from_str::<IdOnly>(&line) {
+                Ok(IdOnly { id: None }) => continue,
+                Ok(IdOnly { id: Some(id) }) if is_answerable(&id) => id,
+                _ => serde_json::Value::Null,
+            };
+            let message = format!(
+                "invalid request: the message nests arrays and objects deeper than {MAX_DEPTH} levels"
+            );
+            let _ = errors.send(error_line(id, -32600, &message)).await;
+            continue;
+        }
         match serde_json::from_str::<Envelope<'_>>(&line) {
-            // rmcp reads a message with serde_json's limit on nesting and drops one past
-            // it without a word; this layer reads the envelope alone, so it answers.
-            Ok(Envelope { id: Some(id), .. }) if too_deep(&line) => {
-                tracing::warn!(limit = MAX_DEPTH, "message on stdin nested too deep");
-                let message = format!(
-                    "invalid request: the message nests arrays and objects deeper than {MAX_DEPTH} levels"
-                );
-                let _ = errors.send(error_line(id, -32600, &message)).await;
-                continue;
-            }
             Ok(Envelope {
                 jsonrpc: Some(version),
                 id: Some(id),
@@ -398,8 +410,9 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
     let _ = to_rmcp.shutdown().await;
 }
 
-/// serde_json's limit on nesting, which rmcp reads messages with.
-const MAX_DEPTH: usize = 128;
+/// The deepest nesting of arrays and objects serde_json reads (its recursion limit, 128,
+/// is reached by the 128th level), which rmcp reads messages with.
+const MAX_DEPTH: usize = 127;
 
 /// Whether `line` (JSON) nests arrays and objects deeper than [`MAX_DEPTH`]; brackets
 /// inside strings do not count.

@@ -101,6 +101,42 @@ fn refuses_a_non_loopback_address_without_authentication() {
     assert!(stderr.contains("refusing to listen on 0.0.0.0:0: it is not a loopback address and no authentication is configured"), "{stderr}");
 }
 
+/// A placeholder is never read inside other braces: JSON text in a query value or a body
+/// string stays text, so a value can never close a JSON string and add keys
+/// (`{"owner":"alice","title":"{title}"}` with `title = x","owner":"bob`). Such a
+/// template leaves its parameter unused, and the config is refused. (Found by the attack
+/// review: for a few commits one grammar read `{title}` there, unescaped.)
+#[test]
+fn a_placeholder_inside_json_text_is_not_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (field, value) in [
+        (
+            "query",
+            r#"{ where = '{"owner":"alice","title":"{title}"}' }"#,
+        ),
+        ("body", r#"{ variables = '{"title":"{title}"}' }"#),
+    ] {
+        let method = if field == "body" { "POST" } else { "GET" };
+        let config = write_config(
+            &dir,
+            &format!(
+                "[server]\nname = \"x\"\n[[api]]\nname = \"up\"\nbase_url = \"http://127.0.0.1:9\"\nallow_private_addresses = true\n[[api.tools]]\nname = \"find\"\ndescription = \"d\"\nmethod = \"{method}\"\npath = \"/records\"\n{field} = {value}\n[[api.tools.params]]\nname = \"title\"\ntype = \"string\"\nrequired = true\n"
+            ),
+        );
+        let output = Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{field}: {stderr}");
+        assert!(
+            stderr.contains("parameter `title` is declared but not used"),
+            "{field}: {stderr}"
+        );
+    }
+}
+
 /// `check` says so too, before a deploy finds out: the config stays valid (it may be meant
 /// for `--stdio`), and stderr warns that HTTP would be refused. Before, `check` printed
 /// "auth: none (loopback only)" for it and nothing else.

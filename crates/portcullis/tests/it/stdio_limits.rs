@@ -140,7 +140,11 @@ async fn a_request_nested_too_deep_is_answered() {
     let mut stdin = child.stdin.take().expect("stdin");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let meta = portcullis_test::stateless_meta();
-    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    let deep = nested(200);
+    // The message, `params` and `arguments` are three levels: 125 more make 128, the
+    // first depth serde_json refuses.
+    let just_too_deep = nested(125);
     // Brackets inside a string are text, not nesting: this one is served.
     let shallow_text = "[".repeat(300);
     let lines = [
@@ -151,6 +155,19 @@ async fn a_request_nested_too_deep_is_answered() {
             "name": "read_file", "arguments": { "path": shallow_text }, "_meta": meta } })
         .to_string(),
         json!({ "jsonrpc": "2.0", "id": 8, "method": "tools/list", "params": { "_meta": meta } })
+            .to_string(),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":{just_too_deep}}},"_meta":{meta}}}}}"#
+        ),
+        // Deep where this layer itself reads (a cancellation's `requestId`).
+        format!(
+            r#"{{"jsonrpc":"2.0","id":10,"method":"tools/list","params":{{"requestId":{deep},"_meta":{meta}}}}}"#
+        ),
+        // A batch holding a deep request: answered once, with a null id.
+        format!(r#"[{{"jsonrpc":"2.0","id":11,"method":"tools/list","params":{{"x":{deep}}}}}]"#),
+        // A deep notification: nothing to answer.
+        format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"x":{deep}}}}}"#),
+        json!({ "jsonrpc": "2.0", "id": 12, "method": "tools/list", "params": { "_meta": meta } })
             .to_string(),
     ];
     for line in &lines {
@@ -163,9 +180,10 @@ async fn a_request_nested_too_deep_is_answered() {
     tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = stdout.next_line().await.expect("stdout") {
             responses.push(serde_json::from_str(&line).expect("stdout carries JSON only"));
-            if [6, 7, 8]
+            if [6, 7, 8, 9, 10, 12]
                 .iter()
                 .all(|id| responses.iter().any(|r| r["id"] == json!(id)))
+                && responses.iter().any(|r| r["id"].is_null())
             {
                 break;
             }
@@ -179,14 +197,21 @@ async fn a_request_nested_too_deep_is_answered() {
             .find(|r| r["id"] == json!(id))
             .expect("answered")
     };
-    assert_eq!(answer(6)["error"]["code"], -32600, "{:?}", answer(6));
-    assert!(
-        answer(6)["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("deeper than 128")),
-        "{:?}",
-        answer(6)
-    );
+    for id in [6, 9, 10] {
+        assert_eq!(answer(id)["error"]["code"], -32600, "{:?}", answer(id));
+        assert!(
+            answer(id)["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("deeper than 127")),
+            "{:?}",
+            answer(id)
+        );
+    }
+    let batch: Vec<&Value> = responses.iter().filter(|r| r["id"].is_null()).collect();
+    assert_eq!(batch.len(), 1, "{batch:?}");
+    assert_eq!(batch[0]["error"]["code"], -32600, "{batch:?}");
     assert!(answer(7).get("result").is_some(), "{:?}", answer(7));
-    assert!(answer(8)["result"]["tools"].is_array(), "{:?}", answer(8));
+    for id in [8, 12] {
+        assert!(answer(id)["result"]["tools"].is_array(), "{:?}", answer(id));
+    }
 }
