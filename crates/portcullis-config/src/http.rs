@@ -147,7 +147,9 @@ pub struct HttpTool {
     /// JSON body (for POST, PUT and PATCH): a table whose string values may be
     /// placeholders. `"{name}"` alone becomes the typed value (a number stays a number) and
     /// is left out when the optional parameter is absent; placeholders inside longer text
-    /// are interpolated.
+    /// are interpolated, but never inside other braces: JSON written inside a string
+    /// (`'{"title":"{title}"}'`) stays text, so a value can never close a JSON string and
+    /// add keys; give the structure as a table instead.
     pub body: Option<serde_json::Value>,
     /// Headers of this tool's requests, added to the source's (values may use `${ENV}`).
     #[serde(default)]
