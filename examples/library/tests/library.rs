@@ -348,19 +348,6 @@ async fn audit_metrics_and_reload_come_from_the_config() {
         assert_eq!(text(&result), format!("Hello, {name}!"));
     }
 
-    // Audit: one record per call, naming the tool, the principal and the outcome.
-    let records: Vec<Value> = std::fs::read_to_string(&audit)
-        .expect("the audit log exists")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a record is JSON"))
-        .collect();
-    let greets: Vec<&Value> = records.iter().filter(|r| r["item"] == "greet").collect();
-    assert_eq!(greets.len(), 2, "{records:#?}");
-    for record in greets {
-        assert_eq!(record["principal"], "key:demo", "{record}");
-        assert_eq!(record["outcome"], "ok", "{record}");
-    }
-
     // Metrics: refused without the token, counting the calls with it.
     let refused = http()
         .get(server.at("/metrics"))
@@ -416,4 +403,32 @@ async fn audit_metrics_and_reload_come_from_the_config() {
         .expect("the key added by the reload connects");
     let result = call(&late, "greet", json!({ "name": "Late" })).await;
     assert_eq!(text(&result), "Hello, Late!");
+
+    // Audit: one record per call, naming the tool, the principal and the outcome (read once
+    // the server has stopped: the writer batches, and a stop flushes it).
+    server.terminate().expect("SIGTERM");
+    server
+        .wait(std::time::Duration::from_secs(15))
+        .await
+        .expect("the example exits");
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .expect("the audit log exists")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a record is JSON"))
+        .collect();
+    let greets: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["item"] == "greet")
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap_or_default(),
+                r["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        greets,
+        [("key:demo", "ok"), ("key:demo", "ok"), ("key:late", "ok")],
+        "{records:#?}"
+    );
 }
