@@ -357,3 +357,101 @@ fn tool_names(catalog: &Catalog) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{CatalogBuilder, Tool, ToolCall, ToolOutput};
+    use crate::error::ToolError;
+
+    struct Named(&'static str);
+
+    #[async_trait::async_trait]
+    impl Tool for Named {
+        fn definition(&self) -> rmcp::model::Tool {
+            let schema = serde_json::json!({ "type": "object" });
+            rmcp::model::Tool::new(
+                self.0,
+                "test",
+                schema.as_object().cloned().unwrap_or_default(),
+            )
+        }
+
+        async fn call(&self, _call: ToolCall) -> Result<ToolOutput, ToolError> {
+            Err(ToolError::rejected("not called"))
+        }
+    }
+
+    /// One row per tool: the scopes, timeout and rate limit that bound its calls, resolved
+    /// from `[packs.custom]`, `[tools.NAME]` and `[limits]`.
+    #[test]
+    fn what_bounds_each_tool() {
+        let config = portcullis_config::parse(
+            r#"[server]
+name = "policies"
+[limits]
+tool_timeout_secs = 30
+[packs.custom]
+required_scopes = ["lib:read"]
+timeout_secs = 10
+rate_limit = { per_minute = 60 }
+[tools.slow]
+required_scopes = ["lib:call"]
+timeout_secs = 5
+[tools.quick]
+rate_limit = { per_minute = 1, burst = 1 }
+[tools.open]
+required_scopes = []
+"#,
+            std::path::Path::new("/srv/p.toml"),
+            |_| None,
+        )
+        .expect("config");
+        let mut builder = CatalogBuilder::new();
+        for name in ["slow", "quick", "plain", "open"] {
+            builder.tool(Named(name));
+        }
+        let catalog = builder.build().expect("catalog");
+        let policies = Policies::resolve(&config, &catalog).expect("policies");
+        let check = |tool: &str, scopes: &[&str], secs: u64, per_minute: Option<u32>| {
+            let got = (
+                policies
+                    .scopes_for(&catalog, Target::Tool(tool))
+                    .map(|s| s.to_vec()),
+                policies.tool(tool).timeout,
+                policies.tool(tool).rate_limit.map(|l| l.per_minute),
+            );
+            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(
+                got,
+                (Some(scopes), Duration::from_secs(secs), per_minute),
+                "{tool}: (scopes, timeout, per minute)"
+            );
+        };
+        // tool     scopes          timeout  limit
+        check("slow", &["lib:call"], 5, Some(60));
+        check("quick", &["lib:read"], 10, Some(1));
+        check("plain", &["lib:read"], 10, Some(60));
+        check("open", &[], 10, Some(60));
+        assert!(
+            policies
+                .scopes_for(&catalog, Target::Tool("missing"))
+                .is_none(),
+            "a tool the catalog does not have has no scopes: the guard answers not found"
+        );
+        let unknown = portcullis_config::parse(
+            "[server]\nname = \"p\"\n[tools.slo]\nrequired_scopes = []\n",
+            std::path::Path::new("/srv/p.toml"),
+            |_| None,
+        )
+        .expect("config");
+        let error = Policies::resolve(&unknown, &catalog)
+            .err()
+            .expect("a policy for no tool is refused")
+            .to_string();
+        assert!(
+            error.contains("[tools.slo] names a tool this server does not offer"),
+            "{error}"
+        );
+    }
+}
