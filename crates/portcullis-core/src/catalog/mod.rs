@@ -540,8 +540,8 @@ impl Catalog {
     }
 
     /// Starts the background work of the catalog's sources (watchers) on the current tokio
-    /// runtime, once; later calls do nothing. [`PortcullisHandler::new`](crate::PortcullisHandler::new)
-    /// calls it.
+    /// runtime, once; later calls do nothing. The server's handler calls it when it is
+    /// built (`portcullis_server::PortcullisHandler::new`).
     pub fn start(&self) {
         let tasks = std::mem::take(
             &mut *self

@@ -6,7 +6,7 @@
 //! new session or stateless request.
 //!
 //! Every method that reaches a pack (tool calls, resource reads and subscriptions, prompt
-//! gets, completions) goes through the guard ([`GuardConfig::run`]); lists are filtered
+//! gets, completions) goes through the guard ([`GuardConfig::run_checked`]); lists are filtered
 //! with the same scopes. This module is the `ServerHandler` and the state it keeps; each
 //! request's translation to the guard and back lives by concern: `tools`, `resources`
 //! (reads, lists, subscriptions, listen streams), `prompts` (with completions), `sessions`
