@@ -42,15 +42,7 @@ impl Inner {
             return Err(no_resource(&uri));
         };
         let label = source.label(&uri);
-        let logged = Request {
-            method: "resources/read",
-            target: Target::Resource(&uri),
-            item: &label,
-            what: format!("resource `{label}`"),
-            principal,
-            arguments: guard.argument("uri", &uri),
-            origin,
-        };
+        let logged = resource_request(guard, "resources/read", &uri, &label, principal, origin);
         guard
             .run(catalog, logged, cancel, |_, _| async {
                 match source.source.read(&uri).await {
@@ -360,15 +352,14 @@ impl PortcullisHandler {
             &origin,
         )
         .await?;
-        let logged = Request {
-            method: "resources/subscribe",
-            target: Target::Resource(&uri),
-            item: &label,
-            what: format!("resource `{label}`"),
+        let logged = resource_request(
+            guard,
+            "resources/subscribe",
+            &uri,
+            &label,
             principal,
-            arguments: guard.argument("uri", &uri),
             origin,
-        };
+        );
         guard
             .run(catalog, logged, context.ct, |_, _| async {
                 if uri.len() > crate::fanout::MAX_SUBSCRIBED_URI {
@@ -459,5 +450,26 @@ impl PortcullisHandler {
                 .map_err(|_| crate::error::session_store_unavailable("the unsubscription"))?;
         }
         Ok(())
+    }
+}
+
+/// The guard's request for `method` on the resource at `uri`, logged by its `label` (the
+/// URI itself is the client's text).
+pub(super) fn resource_request<'a>(
+    guard: &GuardConfig,
+    method: &'static str,
+    uri: &'a str,
+    label: &'a str,
+    principal: Option<Principal>,
+    origin: guard::Origin,
+) -> Request<'a> {
+    Request {
+        method,
+        target: Target::Resource(uri),
+        item: label,
+        what: format!("resource `{label}`"),
+        principal,
+        arguments: guard.argument("uri", uri),
+        origin,
     }
 }
