@@ -4,9 +4,9 @@
 //! and `_` + `}`; `{+name}` is reserved expansion (it may span `/`).
 //!
 //! Two readings of the same grammar. [`Template::parse`] is for text where braces are also
-//! ordinary characters (JSON in a body string, `find -exec {} ;`): a `{` and the first `}`
-//! after it that do not enclose a name are literal text, both braces and everything
-//! between, so a placeholder is never read inside other braces. JSON text in a template
+//! ordinary characters (JSON in a body string, `find -exec {} ;`): a `{` that does not open
+//! a placeholder opens literal text that runs to its matching `}` (nested braces counted,
+//! braces inside JSON strings not), so a placeholder is never read inside other braces. JSON text in a template
 //! stays text: a value can never land inside a JSON string, where it could close the
 //! string and add keys. [`Template::parse_uri`] is for URI templates, where
 //! a stray brace is a mistake: every `{` must open a placeholder, every `}` close one, and
@@ -60,20 +60,50 @@ fn is_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// What the `{` at `open` starts: a placeholder (its name, whether reserved), or literal
-/// text; and the length of either, through the first `}` (the rest of the text when there
-/// is none).
+/// What the `{` at `open` starts: a placeholder (its name, whether reserved, its length),
+/// or literal text through the matching `}` (the rest of the text when there is none).
 fn span_at(text: &str, open: usize) -> (Option<(&str, bool)>, usize) {
     let after = &text[open + 1..];
-    let Some(end) = after.find('}') else {
-        return (None, text.len() - open);
-    };
-    let inner = &after[..end];
-    let (name, reserved) = match inner.strip_prefix('+') {
-        Some(name) => (name, true),
-        None => (inner, false),
-    };
-    (is_name(name).then_some((name, reserved)), end + 2)
+    if let Some(end) = after.find('}') {
+        let inner = &after[..end];
+        let (name, reserved) = match inner.strip_prefix('+') {
+            Some(name) => (name, true),
+            None => (inner, false),
+        };
+        if is_name(name) {
+            return (Some((name, reserved)), end + 2);
+        }
+    }
+    (None, matching_brace(&text[open..]))
+}
+
+/// The length of `text` (which starts with `{`) through its matching `}`: nested braces
+/// counted, braces inside `"…"` strings (with `\` escapes) not; all of it when unmatched.
+fn matching_brace(text: &str) -> usize {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (at, c) in text.char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return at + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    text.len()
 }
 
 impl Template {
@@ -303,6 +333,18 @@ mod tests {
         check(r#"{"id":"{id}"}"#, r#"{"id":"{id}"}"#);
         check(r#"{"a":1} {id}"#, r#"{"a":1} <id>"#);
         check("{a{b}c}", "{a{b}c}");
+        check(
+            r#"{"meta":{"v":1},"title":"{title}"}"#,
+            r#"{"meta":{"v":1},"title":"{title}"}"#,
+        );
+        check(
+            r#"{"a":"}","title":"{title}"}"#,
+            r#"{"a":"}","title":"{title}"}"#,
+        );
+        check(
+            r#"{"a":"\"}","t":"{t}"} {id}"#,
+            r#"{"a":"\"}","t":"{t}"} <id>"#,
+        );
         check("", "");
         check("ünïcödé {ñ} {n}", "ünïcödé {ñ} <n>");
     }
