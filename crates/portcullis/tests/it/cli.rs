@@ -91,14 +91,22 @@ fn refuses_a_non_loopback_address_without_authentication() {
         &dir,
         "[server]\nname = \"x\"\n[http]\nlisten = \"0.0.0.0:0\"\n",
     );
+    let (code, stderr) = with_config("serve", &config);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("refusing to listen on 0.0.0.0:0: it is not a loopback address and no authentication is configured"), "{stderr}");
+}
+
+/// `portcullis SUBCOMMAND --config CONFIG`: its exit status and stderr.
+fn with_config(subcommand: &str, config: &std::path::Path) -> (Option<i32>, String) {
     let output = Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(&config)
+        .args([subcommand, "--config"])
+        .arg(config)
         .output()
         .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "{stderr}");
-    assert!(stderr.contains("refusing to listen on 0.0.0.0:0: it is not a loopback address and no authentication is configured"), "{stderr}");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// A placeholder is never read inside other braces: JSON text in a query value or a body
@@ -115,6 +123,12 @@ fn a_placeholder_inside_json_text_is_not_one() {
             r#"{ where = '{"owner":"alice","title":"{title}"}' }"#,
         ),
         ("body", r#"{ variables = '{"title":"{title}"}' }"#),
+        // Nested braces and a brace inside a JSON string do not end the text early.
+        (
+            "body",
+            r#"{ variables = '{"meta":{"v":1},"title":"{title}"}' }"#,
+        ),
+        ("body", r#"{ variables = '{"a":"}","title":"{title}"}' }"#),
     ] {
         let method = if field == "body" { "POST" } else { "GET" };
         let config = write_config(
@@ -123,13 +137,8 @@ fn a_placeholder_inside_json_text_is_not_one() {
                 "[server]\nname = \"x\"\n[[api]]\nname = \"up\"\nbase_url = \"http://127.0.0.1:9\"\nallow_private_addresses = true\n[[api.tools]]\nname = \"find\"\ndescription = \"d\"\nmethod = \"{method}\"\npath = \"/records\"\n{field} = {value}\n[[api.tools.params]]\nname = \"title\"\ntype = \"string\"\nrequired = true\n"
             ),
         );
-        let output = Command::new(bin())
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(64), "{field}: {stderr}");
+        let (code, stderr) = with_config("check", &config);
+        assert_eq!(code, Some(64), "{field}: {stderr}");
         assert!(
             stderr.contains("parameter `title` is declared but not used"),
             "{field}: {stderr}"
@@ -147,13 +156,8 @@ fn check_warns_of_a_listener_serve_would_refuse() {
         &dir,
         "[server]\nname = \"x\"\n[http]\nlisten = \"0.0.0.0:0\"\n",
     );
-    let output = Command::new(bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = with_config("check", &config);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(
             "warning: `serve` over HTTP would refuse this config: refusing to listen on 0.0.0.0:0"
