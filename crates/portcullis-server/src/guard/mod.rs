@@ -82,6 +82,7 @@ impl GuardConfig {
     pub(crate) fn keeps_counts_of(mut self, old: &GuardConfig) -> Self {
         self.calls = Arc::clone(&old.calls);
         self.listens = Arc::clone(&old.listens);
+        self.max_subscriptions = old.max_subscriptions;
         self
     }
 
@@ -822,5 +823,34 @@ fn message_of(method: &str) -> &'static str {
         "completion/complete" => "completion",
         "http" => "request refused",
         _ => "request",
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    /// What a reload keeps of the guard: the per-principal tables and the caps that need a
+    /// restart (`server/reload.rs` warns so), here `max_subscriptions`.
+    #[test]
+    fn a_reload_keeps_the_caps_that_need_a_restart() {
+        let config = |max: usize| {
+            portcullis_config::parse(
+                &format!("[server]\nname = \"g\"\n[limits]\nmax_subscriptions = {max}\n"),
+                std::path::Path::new("/srv/g.toml"),
+                |_| None,
+            )
+            .expect("config")
+        };
+        let catalog = crate::catalog::CatalogBuilder::new()
+            .build()
+            .expect("catalog");
+        let old = GuardConfig::new(&config(100), &catalog).expect("guard");
+        let new = GuardConfig::new(&config(5), &catalog).expect("guard");
+        assert_eq!(new.max_subscriptions, 5);
+        let kept = new.keeps_counts_of(&old);
+        assert_eq!(kept.max_subscriptions, 100);
+        assert!(Arc::ptr_eq(&kept.calls, &old.calls));
+        assert!(Arc::ptr_eq(&kept.listens, &old.listens));
     }
 }
