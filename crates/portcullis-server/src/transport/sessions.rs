@@ -114,7 +114,7 @@ impl SessionGuard {
         tracing::warn!(%principal, "session cap reached; new session refused");
         too_many(
             self.idle.min(Duration::from_secs(60)),
-            "too many open sessions; close some (HTTP DELETE or closing the stream) or wait for idle ones to expire",
+            "too many open sessions (limits.max_sessions_per_principal for one principal, limits.max_sessions in all); close some (HTTP DELETE or closing the stream) or wait for idle ones to expire",
         )
     }
 
