@@ -1,8 +1,60 @@
-//! Pieces every pack's tool definitions use: JSON Schema objects, the annotations of a
-//! read-only and of a writing tool, and the `confirm: true` check of tools that change data.
+//! Pieces every pack's tool definitions use: JSON Schema objects (hand-written for
+//! config-declared parameters, derived for built-in tools' argument types), the annotations
+//! of a read-only and of a writing tool, and the `confirm: true` check of tools that change
+//! data.
 
+use portcullis_core::ToolError;
 use rmcp::model::{JsonObject, ToolAnnotations};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// The input schema of a built-in tool whose arguments are `T`: derived from the type (its
+/// doc comments are the descriptions, `deny_unknown_fields` is `additionalProperties:
+/// false`), subschemas inlined (some clients do not follow `$ref`), without the root's
+/// `$schema`, title and description (the tool has its own).
+#[cfg_attr(not(any(feature = "files", feature = "notes")), allow(dead_code))]
+pub(crate) fn args_schema<T: JsonSchema>() -> JsonObject {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.inline_subschemas = true;
+    let mut schema = settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value();
+    without_null(&mut schema);
+    let mut schema = object(schema);
+    for noise in ["$schema", "title", "description"] {
+        schema.remove(noise);
+    }
+    schema
+}
+
+/// An optional argument is left out, never sent as `null`: `Option<T>` derives `"type":
+/// [T, "null"]`, which becomes `T` (nested schemas too).
+fn without_null(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    let only = only.clone();
+                    map.insert("type".to_owned(), only);
+                }
+            }
+            map.values_mut().for_each(without_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_null),
+        _ => {}
+    }
+}
+
+/// A built-in tool's arguments as its type. The guard has validated them against
+/// [`args_schema`] of the same type, so this fails only if the two disagree; it says so.
+#[cfg_attr(not(any(feature = "files", feature = "notes")), allow(dead_code))]
+pub(crate) fn arguments<T: DeserializeOwned>(arguments: &JsonObject) -> Result<T, ToolError> {
+    serde_json::from_value(Value::Object(arguments.clone()))
+        .map_err(|e| ToolError::rejected(format!("the arguments do not fit this tool: {e}")))
+}
 
 /// The map of a `json!({ … })` object literal (schemas, properties).
 pub(crate) fn object(value: Value) -> JsonObject {
@@ -82,6 +134,15 @@ impl<T> Choice<T> {
                 }),
             );
         }
+    }
+
+    /// The input schema of a tool whose arguments are `T`, with this choice's argument.
+    pub(crate) fn args_schema<A: JsonSchema>(&self) -> JsonObject {
+        let mut schema = args_schema::<A>();
+        if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+            self.add_to(properties);
+        }
+        schema
     }
 
     /// The item the call names, or the default.

@@ -202,8 +202,8 @@ fn verify_postgres(url: &str, table: &str, key: Option<&str>) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(message) if message.starts_with("replica ") => {
-            eprintln!("portcullis: audit table broken: {message}");
+        Err(broken) if broken.is_broken() => {
+            eprintln!("portcullis: audit table broken: {broken}");
             ExitCode::from(EX_DATAERR)
         }
         Err(message) => {

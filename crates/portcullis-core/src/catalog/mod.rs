@@ -23,7 +23,7 @@ pub use changes::Published;
 pub use changes::{ChangeNotifier, ResourceChange};
 pub use context::{CallContext, ReadResource};
 
-pub use schema::ArgumentValidator;
+pub use schema::{ArgumentValidator, SchemaError};
 
 /// What a tool returns: a complete result, or (2026-07-28) an input-required result asking
 /// the client for more before the tool can finish. `CallToolResult` converts with `.into()`.
@@ -238,8 +238,36 @@ pub trait PromptTemplate: Send + Sync + 'static {
 /// A dependency check reported by `/readyz`.
 #[async_trait]
 pub trait Readiness: Send + Sync + 'static {
-    /// `Ok` when ready, otherwise why not (shown on `/readyz`, so nothing secret).
-    async fn check(&self) -> Result<(), String>;
+    /// `Ok` when ready, otherwise why not.
+    async fn check(&self) -> Result<(), NotReady>;
+}
+
+/// Why a dependency is not ready: what (shown on `/readyz`, so nothing secret) and, for the
+/// operator's log only, the root cause the dependency gave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct NotReady {
+    /// What is not ready, in words safe to show anyone who can reach `/readyz`.
+    pub reason: String,
+    /// The dependency's own explanation (logged at start-up; never served).
+    pub cause: Option<String>,
+}
+
+impl NotReady {
+    /// Not ready for `reason` (shown on `/readyz`).
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            cause: None,
+        }
+    }
+
+    /// Adds the dependency's own explanation, for the log.
+    #[must_use]
+    pub fn because(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
 }
 
 /// Why a catalog could not be built.
@@ -382,10 +410,10 @@ impl CatalogBuilder {
         for tool in self.tools {
             let definition = tool.definition();
             let validator =
-                ArgumentValidator::compile(&definition.input_schema).map_err(|message| {
+                ArgumentValidator::compile(&definition.input_schema).map_err(|error| {
                     CatalogError::InvalidSchema {
                         tool: definition.name.to_string(),
-                        message,
+                        message: error.0,
                     }
                 })?;
             let required_capabilities = tool.required_client_capabilities();
@@ -628,7 +656,7 @@ impl Catalog {
     }
 
     /// Runs every readiness check concurrently; returns each check's name and outcome.
-    pub async fn readiness(&self) -> Vec<(String, Result<(), String>)> {
+    pub async fn readiness(&self) -> Vec<(String, Result<(), NotReady>)> {
         let checks = self
             .readiness
             .iter()

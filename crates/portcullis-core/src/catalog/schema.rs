@@ -6,13 +6,19 @@ use serde_json::Value;
 /// Longest violation message kept; longer ones (which quote large values) are cut.
 const MAX_VIOLATION_CHARS: usize = 240;
 
+/// A JSON Schema that does not compile; the text is the compiler's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SchemaError(pub String);
+
 /// A compiled JSON Schema for arguments (tools, resource template variables), with formats checked.
 pub struct ArgumentValidator {
     validator: jsonschema::Validator,
 }
 
 impl ArgumentValidator {
-    pub fn compile(schema: &JsonObject) -> Result<Self, String> {
+    /// Compiles `schema`; the error says what the schema compiler found wrong.
+    pub fn compile(schema: &JsonObject) -> Result<Self, SchemaError> {
         let schema = Value::Object(schema.clone());
         // `format` is checked, not only advertised: a tool that declares `"format": "date"`
         // must not receive "2026-13-45".
@@ -20,7 +26,7 @@ impl ArgumentValidator {
             .should_validate_formats(true)
             .build(&schema)
             .map(|validator| Self { validator })
-            .map_err(|e| e.to_string())
+            .map_err(|e| SchemaError(e.to_string()))
     }
 
     /// Every violation, one per line, each naming the argument it concerns.

@@ -17,7 +17,7 @@ use portcullis_config::{
     Config, HttpMethod, HttpSource, HttpTool, Param, PrivateAddresses, Template,
 };
 use portcullis_core::outbound::{self, AddressPolicy, ClientOptions, PrivateAllowance};
-use portcullis_core::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
+use portcullis_core::{CatalogBuilder, NotReady, Readiness, Tool, ToolCall, ToolError, ToolOutput};
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{Tool as ToolDef, ToolAnnotations};
@@ -384,12 +384,12 @@ struct Health(Arc<Upstream>);
 
 #[async_trait]
 impl Readiness for Health {
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), NotReady> {
         let upstream = &self.0;
         let Some(url) = &upstream.health else {
             return Ok(());
         };
-        let unready = |why: String| Err(format!("api `{}`: {why}", upstream.name));
+        let unready = |why: String| Err(NotReady::new(format!("api `{}`: {why}", upstream.name)));
         if let Err(refusal) = upstream.policy.check_url(url) {
             return unready(format!("health check refused: {refusal}"));
         }
@@ -406,7 +406,9 @@ impl Readiness for Health {
                 response.status().as_u16()
             )),
             Err(error) if error.is_timeout() => unready("health check timed out".to_owned()),
-            Err(_) => unready("unreachable".to_owned()),
+            Err(error) => unready("unreachable".to_owned()).map_err(|not: NotReady| {
+                not.because(portcullis_core::redact_secrets(&error.to_string()))
+            }),
         }
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use portcullis_config::{
     CommandOutput, CommandTool, Config, Param, ParamType, Piece, ResourceLimits, Template,
 };
-use portcullis_core::{CatalogBuilder, Readiness, Tool, ToolCall, ToolError, ToolOutput};
+use portcullis_core::{CatalogBuilder, NotReady, Readiness, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{Tool as ToolDef, ToolAnnotations};
 use serde_json::Value;
 
@@ -453,7 +453,7 @@ struct Ready(Arc<CommandPack>);
 
 #[async_trait]
 impl Readiness for Ready {
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), NotReady> {
         let command = &self.0;
         let missing: Vec<&str> = command
             .argvs
@@ -462,14 +462,19 @@ impl Readiness for Ready {
             .map(|(p, _)| p.name.as_str())
             .collect();
         if !missing.is_empty() {
-            return Err(format!("not installed: {}", missing.join(", ")));
+            return Err(NotReady::new(format!(
+                "not installed: {}",
+                missing.join(", ")
+            )));
         }
         let answered = *command
             .launcher_ok
             .get_or_init(|| launcher::check(&command.launcher))
             .await;
         if !answered {
-            return Err("the command launcher does not answer (the hosting binary must call portcullis_packs::command::launcher::run_if_requested)".to_owned());
+            return Err(NotReady::new(
+                "the command launcher does not answer (the hosting binary must call portcullis_packs::command::launcher::run_if_requested)",
+            ));
         }
         Ok(())
     }

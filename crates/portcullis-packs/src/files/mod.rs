@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_config::{Config, FilesRoot};
-use portcullis_core::{CatalogBuilder, Readiness};
+use portcullis_core::{CatalogBuilder, NotReady, Readiness};
 use rmcp::model::JsonObject;
-use serde_json::{Value, json};
 
 use crate::definition::Choice;
 
@@ -84,31 +83,15 @@ impl Roots {
         self.roots.iter().find(|r| r.jail.name() == name)
     }
 
-    /// A tool's input schema: `properties`, and `root` when there are several roots.
-    fn schema(
-        &self,
-        mut properties: JsonObject,
-        required: &[&str],
-        writable_only: bool,
-    ) -> JsonObject {
+    /// The input schema of a tool whose arguments are `A`, with `root` when there are
+    /// several roots to choose from.
+    fn args_schema<A: schemars::JsonSchema>(&self, writable_only: bool) -> JsonObject {
         if writable_only {
-            self.writable.add_to(&mut properties);
+            self.writable.args_schema::<A>()
         } else {
-            self.any.add_to(&mut properties);
+            self.any.args_schema::<A>()
         }
-        let schema = json!({
-            "type": "object",
-            "properties": properties,
-            "required": required,
-            "additionalProperties": false,
-        });
-        crate::definition::object(schema)
     }
-}
-
-/// A string argument; the schema has already guaranteed its presence when required.
-pub(crate) fn str_arg<'a>(args: &'a JsonObject, key: &str) -> Option<&'a str> {
-    args.get(key).and_then(Value::as_str)
 }
 
 /// Why the files pack could not be set up.
@@ -179,10 +162,13 @@ struct FilesReady(Arc<Roots>);
 
 #[async_trait]
 impl Readiness for FilesReady {
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), NotReady> {
         for root in &self.0.roots {
             if !root.jail.is_available().await {
-                return Err(format!("root `{}` is not available", root.jail.name()));
+                return Err(NotReady::new(format!(
+                    "root `{}` is not available",
+                    root.jail.name()
+                )));
             }
         }
         Ok(())

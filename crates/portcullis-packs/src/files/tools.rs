@@ -7,10 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use portcullis_core::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
 
-use super::{MAX_LIST_ENTRIES, Roots, str_arg};
-use crate::definition::{object, read_only};
+use super::{MAX_LIST_ENTRIES, Roots};
+use crate::definition::{arguments, read_only};
 use crate::jail::{EntryKind, FileContent};
 
 pub(super) fn register(roots: &Arc<Roots>, catalog: &mut CatalogBuilder) {
@@ -30,8 +32,124 @@ fn text(message: impl Into<String>) -> ToolOutput {
     CallToolResult::success(vec![ContentBlock::text(message)]).into()
 }
 
-const PATH_DESCRIPTION: &str =
-    "Path relative to the root, with `/` separators (for example `src/main.py`).";
+fn dot() -> String {
+    ".".to_owned()
+}
+
+/// `list_directory`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListArgs {
+    /// Directory relative to the root; `.` or empty for the root itself.
+    #[serde(default = "dot")]
+    path: String,
+    /// The root (its schema is the roots' choice, added when there are several).
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    root: Option<String>,
+}
+
+/// `read_file`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReadArgs {
+    /// Path relative to the root, with `/` separators (for example `src/main.py`).
+    #[schemars(length(min = 1))]
+    path: String,
+    /// Number of lines to skip from the start (default 0).
+    #[serde(default)]
+    offset: u64,
+    /// Most lines to return (default: all).
+    #[schemars(range(min = 1))]
+    limit: Option<u64>,
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    root: Option<String>,
+}
+
+/// `search_files`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SearchArgs {
+    /// Glob matched against file names (`*.py`) or, when it contains `/`, against paths relative to the search directory (`src/**/*.rs`).
+    #[schemars(length(min = 1, max = 256))]
+    pattern: String,
+    /// Only files whose text contains this substring (case-sensitive); matching lines are shown.
+    #[schemars(length(min = 1, max = 1024))]
+    contains: Option<String>,
+    /// Directory to search, relative to the root (default: the root).
+    #[serde(default = "dot")]
+    path: String,
+    /// Most matches to return (capped by the root's limit).
+    #[schemars(range(min = 1, max = 1000))]
+    max_results: Option<u64>,
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    root: Option<String>,
+}
+
+/// `file_info`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct InfoArgs {
+    /// Path relative to the root, with `/` separators (for example `src/main.py`).
+    path: String,
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    root: Option<String>,
+}
+
+/// `write_file`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct WriteArgs {
+    /// Path relative to the root, with `/` separators (for example `src/main.py`).
+    #[schemars(length(min = 1))]
+    path: String,
+    /// The complete new content of the file.
+    content: String,
+    /// Must be true: this replaces the file's content.
+    confirm: bool,
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    root: Option<String>,
+}
+
+/// `edit_file`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct EditArgs {
+    /// Path relative to the root, with `/` separators (for example `src/main.py`).
+    #[schemars(length(min = 1))]
+    path: String,
+    /// Replacements applied in order; each `old_text` must occur exactly once.
+    #[schemars(length(min = 1, max = 100))]
+    edits: Vec<Edit>,
+    /// Only return the unified diff; change nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// Must be true to apply the edits (not needed for a dry run).
+    #[serde(default)]
+    confirm: bool,
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    root: Option<String>,
+}
+
+/// One replacement of `edit_file`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Edit {
+    #[schemars(length(min = 1))]
+    old_text: String,
+    new_text: String,
+}
 
 struct ListDirectory(Arc<Roots>);
 
@@ -42,19 +160,16 @@ impl Tool for ListDirectory {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({ "path": { "type": "string", "description": "Directory relative to the root; `.` or empty for the root itself.", "default": "." } })),
-            &[],
-            false,
-        );
+        let schema = self.0.args_schema::<ListArgs>(false);
         ToolDef::new("list_directory", "List the entries of a directory (directories end with `/`). Denied files are not shown.", schema)
             .with_title("List directory")
             .with_annotations(read_only())
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let args: ListArgs = arguments(&call.arguments)?;
         let root = self.0.pick(&call.arguments, false);
-        let raw = str_arg(&call.arguments, "path").unwrap_or(".");
+        let raw = args.path.as_str();
         let at = root.jail.locate(raw).await?;
         if !root.jail.stat(&at).is_dir {
             return Err(ToolError::rejected(format!(
@@ -96,29 +211,16 @@ impl Tool for ReadFile {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({
-                "path": { "type": "string", "description": PATH_DESCRIPTION, "minLength": 1 },
-                "offset": { "type": "integer", "minimum": 0, "description": "Number of lines to skip from the start (default 0)." },
-                "limit": { "type": "integer", "minimum": 1, "description": "Most lines to return (default: all)." }
-            })),
-            &["path"],
-            false,
-        );
+        let schema = self.0.args_schema::<ReadArgs>(false);
         ToolDef::new("read_file", "Read a text file, optionally a window of lines. Binary and oversize files are refused.", schema)
             .with_title("Read file")
             .with_annotations(read_only())
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let args: ReadArgs = arguments(&call.arguments)?;
         let root = self.0.pick(&call.arguments, false);
-        let raw = str_arg(&call.arguments, "path").unwrap_or_default();
-        let offset = call
-            .arguments
-            .get("offset")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let limit = call.arguments.get("limit").and_then(Value::as_u64);
+        let (raw, offset, limit) = (args.path.as_str(), args.offset, args.limit);
         let at = root.jail.locate(raw).await?;
         match root.jail.read(raw, &at, root.max_read_bytes).await? {
             FileContent::Binary { len } => Err(ToolError::rejected(format!(
@@ -167,33 +269,24 @@ impl Tool for SearchFiles {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({
-                "pattern": { "type": "string", "minLength": 1, "maxLength": 256, "description": "Glob matched against file names (`*.py`) or, when it contains `/`, against paths relative to the search directory (`src/**/*.rs`)." },
-                "contains": { "type": "string", "minLength": 1, "maxLength": 1024, "description": "Only files whose text contains this substring (case-sensitive); matching lines are shown." },
-                "path": { "type": "string", "description": "Directory to search, relative to the root (default: the root).", "default": "." },
-                "max_results": { "type": "integer", "minimum": 1, "maximum": 1000, "description": "Most matches to return (capped by the root's limit)." }
-            })),
-            &["pattern"],
-            false,
-        );
+        let schema = self.0.args_schema::<SearchArgs>(false);
         ToolDef::new("search_files", "Find files by name glob, optionally only those containing a text substring. Bounded; denied files are skipped.", schema)
             .with_title("Search files")
             .with_annotations(read_only())
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let SearchArgs {
+            pattern,
+            contains,
+            path,
+            max_results,
+            ..
+        } = arguments(&call.arguments)?;
         let root = self.0.pick(&call.arguments, false);
-        let pattern = str_arg(&call.arguments, "pattern")
-            .unwrap_or("*")
-            .to_owned();
-        let contains = str_arg(&call.arguments, "contains").map(str::to_owned);
-        let raw = str_arg(&call.arguments, "path").unwrap_or(".");
-        let requested = call
-            .arguments
-            .get("max_results")
-            .and_then(Value::as_u64)
-            .map_or(usize::MAX, |n| n as usize);
+        let raw = path.as_str();
+        let requested =
+            max_results.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let max_results = requested.min(root.max_search_results);
         let glob = globset::GlobBuilder::new(&pattern)
             .literal_separator(true)
@@ -280,20 +373,16 @@ impl Tool for FileInfo {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({ "path": { "type": "string", "description": PATH_DESCRIPTION } })),
-            &["path"],
-            false,
-        );
+        let schema = self.0.args_schema::<InfoArgs>(false);
         ToolDef::new("file_info", "Show a file's or directory's type, size, modification time and whether it can be written.", schema)
             .with_title("File info")
             .with_annotations(read_only())
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let args: InfoArgs = arguments(&call.arguments)?;
         let root = self.0.pick(&call.arguments, false);
-        let raw = str_arg(&call.arguments, "path").unwrap_or(".");
-        let at = root.jail.locate(raw).await?;
+        let at = root.jail.locate(&args.path).await?;
         let stat = root.jail.stat(&at);
         let modified = stat
             .modified
@@ -322,15 +411,7 @@ impl Tool for WriteFile {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({
-                "path": { "type": "string", "minLength": 1, "description": PATH_DESCRIPTION },
-                "content": { "type": "string", "description": "The complete new content of the file." },
-                "confirm": { "type": "boolean", "description": "Must be true: this replaces the file's content." }
-            })),
-            &["path", "content", "confirm"],
-            true,
-        );
+        let schema = self.0.args_schema::<WriteArgs>(true);
         ToolDef::new(
             "write_file",
             "Create or replace a text file in a writable root. Requires `confirm: true`.",
@@ -341,11 +422,11 @@ impl Tool for WriteFile {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let args: WriteArgs = arguments(&call.arguments)?;
         let root = self.0.pick(&call.arguments, true);
-        let raw = str_arg(&call.arguments, "path").unwrap_or_default();
-        let content = str_arg(&call.arguments, "content").unwrap_or_default();
+        let (raw, content) = (args.path.as_str(), args.content.as_str());
         writable(root.writable, root.jail.name())?;
-        if !crate::definition::confirmed(&call.arguments) {
+        if !args.confirm {
             return Err(ToolError::rejected(
                 "write_file replaces the file's content; call again with `confirm: true` to write",
             ));
@@ -378,36 +459,18 @@ impl Tool for EditFile {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({
-                "path": { "type": "string", "minLength": 1, "description": PATH_DESCRIPTION },
-                "edits": {
-                    "type": "array", "minItems": 1, "maxItems": 100,
-                    "description": "Replacements applied in order; each `old_text` must occur exactly once.",
-                    "items": {
-                        "type": "object",
-                        "properties": { "old_text": { "type": "string", "minLength": 1 }, "new_text": { "type": "string" } },
-                        "required": ["old_text", "new_text"],
-                        "additionalProperties": false
-                    }
-                },
-                "dry_run": { "type": "boolean", "default": false, "description": "Only return the unified diff; change nothing." },
-                "confirm": { "type": "boolean", "description": "Must be true to apply the edits (not needed for a dry run)." }
-            })),
-            &["path", "edits"],
-            true,
-        );
+        let schema = self.0.args_schema::<EditArgs>(true);
         ToolDef::new("edit_file", "Replace exact text in a file of a writable root. `dry_run: true` returns the unified diff; applying requires `confirm: true`.", schema)
             .with_title("Edit file")
             .with_annotations(crate::definition::writes(false))
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let args: EditArgs = arguments(&call.arguments)?;
         let root = self.0.pick(&call.arguments, true);
-        let raw = str_arg(&call.arguments, "path").unwrap_or_default();
+        let raw = args.path.as_str();
         writable(root.writable, root.jail.name())?;
-        let dry_run = call.arguments.get("dry_run") == Some(&Value::Bool(true));
-        if !dry_run && !crate::definition::confirmed(&call.arguments) {
+        if !args.dry_run && !args.confirm {
             return Err(ToolError::rejected(
                 "edit_file changes the file; call with `dry_run: true` to preview the diff, or with `confirm: true` to apply",
             ));
@@ -422,21 +485,16 @@ impl Tool for EditFile {
             }
         };
         let mut updated = original.clone();
-        let edits = call
-            .arguments
-            .get("edits")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for (i, edit) in edits.iter().enumerate() {
-            let old = edit
-                .get("old_text")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let new = edit
-                .get("new_text")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+        let edits = &args.edits;
+        for (
+            i,
+            Edit {
+                old_text: old,
+                new_text: new,
+            },
+        ) in edits.iter().enumerate()
+        {
+            let (old, new) = (old.as_str(), new.as_str());
             match updated.matches(old).count() {
                 1 => updated = updated.replacen(old, new, 1),
                 0 => {
@@ -456,7 +514,7 @@ impl Tool for EditFile {
             .context_radius(3)
             .header(&format!("a/{}", at.rel), &format!("b/{}", at.rel))
             .to_string();
-        if dry_run {
+        if args.dry_run {
             return Ok(text(format!("dry run, nothing written:\n{diff}")));
         }
         root.jail.write(raw, &at, updated.into_bytes()).await?;
@@ -475,5 +533,129 @@ fn writable(writable: bool, root: &str) -> Result<(), ToolError> {
         Err(ToolError::rejected(format!(
             "the root `{root}` is read-only; writes are allowed only in roots configured with `writable = true`"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::args_schema;
+
+    /// The derived schemas advertise what the hand-written ones did: the same properties,
+    /// bounds, defaults and required names, and no other argument.
+    #[test]
+    fn the_derived_schemas_bound_what_the_tools_read() {
+        assert_eq!(
+            serde_json::Value::Object(args_schema::<ReadArgs>()),
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["path"],
+                "properties": {
+                    "path": { "type": "string", "minLength": 1, "description": "Path relative to the root, with `/` separators (for example `src/main.py`)." },
+                    "offset": { "type": "integer", "format": "uint64", "minimum": 0, "default": 0, "description": "Number of lines to skip from the start (default 0)." },
+                    "limit": { "type": "integer", "format": "uint64", "minimum": 1, "description": "Most lines to return (default: all)." }
+                }
+            })
+        );
+        let check = |schema: rmcp::model::JsonObject, input: serde_json::Value| {
+            portcullis_core::ArgumentValidator::compile(&schema)
+                .expect("compiles")
+                .violations(&input)
+                .is_empty()
+        };
+        let table = [
+            (args_schema::<ReadArgs>(), json!({ "path": "a" }), true),
+            (args_schema::<ReadArgs>(), json!({ "path": "" }), false),
+            (
+                args_schema::<ReadArgs>(),
+                json!({ "path": "a", "limit": 0 }),
+                false,
+            ),
+            (
+                args_schema::<ReadArgs>(),
+                json!({ "path": "a", "limit": null }),
+                false,
+            ),
+            (
+                args_schema::<ReadArgs>(),
+                json!({ "path": "a", "offset": -1 }),
+                false,
+            ),
+            (
+                args_schema::<ReadArgs>(),
+                json!({ "path": "a", "extra": 1 }),
+                false,
+            ),
+            (
+                args_schema::<SearchArgs>(),
+                json!({ "pattern": "*.rs", "max_results": 1000 }),
+                true,
+            ),
+            (
+                args_schema::<SearchArgs>(),
+                json!({ "pattern": "*.rs", "max_results": 1001 }),
+                false,
+            ),
+            (
+                args_schema::<SearchArgs>(),
+                json!({ "pattern": "x".repeat(257) }),
+                false,
+            ),
+            (
+                args_schema::<SearchArgs>(),
+                json!({ "pattern": "*", "contains": "" }),
+                false,
+            ),
+            (args_schema::<ListArgs>(), json!({}), true),
+            (args_schema::<InfoArgs>(), json!({}), false),
+            (
+                args_schema::<WriteArgs>(),
+                json!({ "path": "a", "content": "" }),
+                false,
+            ),
+            (
+                args_schema::<WriteArgs>(),
+                json!({ "path": "a", "content": "", "confirm": true }),
+                true,
+            ),
+            (
+                args_schema::<EditArgs>(),
+                json!({ "path": "a", "edits": [] }),
+                false,
+            ),
+            (
+                args_schema::<EditArgs>(),
+                json!({ "path": "a", "edits": [{ "old_text": "x", "new_text": "y" }] }),
+                true,
+            ),
+            (
+                args_schema::<EditArgs>(),
+                json!({ "path": "a", "edits": [{ "old_text": "", "new_text": "y" }] }),
+                false,
+            ),
+            (
+                args_schema::<EditArgs>(),
+                json!({ "path": "a", "edits": [{ "old_text": "x" }] }),
+                false,
+            ),
+            (
+                args_schema::<EditArgs>(),
+                json!({ "path": "a", "edits": [{ "old_text": "x", "new_text": "y", "z": 1 }] }),
+                false,
+            ),
+        ];
+        for (schema, input, accepted) in table {
+            assert_eq!(check(schema, input.clone()), accepted, "{input}");
+        }
+        // What the schema accepts, the type reads.
+        let args: EditArgs = arguments(&crate::definition::object(
+            json!({ "path": "a", "edits": [{ "old_text": "x", "new_text": "y" }], "root": "docs" }),
+        ))
+        .expect("reads");
+        assert_eq!(
+            (args.edits.len(), args.dry_run, args.confirm),
+            (1, false, false)
+        );
     }
 }

@@ -17,7 +17,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use portcullis_config::{Config, NotesFolder};
-use portcullis_core::{CatalogBuilder, ChangeNotifier, Readiness, ResourceError, ResourceSource};
+use portcullis_core::{
+    CatalogBuilder, ChangeNotifier, NotReady, Readiness, ResourceError, ResourceSource,
+};
 use rmcp::model::{Annotations, ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
 use crate::jail::{DenyList, Jail, Located};
@@ -452,13 +454,13 @@ struct NotesReady(Vec<Arc<Folder>>);
 
 #[async_trait]
 impl Readiness for NotesReady {
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), NotReady> {
         for folder in &self.0 {
             if !folder.jail.is_available().await {
-                return Err(format!(
+                return Err(NotReady::new(format!(
                     "notes folder `{}` is not available",
                     folder.jail.name()
-                ));
+                )));
             }
         }
         Ok(())

@@ -6,12 +6,45 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use portcullis_core::{CatalogBuilder, Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool as ToolDef};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
 
 use super::Folder;
-use crate::definition::{Choice, object};
+use crate::definition::{Choice, arguments, object};
 
-const SLUG_DESCRIPTION: &str = "The note's slug: its path in the folder without the extension, with `/` between sub-folders (`meetings/2026-12-01`).";
+/// `write_note`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct WriteArgs {
+    /// The note's slug: its path in the folder without the extension, with `/` between sub-folders (`meetings/2026-12-01`).
+    #[schemars(length(min = 1, max = 512))]
+    slug: String,
+    /// The complete markdown of the note; a first `# Heading` is its title.
+    content: String,
+    /// Must be true: this creates the note or replaces its content.
+    confirm: bool,
+    /// The folder (its schema is the folders' choice, added when there are several).
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    folder: Option<String>,
+}
+
+/// `delete_note`'s arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DeleteArgs {
+    /// The note's slug: its path in the folder without the extension, with `/` between sub-folders (`meetings/2026-12-01`).
+    #[schemars(length(min = 1, max = 512))]
+    slug: String,
+    /// Must be true: the note is deleted for good.
+    confirm: bool,
+    #[serde(default)]
+    #[schemars(skip)]
+    #[allow(dead_code)]
+    folder: Option<String>,
+}
 
 /// The writable folders; with more than one, the tools take a `folder` argument.
 struct Writable(Choice<Arc<Folder>>);
@@ -24,16 +57,6 @@ impl Writable {
             .map(|f| (f.jail.name().to_owned(), f))
             .collect();
         Self(Choice::new("folder", "Which notes folder.", named, several))
-    }
-
-    fn schema(&self, mut properties: JsonObject, required: &[&str]) -> JsonObject {
-        self.0.add_to(&mut properties);
-        object(json!({
-            "type": "object",
-            "properties": properties,
-            "required": required,
-            "additionalProperties": false,
-        }))
     }
 
     /// The folder the call names, or the first.
@@ -49,22 +72,14 @@ pub(super) fn register(writable: Vec<Arc<Folder>>, catalog: &mut CatalogBuilder)
         .tool(DeleteNote(writable));
 }
 
-fn confirmed(call: &ToolCall, what: &str) -> Result<(), ToolError> {
-    if crate::definition::confirmed(&call.arguments) {
+fn confirmed(confirm: bool, what: &str) -> Result<(), ToolError> {
+    if confirm {
         Ok(())
     } else {
         Err(ToolError::rejected(format!(
             "{what}; call again with `confirm: true`"
         )))
     }
-}
-
-fn slug_arg(call: &ToolCall) -> &str {
-    call.arguments
-        .get("slug")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .trim_matches('/')
 }
 
 fn done(message: String, uri: String) -> ToolOutput {
@@ -82,14 +97,7 @@ impl Tool for WriteNote {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({
-                "slug": { "type": "string", "minLength": 1, "maxLength": 512, "description": SLUG_DESCRIPTION },
-                "content": { "type": "string", "description": "The complete markdown of the note; a first `# Heading` is its title." },
-                "confirm": { "type": "boolean", "description": "Must be true: this creates the note or replaces its content." }
-            })),
-            &["slug", "content", "confirm"],
-        );
+        let schema = self.0.0.args_schema::<WriteArgs>();
         ToolDef::new(
             "write_note",
             "Create or replace a markdown note. Subscribers of the note are told it changed. Requires `confirm: true`.",
@@ -101,14 +109,11 @@ impl Tool for WriteNote {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        confirmed(&call, "write_note creates or replaces the note")?;
+        let args: WriteArgs = arguments(&call.arguments)?;
+        confirmed(args.confirm, "write_note creates or replaces the note")?;
         let folder = self.0.pick(&call.arguments);
-        let slug = slug_arg(&call);
-        let content = call
-            .arguments
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let slug = args.slug.trim_matches('/');
+        let content = args.content.as_str();
         if content.len() as u64 > folder.max_note_bytes {
             return Err(ToolError::rejected(format!(
                 "the note is {} bytes; notes here hold at most {} bytes",
@@ -144,13 +149,7 @@ impl Tool for DeleteNote {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema = self.0.schema(
-            object(json!({
-                "slug": { "type": "string", "minLength": 1, "maxLength": 512, "description": SLUG_DESCRIPTION },
-                "confirm": { "type": "boolean", "description": "Must be true: the note is deleted for good." }
-            })),
-            &["slug", "confirm"],
-        );
+        let schema = self.0.0.args_schema::<DeleteArgs>();
         ToolDef::new(
             "delete_note",
             "Delete a markdown note. Requires `confirm: true`.",
@@ -162,9 +161,10 @@ impl Tool for DeleteNote {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        confirmed(&call, "delete_note deletes the note for good")?;
+        let args: DeleteArgs = arguments(&call.arguments)?;
+        confirmed(args.confirm, "delete_note deletes the note for good")?;
         let folder = self.0.pick(&call.arguments);
-        let slug = slug_arg(&call);
+        let slug = args.slug.trim_matches('/');
         let (rel, _) = folder.locate(slug).await.map_err(|e| match e {
             portcullis_core::ResourceError::NotFound(m) => ToolError::NotFound(m),
             portcullis_core::ResourceError::Rejected(m) => ToolError::Rejected(m),

@@ -54,7 +54,8 @@ impl Template {
         let what = |e: String| format!("resource template `{}`: {e}", config.uri_template);
         let uri = portcullis_config::Template::parse_uri(&config.uri_template)
             .map_err(|e| what(e.to_string()))?;
-        let validator = ArgumentValidator::compile(&input_schema(&params)).map_err(what)?;
+        let validator =
+            ArgumentValidator::compile(&input_schema(&params)).map_err(|e| what(e.to_string()))?;
         let mut listing = ResourceTemplate::new(&config.uri_template, &config.name);
         if let Some(title) = &config.title {
             listing = listing.with_title(title);

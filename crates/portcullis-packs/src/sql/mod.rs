@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use portcullis_config::{Config, SqlSource};
-use portcullis_core::{CatalogBuilder, Readiness};
+use portcullis_core::{CatalogBuilder, NotReady, Readiness};
 
 pub(crate) use checker::check_statement;
 pub use credentials::credential_warnings;
@@ -107,10 +107,9 @@ struct SourceReady(Arc<Source>);
 
 #[async_trait]
 impl Readiness for SourceReady {
-    async fn check(&self) -> Result<(), String> {
-        self.0
-            .ping()
-            .await
-            .map_err(|_| format!("database `{}` unavailable", self.0.name))
+    async fn check(&self) -> Result<(), NotReady> {
+        self.0.ping().await.map_err(|error| {
+            NotReady::new(format!("database `{}` unavailable", self.0.name)).because(error.cause())
+        })
     }
 }

@@ -72,6 +72,18 @@ pub(crate) enum DbError {
 }
 
 impl DbError {
+    /// The database's own explanation, secrets scrubbed (for the operator's log).
+    pub(crate) fn cause(&self) -> String {
+        match self {
+            Self::Unavailable(detail) | Self::Refused(detail) => {
+                portcullis_core::redact_secrets(detail)
+            }
+            Self::Busy => "every connection is in use".to_owned(),
+            Self::TimedOut => "timed out".to_owned(),
+            Self::Internal(error) => portcullis_core::redact_secrets(&error.to_string()),
+        }
+    }
+
     pub(crate) fn into_tool_error(self, source: &Source) -> ToolError {
         match self {
             Self::Unavailable(detail) => {

@@ -7,13 +7,15 @@ use async_trait::async_trait;
 use portcullis_config::{SqlEngine, SqlStatement};
 use portcullis_core::{Tool, ToolCall, ToolError, ToolOutput};
 use rmcp::model::{CallToolResult, ContentBlock, Tool as ToolDef, ToolAnnotations};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::checker;
 use super::params::{Bound, bind_values};
 use super::rows::output_schema;
 use super::source::{Access, Outcome, Source};
-use crate::definition::{object, read_only};
+use crate::definition::{args_schema, arguments, object, read_only};
 use crate::params::{input_schema, require_confirm};
 
 /// Longest ad-hoc query text accepted.
@@ -212,6 +214,32 @@ impl QueryTool {
 }
 
 /// Lists tables and views.
+/// The list tool takes no arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// The describe tool's arguments (SQLite, MySQL: the connection's database).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TableArgs {
+    /// Table or view name.
+    #[schemars(length(min = 1, max = 128))]
+    table: String,
+}
+
+/// The describe tool's arguments on PostgreSQL, which has schemas.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SchemaTableArgs {
+    /// Table or view name.
+    #[schemars(length(min = 1, max = 128))]
+    table: String,
+    /// Schema (default: the current schema, usually `public`).
+    #[schemars(length(min = 1, max = 128))]
+    schema: Option<String>,
+}
+
 pub(super) struct SchemaTool {
     pub(super) source: Arc<Source>,
     pub(super) name: String,
@@ -224,8 +252,7 @@ impl Tool for SchemaTool {
     }
 
     fn definition(&self) -> ToolDef {
-        let schema =
-            object(json!({ "type": "object", "properties": {}, "additionalProperties": false }));
+        let schema = args_schema::<NoArgs>();
         ToolDef::new(
             self.name.clone(),
             format!(
@@ -271,15 +298,11 @@ impl Tool for DescribeTool {
     }
 
     fn definition(&self) -> ToolDef {
-        let mut properties = json!({
-            "table": { "type": "string", "minLength": 1, "maxLength": 128, "description": "Table or view name." }
-        });
-        if self.source.engine == SqlEngine::Postgres {
-            properties["schema"] = json!({ "type": "string", "minLength": 1, "maxLength": 128, "description": "Schema (default: the current schema, usually `public`)." });
-        }
-        let schema = object(json!({
-            "type": "object", "properties": properties, "required": ["table"], "additionalProperties": false
-        }));
+        let schema = if self.source.engine == SqlEngine::Postgres {
+            args_schema::<SchemaTableArgs>()
+        } else {
+            args_schema::<TableArgs>()
+        };
         ToolDef::new(
             self.name.clone(),
             format!("Describe the columns of a table or view in the database `{}`: name, type, nullability, default.", self.source.name),
@@ -291,22 +314,22 @@ impl Tool for DescribeTool {
     }
 
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
-        let table = call
-            .arguments
-            .get("table")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let SchemaTableArgs { table, schema } = if self.source.engine == SqlEngine::Postgres {
+            arguments(&call.arguments)?
+        } else {
+            let TableArgs { table } = arguments(&call.arguments)?;
+            SchemaTableArgs {
+                table,
+                schema: None,
+            }
+        };
         let (sql, values) = match self.source.engine {
             SqlEngine::Postgres => (
                 "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns \
                  WHERE table_name = $1 AND table_schema = COALESCE($2, current_schema()) ORDER BY ordinal_position",
                 vec![
                     Bound::Text(table.clone()),
-                    call.arguments
-                        .get("schema")
-                        .and_then(Value::as_str)
-                        .map_or(Bound::Null, |s| Bound::Text(s.to_owned())),
+                    schema.map_or(Bound::Null, Bound::Text),
                 ],
             ),
             SqlEngine::MySql => (

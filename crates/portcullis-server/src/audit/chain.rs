@@ -137,22 +137,22 @@ impl Verifier {
     }
 
     /// Checks the next record's text; on success it becomes the chain's end.
-    pub fn next(&mut self, line: &str) -> Result<(), String> {
+    pub fn next(&mut self, line: &str) -> Result<(), ChainError> {
         let Some(at) = line.rfind(HASH_MEMBER) else {
-            return Err("not an audit record (no `hash` member at the end)".to_owned());
+            return Err(ChainError::NotARecord);
         };
         let hash = line[at + HASH_MEMBER.len()..]
             .strip_suffix("\"}")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or("the record is cut short or its `hash` is malformed")?;
+            .ok_or(ChainError::CutShort)?;
         let body = format!("{}}}", &line[..at]);
         #[derive(serde::Deserialize)]
         struct Links {
             seq: u64,
             prev: String,
         }
-        let links: Links = serde_json::from_str(&body)
-            .map_err(|e| format!("the record is not valid JSON ({e})"))?;
+        let links: Links =
+            serde_json::from_str(&body).map_err(|e| ChainError::NotJson(e.to_string()))?;
         let first = self.records == 0;
         if first && self.continuing {
             // Older files are gone: take the first record's links on trust.
@@ -161,33 +161,22 @@ impl Verifier {
         }
         if links.seq != self.seq + 1 {
             return Err(if first && links.seq != 1 {
-                format!(
-                    "the chain starts at record {} instead of 1 (earlier records or files missing; pass --continuing if older files were deleted on purpose)",
-                    links.seq
-                )
+                ChainError::StartsLate { seq: links.seq }
             } else {
-                format!(
-                    "record {} follows record {} (records deleted, inserted or reordered)",
-                    links.seq, self.seq
-                )
+                ChainError::OutOfOrder {
+                    seq: links.seq,
+                    after: self.seq,
+                }
             });
         }
         if links.prev != self.prev {
-            return Err(format!(
-                "record {} does not link to the record before it (`prev` differs: a record before it was changed, removed or inserted)",
-                links.seq
-            ));
+            return Err(ChainError::Unlinked { seq: links.seq });
         }
         if self.hasher.hash(&self.prev, &body) != hash {
-            return Err(format!(
-                "record {} was altered (its hash does not match its contents{})",
-                links.seq,
-                if self.hasher.key.is_some() {
-                    ", or the key is wrong"
-                } else {
-                    ", or it was written with an HMAC key: pass --key-env"
-                }
-            ));
+            return Err(ChainError::Altered {
+                seq: links.seq,
+                keyed: self.hasher.key.is_some(),
+            });
         }
         self.prev = hash.to_owned();
         self.seq = links.seq;
@@ -221,38 +210,113 @@ pub fn check_head(
     head: &str,
     end: &ChainEnd,
     hashes: &dyn Fn(u64) -> Option<String>,
-) -> Result<(), String> {
+) -> Result<(), ChainError> {
     #[derive(serde::Deserialize)]
     struct Head {
         head_seq: u64,
         head_hash: String,
         mac: String,
     }
-    let parsed: Head = serde_json::from_str(head.trim())
-        .map_err(|e| format!("the head file is not valid ({e})"))?;
+    let parsed: Head =
+        serde_json::from_str(head.trim()).map_err(|e| ChainError::BadHead(e.to_string()))?;
     if head_text(hasher, parsed.head_seq, &parsed.head_hash).trim() != head.trim()
         || parsed.mac.len() != 64
     {
-        return Err("the head file was altered (or the key is wrong)".to_owned());
+        return Err(ChainError::HeadAltered);
     }
     if parsed.head_seq > end.last_seq {
-        return Err(format!(
-            "the chain ends at record {} but record {} was written (records cut off the end)",
-            end.last_seq, parsed.head_seq
-        ));
+        return Err(ChainError::CutOff {
+            ends_at: end.last_seq,
+            written: parsed.head_seq,
+        });
     }
     match hashes(parsed.head_seq) {
         Some(hash) if hash == parsed.head_hash => Ok(()),
-        Some(_) => Err(format!(
-            "record {} differs from the one the head file names",
-            parsed.head_seq
-        )),
+        Some(_) => Err(ChainError::HeadDiffers {
+            seq: parsed.head_seq,
+        }),
         None if parsed.head_seq == 0 => Ok(()),
-        None => Err(format!(
-            "record {} named by the head file is not in the files given",
-            parsed.head_seq
-        )),
+        None => Err(ChainError::HeadMissing {
+            seq: parsed.head_seq,
+        }),
     }
+}
+
+/// Why a record or a head file does not fit the chain (the text `audit verify` prints).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The line has no `hash` member at its end.
+    #[error("not an audit record (no `hash` member at the end)")]
+    NotARecord,
+    /// The `hash` member is cut or not 64 hex digits.
+    #[error("the record is cut short or its `hash` is malformed")]
+    CutShort,
+    /// The record is not JSON.
+    #[error("the record is not valid JSON ({0})")]
+    NotJson(String),
+    /// The first record is not record 1 (and the check was not told the chain continues).
+    #[error(
+        "the chain starts at record {seq} instead of 1 (earlier records or files missing; pass --continuing if older files were deleted on purpose)"
+    )]
+    StartsLate {
+        /// The first record's number.
+        seq: u64,
+    },
+    /// A record's number does not follow the one before.
+    #[error("record {seq} follows record {after} (records deleted, inserted or reordered)")]
+    OutOfOrder {
+        /// The record's number.
+        seq: u64,
+        /// The number of the record before it.
+        after: u64,
+    },
+    /// A record's `prev` is not the hash of the record before.
+    #[error(
+        "record {seq} does not link to the record before it (`prev` differs: a record before it was changed, removed or inserted)"
+    )]
+    Unlinked {
+        /// The record's number.
+        seq: u64,
+    },
+    /// A record's hash does not match its contents.
+    #[error(
+        "record {seq} was altered (its hash does not match its contents{})",
+        if *keyed { ", or the key is wrong" } else { ", or it was written with an HMAC key: pass --key-env" }
+    )]
+    Altered {
+        /// The record's number.
+        seq: u64,
+        /// Whether the check used a key.
+        keyed: bool,
+    },
+    /// The head file is not JSON of the expected shape.
+    #[error("the head file is not valid ({0})")]
+    BadHead(String),
+    /// The head file's seal does not match.
+    #[error("the head file was altered (or the key is wrong)")]
+    HeadAltered,
+    /// The head names a record past the chain's end.
+    #[error(
+        "the chain ends at record {ends_at} but record {written} was written (records cut off the end)"
+    )]
+    CutOff {
+        /// The last record present.
+        ends_at: u64,
+        /// The record the head names.
+        written: u64,
+    },
+    /// The head's record has another hash.
+    #[error("record {seq} differs from the one the head file names")]
+    HeadDiffers {
+        /// The record's number.
+        seq: u64,
+    },
+    /// The head's record is not in the files checked.
+    #[error("record {seq} named by the head file is not in the files given")]
+    HeadMissing {
+        /// The record's number.
+        seq: u64,
+    },
 }
 
 #[cfg(test)]
@@ -276,7 +340,7 @@ mod tests {
             .collect()
     }
 
-    fn verify(hasher: &Hasher, lines: &[String]) -> Result<ChainEnd, (usize, String)> {
+    fn verify(hasher: &Hasher, lines: &[String]) -> Result<ChainEnd, (usize, ChainError)> {
         let mut verifier = Verifier::new(hasher.clone(), false);
         for (i, line) in lines.iter().enumerate() {
             verifier.next(line).map_err(|e| (i + 1, e))?;

@@ -22,7 +22,7 @@ use portcullis_config::{AuditSection, FailClosed, FsyncPolicy};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-pub use postgres::verify as verify_postgres;
+pub use postgres::{VerifyError, verify as verify_postgres};
 pub use writer::head_path;
 
 /// The files of the log at `path`, oldest first: its rotations (`NAME.1`, `NAME.2`, …) and

@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::mpsc;
 
 use super::Health;
-use super::chain::{Hasher, Verifier};
+use super::chain::{ChainError, Hasher, Verifier};
 
 /// Records kept in memory while the database is unreachable; past it the oldest are
 /// dropped (and counted), the file still has them.
@@ -131,32 +131,28 @@ pub async fn verify(
     url: &str,
     table: &str,
     key: Option<&str>,
-) -> Result<Vec<(String, u64)>, String> {
-    let options: PgConnectOptions = url
-        .parse()
-        .map_err(|_| "not a valid PostgreSQL URL".to_owned())?;
+) -> Result<Vec<(String, u64)>, VerifyError> {
+    let options: PgConnectOptions = url.parse().map_err(|_| VerifyError::BadUrl)?;
     let table_ok = table.split('.').count() <= 2
         && table
             .split('.')
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
     if !table_ok {
-        return Err(format!("`{table}` is not a table name"));
+        return Err(VerifyError::BadTable(table.to_owned()));
     }
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(options)
         .await
-        .map_err(|e| format!("cannot connect: {}", crate::redact_secrets(&e.to_string())))?;
+        .map_err(|e| VerifyError::Connect(crate::redact_secrets(&e.to_string())))?;
     let rows: Vec<(String, i64, String)> = sqlx::query_as(&format!(
         "SELECT replica, seq, record FROM {table} ORDER BY replica, seq"
     ))
     .fetch_all(&pool)
     .await
-    .map_err(|e| {
-        format!(
-            "cannot read {table}: {}",
-            crate::redact_secrets(&e.to_string())
-        )
+    .map_err(|e| VerifyError::Read {
+        table: table.to_owned(),
+        cause: crate::redact_secrets(&e.to_string()),
     })?;
     let mut chains: Vec<(String, u64)> = Vec::new();
     let mut verifier: Option<Verifier> = None;
@@ -168,10 +164,53 @@ pub async fn verify(
         let verifier = verifier.as_mut().expect("set above");
         verifier
             .next(&record)
-            .map_err(|reason| format!("replica `{replica}`, row seq {seq}: {reason}"))?;
+            .map_err(|broken| VerifyError::Broken {
+                replica: replica.clone(),
+                seq,
+                broken,
+            })?;
         if let Some(last) = chains.last_mut() {
             last.1 += 1;
         }
     }
     Ok(chains)
+}
+
+/// Why a PostgreSQL audit table could not be verified, or where its chain breaks.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The URL does not parse.
+    #[error("not a valid PostgreSQL URL")]
+    BadUrl,
+    /// The table name is not `name` or `schema.name`.
+    #[error("`{0}` is not a table name")]
+    BadTable(String),
+    /// The database refused or did not answer (secrets scrubbed).
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The table could not be read (secrets scrubbed).
+    #[error("cannot read {table}: {cause}")]
+    Read {
+        /// The table.
+        table: String,
+        /// The database's reason.
+        cause: String,
+    },
+    /// A record does not fit its replica's chain.
+    #[error("replica `{replica}`, row seq {seq}: {broken}")]
+    Broken {
+        /// The replica whose chain breaks.
+        replica: String,
+        /// The row's `seq`.
+        seq: i64,
+        /// Why.
+        broken: ChainError,
+    },
+}
+
+impl VerifyError {
+    /// Whether the chain itself is broken (as opposed to the table being unreadable).
+    pub fn is_broken(&self) -> bool {
+        matches!(self, Self::Broken { .. })
+    }
 }

@@ -26,7 +26,7 @@ use crate::audit::{AuditLog, Event};
 use crate::auth::Principal;
 use crate::catalog::Catalog;
 use crate::error;
-use crate::limits::{Refusal, retry_after_secs};
+use crate::limits::{Refusal, Slot, retry_after_secs};
 pub(crate) use crate::request::{Origin, Outcome, Target, client_text, trace_id_of};
 pub(crate) use fingerprint::Fingerprint;
 pub use policy::Policies;
@@ -467,6 +467,27 @@ impl GuardConfig {
         F: FnOnce(V, CancellationToken, Instant) -> Fut,
         Fut: Future<Output = (Result<T, ErrorData>, Outcome)>,
     {
+        self.run_holding(catalog, request, cancel, check, work)
+            .await
+            .map(|(answer, _slot)| answer)
+    }
+
+    /// [`GuardConfig::run_checked`] that hands back the slot the request holds (a listen
+    /// stream's, which lasts as long as the stream, after the request itself is answered).
+    pub(crate) async fn run_holding<T, V, C, F, Fut>(
+        &self,
+        catalog: &Catalog,
+        request: Request<'_>,
+        cancel: CancellationToken,
+        check: C,
+        work: F,
+    ) -> Result<(T, Option<Slot>), ErrorData>
+    where
+        T: Answer,
+        C: FnOnce() -> Result<V, validate::Invalid<T>>,
+        F: FnOnce(V, CancellationToken, Instant) -> Fut,
+        Fut: Future<Output = (Result<T, ErrorData>, Outcome)>,
+    {
         let started = std::time::Instant::now();
         let Request {
             method,
@@ -546,33 +567,45 @@ impl GuardConfig {
             Ok(Err(answer)) => {
                 self.finish(&seen, Some(&principal), Outcome::InvalidArguments)
                     .await;
-                return *answer;
+                return (*answer).map(|answer| (answer, None));
             }
             Err(payload) => {
                 let message = span.in_scope(|| error::panicked(item, payload.as_ref()));
                 self.finish(&seen, Some(&principal), Outcome::Panicked)
                     .await;
-                return T::internal(message);
+                return T::internal(message).map(|answer| (answer, None));
             }
         };
-        // A tool call holds its principal's call slot until it ends: a 2025 session's call
-        // goes on after its client hung up, beyond any slot the transport held.
-        let _running = match target {
-            Target::Tool(_) => match self.calls.try_acquire(principal.id()) {
+        // A tool call holds its principal's call slot until it ends (a 2025 session's call
+        // goes on after its client hung up, beyond any slot the transport held); a listen
+        // holds its stream slot for as long as the stream is open.
+        let slots = match target {
+            Target::Tool(_) => Some((
+                &self.calls,
+                "tool calls running for this principal",
+                "limits.max_in_flight_per_principal",
+                "calls",
+            )),
+            Target::Listen(_) => Some((
+                &self.listens,
+                "open listen streams",
+                "limits.max_listen_streams_per_principal",
+                "listens",
+            )),
+            _ => None,
+        };
+        let held = match slots {
+            None => None,
+            Some((slots, what_is_capped, key, limit)) => match slots.try_acquire(principal.id()) {
                 Some(slot) => Some(slot),
                 None => {
                     self.finish(&seen, Some(&principal), Outcome::RateLimited)
                         .await;
-                    metrics::counter!("portcullis_rate_limited_total", "limit" => "calls")
+                    metrics::counter!("portcullis_rate_limited_total", "limit" => limit)
                         .increment(1);
-                    return Err(error::over_cap(
-                        "tool calls running for this principal",
-                        "limits.max_in_flight_per_principal",
-                        self.calls.cap(),
-                    ));
+                    return Err(error::over_cap(what_is_capped, key, slots.cap()));
                 }
             },
-            _ => None,
         };
         if let Some(audit) = &self.audit {
             // A call that changes data runs only once its intent is in the audit log.
@@ -617,7 +650,7 @@ impl GuardConfig {
         self.finish(&seen, Some(&principal), outcome)
             .instrument(span.clone())
             .await;
-        result
+        result.map(|answer| (answer, held))
     }
 
     /// The end of every request: its log line, its metrics and its audit record.

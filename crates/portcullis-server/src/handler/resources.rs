@@ -147,67 +147,13 @@ impl PortcullisHandler {
         context: SubscriptionContext,
     ) -> Result<(), ErrorData> {
         let inner = self.inner();
-        let Some(principal) = self.principal(context.request_context()) else {
-            inner
-                .guard
-                .refused_as(
-                    "subscriptions/listen",
-                    "<listen>",
-                    None,
-                    Outcome::Unauthenticated,
-                    guard::Origin::of(context.request_context()),
-                )
-                .await;
-            return Err(crate::error::unauthenticated());
-        };
-        // Bounded before anything is kept for it: resources per listen, and listen streams
-        // per principal for as long as this one is open.
-        let limits = &inner.guard;
-        let requested = context
-            .requested()
-            .resource_subscriptions
-            .as_ref()
-            .map_or(0, Vec::len);
-        if requested > limits.max_subscriptions {
-            inner
-                .guard
-                .refused_as(
-                    "subscriptions/listen",
-                    "<listen>",
-                    Some(&principal),
-                    Outcome::InvalidArguments,
-                    guard::Origin::of(context.request_context()),
-                )
-                .await;
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "a listen may follow at most {} resources (limits.max_subscriptions); this one names {requested}",
-                    limits.max_subscriptions
-                ),
-                None,
-            ));
-        }
-        let Some(_stream) = limits.listens.try_acquire(principal.id()) else {
-            inner
-                .guard
-                .refused_as(
-                    "subscriptions/listen",
-                    "<listen>",
-                    Some(&principal),
-                    Outcome::RateLimited,
-                    guard::Origin::of(context.request_context()),
-                )
-                .await;
-            return Err(crate::error::over_cap(
-                "open listen streams",
-                "limits.max_listen_streams_per_principal",
-                limits.listens.cap(),
-            ));
-        };
+        let principal = self.principal(context.request_context());
         let accepted = context.accepted().clone();
         // The listen passes the guard once, as a whole: it needs the scopes of every
-        // resource it follows (a principal cannot follow what it may not read), and makes
-        // one log line and one audit record, however many resources it names.
+        // resource it follows (a principal cannot follow what it may not read), may follow
+        // at most `max_subscriptions` of them (its validation), holds one of its principal's
+        // listen slots for as long as it is open, and makes one log line and one audit
+        // record, however many resources it names.
         let catalog = &inner.catalog;
         let guard = &inner.guard;
         let uris = accepted
@@ -220,18 +166,34 @@ impl PortcullisHandler {
             target: Target::Listen(uris),
             item: "<listen>",
             what: format!("a listen following {count} resources"),
-            principal: Some(principal.clone()),
+            principal: principal.clone(),
             arguments: guard.argument("resources", &count),
             origin: guard::Origin::of(context.request_context()),
         };
-        guard
-            .run(
+        let (requested, most) = (uris.len(), guard.max_subscriptions);
+        let ((), _stream) = guard
+            .run_holding(
                 catalog,
                 logged,
                 context.request_context().ct.clone(),
-                |_, _| async { (Ok(()), Outcome::Ok) },
+                || {
+                    if requested > most {
+                        return Err(Box::new(Err(ErrorData::invalid_params(
+                            format!(
+                                "a listen may follow at most {most} resources (limits.max_subscriptions); this one names {requested}"
+                            ),
+                            None,
+                        ))));
+                    }
+                    Ok(())
+                },
+                |(), _, _| async { (Ok(()), Outcome::Ok) },
             )
             .await?;
+        let Some(principal) = principal else {
+            // The guard refuses a request without a principal; nothing to follow for no one.
+            return Err(crate::error::unauthenticated());
+        };
         let delivery = crate::fanout::Delivery::Listen {
             sink: context.sink().clone(),
             uris: accepted

@@ -179,7 +179,12 @@ impl Prepared {
         for (check, outcome) in handler.catalog().readiness().await {
             match outcome {
                 Ok(()) => tracing::info!(check, "ready"),
-                Err(reason) => tracing::warn!(check, %reason, "not ready at start-up"),
+                Err(not) => match &not.cause {
+                    Some(cause) => {
+                        tracing::warn!(check, reason = %not.reason, %cause, "not ready at start-up")
+                    }
+                    None => tracing::warn!(check, reason = %not.reason, "not ready at start-up"),
+                },
             }
         }
         Ok(Server {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::PortcullisHandler;
 use crate::cluster::Cluster;
+use portcullis_core::NotReady;
 
 /// How long the upstreams' answer is kept.
 pub(super) const REFRESH: Duration = Duration::from_secs(1);
@@ -41,7 +42,7 @@ type Check = Shared<BoxFuture<'static, Arc<Upstreams>>>;
 
 /// The answer of the upstreams.
 struct Upstreams {
-    checks: Vec<(String, Result<(), String>)>,
+    checks: Vec<(String, Result<(), NotReady>)>,
     /// Whether Redis answered its `PING` (`None` without `[cluster]`).
     redis_answered: Option<bool>,
     finished: Instant,
@@ -118,12 +119,22 @@ pub(super) async fn readyz(State(ready): State<Ready>) -> Response {
     let upstreams = ready.upstreams().await;
     let mut results = upstreams.checks.clone();
     if let Some(audit) = ready.handler.inner().guard.audit() {
-        results.push(("audit".to_owned(), audit.failure().map_or(Ok(()), Err)));
+        results.push((
+            "audit".to_owned(),
+            audit
+                .failure()
+                .map_or(Ok(()), |reason| Err(NotReady::new(reason))),
+        ));
     }
     let is_ready = results.iter().all(|(_, r)| r.is_ok());
     let mut checks: serde_json::Map<String, serde_json::Value> = results
         .into_iter()
-        .map(|(name, result)| (name, json!(result.err().unwrap_or_else(|| "ok".to_owned()))))
+        .map(|(name, result)| {
+            let shown = result
+                .err()
+                .map_or_else(|| "ok".to_owned(), |not| not.reason);
+            (name, json!(shown))
+        })
         .collect();
     // Redis down degrades this replica but does not take it out of rotation: every
     // replica shares the same Redis, and removing them all would serve no one.
