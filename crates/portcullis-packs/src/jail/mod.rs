@@ -385,6 +385,46 @@ impl Jail {
     }
 }
 
+/// What is at a path now, as [`Jail::probe_blocking`] sees it.
+pub(crate) enum Probe<'a> {
+    /// A regular file.
+    File(&'a FileReader<'a>),
+    /// A directory.
+    Dir,
+    /// Nothing the jail serves: missing, denied, a symlink, a special file, unreadable.
+    Nothing,
+}
+
+impl Jail {
+    /// Looks at the one entry `rel` (slash-separated, relative to the root, as the watcher
+    /// reports it) without following symlinks or passing a denied directory, and hands
+    /// what is there to `visit`. Blocking: call it on the blocking pool.
+    pub(crate) fn probe_blocking<T>(&self, rel: &str, visit: impl FnOnce(Probe<'_>) -> T) -> T {
+        let inner = &self.inner;
+        let denied = rel
+            .match_indices('/')
+            .map(|(at, _)| &rel[..at])
+            .chain(std::iter::once(rel))
+            .any(|prefix| inner.deny.is_denied(prefix));
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let parts_ok = !rel.is_empty()
+            && rel
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if denied || !parts_ok {
+            return visit(Probe::Nothing);
+        }
+        let Ok(dir) = inner.open_dir(parent) else {
+            return visit(Probe::Nothing);
+        };
+        match dir.symlink_metadata(name) {
+            Ok(meta) if meta.is_dir() => visit(Probe::Dir),
+            Ok(meta) if meta.is_file() => visit(Probe::File(&FileReader { dir: &dir, name })),
+            _ => visit(Probe::Nothing),
+        }
+    }
+}
+
 /// What tells a file's versions apart without reading it: size, modification time, inode.
 pub(crate) type Stamp = (u64, Option<SystemTime>, u64);
 

@@ -2,8 +2,10 @@
 //! writable folders `write_note` and `delete_note`.
 //!
 //! Each folder keeps an index (slug → size, modification time, title), built at start-up
-//! and rebuilt after every batch of changes the [`watch`](crate::watch) reports and after
-//! every write through the tools. Comparing the new index with the old one is what becomes
+//! and brought up to date with the paths each batch of the [`watch`](crate::watch) names
+//! and each write through the tools names: only those paths are looked at again; the
+//! whole folder is walked again only when the watcher lost track (an overflow, an error)
+//! or a directory appeared or vanished. Comparing the new index with the old one is what becomes
 //! notifications: a note whose size, modification time or inode changed, that disappeared
 //! or that is new, is `updated`; a different set of slugs is `list_changed`. So an edit made
 //! outside the server and one made through `write_note` reach subscribers the same way, and
@@ -11,7 +13,7 @@
 
 mod tools;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -22,7 +24,7 @@ use portcullis_core::{
 };
 use rmcp::model::{Annotations, ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
-use crate::jail::{DenyList, Jail, Located};
+use crate::jail::{DenyList, Jail, Located, Probe};
 use crate::watch::Settings;
 
 /// The pack's name, for `[packs.notes]`.
@@ -185,8 +187,77 @@ impl Folder {
         index
     }
 
-    /// Rebuilds the index and tells subscribers what changed.
+    /// The index with the entries at `paths` looked at again, or `None` when only a walk
+    /// of the whole folder can tell (a directory appeared or vanished, a slug that two
+    /// files claim, the folder full). Blocking.
+    fn patch_blocking(
+        &self,
+        old: &BTreeMap<String, Note>,
+        paths: &BTreeSet<String>,
+    ) -> Option<BTreeMap<String, Note>> {
+        let mut index = old.clone();
+        for rel in paths {
+            let slug = self.slug_of_path(rel);
+            let settled = self.jail.probe_blocking(rel, |probe| match (probe, slug) {
+                (Probe::Dir, _) => false,
+                (Probe::File(file), Some(slug)) => {
+                    let Some(fingerprint) = file.fingerprint() else {
+                        return true;
+                    };
+                    match index.get(slug) {
+                        Some(note) if note.rel != *rel => return false,
+                        Some(note) if note.fingerprint == fingerprint => return true,
+                        None if index.len() >= self.max_notes => return false,
+                        _ => {}
+                    }
+                    let title = file.text(self.max_note_bytes).as_deref().and_then(title_of);
+                    index.insert(
+                        slug.to_owned(),
+                        Note {
+                            rel: rel.clone(),
+                            title,
+                            fingerprint,
+                        },
+                    );
+                    true
+                }
+                (Probe::File(_), None) => true,
+                (Probe::Nothing, Some(slug)) => {
+                    if index.get(slug).is_some_and(|note| note.rel == *rel) {
+                        index.remove(slug);
+                        // Another file may claim the slug now (`x.md` gone, `x.markdown`
+                        // there): only a walk knows.
+                        return self.extensions.len() == 1;
+                    }
+                    true
+                }
+                (Probe::Nothing, None) => {
+                    // A directory that vanished takes its notes with it.
+                    let below = format!("{rel}/");
+                    !index.values().any(|note| note.rel.starts_with(&below))
+                }
+            });
+            if !settled {
+                return None;
+            }
+        }
+        Some(index)
+    }
+
+    /// Brings the index up to date with the whole folder, and tells subscribers what
+    /// changed.
     pub(crate) async fn rescan(self: &Arc<Self>) {
+        self.update(None).await;
+    }
+
+    /// Brings the index up to date with the entries at `paths` (a watcher's batch, a
+    /// write), and tells subscribers what changed.
+    pub(crate) async fn refresh(self: &Arc<Self>, paths: BTreeSet<String>) {
+        self.update(Some(paths)).await;
+    }
+
+    /// [`Folder::rescan`] (`None`) or [`Folder::refresh`].
+    async fn update(self: &Arc<Self>, paths: Option<BTreeSet<String>>) {
         let _one = self.rescan.lock().await;
         let folder = Arc::clone(self);
         let scanned = tokio::task::spawn_blocking(move || {
@@ -195,7 +266,12 @@ impl Folder {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            let new = folder.scan_blocking(&old);
+            let new = paths
+                .and_then(|paths| folder.patch_blocking(&old, &paths))
+                .unwrap_or_else(|| {
+                    metrics::counter!("portcullis_notes_rescans_total").increment(1);
+                    folder.scan_blocking(&old)
+                });
             (old, new)
         })
         .await;
@@ -433,9 +509,15 @@ fn add(
             catalog.background(crate::watch::run(
                 folder.jail.clone(),
                 folder.watch,
-                move |_batch| {
+                move |batch: crate::watch::Batch| {
                     let folder = Arc::clone(&watched);
-                    async move { folder.rescan().await }
+                    async move {
+                        if batch.overflowed {
+                            folder.rescan().await;
+                        } else {
+                            folder.refresh(batch.paths).await;
+                        }
+                    }
                 },
             ));
         }
@@ -469,7 +551,104 @@ impl Readiness for NotesReady {
 
 #[cfg(test)]
 mod tests {
-    use super::title_of;
+    use super::*;
+
+    fn folder(dir: &Path, extensions: &[&str]) -> Folder {
+        Folder {
+            jail: Jail::open("notes", dir, DenyList::new(&[], false).expect("deny list"))
+                .expect("opens"),
+            scheme: "note".to_owned(),
+            extensions: extensions.iter().map(|e| (*e).to_owned()).collect(),
+            writable: true,
+            max_note_bytes: 1 << 20,
+            max_notes: 3,
+            watch: Settings::new(portcullis_config::WatchMode::Off, 1000, 10),
+            index: RwLock::default(),
+            rescan: tokio::sync::Mutex::new(()),
+            notifier: CatalogBuilder::new().notifier(),
+        }
+    }
+
+    /// A batch's paths are looked at one by one; what only a walk can tell returns `None`
+    /// (the caller then walks the folder), and a patch agrees with a walk.
+    #[test]
+    fn a_batch_patches_the_index_or_asks_for_a_walk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |rel: &str, text: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+            std::fs::write(path, text).expect("write");
+        };
+        write("a.md", "# A\n");
+        write("sub/b.md", "# B\n");
+        let one = folder(dir.path(), &["md"]);
+        let walked = one.scan_blocking(&BTreeMap::new());
+        let paths = |list: &[&str]| {
+            list.iter()
+                .map(|p| (*p).to_owned())
+                .collect::<BTreeSet<_>>()
+        };
+        let titles = |index: &BTreeMap<String, Note>| {
+            index
+                .iter()
+                .map(|(slug, note)| format!("{slug}={}", note.title.as_deref().unwrap_or("-")))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(titles(&walked), "a=A sub/b=B");
+
+        write("a.md", "# A, edited at length\n");
+        write("c.md", "# C\n");
+        write("notes.txt", "not a note");
+        std::fs::remove_file(dir.path().join("sub/b.md")).expect("rm");
+        let patched = one
+            .patch_blocking(&walked, &paths(&["a.md", "c.md", "notes.txt", "sub/b.md"]))
+            .expect("files only: no walk needed");
+        assert_eq!(titles(&patched), "a=A, edited at length c=C");
+        assert_eq!(titles(&patched), titles(&one.scan_blocking(&walked)));
+
+        // What only a walk can tell.
+        let cases: [(&str, &dyn Fn(), &[&str]); 3] = [
+            ("a new directory", &|| write("new/d.md", "# D\n"), &["new"]),
+            (
+                "a vanished directory with notes",
+                &|| std::fs::remove_dir_all(dir.path().join("new")).expect("rm"),
+                &["new"],
+            ),
+            (
+                "a folder over max_notes (3)",
+                &|| {
+                    write("e.md", "# E\n");
+                    write("f.md", "# F\n");
+                },
+                &["e.md", "f.md"],
+            ),
+        ];
+        let mut index = patched;
+        for (what, change, changed) in cases {
+            change();
+            let patch = one.patch_blocking(&index, &paths(changed));
+            assert!(patch.is_none(), "{what}: a walk is needed");
+            index = one.scan_blocking(&index);
+        }
+        // A denied path is never indexed, whatever the watcher says.
+        write(".env", "SECRET=1");
+        let same = one
+            .patch_blocking(&index, &paths(&[".env"]))
+            .expect("nothing to walk");
+        assert_eq!(titles(&same), titles(&index));
+
+        // With two extensions a slug may move between files: removing one walks.
+        let two = folder(dir.path(), &["md", "markdown"]);
+        let index = two.scan_blocking(&BTreeMap::new());
+        write("c.markdown", "# C2\n");
+        std::fs::remove_file(dir.path().join("c.md")).expect("rm");
+        assert!(two.patch_blocking(&index, &paths(&["c.md"])).is_none());
+        assert!(
+            two.patch_blocking(&index, &paths(&["c.markdown"]))
+                .is_none()
+        );
+    }
 
     #[test]
     fn titles() {

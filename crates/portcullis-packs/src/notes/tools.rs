@@ -1,5 +1,5 @@
 //! `write_note` and `delete_note`, on writable folders. Both need `confirm: true`; both go
-//! through the jail and end with a rescan, which is what notifies subscribers.
+//! through the jail and end with a refresh of the path they wrote, which is what notifies subscribers.
 
 use std::sync::Arc;
 
@@ -130,7 +130,7 @@ impl Tool for WriteNote {
             .jail
             .write(&rel, &at, content.as_bytes().to_vec())
             .await?;
-        folder.rescan().await;
+        folder.refresh([at.rel.clone()].into()).await;
         let slug = folder.slug_of_path(&at.rel).unwrap_or(slug).to_owned();
         let uri = folder.uri(&slug);
         Ok(done(
@@ -177,7 +177,7 @@ impl Tool for DeleteNote {
             return Err(ToolError::NotFound(format!("no note `{slug}`")));
         }
         folder.jail.remove(&rel, &at).await?;
-        folder.rescan().await;
+        folder.refresh([at.rel.clone()].into()).await;
         // The URI the note was published under (`x.md` is `note://x`), as write_note answers.
         let slug = folder.slug_of_path(&at.rel).unwrap_or(slug).to_owned();
         let uri = folder.uri(&slug);

@@ -170,7 +170,14 @@ impl PortcullisHandler {
             arguments: guard.argument("resources", &count),
             origin: guard::Origin::of(context.request_context()),
         };
-        let (requested, most) = (uris.len(), guard.max_subscriptions);
+        // What the client asked for, not what was acknowledged (the acknowledgement keeps
+        // at most the cap): a listen naming more is refused, not silently cut.
+        let requested = context
+            .requested()
+            .resource_subscriptions
+            .as_ref()
+            .map_or(0, Vec::len);
+        let most = guard.max_subscriptions;
         let ((), _stream) = guard
             .run_holding(
                 catalog,
