@@ -572,6 +572,8 @@ mod tests {
     /// A batch's paths are looked at one by one; what only a walk can tell returns `None`
     /// (the caller then walks the folder), and a patch agrees with a walk.
     #[test]
+    // The test edits the folder from outside, as an editor would.
+    #[allow(clippy::disallowed_methods)]
     fn a_batch_patches_the_index_or_asks_for_a_walk() {
         let dir = tempfile::tempdir().expect("temp dir");
         let write = |rel: &str, text: &str| {
@@ -608,7 +610,8 @@ mod tests {
         assert_eq!(titles(&patched), titles(&one.scan_blocking(&walked)));
 
         // What only a walk can tell.
-        let cases: [(&str, &dyn Fn(), &[&str]); 3] = [
+        type Case<'a> = (&'a str, &'a dyn Fn(), &'a [&'a str]);
+        let cases: [Case<'_>; 3] = [
             ("a new directory", &|| write("new/d.md", "# D\n"), &["new"]),
             (
                 "a vanished directory with notes",
