@@ -181,11 +181,13 @@ impl Default for HttpSection {
 pub struct LoggingSection {
     /// `auto` (JSON unless stderr is a terminal), `json` or `pretty`.
     pub format: LogFormat,
-    /// Filter in `tracing` syntax, for example `info` (the default), `debug` or
-    /// `info,portcullis_packs=debug`.
-    /// The `PORTCULLIS_LOG` environment variable overrides it. A bare level applies to
-    /// Portcullis itself; other crates log at `warn` (rmcp at `error`) unless named, because
-    /// some of them log message bodies, SQL text or headers at lower levels.
+    /// Filter: a level (`trace`, `debug`, `info` — the default —, `warn`, `error`, `off`)
+    /// and any `crate=level`, for example `info,portcullis_packs=debug`. Anything else (a
+    /// misspelt level such as `verbose`) is refused at load.
+    /// The `PORTCULLIS_LOG` environment variable and `serve --log-level` override it (and
+    /// are checked the same way). A bare level applies to Portcullis itself; other crates
+    /// log at `warn` (rmcp at `error`) unless named, because some of them log message
+    /// bodies, SQL text or headers at lower levels.
     pub level: String,
     /// Key of the argument fingerprint in each call's log line (HMAC-SHA-256 of the argument
     /// values, so a value can neither be read nor guessed from the log). Give every replica

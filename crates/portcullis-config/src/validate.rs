@@ -102,6 +102,9 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
         }
     }
     crate::auth::validate(config)?;
+    if let Err(error) = crate::log::check_log_filter(&config.logging.level) {
+        return Err(issue("logging.level", error.to_string()));
+    }
     if config
         .logging
         .fingerprint_key

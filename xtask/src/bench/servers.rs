@@ -229,7 +229,7 @@ pub fn lineup(
         Server {
             name: "portcullis",
             description: "target/dist/portcullis serve --log-format json, demo profile \
-                          (logging.level info,rmcp=warn: one INFO line per call, stderr drained \
+                          (logging.level info: one INFO line per call, stderr drained \
                           by the harness)"
                 .to_owned(),
             launch: Ok(Target::Mcp(Box::new(Launch {

@@ -501,10 +501,12 @@ impl GuardConfig {
         // The request's span, the server span of traces: made before the checks so that
         // refused requests are traced too, entered only around the pack's work and the log
         // line of a request let through (as before traces existed).
+        // Its item is `item`: a span's field called `name` would sit beside the span's own
+        // name in a JSON log line, one key twice.
         let span = tracing::info_span!(
             "call",
             rpc.method = method,
-            name = item,
+            item,
             principal = tracing::field::Empty,
             otel.name = tracing::field::Empty,
             otel.kind = tracing::field::Empty,

@@ -15,6 +15,23 @@ use portcullis_config::{Config, LOG_ENV, LogFormat};
 pub use filter::log_filter;
 pub use otlp::TracesError;
 
+/// Why telemetry could not be set up; nothing is installed then.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The traces settings cannot be used.
+    #[error(transparent)]
+    Traces(#[from] TracesError),
+    /// The log filter in force (`--log-level`, `PORTCULLIS_LOG` or `logging.level`) is not
+    /// one.
+    #[error("{source_name}: {error}")]
+    LogFilter {
+        /// Where the filter came from.
+        source_name: &'static str,
+        /// What is wrong with it.
+        error: portcullis_config::LogFilterError,
+    },
+}
+
 /// What the command line may override in `[logging]`.
 #[derive(Debug, Clone, Default)]
 pub struct LogOverrides {
@@ -41,8 +58,15 @@ impl Telemetry {
     /// # Errors
     ///
     /// The traces settings cannot be used (an unsupported protocol or scheme, a malformed
-    /// endpoint); nothing is installed then.
-    pub fn init(config: &Config, overrides: LogOverrides) -> Result<Self, TracesError> {
+    /// endpoint), or the log filter in force is not one; nothing is installed then.
+    pub fn init(config: &Config, overrides: LogOverrides) -> Result<Self, TelemetryError> {
+        let (spec, source_name) = match (&overrides.level, std::env::var(LOG_ENV).ok()) {
+            (Some(level), _) => (level.clone(), "--log-level"),
+            (None, Some(level)) => (level, LOG_ENV),
+            (None, None) => (config.logging.level.clone(), "logging.level"),
+        };
+        portcullis_config::check_log_filter(&spec)
+            .map_err(|error| TelemetryError::LogFilter { source_name, error })?;
         let tracer = match otlp::settings(config, |name| std::env::var(name).ok())? {
             Some(settings) => Some(otlp::provider(&settings)?),
             None => None,

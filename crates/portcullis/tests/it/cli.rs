@@ -924,3 +924,50 @@ fn exit_statuses_are_documented_and_usage_errors_are_64() {
         assert!(stdout.is_empty(), "{args:?}");
     }
 }
+
+/// A misspelt log level is refused where it is written (config, environment, command line)
+/// with the allowed forms, instead of a filter that silently drops INFO lines.
+#[test]
+fn a_log_level_that_is_not_one_is_refused_with_the_allowed_forms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = write_config(
+        &dir,
+        "[server]\nname = \"x\"\n[logging]\nlevel = \"verbose\"\n",
+    );
+    let (code, stderr) = with_config("check", &bad);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("logging.level")
+            && stderr.contains("`verbose` is not a log level")
+            && stderr.contains("trace, debug, info, warn, error, off"),
+        "{stderr}"
+    );
+    let good = write_config(
+        &dir,
+        "[server]\nname = \"x\"\n[logging]\nlevel = \"info,portcullis_packs=debug\"\n",
+    );
+    assert_eq!(with_config("check", &good).0, Some(0));
+    for (args, env, named) in [
+        (&["--log-level", "verbos"][..], None, "--log-level"),
+        (&[][..], Some("info,sqlx=loud"), "PORTCULLIS_LOG"),
+    ] {
+        let mut command = Command::new(bin());
+        command
+            .args(["serve", "--stdio", "--config"])
+            .arg(&good)
+            .args(args)
+            .env_remove("PORTCULLIS_LOG")
+            .stdin(std::process::Stdio::null());
+        if let Some(env) = env {
+            command.env("PORTCULLIS_LOG", env);
+        }
+        let output = command.output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{stderr}");
+        assert!(
+            stderr.contains(named) && stderr.contains("is not a log level"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "stdout is the protocol's");
+    }
+}

@@ -167,6 +167,12 @@ async fn no_secret_or_value_reaches_the_logs_at_trace_level() {
         output.contains("\"tool call\""),
         "the calls were logged at all"
     );
+    // Every line is one JSON object a strict parser reads: no key twice in any object (a
+    // lenient parser keeps the last, and the tool name was lost under the span's name).
+    for line in server.output() {
+        serde_json::from_str::<Strict>(&line)
+            .unwrap_or_else(|e| panic!("not strict JSON ({e}): {line}"));
+    }
     for (what, canary) in [
         ("database password", PG_PASSWORD),
         ("database password", MY_PASSWORD),
@@ -193,6 +199,65 @@ async fn no_secret_or_value_reaches_the_logs_at_trace_level() {
         assert!(!ready.contains(canary), "{what} on /readyz: {ready}");
     }
     drop(output);
+}
+
+/// Any JSON value, read by a parser that refuses an object with a key twice.
+struct Strict;
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            map.next_value::<Strict>()?;
+        }
+        Ok(Strict)
+    }
 }
 
 /// The `args_fp` field of the first `tool call` log line.

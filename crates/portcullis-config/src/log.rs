@@ -1,0 +1,115 @@
+//! The grammar of a log filter (`logging.level`, `PORTCULLIS_LOG`, `--log-level`), checked
+//! at load so that a typo is an error, not a filter that silently drops lines.
+
+/// The levels a filter may name.
+pub const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Why a log filter is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogFilterError {
+    /// The filter names nothing.
+    #[error("the log filter is empty; give a level: {}", LOG_LEVELS.join(", "))]
+    Empty,
+    /// A bare word that is not a level (`verbose`, `verbos`, `inf`).
+    #[error(
+        "`{0}` is not a log level; a level is one of {levels}, and one crate's level is written `crate=level` (for example `info,portcullis_packs=debug`)",
+        levels = LOG_LEVELS.join(", ")
+    )]
+    NotALevel(String),
+    /// `target=level` whose level is not one.
+    #[error(
+        "`{directive}`: `{level}` is not a log level; use one of {levels}",
+        levels = LOG_LEVELS.join(", ")
+    )]
+    BadLevel {
+        /// The directive as written.
+        directive: String,
+        /// Its level part.
+        level: String,
+    },
+    /// `target=level` whose target is not a module path.
+    #[error(
+        "`{0}`: the part before `=` must be a crate or module path (letters, digits, `_` and `::`)"
+    )]
+    BadTarget(String),
+}
+
+fn is_level(word: &str) -> bool {
+    LOG_LEVELS
+        .iter()
+        .any(|level| level.eq_ignore_ascii_case(word))
+}
+
+/// Checks a filter: comma-separated directives, each a level (`info`) or `target=level`
+/// (`sqlx=debug`). Span and field filters (`target[span{field}]=level`) are passed on as
+/// written. A bare target (tracing's "everything from this crate") is refused: it is what a
+/// misspelt level looks like.
+pub fn check_log_filter(spec: &str) -> Result<(), LogFilterError> {
+    let directives: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(LogFilterError::Empty);
+    }
+    for directive in directives {
+        if directive.contains('[') {
+            continue;
+        }
+        match directive.split_once('=') {
+            None if is_level(directive) => {}
+            None => return Err(LogFilterError::NotALevel(directive.to_owned())),
+            Some((target, level)) => {
+                let target_ok = !target.is_empty()
+                    && target.split("::").all(|part| {
+                        !part.is_empty()
+                            && part
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    });
+                if !target_ok {
+                    return Err(LogFilterError::BadTarget(directive.to_owned()));
+                }
+                if !is_level(level.trim()) {
+                    return Err(LogFilterError::BadLevel {
+                        directive: directive.to_owned(),
+                        level: level.trim().to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_levels_or_target_levels() {
+        for (spec, ok) in [
+            ("info", true),
+            ("DEBUG", true),
+            ("info,portcullis_packs=debug", true),
+            ("warn,sqlx::query=trace", true),
+            ("off", true),
+            ("info,rmcp[serve]=debug", true),
+            ("verbose", false),
+            ("verbos", false),
+            ("info,sqlx", false),
+            ("", false),
+            (" , ", false),
+            ("sqlx=loud", false),
+            ("=debug", false),
+            ("a b=debug", false),
+        ] {
+            assert_eq!(check_log_filter(spec).is_ok(), ok, "{spec:?}");
+        }
+        assert_eq!(
+            check_log_filter("verbose").unwrap_err().to_string(),
+            "`verbose` is not a log level; a level is one of trace, debug, info, warn, error, off, and one crate's level is written `crate=level` (for example `info,portcullis_packs=debug`)"
+        );
+    }
+}
