@@ -214,6 +214,7 @@ pub(crate) async fn bind_sessions(
         let response = next.run(request).await;
         if is_delete && response.status().is_success() {
             guard.lock().owner.remove(&id);
+            return ended(response);
         }
         return response;
     }
@@ -228,6 +229,17 @@ pub(crate) async fn bind_sessions(
         .map(str::to_owned);
     guard.release(&principal, created);
     response
+}
+
+/// A session ended by `DELETE`: `204 No Content`, as the SDKs expect (rmcp answers `202
+/// Accepted`, which the Python SDK reports as a failed termination at the end of every
+/// session).
+fn ended(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.status = StatusCode::NO_CONTENT;
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::empty())
 }
 
 /// A request for session `id` with many replicas: Redis says whether it exists (keeping it
@@ -275,11 +287,11 @@ async fn replicated_session(
     }
     // A DELETE is done only once no replica can find the session any more (rmcp's own
     // removal from the store ignores failures); the client may retry it.
-    if method == Method::DELETE
-        && response.status().is_success()
-        && cluster.forget(id).await.is_err()
-    {
-        return session_store_unavailable();
+    if method == Method::DELETE && response.status().is_success() {
+        if cluster.forget(id).await.is_err() {
+            return session_store_unavailable();
+        }
+        return ended(response);
     }
     if method == Method::GET && response.status() == StatusCode::OK {
         let held = cluster.stream_opened(id, principal, guard.idle);

@@ -81,7 +81,13 @@ async fn python_sdk_client_over_stdio_and_http() {
         .await
         .expect("start portcullis serve (http)");
     let url = server.url();
-    run_python_client(&python, &["http".as_ref(), url.as_ref()]).await;
+    let output = run_python_client(&python, &["http".as_ref(), url.as_ref()]).await;
+    // The session ends without the SDK's warning: `DELETE` answers 204, not 202.
+    let said = describe(&output);
+    assert!(
+        !said.contains("Session termination failed"),
+        "the SDK could not end its session cleanly\n{said}"
+    );
     drop(server);
 }
 
