@@ -54,7 +54,7 @@ pub enum Refusal {
     Host(String),
     /// The host is, or resolves only to, addresses the policy does not allow.
     #[error(
-        "host `{0}` is a private, loopback, link-local or otherwise non-public address, which this source may not reach"
+        "host `{0}` is a private, loopback, link-local or otherwise non-public address, which this source may not reach (its operator can allow that with `allow_private_addresses` on the source)"
     )]
     Address(String),
     /// The host did not resolve.

@@ -931,7 +931,10 @@ async fn the_ssrf_corpus_is_refused_without_a_connection() {
         "http://[fe80::1]/".to_owned(),
     ] {
         let message = error_text(&call(&client, "fetch", json!({ "url": url })).await, &url);
-        assert!(message.contains("non-public address"), "{url}: {message}");
+        assert!(
+            message.contains("non-public address") && message.contains("allow_private_addresses"),
+            "{url}: {message}"
+        );
         report.push(format!("{url} -> {message}"));
     }
     for (url, expect) in [
