@@ -29,7 +29,10 @@ fn profile(name: &str) -> PathBuf {
 pub(crate) fn on_ephemeral_port(name: &str) -> tempfile::TempPath {
     let text = std::fs::read_to_string(profile(name)).expect("profile");
     let text = text.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
-    let text = if text.contains("allow_private_addresses") {
+    let text = if text
+        .lines()
+        .any(|line| line.trim_start().starts_with("allow_private_addresses"))
+    {
         text
     } else {
         text.replace(
