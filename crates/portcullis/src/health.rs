@@ -12,19 +12,54 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The URL to GET (plain http).
-    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
-    url: String,
+    /// The URL to GET (plain http). Without it: `/healthz` on the config's `http.listen`
+    /// (an unspecified address such as `0.0.0.0` asked on loopback), else
+    /// `http://127.0.0.1:8080/healthz`.
+    #[arg(long)]
+    url: Option<String>,
+    /// Configuration file whose `http.listen` to ask.
+    #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+    config: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    match probe(&args.url) {
+    let url = match (&args.url, &args.config) {
+        (Some(url), _) => url.clone(),
+        (None, Some(config)) => match url_of(config) {
+            Ok(url) => url,
+            Err(reason) => {
+                eprintln!("portcullis: health check: {reason}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => "http://127.0.0.1:8080/healthz".to_owned(),
+    };
+    match probe(&url) {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
-            eprintln!("portcullis: health check of {} failed: {reason}", args.url);
+            eprintln!("portcullis: health check of {url} failed: {reason}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `/healthz` at the config's `http.listen`, asked on loopback when it listens on every
+/// address.
+fn url_of(config: &std::path::Path) -> Result<String, String> {
+    let config = portcullis_config::load(config).map_err(|e| e.to_string())?;
+    let mut listen = config.http.listen;
+    if listen.port() == 0 {
+        return Err(format!(
+            "`http.listen` is {listen}: the port is chosen at start, so give --url"
+        ));
+    }
+    if listen.ip().is_unspecified() {
+        listen.set_ip(match listen.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(format!("http://{listen}/healthz"))
 }
 
 fn probe(url: &str) -> Result<(), String> {

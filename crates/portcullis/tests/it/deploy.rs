@@ -202,6 +202,43 @@ fn dockerfile_is_multi_stage_non_root_with_a_health_check_and_no_secrets() {
     }
 }
 
+/// `health --config` asks the config's own `http.listen`, not a fixed 8080.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_reads_the_listen_address_from_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nname = \"health\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .expect("config");
+    let health = || async {
+        let mut health = tokio::process::Command::new(bin());
+        health
+            .args(["health", "--config"])
+            .arg(&config)
+            .env_remove("PORTCULLIS_CONFIG");
+        run(&mut health, "portcullis health", Duration::from_secs(30)).await
+    };
+    let down = health().await;
+    assert_eq!(down.status.code(), Some(1), "{}", describe(&down));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        describe(&down)
+    );
+    let server = HttpServer::spawn(bin(), &config).await.expect("spawn");
+    let up = health().await;
+    assert_eq!(up.status.code(), Some(0), "{}", describe(&up));
+    assert!(up.stdout.is_empty());
+    drop(server);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn example_config_passes_check() {
     let root = tempfile::tempdir().expect("tempdir");
