@@ -27,6 +27,15 @@ pub enum LogFilterError {
         /// Its level part.
         level: String,
     },
+    /// A span or field filter (`target[span]=level`) without a target would raise every
+    /// crate inside that span, including those that log message bodies.
+    #[error(
+        "`{0}`: a span filter must name its crate first (`portcullis_server[call]=debug`): without one it raises every crate inside that span, some of which log message bodies"
+    )]
+    SpanWithoutTarget(String),
+    /// A span or field filter that does not parse.
+    #[error("`{0}` is not a span filter; the form is `crate[span{{field=value}}]=level`")]
+    BadSpan(String),
     /// `target=level` whose target is not a module path.
     #[error(
         "`{0}`: the part before `=` must be a crate or module path (letters, digits, `_` and `::`)"
@@ -40,9 +49,24 @@ fn is_level(word: &str) -> bool {
         .any(|level| level.eq_ignore_ascii_case(word))
 }
 
+fn check_target(target: &str, directive: &str) -> Result<(), LogFilterError> {
+    let target_ok = !target.is_empty()
+        && target.split("::").all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if target_ok {
+        Ok(())
+    } else {
+        Err(LogFilterError::BadTarget(directive.to_owned()))
+    }
+}
+
 /// Checks a filter: comma-separated directives, each a level (`info`) or `target=level`
-/// (`sqlx=debug`). Span and field filters (`target[span{field}]=level`) are passed on as
-/// written. A bare target (tracing's "everything from this crate") is refused: it is what a
+/// (`sqlx=debug`), or a span filter that names its crate (`portcullis_server[call]=debug`;
+/// one without a crate would raise every crate inside the span). A bare target (tracing's "everything from this crate") is refused: it is what a
 /// misspelt level looks like.
 pub fn check_log_filter(spec: &str) -> Result<(), LogFilterError> {
     let directives: Vec<&str> = spec
@@ -54,23 +78,36 @@ pub fn check_log_filter(spec: &str) -> Result<(), LogFilterError> {
         return Err(LogFilterError::Empty);
     }
     for directive in directives {
-        if directive.contains('[') {
+        if let Some((target, rest)) = directive.split_once('[') {
+            if target.trim().is_empty() {
+                return Err(LogFilterError::SpanWithoutTarget(directive.to_owned()));
+            }
+            let Some((_, after)) = rest.rsplit_once(']') else {
+                return Err(LogFilterError::BadSpan(directive.to_owned()));
+            };
+            let level = match after.trim() {
+                "" => None,
+                after => match after.strip_prefix('=') {
+                    Some(level) => Some(level.trim()),
+                    None => return Err(LogFilterError::BadSpan(directive.to_owned())),
+                },
+            };
+            if let Some(level) = level
+                && !is_level(level)
+            {
+                return Err(LogFilterError::BadLevel {
+                    directive: directive.to_owned(),
+                    level: level.to_owned(),
+                });
+            }
+            check_target(target, directive)?;
             continue;
         }
         match directive.split_once('=') {
             None if is_level(directive) => {}
             None => return Err(LogFilterError::NotALevel(directive.to_owned())),
             Some((target, level)) => {
-                let target_ok = !target.is_empty()
-                    && target.split("::").all(|part| {
-                        !part.is_empty()
-                            && part
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    });
-                if !target_ok {
-                    return Err(LogFilterError::BadTarget(directive.to_owned()));
-                }
+                check_target(target, directive)?;
                 if !is_level(level.trim()) {
                     return Err(LogFilterError::BadLevel {
                         directive: directive.to_owned(),
@@ -96,6 +133,15 @@ mod tests {
             ("warn,sqlx::query=trace", true),
             ("off", true),
             ("info,rmcp[serve]=debug", true),
+            ("portcullis_server[call{item=x}]=trace", true),
+            ("info,[serve_inner]=debug", false),
+            ("info,[call]=trace", false),
+            ("info,[{}]=trace", false),
+            ("info,[call]=verbose", false),
+            ("info,x[", false),
+            ("info,[call", false),
+            ("info,x[call]=verbose", false),
+            ("info,x[call]junk", false),
             ("verbose", false),
             ("verbos", false),
             ("info,sqlx", false),

@@ -1,21 +1,144 @@
-//! Text templates of tool results (minijinja), compiled at start-up: the HTTP pack renders a
-//! JSON response through one, the command pack a program's output.
+//! Text templates (minijinja), compiled at start-up: the HTTP pack renders a JSON response
+//! through one, the command pack a program's output, a resource template its variables;
+//! prompts use [`unknown_variables`] too. A template may only name the variables its
+//! context will have — a misspelt one is an error when the config is loaded, not empty
+//! text — and a result template is rendered semi-strictly: printing or iterating something
+//! undefined (a field the response does not have) fails the call instead of printing
+//! nothing; testing it (`{% if t.assignee %}`) is allowed.
+
+use std::collections::BTreeSet;
 
 /// One compiled template.
 pub(crate) struct TextTemplate {
     env: minijinja::Environment<'static>,
 }
 
+/// Why a template was refused at load.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TemplateError {
+    /// It does not compile.
+    #[error("template does not compile: {0}")]
+    Syntax(#[from] minijinja::Error),
+    /// It names variables its context will not have.
+    #[error(
+        "the template uses {}, which {} not among the variables it is given ({})",
+        quoted(.unknown), if .unknown.len() == 1 { "is" } else { "are" }, quoted(.known)
+    )]
+    Unknown {
+        /// The names it uses that nothing defines.
+        unknown: Vec<String>,
+        /// What it may use.
+        known: Vec<String>,
+    },
+}
+
+fn quoted(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The variables `name` in `env` uses that are neither in `known` nor the environment's
+/// globals (`range`, `dict`, `namespace`, …), sorted.
+pub(crate) fn unknown_variables(
+    env: &minijinja::Environment<'_>,
+    name: &str,
+    known: &[&str],
+) -> Result<Vec<String>, minijinja::Error> {
+    let template = env.get_template(name)?;
+    let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
+    let mut unknown: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !known.contains(&v.as_str()) && !globals.contains(v.as_str()))
+        .collect();
+    unknown.sort();
+    Ok(unknown)
+}
+
+/// Refuses a template that names a variable outside `known`.
+pub(crate) fn check_variables(
+    env: &minijinja::Environment<'_>,
+    name: &str,
+    known: &[&str],
+) -> Result<(), TemplateError> {
+    let unknown = unknown_variables(env, name, known)?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(TemplateError::Unknown {
+        unknown,
+        known: known.iter().map(|k| (*k).to_owned()).collect(),
+    })
+}
+
 impl TextTemplate {
-    pub(crate) fn compile(source: &str) -> Result<Self, minijinja::Error> {
+    /// Compiles `source`, whose context will have exactly the variables `known`.
+    pub(crate) fn compile(source: &str, known: &[&str]) -> Result<Self, TemplateError> {
         let mut env = minijinja::Environment::new();
         // Results are plain text for a model, never HTML.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         env.add_template_owned("text", source.to_owned())?;
+        check_variables(&env, "text", known)?;
         Ok(Self { env })
     }
 
     pub(crate) fn render(&self, context: minijinja::Value) -> Result<String, minijinja::Error> {
         self.env.get_template("text")?.render(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_names_only_what_it_is_given() {
+        for (source, ok) in [
+            ("{{ data.title }}", true),
+            ("{% for r in data or [] %}{{ r.url }}{% endfor %}", true),
+            ("{% for i in range(3) %}{{ i }}{% endfor %}", true),
+            ("{% set x = data %}{{ x }}", true),
+            ("{{ dta.title }}", false),
+            ("{{ data }}{{ stdout }}", false),
+        ] {
+            assert_eq!(
+                TextTemplate::compile(source, &["data"]).is_ok(),
+                ok,
+                "{source}"
+            );
+        }
+        let error = TextTemplate::compile("{{ titel }}", &["data"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert_eq!(
+            error,
+            "the template uses `titel`, which is not among the variables it is given (`data`)"
+        );
+        // Rendering: a field the data lacks fails, testing it does not.
+        let template = TextTemplate::compile(
+            "{% if data.a %}{{ data.a }}{% endif %}|{{ data.b }}",
+            &["data"],
+        )
+        .expect("compiles");
+        let data = |v: serde_json::Value| minijinja::context! { data => minijinja::Value::from(minijinja::value::Serde(v)) };
+        assert_eq!(
+            template
+                .render(data(serde_json::json!({ "b": 2 })))
+                .expect("renders"),
+            "|2"
+        );
+        assert!(
+            template
+                .render(data(serde_json::json!({ "a": 1 })))
+                .is_err()
+        );
     }
 }

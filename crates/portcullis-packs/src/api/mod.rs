@@ -204,14 +204,9 @@ fn api_tool(upstream: &Arc<Upstream>, tool: &HttpTool) -> Result<ApiTool, String
     let template = tool
         .text_template
         .as_deref()
-        .map(TextTemplate::compile)
+        .map(|text| TextTemplate::compile(text, &["data"]))
         .transpose()
-        .map_err(|e| {
-            format!(
-                "api `{source}` tool `{}`: the text template does not compile: {e}",
-                tool.name
-            )
-        })?;
+        .map_err(|e| format!("api `{source}` tool `{}`: text_template: {e}", tool.name))?;
     let mut secrets = Vec::new();
     let headers = headers_of(source, &tool.headers, &mut secrets)?;
     let url_param = tool

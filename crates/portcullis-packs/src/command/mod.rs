@@ -174,9 +174,11 @@ fn command_tool(
     let template = command
         .text_template
         .as_deref()
-        .map(TextTemplate::compile)
+        .map(|text| {
+            TextTemplate::compile(text, &["data", "stdout", "stderr", "exit_code", "program"])
+        })
         .transpose()
-        .map_err(|e| format!("command `{name}`: the text template does not compile: {e}"))?;
+        .map_err(|e| format!("command `{name}`: text_template: {e}"))?;
     let user = command.run_as.as_deref().map(user_ids).transpose()?;
     Ok(CommandPack {
         name: name.clone(),

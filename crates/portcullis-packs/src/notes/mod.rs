@@ -55,6 +55,10 @@ pub(crate) struct Folder {
     max_notes: usize,
     watch: Settings,
     index: RwLock<BTreeMap<String, Note>>,
+    /// Whether the last walk stopped before the end (`max_notes` reached, or the walk's
+    /// entry bound): the index then holds what a walk meets first, which only another walk
+    /// can keep, so batches walk too.
+    cut: std::sync::atomic::AtomicBool,
     /// One rescan at a time, so two never diff against the same old index.
     rescan: tokio::sync::Mutex<()>,
     notifier: ChangeNotifier,
@@ -149,7 +153,7 @@ impl Folder {
         let mut full = false;
         // Directories and other files count towards the walk too; bound it all the same.
         let max_entries = self.max_notes.saturating_mul(20).max(100_000);
-        self.jail.walk_blocking(&root, max_entries, |rel, file| {
+        let stopped = self.jail.walk_blocking(&root, max_entries, |rel, file| {
             let Some(slug) = self.slug_of_path(rel) else {
                 return true;
             };
@@ -183,7 +187,15 @@ impl Folder {
                 max_notes = self.max_notes,
                 "the notes folder holds more notes than `max_notes`; only that many are listed"
             );
+        } else if stopped {
+            tracing::warn!(
+                folder = self.jail.name(),
+                max_entries,
+                "the notes folder has more entries than a walk visits; notes past them are not listed"
+            );
         }
+        self.cut
+            .store(stopped, std::sync::atomic::Ordering::Relaxed);
         index
     }
 
@@ -195,6 +207,9 @@ impl Folder {
         old: &BTreeMap<String, Note>,
         paths: &BTreeSet<String>,
     ) -> Option<BTreeMap<String, Note>> {
+        if self.cut.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let mut index = old.clone();
         for rel in paths {
             let slug = self.slug_of_path(rel);
@@ -498,6 +513,7 @@ fn add(
             max_notes: config.max_notes,
             watch: Settings::new(config.watch, config.poll_interval_ms, config.debounce_ms),
             index: RwLock::default(),
+            cut: std::sync::atomic::AtomicBool::new(false),
             rescan: tokio::sync::Mutex::new(()),
             notifier: notifier.clone(),
         });
@@ -564,6 +580,7 @@ mod tests {
             max_notes: 3,
             watch: Settings::new(portcullis_config::WatchMode::Off, 1000, 10),
             index: RwLock::default(),
+            cut: std::sync::atomic::AtomicBool::new(false),
             rescan: tokio::sync::Mutex::new(()),
             notifier: CatalogBuilder::new().notifier(),
         }
@@ -634,6 +651,29 @@ mod tests {
             assert!(patch.is_none(), "{what}: a walk is needed");
             index = one.scan_blocking(&index);
         }
+        // A full folder: removing a note lets a walk list one that was left out, so a
+        // removal walks too (the attack review found the patch listing fewer than a fresh
+        // start).
+        let full = one.scan_blocking(&index);
+        assert_eq!(full.len(), 3, "{}", titles(&full));
+        let left_out = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".md"))
+            .find(|name| !full.contains_key(name.trim_end_matches(".md")))
+            .expect("a note left out");
+        let listed = full.values().next().expect("a note").rel.clone();
+        std::fs::remove_file(dir.path().join(&listed)).expect("rm");
+        assert!(
+            one.patch_blocking(&full, &paths(&[listed.as_str()]))
+                .is_none(),
+            "a full folder walks"
+        );
+        assert!(
+            one.scan_blocking(&full)
+                .contains_key(left_out.trim_end_matches(".md"))
+        );
+        index = one.scan_blocking(&full);
         // A denied path is never indexed, whatever the watcher says.
         write(".env", "SECRET=1");
         let same = one

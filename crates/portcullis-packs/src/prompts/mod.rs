@@ -63,6 +63,11 @@ fn add(
         };
         env.add_template_owned(prompt.name.clone(), source)
             .map_err(|e| error(format!("template does not compile: {e}")))?;
+        // Every variable it uses is an argument: a misspelt one is refused here rather than
+        // rendered as empty text (an optional argument not given is empty, on purpose).
+        let arguments: Vec<&str> = prompt.arguments.iter().map(|a| a.name.as_str()).collect();
+        crate::template::check_variables(&env, &prompt.name, &arguments)
+            .map_err(|e| error(e.to_string()))?;
     }
     let env = Arc::new(env);
     for prompt in prompts {

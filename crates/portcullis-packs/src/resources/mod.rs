@@ -67,7 +67,9 @@ fn add_templates(
         // `item`: whose policy bounds the reads besides the template's own (the guard's
         // `Policies` combines them).
         let (params, backing, item) = if let Some(text) = &template.text {
-            let compiled = crate::template::TextTemplate::compile(text).map_err(|e| what(&e))?;
+            let names: Vec<&str> = template.params.iter().map(|p| p.name.as_str()).collect();
+            let compiled =
+                crate::template::TextTemplate::compile(text, &names).map_err(|e| what(&e))?;
             (
                 template.params.clone(),
                 Backing::Text(Box::new(compiled)),

@@ -310,14 +310,15 @@ impl Policies {
                 catalog.prompt(name)?;
                 return Some(Cow::Borrowed(&self.prompt(name).scopes));
             }
+            // A listen needs the scopes of every resource it follows; a URI the catalog
+            // does not have is not followed (the acknowledgement leaves it out), so it adds
+            // none — and never hides the others' from the HTTP layer's 403.
             Target::Listen(uris) => {
                 let mut all = Vec::new();
                 for uri in uris {
-                    all.extend(
-                        self.scopes_for(catalog, Target::Resource(uri))?
-                            .iter()
-                            .cloned(),
-                    );
+                    if let Some(scopes) = self.scopes_for(catalog, Target::Resource(uri)) {
+                        all.extend(scopes.iter().cloned());
+                    }
                 }
                 all.sort();
                 all.dedup();

@@ -30,6 +30,14 @@ pub enum TelemetryError {
         /// What is wrong with it.
         error: portcullis_config::LogFilterError,
     },
+    /// The filter passed the check but tracing cannot read it.
+    #[error("{source_name}: not a log filter tracing can read ({error})")]
+    Unparsed {
+        /// Where the filter came from.
+        source_name: &'static str,
+        /// tracing's reason.
+        error: String,
+    },
 }
 
 /// What the command line may override in `[logging]`.
@@ -67,11 +75,19 @@ impl Telemetry {
         };
         portcullis_config::check_log_filter(&spec)
             .map_err(|error| TelemetryError::LogFilter { source_name, error })?;
+        // What the check lets through, tracing must read too: never a silent fallback.
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(log_filter(&spec)).map_err(|error| {
+                TelemetryError::Unparsed {
+                    source_name,
+                    error: error.to_string(),
+                }
+            })?;
         let tracer = match otlp::settings(config, |name| std::env::var(name).ok())? {
             Some(settings) => Some(otlp::provider(&settings)?),
             None => None,
         };
-        let flush = install(config, overrides, tracer.as_ref());
+        let flush = install(config, overrides.format, filter, tracer.as_ref());
         crate::install_panic_hook();
         Ok(Self {
             tracer,
@@ -94,24 +110,14 @@ impl Telemetry {
 /// Installs the subscriber; the returned guard flushes buffered lines when dropped.
 fn install(
     config: &Config,
-    overrides: LogOverrides,
+    format: Option<LogFormat>,
+    filter: tracing_subscriber::EnvFilter,
     tracer: Option<&SdkTracerProvider>,
 ) -> batch::FlushGuard {
-    use tracing_subscriber::EnvFilter;
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let spec = overrides
-        .level
-        .or_else(|| std::env::var(LOG_ENV).ok())
-        .unwrap_or_else(|| config.logging.level.clone());
-    let filter = log_filter(&spec);
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|error| {
-        // The logger is being set up: stderr is where its problems go.
-        eprintln!("portcullis: invalid log filter `{spec}` ({error}); using `info`");
-        EnvFilter::new(log_filter("info"))
-    });
-    let json = match overrides.format.unwrap_or(config.logging.format) {
+    let json = match format.unwrap_or(config.logging.format) {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),

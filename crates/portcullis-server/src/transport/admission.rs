@@ -56,6 +56,14 @@ impl Parsed {
         matches!(self.request(), Some(ClientRequest::InitializeRequest(_)))
     }
 
+    /// The request's id (`None` for a notification or a response).
+    pub(crate) fn id(&self) -> Option<&rmcp::model::RequestId> {
+        match &self.0 {
+            ClientJsonRpcMessage::Request(request) => Some(&request.id),
+            _ => None,
+        }
+    }
+
     /// The request's method, as rmcp will dispatch it (`None` for anything else).
     pub(crate) fn method(&self) -> Option<&str> {
         self.request().map(ClientRequest::method)
@@ -296,12 +304,24 @@ pub(crate) async fn inspect(
                 .await;
             let scope = missing.join(" ");
             let description = format!("{} needs the scope(s): {scope}", target.describe());
-            return inspector.auth.load().challenge(
+            let mut refused = inspector.auth.load().challenge(
                 &parts.headers,
                 StatusCode::FORBIDDEN,
                 Some(("insufficient_scope", &description)),
                 Some(&scope),
             );
+            // The challenge is in `WWW-Authenticate` (RFC 6750); the body is the guard's own
+            // JSON-RPC refusal for this request, which the SDKs show their caller instead of
+            // a bare "error response".
+            let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+            let mut error = crate::error::forbidden(&target.describe(), &missing);
+            if let Some(serde_json::Value::Object(data)) = error.data.as_mut() {
+                data.insert("error".to_owned(), json!("insufficient_scope"));
+            }
+            *refused.body_mut() = Body::from(
+                json!({ "jsonrpc": "2.0", "id": parsed.id(), "error": error }).to_string(),
+            );
+            return refused;
         }
     }
     parts.extensions.insert(parsed);

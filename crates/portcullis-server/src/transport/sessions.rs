@@ -48,11 +48,18 @@ struct Owners {
 
 impl Owners {
     /// Whether session `id` exists and belongs to someone other than `principal`.
+    /// Whether session `id` is not `principal`'s: another's (logged), or none this server
+    /// opened. Both are answered alike (404), so a caller cannot tell a live session of
+    /// someone else's from a made-up id.
     fn foreign(&self, id: &str, principal: &str) -> bool {
-        self.owner
-            .get(id)
-            .or_else(|| self.sse.get(id))
-            .is_some_and(|owner| owner != principal)
+        match self.owner.get(id).or_else(|| self.sse.get(id)) {
+            Some(owner) if owner == principal => false,
+            Some(_) => {
+                tracing::warn!(%principal, "request for another principal's session refused");
+                true
+            }
+            None => true,
+        }
     }
 }
 
@@ -102,11 +109,7 @@ impl SessionGuard {
     /// Whether HTTP+SSE session `id` is open and belongs to `principal`.
     pub(crate) fn owns_sse(&self, id: &str, principal: &str) -> bool {
         let state = self.lock();
-        if state.foreign(id, principal) {
-            tracing::warn!(%principal, "request for another principal's session refused");
-            return false;
-        }
-        state.sse.contains_key(id)
+        !state.foreign(id, principal) && state.sse.contains_key(id)
     }
 
     /// The answer past the cap: 429 with `Retry-After`.
@@ -184,13 +187,17 @@ pub(crate) async fn bind_sessions(
     // The message rmcp serves, as the inspection parsed it: rmcp opens a session exactly for
     // an `initialize` request of that parse. Taken out here, the last layer before rmcp,
     // which keeps the request's extensions with the message.
-    let is_initialize = request
-        .extensions_mut()
-        .remove::<Parsed>()
-        .is_some_and(|parsed| parsed.is_initialize());
+    let parsed = request.extensions_mut().remove::<Parsed>();
+    let is_initialize = parsed.as_ref().is_some_and(Parsed::is_initialize);
     // Stateless (2026-07-28) traffic carries no session and never initializes: nothing to do.
     if session.is_none() && !is_initialize {
-        return next.run(request).await;
+        let response = next.run(request).await;
+        return match parsed {
+            Some(parsed) if response.status() == StatusCode::BAD_REQUEST => {
+                session_required(response, &parsed).await
+            }
+            _ => response,
+        };
     }
     let Some(principal) = request
         .extensions()
@@ -207,7 +214,6 @@ pub(crate) async fn bind_sessions(
     }
     if let Some(id) = session {
         if guard.lock().foreign(&id, &principal) {
-            tracing::warn!(%principal, "request for another principal's session refused");
             return session_not_found();
         }
         let is_delete = request.method() == Method::DELETE;
@@ -229,6 +235,30 @@ pub(crate) async fn bind_sessions(
         .map(str::to_owned);
     guard.release(&principal, created);
     response
+}
+
+/// rmcp's refusal of a request that needs a session and names none (its body is the bare
+/// text "Bad Request: Session ID is required"), told as a JSON-RPC error that says what to
+/// send instead. rmcp decides; this only words its answer. Any other 400 passes unchanged.
+async fn session_required(response: Response, parsed: &Parsed) -> Response {
+    const RMCP_TEXT: &[u8] = b"Bad Request: Session ID is required";
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1024).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    if bytes.as_ref() != RMCP_TEXT {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let message = "this request needs a session: send `initialize` first, then the \
+        `Mcp-Session-Id` header it answers with on every request (protocol 2025-11-25 and \
+        earlier); or send it stateless with the header `MCP-Protocol-Version: 2026-07-28` and \
+        `_meta` naming the protocol version in its params";
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": parsed.id(),
+        "error": { "code": -32600, "message": message },
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
 /// A session ended by `DELETE`: `204 No Content`, as the SDKs expect (rmcp answers `202

@@ -171,6 +171,20 @@ async fn protocol_answers() {
         )
         .await
     );
+    // A plain POST with neither a session nor the 2026 protocol header: what to send.
+    let plain = Request::post("/mcp")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {READER}"))
+        .body(Body::from(
+            json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/list" }).to_string(),
+        ))
+        .expect("request");
+    insta::assert_json_snapshot!(
+        "request_without_session_or_protocol",
+        send(&app, plain).await
+    );
     insta::assert_json_snapshot!(
         "params_of_the_wrong_type",
         send(

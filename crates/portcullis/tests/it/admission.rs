@@ -240,6 +240,36 @@ async fn an_initialize_with_a_wrong_typed_member_is_capped_and_owned() {
         .await
         .expect("own");
     assert_eq!(own.status(), StatusCode::ACCEPTED);
+    // A DELETE tells another principal's live session from a made-up id in no way: both
+    // are 404 (the attack review found 404 for the one and 204 for the other), and the
+    // session lives on. Its owner's DELETE is 204, once.
+    let delete = |token: &'static str, id: String| async move {
+        portcullis_test::http()
+            .delete(server.url())
+            .bearer_auth(token)
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .expect("delete")
+            .status()
+    };
+    assert_eq!(
+        delete(B_KEY, sessions[0].clone()).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        delete(B_KEY, "made-up".to_owned()).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        delete(A_KEY, sessions[0].clone()).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        delete(A_KEY, sessions[0].clone()).await,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// Defect 1, the scope pre-check: params of the wrong type for the method they name are

@@ -58,6 +58,11 @@ fn invalid_config_exits_64_naming_file_line_and_key() {
             "[server]\nname = \"x\"\n[[prompts]]\nname = \"p\"\ntemplate = \"{{ unclosed\"\n",
             "prompt `p`: template does not compile",
         ),
+        // A misspelt variable is refused, not rendered as empty text.
+        (
+            "[server]\nname = \"x\"\n[[prompts]]\nname = \"p\"\ntemplate = \"Hi {{ nme }}\"\n[[prompts.arguments]]\nname = \"name\"\n",
+            "prompt `p`: the template uses `nme`, which is not among the variables it is given (`name`)",
+        ),
     ];
     for (text, expect) in cases {
         let config = write_config(&dir, text);
@@ -947,9 +952,34 @@ fn a_log_level_that_is_not_one_is_refused_with_the_allowed_forms() {
         "[server]\nname = \"x\"\n[logging]\nlevel = \"info,portcullis_packs=debug\"\n",
     );
     assert_eq!(with_config("check", &good).0, Some(0));
-    for (args, env, named) in [
-        (&["--log-level", "verbos"][..], None, "--log-level"),
-        (&[][..], Some("info,sqlx=loud"), "PORTCULLIS_LOG"),
+    // A span filter without its crate would raise every crate inside the span (rmcp's
+    // message dumps with tool arguments among them): refused, as is one that does not parse.
+    // (Found by the attack review.)
+    for (args, env, named, said) in [
+        (
+            &["--log-level", "verbos"][..],
+            None,
+            "--log-level",
+            "is not a log level",
+        ),
+        (
+            &[][..],
+            Some("info,sqlx=loud"),
+            "PORTCULLIS_LOG",
+            "is not a log level",
+        ),
+        (
+            &["--log-level", "info,[serve_inner]=debug"][..],
+            None,
+            "--log-level",
+            "a span filter must name its crate",
+        ),
+        (
+            &[][..],
+            Some("info,x[call"),
+            "PORTCULLIS_LOG",
+            "is not a span filter",
+        ),
     ] {
         let mut command = Command::new(bin());
         command
@@ -964,10 +994,7 @@ fn a_log_level_that_is_not_one_is_refused_with_the_allowed_forms() {
         let output = command.output().expect("run");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(64), "{stderr}");
-        assert!(
-            stderr.contains(named) && stderr.contains("is not a log level"),
-            "{stderr}"
-        );
+        assert!(stderr.contains(named) && stderr.contains(said), "{stderr}");
         assert!(output.stdout.is_empty(), "stdout is the protocol's");
     }
 }

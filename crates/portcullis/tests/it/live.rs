@@ -167,9 +167,14 @@ async fn python_sdk_hears_note_changes_over_http_and_a_principal_without_the_sco
         NOBODY.as_ref(),
     ];
     let (reader, denied) = tokio::join!(python_live(&live_args), python_live(&denied_args));
-    // Over HTTP the refusal is the 403 `insufficient_scope` challenge, which the SDK reports
-    // as an error response.
+    // Over HTTP the refusal is the 403 `insufficient_scope` challenge; its body is the
+    // JSON-RPC refusal, which the SDK shows as it is (it said only "Server returned an
+    // error response" while the body was OAuth's).
     assert!(denied.contains("subscribe refused"), "{denied}");
+    assert!(
+        denied.contains("-32003") && denied.contains("needs the scope(s) `notes:read`"),
+        "{denied}"
+    );
     eprintln!("http, watch=auto: {}", latency(&reader));
 }
 
@@ -286,6 +291,18 @@ async fn rmcp_listen_2026_hears_edits_creations_and_deletions() {
 
     // A principal without the scope cannot listen to a note at all (HTTP 403).
     let refused = listen(&server.url(), NOBODY, &[WELCOME]).await;
+    let Err(error) = refused else {
+        panic!("listen without the scope was accepted");
+    };
+    let message = format!("{error:?}");
+    assert!(
+        message.contains("403") || message.to_lowercase().contains("insufficient scope"),
+        "{message}"
+    );
+    // Naming a URI that does not exist beside it changes nothing: still the 403, before
+    // anything is acknowledged (the attack review found the pre-check skipped and the
+    // readable URI acknowledged first).
+    let refused = listen(&server.url(), NOBODY, &["zz://nothing", WELCOME]).await;
     let Err(error) = refused else {
         panic!("listen without the scope was accepted");
     };
