@@ -56,6 +56,13 @@ enum Command {
         /// Log filter (overrides `logging.level` and PORTCULLIS_LOG), e.g. `debug`.
         #[arg(long)]
         log_level: Option<String>,
+        /// Listen on this address instead of `http.listen` (kept across reloads);
+        /// `auth.resource` follows when it named the configured address.
+        #[arg(long, value_name = "ADDR", conflicts_with = "stdio")]
+        listen: Option<std::net::SocketAddr>,
+        /// Listen on this port of `http.listen`'s address (kept across reloads).
+        #[arg(long, conflicts_with_all = ["stdio", "listen"])]
+        port: Option<u16>,
     },
     /// Manage API keys.
     Keys {
@@ -259,18 +266,35 @@ fn main() -> ExitCode {
             stdio,
             log_format,
             log_level,
-        } => serve(&config, stdio, log_format, log_level),
+            listen,
+            port,
+        } => serve(
+            &config,
+            stdio,
+            log_format,
+            log_level,
+            &portcullis_config::Overrides { listen, port },
+        ),
     }
 }
 
 /// Loads the config and checks it against its catalog (policies, authentication, HTTP
 /// settings), opening nothing; any failure is a usage error (status 64).
 fn load(path: &std::path::Path) -> Result<Prepared, ExitCode> {
+    load_with(path, &portcullis_config::Overrides::default())
+}
+
+/// [`load`] with the command line's settings over the file's.
+fn load_with(
+    path: &std::path::Path,
+    overrides: &portcullis_config::Overrides,
+) -> Result<Prepared, ExitCode> {
     let usage = |error: &dyn std::fmt::Display| {
         eprintln!("portcullis: {error}");
         ExitCode::from(EX_USAGE)
     };
-    let config = portcullis_config::load(path).map_err(|e| usage(&e))?;
+    let mut config = portcullis_config::load(path).map_err(|e| usage(&e))?;
+    overrides.apply(&mut config);
     Server::prepare(config, portcullis_packs::catalog)
         .map_err(|e| usage(&format_args!("{}: {e}", path.display())))
 }
@@ -280,9 +304,10 @@ fn serve(
     stdio: bool,
     format: Option<LogFormatArg>,
     level: Option<String>,
+    overrides: &portcullis_config::Overrides,
 ) -> ExitCode {
-    let prepared = match load(path) {
-        Ok(prepared) => prepared.reload_from(path),
+    let prepared = match load_with(path, overrides) {
+        Ok(prepared) => prepared.reload_from(path).keeping(overrides.clone()),
         Err(code) => return code,
     };
     let transport = if stdio {

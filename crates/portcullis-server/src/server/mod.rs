@@ -100,9 +100,18 @@ pub struct Prepared {
     http: HttpOptions,
     source: Arc<BuildCatalog>,
     path: Option<PathBuf>,
+    overrides: portcullis_config::Overrides,
 }
 
 impl Prepared {
+    /// Settings from the command line (`serve --listen`, `--port`) that every reload keeps
+    /// over the file's. Apply them to the config given to [`Server::prepare`] as well.
+    #[must_use]
+    pub fn keeping(mut self, overrides: portcullis_config::Overrides) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
     /// Reload from the config file at `path` once running: on SIGHUP, and on every change
     /// of the file when the config says `reload.watch`.
     #[must_use]
@@ -143,6 +152,7 @@ impl Prepared {
             mut http,
             source,
             path,
+            overrides,
         } = self;
         let cluster = match &config.cluster {
             Some(section) => Cluster::start(section)?,
@@ -196,6 +206,7 @@ impl Prepared {
                 audit,
                 cluster,
                 path,
+                overrides,
                 transport: std::sync::OnceLock::new(),
             }),
         })
@@ -272,6 +283,8 @@ struct State {
     cluster: Option<Arc<Cluster>>,
     /// The config file reloads read, if any.
     path: Option<PathBuf>,
+    /// What the command line set over the file, applied to every reload.
+    overrides: portcullis_config::Overrides,
     /// Set by [`Server::run`].
     transport: std::sync::OnceLock<Transport>,
 }
@@ -405,5 +418,6 @@ fn prepare(config: Config, source: Arc<BuildCatalog>) -> Result<Prepared, Server
         http,
         source,
         path: None,
+        overrides: portcullis_config::Overrides::default(),
     })
 }

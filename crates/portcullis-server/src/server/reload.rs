@@ -66,7 +66,14 @@ impl Reloader {
     /// Reads the file and applies it; a refusal is logged and counted, never fatal.
     async fn reload(&self) {
         let path = self.path.clone();
-        let loaded = tokio::task::spawn_blocking(move || portcullis_config::load(&path)).await;
+        let overrides = self.server.state.overrides.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            portcullis_config::load(&path).map(|mut config| {
+                overrides.apply(&mut config);
+                config
+            })
+        })
+        .await;
         let outcome = match loaded {
             // The loader's errors name the file and line; the others get the file.
             Ok(Ok(config)) => apply(&self.server, config)

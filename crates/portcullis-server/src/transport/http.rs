@@ -449,7 +449,11 @@ pub async fn bind_metrics(options: &MetricsOptions) -> Result<Option<TcpListener
     TcpListener::bind(addr)
         .await
         .map(Some)
-        .map_err(|source| TransportError::Bind { addr, source })
+        .map_err(|source| TransportError::Bind {
+            addr,
+            setting: "metrics.listen",
+            source,
+        })
 }
 
 /// Serves `/metrics` alone on `listener` until `shutdown` (for `metrics.listen`).
@@ -475,6 +479,7 @@ pub async fn bind(options: &HttpOptions) -> Result<TcpListener, TransportError> 
         .await
         .map_err(|source| TransportError::Bind {
             addr: options.listen,
+            setting: "http.listen",
             source,
         })
 }

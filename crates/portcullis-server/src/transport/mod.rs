@@ -17,10 +17,12 @@ pub enum TransportError {
     )]
     InsecureListen(std::net::SocketAddr),
     /// The listening socket could not be opened.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} (`{setting}`): {source}")]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
+        /// The setting that names it (`http.listen`, `metrics.listen`).
+        setting: &'static str,
         /// The I/O error.
         source: std::io::Error,
     },

@@ -424,3 +424,58 @@ async fn reloads_never_drop_authentication_from_a_non_loopback_listener() {
         "the listener lost its authentication"
     );
 }
+
+/// `serve --port` moves the listener without editing the config: `auth.resource` (which
+/// named the configured address) follows in the protected-resource metadata, and a reload
+/// reads the file and keeps both, with no "restart needed" warning for `http.listen`.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_port_moves_the_listener_and_reloads_keep_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let path = dir.path().join("portcullis.toml");
+    let text = |name: &str| {
+        format!(
+            "[server]\nname = \"{name}\"\n[http]\nlisten = \"127.0.0.1:8080\"\n[auth]\nresource = \"http://localhost:8080/mcp\"\n[[auth.api_keys]]\nname = \"k\"\nsha256 = \"{}\"\n",
+            portcullis_server::auth::hash_key("pcs_port-test-key")
+        )
+    };
+    std::fs::write(&path, text("before")).expect("config");
+    let mut server = HttpServer::spawn_with(bin(), &path, &["--port", &port.to_string()], &[])
+        .await
+        .expect("spawn");
+    assert!(
+        server.url().contains(&format!(":{port}/")),
+        "{}",
+        server.url()
+    );
+    let metadata_url = server.at("/.well-known/oauth-protected-resource/mcp");
+    let resource = || async {
+        let metadata: serde_json::Value = portcullis_test::http()
+            .get(&metadata_url)
+            .send()
+            .await
+            .expect("metadata")
+            .json()
+            .await
+            .expect("json");
+        metadata["resource"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(resource().await, format!("http://localhost:{port}/mcp"));
+    std::fs::write(&path, text("after")).expect("config");
+    sighup(&server);
+    let line = server
+        .wait_for_log("config reloaded", Duration::from_secs(15))
+        .await
+        .expect("reloaded");
+    assert!(!line.is_empty());
+    assert_eq!(resource().await, format!("http://localhost:{port}/mcp"));
+    assert!(
+        !server.output().iter().any(|l| l.contains("http.listen")),
+        "no restart warning for the listen address: {:?}",
+        server.output()
+    );
+}
