@@ -104,6 +104,9 @@ pub struct AuditLog {
     fail_closed: FailClosed,
     /// Records of tools that change data wait until they are on disk.
     durable_writes: bool,
+    /// Records handed to the log and not yet where they go (the file, and the table when
+    /// there is one): what [`AuditLog::settle`] waits for at shutdown.
+    outstanding: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -132,10 +135,14 @@ impl AuditLog {
             .postgres
             .as_ref()
             .map(|_| Arc::new(Health::default()));
+        let outstanding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let sink = match (&section.postgres, &table) {
-            (Some(pg), Some(table)) => {
-                Some(postgres::Sink::start(pg, &replica, Arc::clone(table))?)
-            }
+            (Some(pg), Some(table)) => Some(postgres::Sink::start(
+                pg,
+                &replica,
+                Arc::clone(table),
+                Arc::clone(&outstanding),
+            )?),
             _ => None,
         };
         let (queue, jobs) = mpsc::channel(QUEUE);
@@ -147,14 +154,39 @@ impl AuditLog {
             fsync: section.fsync,
             fsync_interval: Duration::from_millis(section.fsync_interval_ms),
         };
-        writer::start(settings, jobs, Arc::clone(&health), sink)?;
+        writer::start(
+            settings,
+            jobs,
+            Arc::clone(&health),
+            sink,
+            Arc::clone(&outstanding),
+        )?;
         Ok(Self {
             queue,
             health,
             table,
             fail_closed: section.fail_closed,
             durable_writes: section.fsync == FsyncPolicy::Always,
+            outstanding,
         })
+    }
+
+    /// Waits, at most `limit`, until every record handed to the log is in the file and, with
+    /// `[audit.postgres]`, in the table (a graceful shutdown calls it once no request is
+    /// left); says what did not make it.
+    pub async fn settle(&self, limit: Duration) {
+        use std::sync::atomic::Ordering;
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.outstanding.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    records = self.outstanding.load(Ordering::Acquire),
+                    "audit records not yet written everywhere at shutdown (the file has every record that reached it)"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Appends `event`. For a tool that changes data with `fsync = "always"`, waits until
@@ -166,7 +198,11 @@ impl AuditLog {
         } else {
             (None, None)
         };
+        self.outstanding
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if self.queue.send(Job { event, written }).await.is_err() {
+            self.outstanding
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             self.health.set(Some("the audit writer stopped".to_owned()));
             return;
         }
@@ -179,6 +215,8 @@ impl AuditLog {
     /// written (on disk with `fsync = "always"`); `false` when it could not be.
     pub(crate) async fn record_intent(&self, event: Event) -> bool {
         let (tx, rx) = oneshot::channel();
+        self.outstanding
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if self
             .queue
             .send(Job {
@@ -188,6 +226,8 @@ impl AuditLog {
             .await
             .is_err()
         {
+            self.outstanding
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             return false;
         }
         rx.await.unwrap_or(false)

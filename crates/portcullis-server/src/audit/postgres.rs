@@ -23,6 +23,9 @@ const BACKLOG: usize = 100_000;
 
 pub(super) struct Sink {
     queue: mpsc::Sender<Vec<(u64, String)>>,
+    /// The log's count of records not yet everywhere: the sink takes off what it inserted
+    /// or dropped.
+    outstanding: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sink {
@@ -31,6 +34,7 @@ impl Sink {
         config: &AuditPostgres,
         replica: &str,
         health: Arc<Health>,
+        outstanding: Arc<std::sync::atomic::AtomicUsize>,
     ) -> std::io::Result<Self> {
         let options: PgConnectOptions = config.url.expose().parse().map_err(|_| {
             std::io::Error::other("audit.postgres.url is not a valid PostgreSQL URL")
@@ -48,6 +52,10 @@ impl Sink {
         );
         let (queue, mut batches) = mpsc::channel::<Vec<(u64, String)>>(1024);
         let replica = replica.to_owned();
+        let settled = Arc::clone(&outstanding);
+        let settled = move |records: usize| {
+            settled.fetch_sub(records, std::sync::atomic::Ordering::AcqRel);
+        };
         runtime.spawn(async move {
             let mut pending: VecDeque<(u64, String)> = VecDeque::new();
             let mut backoff = Duration::from_millis(100);
@@ -64,6 +72,7 @@ impl Sink {
                 if pending.len() > BACKLOG {
                     let dropped = pending.len() - BACKLOG;
                     pending.drain(..dropped);
+                    settled(dropped);
                     metrics::counter!("portcullis_audit_postgres_dropped_total")
                         .increment(dropped as u64);
                 }
@@ -90,6 +99,7 @@ impl Sink {
                             metrics::counter!("portcullis_audit_postgres_conflicts_total").increment(conflicts);
                         }
                         pending.drain(..take);
+                        settled(take);
                         if health.failing.load(std::sync::atomic::Ordering::Acquire) {
                             tracing::warn!("the audit table can be written again");
                         }
@@ -111,16 +121,18 @@ impl Sink {
                 }
             }
         });
-        Ok(Self { queue })
+        Ok(Self { queue, outstanding })
     }
 
     /// Hands a written batch to the inserting task; never waits (a database that is down
     /// must not stall the file or the requests): past its queue the batch is dropped from
     /// the table's copy and counted, the file has it.
     pub(super) fn send(&self, lines: Vec<(u64, String)>) {
-        let count = lines.len() as u64;
+        let count = lines.len();
         if self.queue.try_send(lines).is_err() {
-            metrics::counter!("portcullis_audit_postgres_dropped_total").increment(count);
+            self.outstanding
+                .fetch_sub(count, std::sync::atomic::Ordering::AcqRel);
+            metrics::counter!("portcullis_audit_postgres_dropped_total").increment(count as u64);
         }
     }
 }

@@ -41,6 +41,9 @@ struct Writer {
     head: Option<File>,
     health: Arc<Health>,
     sink: Option<postgres::Sink>,
+    /// Records not yet where they go: the writer takes off what it wrote (or failed to),
+    /// the table's sink what it inserted.
+    outstanding: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The head file's length: its sealed text padded with spaces, so that every rewrite is one
@@ -55,6 +58,7 @@ pub(super) fn start(
     mut jobs: mpsc::Receiver<Job>,
     health: Arc<Health>,
     sink: Option<postgres::Sink>,
+    outstanding: Arc<std::sync::atomic::AtomicUsize>,
 ) -> std::io::Result<()> {
     if let Some(dir) = settings.path.parent()
         && !dir.as_os_str().is_empty()
@@ -72,6 +76,7 @@ pub(super) fn start(
         health,
         sink,
         settings,
+        outstanding,
     };
     writer.open()?;
     std::thread::Builder::new()
@@ -122,6 +127,11 @@ impl Writer {
         }
         let result = self.append(text.as_bytes());
         let ok = result.is_ok();
+        // Done here unless the table's sink takes them on.
+        if !ok || self.sink.is_none() {
+            self.outstanding
+                .fetch_sub(batch.len(), std::sync::atomic::Ordering::AcqRel);
+        }
         match result {
             Ok(()) => {
                 metrics::counter!("portcullis_audit_records_total").increment(batch.len() as u64);

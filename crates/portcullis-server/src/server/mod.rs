@@ -31,6 +31,10 @@ use crate::{BoxError, Catalog, GuardConfig, PortcullisHandler, ServerIdentity};
 /// packs in its own.
 pub type BuildCatalog = dyn Fn(&Config) -> Result<Catalog, BoxError> + Send + Sync;
 
+/// How long a graceful shutdown waits for the audit records of its last requests to reach
+/// the file and the table.
+const AUDIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where the server speaks MCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -373,7 +377,7 @@ impl Server {
             );
         }
         let handler = state.handler.clone();
-        match transport {
+        let served = match transport {
             Transport::Stdio => transport::stdio::serve(
                 handler,
                 shutdown,
@@ -389,7 +393,13 @@ impl Server {
                     .await
                     .map_err(failed("http transport"))
             }
+        };
+        // No request is left: every record they made goes where it goes (the file, the
+        // table), within a bound.
+        if let Some(audit) = &state.audit {
+            audit.settle(AUDIT_SETTLE).await;
         }
+        served
     }
 
     /// Serves `config` from now on: catalog, policies, keys and limits at once. Calls in

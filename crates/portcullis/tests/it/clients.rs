@@ -229,10 +229,26 @@ async fn inspector_cli_lists_and_calls_tools() {
         all
     };
 
-    // tools/list over stdio.
-    let listing = inspector
-        .cli_json(&stdio_server(&["--method", "tools/list"]))
-        .await;
+    // tools/list over stdio, with the README's line as written (its placeholder paths
+    // replaced by this build's).
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README");
+    let line = readme
+        .split("npx @modelcontextprotocol/inspector ")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README shows the Inspector's command line")
+        .replace("\\\n", " ")
+        .replace(
+            "/path/to/portcullis/target/release/portcullis",
+            &bin().display().to_string(),
+        )
+        .replace(
+            "/path/to/portcullis/examples/demo/portcullis.toml",
+            &config.display().to_string(),
+        );
+    // `cli` passes `--cli` itself.
+    let words: Vec<&str> = line.split_whitespace().filter(|w| *w != "--cli").collect();
+    let listing = inspector.cli_json(&words).await;
     let names = tool_names(&listing);
     for tool in DEMO_TOOLS {
         assert!(
