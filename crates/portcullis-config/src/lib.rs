@@ -37,7 +37,7 @@ pub use commands::*;
 pub use files::*;
 pub use http::*;
 pub use load::{ConfigError, load, parse};
-pub use log::{LOG_LEVELS, LogFilterError, check_log_filter};
+pub use log::{GUARDED_LOG_TARGETS, LOG_LEVELS, LogFilterError, check_log_filter};
 pub use model::*;
 pub use notes::*;
 pub use operations::*;

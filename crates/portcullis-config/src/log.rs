@@ -1,6 +1,21 @@
 //! The grammar of a log filter (`logging.level`, `PORTCULLIS_LOG`, `--log-level`), checked
 //! at load so that a typo is an error, not a filter that silently drops lines.
 
+/// Crates that log message bodies, SQL text, headers or paths at their lower levels, with
+/// the most they may log unless a filter names them exactly (`rmcp=debug`): a shorter prefix
+/// (`r=trace`, `r[span]=trace`) never raises them.
+pub const GUARDED_LOG_TARGETS: [(&str, &str); 9] = [
+    ("rmcp", "error"),
+    ("notify", "error"),
+    ("sqlx", "warn"),
+    ("sqlparser", "warn"),
+    ("hyper", "warn"),
+    ("hyper_util", "warn"),
+    ("h2", "warn"),
+    ("reqwest", "warn"),
+    ("tower_http", "warn"),
+];
+
 /// The levels a filter may name.
 pub const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
@@ -33,6 +48,19 @@ pub enum LogFilterError {
         "`{0}`: a span filter must name its crate first (`portcullis_server[call]=debug`): without one it raises every crate inside that span, some of which log message bodies"
     )]
     SpanWithoutTarget(String),
+    /// A span filter whose target is a prefix of a guarded crate (tracing matches targets by
+    /// prefix, and a span filter wins over the crate's cap inside its span).
+    #[error(
+        "`{directive}`: `{target}` would reach `{guarded}` inside that span, which logs message bodies at low levels; name the crate you mean in full"
+    )]
+    SpanTooBroad {
+        /// The directive as written.
+        directive: String,
+        /// Its target.
+        target: String,
+        /// The guarded crate it would reach.
+        guarded: &'static str,
+    },
     /// A span or field filter that does not parse.
     #[error("`{0}` is not a span filter; the form is `crate[span{{field=value}}]=level`")]
     BadSpan(String),
@@ -101,6 +129,17 @@ pub fn check_log_filter(spec: &str) -> Result<(), LogFilterError> {
                 });
             }
             check_target(target, directive)?;
+            let target = target.trim();
+            if let Some((guarded, _)) = GUARDED_LOG_TARGETS
+                .iter()
+                .find(|(krate, _)| krate.starts_with(target) && *krate != target)
+            {
+                return Err(LogFilterError::SpanTooBroad {
+                    directive: directive.to_owned(),
+                    target: target.to_owned(),
+                    guarded,
+                });
+            }
             continue;
         }
         match directive.split_once('=') {
@@ -142,6 +181,9 @@ mod tests {
             ("info,[call", false),
             ("info,x[call]=verbose", false),
             ("info,x[call]junk", false),
+            ("r[serve_inner]=trace", false),
+            ("rmcp[serve_inner]=debug", true),
+            ("r=trace,rmcpx=off", true),
             ("verbose", false),
             ("verbos", false),
             ("info,sqlx", false),

@@ -26,10 +26,14 @@ impl Overrides {
             return;
         }
         config.http.listen = after;
-        let Some(resource) = config.auth.resource.as_mut() else {
+        // A port chosen at start is not known here: nothing can follow it.
+        if after.port() == 0 {
+            return;
+        }
+        let Some(resource) = config.auth.resource.clone() else {
             return;
         };
-        let Ok(mut url) = url::Url::parse(resource) else {
+        let Ok(mut url) = url::Url::parse(&resource) else {
             return;
         };
         let named_before = url.port_or_known_default() == Some(before.port())
@@ -51,7 +55,18 @@ impl Overrides {
         {
             let _ = url.set_ip_host(after.ip());
         }
-        *resource = url.to_string();
+        let mut moved = url.to_string();
+        // `Url` writes a path-less URL with `/`; the resource keeps the operator's spelling.
+        if !resource.ends_with('/') && moved.ends_with('/') && url.path() == "/" {
+            moved.pop();
+        }
+        // A JWT audience that was the resource moves with it (it is the same name).
+        if let Some(jwt) = config.auth.jwt.as_mut()
+            && jwt.audience.as_deref() == Some(resource.as_str())
+        {
+            jwt.audience = Some(moved.clone());
+        }
+        config.auth.resource = Some(moved);
     }
 }
 
@@ -119,6 +134,17 @@ mod tests {
                 "{resource}"
             );
         }
+        // Port 0 is chosen at start: the resource cannot follow it.
+        let mut zero = config("http://127.0.0.1:8080/mcp");
+        Overrides {
+            port: Some(0),
+            ..Overrides::default()
+        }
+        .apply(&mut zero);
+        assert_eq!(
+            zero.auth.resource.as_deref(),
+            Some("http://127.0.0.1:8080/mcp")
+        );
         let mut unchanged = config("http://127.0.0.1:8080/mcp");
         Overrides::default().apply(&mut unchanged);
         assert_eq!(unchanged.http.listen.to_string(), "127.0.0.1:8080");

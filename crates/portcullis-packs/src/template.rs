@@ -8,6 +8,15 @@
 
 use std::collections::BTreeSet;
 
+/// Instructions a template may run per render: far more than any result or prompt needs
+/// (a thousand rows with a dozen fields each is under a hundred thousand), and a bound on
+/// what a large upstream answer can cost a template with nested loops (tens of milliseconds
+/// in a release build) — a render runs on the async workers.
+pub(crate) const FUEL: u64 = 2_000_000;
+
+/// Names minijinja defines inside macros, which a template may use there.
+const MACRO_NAMES: [&str; 3] = ["varargs", "kwargs", "caller"];
+
 /// One compiled template.
 pub(crate) struct TextTemplate {
     env: minijinja::Environment<'static>,
@@ -55,7 +64,11 @@ pub(crate) fn unknown_variables(
     let mut unknown: Vec<String> = template
         .undeclared_variables(false)
         .into_iter()
-        .filter(|v| !known.contains(&v.as_str()) && !globals.contains(v.as_str()))
+        .filter(|v| {
+            !known.contains(&v.as_str())
+                && !globals.contains(v.as_str())
+                && !MACRO_NAMES.contains(&v.as_str())
+        })
         .collect();
     unknown.sort();
     Ok(unknown)
@@ -84,6 +97,7 @@ impl TextTemplate {
         // Results are plain text for a model, never HTML.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
+        env.set_fuel(Some(FUEL));
         env.add_template_owned("text", source.to_owned())?;
         check_variables(&env, "text", known)?;
         Ok(Self { env })
@@ -139,6 +153,28 @@ mod tests {
             template
                 .render(data(serde_json::json!({ "a": 1 })))
                 .is_err()
+        );
+        // Nested loops over a large answer run out of fuel instead of holding a thread (the
+        // attack review: 100 000 items looped twice kept a worker busy past the timeout).
+        let quadratic = TextTemplate::compile(
+            "{% for a in data %}{% for b in data %}{% endfor %}{% endfor %}done",
+            &["data"],
+        )
+        .expect("compiles");
+        let started = std::time::Instant::now();
+        let items: Vec<u32> = (0..100_000).collect();
+        let error = quadratic
+            .render(data(serde_json::json!(items)))
+            .expect_err("out of fuel");
+        assert_eq!(error.kind(), minijinja::ErrorKind::OutOfFuel, "{error}");
+        eprintln!("out of fuel after {:?}", started.elapsed());
+        // Macros may use the names minijinja gives them there.
+        assert!(
+            TextTemplate::compile(
+                "{% macro m() %}{{ varargs }}{% endmacro %}{{ m(data) }}",
+                &["data"]
+            )
+            .is_ok()
         );
     }
 }

@@ -46,6 +46,7 @@ fn add(
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // Optional arguments that were not given are simply undefined (falsy, empty).
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_fuel(Some(crate::template::FUEL));
     for prompt in prompts {
         let error = |message: String| PromptsError {
             prompt: prompt.name.clone(),

@@ -16,13 +16,20 @@ const OWN_CRATES: [&str; 4] = [
 /// Portcullis's own crates; everything else logs at `warn` at most, and rmcp at `error`,
 /// unless named: other crates log message bodies (rmcp), SQL text (sqlparser, sqlx) or
 /// headers at their lower levels, and no value may reach a log line by a level change.
+/// A guarded crate keeps its cap unless a directive names exactly it or a module of it: a
+/// shorter prefix (`r=trace`) does not raise it.
 pub fn log_filter(spec: &str) -> String {
     let mut directives = Vec::new();
     let mut others = "warn".to_owned();
-    let mut names_rmcp = false;
+    let mut named: Vec<String> = Vec::new();
     for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let target = directive
+            .split(['=', '['])
+            .next()
+            .unwrap_or_default()
+            .trim();
         if directive.contains('=') || directive.contains('[') {
-            names_rmcp |= directive.starts_with("rmcp");
+            named.push(target.to_owned());
             directives.push(directive.to_owned());
         } else if tracing::Level::from_str(directive).is_ok() || directive == "off" {
             for own in OWN_CRATES {
@@ -34,16 +41,27 @@ pub fn log_filter(spec: &str) -> String {
             }
         } else {
             // A bare target (`sqlx`): the operator names it on purpose.
-            names_rmcp |= directive.starts_with("rmcp");
+            named.push(target.to_owned());
             directives.push(directive.to_owned());
         }
     }
-    if !names_rmcp {
-        directives.insert(0, "rmcp=error".to_owned());
-    }
-    // The file watcher's warnings name the files they are about.
-    if !spec.contains("notify") {
-        directives.insert(0, "notify=error".to_owned());
+    let names = |krate: &str| {
+        named.iter().any(|t| {
+            t == krate
+                || t.strip_prefix(krate)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
+    };
+    let strict = matches!(others.to_ascii_lowercase().as_str(), "error" | "off");
+    for (krate, cap) in portcullis_config::GUARDED_LOG_TARGETS.iter().rev() {
+        if !names(krate) {
+            let cap = if strict && *cap == "warn" {
+                others.as_str()
+            } else {
+                cap
+            };
+            directives.insert(0, format!("{krate}={cap}"));
+        }
     }
     directives.insert(0, others);
     directives.join(",")
@@ -58,20 +76,29 @@ mod tests {
         for (spec, expect) in [
             (
                 "info",
-                "warn,notify=error,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info",
+                "warn,rmcp=error,notify=error,sqlx=warn,sqlparser=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,tower_http=warn,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info",
             ),
             (
                 "trace",
-                "warn,notify=error,rmcp=error,portcullis=trace,portcullis_server=trace,portcullis_packs=trace,portcullis_config=trace",
+                "warn,rmcp=error,notify=error,sqlx=warn,sqlparser=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,tower_http=warn,portcullis=trace,portcullis_server=trace,portcullis_packs=trace,portcullis_config=trace",
             ),
             (
                 "info,sqlx=debug",
-                "warn,notify=error,rmcp=error,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info,sqlx=debug",
+                "warn,rmcp=error,notify=error,sqlparser=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,tower_http=warn,portcullis=info,portcullis_server=info,portcullis_packs=info,portcullis_config=info,sqlx=debug",
             ),
-            ("rmcp=debug", "warn,notify=error,rmcp=debug"),
+            (
+                "rmcp=debug",
+                "warn,notify=error,sqlx=warn,sqlparser=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,tower_http=warn,rmcp=debug",
+            ),
+            // A prefix of a guarded crate does not raise it (the attack review: `r=trace`
+            // reached rmcp::service).
+            (
+                "r=trace,rmcpx=off",
+                "warn,rmcp=error,notify=error,sqlx=warn,sqlparser=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,tower_http=warn,r=trace,rmcpx=off",
+            ),
             (
                 "error",
-                "error,notify=error,rmcp=error,portcullis=error,portcullis_server=error,portcullis_packs=error,portcullis_config=error",
+                "error,rmcp=error,notify=error,sqlx=error,sqlparser=error,hyper=error,hyper_util=error,h2=error,reqwest=error,tower_http=error,portcullis=error,portcullis_server=error,portcullis_packs=error,portcullis_config=error",
             ),
         ] {
             assert_eq!(log_filter(spec), expect, "{spec}");

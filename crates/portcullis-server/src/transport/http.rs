@@ -479,7 +479,7 @@ pub async fn bind(options: &HttpOptions) -> Result<TcpListener, TransportError> 
         .await
         .map_err(|source| TransportError::Bind {
             addr: options.listen,
-            setting: "http.listen",
+            setting: "http.listen, or serve --listen/--port",
             source,
         })
 }

@@ -242,8 +242,13 @@ pub(crate) async fn bind_sessions(
 /// send instead. rmcp decides; this only words its answer. Any other 400 passes unchanged.
 async fn session_required(response: Response, parsed: &Parsed) -> Response {
     const RMCP_TEXT: &[u8] = b"Bad Request: Session ID is required";
+    use axum::body::HttpBody as _;
+    // Only a body of exactly that size is read; any other passes untouched.
+    if response.body().size_hint().exact() != Some(RMCP_TEXT.len() as u64) {
+        return response;
+    }
     let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 1024).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, RMCP_TEXT.len()).await else {
         return Response::from_parts(parts, axum::body::Body::empty());
     };
     if bytes.as_ref() != RMCP_TEXT {
