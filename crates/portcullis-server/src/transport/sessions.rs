@@ -47,7 +47,6 @@ struct Owners {
 }
 
 impl Owners {
-    /// Whether session `id` exists and belongs to someone other than `principal`.
     /// Whether session `id` is not `principal`'s: another's (logged), or none this server
     /// opened. Both are answered alike (404), so a caller cannot tell a live session of
     /// someone else's from a made-up id.
