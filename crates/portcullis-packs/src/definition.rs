@@ -10,9 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The input schema of a built-in tool whose arguments are `T`: derived from the type (its
-/// doc comments are the descriptions, `deny_unknown_fields` is `additionalProperties:
-/// false`), subschemas inlined (some clients do not follow `$ref`), without the root's
-/// `$schema`, title and description (the tool has its own).
+/// doc comments are the descriptions), no argument besides those (`additionalProperties:
+/// false`, which the guard enforces; the type itself need not name arguments it does not
+/// read, such as a [`Choice`]'s), subschemas inlined (some clients do not follow `$ref`),
+/// without the root's `$schema`, title and description (the tool has its own).
 #[cfg_attr(not(any(feature = "files", feature = "notes")), allow(dead_code))]
 pub(crate) fn args_schema<T: JsonSchema>() -> JsonObject {
     let mut settings = schemars::generate::SchemaSettings::draft2020_12();
@@ -26,6 +27,7 @@ pub(crate) fn args_schema<T: JsonSchema>() -> JsonObject {
     for noise in ["$schema", "title", "description"] {
         schema.remove(noise);
     }
+    schema.insert("additionalProperties".to_owned(), Value::Bool(false));
     schema
 }
 

@@ -384,7 +384,8 @@ impl Readiness for Health {
         let Some(url) = &upstream.health else {
             return Ok(());
         };
-        let unready = |why: String| Err(NotReady::new(format!("api `{}`: {why}", upstream.name)));
+        let not_ready = |why: &str| NotReady::new(format!("api `{}`: {why}", upstream.name));
+        let unready = |why: String| Err(not_ready(&why));
         if let Err(refusal) = upstream.policy.check_url(url) {
             return unready(format!("health check refused: {refusal}"));
         }
@@ -401,9 +402,8 @@ impl Readiness for Health {
                 response.status().as_u16()
             )),
             Err(error) if error.is_timeout() => unready("health check timed out".to_owned()),
-            Err(error) => unready("unreachable".to_owned()).map_err(|not: NotReady| {
-                not.because(portcullis_core::redact_secrets(&error.to_string()))
-            }),
+            Err(error) => Err(not_ready("unreachable")
+                .because(portcullis_core::redact_secrets(&error.to_string()))),
         }
     }
 }

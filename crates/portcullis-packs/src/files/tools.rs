@@ -38,21 +38,14 @@ fn dot() -> String {
 
 /// `list_directory`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct ListArgs {
     /// Directory relative to the root; `.` or empty for the root itself.
     #[serde(default = "dot")]
     path: String,
-    /// The root (its schema is the roots' choice, added when there are several).
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    root: Option<String>,
 }
 
 /// `read_file`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct ReadArgs {
     /// Path relative to the root, with `/` separators (for example `src/main.py`).
     #[schemars(length(min = 1))]
@@ -63,15 +56,10 @@ struct ReadArgs {
     /// Most lines to return (default: all).
     #[schemars(range(min = 1))]
     limit: Option<u64>,
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    root: Option<String>,
 }
 
 /// `search_files`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct SearchArgs {
     /// Glob matched against file names (`*.py`) or, when it contains `/`, against paths relative to the search directory (`src/**/*.rs`).
     #[schemars(length(min = 1, max = 256))]
@@ -85,27 +73,17 @@ struct SearchArgs {
     /// Most matches to return (capped by the root's limit).
     #[schemars(range(min = 1, max = 1000))]
     max_results: Option<u64>,
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    root: Option<String>,
 }
 
 /// `file_info`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct InfoArgs {
     /// Path relative to the root, with `/` separators (for example `src/main.py`).
     path: String,
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    root: Option<String>,
 }
 
 /// `write_file`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct WriteArgs {
     /// Path relative to the root, with `/` separators (for example `src/main.py`).
     #[schemars(length(min = 1))]
@@ -114,15 +92,10 @@ struct WriteArgs {
     content: String,
     /// Must be true: this replaces the file's content.
     confirm: bool,
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    root: Option<String>,
 }
 
 /// `edit_file`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct EditArgs {
     /// Path relative to the root, with `/` separators (for example `src/main.py`).
     #[schemars(length(min = 1))]
@@ -136,10 +109,6 @@ struct EditArgs {
     /// Must be true to apply the edits (not needed for a dry run).
     #[serde(default)]
     confirm: bool,
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    root: Option<String>,
 }
 
 /// One replacement of `edit_file`.

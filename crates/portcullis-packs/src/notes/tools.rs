@@ -15,7 +15,6 @@ use crate::definition::{Choice, arguments, object};
 
 /// `write_note`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct WriteArgs {
     /// The note's slug: its path in the folder without the extension, with `/` between sub-folders (`meetings/2026-12-01`).
     #[schemars(length(min = 1, max = 512))]
@@ -24,26 +23,16 @@ struct WriteArgs {
     content: String,
     /// Must be true: this creates the note or replaces its content.
     confirm: bool,
-    /// The folder (its schema is the folders' choice, added when there are several).
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    folder: Option<String>,
 }
 
 /// `delete_note`'s arguments.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 struct DeleteArgs {
     /// The note's slug: its path in the folder without the extension, with `/` between sub-folders (`meetings/2026-12-01`).
     #[schemars(length(min = 1, max = 512))]
     slug: String,
     /// Must be true: the note is deleted for good.
     confirm: bool,
-    #[serde(default)]
-    #[schemars(skip)]
-    #[allow(dead_code)]
-    folder: Option<String>,
 }
 
 /// The writable folders; with more than one, the tools take a `folder` argument.

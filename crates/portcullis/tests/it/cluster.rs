@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::bin;
+use crate::{bin, free_port};
 
 const ALICE: &str = "alice-cluster-key-0123456789";
 const BOB: &str = "bob-cluster-key-0123456789";
@@ -21,13 +21,6 @@ const AUDIT_KEY: &str = "cluster-audit-key-0123456789";
 const STATE_KEY: &str = "cluster-state-key-0123456789abcdef0123";
 /// `/metrics` on the MCP listener needs its token while `[auth]` is configured.
 const METRICS_TOKEN: &str = "cluster-metrics-token-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 async fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -206,11 +206,7 @@ fn dockerfile_is_multi_stage_non_root_with_a_health_check_and_no_secrets() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_reads_the_listen_address_from_the_config() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::free_port();
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
         &config,

@@ -57,6 +57,14 @@ pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_portcullis"))
 }
 
+/// A port nothing listens on now (for configs that need a fixed one).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 pub fn demo_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/portcullis.toml")
 }

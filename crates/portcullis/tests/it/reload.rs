@@ -431,11 +431,7 @@ async fn reloads_never_drop_authentication_from_a_non_loopback_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_port_moves_the_listener_and_reloads_keep_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::free_port();
     let path = dir.path().join("portcullis.toml");
     let text = |name: &str| {
         format!(
