@@ -106,6 +106,26 @@ impl TextTemplate {
     pub(crate) fn render(&self, context: minijinja::Value) -> Result<String, minijinja::Error> {
         self.env.get_template("text")?.render(context)
     }
+
+    /// The text of `tool`'s result. An answer the template cannot render — a field it prints
+    /// that the answer lacks, or an answer too large for its loops — is a tool error the
+    /// model can act on (no upstream content in it); anything else is internal.
+    pub(crate) fn render_result(
+        &self,
+        context: minijinja::Value,
+        tool: &str,
+    ) -> Result<String, portcullis_core::ToolError> {
+        use minijinja::ErrorKind;
+        self.render(context).map_err(|e| match e.kind() {
+            ErrorKind::UndefinedError => portcullis_core::ToolError::rejected(format!(
+                "the answer for `{tool}` lacks a field its result template prints; the operator's template expects another shape"
+            )),
+            ErrorKind::OutOfFuel => portcullis_core::ToolError::rejected(format!(
+                "the answer for `{tool}` is too large for its result template; narrow the request"
+            )),
+            _ => portcullis_core::ToolError::internal(format!("rendering the text of `{tool}`"), e),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +187,18 @@ mod tests {
             .render(data(serde_json::json!(items)))
             .expect_err("out of fuel");
         assert_eq!(error.kind(), minijinja::ErrorKind::OutOfFuel, "{error}");
+        // Both are told to the model as what they are, not as internal errors.
+        for (template, answer, said) in [
+            (&quadratic, serde_json::json!(items), "too large"),
+            (&template, serde_json::json!({ "a": 1 }), "lacks a field"),
+        ] {
+            match template.render_result(data(answer), "t") {
+                Err(portcullis_core::ToolError::Rejected(message)) => {
+                    assert!(message.contains(said), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         eprintln!("out of fuel after {:?}", started.elapsed());
         // Macros may use the names minijinja gives them there.
         assert!(

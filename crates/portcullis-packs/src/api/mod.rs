@@ -402,8 +402,8 @@ impl Readiness for Health {
                 response.status().as_u16()
             )),
             Err(error) if error.is_timeout() => unready("health check timed out".to_owned()),
-            Err(error) => Err(not_ready("unreachable")
-                .because(portcullis_core::redact_secrets(&error.to_string()))),
+            // `describe` leaves the URL out: a health URL's query may hold a credential.
+            Err(error) => Err(not_ready("unreachable").because(outbound::describe(&error))),
         }
     }
 }

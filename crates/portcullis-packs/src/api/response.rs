@@ -242,10 +242,10 @@ fn json_result(
     };
     let text = match &tool.template {
         Some(template) => template
-            .render(minijinja::context! { data => minijinja::Value::from(minijinja::value::Serde(narrowed)) })
-            .map_err(|e| {
-                ToolError::internal(format!("rendering the text of `{}`", tool.name), e)
-            })?,
+            .render_result(
+                minijinja::context! { data => minijinja::Value::from(minijinja::value::Serde(narrowed)) },
+                &tool.name,
+            )?,
         None => serde_json::to_string_pretty(narrowed).unwrap_or_default(),
     };
     let structured = match narrowed {

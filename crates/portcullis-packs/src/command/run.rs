@@ -321,17 +321,16 @@ pub(super) async fn run(
         CommandOutput::Text => None,
     };
     let text = match &command.template {
-        Some(template) => template
-            .render(minijinja::context! {
+        Some(template) => template.render_result(
+            minijinja::context! {
                 data => minijinja::Value::from(minijinja::value::Serde(&data)),
                 stdout => &stdout,
                 stderr => &stderr,
                 exit_code => code,
                 program => selected,
-            })
-            .map_err(|e| {
-                ToolError::internal(format!("rendering the text of `{}`", command.name), e)
-            })?,
+            },
+            &command.name,
+        )?,
         None if stdout.trim().is_empty() && stderr.trim().is_empty() => {
             format!(
                 "`{}` finished with exit code {code} and printed nothing",

@@ -31,7 +31,9 @@ pub fn log_filter(spec: &str) -> String {
         if directive.contains('=') || directive.contains('[') {
             named.push(target.to_owned());
             directives.push(directive.to_owned());
-        } else if tracing::Level::from_str(directive).is_ok() || directive == "off" {
+        } else if tracing::Level::from_str(directive).is_ok()
+            || directive.eq_ignore_ascii_case("off")
+        {
             for own in OWN_CRATES {
                 directives.push(format!("{own}={directive}"));
             }
@@ -55,11 +57,8 @@ pub fn log_filter(spec: &str) -> String {
     let strict = matches!(others.to_ascii_lowercase().as_str(), "error" | "off");
     for (krate, cap) in portcullis_config::GUARDED_LOG_TARGETS.iter().rev() {
         if !names(krate) {
-            let cap = if strict && *cap == "warn" {
-                others.as_str()
-            } else {
-                cap
-            };
+            // A bare `error` or `off` is at least as strict as every cap: it holds for them.
+            let cap = if strict { others.as_str() } else { cap };
             directives.insert(0, format!("{krate}={cap}"));
         }
     }
@@ -89,6 +88,11 @@ mod tests {
             (
                 "rmcp=debug",
                 "warn,notify=error,sqlx=warn,sqlparser=warn,hyper=warn,hyper_util=warn,h2=warn,reqwest=warn,tower_http=warn,rmcp=debug",
+            ),
+            // `off` (any case) is off for the guarded crates too.
+            (
+                "OFF",
+                "OFF,rmcp=OFF,notify=OFF,sqlx=OFF,sqlparser=OFF,hyper=OFF,hyper_util=OFF,h2=OFF,reqwest=OFF,tower_http=OFF,portcullis=OFF,portcullis_server=OFF,portcullis_packs=OFF,portcullis_config=OFF",
             ),
             // A prefix of a guarded crate does not raise it (the attack review: `r=trace`
             // reached rmcp::service).
