@@ -203,12 +203,14 @@ impl Tool for ReadFile {
                 let skip = usize::try_from(offset).unwrap_or(usize::MAX);
                 let take = limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
                 let window: Vec<&str> = content.lines().skip(skip).take(take).collect();
-                let end = offset + window.len() as u64;
+                let end = offset.saturating_add(window.len() as u64);
                 let mut body = window.join("\n");
                 if !body.is_empty() {
                     body.push('\n');
                 }
-                let note = if end < total {
+                let note = if offset >= total && total > 0 {
+                    format!("[offset {offset} is past the end: the file has {total} lines]")
+                } else if end < total {
                     format!(
                         "[lines {}-{end} of {total}; call again with offset={end} to continue]",
                         offset + 1
@@ -216,7 +218,7 @@ impl Tool for ReadFile {
                 } else {
                     format!(
                         "[lines {}-{end} of {total}; end of file]",
-                        (offset + 1).min(total.max(1))
+                        offset.saturating_add(1).min(total.max(1))
                     )
                 };
                 Ok(CallToolResult::success(vec![

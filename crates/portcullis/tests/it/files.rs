@@ -82,6 +82,17 @@ async fn reads_lists_and_searches_inside_the_root() {
             json!({ "path": "README.md", "offset": 2, "limit": 1 }),
             Ok("Hello from the fixture.\n\n[lines 3-3 of 4; call again with offset=3 to continue]"),
         ),
+        // Past the end, also at the largest offset (the attack review saw the footer wrap).
+        (
+            "read_file",
+            json!({ "path": "README.md", "offset": 9 }),
+            Ok("[offset 9 is past the end: the file has 4 lines]"),
+        ),
+        (
+            "read_file",
+            json!({ "path": "README.md", "offset": u64::MAX }),
+            Ok("[offset 18446744073709551615 is past the end: the file has 4 lines]"),
+        ),
         (
             "read_file",
             json!({ "path": "unicode ü 名前.txt" }),
