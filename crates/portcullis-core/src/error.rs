@@ -113,12 +113,14 @@ pub const AUDIT_UNAVAILABLE: i32 = -32005;
 /// log level that could not reach the other replicas. `data.retryAfterSecs` says when to
 /// retry.
 pub const SHARED_STATE_UNAVAILABLE: i32 = -32006;
+/// JSON-RPC code of a read, get or completion that ran out of time (the SDKs' "request
+/// timeout"). Tool calls that time out are tool results instead, which the model can read.
+pub const REQUEST_TIMED_OUT: i32 = -32001;
 /// JSON-RPC code of a cancelled request (as LSP's `RequestCancelled`). rmcp drops the
 /// answer to a request the client cancelled, so this is only seen when the server itself
 /// cancels (shutdown).
 pub const REQUEST_CANCELLED: i32 = -32800;
 
-/// A refusal for missing scopes.
 /// Refused because the audit log cannot be written and `audit.fail_closed` says so.
 pub fn audit_unavailable(what: &str) -> ErrorData {
     ErrorData::new(
@@ -148,6 +150,7 @@ pub fn session_store_unavailable(what: &str) -> ErrorData {
     )
 }
 
+/// A refusal for missing scopes.
 pub fn forbidden(what: &str, missing: &[&str]) -> ErrorData {
     let scopes = missing
         .iter()
@@ -177,6 +180,175 @@ pub fn over_cap(what: &str, key: &str, cap: usize) -> ErrorData {
         rmcp::model::ErrorCode(RATE_LIMITED),
         format!("too many {what}: at most {cap} at once ({key}); wait for one to end"),
         Some(serde_json::json!({ "limit": cap, "retryAfterSecs": 1 })),
+    )
+}
+
+/// A `tools/call` for a tool this server does not offer.
+pub fn unknown_tool(name: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
+        None,
+    )
+}
+
+/// A `prompts/get` for a prompt this server does not offer.
+pub fn unknown_prompt(name: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("unknown prompt `{name}`; call prompts/list for the prompts this server offers"),
+        None,
+    )
+}
+
+/// A read of a resource that no source serves (or one the caller may not see: the two are
+/// answered alike).
+pub fn no_resource(uri: &str) -> ErrorData {
+    ErrorData::resource_not_found(
+        "no such resource; see resources/list and resources/templates/list",
+        Some(serde_json::json!({ "uri": uri })),
+    )
+}
+
+/// A request for an item the pipeline cannot find (`what` names it: "tool `x`").
+pub fn does_not_exist(what: &str) -> ErrorData {
+    ErrorData::invalid_params(format!("{what} does not exist"), None)
+}
+
+/// A `completion/complete` whose reference is neither a prompt nor a resource template.
+pub fn not_completable() -> ErrorData {
+    ErrorData::invalid_params(
+        "completions are offered for `ref/prompt` and `ref/resource` references",
+        None,
+    )
+}
+
+/// A `completion/complete` for a prompt or template this server does not offer.
+pub fn nothing_to_complete(item: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("nothing to complete: no prompt or resource template `{item}`"),
+        None,
+    )
+}
+
+/// A list cursor this server did not give.
+pub fn bad_cursor() -> ErrorData {
+    ErrorData::invalid_params(
+        "the cursor is not one this server gave; start again without a cursor",
+        None,
+    )
+}
+
+/// A listen that names more resources than `limits.max_subscriptions`.
+pub fn listen_too_wide(most: usize, requested: usize) -> ErrorData {
+    ErrorData::invalid_params(
+        format!(
+            "a listen may follow at most {most} resources (limits.max_subscriptions); this one names {requested}"
+        ),
+        None,
+    )
+}
+
+/// A subscription to a URI longer than the server keeps.
+pub fn uri_too_long(most: usize) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("a subscribed URI may be at most {most} bytes long"),
+        None,
+    )
+}
+
+/// A subscription to a resource whose source cannot tell when it changes.
+pub fn not_subscribable(label: &str, uri: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("resource `{label}` does not support subscriptions"),
+        Some(serde_json::json!({ "uri": uri })),
+    )
+}
+
+/// A subscription past the session's `limits.max_subscriptions`.
+pub fn session_subscriptions_full(most: usize) -> ErrorData {
+    ErrorData::invalid_params(
+        format!(
+            "this session already follows {most} resources, the most it may (limits.max_subscriptions); unsubscribe from some first"
+        ),
+        None,
+    )
+}
+
+/// A tool that needs client capabilities the caller did not declare.
+pub fn missing_capability(missing: rmcp::model::ClientCapabilities) -> ErrorData {
+    ErrorData::missing_required_client_capability(missing)
+}
+
+/// A read, get or completion whose pack code ran out of time and was stopped.
+pub fn timed_out(what: &str, after: std::time::Duration) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(REQUEST_TIMED_OUT),
+        format!(
+            "{what} timed out after {} s and was stopped",
+            after.as_secs_f64()
+        ),
+        None,
+    )
+}
+
+/// An internal error, told by its reference only (see [`internal_message`]).
+pub fn internal(message: impl Into<std::borrow::Cow<'static, str>>) -> ErrorData {
+    ErrorData::internal_error(message, None)
+}
+
+/// A body or line that is not JSON (`-32700`); `detail` says why.
+pub fn parse_error(detail: impl std::fmt::Display) -> ErrorData {
+    ErrorData::parse_error(format!("parse error: {detail}"), None)
+}
+
+/// A message over the size cap, refused unread (`-32600`); `setting` names the cap.
+pub fn message_too_large(max: usize, setting: &str) -> ErrorData {
+    ErrorData::invalid_request(
+        format!("message exceeds the limit of {max} bytes; it was not read (the limit is `{setting}`)"),
+        None,
+    )
+}
+
+/// A message nested deeper than the server reads (`-32600`).
+pub fn nested_too_deep(most: usize) -> ErrorData {
+    ErrorData::invalid_request(
+        format!(
+            "invalid request: the message nests arrays and objects deeper than {most} levels"
+        ),
+        None,
+    )
+}
+
+/// JSON that is not one JSON-RPC message (a batch, a message of no known shape): `-32600`,
+/// with why when it is known (the caller cuts any client text in it).
+pub fn not_a_message(why: Option<&str>) -> ErrorData {
+    let message = "invalid request: expected one JSON-RPC request, notification or response";
+    ErrorData::invalid_request(
+        match why {
+            Some(why) => format!("{message} ({why})"),
+            None => message.to_owned(),
+        },
+        None,
+    )
+}
+
+/// A request that names a method of the protocol with params that are not that method's.
+pub fn misnamed_params(method: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!(
+            "invalid params for `{method}`: they do not have the members and types the method requires"
+        ),
+        None,
+    )
+}
+
+/// A request that needs a 2025 session and names none: says what to send instead.
+pub fn session_required() -> ErrorData {
+    ErrorData::invalid_request(
+        "this request needs a session: send `initialize` first, then the \
+        `Mcp-Session-Id` header it answers with on every request (protocol 2025-11-25 and \
+        earlier); or send it stateless with the header `MCP-Protocol-Version: 2026-07-28` and \
+        `_meta` naming the protocol version in its params",
+        None,
     )
 }
 

@@ -96,3 +96,35 @@ fn every_module_has_a_layer() {
         );
     }
 }
+
+/// A refusal is worded in one place: JSON-RPC errors by `crate::error` (the core's
+/// constructors), HTTP answers by `error::HttpRefusal`. Outside `error/`, no module builds
+/// an `ErrorData` or a JSON-RPC error body of its own.
+#[test]
+fn errors_are_worded_only_in_the_error_module() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found = Vec::new();
+    for file in &files {
+        if file.starts_with(src.join("error")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).expect("source");
+        for needle in ["ErrorData::", "ErrorData {", "\"error\": {", "\"jsonrpc\": \"2.0\""] {
+            for (at, _) in text.match_indices(needle) {
+                let line = text[..at].matches('\n').count() + 1;
+                found.push(format!(
+                    "{}:{line}: `{needle}`",
+                    file.strip_prefix(&src).unwrap_or(file).display()
+                ));
+            }
+        }
+    }
+    assert!(files.len() > 40, "the walk read the crate ({} files)", files.len());
+    assert!(
+        found.is_empty(),
+        "errors worded outside `error/`:\n{}",
+        found.join("\n")
+    );
+}

@@ -167,10 +167,7 @@ impl CallContext {
         match self.resources.read(uri, self.cancel.child_token()).await? {
             ReadResourceResponse::Complete(result) => Ok(result),
             // Resource sources only ever answer complete results.
-            _ => Err(ErrorData::internal_error(
-                "the resource needs input to be read",
-                None,
-            )),
+            _ => Err(crate::error::internal("the resource needs input to be read")),
         }
     }
 

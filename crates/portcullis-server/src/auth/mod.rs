@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::request::Outcome;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
 use portcullis_config::Config;
@@ -24,7 +24,8 @@ use serde_json::json;
 pub use api_key::{KEY_PREFIX, generate_key, hash_key};
 pub use portcullis_core::{Principal, Scopes};
 
-use crate::limits::{LocalRateLimiter, RateLimitStore, Refusal, retry_after_secs};
+use crate::error::HttpRefusal;
+use crate::limits::{LocalRateLimiter, RateLimitStore, Refusal};
 use api_key::ApiKeys;
 use client_ip::TrustedProxies;
 use jwt::{JwtError, JwtValidator};
@@ -153,20 +154,17 @@ impl AuthState {
     /// The request's `Host`, to name this server when `resource` is unset: only one that
     /// `http.allowed_hosts` accepts (`Err` is the answer to a request with another, as
     /// rmcp gives it); `localhost` without one.
-    fn request_host<'h>(
-        &self,
-        headers: &'h HeaderMap,
-    ) -> Result<&'h str, (StatusCode, &'static str)> {
+    fn request_host<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, HttpRefusal> {
         let Some(host) = headers.get(header::HOST) else {
             return Ok("localhost");
         };
         // With a Host header the URI is not consulted.
         crate::request::check_host(&axum::http::Uri::default(), headers, &self.allowed_hosts)?;
         host.to_str().map_err(|_| {
-            (
+            HttpRefusal::from((
                 StatusCode::BAD_REQUEST,
                 "Bad Request: Invalid Host header encoding",
-            )
+            ))
         })
     }
 
@@ -195,7 +193,7 @@ impl AuthState {
         status: StatusCode,
         error: Option<(&str, &str)>,
         scope: Option<&str>,
-    ) -> Response {
+    ) -> HttpRefusal {
         let mut parts = Vec::new();
         if let Some((code, description)) = error {
             parts.push(format!("error=\"{code}\""));
@@ -211,20 +209,12 @@ impl AuthState {
             "resource_metadata=\"{}\"",
             self.metadata_url(headers)
         ));
-        let value = format!("Bearer {}", parts.join(", "));
-        let body = match error {
-            Some((code, description)) => json!({ "error": code, "error_description": description }),
-            None => {
-                json!({ "error": "unauthorized", "error_description": "this server requires a bearer token (API key or OAuth access token)" })
-            }
-        };
-        let mut response = (status, Json(body)).into_response();
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value);
+        HttpRefusal::Challenge {
+            status,
+            www_authenticate: format!("Bearer {}", parts.join(", ")),
+            error: error.map(|(code, description)| (code.to_owned(), description.to_owned())),
+            rpc: None,
         }
-        response
     }
 
     async fn principal(&self, headers: &HeaderMap) -> Result<Principal, Failure> {
@@ -279,7 +269,7 @@ pub async fn authenticate(
     if let Err(refused) =
         crate::request::check_host(request.uri(), request.headers(), &state.allowed_hosts)
     {
-        return refused.into_response();
+        return HttpRefusal::from(refused).into_response();
     }
     let headers = request.headers();
     let principal = match state.principal(headers).await {
@@ -302,7 +292,10 @@ pub async fn authenticate(
                         tracing::warn!(%ip, "authentication failures over the per-IP limit");
                         metrics::counter!("portcullis_rate_limited_total", "limit" => "per_ip")
                             .increment(1);
-                        too_many(wait, "too many unauthenticated requests from this address")
+                        HttpRefusal::rate_limited(
+                            wait,
+                            "too many unauthenticated requests from this address",
+                        )
                     }
                     Refusal::Unavailable => limits_unavailable(),
                 };
@@ -327,13 +320,9 @@ pub async fn authenticate(
                 }
                 Failure::Unavailable(message) => {
                     tracing::error!(error = %message, "cannot validate tokens: signing keys unavailable");
-                    let body = json!({ "error": "temporarily_unavailable", "error_description": "token validation is temporarily unavailable" });
-                    let mut response =
-                        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                    response
+                    HttpRefusal::Unavailable {
+                        description: "token validation is temporarily unavailable",
+                    }
                 }
             };
             return refused(response, Outcome::Unauthenticated, None, Some(ip));
@@ -346,7 +335,7 @@ pub async fn authenticate(
             Refusal::Wait(wait) => {
                 metrics::counter!("portcullis_rate_limited_total", "limit" => "per_principal")
                     .increment(1);
-                too_many(wait, "rate limit exceeded for this principal")
+                HttpRefusal::rate_limited(wait, "rate limit exceeded for this principal")
             }
             Refusal::Unavailable => limits_unavailable(),
         };
@@ -359,18 +348,10 @@ pub async fn authenticate(
 
 /// 503 for a rate limit that cannot be checked (its shared buckets are unreachable and it
 /// fails closed).
-fn limits_unavailable() -> Response {
-    temporarily_unavailable("rate limits cannot be checked right now; retry shortly")
-}
-
-/// 503 `temporarily_unavailable` with `Retry-After: 5`: shared state (Redis) is unreachable.
-pub(crate) fn temporarily_unavailable(description: &str) -> Response {
-    let body = json!({ "error": "temporarily_unavailable", "error_description": description });
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    response
+fn limits_unavailable() -> HttpRefusal {
+    HttpRefusal::Unavailable {
+        description: "rate limits cannot be checked right now; retry shortly",
+    }
 }
 
 /// A refusal made before the request was read, for the layer that records it (audit
@@ -385,11 +366,12 @@ pub(crate) struct Refused {
 }
 
 fn refused(
-    mut response: Response,
+    refusal: HttpRefusal,
     outcome: Outcome,
     principal: Option<Principal>,
     client_ip: Option<String>,
 ) -> Response {
+    let mut response = refusal.into_response();
     response.extensions_mut().insert(Refused {
         outcome,
         principal,
@@ -398,22 +380,11 @@ fn refused(
     response
 }
 
-/// 429 with `Retry-After`.
-pub(crate) fn too_many(wait: std::time::Duration, message: &str) -> Response {
-    let secs = retry_after_secs(wait);
-    let body =
-        json!({ "error": "rate_limited", "error_description": message, "retry_after_secs": secs });
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
-}
 
 /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728).
 pub async fn metadata(State(state): State<Arc<AuthState>>, headers: HeaderMap) -> Response {
     if !state.is_enabled() {
-        return StatusCode::NOT_FOUND.into_response();
+        return HttpRefusal::NotFound.into_response();
     }
     let resource = match &state.resource {
         Some(resource) => resource.clone(),

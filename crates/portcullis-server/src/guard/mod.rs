@@ -361,25 +361,16 @@ impl GuardConfig {
 pub(crate) trait Answer: Sized {
     /// The pack's code ran out of time and was stopped.
     fn timed_out(what: &str, after: Duration) -> Result<Self, ErrorData> {
-        Err(ErrorData::new(
-            rmcp::model::ErrorCode(REQUEST_TIMED_OUT),
-            format!(
-                "{what} timed out after {} s and was stopped",
-                after.as_secs_f64()
-            ),
-            None,
-        ))
+        Err(crate::error::timed_out(what, after))
     }
 
     /// The pack's code panicked; `message` carries only the reference id.
     fn internal(message: String) -> Result<Self, ErrorData> {
-        Err(ErrorData::internal_error(message, None))
+        Err(crate::error::internal(message))
     }
 }
 
-/// JSON-RPC code of a read, get or completion that ran out of time (the SDKs' "request
-/// timeout"). Tool calls that time out are tool results instead, which the model can read.
-pub const REQUEST_TIMED_OUT: i32 = -32001;
+pub use crate::error::REQUEST_TIMED_OUT;
 
 impl Answer for CallToolResponse {
     fn timed_out(what: &str, after: Duration) -> Result<Self, ErrorData> {
@@ -526,10 +517,7 @@ impl GuardConfig {
         ) else {
             self.finish(&seen, principal.as_ref(), Outcome::NotFound)
                 .await;
-            return Err(ErrorData::invalid_params(
-                format!("{what} does not exist"),
-                None,
-            ));
+            return Err(crate::error::does_not_exist(&what));
         };
         let Some(principal) = principal else {
             tracing::warn!(

@@ -28,9 +28,7 @@ pub(crate) fn tool_arguments(
     if let Some(required) = &entry.required_capabilities
         && let Some(missing) = missing_capabilities(required, declared)
     {
-        return Err(Box::new(Err(
-            ErrorData::missing_required_client_capability(missing),
-        )));
+        return Err(Box::new(Err(crate::error::missing_capability(missing))));
     }
     let arguments = Value::Object(arguments);
     let violations = entry.validator.violations(&arguments);

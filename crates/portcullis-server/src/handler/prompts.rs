@@ -41,12 +41,7 @@ impl PortcullisHandler {
             guard
                 .refused_unknown("prompts/get", &name, principal.as_ref(), origin)
                 .await;
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "unknown prompt `{name}`; call prompts/list for the prompts this server offers"
-                ),
-                None,
-            ));
+            return Err(crate::error::unknown_prompt(&name));
         };
         let given = request.arguments.unwrap_or_default();
         let logged = Request {
@@ -109,10 +104,7 @@ impl PortcullisHandler {
                 (Target::Template(&template.uri), template.uri.as_str())
             }
             _ => {
-                return Err(ErrorData::invalid_params(
-                    "completions are offered for `ref/prompt` and `ref/resource` references",
-                    None,
-                ));
+                return Err(crate::error::not_completable());
             }
         };
         if guard.policies.scopes_for(catalog, target).is_none() {
@@ -124,10 +116,7 @@ impl PortcullisHandler {
                     guard::Origin::of(&context),
                 )
                 .await;
-            return Err(ErrorData::invalid_params(
-                format!("nothing to complete: no prompt or resource template `{item}`"),
-                None,
-            ));
+            return Err(crate::error::nothing_to_complete(item));
         }
         let logged = Request {
             method: "completion/complete",
@@ -160,7 +149,7 @@ impl PortcullisHandler {
                 match CompletionInfo::new(values) {
                     Ok(info) => (Ok(CompleteResult::new(info)), Outcome::Ok),
                     Err(message) => (
-                        Err(ErrorData::internal_error(message, None)),
+                        Err(crate::error::internal(message)),
                         Outcome::InternalError,
                     ),
                 }

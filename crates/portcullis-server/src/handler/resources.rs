@@ -11,12 +11,7 @@ use super::*;
 /// Most resources one `resources/list` page holds; `nextCursor` leads to the rest.
 pub(super) const RESOURCE_PAGE: usize = 500;
 
-pub(super) fn no_resource(uri: &str) -> ErrorData {
-    ErrorData::resource_not_found(
-        "no such resource; see resources/list and resources/templates/list",
-        Some(serde_json::json!({ "uri": uri })),
-    )
-}
+pub(super) use crate::error::no_resource;
 
 impl Inner {
     /// `resources/read` through the guard: for a client, and for a tool reading a resource
@@ -185,11 +180,8 @@ impl PortcullisHandler {
                 context.request_context().ct.clone(),
                 || {
                     if requested > most {
-                        return Err(Box::new(Err(ErrorData::invalid_params(
-                            format!(
-                                "a listen may follow at most {most} resources (limits.max_subscriptions); this one names {requested}"
-                            ),
-                            None,
+                        return Err(Box::new(Err(crate::error::listen_too_wide(
+                            most, requested,
                         ))));
                     }
                     Ok(())
@@ -238,12 +230,9 @@ impl PortcullisHandler {
         let principal = self.principal(&context);
         let start = match request.and_then(|r| r.cursor) {
             None => 0,
-            Some(cursor) => cursor.parse::<usize>().map_err(|_| {
-                ErrorData::invalid_params(
-                    "the cursor is not one this server gave; start again without a cursor",
-                    None,
-                )
-            })?,
+            Some(cursor) => cursor
+                .parse::<usize>()
+                .map_err(|_| crate::error::bad_cursor())?,
         };
         let mut visible: Vec<_> = catalog
             .resources()
@@ -333,22 +322,13 @@ impl PortcullisHandler {
             .run(catalog, logged, context.ct, |_, _| async {
                 if uri.len() > crate::fanout::MAX_SUBSCRIBED_URI {
                     return (
-                        Err(ErrorData::invalid_params(
-                            format!(
-                                "a subscribed URI may be at most {} bytes long",
-                                crate::fanout::MAX_SUBSCRIBED_URI
-                            ),
-                            None,
-                        )),
+                        Err(crate::error::uri_too_long(crate::fanout::MAX_SUBSCRIBED_URI)),
                         Outcome::InvalidArguments,
                     );
                 }
                 if !source.source.subscribable(&uri) {
                     return (
-                        Err(ErrorData::invalid_params(
-                            format!("resource `{label}` does not support subscriptions"),
-                            Some(serde_json::json!({ "uri": uri })),
-                        )),
+                        Err(crate::error::not_subscribable(&label, &uri)),
                         Outcome::InvalidArguments,
                     );
                 }
@@ -370,12 +350,7 @@ impl PortcullisHandler {
                 let Some(added) = added else {
                     tracing::warn!(limit = max_subscriptions, "subscription refused: the session has too many");
                     return (
-                        Err(ErrorData::invalid_params(
-                            format!(
-                                "this session already follows {max_subscriptions} resources, the most it may (limits.max_subscriptions); unsubscribe from some first"
-                            ),
-                            None,
-                        )),
+                        Err(crate::error::session_subscriptions_full(max_subscriptions)),
                         Outcome::RateLimited,
                     );
                 };

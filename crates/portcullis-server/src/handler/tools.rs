@@ -83,10 +83,7 @@ impl PortcullisHandler {
             guard
                 .refused_unknown("tools/call", &name, principal.as_ref(), origin)
                 .await;
-            return Err(ErrorData::invalid_params(
-                format!("unknown tool `{name}`; call tools/list for the tools this server offers"),
-                None,
-            ));
+            return Err(crate::error::unknown_tool(&name));
         };
         let arguments = request.arguments.unwrap_or_default();
         let logged = Request {

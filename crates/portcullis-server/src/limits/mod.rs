@@ -78,7 +78,4 @@ impl RateLimitStore for LocalRateLimiter {
     }
 }
 
-/// Whole seconds to put in `Retry-After` (at least 1).
-pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
+pub(crate) use crate::error::retry_after_secs;

@@ -27,13 +27,14 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, Reference};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::PortcullisHandler;
 use crate::auth::{AuthState, Principal};
+use crate::error::HttpRefusal;
 use crate::limits::Slots;
 use crate::request::Target;
 
@@ -83,11 +84,10 @@ impl Parsed {
         if !PROTOCOL_METHODS.contains(&method) {
             return None;
         }
-        let body = json!({ "jsonrpc": "2.0", "id": request.id, "error": {
-            "code": -32602,
-            "message": format!("invalid params for `{method}`: they do not have the members and types the method requires"),
-        } });
-        Some((StatusCode::BAD_REQUEST, Json(body)).into_response())
+        Some(
+            HttpRefusal::bad_request(json!(request.id), crate::error::misnamed_params(method))
+                .into_response(),
+        )
     }
 
     /// What the request is for, for the methods that reach a pack (`subscriptions/listen`:
@@ -180,24 +180,26 @@ pub(crate) async fn admit(
 ) -> Response {
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
         // Authentication attaches a principal to every request it lets through.
-        return StatusCode::UNAUTHORIZED.into_response();
+        return HttpRefusal::NoPrincipal.into_response();
     };
     let Some(slot) = admission.in_flight.try_acquire(principal.id()) else {
         tracing::warn!(principal = %principal, limit = admission.in_flight.cap(), "per-principal in-flight limit reached; request refused");
         metrics::counter!("portcullis_rate_limited_total", "limit" => "in_flight").increment(1);
-        return crate::auth::too_many(
+        return HttpRefusal::rate_limited(
             Duration::from_secs(1),
             "too many requests in flight for this principal (limits.max_in_flight_per_principal); wait for some to finish",
-        );
+        )
+        .into_response();
     };
     let stream = if request.method() == Method::GET {
         let Some(stream) = admission.get_streams.try_acquire(principal.id()) else {
             tracing::warn!(principal = %principal, limit = admission.get_streams.cap(), "per-principal GET stream limit reached; stream refused");
             metrics::counter!("portcullis_rate_limited_total", "limit" => "streams").increment(1);
-            return crate::auth::too_many(
+            return HttpRefusal::rate_limited(
                 Duration::from_secs(5),
                 "too many open streams for this principal (limits.max_get_streams_per_principal); close one first",
-            );
+            )
+            .into_response();
         };
         Some(stream)
     } else {
@@ -220,7 +222,7 @@ pub(crate) async fn in_flight(
     next: Next,
 ) -> Response {
     let Ok(permit) = permits.try_acquire_owned() else {
-        return super::http::overloaded();
+        return HttpRefusal::Overloaded.into_response();
     };
     let response = next.run(request).await;
     hold(response, Box::new(permit), None)
@@ -255,22 +257,12 @@ pub(crate) async fn inspect(
     .await
     {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Payload Too Large: request body exceeds {limit} bytes"),
-            )
-                .into_response();
-        }
+        Ok(Err(_)) => return HttpRefusal::TooLarge { limit }.into_response(),
         Err(_) => {
-            return (
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "Request Timeout: the body did not arrive within {} s (limits.body_timeout_secs)",
-                    inspector.body_timeout.as_secs()
-                ),
-            )
-                .into_response();
+            return HttpRefusal::BodyTimeout {
+                after: inspector.body_timeout,
+            }
+            .into_response();
         }
     };
     let parsed = match serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) {
@@ -318,10 +310,10 @@ pub(crate) async fn inspect(
             if let Some(serde_json::Value::Object(data)) = error.data.as_mut() {
                 data.insert("error".to_owned(), json!("insufficient_scope"));
             }
-            *refused.body_mut() = Body::from(
-                json!({ "jsonrpc": "2.0", "id": parsed.id(), "error": error }).to_string(),
-            );
-            return refused;
+            if let HttpRefusal::Challenge { rpc, .. } = &mut refused {
+                *rpc = Some((json!(parsed.id()), error));
+            }
+            return refused.into_response();
         }
     }
     parts.extensions.insert(parsed);
@@ -332,20 +324,14 @@ pub(crate) async fn inspect(
 /// The answer to a body that is not one JSON-RPC message: a parse error when it is not
 /// JSON at all, an invalid request otherwise (a batch, a message of no known shape).
 fn not_a_message(bytes: &[u8], error: &serde_json::Error) -> Response {
-    let (code, message) = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        Err(error) => (-32700, format!("parse error: {error}")),
-        Ok(_) => (
-            -32600,
-            format!(
-                "invalid request: expected one JSON-RPC request, notification or response ({})",
-                // serde's message may quote the client's text: cut like all of it.
-                crate::request::client_text::cut(&error.to_string())
-            ),
-        ),
+    let error = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        Err(error) => crate::error::parse_error(&error),
+        Ok(_) => crate::error::not_a_message(Some(
+            // serde's message may quote the client's text: cut like all of it.
+            &crate::request::client_text::cut(&error.to_string()),
+        )),
     };
-    let body =
-        json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    HttpRefusal::bad_request(serde_json::Value::Null, error).into_response()
 }
 
 /// What ends a stream early: its credential gone.

@@ -34,6 +34,7 @@ use super::ready::{Ready, readyz};
 use super::sessions::{SessionGuard, bind_sessions};
 use crate::PortcullisHandler;
 use crate::auth::{self, AuthState};
+use crate::error::HttpRefusal;
 
 /// Settings of the HTTP transport.
 #[derive(Clone)]
@@ -320,14 +321,6 @@ impl Front {
     }
 }
 
-pub(super) fn overloaded() -> Response {
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "overloaded", "error_description": "too many requests in flight; retry shortly" }))).into_response();
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    );
-    response
-}
 
 async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
@@ -400,7 +393,7 @@ fn metrics_router(options: &MetricsOptions, mcp_auth: Option<Arc<ArcSwap<AuthSta
             let mcp_auth = mcp_auth.clone();
             async move {
                 if token.is_none() && mcp_auth.is_some_and(|auth| auth.load().is_enabled()) {
-                    return StatusCode::NOT_FOUND.into_response();
+                    return HttpRefusal::NotFound.into_response();
                 }
                 if let Some(token) = &token {
                     let given = headers
@@ -417,12 +410,16 @@ fn metrics_router(options: &MetricsOptions, mcp_auth: Option<Arc<ArcSwap<AuthSta
                         sha2::Sha256::digest(token.expose().as_bytes()),
                     );
                     if !bool::from(given.ct_eq(&wanted)) {
-                        return (
-                            StatusCode::UNAUTHORIZED,
-                            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-                            "metrics need the configured bearer token",
-                        )
-                            .into_response();
+                        return HttpRefusal::Challenge {
+                            status: StatusCode::UNAUTHORIZED,
+                            www_authenticate: "Bearer".to_owned(),
+                            error: Some((
+                                "invalid_token".to_owned(),
+                                "metrics need the configured bearer token".to_owned(),
+                            )),
+                            rpc: None,
+                        }
+                        .into_response();
                     }
                 }
                 match crate::metrics::render() {
@@ -434,7 +431,7 @@ fn metrics_router(options: &MetricsOptions, mcp_auth: Option<Arc<ArcSwap<AuthSta
                         text,
                     )
                         .into_response(),
-                    None => StatusCode::NOT_FOUND.into_response(),
+                    None => HttpRefusal::NotFound.into_response(),
                 }
             }
         }),

@@ -23,14 +23,13 @@ use axum::Router;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use rmcp::ServiceExt;
 use rmcp::model::{ClientJsonRpcMessage, GetExtensions};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +37,7 @@ use super::admission::Parsed;
 use super::sessions::{SessionGuard, session_not_found};
 use crate::PortcullisHandler;
 use crate::auth::Principal;
+use crate::error::HttpRefusal;
 use crate::request::check_host_and_origin;
 
 /// The event stream's path.
@@ -113,11 +113,11 @@ async fn open(State(sse): State<Arc<LegacySse>>, request: Request) -> Response {
         &sse.allowed_hosts,
         &sse.allowed_origins,
     ) {
-        return refused.into_response();
+        return HttpRefusal::from(refused).into_response();
     }
     // Authentication runs before this route and always attaches one; without it, fail closed.
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
-        return StatusCode::UNAUTHORIZED.into_response();
+        return HttpRefusal::NoPrincipal.into_response();
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
     if !sse.sessions.open_sse(principal.id(), &id).await {
@@ -222,17 +222,17 @@ async fn message(
         &sse.allowed_hosts,
         &sse.allowed_origins,
     ) {
-        return refused.into_response();
+        return HttpRefusal::from(refused).into_response();
     }
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
-        return StatusCode::UNAUTHORIZED.into_response();
+        return HttpRefusal::NoPrincipal.into_response();
     };
     let Some(id) = target.session_id else {
-        return (
+        return HttpRefusal::from((
             StatusCode::BAD_REQUEST,
             "Bad Request: the sessionId query parameter is required",
-        )
-            .into_response();
+        ))
+        .into_response();
     };
     // Another principal's session is answered exactly like one that does not exist.
     if !sse.sessions.owns_sse(&id, principal.id()) {
@@ -244,8 +244,11 @@ async fn message(
     let (mut parts, _body) = request.into_parts();
     // The inspection layer has read, bounded and parsed the body: this serves that message.
     let Some(Parsed(mut message)) = parts.extensions.remove::<Parsed>() else {
-        let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32600, "message": "invalid request: expected one JSON-RPC request, notification or response" } });
-        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        return HttpRefusal::bad_request(
+            serde_json::Value::Null,
+            crate::error::not_a_message(None),
+        )
+        .into_response();
     };
     // The request's parts, principal included, travel with the message as on Streamable HTTP.
     match &mut message {
@@ -265,7 +268,7 @@ async fn message(
         Ok(Err(_)) => return session_not_found(),
         Err(_) => {
             tracing::warn!(transport = "sse", principal = %principal, "session not keeping up; message refused");
-            return super::http::overloaded();
+            return HttpRefusal::Overloaded.into_response();
         }
     }
     open.activity.notify_one();

@@ -20,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
 use super::admission::Parsed;
-use crate::auth::{Principal, too_many};
+use crate::auth::Principal;
+use crate::error::HttpRefusal;
 use crate::cluster::{Admission, Cluster, SessionTicket, plausible_id};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -114,10 +115,11 @@ impl SessionGuard {
     /// The answer past the cap: 429 with `Retry-After`.
     pub(crate) fn cap_reached(&self, principal: &str) -> Response {
         tracing::warn!(%principal, "session cap reached; new session refused");
-        too_many(
+        HttpRefusal::rate_limited(
             self.idle.min(Duration::from_secs(60)),
             "too many open sessions (limits.max_sessions_per_principal for one principal, limits.max_sessions in all); close some (HTTP DELETE or closing the stream) or wait for idle ones to expire",
         )
+        .into_response()
     }
 
     /// Open sessions of both kinds, as the last look at rmcp's table saw them (for the
@@ -253,16 +255,11 @@ async fn session_required(response: Response, parsed: &Parsed) -> Response {
     if bytes.as_ref() != RMCP_TEXT {
         return Response::from_parts(parts, axum::body::Body::from(bytes));
     }
-    let message = "this request needs a session: send `initialize` first, then the \
-        `Mcp-Session-Id` header it answers with on every request (protocol 2025-11-25 and \
-        earlier); or send it stateless with the header `MCP-Protocol-Version: 2026-07-28` and \
-        `_meta` naming the protocol version in its params";
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": parsed.id(),
-        "error": { "code": -32600, "message": message },
-    });
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    HttpRefusal::bad_request(
+        serde_json::json!(parsed.id()),
+        crate::error::session_required(),
+    )
+    .into_response()
 }
 
 /// A session ended by `DELETE`: `204 No Content`, as the SDKs expect (rmcp answers `202
@@ -401,12 +398,13 @@ async fn replicated_initialize(
 /// 503 for 2025-era session traffic while the shared session store is unreachable (fail
 /// closed: no replica can tell whose a session is).
 pub(crate) fn session_store_unavailable() -> Response {
-    crate::auth::temporarily_unavailable(
-        "the session store is unreachable; retry shortly (2026-07-28 requests need no session)",
-    )
+    HttpRefusal::Unavailable {
+        description: "the session store is unreachable; retry shortly (2026-07-28 requests need no session)",
+    }
+    .into_response()
 }
 
 /// 404, the answer for a session that does not exist or belongs to someone else.
 pub(crate) fn session_not_found() -> Response {
-    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+    HttpRefusal::SessionNotFound.into_response()
 }

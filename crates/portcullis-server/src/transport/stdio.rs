@@ -326,12 +326,9 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
             Ok(Frame::TooLong(prefix)) => {
                 tracing::warn!(limit = max, "message on stdin over the size limit refused");
                 let _ = errors
-                    .send(error_line(
+                    .send(crate::error::rpc_line(
                         leading_id(&prefix),
-                        -32600,
-                        &format!(
-                            "message exceeds the limit of {max} bytes; it was not read (the limit is `http.max_body_bytes`)"
-                        ),
+                        &crate::error::message_too_large(max, "http.max_body_bytes"),
                     ))
                     .await;
                 continue;
@@ -362,10 +359,8 @@ async fn read_frames<R: AsyncBufRead + Unpin>(
                 Ok(IdOnly { id: Some(id) }) if is_answerable(&id) => id,
                 _ => serde_json::Value::Null,
             };
-            let message = format!(
-                "invalid request: the message nests arrays and objects deeper than {MAX_DEPTH} levels"
-            );
-            let _ = errors.send(error_line(id, -32600, &message)).await;
+            let error = crate::error::nested_too_deep(MAX_DEPTH);
+            let _ = errors.send(crate::error::rpc_line(id, &error)).await;
             continue;
         }
         match serde_json::from_str::<Envelope<'_>>(&line) {
@@ -443,21 +438,8 @@ fn too_deep(line: &str) -> bool {
     false
 }
 
-fn error_line(id: serde_json::Value, code: i32, message: &str) -> String {
-    serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": { "code": code, "message": message }
-    })
-    .to_string()
-}
-
 fn parse_error(detail: &str) -> String {
-    error_line(
-        serde_json::Value::Null,
-        -32700,
-        &format!("parse error: {detail}"),
-    )
+    crate::error::rpc_line(serde_json::Value::Null, &crate::error::parse_error(detail))
 }
 
 /// The only writer of stdout: whole lines from rmcp and from the framing layer.

@@ -1,5 +1,17 @@
 //! The server's own errors of setup, next to the errors of tools, resources and prompts,
-//! which are `portcullis_core`'s (re-exported here so `crate::error` names them all).
+//! which are `portcullis_core`'s (re-exported here so `crate::error` names them all), and
+//! the one place where a refusal becomes an answer: a JSON-RPC error (`portcullis_core`'s
+//! constructors) or an HTTP response ([`HttpRefusal`]).
+
+mod http;
+
+pub(crate) use http::{HttpRefusal, retry_after_secs};
+
+/// A JSON-RPC error for request `id` as one line (stdio writes it itself when rmcp would
+/// drop the message without an answer).
+pub(crate) fn rpc_line(id: serde_json::Value, error: &rmcp::model::ErrorData) -> String {
+    serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error }).to_string()
+}
 
 pub use portcullis_core::error::*;
 
