@@ -22,9 +22,11 @@ pub(super) async fn follow(
     let mut inner = shared.current.load_full();
     metrics::gauge!("portcullis_subscribers").increment(1.0);
     let _gone = scopeguard(|| metrics::gauge!("portcullis_subscribers").decrement(1.0));
+    let mut announced = false;
     loop {
         let round = stop.child_token();
         let live = inner.catalog.has_live_resources() || inner.catalog.has_subscribable_resources();
+        let first = live && !std::mem::replace(&mut announced, live);
         let delivering = async {
             if live {
                 let audience = crate::fanout::Audience {
@@ -37,6 +39,11 @@ pub(super) async fn follow(
                     Some(cluster) => cluster.deliveries(),
                     None => inner.catalog.changes().subscribe(),
                 };
+                // From here on every change reaches this subscriber: the line a client (or
+                // a test) can wait for instead of guessing.
+                if first {
+                    tracing::debug!(principal = %principal, "following changes");
+                }
                 crate::fanout::deliver(audience, &delivery, changes, round.clone()).await;
             } else {
                 round.cancelled().await;
