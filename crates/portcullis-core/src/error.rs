@@ -303,7 +303,9 @@ pub fn parse_error(detail: impl std::fmt::Display) -> ErrorData {
 /// A message over the size cap, refused unread (`-32600`); `setting` names the cap.
 pub fn message_too_large(max: usize, setting: &str) -> ErrorData {
     ErrorData::invalid_request(
-        format!("message exceeds the limit of {max} bytes; it was not read (the limit is `{setting}`)"),
+        format!(
+            "message exceeds the limit of {max} bytes; it was not read (the limit is `{setting}`)"
+        ),
         None,
     )
 }
@@ -311,9 +313,7 @@ pub fn message_too_large(max: usize, setting: &str) -> ErrorData {
 /// A message nested deeper than the server reads (`-32600`).
 pub fn nested_too_deep(most: usize) -> ErrorData {
     ErrorData::invalid_request(
-        format!(
-            "invalid request: the message nests arrays and objects deeper than {most} levels"
-        ),
+        format!("invalid request: the message nests arrays and objects deeper than {most} levels"),
         None,
     )
 }

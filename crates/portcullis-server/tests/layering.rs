@@ -111,7 +111,12 @@ fn errors_are_worded_only_in_the_error_module() {
             continue;
         }
         let text = std::fs::read_to_string(file).expect("source");
-        for needle in ["ErrorData::", "ErrorData {", "\"error\": {", "\"jsonrpc\": \"2.0\""] {
+        for needle in [
+            "ErrorData::",
+            "ErrorData {",
+            "\"error\": {",
+            "\"jsonrpc\": \"2.0\"",
+        ] {
             for (at, _) in text.match_indices(needle) {
                 let line = text[..at].matches('\n').count() + 1;
                 found.push(format!(
@@ -121,7 +126,11 @@ fn errors_are_worded_only_in_the_error_module() {
             }
         }
     }
-    assert!(files.len() > 40, "the walk read the crate ({} files)", files.len());
+    assert!(
+        files.len() > 40,
+        "the walk read the crate ({} files)",
+        files.len()
+    );
     assert!(
         found.is_empty(),
         "errors worded outside `error/`:\n{}",

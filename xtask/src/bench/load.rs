@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use portcullis_test::wire;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -18,7 +19,8 @@ use super::procfs;
 /// The tool every server offers, and its arguments: the default workload.
 pub const TOOL: &str = "file_info";
 const ARGUMENTS: &str = r#"{"path":"README.md"}"#;
-const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"portcullis-bench","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}"#;
+/// The client name the benchmark's requests carry.
+pub const CLIENT: &str = "portcullis-bench";
 
 /// What every request of a row calls, and with which credentials.
 #[derive(Debug, Clone)]
@@ -62,36 +64,49 @@ pub struct Point {
     pub client_cpu_percent: f64,
 }
 
-fn headers(workload: &Workload) -> anyhow::Result<HeaderMap> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "MCP-Protocol-Version",
-        HeaderValue::from_static("2026-07-28"),
-    );
-    headers.insert("Mcp-Method", HeaderValue::from_static("tools/call"));
-    headers.insert("Mcp-Name", HeaderValue::from_static(workload.tool));
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        header::ACCEPT,
-        HeaderValue::from_static("application/json, text/event-stream"),
-    );
-    if let Some(token) = &workload.bearer {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the bearer token is not a valid header value")?;
-        value.set_sensitive(true);
-        headers.insert(header::AUTHORIZATION, value);
-    }
-    Ok(headers)
+/// A row's request, made once: its headers and its body around the id, both from the test
+/// kit's request (`portcullis_test::wire`), so the benchmark speaks as the tests do.
+struct Prepared {
+    headers: HeaderMap,
+    before_id: String,
+    after_id: String,
 }
 
-fn body(workload: &Workload, id: u64) -> String {
-    let (tool, arguments) = (workload.tool, &workload.arguments);
-    format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments},{META}}}}}"#
-    )
+impl Prepared {
+    fn new(workload: &Workload) -> anyhow::Result<Self> {
+        let arguments: Value = serde_json::from_str(&workload.arguments)
+            .context("the workload's arguments are not JSON")?;
+        let params = serde_json::json!({ "name": workload.tool, "arguments": arguments });
+        let mut headers = HeaderMap::new();
+        for (name, value) in wire::stateless_headers("tools/call", &params) {
+            headers.insert(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_str(&value).context("a header value")?,
+            );
+        }
+        if let Some(token) = &workload.bearer {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the bearer token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        // The body is made once with a marker id and cut around it: a request costs the
+        // load generator one `format!`, not a serialization.
+        let marker = u64::MAX.to_string();
+        let text = wire::stateless_request(u64::MAX, "tools/call", params, CLIENT).to_string();
+        let (before_id, after_id) = text
+            .split_once(&marker)
+            .context("the request body holds its id")?;
+        Ok(Self {
+            headers,
+            before_id: before_id.to_owned(),
+            after_id: after_id.to_owned(),
+        })
+    }
+
+    fn body(&self, id: u64) -> String {
+        format!("{}{id}{}", self.before_id, self.after_id)
+    }
 }
 
 pub(super) fn client() -> anyhow::Result<reqwest::Client> {
@@ -109,14 +124,13 @@ pub(super) fn client() -> anyhow::Result<reqwest::Client> {
 async fn call(
     client: &reqwest::Client,
     url: &str,
-    headers: &HeaderMap,
-    workload: &Workload,
+    request: &Prepared,
     id: u64,
 ) -> anyhow::Result<()> {
     let response = client
         .post(url)
-        .headers(headers.clone())
-        .body(body(workload, id))
+        .headers(request.headers.clone())
+        .body(request.body(id))
         .send()
         .await
         .context("send tools/call")?;
@@ -185,10 +199,10 @@ fn check(
 /// One validated call, retried while the server is still coming up (connection refused).
 pub async fn probe(url: &str, workload: &Workload) -> anyhow::Result<()> {
     let client = client()?;
-    let headers = headers(workload)?;
+    let request = Prepared::new(workload)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match call(&client, url, &headers, workload, 1).await {
+        match call(&client, url, &request, 1).await {
             Ok(()) => return Ok(()),
             Err(error)
                 if Instant::now() < deadline
@@ -219,20 +233,14 @@ pub async fn point(
     duration: Duration,
 ) -> anyhow::Result<Point> {
     let url: Arc<str> = Arc::from(url);
-    let workload = Arc::new(workload.clone());
-    let headers = Arc::new(headers(&workload)?);
+    let prepared = Arc::new(Prepared::new(workload)?);
     measure(Some(server_pid), concurrency, warmup, duration, |_| {
         // One client, so one connection, per worker.
         let client = client()?;
-        let (url, workload, headers) = (url.clone(), workload.clone(), headers.clone());
+        let (url, prepared) = (url.clone(), prepared.clone());
         let request: Request = Box::new(move |id| {
-            let (client, url, workload, headers) = (
-                client.clone(),
-                url.clone(),
-                workload.clone(),
-                headers.clone(),
-            );
-            Box::pin(async move { call(&client, &url, &headers, &workload, id).await })
+            let (client, url, prepared) = (client.clone(), url.clone(), prepared.clone());
+            Box::pin(async move { call(&client, &url, &prepared, id).await })
         });
         Ok(request)
     })

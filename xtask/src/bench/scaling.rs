@@ -289,28 +289,20 @@ async fn rpc(
     method: &str,
     mut params: Value,
 ) -> anyhow::Result<(Value, usize)> {
-    let mut request = client
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header("Accept", "application/json, text/event-stream");
+    let mut request = client.post(url);
     match session {
         Some(id) => {
             request = request
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json, text/event-stream")
                 .header("Mcp-Session-Id", id)
                 .header("MCP-Protocol-Version", PROTOCOL_2025);
         }
         None => {
-            request = request
-                .header("MCP-Protocol-Version", "2026-07-28")
-                .header("Mcp-Method", method);
-            if let Some(name) = params.get("name").and_then(Value::as_str) {
-                request = request.header("Mcp-Name", name.to_owned());
+            for (name, value) in portcullis_test::wire::stateless_headers(method, &params) {
+                request = request.header(name, value);
             }
-            params["_meta"] = json!({
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientInfo": { "name": "portcullis-bench", "version": "0" },
-                "io.modelcontextprotocol/clientCapabilities": {},
-            });
+            params["_meta"] = portcullis_test::wire::stateless_meta(super::load::CLIENT);
         }
     }
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });

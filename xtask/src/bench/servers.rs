@@ -5,16 +5,16 @@
 //! TypeScript SDK servers are set up under `target/bench/` when their toolchains are present;
 //! when that fails the reason is reported and their rows are marked unavailable.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use portcullis_test::launch::{self, Output};
 use serde_json::Value;
 
 use super::load::Workload;
@@ -836,21 +836,17 @@ fn run_logged(command: &mut std::process::Command, log: &Path) -> anyhow::Result
     Ok(())
 }
 
-/// A server started over HTTP; killed (and its temporary config removed) on drop.
+/// A server started over HTTP; killed (and its temporary config removed) on drop. Its
+/// stderr is read by the test kit's launcher (`portcullis_test::launch`), as in the tests.
 pub struct RunningServer {
     child: Child,
     pub addr: SocketAddr,
-    log: Arc<StderrLog>,
+    log: Arc<Output>,
     _config: Option<TempFile>,
 }
 
-/// What the server wrote on stderr: drained by a thread so it never blocks on a full pipe.
-#[derive(Default)]
-struct StderrLog {
-    lines: AtomicU64,
-    bytes: AtomicU64,
-    tail: Mutex<VecDeque<String>>,
-}
+/// Lines of a server's stderr kept for error messages.
+const LOG_TAIL: usize = 20;
 
 impl RunningServer {
     pub fn start(launch: &HttpLaunch) -> anyhow::Result<Self> {
@@ -879,29 +875,8 @@ impl RunningServer {
             .spawn()
             .with_context(|| format!("start {}", launch.cmd.program.display()))?;
         let stderr = child.stderr.take().context("stderr is piped")?;
-        let log = Arc::new(StderrLog::default());
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let drain = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = Vec::new();
-            let mut addr_tx = Some(addr_tx);
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                drain.lines.fetch_add(1, Ordering::Relaxed);
-                drain.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
-                let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-                if let Some(addr) = addr_tx.as_ref().and_then(|_| listening_addr(&text)) {
-                    let _ = addr_tx.take().map(|tx| tx.send(addr));
-                }
-                if let Ok(mut tail) = drain.tail.lock() {
-                    if tail.len() == 20 {
-                        tail.pop_front();
-                    }
-                    tail.push_back(text);
-                }
-                line.clear();
-            }
-        });
+        let log = Output::new(LOG_TAIL);
+        let addr_rx = launch::drain(stderr, Arc::clone(&log), |_| {});
         let mut server = Self {
             child,
             addr: "0.0.0.0:0".parse()?,
@@ -915,33 +890,28 @@ impl RunningServer {
         Ok(server)
     }
 
-    /// The address from the server's start-up line; fails as soon as the server exits.
+    /// The address from the server's start-up line; fails as soon as the server exits
+    /// (its stderr closes).
     fn wait_for_addr(
         &mut self,
         addr_rx: &std::sync::mpsc::Receiver<SocketAddr>,
         cmd: &Cmd,
     ) -> anyhow::Result<SocketAddr> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match addr_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(addr) => return Ok(addr),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                    if let Some(status) = self.child.try_wait()? {
-                        // Let the drain thread catch up with the last lines.
-                        std::thread::sleep(Duration::from_millis(100));
-                        bail!(
-                            "{} exited ({status}) before listening\n{}",
-                            cmd.program.display(),
-                            self.log_tail()
-                        );
-                    }
-                }
-                Err(_) => bail!(
-                    "{} did not log its listening address within {START_TIMEOUT:?}\n{}",
+        match addr_rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => Ok(addr),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait()?;
+                bail!(
+                    "{} exited ({status}) before listening\n{}",
                     cmd.program.display(),
                     self.log_tail()
-                ),
+                )
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!(
+                "{} did not log its listening address within {START_TIMEOUT:?}\n{}",
+                cmd.program.display(),
+                self.log_tail()
+            ),
         }
     }
 
@@ -951,22 +921,14 @@ impl RunningServer {
 
     /// Lines and bytes the server wrote to stderr so far.
     pub fn log_volume(&self) -> (u64, u64) {
-        (
-            self.log.lines.load(Ordering::Relaxed),
-            self.log.bytes.load(Ordering::Relaxed),
-        )
+        self.log.volume()
     }
 
     /// The last lines of the server's stderr, for error messages.
     pub fn log_tail(&self) -> String {
-        let tail = self
-            .log
-            .tail
-            .lock()
-            .map(|t| t.iter().cloned().collect::<Vec<_>>());
         format!(
             "server stderr (last lines):\n{}",
-            tail.unwrap_or_default().join("\n")
+            self.log.lines().join("\n")
         )
     }
 }
@@ -976,20 +938,6 @@ impl Drop for RunningServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `{"fields":{"message":"listening","addr":…}}` (Portcullis's JSON log) or
-/// `{"listening":…}` (the other servers' start-up line).
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let value: Value = serde_json::from_str(line).ok()?;
-    if let Some(addr) = value.get("listening") {
-        return addr.as_str()?.parse().ok();
-    }
-    let fields = value.get("fields")?;
-    if fields.get("message")?.as_str()? != "listening" {
-        return None;
-    }
-    fields.get("addr")?.as_str()?.parse().ok()
 }
 
 /// A file removed on drop.
@@ -1046,24 +994,6 @@ fn portcullis_config(template: &Path, addr: SocketAddr, extra: &str) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listening_lines_of_every_server() {
-        let portcullis = r#"{"timestamp":"x","level":"INFO","fields":{"message":"listening","transport":"http","addr":"127.0.0.1:4321","path":"/mcp"}}"#;
-        assert_eq!(
-            listening_addr(portcullis),
-            Some("127.0.0.1:4321".parse().unwrap())
-        );
-        assert_eq!(
-            listening_addr(r#"{"listening":"127.0.0.1:99"}"#),
-            Some("127.0.0.1:99".parse().unwrap())
-        );
-        assert_eq!(
-            listening_addr(r#"{"fields":{"message":"tool call"}}"#),
-            None
-        );
-        assert_eq!(listening_addr("INFO:     Started server process"), None);
-    }
 
     #[test]
     fn node_versions() {

@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use super::servers::Cmd;
 
-const DISCOVER: &str = r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"portcullis-bench","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"portcullis-bench","version":"0"}}}"#;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,7 +37,14 @@ enum Answer {
 /// request the server understands.
 pub fn time_to_first_response(cmd: &Cmd, runs: usize) -> anyhow::Result<StdioResult> {
     let mut method = "server/discover";
-    let mut request = DISCOVER;
+    let discover = portcullis_test::wire::stateless_request(
+        1,
+        method,
+        serde_json::json!({}),
+        super::load::CLIENT,
+    )
+    .to_string();
+    let mut request = discover.as_str();
     if let (_, Answer::Error(error)) = once(cmd, request)? {
         eprintln!("bench:   server/discover failed ({error}); using initialize");
         method = "initialize";

@@ -167,7 +167,9 @@ impl CallContext {
         match self.resources.read(uri, self.cancel.child_token()).await? {
             ReadResourceResponse::Complete(result) => Ok(result),
             // Resource sources only ever answer complete results.
-            _ => Err(crate::error::internal("the resource needs input to be read")),
+            _ => Err(crate::error::internal(
+                "the resource needs input to be read",
+            )),
         }
     }
 

@@ -380,7 +380,6 @@ fn refused(
     response
 }
 
-
 /// `GET /.well-known/oauth-protected-resource[/path]` (RFC 9728).
 pub async fn metadata(State(state): State<Arc<AuthState>>, headers: HeaderMap) -> Response {
     if !state.is_enabled() {

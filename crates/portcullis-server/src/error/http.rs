@@ -23,7 +23,7 @@ pub(crate) enum HttpRefusal {
         /// The request's id.
         id: Value,
         /// The error.
-        error: ErrorData,
+        error: Box<ErrorData>,
     },
     /// An OAuth challenge (RFC 6750): `WWW-Authenticate: Bearer …` and the error as JSON, or
     /// the JSON-RPC error `rpc` as the body when there is one (403 for scopes), so the SDKs
@@ -36,7 +36,7 @@ pub(crate) enum HttpRefusal {
         /// The OAuth error code and description, when there is one.
         error: Option<(String, String)>,
         /// A JSON-RPC error to answer instead of the OAuth body.
-        rpc: Option<(Value, ErrorData)>,
+        rpc: Option<Box<(Value, ErrorData)>>,
     },
     /// A plain-text refusal worded as rmcp words its own (Host/Origin allow-lists, the
     /// legacy transport's missing `sessionId`).
@@ -96,7 +96,7 @@ impl HttpRefusal {
         Self::Rpc {
             status: StatusCode::BAD_REQUEST,
             id,
-            error,
+            error: Box::new(error),
         }
     }
 
@@ -133,7 +133,6 @@ fn rpc_body(id: Value, error: &ErrorData) -> Json<Value> {
     Json(json!({ "jsonrpc": "2.0", "id": id, "error": error }))
 }
 
-
 fn with_retry_after(mut response: Response, secs: u64) -> Response {
     if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -152,7 +151,7 @@ impl IntoResponse for HttpRefusal {
                 rpc,
                 ..
             } => {
-                let mut response = match (rpc, error) {
+                let mut response = match (rpc.map(|rpc| *rpc), error) {
                     (Some((id, error)), _) => (status, rpc_body(id, &error)).into_response(),
                     (None, Some((code, description))) => (
                         status,
@@ -311,7 +310,10 @@ mod tests {
             status: StatusCode::FORBIDDEN,
             www_authenticate: "Bearer error=\"insufficient_scope\"".to_owned(),
             error: Some(("insufficient_scope".to_owned(), "needs x".to_owned())),
-            rpc: Some((json!(3), super::super::forbidden("tool `t`", &["x"]))),
+            rpc: Some(Box::new((
+                json!(3),
+                super::super::forbidden("tool `t`", &["x"]),
+            ))),
         }
         .into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);

@@ -148,10 +148,7 @@ impl PortcullisHandler {
                     .collect();
                 match CompletionInfo::new(values) {
                     Ok(info) => (Ok(CompleteResult::new(info)), Outcome::Ok),
-                    Err(message) => (
-                        Err(crate::error::internal(message)),
-                        Outcome::InternalError,
-                    ),
+                    Err(message) => (Err(crate::error::internal(message)), Outcome::InternalError),
                 }
             })
             .await

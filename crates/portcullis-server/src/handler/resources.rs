@@ -322,7 +322,9 @@ impl PortcullisHandler {
             .run(catalog, logged, context.ct, |_, _| async {
                 if uri.len() > crate::fanout::MAX_SUBSCRIBED_URI {
                     return (
-                        Err(crate::error::uri_too_long(crate::fanout::MAX_SUBSCRIBED_URI)),
+                        Err(crate::error::uri_too_long(
+                            crate::fanout::MAX_SUBSCRIBED_URI,
+                        )),
                         Outcome::InvalidArguments,
                     );
                 }
@@ -339,16 +341,17 @@ impl PortcullisHandler {
                         .subscriptions
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if subscriptions.len() >= max_subscriptions
-                        && !subscriptions.contains(&uri)
-                    {
+                    if subscriptions.len() >= max_subscriptions && !subscriptions.contains(&uri) {
                         None
                     } else {
                         Some(subscriptions.insert(uri.clone()))
                     }
                 };
                 let Some(added) = added else {
-                    tracing::warn!(limit = max_subscriptions, "subscription refused: the session has too many");
+                    tracing::warn!(
+                        limit = max_subscriptions,
+                        "subscription refused: the session has too many"
+                    );
                     return (
                         Err(crate::error::session_subscriptions_full(max_subscriptions)),
                         Outcome::RateLimited,

@@ -250,21 +250,18 @@ pub(crate) async fn inspect(
     }
     let limit = inspector.max_body;
     let (mut parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(
-        inspector.body_timeout,
-        axum::body::to_bytes(body, limit),
-    )
-    .await
-    {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return HttpRefusal::TooLarge { limit }.into_response(),
-        Err(_) => {
-            return HttpRefusal::BodyTimeout {
-                after: inspector.body_timeout,
+    let bytes =
+        match tokio::time::timeout(inspector.body_timeout, axum::body::to_bytes(body, limit)).await
+        {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => return HttpRefusal::TooLarge { limit }.into_response(),
+            Err(_) => {
+                return HttpRefusal::BodyTimeout {
+                    after: inspector.body_timeout,
+                }
+                .into_response();
             }
-            .into_response();
-        }
-    };
+        };
     let parsed = match serde_json::from_slice::<ClientJsonRpcMessage>(&bytes) {
         Ok(message) => Parsed(message),
         Err(error) => return not_a_message(&bytes, &error),
@@ -311,7 +308,7 @@ pub(crate) async fn inspect(
                 data.insert("error".to_owned(), json!("insufficient_scope"));
             }
             if let HttpRefusal::Challenge { rpc, .. } = &mut refused {
-                *rpc = Some((json!(parsed.id()), error));
+                *rpc = Some(Box::new((json!(parsed.id()), error)));
             }
             return refused.into_response();
         }

@@ -321,7 +321,6 @@ impl Front {
     }
 }
 
-
 async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }

@@ -21,8 +21,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 
 use super::admission::Parsed;
 use crate::auth::Principal;
-use crate::error::HttpRefusal;
 use crate::cluster::{Admission, Cluster, SessionTicket, plausible_id};
+use crate::error::HttpRefusal;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 

@@ -195,6 +195,23 @@ async fn listen(
     Ok((client, subscription))
 }
 
+/// A server whose debug lines include `following changes`, logged once a subscriber's
+/// receiver exists: the readiness signal [`followed`] waits for.
+async fn spawn_following(config: &Path) -> HttpServer {
+    HttpServer::spawn_with(bin(), config, &["--log-level", "debug"], &[])
+        .await
+        .expect("spawn")
+}
+
+/// Waits until the server has one more subscriber following changes (instead of sleeping
+/// and hoping the listen was registered).
+async fn followed(server: &mut HttpServer) {
+    server
+        .wait_for_log("following changes", WITHIN)
+        .await
+        .expect("the subscriber follows changes");
+}
+
 /// The next notification on `subscription` within `limit`, with the time it took.
 async fn next(
     subscription: &mut rmcp::service::Subscription,
@@ -217,9 +234,7 @@ fn updated_uri(n: &ServerNotification) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn rmcp_listen_2026_hears_edits_creations_and_deletions() {
     let notes = notes(true, "auto");
-    let server = HttpServer::spawn(bin(), &notes.config)
-        .await
-        .expect("spawn");
+    let mut server = spawn_following(&notes.config).await;
     let planning = "note://meetings/2026-12-01";
     let (_client, mut subscription) = listen(&server.url(), READER, &[WELCOME, planning])
         .await
@@ -239,7 +254,7 @@ async fn rmcp_listen_2026_hears_edits_creations_and_deletions() {
         "{acknowledged:?}"
     );
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    followed(&mut server).await;
     notes.write("welcome", "# Welcome\n\nEdited.\n");
     let (n, took) = next(&mut subscription, WITHIN)
         .await
@@ -324,14 +339,15 @@ async fn rmcp_listen_2026_hears_edits_creations_and_deletions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn poll_mode_delivers_within_the_interval() {
     let notes = notes(true, "poll");
-    let server = HttpServer::spawn(bin(), &notes.config)
-        .await
-        .expect("spawn");
+    let mut server = spawn_following(&notes.config).await;
     let (_client, mut subscription) = listen(&server.url(), READER, &[WELCOME])
         .await
         .expect("listen");
+    followed(&mut server).await;
     let mut worst = Duration::ZERO;
     for i in 0..3 {
+        // Pacing, not synchronisation: each edit lands in a later poll than the last one
+        // heard, so it is a change of its own.
         tokio::time::sleep(Duration::from_millis(150)).await;
         notes.write("welcome", &format!("# Welcome\n\nPolled {i}.\n"));
         let Some((n, took)) = next(&mut subscription, Duration::from_secs(3)).await else {
@@ -419,9 +435,7 @@ async fn stalled_subscriber(url: &str, uri: &str) -> reqwest::Response {
 async fn two_hundred_sessions_hear_one_edit_and_a_stalled_one_delays_nobody() {
     const SESSIONS: usize = 200;
     let notes = notes(true, "auto");
-    let server = HttpServer::spawn(bin(), &notes.config)
-        .await
-        .expect("spawn");
+    let mut server = spawn_following(&notes.config).await;
     let pid = server.pid().expect("pid");
     let url = server.url();
     let baseline = rss_kib(pid);
@@ -447,6 +461,8 @@ async fn two_hundred_sessions_hear_one_edit_and_a_stalled_one_delays_nobody() {
         let connected = rss_kib(pid);
         // Two edits, far enough apart to be two notifications: every session hears both.
         for round in 0..2 {
+            // Pacing, not synchronisation: two edits further apart than the watcher's
+            // debounce are two notifications.
             tokio::time::sleep(Duration::from_millis(300)).await;
             let started = Instant::now();
             notes.write(
@@ -485,8 +501,9 @@ async fn two_hundred_sessions_hear_one_edit_and_a_stalled_one_delays_nobody() {
         left[1]
     );
     // The server still serves and still notifies.
+    server.skip_logs();
     let (_client, mut subscription) = listen(&url, READER, &[WELCOME]).await.expect("listen");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    followed(&mut server).await;
     notes.write("welcome", "# Welcome\n\nAfter.\n");
     assert!(next(&mut subscription, WITHIN).await.is_some());
 }
@@ -507,7 +524,7 @@ async fn file_resources_of_a_watched_root_are_live() {
          [[files]]\nname = \"plain\"\npath = \"plain\"\n",
     )
     .expect("config");
-    let server = HttpServer::spawn(bin(), &config).await.expect("spawn");
+    let mut server = spawn_following(&config).await;
     let client = portcullis_test::http_client(&server.url(), Era::Stateless2026)
         .await
         .expect("connect");
@@ -527,7 +544,7 @@ async fn file_resources_of_a_watched_root_are_live() {
         "{:?}",
         subscription.acknowledged()
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    followed(&mut server).await;
     std::fs::write(dir.path().join("docs/.env"), "SECRET=2\n").expect("edit");
     std::fs::write(dir.path().join("docs/guide/a.md"), "second\n").expect("edit");
     let (n, took) = next(&mut subscription, WITHIN)
@@ -694,12 +711,13 @@ watch = "auto"
     );
     let path = dir.path().join("portcullis.toml");
     std::fs::write(&path, config).expect("config");
-    let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let mut server = spawn_following(&path).await;
     let (_reader, mut reader) = listen(&server.url(), READER, &[]).await.expect("listen");
     let (_files, mut files_only) = listen(&server.url(), "pcs_live-files-only", &[])
         .await
         .expect("listen");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    followed(&mut server).await;
+    followed(&mut server).await;
     std::fs::write(dir.path().join("notes/new.md"), "# New\n").expect("note");
     let (n, _) = next(&mut reader, WITHIN)
         .await

@@ -89,6 +89,23 @@ template = "one"
     )
 }
 
+/// `portcullis_in_flight_calls` from `/metrics`: calls running in a pack now.
+async fn in_flight_calls(server: &HttpServer) -> f64 {
+    let text = portcullis_test::http()
+        .get(server.at("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("portcullis_in_flight_calls "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn tool_names(server: &HttpServer, token: &str) -> Vec<String> {
     let r = post_stateless(&server.url(), Some(token), "tools/list", json!({})).await;
     r.body["result"]["tools"]
@@ -156,15 +173,29 @@ async fn sighup_swaps_the_config_under_load_and_refuses_an_invalid_one() {
             .await
         }
     });
+    // The slow call is running in the pack (the in-flight gauge says so) before anything
+    // else is sent or reloaded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while in_flight_calls(&server).await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow call never started"
+        );
+        tokio::task::yield_now().await;
+    }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // Every successful call of the load ticks this: the test waits on it, not on a clock.
+    let (progress, mut progressed) = tokio::sync::watch::channel(0usize);
+    let progress = Arc::new(progress);
     let load: Vec<_> = (0..4)
         .map(|_| {
-            let (url, stop, ok, failed) = (
+            let (url, stop, ok, failed, progress) = (
                 url.clone(),
                 Arc::clone(&stop),
                 Arc::clone(&ok),
                 Arc::clone(&failed),
+                Arc::clone(&progress),
             );
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -177,6 +208,7 @@ async fn sighup_swaps_the_config_under_load_and_refuses_an_invalid_one() {
                     .await;
                     if r.status == StatusCode::OK && r.body["result"]["isError"] != json!(true) {
                         ok.fetch_add(1, Ordering::Relaxed);
+                        progress.send_modify(|n| *n += 1);
                     } else {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -184,7 +216,11 @@ async fn sighup_swaps_the_config_under_load_and_refuses_an_invalid_one() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load is running before the reload.
+    progressed
+        .wait_for(|n| *n >= 8)
+        .await
+        .expect("the load runs");
     std::fs::write(&path, config(dir.path(), 'b', "")).unwrap();
     sighup(&server);
     let line = server
@@ -278,8 +314,12 @@ async fn sighup_swaps_the_config_under_load_and_refuses_an_invalid_one() {
             .0,
         StatusCode::OK
     );
-    // The load ran through both reloads without a single failure.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load ran through both reloads without a single failure, and on after them.
+    let after_reloads = *progressed.borrow();
+    progressed
+        .wait_for(|n| *n >= after_reloads + 8)
+        .await
+        .expect("the load runs on");
     stop.store(true, Ordering::Relaxed);
     for task in load {
         task.await.unwrap();
