@@ -32,6 +32,33 @@ pub fn expand<'a>(
     input: &'a str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Cow<'a, str>, ExpandError> {
+    expand_with(input, |name, _| lookup(name))
+}
+
+/// Every `${VAR}` in `input`, in order: its name and whether it has a `:-default`.
+///
+/// ```
+/// use portcullis_config::env::references;
+/// assert_eq!(
+///     references("${A}/${B:-x}/$${C}").unwrap(),
+///     [("A".to_owned(), false), ("B".to_owned(), true)]
+/// );
+/// ```
+pub fn references(input: &str) -> Result<Vec<(String, bool)>, ExpandError> {
+    let mut found = Vec::new();
+    expand_with(input, |name, default| {
+        found.push((name.to_owned(), default.is_some()));
+        Some(String::new())
+    })?;
+    Ok(found)
+}
+
+/// The one scanner: `visit` gets each reference's name and default and answers its value
+/// (`None`: the default, else the reference is unset).
+fn expand_with<'a>(
+    input: &'a str,
+    mut visit: impl FnMut(&str, Option<&str>) -> Option<String>,
+) -> Result<Cow<'a, str>, ExpandError> {
     if !input.contains("${") {
         return Ok(Cow::Borrowed(input));
     }
@@ -64,7 +91,7 @@ pub fn expand<'a>(
         if !valid_name {
             return Err(ExpandError::Malformed(format!("${{{body}}}")));
         }
-        match (lookup(name), default) {
+        match (visit(name, default), default) {
             (Some(value), _) => out.push_str(&value),
             (None, Some(default)) => out.push_str(default),
             (None, None) => return Err(ExpandError::Unset(name.to_owned())),

@@ -49,6 +49,60 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path, |name| std::env::var(name).ok())
 }
 
+/// Every environment variable the config at `path` refers to (`${VAR}` in any string
+/// value), once each in order of appearance, with whether every reference to it has a
+/// `:-default`. Nothing is looked up: `client-config` uses it to list what a client must
+/// pass to a server it starts.
+pub fn variables(path: &Path) -> Result<Vec<(String, bool)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |span: Option<Range<usize>>, message: String| {
+        let (line, column) = span.map_or((1, 1), |s| line_col(&text, s.start));
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            key: None,
+            message,
+        }
+    };
+    let root = DeTable::parse(&text).map_err(|e| invalid(e.span(), e.message().to_owned()))?;
+    fn walk(
+        value: &Spanned<DeValue<'_>>,
+        out: &mut Vec<(String, bool)>,
+    ) -> Result<(), (Range<usize>, ExpandError)> {
+        match value.get_ref() {
+            DeValue::String(s) => {
+                for (name, defaulted) in crate::env::references(s).map_err(|e| (value.span(), e))? {
+                    match out.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, all_defaulted)) => *all_defaulted &= defaulted,
+                        None => out.push((name, defaulted)),
+                    }
+                }
+            }
+            DeValue::Array(items) => {
+                for item in items {
+                    walk(item, out)?;
+                }
+            }
+            DeValue::Table(table) => {
+                for (_, item) in table.iter() {
+                    walk(item, out)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for (_, value) in root.get_ref().iter() {
+        walk(value, &mut out).map_err(|(span, e)| invalid(Some(span), e.to_string()))?;
+    }
+    Ok(out)
+}
+
 /// Parses and validates configuration `text` that came from `origin` (used for messages and
 /// to resolve relative paths), looking variables up with `lookup`.
 pub fn parse(

@@ -13,6 +13,12 @@
 //!   `{type: "http", url, headers}`.
 //! - Codex (`~/.codex/config.toml`): `[mcp_servers.NAME]` with `command`/`args`, or `url`
 //!   and `http_headers`.
+//!
+//! A server the client starts gets the client's `env` and nothing of the operator's shell:
+//! every `${VAR}` of the config without a default is listed there, with a placeholder value
+//! (`--with-values`: the value set in this shell). `--write` merges the entry into the
+//! client's own file under `$HOME` (refusing to replace a different entry of the same name
+//! without `--force`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,9 +45,13 @@ pub(crate) enum Client {
 }
 
 /// How the client reaches the server.
-enum Transport {
-    /// The client starts this binary: `serve --stdio --config CONFIG`.
-    Stdio { program: PathBuf, config: PathBuf },
+pub(crate) enum Transport {
+    /// The client starts this binary: `serve --stdio --config CONFIG`, with `env`.
+    Stdio {
+        program: PathBuf,
+        config: PathBuf,
+        env: BTreeMap<String, String>,
+    },
     /// The client connects to a running server.
     Http {
         url: String,
@@ -49,17 +59,60 @@ enum Transport {
     },
 }
 
-pub(crate) fn run(
-    client: Client,
-    config: &Path,
-    http: Option<String>,
-    headers: &[String],
-) -> ExitCode {
+/// What `client-config` was asked, besides the client and the config.
+pub(crate) struct Options {
+    /// Connect to a running server at this URL instead of starting one.
+    pub(crate) http: Option<String>,
+    /// Headers sent with `http`.
+    pub(crate) headers: Vec<String>,
+    /// Put the values set in this shell into `env` instead of placeholders.
+    pub(crate) with_values: bool,
+    /// Merge the entry into the client's own config file.
+    pub(crate) write: bool,
+    /// With `write`: replace a different entry of the same name.
+    pub(crate) force: bool,
+}
+
+/// The value `env` gets for `name` unless `--with-values` takes the shell's.
+fn placeholder(name: &str) -> String {
+    format!("<{name}>")
+}
+
+pub(crate) fn run(client: Client, config: &Path, options: Options) -> ExitCode {
+    let Options {
+        http,
+        headers,
+        with_values,
+        write,
+        force,
+    } = options;
+    let headers = headers.as_slice();
     let usage = |message: &dyn std::fmt::Display| {
         eprintln!("portcullis: {message}");
         ExitCode::from(EX_USAGE)
     };
-    let loaded = match portcullis_config::load(config) {
+    // The variables a server started by the client needs: every `${VAR}` without a
+    // default. The config loads with placeholders for those this shell does not set.
+    let required: Vec<String> = match portcullis_config::variables(config) {
+        Ok(variables) => variables
+            .into_iter()
+            .filter(|(_, defaulted)| !defaulted)
+            .map(|(name, _)| name)
+            .collect(),
+        Err(error) => return usage(&error),
+    };
+    let text = match std::fs::read_to_string(config) {
+        Ok(text) => text,
+        Err(error) => return usage(&format_args!("{}: {error}", config.display())),
+    };
+    let loaded = match portcullis_config::parse(&text, config, |name| {
+        std::env::var(name).ok().or_else(|| {
+            required
+                .iter()
+                .any(|r| r == name)
+                .then(|| placeholder(name))
+        })
+    }) {
         Ok(loaded) => loaded,
         Err(error) => return usage(&error),
     };
@@ -80,7 +133,26 @@ pub(crate) fn run(
                     return ExitCode::from(EX_FAILURE);
                 }
             };
-            Transport::Stdio { program, config }
+            let mut env = BTreeMap::new();
+            let mut placeholders = Vec::new();
+            for name in &required {
+                let value = with_values.then(|| std::env::var(name).ok()).flatten();
+                if value.is_none() {
+                    placeholders.push(name.as_str());
+                }
+                env.insert(name.clone(), value.unwrap_or_else(|| placeholder(name)));
+            }
+            if !placeholders.is_empty() {
+                eprintln!(
+                    "portcullis: the server needs {}: replace the placeholder value(s) in `env` (or run with --with-values to copy them from this shell)",
+                    placeholders.join(", ")
+                );
+            }
+            Transport::Stdio {
+                program,
+                config,
+                env,
+            }
         }
         Some(url) => {
             if let Err(message) = check_url(&url) {
@@ -106,6 +178,23 @@ pub(crate) fn run(
         Ok(rendered) => rendered,
         Err(message) => return usage(&message),
     };
+    if write {
+        let home = match std::env::var_os("HOME") {
+            Some(home) if !home.is_empty() => PathBuf::from(home),
+            _ => return usage(&"--write needs $HOME (the client's files are under it)"),
+        };
+        return match crate::client_write::merge(client, &home, &name, &transport, force) {
+            Ok(done) => {
+                eprintln!("portcullis: {done}");
+                ExitCode::SUCCESS
+            }
+            Err(crate::client_write::Refused::Usage(message)) => usage(&message),
+            Err(crate::client_write::Refused::Io(message)) => {
+                eprintln!("portcullis: {message}");
+                ExitCode::from(EX_FAILURE)
+            }
+        };
+    }
     #[allow(
         clippy::print_stdout,
         reason = "`client-config` is a CLI command whose output is the snippet"
@@ -163,54 +252,34 @@ fn has_credentials(headers: &[(String, String)]) -> bool {
 
 /// The snippet for `client`, and where to put it.
 fn render(client: Client, name: &str, transport: &Transport) -> Result<(String, String), String> {
-    let stdio_args = |config: &Path| -> Vec<String> {
-        vec![
-            "serve".to_owned(),
-            "--stdio".to_owned(),
-            "--config".to_owned(),
-            config.display().to_string(),
-        ]
-    };
-    let header_map = |headers: &[(String, String)]| -> BTreeMap<String, String> {
-        headers.iter().cloned().collect()
-    };
     Ok(match (client, transport) {
-        (Client::ClaudeDesktop, Transport::Stdio { program, config }) => (
-            json_snippet(&json!({ "mcpServers": { name: {
-                "command": program.display().to_string(),
-                "args": stdio_args(config),
-            }}})),
+        (Client::ClaudeDesktop, transport @ Transport::Stdio { .. }) => (
+            json_snippet(&json!({ "mcpServers": { name: server_entry(client, transport) } })),
             "add this entry to `mcpServers` in claude_desktop_config.json (Settings > Developer > Edit Config), then restart Claude Desktop".to_owned(),
         ),
-        (Client::ClaudeDesktop, Transport::Http { url, headers }) => {
-            // Claude Desktop's file starts local programs only: `mcp-remote` bridges stdio to
-            // the URL. Header values go through the environment because a value with a space
-            // does not survive as one argument there.
-            let mut args = vec!["-y".to_owned(), "mcp-remote".to_owned(), url.clone()];
-            if url.starts_with("http://") {
-                args.push("--allow-http".to_owned());
-            }
-            let mut env = BTreeMap::new();
-            for (header, value) in headers {
-                let var = header_env_var(header);
-                args.push("--header".to_owned());
-                args.push(format!("{header}:${{{var}}}"));
-                env.insert(var, value.clone());
-            }
-            let mut server = json!({ "command": "npx", "args": args });
-            if !env.is_empty() {
-                server["env"] = json!(env);
-            }
+        (Client::ClaudeDesktop, transport @ Transport::Http { .. }) => {
             (
-                json_snippet(&json!({ "mcpServers": { name: server } })),
+                json_snippet(&json!({ "mcpServers": { name: server_entry(client, transport) } })),
                 "add this entry to `mcpServers` in claude_desktop_config.json, then restart Claude Desktop; it runs the `mcp-remote` bridge from npm (needs Node.js), since that file starts local programs only".to_owned(),
             )
         }
-        (Client::ClaudeCode, Transport::Stdio { program, config }) => {
-            let mut words = vec!["claude", "mcp", "add", name, "--"]
+        (
+            Client::ClaudeCode,
+            Transport::Stdio {
+                program,
+                config,
+                env,
+            },
+        ) => {
+            let mut words = vec!["claude", "mcp", "add", name]
                 .into_iter()
                 .map(str::to_owned)
                 .collect::<Vec<_>>();
+            for (var, value) in env {
+                words.push("-e".to_owned());
+                words.push(format!("{var}={value}"));
+            }
+            words.push("--".to_owned());
             words.push(program.display().to_string());
             words.extend(stdio_args(config));
             (
@@ -232,62 +301,28 @@ fn render(client: Client, name: &str, transport: &Transport) -> Result<(String, 
                 "run this command (add `--scope user` after `add` to use the server in every project)".to_owned(),
             )
         }
-        (Client::Cursor, Transport::Stdio { program, config }) => (
-            json_snippet(&json!({ "mcpServers": { name: {
-                "command": program.display().to_string(),
-                "args": stdio_args(config),
-            }}})),
+        (Client::Cursor, transport @ Transport::Stdio { .. }) => (
+            json_snippet(&json!({ "mcpServers": { name: server_entry(client, transport) } })),
             "add this entry to `mcpServers` in .cursor/mcp.json (this project) or ~/.cursor/mcp.json (every project)".to_owned(),
         ),
-        (Client::Cursor, Transport::Http { url, headers }) => {
-            let mut server = json!({ "url": url });
-            if !headers.is_empty() {
-                server["headers"] = json!(header_map(headers));
-            }
+        (Client::Cursor, transport @ Transport::Http { .. }) => {
             (
-                json_snippet(&json!({ "mcpServers": { name: server } })),
+                json_snippet(&json!({ "mcpServers": { name: server_entry(client, transport) } })),
                 "add this entry to `mcpServers` in .cursor/mcp.json (this project) or ~/.cursor/mcp.json (every project)".to_owned(),
             )
         }
-        (Client::Vscode, Transport::Stdio { program, config }) => (
-            json_snippet(&json!({ "servers": { name: {
-                "type": "stdio",
-                "command": program.display().to_string(),
-                "args": stdio_args(config),
-            }}})),
+        (Client::Vscode, transport @ Transport::Stdio { .. }) => (
+            json_snippet(&json!({ "servers": { name: server_entry(client, transport) } })),
             "add this entry to `servers` in .vscode/mcp.json (or run `MCP: Open User Configuration`)".to_owned(),
         ),
-        (Client::Vscode, Transport::Http { url, headers }) => {
-            let mut server = json!({ "type": "http", "url": url });
-            if !headers.is_empty() {
-                server["headers"] = json!(header_map(headers));
-            }
+        (Client::Vscode, transport @ Transport::Http { .. }) => {
             (
-                json_snippet(&json!({ "servers": { name: server } })),
+                json_snippet(&json!({ "servers": { name: server_entry(client, transport) } })),
                 "add this entry to `servers` in .vscode/mcp.json (or run `MCP: Open User Configuration`)".to_owned(),
             )
         }
         (Client::Codex, transport) => {
-            let server = match transport {
-                Transport::Stdio { program, config } => {
-                    let mut table = toml::Table::new();
-                    table.insert("command".to_owned(), program.display().to_string().into());
-                    table.insert("args".to_owned(), stdio_args(config).into());
-                    table
-                }
-                Transport::Http { url, headers } => {
-                    let mut table = toml::Table::new();
-                    table.insert("url".to_owned(), url.clone().into());
-                    if !headers.is_empty() {
-                        let map: toml::Table = headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
-                            .collect();
-                        table.insert("http_headers".to_owned(), map.into());
-                    }
-                    table
-                }
-            };
+            let server = codex_entry(transport);
             let mut servers = toml::Table::new();
             servers.insert(name.to_owned(), server.into());
             let mut document = toml::Table::new();
@@ -300,6 +335,109 @@ fn render(client: Client, name: &str, transport: &Transport) -> Result<(String, 
             )
         }
     })
+}
+
+fn stdio_args(config: &Path) -> Vec<String> {
+    vec![
+        "serve".to_owned(),
+        "--stdio".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ]
+}
+
+/// The server's entry in a JSON client's file (Claude Desktop, Claude Code, Cursor, VS
+/// Code): what the snippet shows and what `--write` merges.
+pub(crate) fn server_entry(client: Client, transport: &Transport) -> Value {
+    match transport {
+        Transport::Stdio {
+            program,
+            config,
+            env,
+        } => {
+            let mut server = json!({
+                "command": program.display().to_string(),
+                "args": stdio_args(config),
+            });
+            if matches!(client, Client::Vscode | Client::ClaudeCode) {
+                server["type"] = json!("stdio");
+            }
+            if !env.is_empty() {
+                server["env"] = json!(env);
+            }
+            server
+        }
+        Transport::Http { url, headers } => match client {
+            Client::ClaudeDesktop => {
+                // Claude Desktop's file starts local programs only: `mcp-remote` bridges
+                // stdio to the URL. Header values go through the environment because a
+                // value with a space does not survive as one argument there.
+                let mut args = vec!["-y".to_owned(), "mcp-remote".to_owned(), url.clone()];
+                if url.starts_with("http://") {
+                    args.push("--allow-http".to_owned());
+                }
+                let mut env = BTreeMap::new();
+                for (header, value) in headers {
+                    let var = header_env_var(header);
+                    args.push("--header".to_owned());
+                    args.push(format!("{header}:${{{var}}}"));
+                    env.insert(var, value.clone());
+                }
+                let mut server = json!({ "command": "npx", "args": args });
+                if !env.is_empty() {
+                    server["env"] = json!(env);
+                }
+                server
+            }
+            _ => {
+                let mut server = json!({ "url": url });
+                if matches!(client, Client::Vscode | Client::ClaudeCode) {
+                    server["type"] = json!("http");
+                }
+                if !headers.is_empty() {
+                    let map: BTreeMap<&str, &str> = headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    server["headers"] = json!(map);
+                }
+                server
+            }
+        },
+    }
+}
+
+/// The server's table in Codex's `config.toml`.
+pub(crate) fn codex_entry(transport: &Transport) -> toml::Table {
+    let mut table = toml::Table::new();
+    match transport {
+        Transport::Stdio {
+            program,
+            config,
+            env,
+        } => {
+            table.insert("command".to_owned(), program.display().to_string().into());
+            table.insert("args".to_owned(), stdio_args(config).into());
+            if !env.is_empty() {
+                let map: toml::Table = env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
+                    .collect();
+                table.insert("env".to_owned(), map.into());
+            }
+        }
+        Transport::Http { url, headers } => {
+            table.insert("url".to_owned(), url.clone().into());
+            if !headers.is_empty() {
+                let map: toml::Table = headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
+                    .collect();
+                table.insert("http_headers".to_owned(), map.into());
+            }
+        }
+    }
+    table
 }
 
 fn json_snippet(value: &Value) -> String {

@@ -4,6 +4,7 @@
 
 mod audit;
 mod client_config;
+mod client_write;
 mod explain;
 mod health;
 mod init;
@@ -23,6 +24,9 @@ const EX_FAILURE: u8 = 1;
 const EX_USAGE: u8 = 64;
 /// Exit status when an audit log fails verification (sysexits EX_DATAERR).
 const EX_DATAERR: u8 = 65;
+/// Exit status when `check --connect` finds a source that cannot be used (sysexits
+/// EX_UNAVAILABLE).
+const EX_UNAVAILABLE: u8 = 69;
 
 /// The exit statuses, for `--help` (a unit test keeps it in step with the constants).
 const EXIT_STATUS_HELP: &str = "\
@@ -30,7 +34,8 @@ Exit status:
   0   success
   1   runtime failure (the server stopped with an error, an I/O error)
   64  usage or configuration error (bad arguments, invalid config, unknown key, refused overwrite)
-  65  audit log verification failed (`portcullis audit verify`)";
+  65  audit log verification failed (`portcullis audit verify`)
+  69  a source cannot be used (`portcullis check --connect`)";
 
 /// Portcullis: a production MCP server configured by a file.
 #[derive(Debug, Parser)]
@@ -84,6 +89,10 @@ enum Command {
         /// Configuration file.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
+        /// Also open every source (databases, API health URLs) and prepare every configured
+        /// statement; report each problem with its root cause, exit 69 if there is one.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print the snippet (or command) that connects a client to this server: over stdio with
     /// absolute paths to this binary and the config, or to a running server with --http.
@@ -100,6 +109,16 @@ enum Command {
         /// A header the client sends with --http, `Name: value` (repeat for several).
         #[arg(long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
+        /// Put the values this shell sets for the config's `${VAR}`s into `env` (default:
+        /// placeholders, so no secret lands in a snippet by accident).
+        #[arg(long)]
+        with_values: bool,
+        /// Merge the entry into the client's own config file under $HOME instead of printing it.
+        #[arg(long)]
+        write: bool,
+        /// With --write: replace an entry of the same name that says something else.
+        #[arg(long, requires = "write")]
+        force: bool,
     },
     /// Print what a principal may call and read, with the timeouts and rate limits that
     /// apply. Without --principal or --scopes: the local user (stdio), who has every scope.
@@ -215,13 +234,26 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, connect } => check(&config, connect),
         Command::ClientConfig {
             client,
             config,
             http,
             headers,
-        } => client_config::run(client, &config, http, &headers),
+            with_values,
+            write,
+            force,
+        } => client_config::run(
+            client,
+            &config,
+            client_config::Options {
+                http,
+                headers,
+                with_values,
+                write,
+                force,
+            },
+        ),
         Command::Explain {
             config,
             principal,
@@ -379,7 +411,7 @@ fn serve(
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, connect: bool) -> ExitCode {
     let loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -415,6 +447,61 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     for warning in portcullis_packs::sql::credential_warnings(&loaded.config) {
         eprintln!("portcullis: warning: {warning}");
+    }
+    if connect {
+        return check_connect(&loaded);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `check --connect`: every dependency's probe, one line each on stdout (`ok` with what was
+/// checked, or each problem with its root cause); exit 69 when one cannot be used.
+fn check_connect(loaded: &Prepared) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("portcullis: cannot start a runtime: {error}");
+            return ExitCode::from(EX_FAILURE);
+        }
+    };
+    let probes = runtime.block_on(loaded.catalog.probe());
+    let mut out = String::from("\nconnect:\n");
+    let mut failed = 0;
+    use std::fmt::Write as _;
+    if probes.is_empty() {
+        let _ = writeln!(out, "  nothing to connect to");
+    }
+    for (name, result) in probes {
+        match result {
+            Ok(what) => {
+                let _ = writeln!(out, "  ok      {name}: {what}");
+            }
+            Err(problems) => {
+                for problem in problems {
+                    failed += 1;
+                    let _ = match &problem.cause {
+                        Some(cause) => {
+                            writeln!(out, "  FAILED  {name}: {}: {cause}", problem.reason)
+                        }
+                        None => writeln!(out, "  FAILED  {name}: {}", problem.reason),
+                    };
+                }
+            }
+        }
+    }
+    #[allow(
+        clippy::print_stdout,
+        reason = "`check --connect` reports on stdout, after the config report"
+    )]
+    {
+        print!("{out}");
+    }
+    if failed > 0 {
+        eprintln!("portcullis: {failed} problem(s) found connecting to this config's sources");
+        return ExitCode::from(EX_UNAVAILABLE);
     }
     ExitCode::SUCCESS
 }

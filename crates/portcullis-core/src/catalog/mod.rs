@@ -240,6 +240,17 @@ pub trait PromptTemplate: Send + Sync + 'static {
 pub trait Readiness: Send + Sync + 'static {
     /// `Ok` when ready, otherwise why not.
     async fn check(&self) -> Result<(), NotReady>;
+
+    /// What `portcullis check --connect` asks, once, before anything is served: `Ok` with
+    /// what was checked, or every problem found, each with its root cause. By default the
+    /// same as [`Readiness::check`]; a dependency that can tell more says it here (a
+    /// database prepares every configured statement).
+    async fn probe(&self) -> Result<String, Vec<NotReady>> {
+        self.check()
+            .await
+            .map(|()| "ready".to_owned())
+            .map_err(|not_ready| vec![not_ready])
+    }
 }
 
 /// Why a dependency is not ready: what (shown on `/readyz`, so nothing secret) and, for the
@@ -656,6 +667,15 @@ impl Catalog {
     }
 
     /// Runs every readiness check concurrently; returns each check's name and outcome.
+    /// Every dependency's [`Readiness::probe`], by name, in registration order.
+    pub async fn probe(&self) -> Vec<(String, Result<String, Vec<NotReady>>)> {
+        let probes = self
+            .readiness
+            .iter()
+            .map(|(name, check)| async move { (name.clone(), check.probe().await) });
+        futures::future::join_all(probes).await
+    }
+
     pub async fn readiness(&self) -> Vec<(String, Result<(), NotReady>)> {
         let checks = self
             .readiness

@@ -5,6 +5,7 @@
 //! query, inside a read-only transaction, under a timeout and row and byte caps; schema and
 //! describe-table tools are catalog queries. [`source`] is the only code that runs SQL.
 
+mod cause;
 mod checker;
 mod credentials;
 mod params;
@@ -98,18 +99,70 @@ fn add(
                 name: name.clone(),
             });
         }
-        catalog.readiness(format!("sql:{}", config.name), SourceReady(source));
+        let statements = config
+            .statements
+            .iter()
+            .map(|s| (s.name.clone(), s.sql.clone()))
+            .collect();
+        catalog.readiness(
+            format!("sql:{}", config.name),
+            SourceReady { source, statements },
+        );
     }
     Ok(())
 }
 
-struct SourceReady(Arc<Source>);
+/// A source's readiness: it answers (`/readyz`); for `check --connect`, it opens and
+/// prepares every configured statement.
+struct SourceReady {
+    source: Arc<Source>,
+    /// Each statement tool's name and SQL.
+    statements: Vec<(String, String)>,
+}
+
+/// How long `check --connect` gives a source to connect and prepare its statements.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[async_trait]
 impl Readiness for SourceReady {
     async fn check(&self) -> Result<(), NotReady> {
-        self.0.ping().await.map_err(|error| {
-            NotReady::new(format!("database `{}` unavailable", self.0.name)).because(error.cause())
+        let source = &self.source;
+        source.ping().await.map_err(|error| {
+            let reason = match &error {
+                source::DbError::Unavailable(cause) => format!(
+                    "database `{}` unavailable: {}",
+                    source.name,
+                    cause.class.words()
+                ),
+                _ => format!("database `{}` unavailable", source.name),
+            };
+            NotReady::new(reason).because(source.explain(&error))
         })
+    }
+
+    async fn probe(&self) -> Result<String, Vec<NotReady>> {
+        let source = &self.source;
+        match source.prepare_all(&self.statements, PROBE_TIMEOUT).await {
+            Err(cause) => Err(vec![
+                // The detail starts with the class: the reason does not repeat it.
+                NotReady::new(format!("database `{}` cannot be opened", source.name))
+                    .because(cause.detail(&source.at())),
+            ]),
+            Ok(refused) if refused.is_empty() => Ok(format!(
+                "connected to {}; {} statement(s) prepared",
+                source.at(),
+                self.statements.len()
+            )),
+            Ok(refused) => Err(refused
+                .into_iter()
+                .map(|(name, message)| {
+                    NotReady::new(format!(
+                        "statement `{name}` on `{}` does not prepare",
+                        source.name
+                    ))
+                    .because(message)
+                })
+                .collect()),
+        }
     }
 }

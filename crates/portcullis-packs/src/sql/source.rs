@@ -31,6 +31,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Database, Executor, IntoArguments, Pool, Row};
 use tokio::sync::Semaphore;
 
+use super::cause::{Cause, Class};
 use super::params::Bound;
 use super::rows::{Collected, mysql_row, pg_row, sqlite_row};
 
@@ -59,8 +60,9 @@ pub(crate) enum Outcome {
 /// Why a statement did not run to completion.
 #[derive(Debug)]
 pub(crate) enum DbError {
-    /// The database cannot be reached (or refused the connection). Detail is for logs only.
-    Unavailable(String),
+    /// The database cannot be reached, or refused the connection: why, for the operator
+    /// (the model is told only the class).
+    Unavailable(Cause),
     /// Every connection was in use until the call's deadline.
     Busy,
     /// The statement ran out of time and was cancelled.
@@ -72,26 +74,24 @@ pub(crate) enum DbError {
 }
 
 impl DbError {
-    /// The database's own explanation, secrets scrubbed (for the operator's log).
-    pub(crate) fn cause(&self) -> String {
-        match self {
-            Self::Unavailable(detail) | Self::Refused(detail) => {
-                portcullis_core::redact_secrets(detail)
-            }
-            Self::Busy => "every connection is in use".to_owned(),
-            Self::TimedOut => "timed out".to_owned(),
-            Self::Internal(error) => portcullis_core::redact_secrets(&error.to_string()),
-        }
-    }
-
     pub(crate) fn into_tool_error(self, source: &Source) -> ToolError {
         match self {
-            Self::Unavailable(detail) => {
-                tracing::warn!(source = %source.name, error = %portcullis_core::redact_secrets(&detail), "database unavailable");
-                ToolError::rejected(format!(
-                    "database `{}` unavailable; it did not answer, try again later",
-                    source.name
-                ))
+            Self::Unavailable(cause) => {
+                tracing::warn!(source = %source.name, cause = %cause.detail(&source.at()), "database unavailable");
+                let class = cause.class;
+                ToolError::rejected(if class.needs_the_operator() {
+                    format!(
+                        "database `{}` cannot be opened ({}); retrying will not help: the operator must check its configuration",
+                        source.name,
+                        class.words()
+                    )
+                } else {
+                    format!(
+                        "database `{}` is unavailable ({}); try again later",
+                        source.name,
+                        class.words()
+                    )
+                })
             }
             Self::Busy => ToolError::rejected(format!(
                 "database `{}` is busy: all {} connections were in use until this call's deadline; try again in a moment",
@@ -550,9 +550,10 @@ impl Source {
             return if self.reachable.load(Ordering::Relaxed) {
                 Ok(())
             } else {
-                Err(DbError::Unavailable(
-                    "busy, and the last connection attempt failed".to_owned(),
-                ))
+                Err(DbError::Unavailable(Cause::new(
+                    Class::Other,
+                    "busy, and the last connection attempt failed",
+                )))
             };
         };
         let result = match slots.pool.acquire().await {
@@ -560,7 +561,10 @@ impl Source {
             Err(e) => Err(e),
         };
         self.reachable.store(result.is_ok(), Ordering::Relaxed);
-        result.map_err(|e| DbError::Unavailable(e.to_string()))
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.unavailable(&error).await),
+        }
     }
 
     /// Runs `sql` with `values` bound, waiting for a connection until shortly before
@@ -641,14 +645,19 @@ impl Source {
             .unwrap_or_else(tokio::time::Instant::now);
         let _slot = match tokio::time::timeout_at(wait_until, slots.slots.acquire()).await {
             Ok(Ok(slot)) => slot,
-            Ok(Err(_closed)) => return Err(DbError::Unavailable("pool closed".to_owned())),
+            Ok(Err(_closed)) => {
+                return Err(DbError::Unavailable(Cause::new(
+                    Class::Other,
+                    "pool closed",
+                )));
+            }
             Err(_) => return Err(DbError::Busy),
         };
         let conn = match slots.pool.acquire().await {
             Ok(conn) => conn,
             Err(error) => {
                 self.reachable.store(false, Ordering::Relaxed);
-                return Err(unavailable(error));
+                return Err(self.unavailable(&error).await);
             }
         };
         self.reachable.store(true, Ordering::Relaxed);
@@ -699,6 +708,154 @@ impl Source {
 
     fn deadline(&self) -> Duration {
         self.timeout + GRACE
+    }
+
+    /// Where the source points, for the operator: the SQLite file, or
+    /// `user@host:port/database` (never the password).
+    pub(crate) fn at(&self) -> String {
+        match &self.connect {
+            Connect::Sqlite { path, .. } => path.display().to_string(),
+            Connect::Postgres(o) => format!(
+                "{}@{}:{}/{}",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or_default()
+            ),
+            Connect::MySql(o) => format!(
+                "{}@{}:{}/{}",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// What the operator reads about `error` (readiness's cause, logs).
+    pub(crate) fn explain(&self, error: &DbError) -> String {
+        match error {
+            DbError::Unavailable(cause) => cause.detail(&self.at()),
+            DbError::Refused(message) => portcullis_core::redact_secrets(message),
+            DbError::Busy => "every connection is in use".to_owned(),
+            DbError::TimedOut => "timed out".to_owned(),
+            DbError::Internal(error) => portcullis_core::redact_secrets(&error.to_string()),
+        }
+    }
+
+    /// The cause of a failed connection. A pool only says it timed out when nothing listens
+    /// (it retries a refused connection until its deadline): one direct attempt, bounded,
+    /// names the real cause.
+    async fn unavailable(&self, error: &sqlx::Error) -> DbError {
+        let cause = Cause::of(error);
+        if cause.class == Class::TimedOut
+            && let Err(found) = self.diagnose(DIAGNOSE_TIMEOUT).await
+        {
+            return DbError::Unavailable(found);
+        }
+        DbError::Unavailable(cause)
+    }
+
+    /// Opens one connection of its own (never a pool's) and says why it cannot, if it
+    /// cannot: `check --connect` and the causes of failed calls. A SQLite file that is
+    /// missing is fine when a `seed` or a writable source will create it.
+    pub(crate) async fn diagnose(&self, limit: Duration) -> Result<(), Cause> {
+        self.with_connection(limit, |_| Box::pin(async { Ok(()) }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Prepares each of `statements` (name, SQL) on a connection of its own, without running
+    /// any: the ones the database refuses, with its words (a table that does not exist, a
+    /// misspelled column). A SQLite source whose file does not exist yet is checked against
+    /// its `seed` run in memory.
+    pub(crate) async fn prepare_all(
+        &self,
+        statements: &[(String, String)],
+        limit: Duration,
+    ) -> Result<Vec<(String, String)>, Cause> {
+        let statements = statements.to_vec();
+        self.with_connection(limit, move |conn| {
+            Box::pin(async move {
+                let mut refused = Vec::new();
+                for (name, sql) in statements {
+                    if let Err(error) = conn.prepare(&sql).await {
+                        refused.push((name, prepare_error(&error)));
+                    }
+                }
+                Ok(refused)
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` on one direct connection, opened within `limit`.
+    async fn with_connection<T>(
+        &self,
+        limit: Duration,
+        work: impl for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, Cause>>,
+    ) -> Result<T, Cause> {
+        let late = || {
+            Cause::new(
+                Class::TimedOut,
+                format!("no connection within {} s", limit.as_secs_f64()),
+            )
+        };
+        let mut conn = match &self.connect {
+            Connect::Sqlite { path, seed } => {
+                let options = SqliteConnectOptions::new().disable_statement_logging();
+                if path.exists() {
+                    AnyConnection::Sqlite(
+                        options
+                            .filename(path)
+                            .read_only(true)
+                            .connect()
+                            .await
+                            .map_err(|e| Cause::of(&e))?,
+                    )
+                } else if let Some(seed) = seed {
+                    // The seed creates the file on first use: check against what it makes.
+                    let mut conn = options
+                        .in_memory(true)
+                        .connect()
+                        .await
+                        .map_err(|e| Cause::of(&e))?;
+                    conn.execute(seed.as_str()).await.map_err(|e| {
+                        Cause::new(Class::Unusable, format!("its seed script fails: {e}"))
+                    })?;
+                    AnyConnection::Sqlite(conn)
+                } else {
+                    return Err(Cause::new(
+                        Class::NotFound,
+                        format!("there is no file at {}", path.display()),
+                    ));
+                }
+            }
+            Connect::Postgres(options) => AnyConnection::Postgres(
+                tokio::time::timeout(limit, PgConnection::connect_with(options))
+                    .await
+                    .map_err(|_| late())?
+                    .map_err(|e| Cause::of(&e))?,
+            ),
+            Connect::MySql(options) => AnyConnection::MySql(
+                tokio::time::timeout(limit, MySqlConnection::connect_with(options))
+                    .await
+                    .map_err(|_| late())?
+                    .map_err(|e| Cause::of(&e))?,
+            ),
+        };
+        // A SQLite file opens lazily: this reads its header (not a database: code 26).
+        if let AnyConnection::Sqlite(sqlite) = &mut conn {
+            sqlite
+                .execute("PRAGMA schema_version")
+                .await
+                .map_err(|e| Cause::of(&e))?;
+        }
+        let result = tokio::time::timeout(limit, work(&mut conn))
+            .await
+            .map_err(|_| late())?;
+        conn.close().await;
+        result
     }
 
     async fn within_deadline<T>(
@@ -898,10 +1055,6 @@ impl CancelTarget {
     }
 }
 
-fn unavailable(error: sqlx::Error) -> DbError {
-    DbError::Unavailable(error.to_string())
-}
-
 /// Sorts a driver error into what the client may see.
 fn classify(error: sqlx::Error) -> DbError {
     match error {
@@ -964,8 +1117,46 @@ fn classify(error: sqlx::Error) -> DbError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => DbError::Unavailable(error.to_string()),
+        | sqlx::Error::WorkerCrashed => DbError::Unavailable(Cause::of(&error)),
         other => DbError::Internal(other),
+    }
+}
+
+/// How long a failed call spends finding out why the database did not answer.
+const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A direct connection of any engine (`check --connect`, diagnosis).
+pub(crate) enum AnyConnection {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(PgConnection),
+    MySql(MySqlConnection),
+}
+
+impl AnyConnection {
+    /// Prepares `sql` without running it.
+    async fn prepare(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(conn) => conn.prepare(sql).await.map(|_| ()),
+            Self::Postgres(conn) => conn.prepare(sql).await.map(|_| ()),
+            Self::MySql(conn) => conn.prepare(sql).await.map(|_| ()),
+        }
+    }
+
+    async fn close(self) {
+        let _ = match self {
+            Self::Sqlite(conn) => conn.close().await,
+            Self::Postgres(conn) => conn.close().await,
+            Self::MySql(conn) => conn.close().await,
+        };
+    }
+}
+
+/// The database's own words for a statement it would not prepare (its message only: the
+/// statement's text is the operator's own config).
+fn prepare_error(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => portcullis_core::redact_secrets(&other.to_string()),
     }
 }
 
@@ -978,7 +1169,10 @@ async fn create_from_seed(path: &Path, seed: &str) -> Result<(), DbError> {
         return Ok(());
     }
     let failed = |what: &str, e: &dyn std::fmt::Display| {
-        DbError::Unavailable(format!("seeding the database: {what}: {e}"))
+        DbError::Unavailable(Cause::new(
+            Class::Unusable,
+            format!("seeding the database: {what}: {e}"),
+        ))
     };
     let dir = path
         .parent()

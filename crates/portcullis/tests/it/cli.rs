@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use portcullis_test::HttpServer;
+use serde_json::json;
 
 use crate::{bin, demo_config};
 
@@ -418,6 +419,198 @@ async fn client_config_stdio_snippets_name_this_binary_and_the_config_absolutely
         assert_eq!(name, Some("srv-name"), "{client}");
         client_session.cancel().await.expect("close");
     }
+}
+
+/// A config whose server needs `PCS_CC_TOKEN` (no default) and may have `PCS_CC_OPTIONAL`.
+fn env_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        "[server]\nname = \"env-srv\"\n[[prompts]]\nname = \"hello\"\n\
+         description = \"token ${PCS_CC_TOKEN}, ${PCS_CC_OPTIONAL:-none}\"\ntemplate = \"hi\"\n",
+    )
+    .expect("config");
+    let config = dir.path().join("portcullis.toml");
+    (dir, config)
+}
+
+/// `client-config` without the variable set works, lists it in `env` with a placeholder,
+/// never copies the shell's value unless asked, and leaves out what has a default.
+#[test]
+fn client_config_lists_the_variables_the_server_needs_in_env() {
+    let (dir, config) = env_fixture();
+    let run = |extra: &[&str], token: Option<&str>| {
+        let mut command = Command::new(bin());
+        command
+            .args(["client-config", "claude-desktop", "--config"])
+            .arg(&config)
+            .args(extra)
+            .env_remove("PCS_CC_TOKEN")
+            .env_remove("PORTCULLIS_CONFIG");
+        if let Some(token) = token {
+            command.env("PCS_CC_TOKEN", token);
+        }
+        let output = command.output().expect("client-config");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        let snippet: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        (snippet["mcpServers"]["env-srv"]["env"].clone(), stderr)
+    };
+    let (env, stderr) = run(&[], None);
+    assert_eq!(env, json!({ "PCS_CC_TOKEN": "<PCS_CC_TOKEN>" }));
+    assert!(stderr.contains("PCS_CC_TOKEN"), "{stderr}");
+    // The operator's secret stays out of a snippet unless asked for.
+    let (env, _) = run(&[], Some("s3cret"));
+    assert_eq!(env, json!({ "PCS_CC_TOKEN": "<PCS_CC_TOKEN>" }));
+    let (env, _) = run(&["--with-values"], Some("s3cret"));
+    assert_eq!(env, json!({ "PCS_CC_TOKEN": "s3cret" }));
+    // Claude Code carries it as `-e`, Codex as a table.
+    let line = run_in(
+        dir.path(),
+        &[
+            "client-config",
+            "claude-code",
+            "--config",
+            "portcullis.toml",
+        ],
+    );
+    assert!(
+        line.1.contains(" -e 'PCS_CC_TOKEN=<PCS_CC_TOKEN>' -- "),
+        "{}",
+        line.1
+    );
+    let codex = run_in(
+        dir.path(),
+        &["client-config", "codex", "--config", "portcullis.toml"],
+    );
+    let table: toml::Table = toml::from_str(&codex.1).expect("TOML");
+    assert_eq!(
+        table["mcp_servers"]["env-srv"]["env"]["PCS_CC_TOKEN"].as_str(),
+        Some("<PCS_CC_TOKEN>")
+    );
+}
+
+/// `client-config --write` puts the entry into each client's own file under $HOME, keeping
+/// what else is there; the same again changes nothing; a different entry of that name is
+/// refused without --force. The written command starts the server with nothing but the
+/// written `env`, as a client does.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_config_write_merges_into_each_clients_file_and_the_entry_starts() {
+    let (dir, config) = env_fixture();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config/Claude")).expect("mkdir");
+    let desktop = home.join(".config/Claude/claude_desktop_config.json");
+    std::fs::write(
+        &desktop,
+        r#"{"globalShortcut":"Ctrl+Space","mcpServers":{"other":{"command":"other"}}}"#,
+    )
+    .expect("existing desktop config");
+    std::fs::create_dir_all(home.join(".codex")).expect("mkdir");
+    std::fs::write(home.join(".codex/config.toml"), "# mine\nmodel = \"o3\"\n").expect("codex");
+    let write = |client: &str, extra: &[&str]| {
+        let output = Command::new(bin())
+            .args(["client-config", client, "--write", "--config"])
+            .arg(&config)
+            .args(extra)
+            .env("HOME", &home)
+            .env_remove("CODEX_HOME")
+            .env_remove("PCS_CC_TOKEN")
+            .output()
+            .expect("client-config --write");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for (client, file, container) in [
+        (
+            "claude-desktop",
+            ".config/Claude/claude_desktop_config.json",
+            "mcpServers",
+        ),
+        ("claude-code", ".claude.json", "mcpServers"),
+        ("cursor", ".cursor/mcp.json", "mcpServers"),
+        ("vscode", ".config/Code/User/mcp.json", "servers"),
+    ] {
+        let (status, stdout, stderr) = write(client, &[]);
+        assert_eq!(status, Some(0), "{client}: {stderr}");
+        assert!(
+            stdout.is_empty(),
+            "{client}: --write prints no snippet: {stdout}"
+        );
+        assert!(
+            stderr.contains("wrote the entry `env-srv`"),
+            "{client}: {stderr}"
+        );
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(home.join(file)).expect("written"))
+                .expect("JSON");
+        let entry = &written[container]["env-srv"];
+        assert!(
+            entry["command"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("portcullis")),
+            "{client}: {written}"
+        );
+        assert_eq!(entry["env"]["PCS_CC_TOKEN"], "<PCS_CC_TOKEN>", "{client}");
+        // Again: nothing to change.
+        let (status, _, stderr) = write(client, &[]);
+        assert_eq!(status, Some(0), "{client}: {stderr}");
+        assert!(stderr.contains("nothing to change"), "{client}: {stderr}");
+    }
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&desktop).expect("desktop")).expect("JSON");
+    assert_eq!(written["globalShortcut"], "Ctrl+Space", "{written}");
+    assert_eq!(
+        written["mcpServers"]["other"]["command"], "other",
+        "{written}"
+    );
+    // Codex: appended, the file's own lines kept.
+    let (status, _, stderr) = write("codex", &[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    let codex = std::fs::read_to_string(home.join(".codex/config.toml")).expect("codex");
+    assert!(codex.starts_with("# mine\nmodel = \"o3\"\n"), "{codex}");
+    assert!(codex.contains("[mcp_servers.env-srv]"), "{codex}");
+
+    // A different entry of the same name: refused (64), unless --force.
+    let mut other: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join(".cursor/mcp.json")).unwrap())
+            .unwrap();
+    other["mcpServers"]["env-srv"]["command"] = json!("/somewhere/else");
+    std::fs::write(home.join(".cursor/mcp.json"), other.to_string()).expect("edit");
+    let (status, _, stderr) = write("cursor", &[]);
+    assert_eq!(status, Some(64), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    let (status, _, stderr) = write("cursor", &["--force"]);
+    assert_eq!(status, Some(0), "{stderr}");
+
+    // The entry as written starts the server with a clean environment plus its `env`.
+    let entry = written["mcpServers"]["env-srv"].clone();
+    let mut command = tokio::process::Command::new(entry["command"].as_str().expect("command"));
+    command
+        .args(
+            entry["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("arg")),
+        )
+        .env_clear()
+        .current_dir("/");
+    for (name, value) in entry["env"].as_object().expect("env") {
+        command.env(name, value.as_str().expect("value"));
+    }
+    let session = portcullis_test::stdio_client_of(command, portcullis_test::Era::Init2025_11)
+        .await
+        .expect("the written entry starts the server");
+    let info = session.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("env-srv")
+    );
+    session.cancel().await.expect("close");
 }
 
 /// A `claude` stand-in that prints each argument it gets on its own line.

@@ -28,6 +28,7 @@ mod reload;
 mod sql;
 mod sql_attacks;
 mod sql_availability;
+mod sql_causes;
 mod sql_load;
 mod stdio_limits;
 mod stdout;
