@@ -91,6 +91,27 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
+impl Config {
+    /// Every file the config reads besides itself, resolved against [`Config::base_dir`]:
+    /// prompt `template_file`s, static resources' `file`s, SQL `seed`s, `auth.jwt.jwks_file`
+    /// and the `ca_file`s. A reload that watches the config file watches these too.
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = Vec::new();
+        files.extend(self.prompts.iter().filter_map(|p| p.template_file.clone()));
+        files.extend(self.resources.iter().filter_map(|r| r.file.clone()));
+        files.extend(self.sql.iter().filter_map(|s| s.seed.clone()));
+        files.extend(self.api.iter().filter_map(|a| a.ca_file.clone()));
+        if let Some(jwt) = &self.auth.jwt {
+            files.extend(jwt.jwks_file.clone());
+            files.extend(jwt.ca_file.clone());
+        }
+        let mut resolved: Vec<PathBuf> = files.into_iter().map(|f| self.base_dir.join(f)).collect();
+        resolved.sort();
+        resolved.dedup();
+        resolved
+    }
+}
+
 /// Identity of the server.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

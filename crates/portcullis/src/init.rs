@@ -43,9 +43,28 @@ pub(crate) fn run(packs: &[String], output: &Path, force: bool) -> ExitCode {
     } else {
         options.create_new(true);
     }
+    // The SQL starter's seed goes next to the config, under the same rule.
+    let seed = packs
+        .contains(&"sql")
+        .then(|| output.parent().unwrap_or(Path::new("")).join("app.sql"));
+    if let Some(seed) = &seed
+        && seed.exists()
+        && !force
+    {
+        return usage(&format_args!(
+            "{} already exists; pass --force to replace it",
+            seed.display()
+        ));
+    }
     let written = options
         .open(output)
-        .and_then(|mut file| file.write_all(text.as_bytes()));
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .and_then(|()| match &seed {
+            Some(seed) => options
+                .open(seed)
+                .and_then(|mut file| file.write_all(SQL_SEED.as_bytes())),
+            None => Ok(()),
+        });
     match written {
         Ok(()) => {
             eprintln!(
@@ -226,13 +245,16 @@ description = "Who the summary is for."
 const SQL: &str = r#"# -----------------------------------------------------------------------------
 # sql: a database, read-only by default (SQLite, PostgreSQL, MySQL/MariaDB). A database that
 # is down does not stop the server: its tools say it is unavailable until it is back.
+# `portcullis check --connect` opens it and prepares every statement below.
 # -----------------------------------------------------------------------------
 [[sql]]
 name = "db"
-# SQLite relative to this file (it must exist; `seed = "schema.sql"` creates it on first use),
-# or "postgres://reader:${DB_PASSWORD}@db.internal:5432/app",
+# SQLite relative to this file, or "postgres://reader:${DB_PASSWORD}@db.internal:5432/app",
 # "mysql://reader:${DB_PASSWORD}@db.internal:3306/app".
 url = "sqlite://app.db"
+# A starter database: `app.sql` (written next to this file) creates app.db on first use,
+# with a small `orders` table. Point `url` at your own database and drop `seed`.
+seed = "app.sql"
 read_only = true
 statement_timeout_secs = 10
 max_rows = 1000
@@ -241,18 +263,32 @@ query_tool = "query"
 schema_tool = "list_tables"
 describe_tool = "describe_table"
 
-# A statement as a tool; parameters are bound (`?` on SQLite and MySQL, `$1` on PostgreSQL):
-# [[sql.statements]]
-# name = "recent_orders"
-# description = "The most recent orders."
-# sql = "SELECT id, customer, total FROM orders ORDER BY created_at DESC LIMIT ?"
-# [[sql.statements.params]]
-# name = "limit"
-# type = "integer"
-# min = 1
-# max = 100
-# default = 10
+# A statement as a tool; parameters are bound (`?` on SQLite and MySQL, `$1` on PostgreSQL).
+[[sql.statements]]
+name = "recent_orders"
+description = "The most recent orders, newest first."
+sql = "SELECT id, customer, total, created_at FROM orders ORDER BY created_at DESC LIMIT ?"
+[[sql.statements.params]]
+name = "limit"
+type = "integer"
+description = "How many orders."
+min = 1
+max = 100
+default = 10
 "#;
+
+/// The starter database's seed (`init --packs sql` writes it as `app.sql`).
+const SQL_SEED: &str = "-- The starter database of the `db` source (portcullis init): run once to create app.db.\n\
+CREATE TABLE orders (\n\
+    id INTEGER PRIMARY KEY,\n\
+    customer TEXT NOT NULL,\n\
+    total REAL NOT NULL,\n\
+    created_at TEXT NOT NULL\n\
+);\n\
+INSERT INTO orders (customer, total, created_at) VALUES\n\
+    ('Ada', 120.50, '2026-11-30T09:12:00Z'),\n\
+    ('Grace', 75.00, '2026-12-01T14:03:00Z'),\n\
+    ('Linus', 19.99, '2026-12-02T17:45:00Z');\n";
 
 const API: &str = r#"# -----------------------------------------------------------------------------
 # api: tools over an HTTP API. Typed parameters become the path, query and body; every

@@ -3,6 +3,7 @@
 //! modules; this file is the command line and its dispatch.
 
 mod audit;
+mod call;
 mod client_config;
 mod client_write;
 mod explain;
@@ -83,6 +84,44 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Call one tool through the whole pipeline in this process and print its answer
+    /// (exit 1 on a tool error or a refusal).
+    ///
+    /// Arguments: `key=value` (a string), `key:=JSON` (a number, true, an array, …), over
+    /// `--args JSON`.
+    Call {
+        /// The tool.
+        tool: String,
+        /// `key=value` or `key:=JSON` pairs.
+        #[arg(value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// The arguments as one JSON object.
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
+        /// Call as `key:NAME` (that API key's scopes) instead of the local user.
+        #[arg(long, value_name = "key:NAME")]
+        principal: Option<String>,
+        /// Print the JSON-RPC result as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read one resource through the whole pipeline in this process and print it.
+    Read {
+        /// The resource's URI.
+        uri: String,
+        /// Configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// Read as `key:NAME` (that API key's scopes) instead of the local user.
+        #[arg(long, value_name = "key:NAME")]
+        principal: Option<String>,
+        /// Print the JSON-RPC result as is.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a configuration and print the tools, resources and prompts it yields.
     Check {
@@ -235,6 +274,39 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config, connect } => check(&config, connect),
+        Command::Call {
+            tool,
+            pairs,
+            config,
+            args,
+            principal,
+            json,
+        } => match call::arguments(args.as_deref(), &pairs) {
+            Ok(arguments) => call::run(
+                &config,
+                principal.as_deref(),
+                call::Ask::Tool {
+                    name: tool,
+                    arguments,
+                },
+                call::Output { json },
+            ),
+            Err(message) => {
+                eprintln!("portcullis: {message}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Command::Read {
+            uri,
+            config,
+            principal,
+            json,
+        } => call::run(
+            &config,
+            principal.as_deref(),
+            call::Ask::Read { uri },
+            call::Output { json },
+        ),
         Command::ClientConfig {
             client,
             config,

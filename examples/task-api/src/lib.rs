@@ -4,6 +4,9 @@
 //! - `GET /tasks?status=all|open|in_progress|done|cancelled&limit=N` → `{"tasks": [...], "total": n}`
 //! - `POST /tasks` `{title, description?, assignee?, priority?, due_date?}` → `201 {task}`
 //! - `PATCH /tasks/{id}` `{status}` → `{task}` (404 when there is no such task)
+//!
+//! Task ids are strings (`t1`, `t2`, …), as the REST APIs the task-manager guides front
+//! (`update_task_status(task_id: str, …)`): a client passes back what it was given.
 //! - `GET /tasks/search?q=TEXT` → `{"results": [...]}` (title and description, case-insensitive)
 //! - `GET /health` → `{"status": "ok"}` (no token needed)
 //!
@@ -106,7 +109,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 fn task(row: &sqlx::sqlite::SqliteRow) -> Value {
     json!({
-        "id": row.get::<i64, _>("id"),
+        "id": task_id(row.get::<i64, _>("id")),
         "title": row.get::<String, _>("title"),
         "description": row.get::<Option<String>, _>("description"),
         "assignee": row.get::<Option<String>, _>("assignee"),
@@ -115,6 +118,20 @@ fn task(row: &sqlx::sqlite::SqliteRow) -> Value {
         "due_date": row.get::<Option<String>, _>("due_date"),
         "created_at": row.get::<String, _>("created_at"),
     })
+}
+
+/// A task's id as the API shows it.
+fn task_id(row_id: i64) -> String {
+    format!("t{row_id}")
+}
+
+/// The row of a task id the API gave (`t` and a positive number), if it is one.
+fn row_id(task_id: &str) -> Option<i64> {
+    let digits = task_id.strip_prefix('t')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|n| *n > 0)
 }
 
 #[derive(Deserialize)]
@@ -187,12 +204,16 @@ struct StatusChange {
 
 async fn update(
     State(api): State<TaskApi>,
-    UrlPath(id): UrlPath<i64>,
+    UrlPath(id): UrlPath<String>,
     Json(change): Json<StatusChange>,
 ) -> Response {
     if !STATUSES.contains(&change.status.as_str()) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "unknown status");
     }
+    // An id this API never gave is a task that does not exist.
+    let Some(id) = row_id(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such task");
+    };
     let row = sqlx::query("UPDATE tasks SET status = ? WHERE id = ? RETURNING *")
         .bind(&change.status)
         .bind(id)
@@ -223,5 +244,26 @@ async fn search(State(api): State<TaskApi>, Query(q): Query<SearchQuery>) -> Res
             Json(json!({ "results": rows.iter().map(task).collect::<Vec<_>>() })).into_response()
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "database error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_the_ones_the_api_gives() {
+        assert_eq!(task_id(12), "t12");
+        for (id, row) in [
+            ("t12", Some(12)),
+            ("t0", None),
+            ("12", None),
+            ("t", None),
+            ("t-1", None),
+            ("t1x", None),
+            ("3f2a9c1e-7b4d-4c1a-9e8f-0a1b2c3d4e5f", None),
+        ] {
+            assert_eq!(row_id(id), row, "{id}");
+        }
     }
 }

@@ -351,7 +351,9 @@ fn operation_tool(
         let mut fields = Vec::new();
         properties(doc, schema, &mut fields);
         let mut body = Table::new();
-        let body_required = operation.pointer("/requestBody/required") == Some(&Value::Bool(true));
+        // A field the body's schema requires is required of the tool, whether or not the
+        // body itself is (`requestBody.required`): the tool always sends its body, and a body
+        // without that field is one the API refuses.
         for (field, schema, required) in fields {
             let taken = params
                 .iter()
@@ -362,7 +364,7 @@ fn operation_tool(
             } else {
                 identifier(&field, &[])
             };
-            match param(&param_name, &schema, required && body_required, None) {
+            match param(&param_name, &schema, required, None) {
                 Some(table) => {
                     body.insert(field, format!("{{{param_name}}}").into());
                     params.push(Toml::Table(table));
@@ -383,4 +385,58 @@ fn operation_tool(
         tool.insert("params".into(), Toml::Array(params));
     }
     tool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The params of `tool` in the imported config: (name, required).
+    fn params(imported: &str, tool: &str) -> Vec<(String, bool)> {
+        let config: toml::Table = toml::from_str(imported).expect("TOML");
+        let tools = config["api"].as_array().expect("api")[0]["tools"]
+            .as_array()
+            .expect("tools")
+            .clone();
+        let tool = tools
+            .iter()
+            .find(|t| t["name"].as_str() == Some(tool))
+            .expect("the tool");
+        tool["params"]
+            .as_array()
+            .expect("params")
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap_or_default().to_owned(),
+                    p.get("required").and_then(toml::Value::as_bool) != Some(false),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn required_body_fields_stay_required_whether_or_not_the_body_is() {
+        for body_required in ["true", "false", "null"] {
+            let required_line = if body_required == "null" {
+                String::new()
+            } else {
+                format!("\n        required: {body_required}")
+            };
+            let document = format!(
+                "openapi: 3.0.0\ninfo: {{title: t, version: '1'}}\nservers: [{{url: 'https://api.example.com'}}]\n\
+                 paths:\n  /items:\n    post:\n      operationId: addItem\n      requestBody:{required_line}\n\
+                 \x20       content:\n          application/json:\n            schema:\n\
+                 \x20             type: object\n              required: [name]\n\
+                 \x20             properties:\n                name: {{type: string}}\n                note: {{type: string}}\n\
+                 \x20     responses: {{'200': {{description: ok}}}}\n"
+            );
+            let imported = import(&document, "items").expect("imports");
+            assert_eq!(
+                params(&imported, "addItem"),
+                [("name".to_owned(), true), ("note".to_owned(), false)],
+                "requestBody.required = {body_required}:\n{imported}"
+            );
+        }
+    }
 }

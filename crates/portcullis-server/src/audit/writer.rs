@@ -31,6 +31,8 @@ pub(super) struct Settings {
 const BATCH: usize = 512;
 
 struct Writer {
+    /// `.NAME.lock`, locked for as long as this writer lives.
+    _lock: File,
     settings: Settings,
     file: Option<File>,
     size: u64,
@@ -65,8 +67,12 @@ pub(super) fn start(
     {
         std::fs::create_dir_all(dir)?;
     }
+    // One writer per chain: a second process appending to the same file (another server on
+    // the same config, `portcullis call` beside a running server) would fork the chain.
+    let lock = lock(&settings.path)?;
     let (seq, prev) = chain_end(&settings.path)?;
     let mut writer = Writer {
+        _lock: lock,
         file: None,
         size: 0,
         seq,
@@ -96,6 +102,32 @@ pub(super) fn start(
             writer.sync();
         })?;
     Ok(())
+}
+
+/// Takes the exclusive lock on `.NAME.lock` beside the log (advisory, released when the
+/// process ends), or says who holds it. Hidden, so that `NAME.*` (the rotations a verify
+/// is given) never names it.
+fn lock(path: &Path) -> std::io::Result<File> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lock_path = path.with_file_name(format!(".{name}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::other(format!(
+            "the audit log {} is being written by another process (it holds {}): two writers would fork its hash chain; stop the other one, or give this one its own `audit.path`",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
 }
 
 impl Writer {

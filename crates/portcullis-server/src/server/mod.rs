@@ -402,6 +402,44 @@ impl Server {
         served
     }
 
+    /// Serves one client speaking on `input`/`output` (the stdio framing) as `principal`,
+    /// until the client closes its end or `shutdown` is cancelled, then settles the audit
+    /// log. In-process requests (`portcullis call` and `read`) take this way, through the
+    /// whole pipeline like any client's.
+    ///
+    /// # Errors
+    ///
+    /// The transport failing.
+    pub async fn serve_pipes<R, W>(
+        &self,
+        input: R,
+        output: W,
+        principal: crate::auth::Principal,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = &self.state;
+        let served = transport::stdio::serve_on(
+            state.handler.with_principal(principal),
+            input,
+            output,
+            shutdown,
+            StdioOptions::from_config(&state.started),
+        )
+        .await
+        .map_err(|source| ServerError::Transport {
+            transport: "pipes",
+            source,
+        });
+        if let Some(audit) = &state.audit {
+            audit.settle(AUDIT_SETTLE).await;
+        }
+        served
+    }
+
     /// Serves `config` from now on: catalog, policies, keys and limits at once. Calls in
     /// flight finish on the old config; clients hear which lists changed. What only a
     /// restart applies (the listener, caps, audit, metrics, traces, the cluster's

@@ -16,19 +16,33 @@ use crate::ServerIdentity;
 pub(super) struct Reloader {
     server: Server,
     path: PathBuf,
+    /// What the watch looks at: the config file, then every file the config last read
+    /// names (`Config::referenced_files`: templates, resource files, seeds, CA and JWKS
+    /// files).
+    watched: Vec<PathBuf>,
 }
 
 impl Reloader {
     pub(super) fn new(server: Server, path: PathBuf) -> Self {
-        Self { server, path }
+        let mut watched = vec![path.clone()];
+        watched.extend(server.state.started.referenced_files());
+        Self {
+            server,
+            path,
+            watched,
+        }
+    }
+
+    fn stamps(&self) -> Vec<Stamp> {
+        self.watched.iter().map(|path| stamp(path)).collect()
     }
 
     /// Reloads on every request from `signals` and, when the config says so, on every
     /// change of the file; until the process ends.
-    pub(super) async fn run(self, mut signals: tokio::sync::mpsc::Receiver<()>) {
+    pub(super) async fn run(mut self, mut signals: tokio::sync::mpsc::Receiver<()>) {
         let settings = &self.server.state.started.reload;
         let (watch, interval) = (settings.watch, Duration::from_millis(settings.interval_ms));
-        let mut seen = stamp(&self.path);
+        let mut seen = self.stamps();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut signals_open = true;
@@ -45,26 +59,38 @@ impl Reloader {
                     if !watch {
                         continue;
                     }
-                    let now = stamp(&self.path);
+                    let now = self.stamps();
                     if now == seen {
                         continue;
                     }
                     // A file being written in place may be read half-written: wait until it
                     // has stayed the same for one whole interval.
                     tokio::time::sleep(interval).await;
-                    if stamp(&self.path) != now {
+                    if self.stamps() != now {
                         continue;
                     }
-                    tracing::info!("config file changed; reloading");
+                    let changed: Vec<String> = self
+                        .watched
+                        .iter()
+                        .zip(now.iter().zip(&seen))
+                        .filter(|(_, (now, before))| now != before)
+                        .map(|(path, _)| path.display().to_string())
+                        .collect();
+                    tracing::info!(files = %changed.join(", "), "config changed; reloading");
                 }
             }
-            self.reload().await;
-            seen = stamp(&self.path);
+            if let Some(files) = self.reload().await {
+                self.watched.truncate(1);
+                self.watched.extend(files);
+            }
+            seen = self.stamps();
         }
     }
 
-    /// Reads the file and applies it; a refusal is logged and counted, never fatal.
-    async fn reload(&self) {
+    /// Reads the file and applies it; a refusal is logged and counted, never fatal. Returns
+    /// the files the config that was read names (also when it was refused, so that fixing
+    /// one of them is seen), or `None` when it could not be read.
+    async fn reload(&self) -> Option<Vec<PathBuf>> {
         let path = self.path.clone();
         let overrides = self.server.state.overrides.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -74,11 +100,15 @@ impl Reloader {
             })
         })
         .await;
+        let mut files = None;
         let outcome = match loaded {
             // The loader's errors name the file and line; the others get the file.
-            Ok(Ok(config)) => apply(&self.server, config)
-                .await
-                .map_err(|error| format!("{}: {error}", self.path.display())),
+            Ok(Ok(config)) => {
+                files = Some(config.referenced_files());
+                apply(&self.server, config)
+                    .await
+                    .map_err(|error| format!("{}: {error}", self.path.display()))
+            }
             Ok(Err(error)) => Err(error.to_string()),
             Err(error) => Err(format!("the reload panicked: {error}")),
         };
@@ -86,6 +116,7 @@ impl Reloader {
             metrics::counter!("portcullis_config_reloads_total", "result" => "error").increment(1);
             tracing::error!(%error, "config reload refused; the previous config keeps serving");
         }
+        files
     }
 }
 
@@ -217,7 +248,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// What identifies the file's content cheaply: size, modification time, inode.
-fn stamp(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+/// A file's size, modification time and inode (`None`: not there).
+type Stamp = Option<(u64, std::time::SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?, meta.ino()))

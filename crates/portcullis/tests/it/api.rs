@@ -135,7 +135,8 @@ async fn task_manager_profile_end_to_end() {
     assert_eq!(task["title"], "Fix the login page");
     assert_eq!(task["status"], "open");
     assert_eq!(task["priority"], "high");
-    let id = task["id"].as_i64().expect("id");
+    let id = task["id"].as_str().expect("a string id").to_owned();
+    assert_eq!(id, "t1", "the reference API's ids are strings");
     // Defaults fill in what the model left out; absent optionals are left out.
     let plain = call(
         &client,
@@ -262,12 +263,12 @@ async fn task_manager_profile_end_to_end() {
         ),
         (
             "update_task_status",
-            json!({ "task_id": 0, "new_status": "done" }),
+            json!({ "task_id": 1, "new_status": "done" }),
             "`task_id`",
         ),
         (
             "update_task_status",
-            json!({ "task_id": 1, "new_status": "deleted" }),
+            json!({ "task_id": "t1", "new_status": "deleted" }),
             "`new_status`",
         ),
         ("search_tasks", json!({ "query": "" }), "`query`"),
@@ -293,10 +294,27 @@ async fn task_manager_profile_end_to_end() {
     let missing = call(
         &client,
         "update_task_status",
-        json!({ "task_id": 99999, "new_status": "done" }),
+        json!({ "task_id": "t99999", "new_status": "done" }),
     )
     .await;
     assert!(error_text(&missing, "missing task").starts_with("not found"));
+    // Another API's ids (a UUID) pass as one path segment; this API has no such task.
+    let uuid = "3f2a9c1e-7b4d-4c1a-9e8f-0a1b2c3d4e5f";
+    let foreign = call(
+        &client,
+        "update_task_status",
+        json!({ "task_id": uuid, "new_status": "done" }),
+    )
+    .await;
+    assert!(error_text(&foreign, "a UUID id").starts_with("not found"));
+    assert!(
+        upstream
+            .recorder
+            .requests()
+            .contains(&format!("PATCH /tasks/{uuid}")),
+        "{:?}",
+        upstream.recorder.requests()
+    );
 
     // The schema resource and the prompt.
     let schema = client
@@ -333,7 +351,7 @@ async fn task_manager_profile_end_to_end() {
         { "tool": "search_tasks", "arguments": { "query": "python" }, "contains": ["From Python"] },
         { "tool": "update_task_status", "arguments": { "task_id": id, "new_status": "in_progress" }, "contains": ["in_progress"] },
         { "tool": "create_task", "arguments": { "title": "t", "due_date": "31/12/2026" }, "is_error": true, "contains": ["due_date"] },
-        { "tool": "update_task_status", "arguments": { "task_id": 424242, "new_status": "done" }, "is_error": true, "contains": ["not found"], "absent": [BODY_CANARY] },
+        { "tool": "update_task_status", "arguments": { "task_id": "t424242", "new_status": "done" }, "is_error": true, "contains": ["not found"], "absent": [BODY_CANARY] },
         { "resource": "docs://task-schema", "contains": ["cancelled"] },
         { "prompt": "code_review", "arguments": { "code": "print(1)" }, "contains": ["print(1)"] }
     ]);

@@ -1036,6 +1036,24 @@ fn init_writes_a_config_that_passes_check_for_every_pack_choice() {
             Some(0),
             "{choice:?} does not pass check: {stderr}\n{written}"
         );
+        // Everything it points at is there: the SQL starter's database opens and its
+        // statement prepares.
+        let (status, connected, stderr) = run_in(
+            dir.path(),
+            &["check", "--connect", "--config", "portcullis.toml"],
+        );
+        assert_eq!(
+            status,
+            Some(0),
+            "{choice:?} does not pass check --connect: {stderr}\n{connected}"
+        );
+        if choice.get(1).is_some_and(|p| p.contains("sql")) {
+            assert!(
+                connected.contains("ok      sql:db: connected to ")
+                    && connected.contains("1 statement(s) prepared"),
+                "{connected}"
+            );
+        }
         let packs = choice.get(1).copied().unwrap_or("files");
         for (pack, offers) in [
             ("files", "  read_file "),

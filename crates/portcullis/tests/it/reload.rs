@@ -380,6 +380,80 @@ async fn a_watched_config_file_reloads_when_it_changes() {
     );
 }
 
+/// The watch sees the files the config reads, not only the config: an edited prompt
+/// template or static resource file is served without touching the config.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_follows_the_files_the_config_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("greet.j2"), "Hello, {{ who }}.").unwrap();
+    std::fs::write(dir.path().join("rules.md"), "Rule one.\n").unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &path,
+        "[server]\nname = \"watched-files\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [reload]\nwatch = true\ninterval_ms = 100\n\
+         [[prompts]]\nname = \"greet\"\ntemplate_file = \"greet.j2\"\n\
+         [[prompts.arguments]]\nname = \"who\"\nrequired = true\n\
+         [[resources]]\nuri = \"config://rules\"\nname = \"rules\"\nfile = \"rules.md\"\n",
+    )
+    .unwrap();
+    let mut server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let prompt = |server: &HttpServer| {
+        let url = server.url();
+        async move {
+            let r = post_stateless(
+                &url,
+                None,
+                "prompts/get",
+                json!({ "name": "greet", "arguments": { "who": "Ada" } }),
+            )
+            .await;
+            r.body["result"]["messages"][0]["content"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let rules = |server: &HttpServer| {
+        let url = server.url();
+        async move {
+            let r = post_stateless(
+                &url,
+                None,
+                "resources/read",
+                json!({ "uri": "config://rules" }),
+            )
+            .await;
+            r.body["result"]["contents"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(prompt(&server).await, "Hello, Ada.");
+    assert_eq!(rules(&server).await, "Rule one.\n");
+    std::fs::write(dir.path().join("greet.j2"), "Good morning, {{ who }}.").unwrap();
+    let line = server
+        .wait_for_log("config reloaded", Duration::from_secs(10))
+        .await
+        .expect("a template edit reloads");
+    assert!(line.contains("prompts"), "{line}");
+    assert_eq!(prompt(&server).await, "Good morning, Ada.");
+    std::fs::write(dir.path().join("rules.md"), "Rule two.\n").unwrap();
+    server
+        .wait_for_log("config reloaded", Duration::from_secs(10))
+        .await
+        .expect("a resource file edit reloads");
+    assert_eq!(rules(&server).await, "Rule two.\n");
+    // A template that no longer parses is refused; the last good one keeps serving.
+    std::fs::write(dir.path().join("greet.j2"), "Broken {{ who ").unwrap();
+    server
+        .wait_for_log("config reload refused", Duration::from_secs(10))
+        .await
+        .expect("a broken template is refused");
+    assert_eq!(prompt(&server).await, "Good morning, Ada.");
+}
+
 /// A `read_file` call without a credential: its status.
 async fn anonymous_read(url: &str) -> StatusCode {
     post_stateless(
