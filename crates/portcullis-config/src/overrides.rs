@@ -10,6 +10,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// The port of `http.listen`, its address kept (`serve --port`).
     pub port: Option<u16>,
+    /// `reload.watch` on, whatever the file says (`portcullis dev`).
+    pub watch: bool,
 }
 
 impl Overrides {
@@ -17,6 +19,9 @@ impl Overrides {
     /// follows if it named that address (a loopback name or the address itself, with its
     /// port): the resource a client is told to use stays the one it reaches.
     pub fn apply(&self, config: &mut crate::Config) {
+        if self.watch {
+            config.reload.watch = true;
+        }
         let before = config.http.listen;
         let mut after = self.listen.unwrap_or(before);
         if let Some(port) = self.port {

@@ -473,7 +473,7 @@ fn shell_line(words: &[String]) -> String {
         .join(" ")
 }
 
-fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .bytes()

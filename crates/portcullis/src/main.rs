@@ -85,6 +85,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Serve over HTTP for development: reload on every change to the config and to the
+    /// files it reads, log at info, and print the MCP Inspector command that opens it.
+    Dev {
+        /// Configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// Listen on this address instead of `http.listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Listen on this port of `http.listen`'s address.
+        #[arg(long, conflicts_with = "listen")]
+        port: Option<u16>,
+    },
     /// Call one tool through the whole pipeline in this process and print its answer
     /// (exit 1 on a tool error or a refusal).
     ///
@@ -377,8 +390,17 @@ fn main() -> ExitCode {
             stdio,
             log_format,
             log_level,
-            &portcullis_config::Overrides { listen, port },
+            &portcullis_config::Overrides {
+                listen,
+                port,
+                watch: false,
+            },
         ),
+        Command::Dev {
+            config,
+            listen,
+            port,
+        } => dev(&config, listen, port),
     }
 }
 
@@ -401,6 +423,44 @@ fn load_with(
     overrides.apply(&mut config);
     Server::prepare(config, portcullis_packs::catalog)
         .map_err(|e| usage(&format_args!("{}: {e}", path.display())))
+}
+
+/// `dev`: `serve` over HTTP with `reload.watch` on, and the Inspector's command line (the
+/// Inspector starts its own `serve --stdio` of the same config; `--` keeps `--config` ours).
+fn dev(
+    path: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+    port: Option<u16>,
+) -> ExitCode {
+    let quote = client_config::shell_quote;
+    let program = quote(
+        &std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "portcullis".to_owned()),
+    );
+    let config = quote(
+        &std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.display().to_string()),
+    );
+    eprintln!(
+        "portcullis dev: reloading on every change to {config} and the files it reads\n\
+         portcullis dev: try it in the MCP Inspector (a browser UI):\n\
+         \x20   npx @modelcontextprotocol/inspector -- {program} serve --stdio --config {config}\n\
+         portcullis dev: or list its tools from a shell:\n\
+         \x20   npx @modelcontextprotocol/inspector --cli --method tools/list -- {program} serve --stdio --config {config}"
+    );
+    serve(
+        path,
+        false,
+        None,
+        None,
+        &portcullis_config::Overrides {
+            listen,
+            port,
+            watch: true,
+        },
+    )
 }
 
 fn serve(

@@ -13,7 +13,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use portcullis_test::HttpServer;
 use tokio::process::Command;
@@ -256,6 +256,58 @@ async fn inspector_cli_lists_and_calls_tools() {
             "{tool} missing from {names:?}"
         );
     }
+
+    // `portcullis dev` prints the line that opens this config in the Inspector: it works
+    // as printed (the paths are this build's and the config's).
+    let dev_config = tempfile::Builder::new()
+        .prefix(".dev-")
+        .suffix(".toml")
+        .tempfile_in(config.parent().expect("demo dir"))
+        .expect("dev config");
+    let demo_text = std::fs::read_to_string(&config).expect("demo config");
+    #[allow(clippy::disallowed_methods, reason = "a test config beside the demo")]
+    std::fs::write(
+        dev_config.path(),
+        demo_text
+            .replace("format = \"auto\"", "format = \"json\"")
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\""),
+    )
+    .expect("write dev config");
+    let mut dev = tokio::process::Command::new(bin());
+    dev.args(["dev", "--config"]).arg(dev_config.path());
+    let mut dev = portcullis_test::HttpServer::spawn_command(dev)
+        .await
+        .expect("portcullis dev serves");
+    let printed = dev
+        .output()
+        .into_iter()
+        .find(|l| l.contains("inspector --cli"))
+        .expect("dev prints the Inspector's CLI line");
+    let words: Vec<String> = printed
+        .split("npx @modelcontextprotocol/inspector ")
+        .nth(1)
+        .expect("the command")
+        .split_whitespace()
+        .filter(|w| *w != "--cli")
+        .map(str::to_owned)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let listing = inspector.cli_json(&words).await;
+    assert!(
+        tool_names(&listing).iter().any(|n| n == "read_file"),
+        "{listing}"
+    );
+    // And it reloads on a change of the config without SIGHUP.
+    #[allow(clippy::disallowed_methods, reason = "a test config beside the demo")]
+    std::fs::write(
+        dev_config.path(),
+        std::fs::read_to_string(dev_config.path()).expect("dev config") + "\n# edited\n",
+    )
+    .expect("edit");
+    dev.wait_for_log("config reloaded", Duration::from_secs(10))
+        .await
+        .expect("dev reloads on a change");
+    drop(dev);
 
     // tools/call read_file over stdio.
     let result = inspector

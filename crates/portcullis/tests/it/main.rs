@@ -23,6 +23,7 @@ mod jwks_tls;
 mod legacy_sse;
 mod live;
 mod log_hygiene;
+mod new_user;
 mod operations;
 mod protocol;
 mod reload;
