@@ -129,14 +129,28 @@ pub async fn venv(name: &str, requirements: &str) -> PathBuf {
 /// The official TypeScript SDK, pinned, installed under `target/ts-client` from npm once and
 /// reused after; returns the npm prefix (for `MCP_SDK_DIR` of `tests/clients/ts_sse.mjs`).
 pub async fn ts_sdk() -> PathBuf {
-    const WANTED: &str = "@modelcontextprotocol/sdk@1.32.2";
+    npm_package("ts-client", "@modelcontextprotocol/sdk@1.32.2").await
+}
+
+/// The official MCP Bundle CLI (`mcpb validate`, `pack`, `unpack`), pinned, installed under
+/// `target/mcpb`; returns the path of its `mcpb`.
+pub async fn mcpb() -> PathBuf {
+    npm_package("mcpb", "@anthropic-ai/mcpb@2.1.2")
+        .await
+        .join("node_modules/.bin/mcpb")
+}
+
+/// `wanted` (an npm package at a pinned version) installed under `target/DIR` with `npm
+/// install --prefix` once and reused after (a stamp records what was installed); returns
+/// the prefix.
+pub async fn npm_package(dir: &str, wanted: &str) -> PathBuf {
     let root = workspace_root();
-    let prefix = root.join("target/ts-client");
-    let _lock = install_lock(&root.join("target/ts-client.lock")).await;
-    if installed(&prefix, WANTED) {
+    let prefix = root.join("target").join(dir);
+    let _lock = install_lock(&root.join("target").join(format!("{dir}.lock"))).await;
+    if installed(&prefix, wanted) {
         return prefix;
     }
-    std::fs::create_dir_all(&prefix).expect("create target/ts-client");
+    std::fs::create_dir_all(&prefix).expect("create the npm prefix under target/");
     let started = Instant::now();
     run_ok(
         Command::new("npm").arg("--prefix").arg(&prefix).args([
@@ -144,15 +158,15 @@ pub async fn ts_sdk() -> PathBuf {
             "--no-audit",
             "--no-fund",
             "--loglevel=error",
-            WANTED,
+            wanted,
         ]),
-        "npm install the TypeScript SDK (is Node.js with npm installed?)",
+        &format!("npm install {wanted} (is Node.js with npm installed?)"),
         INSTALL_LIMIT,
     )
     .await;
-    mark_installed(&prefix, WANTED);
+    mark_installed(&prefix, wanted);
     eprintln!(
-        "installed {WANTED} into {} in {:?}",
+        "installed {wanted} into {} in {:?}",
         prefix.display(),
         started.elapsed()
     );

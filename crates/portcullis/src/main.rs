@@ -3,6 +3,7 @@
 //! modules; this file is the command line and its dispatch.
 
 mod audit;
+mod bundle;
 mod call;
 mod client_config;
 mod client_write;
@@ -97,6 +98,19 @@ enum Command {
         /// Listen on this port of `http.listen`'s address.
         #[arg(long, conflicts_with = "listen")]
         port: Option<u16>,
+    },
+    /// Stage an MCP Bundle (.mcpb) of a config: manifest.json, this binary and the config's
+    /// directory, ready for `npx @anthropic-ai/mcpb pack DIR`.
+    Bundle {
+        /// Configuration file (its directory goes into the bundle, hidden entries left out).
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// The directory to stage it in.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Replace the directory if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Call one tool through the whole pipeline in this process and print its answer
     /// (exit 1 on a tool error or a refusal).
@@ -287,6 +301,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config, connect } => check(&config, connect),
+        Command::Bundle {
+            config,
+            output,
+            force,
+        } => bundle::run(&config, &output, force),
         Command::Call {
             tool,
             pairs,

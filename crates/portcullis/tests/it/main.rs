@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod authorization;
 mod bad_input;
+mod bundle;
 mod call;
 mod cli;
 mod clients;
