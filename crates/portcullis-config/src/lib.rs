@@ -36,7 +36,7 @@ pub use cluster::*;
 pub use commands::*;
 pub use files::*;
 pub use http::*;
-pub use load::{ConfigError, load, parse, variables};
+pub use load::{ConfigError, load, load_with_placeholders, parse, placeholder, variables};
 pub use log::{GUARDED_LOG_TARGETS, LOG_LEVELS, LogFilterError, check_log_filter};
 pub use model::*;
 pub use notes::*;

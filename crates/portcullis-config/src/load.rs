@@ -103,6 +103,37 @@ pub fn variables(path: &Path) -> Result<Vec<(String, bool)>, ConfigError> {
     Ok(out)
 }
 
+/// The value a `${VAR}` without a default stands in for when the config is described for a
+/// process that will get the real value (a client's entry, a bundle): `<VAR>`.
+pub fn placeholder(name: &str) -> String {
+    format!("<{name}>")
+}
+
+/// Loads the config at `path` for a server another process starts (a client, an installed
+/// bundle): `${VAR}`s take this shell's values, and those without a default that it does
+/// not set take [`placeholder`]s. Also returns every variable without a default, set here
+/// or not: what that process must be given.
+pub fn load_with_placeholders(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+    let required: Vec<String> = variables(path)?
+        .into_iter()
+        .filter(|(_, defaulted)| !defaulted)
+        .map(|(name, _)| name)
+        .collect();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let config = parse(&text, path, |name| {
+        std::env::var(name).ok().or_else(|| {
+            required
+                .iter()
+                .any(|r| r == name)
+                .then(|| placeholder(name))
+        })
+    })?;
+    Ok((config, required))
+}
+
 /// Parses and validates configuration `text` that came from `origin` (used for messages and
 /// to resolve relative paths), looking variables up with `lookup`.
 pub fn parse(

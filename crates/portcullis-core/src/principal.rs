@@ -62,6 +62,12 @@ impl Principal {
         }
     }
 
+    /// The principal of the `[[auth.api_keys]]` entry `name`: `key:NAME` with its scopes
+    /// (the authentication layer adds the key's hash as its credential).
+    pub fn api_key(name: &str, scopes: impl IntoIterator<Item = String>) -> Self {
+        Self::new(format!("key:{name}"), scopes)
+    }
+
     /// The same principal, authenticated by the API key whose SHA-256 is `hash`.
     #[must_use]
     pub fn with_credential(mut self, hash: [u8; 32]) -> Self {

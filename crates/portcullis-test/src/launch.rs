@@ -91,14 +91,16 @@ pub fn drain(
         let mut raw = Vec::new();
         while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
             let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+            output.push(line.clone(), raw.len());
+            // The line is handed on before the address is told: whoever waits for the
+            // address finds the line already there.
+            each(&line);
             if addr_tx.is_some()
                 && let Some(addr) = listening_addr(&line)
                 && let Some(tx) = addr_tx.take()
             {
                 let _ = tx.send(addr);
             }
-            output.push(line.clone(), raw.len());
-            each(&line);
             raw.clear();
         }
     });

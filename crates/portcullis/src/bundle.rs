@@ -4,14 +4,19 @@
 //! ```text
 //! DIR/manifest.json       manifest_version 0.3, server type `binary`
 //! DIR/server/portcullis   this binary
-//! DIR/server/…            the config's directory (hidden entries left out: `.env`, `.git`)
+//! DIR/server/CONFIG       the config, and what it reads and serves, at the same relative
+//!                         paths: templates, resource files, seeds, CA and JWKS files,
+//!                         SQLite files, `[[files]]` roots and `[[notes]]` folders
 //! ```
 //!
-//! The manifest starts `server/portcullis serve --stdio --config server/CONFIG` (paths under
-//! `${__dirname}`, the bundle's own directory once installed), lists the config's tools and
-//! prompts, and asks the user for every `${VAR}` the config needs without a default
-//! (`user_config`, marked sensitive when its name says it is a secret), passed to the server
-//! in `env`.
+//! Nothing else of the config's directory goes in (not its audit log, `.env` or `.git`),
+//! and within the roots hidden entries are left out. Everything must sit inside the
+//! config's directory, so that the relative paths hold once installed; the command says
+//! what does not. The manifest starts `server/portcullis serve --stdio --config
+//! server/CONFIG` (paths under `${__dirname}`, the bundle's own directory once installed),
+//! lists the config's tools and prompts, and asks the user for every `${VAR}` the config
+//! needs without a default (`user_config`, every one marked sensitive: a value that is
+//! not a secret is only masked), passed to the server in `env`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,9 +24,6 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::{EX_FAILURE, EX_USAGE};
-
-/// Names of variables that hold secrets (a user-config field is then `sensitive`).
-const SECRET_WORDS: [&str; 5] = ["KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"];
 
 pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
     let usage = |message: &dyn std::fmt::Display| {
@@ -32,28 +34,9 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
         eprintln!("portcullis: {message}");
         ExitCode::from(EX_FAILURE)
     };
-    let required: Vec<String> = match portcullis_config::variables(config) {
-        Ok(variables) => variables
-            .into_iter()
-            .filter(|(_, defaulted)| !defaulted)
-            .map(|(name, _)| name)
-            .collect(),
-        Err(error) => return usage(&error),
-    };
     // The catalog, for the manifest's tool and prompt lists: loaded with placeholders for
     // the variables the user will give.
-    let text = match std::fs::read_to_string(config) {
-        Ok(text) => text,
-        Err(error) => return usage(&format_args!("{}: {error}", config.display())),
-    };
-    let loaded = match portcullis_config::parse(&text, config, |name| {
-        std::env::var(name).ok().or_else(|| {
-            required
-                .iter()
-                .any(|r| r == name)
-                .then(|| format!("<{name}>"))
-        })
-    }) {
+    let (loaded, required) = match portcullis_config::load_with_placeholders(config) {
         Ok(loaded) => loaded,
         Err(error) => return usage(&error),
     };
@@ -61,11 +44,33 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
         Ok(prepared) => prepared,
         Err(error) => return usage(&format_args!("{}: {error}", config.display())),
     };
+    let source_dir = match std::fs::canonicalize(config) {
+        Ok(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        Err(error) => return usage(&format_args!("{}: {error}", config.display())),
+    };
+    let config_name = config
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "portcullis.toml".to_owned());
+    let contents = match contents(&prepared.config, &source_dir, &config_name) {
+        Ok(contents) => contents,
+        Err(message) => return usage(&message),
+    };
     if output.exists() {
-        if !force {
+        // Only a bundle this command staged is replaced: never the config's directory, one
+        // above it, or anything else that happens to be named.
+        let ours = output.join("manifest.json").is_file() && output.join("server").is_dir();
+        let holds_config =
+            std::fs::canonicalize(output).is_ok_and(|output| source_dir.starts_with(&output));
+        if !force || !ours || holds_config {
             return usage(&format_args!(
-                "{} already exists; pass --force to replace it",
-                output.display()
+                "{} already exists; {}",
+                output.display(),
+                if !ours || holds_config {
+                    "give a new directory (only a bundle staged before is replaced, with --force)"
+                } else {
+                    "pass --force to replace it"
+                }
             ));
         }
         if let Err(error) = remove_dir(output) {
@@ -75,18 +80,23 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
             ));
         }
     }
-    let source_dir = match std::fs::canonicalize(config) {
-        Ok(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
-        Err(error) => return usage(&format_args!("{}: {error}", config.display())),
-    };
-    let config_name = config
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "portcullis.toml".to_owned());
     let server_dir = output.join("server");
     let staged = std::fs::create_dir_all(&server_dir)
-        .and_then(|()| std::fs::canonicalize(output))
-        .and_then(|skip| copy_tree(&source_dir, &server_dir, &skip))
+        .and_then(|()| {
+            for relative in &contents {
+                let from = source_dir.join(relative);
+                let to = server_dir.join(relative);
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                if from.is_dir() {
+                    copy_tree(&from, &to)?;
+                } else {
+                    copy_file(&from, &to)?;
+                }
+            }
+            Ok(())
+        })
         .and_then(|()| {
             let program = std::env::current_exe()?;
             copy_file(&program, &server_dir.join("portcullis"))?;
@@ -128,7 +138,7 @@ fn manifest(
                 "title": name,
                 "description": format!("The value of `{name}`, which the configuration uses."),
                 "required": true,
-                "sensitive": SECRET_WORDS.iter().any(|w| name.contains(w)),
+                "sensitive": true,
             }),
         );
     }
@@ -190,21 +200,80 @@ fn manifest(
     manifest
 }
 
-/// Copies `from` into `to` (created), leaving out hidden entries (`.env`, `.git`, caches),
-/// `skip` (the bundle itself, when it is written inside the config's directory) and
-/// anything that is not a plain file or directory.
-fn copy_tree(from: &Path, to: &Path, skip: &Path) -> std::io::Result<()> {
+/// What goes into the bundle besides the binary, relative to the config's directory: the
+/// config, the files it reads, its SQLite files and the folders it serves. Anything outside
+/// that directory is refused (its relative path would not hold once installed).
+fn contents(
+    config: &portcullis_config::Config,
+    dir: &Path,
+    config_name: &str,
+) -> Result<Vec<PathBuf>, String> {
+    let mut wanted: Vec<PathBuf> = config.referenced_files();
+    wanted.extend(
+        config
+            .files
+            .iter()
+            .map(|root| config.base_dir.join(&root.path)),
+    );
+    wanted.extend(
+        config
+            .notes
+            .iter()
+            .map(|notes| config.base_dir.join(&notes.path)),
+    );
+    for source in &config.sql {
+        if let Some(file) = sqlite_file(&source.url)
+            && config.base_dir.join(&file).exists()
+        {
+            wanted.push(config.base_dir.join(file));
+        }
+    }
+    let mut contents = vec![PathBuf::from(config_name)];
+    for path in wanted {
+        let absolute = std::fs::canonicalize(&path)
+            .map_err(|error| format!("{} (which the config names): {error}", path.display()))?;
+        let relative = absolute.strip_prefix(dir).map_err(|_| {
+            format!(
+                "{} is outside the config's directory {}: a bundle holds the config's directory only, so move it in (and name it relative to the config)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        if relative.as_os_str().is_empty() {
+            return Err(format!(
+                "the config serves its own directory {} as a root: a bundle would then take everything in it; serve a folder inside it",
+                dir.display()
+            ));
+        }
+        contents.push(relative.to_owned());
+    }
+    contents.sort();
+    contents.dedup();
+    Ok(contents)
+}
+
+/// The file of a `sqlite://` URL (relative to the config), if it is one.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Copies the folder `from` into `to` (created), leaving out hidden entries (`.env`,
+/// `.git`, caches) and anything that is not a plain file or directory (symlinks).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') || entry.path() == skip {
+        if name.to_string_lossy().starts_with('.') {
             continue;
         }
         let kind = entry.file_type()?;
         let target: PathBuf = to.join(&name);
         if kind.is_dir() {
-            copy_tree(&entry.path(), &target, skip)?;
+            copy_tree(&entry.path(), &target)?;
         } else if kind.is_file() {
             copy_file(&entry.path(), &target)?;
         }

@@ -93,31 +93,8 @@ pub(crate) fn principal(
             "--principal `{who}`: expected `key:NAME`, the name of an [[auth.api_keys]] entry"
         ));
     };
-    let key = config
-        .auth
-        .api_keys
-        .iter()
-        .find(|k| k.name == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = config
-                .auth
-                .api_keys
-                .iter()
-                .map(|k| k.name.as_str())
-                .collect();
-            format!(
-                "no API key named `{name}`; keys: {}",
-                if names.is_empty() {
-                    "none ([[auth.api_keys]] is empty)".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            )
-        })?;
-    Ok(Principal::new(
-        format!("key:{}", key.name),
-        key.scopes.iter().cloned(),
-    ))
+    let key = crate::explain::api_key(config, name)?;
+    Ok(crate::explain::key_principal(key))
 }
 
 /// Runs `ask` against the config at `path` as `who`.

@@ -73,11 +73,6 @@ pub(crate) struct Options {
     pub(crate) force: bool,
 }
 
-/// The value `env` gets for `name` unless `--with-values` takes the shell's.
-fn placeholder(name: &str) -> String {
-    format!("<{name}>")
-}
-
 pub(crate) fn run(client: Client, config: &Path, options: Options) -> ExitCode {
     let Options {
         http,
@@ -93,26 +88,7 @@ pub(crate) fn run(client: Client, config: &Path, options: Options) -> ExitCode {
     };
     // The variables a server started by the client needs: every `${VAR}` without a
     // default. The config loads with placeholders for those this shell does not set.
-    let required: Vec<String> = match portcullis_config::variables(config) {
-        Ok(variables) => variables
-            .into_iter()
-            .filter(|(_, defaulted)| !defaulted)
-            .map(|(name, _)| name)
-            .collect(),
-        Err(error) => return usage(&error),
-    };
-    let text = match std::fs::read_to_string(config) {
-        Ok(text) => text,
-        Err(error) => return usage(&format_args!("{}: {error}", config.display())),
-    };
-    let loaded = match portcullis_config::parse(&text, config, |name| {
-        std::env::var(name).ok().or_else(|| {
-            required
-                .iter()
-                .any(|r| r == name)
-                .then(|| placeholder(name))
-        })
-    }) {
+    let (loaded, required) = match portcullis_config::load_with_placeholders(config) {
         Ok(loaded) => loaded,
         Err(error) => return usage(&error),
     };
@@ -140,7 +116,10 @@ pub(crate) fn run(client: Client, config: &Path, options: Options) -> ExitCode {
                 if value.is_none() {
                     placeholders.push(name.as_str());
                 }
-                env.insert(name.clone(), value.unwrap_or_else(|| placeholder(name)));
+                env.insert(
+                    name.clone(),
+                    value.unwrap_or_else(|| portcullis_config::placeholder(name)),
+                );
             }
             if !placeholders.is_empty() {
                 eprintln!(

@@ -59,6 +59,9 @@ pub(crate) fn merge(
     force: bool,
 ) -> Result<String, Refused> {
     let path = path(client, home);
+    // A client file that is a link (dotfiles kept elsewhere) is written where it points,
+    // so the link stays one.
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
     let existing = match std::fs::read_to_string(&path) {
         Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,

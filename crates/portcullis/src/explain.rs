@@ -75,6 +75,40 @@ pub(crate) fn run(path: &Path, who: Who) -> ExitCode {
     }
 }
 
+/// The `[[auth.api_keys]]` entry `name`, or an error naming the keys there are.
+pub(crate) fn api_key<'c>(
+    config: &'c portcullis_config::Config,
+    name: &str,
+) -> Result<&'c portcullis_config::ApiKeyConfig, String> {
+    config
+        .auth
+        .api_keys
+        .iter()
+        .find(|k| k.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config
+                .auth
+                .api_keys
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect();
+            format!(
+                "no API key named `{name}`; keys: {}",
+                if names.is_empty() {
+                    "none ([[auth.api_keys]] is empty)".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })
+}
+
+/// The principal an API key authenticates as: `key:NAME` with the key's scopes (as the
+/// authentication layer makes it).
+pub(crate) fn key_principal(key: &portcullis_config::ApiKeyConfig) -> Principal {
+    Principal::api_key(&key.name, key.scopes.iter().cloned())
+}
+
 /// The report for `who`, or why there is none (an unknown key).
 fn render(loaded: &Prepared, who: &Who) -> Result<String, String> {
     let Prepared {
@@ -86,23 +120,8 @@ fn render(loaded: &Prepared, who: &Who) -> Result<String, String> {
     let mut out = String::new();
     let (principal, per_principal) = match who {
         Who::Key(name) => {
-            let Some(key) = config.auth.api_keys.iter().find(|k| &k.name == name) else {
-                let names: Vec<&str> = config
-                    .auth
-                    .api_keys
-                    .iter()
-                    .map(|k| k.name.as_str())
-                    .collect();
-                return Err(format!(
-                    "no API key named `{name}`; keys: {}",
-                    if names.is_empty() {
-                        "none ([[auth.api_keys]] is empty)".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                ));
-            };
-            let principal = Principal::new(format!("key:{}", key.name), key.scopes.iter().cloned());
+            let key = api_key(config, name)?;
+            let principal = key_principal(key);
             let _ = writeln!(
                 out,
                 "principal: {} (API key), scopes: {}",

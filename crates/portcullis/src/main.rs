@@ -87,7 +87,7 @@ enum Command {
         command: AuditCommand,
     },
     /// Serve over HTTP for development: reload on every change to the config and to the
-    /// files it reads, log at info, and print the MCP Inspector command that opens it.
+    /// files it reads, and print the MCP Inspector command that opens it.
     Dev {
         /// Configuration file.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
@@ -469,6 +469,13 @@ fn dev(
          portcullis dev: or list its tools from a shell:\n\
          \x20   npx @modelcontextprotocol/inspector --cli --method tools/list -- {program} serve --stdio --config {config}"
     );
+    // The Inspector's line starts a second server on the same config: with an audit log,
+    // that one would refuse to start (one writer per chain).
+    if portcullis_config::load(path).is_ok_and(|config| config.audit.is_some()) {
+        eprintln!(
+            "portcullis dev: this config writes an audit log, which has one writer: a second server on it (the stdio line above) refuses to start; connect the Inspector to this server's URL instead (`--transport http`)"
+        );
+    }
     serve(
         path,
         false,

@@ -900,7 +900,17 @@ impl RunningServer {
         match addr_rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => Ok(addr),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let status = self.child.wait()?;
+                // Its stderr closed: it exited, or it closed fd 2 and runs on unheard.
+                let deadline = Instant::now() + START_TIMEOUT;
+                let status = loop {
+                    if let Some(status) = self.child.try_wait()? {
+                        break status.to_string();
+                    }
+                    if Instant::now() > deadline {
+                        break "still running, its stderr closed".to_owned();
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                };
                 bail!(
                     "{} exited ({status}) before listening\n{}",
                     cmd.program.display(),

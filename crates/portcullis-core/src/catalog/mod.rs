@@ -666,8 +666,8 @@ impl Catalog {
             .any(|s| s.source.live() || s.resources.iter().any(|r| s.source.subscribable(&r.uri)))
     }
 
-    /// Runs every readiness check concurrently; returns each check's name and outcome.
-    /// Every dependency's [`Readiness::probe`], by name, in registration order.
+    /// Every dependency's [`Readiness::probe`], concurrently; by name, in registration
+    /// order.
     pub async fn probe(&self) -> Vec<(String, Result<String, Vec<NotReady>>)> {
         let probes = self
             .readiness
@@ -676,6 +676,7 @@ impl Catalog {
         futures::future::join_all(probes).await
     }
 
+    /// Runs every readiness check concurrently; returns each check's name and outcome.
     pub async fn readiness(&self) -> Vec<(String, Result<(), NotReady>)> {
         let checks = self
             .readiness

@@ -72,6 +72,17 @@ impl Cause {
         }
     }
 
+    /// An error met while a statement ran on a connection that was open: the connection
+    /// broke or answered nonsense (a restart, a proxy), which waiting may fix; a pool that
+    /// timed out stays a timeout.
+    pub(crate) fn during_statement(error: &sqlx::Error) -> Self {
+        let class = match error {
+            sqlx::Error::PoolTimedOut => Class::TimedOut,
+            _ => Class::Lost,
+        };
+        Self::new(class, error.to_string())
+    }
+
     /// Sorts a driver error met while connecting.
     pub(crate) fn of(error: &sqlx::Error) -> Self {
         let class = match error {
@@ -108,7 +119,6 @@ impl Cause {
                 | std::io::ErrorKind::ConnectionAborted
                 | std::io::ErrorKind::BrokenPipe
                 | std::io::ErrorKind::UnexpectedEof => Class::Lost,
-                std::io::ErrorKind::NotFound => Class::NotFound,
                 _ => Class::Unreachable,
             },
             sqlx::Error::Tls(_) => Class::Tls,

@@ -789,6 +789,44 @@ impl Source {
         .await
     }
 
+    /// A direct SQLite connection to what the source serves: its file, read-only; or, when
+    /// the file is not there yet, what will make it: the seed run in memory, or an empty
+    /// database for a writable source (it creates the file on its first write).
+    async fn sqlite_connection(
+        &self,
+        path: &Path,
+        seed: Option<&str>,
+    ) -> Result<AnyConnection, Cause> {
+        let options = SqliteConnectOptions::new().disable_statement_logging();
+        if path.exists() {
+            return Ok(AnyConnection::Sqlite(
+                options
+                    .filename(path)
+                    .read_only(true)
+                    .connect()
+                    .await
+                    .map_err(|e| Cause::of(&e))?,
+            ));
+        }
+        if seed.is_none() && self.read_only {
+            return Err(Cause::new(
+                Class::NotFound,
+                format!("there is no file at {}", path.display()),
+            ));
+        }
+        let mut conn = options
+            .in_memory(true)
+            .connect()
+            .await
+            .map_err(|e| Cause::of(&e))?;
+        if let Some(seed) = seed {
+            conn.execute(seed)
+                .await
+                .map_err(|e| Cause::new(Class::Unusable, format!("its seed script fails: {e}")))?;
+        }
+        Ok(AnyConnection::Sqlite(conn))
+    }
+
     /// Runs `work` on one direct connection, opened within `limit`.
     async fn with_connection<T>(
         &self,
@@ -803,33 +841,10 @@ impl Source {
         };
         let mut conn = match &self.connect {
             Connect::Sqlite { path, seed } => {
-                let options = SqliteConnectOptions::new().disable_statement_logging();
-                if path.exists() {
-                    AnyConnection::Sqlite(
-                        options
-                            .filename(path)
-                            .read_only(true)
-                            .connect()
-                            .await
-                            .map_err(|e| Cause::of(&e))?,
-                    )
-                } else if let Some(seed) = seed {
-                    // The seed creates the file on first use: check against what it makes.
-                    let mut conn = options
-                        .in_memory(true)
-                        .connect()
-                        .await
-                        .map_err(|e| Cause::of(&e))?;
-                    conn.execute(seed.as_str()).await.map_err(|e| {
-                        Cause::new(Class::Unusable, format!("its seed script fails: {e}"))
-                    })?;
-                    AnyConnection::Sqlite(conn)
-                } else {
-                    return Err(Cause::new(
-                        Class::NotFound,
-                        format!("there is no file at {}", path.display()),
-                    ));
-                }
+                // A file on a mount that hangs must not hang the diagnosis: bounded too.
+                tokio::time::timeout(limit, self.sqlite_connection(path, seed.as_deref()))
+                    .await
+                    .map_err(|_| late())??
             }
             Connect::Postgres(options) => AnyConnection::Postgres(
                 tokio::time::timeout(limit, PgConnection::connect_with(options))
@@ -1117,7 +1132,7 @@ fn classify(error: sqlx::Error) -> DbError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => DbError::Unavailable(Cause::of(&error)),
+        | sqlx::Error::WorkerCrashed => DbError::Unavailable(Cause::during_statement(&error)),
         other => DbError::Internal(other),
     }
 }

@@ -18,8 +18,7 @@ impl Key {
     /// The principal this key authenticates, bound to the key itself (its hash), so a key
     /// rotated under the same name is another credential.
     fn principal(&self) -> Principal {
-        Principal::new(format!("key:{}", self.name), self.scopes.iter().cloned())
-            .with_credential(self.hash)
+        Principal::api_key(&self.name, self.scopes.iter().cloned()).with_credential(self.hash)
     }
 }
 

@@ -126,7 +126,7 @@ impl HttpRefusal {
 
 /// Whole seconds to wait, at least one (a `Retry-After` of 0 invites a hot loop).
 pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 fn rpc_body(id: Value, error: &ErrorData) -> Json<Value> {
@@ -268,8 +268,8 @@ mod tests {
                     message: "now".into(),
                 },
                 429,
-                Some("0"),
-                r#"{"error":"rate_limited","error_description":"now","retry_after_secs":0}"#,
+                Some("1"),
+                r#"{"error":"rate_limited","error_description":"now","retry_after_secs":1}"#,
             ),
             (
                 HttpRefusal::Unavailable {

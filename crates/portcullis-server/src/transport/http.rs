@@ -409,13 +409,17 @@ fn metrics_router(options: &MetricsOptions, mcp_auth: Option<Arc<ArcSwap<AuthSta
                         sha2::Sha256::digest(token.expose().as_bytes()),
                     );
                     if !bool::from(given.ct_eq(&wanted)) {
+                        // RFC 6750: no error code for a request that sent no token.
+                        let sent = headers.contains_key(axum::http::header::AUTHORIZATION);
                         return HttpRefusal::Challenge {
                             status: StatusCode::UNAUTHORIZED,
                             www_authenticate: "Bearer".to_owned(),
-                            error: Some((
-                                "invalid_token".to_owned(),
-                                "metrics need the configured bearer token".to_owned(),
-                            )),
+                            error: sent.then(|| {
+                                (
+                                    "invalid_token".to_owned(),
+                                    "metrics need the configured bearer token".to_owned(),
+                                )
+                            }),
                             rpc: None,
                         }
                         .into_response();

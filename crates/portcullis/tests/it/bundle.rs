@@ -24,10 +24,25 @@ fn example(name: &str) -> std::path::PathBuf {
 async fn a_bundle_passes_the_official_cli_and_starts_as_a_client_would() {
     let mcpb = mcpb().await;
     let dir = tempfile::tempdir().expect("tempdir");
+    // The web-search profile, with a folder it serves and things that must stay out: a
+    // hidden `.env`, a hidden file in the served folder, an audit log it does not read.
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(profile.join("docs")).expect("profile");
+    let config = profile.join("portcullis.toml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(example("web-search")).expect("web-search")
+            + "\n[[files]]\nname = \"docs\"\npath = \"docs\"\n",
+    )
+    .expect("config");
+    std::fs::write(profile.join("docs/guide.md"), "# Guide\n").expect("doc");
+    std::fs::write(profile.join("docs/.secret"), "x").expect("hidden doc");
+    std::fs::write(profile.join(".env"), "BRAVE_API_KEY=mine\n").expect(".env");
+    std::fs::write(profile.join("audit.jsonl"), "{}\n").expect("audit");
     let staged = dir.path().join("web-search");
     let output = Command::new(bin())
         .args(["bundle", "--config"])
-        .arg(example("web-search"))
+        .arg(&config)
         .arg("--output")
         .arg(&staged)
         .env_remove("BRAVE_API_KEY")
@@ -38,15 +53,41 @@ async fn a_bundle_passes_the_official_cli_and_starts_as_a_client_would() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // Staging again without --force is refused; the profile's hidden files never go in.
-    let again = Command::new(bin())
-        .args(["bundle", "--config"])
-        .arg(example("web-search"))
-        .arg("--output")
-        .arg(&staged)
-        .output()
-        .expect("portcullis bundle again");
-    assert_eq!(again.status.code(), Some(64));
+    // In: the config, the binary, the served folder. Out: hidden files, the audit log.
+    let server = staged.join("server");
+    for present in ["portcullis.toml", "portcullis", "docs/guide.md"] {
+        assert!(server.join(present).exists(), "{present} is missing");
+    }
+    for absent in [".env", "docs/.secret", "audit.jsonl"] {
+        assert!(
+            !server.join(absent).exists(),
+            "{absent} went into the bundle"
+        );
+    }
+    // Staging again: refused without --force, replaced with it; --force never removes a
+    // directory that is not a bundle (the profile's own, say).
+    let bundle = |output: &Path, force: bool| {
+        let mut command = Command::new(bin());
+        command
+            .args(["bundle", "--config"])
+            .arg(&config)
+            .arg("--output")
+            .arg(output);
+        if force {
+            command.arg("--force");
+        }
+        command.output().expect("portcullis bundle")
+    };
+    assert_eq!(bundle(&staged, false).status.code(), Some(64));
+    assert!(bundle(&staged, true).status.success());
+    let refused = bundle(&profile, true);
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(config.exists(), "the profile survived --force");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("only a bundle staged before is replaced"),
+        "{refused:?}"
+    );
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(staged.join("manifest.json")).expect("manifest"),
     )
