@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod operator_file;
 pub mod outbound;
 mod principal;
 pub mod redact;

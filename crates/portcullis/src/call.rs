@@ -48,9 +48,20 @@ pub(crate) fn arguments(json_text: Option<&str>, pairs: &[String]) -> Result<Val
             Err(error) => return Err(format!("--args is not JSON: {error}")),
         },
     };
+    let mut named = std::collections::HashSet::new();
     for pair in pairs {
         if pair.starts_with('=') || pair.starts_with(":=") {
             return Err(format!("`{pair}`: the argument has no name"));
+        }
+        // One value per name, as an HTTP request may not carry a key twice either.
+        let name = match pair.split_once(":=") {
+            Some((key, _)) if !key.contains('=') => Some(key),
+            _ => pair.split_once('=').map(|(key, _)| key),
+        };
+        if let Some(name) = name
+            && !named.insert(name.to_owned())
+        {
+            return Err(format!("`{name}` is given twice; give each argument once"));
         }
         if let Some((key, raw)) = pair.split_once(":=")
             && !key.contains('=')
@@ -294,6 +305,11 @@ mod tests {
             json!({ "path": "b", "limit": 5, "tags": ["x"], "note": "a=b" })
         );
         assert_eq!(arguments(None, &[]).unwrap(), json!({}));
+        assert!(
+            arguments(None, &pairs(&["path=a", "path:=\"b\""]))
+                .unwrap_err()
+                .contains("`path` is given twice")
+        );
         for (json_text, pair, problem) in [
             (Some("[1]"), "", "must be a JSON object"),
             (Some("{"), "", "is not JSON"),

@@ -162,7 +162,9 @@ pub(crate) fn run(client: Client, config: &Path, options: Options) -> ExitCode {
             Some(home) if !home.is_empty() => PathBuf::from(home),
             _ => return usage(&"--write needs $HOME (the client's files are under it)"),
         };
-        return match crate::client_write::merge(client, &home, &name, &transport, force) {
+        let secrets = with_values
+            || matches!(&transport, Transport::Http { headers, .. } if !headers.is_empty());
+        return match crate::client_write::merge(client, &home, &name, &transport, force, secrets) {
             Ok(done) => {
                 eprintln!("portcullis: {done}");
                 ExitCode::SUCCESS

@@ -57,6 +57,7 @@ pub(crate) fn merge(
     name: &str,
     transport: &Transport,
     force: bool,
+    secrets: bool,
 ) -> Result<String, Refused> {
     let path = path(client, home);
     // A client file that is a link (dotfiles kept elsewhere) is written where it points,
@@ -91,7 +92,7 @@ pub(crate) fn merge(
             path.display()
         ));
     };
-    write_atomically(&path, &text)
+    write_atomically(&path, &text, secrets)
         .map_err(|error| Refused::Io(format!("cannot write {}: {error}", path.display())))?;
     Ok(format!(
         "wrote the entry `{name}` to {}; restart the client (or reload its MCP servers) to use it",
@@ -211,7 +212,7 @@ fn entry_check(text: &str, name: &str) -> Result<toml::Table, String> {
     clippy::disallowed_methods,
     reason = "writes the client's config file the operator asked for with --write"
 )]
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+fn write_atomically(path: &Path, text: &str, secrets: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -220,9 +221,19 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let mut temp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut temp, text.as_bytes())?;
     temp.as_file().sync_all()?;
-    // Keep the permissions of a file that was there (it may hold secrets).
+    // Keep the permissions of a file that was there, unless it is readable by others and
+    // secrets go into it: then only its owner may read it (a new file is the owner's only).
     if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(temp.path(), meta.permissions())?;
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut permissions = meta.permissions();
+        if secrets && permissions.mode() & 0o077 != 0 {
+            eprintln!(
+                "portcullis: {} was readable by others; it holds secrets now, so it is made readable by its owner only",
+                path.display()
+            );
+            permissions.set_mode(permissions.mode() & 0o700);
+        }
+        std::fs::set_permissions(temp.path(), permissions)?;
     }
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -76,8 +76,8 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Outbou
             path: path.to_owned(),
             reason,
         };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_error(e.to_string()))?
+        let pem = crate::operator_file::read(path).map_err(|e| ca_error(e.to_string()))?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
             .map_err(|e| ca_error(e.to_string()))?;
         if certs.is_empty() {

@@ -54,7 +54,10 @@ fn add(
         };
         let source = match (&prompt.template, &prompt.template_file) {
             (Some(text), _) => text.clone(),
-            (None, Some(file)) => std::fs::read_to_string(base_dir.join(file)).map_err(|e| {
+            (None, Some(file)) => portcullis_core::operator_file::read_to_string(
+                &base_dir.join(file),
+            )
+            .map_err(|e| {
                 error(format!(
                     "cannot read template file `{}`: {e}",
                     file.display()

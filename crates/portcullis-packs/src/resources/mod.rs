@@ -161,12 +161,13 @@ fn add(
         let (content, size) = match (&config.text, &config.file) {
             (Some(text), _) => (Content::Text(text.clone()), text.len()),
             (None, Some(file)) => {
-                let bytes =
-                    std::fs::read(base_dir.join(file)).map_err(|source| ResourcesError {
+                let bytes = portcullis_core::operator_file::read(&base_dir.join(file)).map_err(
+                    |source| ResourcesError {
                         uri: config.uri.clone(),
                         file: file.display().to_string(),
                         source,
-                    })?;
+                    },
+                )?;
                 let size = bytes.len();
                 match String::from_utf8(bytes) {
                     Ok(text) => (Content::Text(text), size),

@@ -387,13 +387,17 @@ impl Source {
                 let seed = match &config.seed {
                     Some(seed) => {
                         let seed_path = base_dir.join(seed);
-                        Some(std::fs::read_to_string(&seed_path).map_err(|e| {
-                            format!(
-                                "sql source `{}`: cannot read seed `{}`: {e}",
-                                config.name,
-                                seed_path.display()
-                            )
-                        })?)
+                        Some(
+                            portcullis_core::operator_file::read_to_string(&seed_path).map_err(
+                                |e| {
+                                    format!(
+                                        "sql source `{}`: cannot read seed `{}`: {e}",
+                                        config.name,
+                                        seed_path.display()
+                                    )
+                                },
+                            )?,
+                        )
                     }
                     None => None,
                 };

@@ -32,7 +32,7 @@ const BATCH: usize = 512;
 
 struct Writer {
     /// `.NAME.lock`, locked for as long as this writer lives.
-    _lock: File,
+    lock: File,
     settings: Settings,
     file: Option<File>,
     size: u64,
@@ -72,7 +72,7 @@ pub(super) fn start(
     let lock = lock(&settings.path)?;
     let (seq, prev) = chain_end(&settings.path)?;
     let mut writer = Writer {
-        _lock: lock,
+        lock,
         file: None,
         size: 0,
         seq,
@@ -104,33 +104,77 @@ pub(super) fn start(
     Ok(())
 }
 
-/// Takes the exclusive lock on `.NAME.lock` beside the log (advisory, released when the
-/// process ends), or says who holds it. Hidden, so that `NAME.*` (the rotations a verify
-/// is given) never names it.
-fn lock(path: &Path) -> std::io::Result<File> {
+/// `.NAME.lock` beside the log. Hidden, so that `NAME.*` (the rotations a verify is given)
+/// never names it.
+fn lock_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let lock_path = path.with_file_name(format!(".{name}.lock"));
-    let file = OpenOptions::new()
+    path.with_file_name(format!(".{name}.lock"))
+}
+
+/// Takes the exclusive lock on `.NAME.lock` beside the log (advisory, released when the
+/// process ends) and writes this process's id into it, or says which process holds it.
+fn lock(path: &Path) -> std::io::Result<File> {
+    let lock_path = lock_path(path);
+    let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .mode(0o600)
         .open(&lock_path)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::other(format!(
-            "the audit log {} is being written by another process (it holds {}): two writers would fork its hash chain; stop the other one, or give this one its own `audit.path`",
-            path.display(),
-            lock_path.display()
-        ))),
+        Ok(()) => {
+            file.set_len(0)?;
+            file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(std::io::Error::other(format!(
+                "the audit log {} is being written by process {} (it holds {}): two writers would fork its hash chain; stop that process, or give this one its own `audit.path` (the lock ends with its process, so it is never stale: do not delete it)",
+                path.display(),
+                holder.trim(),
+                lock_path.display()
+            )))
+        }
         Err(std::fs::TryLockError::Error(error)) => Err(error),
     }
 }
 
+/// Whether `held` is still the lock file at its path (`true`), or had to be taken again
+/// (`false`: someone removed it, taking it for stale, and another process may have written
+/// meanwhile). While another process holds the new one, this writer writes nothing, rather
+/// than fork the chain.
+fn still_held(path: &Path, held: &mut File) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ours = held.metadata()?;
+    match std::fs::metadata(lock_path(path)) {
+        Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => return Ok(true),
+        _ => {}
+    }
+    tracing::warn!(path = %lock_path(path).display(), "the audit log's lock file was removed or replaced");
+    *held = lock(path)?;
+    Ok(false)
+}
+
 impl Writer {
+    /// Makes sure this writer holds the chain's lock; when it had to take it again, the
+    /// chain goes on from where it ends now (another writer may have added to it, or
+    /// rotated it), through files opened afresh.
+    fn relock(&mut self) -> std::io::Result<()> {
+        if still_held(&self.settings.path, &mut self.lock)? {
+            return Ok(());
+        }
+        (self.seq, self.prev) = chain_end(&self.settings.path)?;
+        self.file = None;
+        self.head = None;
+        Ok(())
+    }
+
     fn open(&mut self) -> std::io::Result<()> {
         let file = OpenOptions::new()
             .create(true)
@@ -143,6 +187,24 @@ impl Writer {
     }
 
     fn write(&mut self, batch: &mut Vec<Job>) {
+        // One writer per chain, checked before every batch: a lock file removed while this
+        // one runs would let a second writer in.
+        if let Err(error) = self.relock() {
+            self.outstanding
+                .fetch_sub(batch.len(), std::sync::atomic::Ordering::AcqRel);
+            tracing::error!(%error, records = batch.len(), "cannot write the audit log");
+            metrics::counter!("portcullis_audit_failures_total").increment(1);
+            metrics::counter!("portcullis_audit_lost_records_total").increment(batch.len() as u64);
+            self.health.set(Some(
+                "another process writes the audit log (its lock file was removed)".to_owned(),
+            ));
+            for job in batch.drain(..) {
+                if let Some(written) = job.written {
+                    let _ = written.send(false);
+                }
+            }
+            return;
+        }
         let (seq, prev) = (self.seq, self.prev.clone());
         let mut text = String::with_capacity(batch.len() * 512);
         let mut lines = Vec::new();
@@ -370,23 +432,34 @@ fn chain_end(path: &Path) -> std::io::Result<(u64, String)> {
         file.seek(SeekFrom::Start(len - tail_len))?;
         let mut tail = Vec::with_capacity(tail_len as usize);
         file.read_to_end(&mut tail)?;
-        let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < tail.len() {
-            tracing::warn!(
-                bytes = tail.len() - complete,
-                "the audit log ends in a record cut short (a crash while writing); removing it"
-            );
-            file.set_len(len - tail_len + complete as u64)?;
-        }
-        let text = String::from_utf8_lossy(&tail[..complete]);
-        let Some(last) = text.lines().last() else {
-            continue;
-        };
         #[derive(serde::Deserialize)]
         struct Last {
             seq: u64,
             hash: String,
         }
+        let mut complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < tail.len() {
+            if serde_json::from_slice::<Last>(&tail[complete..]).is_ok() {
+                // A whole record without its line end (a crash between the two, or someone
+                // taking the newline away): it stays, completed; `audit verify` judges it.
+                // Removing it would erase the newest record unnoticed.
+                tracing::warn!("the audit log's last record has no line end; completing it");
+                file.seek(SeekFrom::End(0))?;
+                file.write_all(b"\n")?;
+                tail.push(b'\n');
+                complete = tail.len();
+            } else {
+                tracing::warn!(
+                    bytes = tail.len() - complete,
+                    "the audit log ends in a record cut short (a crash while writing); removing it"
+                );
+                file.set_len(len - tail_len + complete as u64)?;
+            }
+        }
+        let text = String::from_utf8_lossy(&tail[..complete]);
+        let Some(last) = text.lines().last() else {
+            continue;
+        };
         let last: Last = serde_json::from_str(last).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

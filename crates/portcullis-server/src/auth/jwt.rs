@@ -334,9 +334,13 @@ impl JwtValidator {
     async fn fetch(&self) -> Result<JwkSet, String> {
         match &self.source {
             KeySource::File(path) => {
-                let text = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|e| format!("read JWKS file: {e}"))?;
+                let path = path.clone();
+                let text = tokio::task::spawn_blocking(move || {
+                    portcullis_core::operator_file::read_to_string(&path)
+                })
+                .await
+                .map_err(|e| format!("read JWKS file: {e}"))?
+                .map_err(|e| format!("read JWKS file: {e}"))?;
                 serde_json::from_str(&text).map_err(|e| format!("JWKS file is not a key set: {e}"))
             }
             KeySource::Url(url) => self.get_json(url, "the JWKS").await,

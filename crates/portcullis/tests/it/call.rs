@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use portcullis_test::HttpServer;
 
@@ -202,8 +203,46 @@ async fn call_is_audited_and_never_writes_beside_a_running_server() {
         .expect("audit verify");
     assert!(verify.status.success(), "{verify:?}");
 
+    // Someone takes the last record's line end away: the next writer completes the record
+    // instead of cutting it off (which would erase it unnoticed).
+    let log_path = dir.path().join("audit.jsonl");
+    let len = std::fs::metadata(&log_path).expect("log").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log_path)
+        .and_then(|f| f.set_len(len - 1))
+        .expect("cut the newline");
+    let (status, _, stderr) = portcullis(
+        dir.path(),
+        &[
+            "call",
+            "read_file",
+            "path=a.txt",
+            "--config",
+            "portcullis.toml",
+        ],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    let log = std::fs::read_to_string(&log_path).expect("audit log");
+    let seqs: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("record")["seq"]
+                .as_u64()
+                .expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3], "{log}");
+    let verify = Command::new(bin())
+        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
+        .arg(&log_path)
+        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
+        .output()
+        .expect("audit verify");
+    assert!(verify.status.success(), "{verify:?}");
+
     // A server holds the log now: `call` refuses, the chain stays whole.
-    let server = HttpServer::spawn(bin(), &config).await.expect("spawn");
+    let mut server = HttpServer::spawn(bin(), &config).await.expect("spawn");
     let (status, _, stderr) = portcullis(
         dir.path(),
         &[
@@ -215,12 +254,57 @@ async fn call_is_audited_and_never_writes_beside_a_running_server() {
         ],
     );
     assert_ne!(status, Some(0), "{stderr}");
-    assert!(
-        stderr.contains("is being written by another process"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("is being written by process"), "{stderr}");
     // So does a second server on the same config.
     let second = HttpServer::spawn(bin(), &config).await;
     assert!(second.is_err(), "a second writer started");
-    drop(server);
+
+    // Someone removes the lock as stale while the server runs: a `call` gets in and writes;
+    // the server notices before its next batch and goes on from the chain's new end
+    // instead of forking it.
+    std::fs::remove_file(dir.path().join(".audit.jsonl.lock")).expect("remove the lock");
+    let (status, _, stderr) = portcullis(
+        dir.path(),
+        &[
+            "call",
+            "read_file",
+            "path=a.txt",
+            "--config",
+            "portcullis.toml",
+        ],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    let after = portcullis_test::post_stateless(
+        &server.url(),
+        None,
+        "tools/call",
+        serde_json::json!({ "name": "read_file", "arguments": { "path": "a.txt" } }),
+    )
+    .await;
+    assert_eq!(
+        after.body["result"]["isError"],
+        serde_json::json!(false),
+        "{:?}",
+        after.body
+    );
+    // A graceful stop settles the audit log: every record of a call answered is on disk.
+    server.terminate().expect("SIGTERM");
+    server.wait(Duration::from_secs(10)).await.expect("stopped");
+    let log = std::fs::read_to_string(&log_path).expect("audit log");
+    let seqs: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("record")["seq"]
+                .as_u64()
+                .expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "{log}");
+    let verify = Command::new(bin())
+        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
+        .arg(&log_path)
+        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
+        .output()
+        .expect("audit verify");
+    assert!(verify.status.success(), "{verify:?}");
 }

@@ -1209,3 +1209,37 @@ fn a_log_level_that_is_not_one_is_refused_with_the_allowed_forms() {
         assert!(output.stdout.is_empty(), "stdout is the protocol's");
     }
 }
+
+/// A file the config names must be a regular file of bounded size: a FIFO once hung `check`
+/// (and a reload) for good, `/dev/zero` took all memory.
+#[test]
+fn files_the_config_names_are_regular_and_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("rules.md");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    for file in [fifo.display().to_string(), "/dev/zero".to_owned()] {
+        let config = write_config(
+            &dir,
+            &format!(
+                "[server]\nname = \"x\"\n[[resources]]\nuri = \"config://rules\"\nname = \"rules\"\nfile = \"{file}\"\n"
+            ),
+        );
+        let started = std::time::Instant::now();
+        let output = Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("check");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{file}: check hung"
+        );
+        assert_eq!(output.status.code(), Some(64), "{file}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("not a regular file"),
+            "{file}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
