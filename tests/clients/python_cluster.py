@@ -49,6 +49,8 @@ async def session_checks(url: str, token: str, calls: int, updates: int) -> None
         message = getattr(message, "root", message)
         if isinstance(message, types.ResourceUpdatedNotification) and str(message.params.uri) == URI:
             heard.append(time.monotonic())
+            # The test writes the next change once this one is heard.
+            print(f"heard {len(heard)}", flush=True)
             arrived.set()
             arrived = anyio.Event()
 

@@ -103,6 +103,16 @@ fn verify_files(
     continuing: bool,
     no_head: bool,
 ) -> Result<String, Failure> {
+    // The head first: a server may be writing while this reads, and the files read after
+    // the head are then at least as new as what it vouches for.
+    let head_before = files
+        .iter()
+        .map(|file| head_of(file))
+        .find_map(|head| std::fs::read_to_string(head).ok());
+    let vouched = head_before
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text.trim()).ok())
+        .and_then(|head| head["head_seq"].as_u64());
     // Files in chain order, whatever order the shell gave them in (NAME.10 after NAME.9).
     let mut loaded = Vec::new();
     for file in files {
@@ -119,15 +129,32 @@ fn verify_files(
     loaded.sort_by_key(|(first, _, _)| *first);
     let mut verifier = Verifier::new(hasher.clone(), continuing);
     let mut hashes: Vec<(u64, String)> = Vec::new();
+    let newest_file = loaded.last().map(|(_, f, _)| f.clone());
     for (_, file, text) in &loaded {
+        let mut lines: Vec<&str> = text.lines().collect();
         if !text.is_empty() && !text.ends_with('\n') {
-            let line = text.lines().count();
-            return Err(Failure::Broken(format!(
-                "{}:{line}: the file ends in the middle of a record (cut short)",
-                file.display()
-            )));
+            // The last line of the newest file may be a batch a server is writing now: it is
+            // left out when the head read before vouches only for records before it. A
+            // record the head vouches for that ends early was cut short.
+            let complete_seq = lines
+                .iter()
+                .rev()
+                .skip(1)
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .and_then(|r| r["seq"].as_u64())
+                .unwrap_or(0);
+            let being_written = Some(file) == newest_file.as_ref()
+                && vouched.is_some_and(|seq| seq <= complete_seq);
+            if !being_written {
+                let line = text.lines().count();
+                return Err(Failure::Broken(format!(
+                    "{}:{line}: the file ends in the middle of a record (cut short)",
+                    file.display()
+                )));
+            }
+            lines.pop();
         }
-        for (index, line) in text.lines().enumerate() {
+        for (index, line) in lines.into_iter().enumerate() {
             verifier.next(line).map_err(|reason| {
                 Failure::Broken(format!("{}:{}: {reason}", file.display(), index + 1))
             })?;
@@ -144,7 +171,13 @@ fn verify_files(
         loaded.len(),
         end.last_seq
     );
-    match head.as_deref().map(std::fs::read_to_string) {
+    // The head read before the files (the files are at least as new); without one then,
+    // the one there now.
+    let head_text = head_before.or_else(|| {
+        head.as_deref()
+            .and_then(|h| std::fs::read_to_string(h).ok())
+    });
+    match head_text.map(Ok::<String, std::io::Error>) {
         Some(Ok(text)) => {
             let lookup = |seq: u64| {
                 hashes

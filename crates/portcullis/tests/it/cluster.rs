@@ -485,9 +485,30 @@ async fn three_replicas_behind_haproxy_serve_one_cluster() {
         "50 calls were not spread over all replicas: {spread:?}"
     );
     eprintln!("50 Python SDK calls per replica: {spread:?}");
+    // The subscription reaches the other replicas through Redis, which no client can see:
+    // the first change waits a moment for it. Each later one is written once the client
+    // has heard the one before (its `heard N` line), so no two changes overlap.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     for (version, replica) in cluster.replicas.iter().enumerate() {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
         write_note_through(replica, version + 1).await;
+        let wanted = format!("heard {}", version + 1);
+        let heard = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = stdout.next_line().await.expect("read stdout") {
+                printed.push(line.clone());
+                if line == wanted {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        assert!(
+            heard,
+            "the client did not hear change {}:\n{}",
+            version + 1,
+            printed.join("\n")
+        );
     }
     let rest = tokio::time::timeout(Duration::from_secs(60), async {
         let mut lines = Vec::new();
@@ -646,6 +667,9 @@ async fn three_replicas_behind_haproxy_serve_one_cluster() {
 
     // One replica gets SIGTERM under load: every request sent completes, and HAProxy moves
     // new requests to the others.
+    // Each answered batch ticks `progress`: the SIGTERM comes once the load is under way,
+    // not after a guessed delay.
+    let (progress, mut progressed) = tokio::sync::watch::channel(0usize);
     let load = {
         let url = url.clone();
         tokio::spawn(async move {
@@ -669,11 +693,16 @@ async fn three_replicas_behind_haproxy_serve_one_cluster() {
                             .is_some_and(|t| t.contains("hello")),
                     )
                 }));
+                progress.send_replace(results.len());
             }
             results
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Under way on every replica: a few dozen calls through HAProxy.
+    progressed
+        .wait_for(|n| *n >= 40)
+        .await
+        .expect("the load runs");
     let stopping = cluster.replicas.pop().expect("a third replica");
     let before_stop = replica_calls(&stopping).await;
     stopping.terminate().expect("SIGTERM");
