@@ -17,6 +17,22 @@ mod definition;
 pub mod files;
 #[cfg(feature = "jail")]
 mod jail;
+
+/// Whether a path relative to a served folder is one its deny list refuses (the built-in
+/// patterns, `.env*`, `.git/`, `*.pem`, `*.key`, `id_*`, and `extra`): what `portcullis
+/// bundle` leaves out of a folder it copies, by the same rule the jail serves it with.
+///
+/// # Errors
+///
+/// A pattern of `extra` that is not a glob.
+#[cfg(feature = "jail")]
+pub fn deny_rule(
+    extra: &[String],
+    extra_ignore_case: bool,
+) -> Result<impl Fn(&str) -> bool + use<>, String> {
+    let list = jail::DenyList::new(extra, extra_ignore_case)?;
+    Ok(move |relative: &str| list.is_denied(relative))
+}
 #[cfg(feature = "notes")]
 pub mod notes;
 mod params;

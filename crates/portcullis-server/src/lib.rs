@@ -33,7 +33,7 @@ pub use portcullis_core::{
     PromptCall, PromptTemplate, ReadResource, Readiness, ResourceChange, ResourceSource, Tool,
     ToolCall, ToolOutput,
 };
-pub use portcullis_core::{outbound, redact_secrets};
+pub use portcullis_core::{operator_file, outbound, redact_secrets};
 
 pub use error::SetupError;
 pub use guard::{GuardConfig, ItemRules, Policies, REQUEST_TIMED_OUT};

@@ -152,6 +152,10 @@ fn verify_files(
                     file.display()
                 )));
             }
+            eprintln!(
+                "portcullis: warning: {}: its last line is incomplete and was left out (a record a server is writing now, or text the head file does not vouch for)",
+                file.display()
+            );
             lines.pop();
         }
         for (index, line) in lines.into_iter().enumerate() {

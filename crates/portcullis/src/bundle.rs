@@ -25,6 +25,13 @@ use serde_json::{Value, json};
 
 use crate::{EX_FAILURE, EX_USAGE};
 
+/// The key in the manifest's `_meta` that says `portcullis bundle` staged the directory:
+/// `--force` replaces only such a directory.
+const MARKER: &str = "dev.portcullis/bundle";
+
+/// What a served folder's deny list refuses, by path relative to the folder.
+type DenyRule = Box<dyn Fn(&str) -> bool>;
+
 pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
     let usage = |message: &dyn std::fmt::Display| {
         eprintln!("portcullis: {message}");
@@ -56,10 +63,56 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
         Ok(contents) => contents,
         Err(message) => return usage(&message),
     };
+    // What each served folder's deny list refuses stays out of the bundle too (keys,
+    // certificates, `id_*`, the root's own patterns): by the jail's own rule.
+    let mut deny_rules: Vec<(PathBuf, DenyRule)> = Vec::new();
+    let folders = prepared
+        .config
+        .files
+        .iter()
+        .map(|r| (&r.path, &r.deny, r.deny_ignore_case))
+        .chain(
+            prepared
+                .config
+                .notes
+                .iter()
+                .map(|n| (&n.path, &n.deny, n.deny_ignore_case)),
+        );
+    for (path, deny, ignore_case) in folders {
+        let Ok(folder) = std::fs::canonicalize(prepared.config.base_dir.join(path)) else {
+            continue;
+        };
+        match portcullis_packs::deny_rule(deny, ignore_case) {
+            Ok(rule) => deny_rules.push((folder, Box::new(rule))),
+            Err(message) => return usage(&message),
+        }
+    }
+    // Not inside a folder it copies (it would copy itself, and the server would then serve
+    // the copy).
+    let output_at = std::path::absolute(output).ok().and_then(|abs| {
+        let parent = abs.parent()?.to_owned();
+        let name = abs.file_name()?.to_owned();
+        Some(std::fs::canonicalize(parent).ok()?.join(name))
+    });
+    if let Some(at) = &output_at
+        && contents
+            .iter()
+            .map(|relative| source_dir.join(relative))
+            .any(|staged| staged.is_dir() && at.starts_with(&staged))
+    {
+        return usage(&format_args!(
+            "{} is inside a folder the bundle takes; stage it elsewhere",
+            output.display()
+        ));
+    }
     if output.exists() {
         // Only a bundle this command staged is replaced: never the config's directory, one
         // above it, or anything else that happens to be named.
-        let ours = output.join("manifest.json").is_file() && output.join("server").is_dir();
+        let ours = output.join("server").is_dir()
+            && std::fs::read_to_string(output.join("manifest.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .is_some_and(|manifest| manifest["_meta"].get(MARKER).is_some());
         let holds_config =
             std::fs::canonicalize(output).is_ok_and(|output| source_dir.starts_with(&output));
         if !force || !ours || holds_config {
@@ -90,7 +143,13 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
                     std::fs::create_dir_all(parent)?;
                 }
                 if from.is_dir() {
-                    copy_tree(&from, &to)?;
+                    let denied = deny_rules
+                        .iter()
+                        .find(|(folder, _)| *folder == from)
+                        .map(|(_, rule)| rule);
+                    copy_tree(&from, &to, Path::new(""), &|rel| {
+                        denied.is_some_and(|rule| rule(rel))
+                    })?;
                 } else {
                     copy_file(&from, &to)?;
                 }
@@ -193,6 +252,7 @@ fn manifest(
         "tools": tools,
         "prompts": prompts,
         "compatibility": { "platforms": [platform] },
+        "_meta": { MARKER: { "config": config_name } },
     });
     if !user_config.is_empty() {
         manifest["user_config"] = Value::Object(user_config);
@@ -261,19 +321,26 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 }
 
 /// Copies the folder `from` into `to` (created), leaving out hidden entries (`.env`,
-/// `.git`, caches) and anything that is not a plain file or directory (symlinks).
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+/// `.git`, caches), what `denied` refuses (given the path relative to the folder, `at`
+/// so far) and anything that is not a plain file or directory (symlinks).
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    at: &Path,
+    denied: &dyn Fn(&str) -> bool,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+        let relative = at.join(&name);
+        if name.to_string_lossy().starts_with('.') || denied(&relative.to_string_lossy()) {
             continue;
         }
         let kind = entry.file_type()?;
         let target: PathBuf = to.join(&name);
         if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
+            copy_tree(&entry.path(), &target, &relative, denied)?;
         } else if kind.is_file() {
             copy_file(&entry.path(), &target)?;
         }

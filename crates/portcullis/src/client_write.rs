@@ -63,10 +63,12 @@ pub(crate) fn merge(
     // A client file that is a link (dotfiles kept elsewhere) is written where it points,
     // so the link stays one.
     let path = std::fs::canonicalize(&path).unwrap_or(path);
-    let existing = match std::fs::read_to_string(&path) {
+    // Only a regular file of bounded size is read (a FIFO there would hang this, a huge
+    // file take the memory).
+    let existing = match portcullis_server::operator_file::read_to_string(&path) {
         Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => return Err(Refused::Io(format!("{}: {error}", path.display()))),
+        Err(error) => return Err(Refused::Usage(format!("{}: {error}", path.display()))),
     };
     let text = match client {
         Client::Codex => merge_toml(existing.as_deref(), name, codex_entry(transport), force),

@@ -118,13 +118,30 @@ fn lock_path(path: &Path) -> PathBuf {
 /// process ends) and writes this process's id into it, or says which process holds it.
 fn lock(path: &Path) -> std::io::Result<File> {
     let lock_path = lock_path(path);
+    // Never through a link (it would truncate whatever it points at), and only a file.
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .mode(0o600)
-        .open(&lock_path)?;
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&lock_path)
+        .map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!(
+                    "{}: {error} (it must be a plain file, not a link)",
+                    lock_path.display()
+                ),
+            )
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a plain file; remove it",
+            lock_path.display()
+        )));
+    }
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0)?;
@@ -449,6 +466,34 @@ fn chain_end(path: &Path) -> std::io::Result<(u64, String)> {
                 tail.push(b'\n');
                 complete = tail.len();
             } else {
+                // Cut short by a crash, the record was never acknowledged, and the head file
+                // (rewritten after each batch) does not vouch for it: it is removed. A
+                // record the head vouches for was damaged afterwards: removing it would
+                // erase it unnoticed, so the log is left for `audit verify` and the server
+                // does not start on it.
+                let last_whole = String::from_utf8_lossy(&tail[..complete])
+                    .lines()
+                    .last()
+                    .and_then(|line| serde_json::from_str::<Last>(line).ok())
+                    .map_or(0, |last| last.seq);
+                let vouched = std::fs::read_to_string(head_path(path))
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(text.trim()).ok())
+                    .and_then(|head| head["head_seq"].as_u64());
+                if vouched.is_none_or(|seq| seq > last_whole) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "the last record of {} is damaged and its head file {}: run `portcullis audit verify`; move the log aside to start a new chain",
+                            candidate.display(),
+                            if vouched.is_some() {
+                                "vouches for it"
+                            } else {
+                                "is missing, so it cannot tell whether it was acknowledged"
+                            }
+                        ),
+                    ));
+                }
                 tracing::warn!(
                     bytes = tail.len() - complete,
                     "the audit log ends in a record cut short (a crash while writing); removing it"

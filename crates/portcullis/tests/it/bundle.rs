@@ -37,6 +37,8 @@ async fn a_bundle_passes_the_official_cli_and_starts_as_a_client_would() {
     .expect("config");
     std::fs::write(profile.join("docs/guide.md"), "# Guide\n").expect("doc");
     std::fs::write(profile.join("docs/.secret"), "x").expect("hidden doc");
+    std::fs::write(profile.join("docs/server.key"), "key").expect("a key the jail refuses");
+    std::fs::write(profile.join("docs/id_rsa"), "key").expect("a key the jail refuses");
     std::fs::write(profile.join(".env"), "BRAVE_API_KEY=mine\n").expect(".env");
     std::fs::write(profile.join("audit.jsonl"), "{}\n").expect("audit");
     let staged = dir.path().join("web-search");
@@ -58,7 +60,13 @@ async fn a_bundle_passes_the_official_cli_and_starts_as_a_client_would() {
     for present in ["portcullis.toml", "portcullis", "docs/guide.md"] {
         assert!(server.join(present).exists(), "{present} is missing");
     }
-    for absent in [".env", "docs/.secret", "audit.jsonl"] {
+    for absent in [
+        ".env",
+        "docs/.secret",
+        "audit.jsonl",
+        "docs/server.key",
+        "docs/id_rsa",
+    ] {
         assert!(
             !server.join(absent).exists(),
             "{absent} went into the bundle"
@@ -83,6 +91,20 @@ async fn a_bundle_passes_the_official_cli_and_starts_as_a_client_would() {
     let refused = bundle(&profile, true);
     assert_eq!(refused.status.code(), Some(64));
     assert!(config.exists(), "the profile survived --force");
+    // Nor a hand-made MCPB project (a manifest and a server folder, but not staged here).
+    let project = dir.path().join("my-extension");
+    std::fs::create_dir_all(project.join("server")).expect("project");
+    std::fs::write(project.join("manifest.json"), "{}").expect("manifest");
+    std::fs::write(project.join("server/index.js"), "// mine").expect("source");
+    assert_eq!(bundle(&project, true).status.code(), Some(64));
+    assert!(
+        project.join("server/index.js").exists(),
+        "a hand-made project survived --force"
+    );
+    // Nor inside a folder it takes (it would copy itself, and the server serve the copy).
+    let inside = bundle(&profile.join("docs/bundle"), false);
+    assert_eq!(inside.status.code(), Some(64), "{inside:?}");
+    assert!(!profile.join("docs/bundle").exists());
     assert!(
         String::from_utf8_lossy(&refused.stderr)
             .contains("only a bundle staged before is replaced"),

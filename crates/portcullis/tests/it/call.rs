@@ -241,6 +241,67 @@ async fn call_is_audited_and_never_writes_beside_a_running_server() {
         .expect("audit verify");
     assert!(verify.status.success(), "{verify:?}");
 
+    // A link planted at the lock's path is never followed (it would truncate its target).
+    let lock = dir.path().join(".audit.jsonl.lock");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("victim");
+    std::fs::remove_file(&lock).expect("no writer holds it now");
+    std::os::unix::fs::symlink(&victim, &lock).expect("plant a link");
+    let (status, _, stderr) = portcullis(
+        dir.path(),
+        &[
+            "call",
+            "read_file",
+            "path=a.txt",
+            "--config",
+            "portcullis.toml",
+        ],
+    );
+    assert_ne!(status, Some(0), "{stderr}");
+    assert!(stderr.contains("not a link"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "precious\n"
+    );
+    std::fs::remove_file(&lock).expect("remove the link");
+
+    // The last record spoiled (its end replaced): the head vouches for it, so no writer
+    // starts on the log; cutting it off would erase it unnoticed. `audit verify` says so.
+    let intact = std::fs::read(&log_path).expect("log");
+    let mut spoiled = intact.clone();
+    let at = spoiled.len() - 6;
+    spoiled.truncate(at);
+    spoiled.extend_from_slice(b"XXXXX");
+    std::fs::write(&log_path, &spoiled).expect("spoil");
+    let (status, _, stderr) = portcullis(
+        dir.path(),
+        &[
+            "call",
+            "read_file",
+            "path=a.txt",
+            "--config",
+            "portcullis.toml",
+        ],
+    );
+    assert_ne!(status, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("is damaged and its head file vouches for it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&log_path).expect("log"),
+        spoiled,
+        "the log was left as it was"
+    );
+    let verify = Command::new(bin())
+        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
+        .arg(&log_path)
+        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
+        .output()
+        .expect("audit verify");
+    assert_eq!(verify.status.code(), Some(65), "{verify:?}");
+    std::fs::write(&log_path, &intact).expect("restore");
+
     // A server holds the log now: `call` refuses, the chain stays whole.
     let mut server = HttpServer::spawn(bin(), &config).await.expect("spawn");
     let (status, _, stderr) = portcullis(
