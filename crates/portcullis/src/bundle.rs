@@ -109,7 +109,7 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
         // Only a bundle this command staged is replaced: never the config's directory, one
         // above it, or anything else that happens to be named.
         let ours = output.join("server").is_dir()
-            && std::fs::read_to_string(output.join("manifest.json"))
+            && portcullis_server::operator_file::read_to_string(&output.join("manifest.json"))
                 .ok()
                 .and_then(|text| serde_json::from_str::<Value>(&text).ok())
                 .is_some_and(|manifest| manifest["_meta"].get(MARKER).is_some());
