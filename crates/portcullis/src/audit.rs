@@ -67,9 +67,30 @@ pub(crate) fn verify(request: Verify) -> ExitCode {
         let base = config
             .as_ref()
             .map_or(Path::new("."), |c| c.base_dir.as_path());
-        files = portcullis_server::audit::chain_files(&base.join(&section.path));
+        let path = base.join(&section.path);
+        files = portcullis_server::audit::chain_files(&path);
+        // A server may rotate the log while this reads it: a file then moves under the
+        // reader, and the chain seems to skip. Appends alone never break a read (the head
+        // is read first). So a break seen while the set of files changed is read again,
+        // from the new set, a few times; a break in an unchanged set is a break.
+        for _ in 0..3 {
+            let outcome = verify_files(&hasher, &files, request.continuing, request.no_head);
+            let now = portcullis_server::audit::chain_files(&path);
+            match outcome {
+                Err(Failure::Broken(_)) if now != files => files = now,
+                outcome => return report(outcome, usage),
+            }
+        }
     }
-    match verify_files(&hasher, &files, request.continuing, request.no_head) {
+    report(
+        verify_files(&hasher, &files, request.continuing, request.no_head),
+        usage,
+    )
+}
+
+/// The command's answer to a verification.
+fn report(outcome: Result<String, Failure>, usage: impl Fn(String) -> ExitCode) -> ExitCode {
+    match outcome {
         Ok(summary) => {
             eprintln!("portcullis: audit chain intact: {summary}");
             ExitCode::SUCCESS
