@@ -388,6 +388,13 @@ pub(crate) fn server_entry(client: Client, transport: &Transport) -> Value {
     }
 }
 
+/// A TOML table of string values.
+fn strings<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> toml::Table {
+    pairs
+        .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
+        .collect()
+}
+
 /// The server's table in Codex's `config.toml`.
 pub(crate) fn codex_entry(transport: &Transport) -> toml::Table {
     let mut table = toml::Table::new();
@@ -400,21 +407,16 @@ pub(crate) fn codex_entry(transport: &Transport) -> toml::Table {
             table.insert("command".to_owned(), program.display().to_string().into());
             table.insert("args".to_owned(), stdio_args(config).into());
             if !env.is_empty() {
-                let map: toml::Table = env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
-                    .collect();
-                table.insert("env".to_owned(), map.into());
+                table.insert("env".to_owned(), strings(env.iter()).into());
             }
         }
         Transport::Http { url, headers } => {
             table.insert("url".to_owned(), url.clone().into());
             if !headers.is_empty() {
-                let map: toml::Table = headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), toml::Value::from(v.clone())))
-                    .collect();
-                table.insert("http_headers".to_owned(), map.into());
+                table.insert(
+                    "http_headers".to_owned(),
+                    strings(headers.iter().map(|(k, v)| (k, v))).into(),
+                );
             }
         }
     }

@@ -169,21 +169,8 @@ async fn a_bundle_passes_the_official_cli_and_starts_as_a_client_would() {
             .replace("${user_config.brave_api_key}", "user-given-key")
     };
     let config = &manifest["server"]["mcp_config"];
-    let mut command =
-        tokio::process::Command::new(fill(config["command"].as_str().expect("command")));
-    command
-        .args(
-            config["args"]
-                .as_array()
-                .expect("args")
-                .iter()
-                .map(|a| fill(a.as_str().expect("arg"))),
-        )
-        .env_clear()
-        .current_dir("/");
-    for (name, value) in config["env"].as_object().expect("env") {
-        command.env(name, fill(value.as_str().expect("value")));
-    }
+    assert!(config["env"].is_object(), "{config}");
+    let command = crate::entry_command(config, fill);
     let session = stdio_client_of(command, Era::Init2025_11)
         .await
         .expect("the bundle's server starts");

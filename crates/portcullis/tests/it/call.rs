@@ -14,18 +14,29 @@ use crate::{bin, demo_config};
 
 const AUDIT_KEY: &str = "a call-test audit key of enough length";
 
-fn portcullis(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PORTCULLIS_CONFIG")
+use crate::cli::run_in as portcullis;
+
+/// `portcullis audit verify` of the log at `path` with the test's key.
+fn verify(path: &Path) -> std::process::Output {
+    Command::new(bin())
+        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
+        .arg(path)
+        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
         .output()
-        .expect("run portcullis");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        .expect("audit verify")
+}
+
+/// The `seq` of every record in the log at `path`.
+fn seqs(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .expect("audit log")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("record")["seq"]
+                .as_u64()
+                .expect("seq")
+        })
+        .collect()
 }
 
 #[test]
@@ -195,13 +206,8 @@ async fn call_is_audited_and_never_writes_beside_a_running_server() {
         records.iter().all(|r| r.to_string().contains("read_file")),
         "{log}"
     );
-    let verify = Command::new(bin())
-        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
-        .arg(dir.path().join("audit.jsonl"))
-        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
-        .output()
-        .expect("audit verify");
-    assert!(verify.status.success(), "{verify:?}");
+    let verified = verify(&dir.path().join("audit.jsonl"));
+    assert!(verified.status.success(), "{verified:?}");
 
     // Someone takes the last record's line end away: the next writer completes the record
     // instead of cutting it off (which would erase it unnoticed).
@@ -223,23 +229,9 @@ async fn call_is_audited_and_never_writes_beside_a_running_server() {
         ],
     );
     assert_eq!(status, Some(0), "{stderr}");
-    let log = std::fs::read_to_string(&log_path).expect("audit log");
-    let seqs: Vec<u64> = log
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("record")["seq"]
-                .as_u64()
-                .expect("seq")
-        })
-        .collect();
-    assert_eq!(seqs, [1, 2, 3], "{log}");
-    let verify = Command::new(bin())
-        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
-        .arg(&log_path)
-        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
-        .output()
-        .expect("audit verify");
-    assert!(verify.status.success(), "{verify:?}");
+    assert_eq!(seqs(&log_path), [1, 2, 3]);
+    let verified = verify(&log_path);
+    assert!(verified.status.success(), "{verified:?}");
 
     // A link planted at the lock's path is never followed (it would truncate its target).
     let lock = dir.path().join(".audit.jsonl.lock");
@@ -293,13 +285,8 @@ async fn call_is_audited_and_never_writes_beside_a_running_server() {
         spoiled,
         "the log was left as it was"
     );
-    let verify = Command::new(bin())
-        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
-        .arg(&log_path)
-        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
-        .output()
-        .expect("audit verify");
-    assert_eq!(verify.status.code(), Some(65), "{verify:?}");
+    let verified = verify(&log_path);
+    assert_eq!(verified.status.code(), Some(65), "{verified:?}");
     std::fs::write(&log_path, &intact).expect("restore");
 
     // A server holds the log now: `call` refuses, the chain stays whole.
@@ -351,21 +338,7 @@ async fn call_is_audited_and_never_writes_beside_a_running_server() {
     // A graceful stop settles the audit log: every record of a call answered is on disk.
     server.terminate().expect("SIGTERM");
     server.wait(Duration::from_secs(10)).await.expect("stopped");
-    let log = std::fs::read_to_string(&log_path).expect("audit log");
-    let seqs: Vec<u64> = log
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("record")["seq"]
-                .as_u64()
-                .expect("seq")
-        })
-        .collect();
-    assert_eq!(seqs, [1, 2, 3, 4, 5], "{log}");
-    let verify = Command::new(bin())
-        .args(["audit", "verify", "--key-env", "PCS_CALL_AUDIT_KEY"])
-        .arg(&log_path)
-        .env("PCS_CALL_AUDIT_KEY", AUDIT_KEY)
-        .output()
-        .expect("audit verify");
-    assert!(verify.status.success(), "{verify:?}");
+    assert_eq!(seqs(&log_path), [1, 2, 3, 4, 5]);
+    let verified = verify(&log_path);
+    assert!(verified.status.success(), "{verified:?}");
 }

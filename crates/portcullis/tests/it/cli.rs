@@ -327,7 +327,7 @@ fn signing_keys_are_only_fetched_over_https() {
 }
 
 /// Runs the binary with `args` in `dir`; returns (status, stdout, stderr).
-fn run_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn run_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(bin())
         .args(args)
         .current_dir(dir)
@@ -588,20 +588,8 @@ async fn client_config_write_merges_into_each_clients_file_and_the_entry_starts(
 
     // The entry as written starts the server with a clean environment plus its `env`.
     let entry = written["mcpServers"]["env-srv"].clone();
-    let mut command = tokio::process::Command::new(entry["command"].as_str().expect("command"));
-    command
-        .args(
-            entry["args"]
-                .as_array()
-                .expect("args")
-                .iter()
-                .map(|a| a.as_str().expect("arg")),
-        )
-        .env_clear()
-        .current_dir("/");
-    for (name, value) in entry["env"].as_object().expect("env") {
-        command.env(name, value.as_str().expect("value"));
-    }
+    assert!(entry["env"].is_object(), "{entry}");
+    let command = crate::entry_command(&entry, str::to_owned);
     let session = portcullis_test::stdio_client_of(command, portcullis_test::Era::Init2025_11)
         .await
         .expect("the written entry starts the server");

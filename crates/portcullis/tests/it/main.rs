@@ -91,3 +91,23 @@ pub fn demo_config_on_ephemeral_port() -> tempfile::TempPath {
     std::fs::write(file.path(), text).expect("write temp config");
     file.into_temp_path()
 }
+
+/// The command a client starts for a server entry (`{command, args, env}`, as a client's
+/// config file or an MCPB manifest holds it): nothing of this process's environment, only
+/// the entry's `env`, from `/`; every string passed through `fill` (placeholders a client
+/// fills in, such as `${__dirname}`).
+pub(crate) fn entry_command(
+    entry: &serde_json::Value,
+    fill: impl Fn(&str) -> String,
+) -> tokio::process::Command {
+    let text = |v: &serde_json::Value| fill(v.as_str().expect("a string in the entry"));
+    let mut command = tokio::process::Command::new(text(&entry["command"]));
+    command
+        .args(entry["args"].as_array().expect("args").iter().map(text))
+        .env_clear()
+        .current_dir("/");
+    for (name, value) in entry["env"].as_object().into_iter().flatten() {
+        command.env(name, text(value));
+    }
+    command
+}

@@ -138,20 +138,7 @@ async fn from_nothing_to_a_connected_client() {
     let entry = servers.values().next().expect("the entry");
 
     // 6. The client starts it: nothing of this shell, only the entry's command, args, env.
-    let mut started = tokio::process::Command::new(entry["command"].as_str().expect("command"));
-    started
-        .args(
-            entry["args"]
-                .as_array()
-                .expect("args")
-                .iter()
-                .map(|a| a.as_str().expect("arg")),
-        )
-        .env_clear()
-        .current_dir("/");
-    for (name, value) in entry["env"].as_object().into_iter().flatten() {
-        started.env(name, value.as_str().expect("value"));
-    }
+    let started = crate::entry_command(entry, str::to_owned);
     let session = stdio_client_of(started, Era::Init2025_11)
         .await
         .expect("the written entry starts the server");
