@@ -129,7 +129,7 @@ fn verify_files(
     let head_before = files
         .iter()
         .map(|file| head_of(file))
-        .find_map(|head| std::fs::read_to_string(head).ok());
+        .find_map(|head| portcullis_server::operator_file::read_to_string(&head).ok());
     let vouched = head_before
         .as_deref()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(text.trim()).ok())
@@ -200,7 +200,7 @@ fn verify_files(
     // the one there now.
     let head_text = head_before.or_else(|| {
         head.as_deref()
-            .and_then(|h| std::fs::read_to_string(h).ok())
+            .and_then(|h| portcullis_server::operator_file::read_to_string(h).ok())
     });
     match head_text.map(Ok::<String, std::io::Error>) {
         Some(Ok(text)) => {

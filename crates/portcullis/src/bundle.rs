@@ -164,6 +164,9 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
     if let Err(error) = staged {
         return failed(&format_args!("cannot stage {}: {error}", output.display()));
     }
+    for warning in bundle_warnings(&prepared.config) {
+        eprintln!("portcullis: warning: {warning}");
+    }
     let manifest = manifest(&prepared, &config_name, &required);
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
     if let Err(error) = write_new(&output.join("manifest.json"), &text) {
@@ -176,6 +179,35 @@ pub(crate) fn run(config: &Path, output: &Path, force: bool) -> ExitCode {
         prepared.config.server.name
     );
     ExitCode::SUCCESS
+}
+
+/// What a bundle carries that its user may not want: a password written into the config
+/// (every installation gets it; `${VAR}` would ask the user instead), and an audit log
+/// inside the bundle (an update of the extension replaces the directory, and the chain with
+/// it).
+fn bundle_warnings(config: &portcullis_config::Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for source in &config.sql {
+        let literal = url::Url::parse(&source.url)
+            .ok()
+            .and_then(|url| url.password().map(|p| !p.starts_with("%3C")))
+            .unwrap_or(false);
+        if literal {
+            warnings.push(format!(
+                "sql source `{}`: its URL holds a password written into the config, which every installation of the bundle gets; write it as `${{VAR}}` so the user is asked for it",
+                source.name
+            ));
+        }
+    }
+    if let Some(audit) = &config.audit
+        && audit.path.is_relative()
+    {
+        warnings.push(format!(
+            "audit.path `{}` is inside the bundle once installed: an update of the extension replaces that directory and the chain with it; give an absolute path or `${{VAR}}`",
+            audit.path.display()
+        ));
+    }
+    warnings
 }
 
 /// The manifest (MCPB `manifest_version` 0.3) for the prepared config.

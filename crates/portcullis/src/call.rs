@@ -91,7 +91,9 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// Who asks: the local user, or `key:NAME`'s principal with that key's scopes.
+/// Who asks: the local user, or the local user held to `key:NAME`'s scopes. Its id is
+/// `cli:key:NAME`, never the key's own `key:NAME`: the audit log tells a call made here
+/// from one the key's holder made.
 pub(crate) fn principal(
     config: &portcullis_config::Config,
     who: Option<&str>,
@@ -105,7 +107,10 @@ pub(crate) fn principal(
         ));
     };
     let key = crate::explain::api_key(config, name)?;
-    Ok(crate::explain::key_principal(key))
+    Ok(Principal::new(
+        format!("cli:key:{}", key.name),
+        key.scopes.iter().cloned(),
+    ))
 }
 
 /// Runs `ask` against the config at `path` as `who`.

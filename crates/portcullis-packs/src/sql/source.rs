@@ -161,6 +161,10 @@ pub(crate) struct Source {
     /// Whether the last attempt to use a connection reached the database. Readiness reports
     /// it while every connection is busy, instead of queueing behind the calls.
     reachable: AtomicBool,
+    /// The last direct diagnosis of a pool timeout and when it was made: calls failing
+    /// meanwhile reuse it, so an overloaded database is not sent one more connection per
+    /// failed call.
+    diagnosed: std::sync::Mutex<Option<(Instant, Cause)>>,
 }
 
 /// What a login may write (for `portcullis check`).
@@ -436,6 +440,7 @@ impl Source {
             connect,
             pools: tokio::sync::OnceCell::new(),
             reachable: AtomicBool::new(true),
+            diagnosed: std::sync::Mutex::new(None),
         })
     }
 
@@ -752,12 +757,29 @@ impl Source {
     /// names the real cause.
     async fn unavailable(&self, error: &sqlx::Error) -> DbError {
         let cause = Cause::of(error);
-        if cause.class == Class::TimedOut
-            && let Err(found) = self.diagnose(DIAGNOSE_TIMEOUT).await
-        {
-            return DbError::Unavailable(found);
+        if cause.class != Class::TimedOut {
+            return DbError::Unavailable(cause);
         }
-        DbError::Unavailable(cause)
+        let recent = self
+            .diagnosed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < DIAGNOSIS_KEPT)
+            .map(|(_, found)| found.clone());
+        let found = match recent {
+            Some(found) => found,
+            None => {
+                let found = self.diagnose(DIAGNOSE_TIMEOUT).await.err().unwrap_or(cause);
+                *self
+                    .diagnosed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((Instant::now(), found.clone()));
+                found
+            }
+        };
+        DbError::Unavailable(found)
     }
 
     /// Opens one connection of its own (never a pool's) and says why it cannot, if it
@@ -1143,6 +1165,8 @@ fn classify(error: sqlx::Error) -> DbError {
 
 /// How long a failed call spends finding out why the database did not answer.
 const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long that finding answers for every call that fails the same way.
+const DIAGNOSIS_KEPT: Duration = Duration::from_secs(5);
 
 /// A direct connection of any engine (`check --connect`, diagnosis).
 pub(crate) enum AnyConnection {

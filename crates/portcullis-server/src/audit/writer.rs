@@ -70,7 +70,7 @@ pub(super) fn start(
     // One writer per chain: a second process appending to the same file (another server on
     // the same config, `portcullis call` beside a running server) would fork the chain.
     let lock = lock(&settings.path)?;
-    let (seq, prev) = chain_end(&settings.path)?;
+    let (seq, prev) = chain_end(&settings.path, settings.fsync)?;
     let mut writer = Writer {
         lock,
         file: None,
@@ -186,7 +186,7 @@ impl Writer {
         if still_held(&self.settings.path, &mut self.lock)? {
             return Ok(());
         }
-        (self.seq, self.prev) = chain_end(&self.settings.path)?;
+        (self.seq, self.prev) = chain_end(&self.settings.path, self.settings.fsync)?;
         self.file = None;
         self.head = None;
         Ok(())
@@ -434,7 +434,7 @@ pub(super) fn rotated(path: &Path) -> Vec<(u64, PathBuf)> {
 /// Where an existing chain ends: the last complete record of the current file, or of the
 /// newest rotated file when the current one is empty. A record cut short by a crash (never
 /// acknowledged) is removed, with a warning.
-fn chain_end(path: &Path) -> std::io::Result<(u64, String)> {
+fn chain_end(path: &Path, fsync: FsyncPolicy) -> std::io::Result<(u64, String)> {
     let mut candidates = vec![path.to_owned()];
     candidates.extend(rotated(path).into_iter().rev().map(|(_, p)| p));
     for candidate in candidates {
@@ -476,11 +476,14 @@ fn chain_end(path: &Path) -> std::io::Result<(u64, String)> {
                     .last()
                     .and_then(|line| serde_json::from_str::<Last>(line).ok())
                     .map_or(0, |last| last.seq);
-                let vouched = std::fs::read_to_string(head_path(path))
+                let vouched = portcullis_core::operator_file::read_to_string(&head_path(path))
                     .ok()
                     .and_then(|text| serde_json::from_str::<serde_json::Value>(text.trim()).ok())
                     .and_then(|head| head["head_seq"].as_u64());
-                if vouched.is_none_or(|seq| seq > last_whole) {
+                // Only with `fsync = "always"` is the log on disk before its head: with
+                // the other policies a power loss can leave a head ahead of a torn record,
+                // which is then a crash's, not tampering, and is cut off with a warning.
+                if fsync == FsyncPolicy::Always && vouched.is_none_or(|seq| seq > last_whole) {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         format!(

@@ -92,14 +92,7 @@ impl Reloader {
     /// one of them is seen), or `None` when it could not be read.
     async fn reload(&self) -> Option<Vec<PathBuf>> {
         let path = self.path.clone();
-        let overrides = self.server.state.overrides.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            portcullis_config::load(&path).map(|mut config| {
-                overrides.apply(&mut config);
-                config
-            })
-        })
-        .await;
+        let loaded = tokio::task::spawn_blocking(move || portcullis_config::load(&path)).await;
         let mut files = None;
         let outcome = match loaded {
             // The loader's errors name the file and line; the others get the file.
@@ -121,7 +114,10 @@ impl Reloader {
 }
 
 /// Checks `config` as start-up does and serves it from now on.
-pub(super) async fn apply(server: &Server, config: Config) -> Result<(), ServerError> {
+pub(super) async fn apply(server: &Server, mut config: Config) -> Result<(), ServerError> {
+    // The command line's settings (`serve --port`, …) hold for every config served, however
+    // the reload came (signal, watch, `Server::reload`).
+    server.state.overrides.apply(&mut config);
     let started = Instant::now();
     let state = Arc::clone(&server.state);
     // Building a catalog reads files (notes, static resources): off the async threads.
