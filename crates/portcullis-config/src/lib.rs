@@ -28,6 +28,7 @@ mod resources;
 mod secret;
 mod sql;
 pub mod template;
+mod upstreams;
 mod validate;
 mod watch;
 
@@ -48,6 +49,7 @@ pub use resources::*;
 pub use secret::Secret;
 pub use sql::*;
 pub use template::{Piece, Template, TemplateError};
+pub use upstreams::*;
 pub use watch::WatchMode;
 
 /// Environment variable that overrides `logging.level`.

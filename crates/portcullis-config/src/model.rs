@@ -64,6 +64,14 @@ pub struct Config {
     /// subscribe hear when a note changes, and when notes are added or removed.
     #[serde(default)]
     pub notes: Vec<crate::notes::NotesFolder>,
+    /// MCP servers served through Portcullis (the gateway): a stdio program or an HTTP
+    /// endpoint each, their tools, resources and prompts under a prefix, behind the same
+    /// guard as everything else, and their definitions pinned in the lock file.
+    #[serde(default)]
+    pub upstreams: Vec<crate::upstreams::Upstream>,
+    /// Settings of the gateway as a whole (the lock file).
+    #[serde(default)]
+    pub gateway: crate::upstreams::GatewaySection,
     /// Resource templates (RFC 6570 URI templates with typed variables), each backed by a
     /// text template, a SQL statement of a `[[sql]]` source, or an HTTP tool of an `[[api]]`
     /// source.
@@ -101,9 +109,14 @@ impl Config {
         files.extend(self.resources.iter().filter_map(|r| r.file.clone()));
         files.extend(self.sql.iter().filter_map(|s| s.seed.clone()));
         files.extend(self.api.iter().filter_map(|a| a.ca_file.clone()));
+        files.extend(self.upstreams.iter().filter_map(|u| u.ca_file.clone()));
         if let Some(jwt) = &self.auth.jwt {
             files.extend(jwt.jwks_file.clone());
             files.extend(jwt.ca_file.clone());
+        }
+        if !self.upstreams.is_empty() {
+            // A pin accepted with `portcullis upstreams pin` is served after a reload.
+            files.push(self.gateway.lock_file.clone());
         }
         let mut resolved: Vec<PathBuf> = files.into_iter().map(|f| self.base_dir.join(f)).collect();
         resolved.sort();

@@ -131,6 +131,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     let roots: Vec<String> = config.files.iter().map(|r| r.name.clone()).collect();
     crate::commands::validate(&config.commands, &roots)?;
     crate::notes::validate(&config.notes)?;
+    crate::upstreams::validate(&config.upstreams, &config.gateway)?;
     crate::resources::validate_templates(config)?;
     crate::operations::validate(config)?;
     crate::cluster::validate(config)?;

@@ -191,6 +191,17 @@ pub fn unknown_tool(name: &str) -> ErrorData {
     )
 }
 
+/// A tool or prompt the gateway does not serve until an operator pins it again.
+pub fn withheld(item: &crate::Withheld) -> ErrorData {
+    ErrorData::invalid_params(
+        format!(
+            "{} `{}` is withheld: {}; it is served again once an operator reviews and pins it",
+            item.kind, item.name, item.reason
+        ),
+        None,
+    )
+}
+
 /// A `prompts/get` for a prompt this server does not offer.
 pub fn unknown_prompt(name: &str) -> ErrorData {
     ErrorData::invalid_params(

@@ -42,6 +42,8 @@ pub mod resources;
 #[cfg(feature = "sql")]
 pub mod sql;
 mod template;
+#[cfg(feature = "upstreams")]
+pub mod upstreams;
 #[cfg(feature = "watch")]
 mod watch;
 
@@ -132,6 +134,14 @@ const PACKS: &[Pack] = &[
         #[cfg(feature = "notes")]
         register: Some(notes::register),
         #[cfg(not(feature = "notes"))]
+        register: None,
+    },
+    Pack {
+        name: "upstreams",
+        used_by: |c| !c.upstreams.is_empty(),
+        #[cfg(feature = "upstreams")]
+        register: Some(upstreams::register),
+        #[cfg(not(feature = "upstreams"))]
         register: None,
     },
     Pack {

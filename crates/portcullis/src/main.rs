@@ -11,6 +11,7 @@ mod client_write;
 mod explain;
 mod health;
 mod init;
+mod upstreams;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -216,6 +217,36 @@ enum Command {
     /// Exit 0 if the server's health endpoint answers 200, 1 otherwise (for container
     /// health checks; prints nothing on stdout).
     Health(health::Args),
+    /// The gateway's upstream MCP servers: compare what they offer with the lock file, or
+    /// pin it.
+    Upstreams {
+        #[command(subcommand)]
+        command: UpstreamsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UpstreamsCommand {
+    /// Ask each upstream what it offers and show what differs from the lock file (changed
+    /// definitions line by line); exit 0 when nothing differs, 1 when something is withheld.
+    Diff {
+        /// Configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// Only this upstream.
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Ask each upstream what it offers and write it into the lock file (a running server
+    /// serves it after a reload: SIGHUP, or the watch).
+    Pin {
+        /// Configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// Only this upstream.
+        #[arg(long)]
+        upstream: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,6 +429,12 @@ fn main() -> ExitCode {
             table,
         }),
         Command::Health(args) => health::run(&args),
+        Command::Upstreams {
+            command: UpstreamsCommand::Diff { config, upstream },
+        } => upstreams::diff(&config, upstream.as_deref()),
+        Command::Upstreams {
+            command: UpstreamsCommand::Pin { config, upstream },
+        } => upstreams::pin(&config, upstream.as_deref()),
         Command::Serve {
             config,
             stdio,

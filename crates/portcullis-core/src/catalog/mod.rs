@@ -281,6 +281,34 @@ impl NotReady {
     }
 }
 
+/// An item a pack knows of and does not serve, and why: shown by `portcullis check`,
+/// logged, counted and audited by the server, and named in the refusal of a call to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    /// `tool`, `prompt`, `resource` or `resource template`.
+    pub kind: &'static str,
+    /// The name (or URI) it would be served under.
+    pub name: String,
+    /// Who offers it (`upstream:py`).
+    pub source: String,
+    /// Why, in words an operator and a model may both read (`its definition changed since
+    /// it was pinned`).
+    pub reason: String,
+}
+
+/// What a pack holds to say that the catalog no longer matches what it offers (an upstream
+/// server changed its tools): the server then builds a new catalog from the same config,
+/// as a reload does, and clients hear which lists changed.
+#[derive(Debug, Clone, Default)]
+pub struct Rebuild(Arc<tokio::sync::Notify>);
+
+impl Rebuild {
+    /// Asks for a new catalog (once, however often it is asked before the server acts).
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+}
+
 /// Why a catalog could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -361,6 +389,8 @@ pub struct CatalogBuilder {
     resources: Vec<Arc<dyn ResourceSource>>,
     prompts: Vec<Arc<dyn PromptTemplate>>,
     readiness: Vec<(String, Arc<dyn Readiness>)>,
+    withheld: Vec<Withheld>,
+    rebuild: Rebuild,
 }
 
 impl CatalogBuilder {
@@ -407,6 +437,17 @@ impl CatalogBuilder {
     pub fn prompt(&mut self, prompt: impl PromptTemplate) -> &mut Self {
         self.prompts.push(Arc::new(prompt));
         self
+    }
+
+    /// Records an item the pack does not serve (see [`Withheld`]).
+    pub fn withhold(&mut self, item: Withheld) -> &mut Self {
+        self.withheld.push(item);
+        self
+    }
+
+    /// The handle that asks the server for a new catalog (see [`Rebuild`]).
+    pub fn rebuild(&self) -> Rebuild {
+        self.rebuild.clone()
     }
 
     /// Adds a readiness check under `name` (usually the pack or source name).
@@ -511,6 +552,8 @@ impl CatalogBuilder {
             running: std::sync::Mutex::default(),
             template_list,
             readiness: self.readiness,
+            withheld: self.withheld,
+            rebuild: self.rebuild,
         })
     }
 }
@@ -547,9 +590,28 @@ pub struct Catalog {
     /// Background work started: stopped when the catalog goes (replaced by a reload).
     running: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
     readiness: Vec<(String, Arc<dyn Readiness>)>,
+    withheld: Vec<Withheld>,
+    rebuild: Rebuild,
 }
 
 impl Catalog {
+    /// The items packs know of and do not serve.
+    pub fn withheld(&self) -> &[Withheld] {
+        &self.withheld
+    }
+
+    /// The withheld `kind` (`tool`, `prompt`) served as `name`, if there is one.
+    pub fn withheld_item(&self, kind: &str, name: &str) -> Option<&Withheld> {
+        self.withheld
+            .iter()
+            .find(|w| w.kind == kind && w.name == name)
+    }
+
+    /// Resolves when a pack asked for a new catalog ([`CatalogBuilder::rebuild`]).
+    pub async fn rebuild_requested(&self) {
+        self.rebuild.0.notified().await;
+    }
+
     /// Tool definitions in `tools/list` order (sorted by name).
     pub fn tools(&self) -> &[ToolDef] {
         &self.tool_list

@@ -134,19 +134,8 @@ fn upstream(source: &HttpSource, base_dir: &std::path::Path) -> Result<Upstream,
     if base.host_str().is_none() {
         return Err(format!("api `{name}`: `base_url` has no host"));
     }
-    let private = match &source.allow_private_addresses {
-        PrivateAddresses::All(false) => PrivateAllowance::None,
-        PrivateAddresses::All(true) => PrivateAllowance::All,
-        PrivateAddresses::Networks(networks) => PrivateAllowance::Networks(
-            networks
-                .iter()
-                .map(|n| {
-                    n.parse()
-                        .map_err(|_| format!("api `{name}`: `{n}` is not a network"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    };
+    let private = private_allowance(&source.allow_private_addresses)
+        .map_err(|e| format!("api `{name}`: {e}"))?;
     // Configured headers (credentials) must not follow a redirect to another origin.
     let policy = Arc::new(
         AddressPolicy::new(&base, &source.allowed_hosts, private).same_origin_redirects(
@@ -185,6 +174,20 @@ fn upstream(source: &HttpSource, base_dir: &std::path::Path) -> Result<Upstream,
         timeout,
         max_bytes: source.max_response_bytes,
         health,
+    })
+}
+
+/// The outbound guard's allowance of a source's `allow_private_addresses`.
+pub(crate) fn private_allowance(setting: &PrivateAddresses) -> Result<PrivateAllowance, String> {
+    Ok(match setting {
+        PrivateAddresses::All(false) => PrivateAllowance::None,
+        PrivateAddresses::All(true) => PrivateAllowance::All,
+        PrivateAddresses::Networks(networks) => PrivateAllowance::Networks(
+            networks
+                .iter()
+                .map(|n| n.parse().map_err(|_| format!("`{n}` is not a network")))
+                .collect::<Result<_, _>>()?,
+        ),
     })
 }
 

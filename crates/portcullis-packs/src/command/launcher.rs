@@ -85,19 +85,22 @@ fn launch(args: &[OsString]) -> Result<(), String> {
 /// The launcher arguments for `limits`, ending with `--` (the program follows).
 pub(crate) fn arguments(limits: &ResourceLimits) -> Vec<String> {
     let mib = 1024 * 1024u64;
-    let mut arguments = vec![
-        MARKER.to_owned(),
-        "--cpu".to_owned(),
-        limits.cpu_secs.to_string(),
-        "--as".to_owned(),
-        limits.memory_mib.saturating_mul(mib).to_string(),
-        "--nofile".to_owned(),
-        limits.open_files.to_string(),
-        "--fsize".to_owned(),
-        limits.file_size_mib.saturating_mul(mib).to_string(),
-    ];
-    if let Some(processes) = limits.processes {
-        arguments.extend(["--nproc".to_owned(), processes.to_string()]);
+    limit_arguments(&[
+        ("--cpu", Some(limits.cpu_secs)),
+        ("--as", Some(limits.memory_mib.saturating_mul(mib))),
+        ("--nofile", Some(limits.open_files)),
+        ("--fsize", Some(limits.file_size_mib.saturating_mul(mib))),
+        ("--nproc", limits.processes),
+    ])
+}
+
+/// The launcher arguments setting each limit that has a value, ending with `--`.
+pub(crate) fn limit_arguments(limits: &[(&str, Option<u64>)]) -> Vec<String> {
+    let mut arguments = vec![MARKER.to_owned()];
+    for (flag, value) in limits {
+        if let Some(value) = value {
+            arguments.extend([(*flag).to_owned(), value.to_string()]);
+        }
     }
     arguments.push("--".to_owned());
     arguments

@@ -66,9 +66,27 @@ pub(crate) struct CommandPack {
     launcher_ok: tokio::sync::OnceCell<bool>,
 }
 
+/// The directories programs are looked up in: `configured` (relative to `base_dir`), or
+/// the default ones.
+pub(crate) fn search_dirs(configured: &[PathBuf], base_dir: &Path) -> Vec<PathBuf> {
+    if configured.is_empty() {
+        DEFAULT_SEARCH_PATH.iter().map(PathBuf::from).collect()
+    } else {
+        configured.iter().map(|d| base_dir.join(d)).collect()
+    }
+}
+
+/// `dirs` as a `PATH`.
+pub(crate) fn joined(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Looks `name` up once: an absolute path as is, else the first executable file of that
 /// name in `dirs`.
-fn resolve(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+pub(crate) fn resolve(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
     let is_executable = |p: &Path| {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -135,20 +153,8 @@ fn command_tool(
         .map_err(|e| format!("command `{name}`: {e}"))?;
     let jail = Jail::open(&root.name, &config.base_dir.join(&root.path), deny)
         .map_err(|e| format!("command `{name}`: {e}"))?;
-    let dirs: Vec<PathBuf> = if command.search_path.is_empty() {
-        DEFAULT_SEARCH_PATH.iter().map(PathBuf::from).collect()
-    } else {
-        command
-            .search_path
-            .iter()
-            .map(|d| config.base_dir.join(d))
-            .collect()
-    };
-    let search_path = dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
+    let dirs = search_dirs(&command.search_path, &config.base_dir);
+    let search_path = joined(&dirs);
     let mut argvs = BTreeMap::new();
     let configured: Vec<(String, &Vec<String>)> = match &command.argv {
         Some(argv) => vec![(String::new(), argv)],
@@ -216,15 +222,7 @@ pub fn programs(config: &Config) -> Vec<(String, String, Option<PathBuf>)> {
         .commands
         .iter()
         .flat_map(|command| {
-            let dirs: Vec<PathBuf> = if command.search_path.is_empty() {
-                DEFAULT_SEARCH_PATH.iter().map(PathBuf::from).collect()
-            } else {
-                command
-                    .search_path
-                    .iter()
-                    .map(|d| config.base_dir.join(d))
-                    .collect()
-            };
+            let dirs = search_dirs(&command.search_path, &config.base_dir);
             command
                 .argv
                 .iter()

@@ -211,6 +211,30 @@ impl AuditLog {
         }
     }
 
+    /// Records that a pack withholds `item` (an upstream item whose definition changed since
+    /// it was pinned, or a new one not pinned yet): the server's own decision, made for no
+    /// request, so its principal is `portcullis`.
+    pub(crate) async fn withheld(&self, item: &portcullis_core::Withheld) {
+        let event = Event {
+            request_id: None,
+            trace_id: None,
+            principal: "portcullis".to_owned(),
+            issuer: None,
+            client_id: None,
+            client: Some(item.source.clone()),
+            client_ip: None,
+            method: format!("{}/withhold", item.kind.replace(' ', "_")),
+            item: item.name.clone(),
+            arg_keys: Vec::new(),
+            args_fp: String::new(),
+            arguments: Some(serde_json::json!({ "reason": item.reason })),
+            decision: "withheld",
+            outcome: "withheld",
+            duration_ms: 0.0,
+        };
+        self.record(event, false).await;
+    }
+
     /// Appends the intent record of a call that changes data and waits until it is
     /// written (on disk with `fsync = "always"`); `false` when it could not be.
     pub(crate) async fn record_intent(&self, event: Event) -> bool {

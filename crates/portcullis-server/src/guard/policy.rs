@@ -107,7 +107,7 @@ impl Policies {
     pub fn resolve(config: &Config, catalog: &Catalog) -> Result<Self, SetupError> {
         let default_timeout = Duration::from_secs(config.limits.tool_timeout_secs);
         for name in config.tools.keys() {
-            if catalog.tool_pack(name).is_none() {
+            if catalog.tool_pack(name).is_none() && !upstream_item(config, name) {
                 return Err(SetupError::UnknownTool {
                     name: name.clone(),
                     known: tool_names(catalog),
@@ -348,6 +348,20 @@ impl Policies {
         all.dedup();
         Some(Cow::Owned(all))
     }
+}
+
+/// Whether `name` is one an upstream's tool would be served under (`PREFIX__…`, or a
+/// configured rename): such a tool is in the catalog once the upstream has listed it, and
+/// its policy applies from that catalog on.
+fn upstream_item(config: &Config, name: &str) -> bool {
+    config.upstreams.iter().any(|upstream| {
+        let prefix = upstream.prefix();
+        (!prefix.is_empty() && name.starts_with(&format!("{prefix}__")))
+            || upstream
+                .items
+                .values()
+                .any(|o| o.name.as_deref() == Some(name))
+    })
 }
 
 fn tool_names(catalog: &Catalog) -> String {

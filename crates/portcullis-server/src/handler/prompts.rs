@@ -38,6 +38,18 @@ impl PortcullisHandler {
         let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
         let Some(entry) = inner.catalog.prompt(&name) else {
+            if let Some(withheld) = inner.catalog.withheld_item("prompt", &name) {
+                guard
+                    .refused_as(
+                        "prompts/get",
+                        &name,
+                        principal.as_ref(),
+                        Outcome::Withheld,
+                        origin,
+                    )
+                    .await;
+                return Err(crate::error::withheld(withheld));
+            }
             guard
                 .refused_unknown("prompts/get", &name, principal.as_ref(), origin)
                 .await;

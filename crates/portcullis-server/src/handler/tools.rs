@@ -80,6 +80,18 @@ impl PortcullisHandler {
         let guard = &inner.guard;
         let origin = guard::Origin::of(&context);
         let Some(entry) = catalog.tool(&name) else {
+            if let Some(withheld) = catalog.withheld_item("tool", &name) {
+                guard
+                    .refused_as(
+                        "tools/call",
+                        &name,
+                        principal.as_ref(),
+                        Outcome::Withheld,
+                        origin,
+                    )
+                    .await;
+                return Err(crate::error::withheld(withheld));
+            }
             guard
                 .refused_unknown("tools/call", &name, principal.as_ref(), origin)
                 .await;

@@ -51,6 +51,9 @@ pub(crate) enum Outcome {
     Forbidden,
     RateLimited,
     NotFound,
+    /// A tool or prompt a pack knows of and does not serve (an upstream item whose
+    /// definition changed since it was pinned).
+    Withheld,
     InvalidArguments,
     ToolError,
     InternalError,
@@ -72,6 +75,7 @@ impl Outcome {
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
             Self::NotFound => "not_found",
+            Self::Withheld => "withheld",
             Self::InvalidArguments => "invalid_arguments",
             Self::ToolError => "tool_error",
             Self::InternalError => "internal_error",
@@ -90,6 +94,7 @@ impl Outcome {
             | Self::Forbidden
             | Self::RateLimited
             | Self::NotFound
+            | Self::Withheld
             | Self::InvalidArguments
             | Self::AuditUnavailable => "refused",
             _ => "allowed",

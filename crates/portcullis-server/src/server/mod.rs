@@ -201,8 +201,10 @@ impl Prepared {
                 },
             }
         }
+        announce_withheld(&handler.catalog(), &[], audit.as_deref()).await;
         Ok(Server {
             state: Arc::new(State {
+                current: std::sync::Mutex::new(config.clone()),
                 started: config,
                 source,
                 handler,
@@ -277,6 +279,9 @@ struct State {
     /// The config the process started with: what the listener, caps, audit and metrics
     /// really run on, whatever later reloads said.
     started: Config,
+    /// The config served now (the last one a reload applied): what a rebuild asked for by
+    /// a pack builds again.
+    current: std::sync::Mutex<Config>,
     source: Arc<BuildCatalog>,
     handler: PortcullisHandler,
     /// The HTTP settings; their authentication is swapped whole by a reload.
@@ -355,6 +360,7 @@ impl Server {
             let reloader = reload::Reloader::new(self.clone(), path.clone());
             tokio::spawn(reloader.run(transport::reload_on_signal()));
         }
+        tokio::spawn(reload::rebuild_on_request(self.clone()));
         let failed = |transport| move |source| ServerError::Transport { transport, source };
         let options = &state.http;
         if let Some(listener) = transport::http::bind_metrics(&options.metrics)
@@ -451,6 +457,31 @@ impl Server {
     /// authentication away from a non-loopback listener; the old config keeps serving.
     pub async fn reload(&self, config: Config) -> Result<(), ServerError> {
         reload::apply(self, config).await
+    }
+}
+
+/// Logs, counts and audits the items `catalog` withholds that `before` did not.
+async fn announce_withheld(
+    catalog: &Catalog,
+    before: &[portcullis_core::Withheld],
+    audit: Option<&AuditLog>,
+) {
+    metrics::gauge!("portcullis_withheld_items").set(catalog.withheld().len() as f64);
+    for item in catalog.withheld() {
+        if before.contains(item) {
+            continue;
+        }
+        metrics::counter!("portcullis_withheld_total", "kind" => item.kind).increment(1);
+        tracing::warn!(
+            kind = item.kind,
+            name = %item.name,
+            source = %item.source,
+            reason = %item.reason,
+            "withheld until an operator pins it (portcullis upstreams diff / pin)"
+        );
+        if let Some(audit) = audit {
+            audit.withheld(item).await;
+        }
     }
 }
 

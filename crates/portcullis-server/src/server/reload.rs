@@ -144,6 +144,9 @@ pub(super) async fn apply(server: &Server, mut config: Config) -> Result<(), Ser
     .map_err(ServerError::Reload)?;
     let (config, catalog, guard, http) = prepared?;
     let catalog = Arc::new(catalog);
+    let before = state.handler.catalog();
+    super::announce_withheld(&catalog, before.withheld(), state.audit.as_deref()).await;
+    drop(before);
     let (tools, resources, prompts) = (
         catalog.tools().len(),
         catalog.resource_templates().len(),
@@ -158,6 +161,10 @@ pub(super) async fn apply(server: &Server, mut config: Config) -> Result<(), Ser
     state
         .handler
         .reload(catalog, ServerIdentity::from(&config), guard, auth);
+    *state
+        .current
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = config.clone();
     for warning in needs_restart(&state.started, &config) {
         tracing::warn!(
             setting = warning,
@@ -173,6 +180,34 @@ pub(super) async fn apply(server: &Server, mut config: Config) -> Result<(), Ser
         "config reloaded"
     );
     Ok(())
+}
+
+/// Builds the catalog again from the config served now whenever a pack asks
+/// ([`portcullis_core::Rebuild`]: an upstream server changed what it offers), as a reload
+/// does; until the process ends.
+pub(super) async fn rebuild_on_request(server: Server) {
+    loop {
+        let catalog = server.state.handler.catalog();
+        // A reload may replace the catalog meanwhile: its packs ask the new one.
+        let asked = tokio::time::timeout(Duration::from_secs(1), catalog.rebuild_requested())
+            .await
+            .is_ok();
+        drop(catalog);
+        if !asked {
+            continue;
+        }
+        let config = server
+            .state
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        tracing::info!("a pack's offer changed; building the catalog again");
+        if let Err(error) = apply(&server, config).await {
+            metrics::counter!("portcullis_config_reloads_total", "result" => "error").increment(1);
+            tracing::error!(%error, "rebuilding the catalog failed; the previous one keeps serving");
+        }
+    }
 }
 
 /// Settings a reload reads but cannot apply to a running process.

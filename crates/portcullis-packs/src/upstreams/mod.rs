@@ -1,0 +1,645 @@
+//! The upstreams pack (the gateway): MCP servers Portcullis fronts. Each `[[upstreams]]`
+//! is a [`link::Link`] (the upstream started and spoken to as a client, restarted when it
+//! ends) whose tools, prompts, resources and resource templates become catalog items under
+//! the upstream's prefix, so they pass the one guard pipeline like every pack's items.
+//!
+//! What an upstream offers is pinned (`pins.rs`, the lock file): an item whose definition
+//! differs from its pin, or a new one (unless `on_new = "allow"`), is withheld — not
+//! listed, and a call to it refused — until an operator pins it again. Every catalog is
+//! built from what the link listed last (or, before it has listed, from the pins); when a
+//! listing differs, the pack asks the server for a new catalog ([`portcullis_core::Rebuild`]),
+//! and a call checks the item's live digest against the one it was built with.
+
+mod link;
+pub mod pins;
+mod remote;
+mod survey;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use async_trait::async_trait;
+use portcullis_config::{Config, OnNew, Upstream};
+use portcullis_core::{
+    CatalogBuilder, NotReady, PromptCall, PromptError, PromptTemplate, Readiness, ResourceError,
+    ResourceSource, Tool, ToolCall, ToolError, ToolOutput, Withheld,
+};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, ClientRequest, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResponse, Prompt, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResult, RequestMetaObject, Resource, ResourceContents,
+    ResourceTemplate, ServerResult, Tool as ToolDef,
+};
+use serde_json::Value;
+
+use link::{Failure, Link, Offer};
+use pins::{Kind, LockFile, Pin, UpstreamPins};
+pub use survey::{ItemState, Survey, SurveyItem, pin, survey};
+
+/// The pack's name, for `[packs.upstreams]`.
+pub const PACK: &str = "upstreams";
+
+/// The links of this process, by what configures them: a catalog built again from an
+/// unchanged `[[upstreams]]` entry (a reload, a rebuild) keeps the running upstream.
+static LINKS: Mutex<Vec<(String, Weak<Link>)>> = Mutex::new(Vec::new());
+
+/// Everything that makes two links different, secrets' values included.
+fn identity(upstream: &Upstream, base_dir: &Path, refresh_secs: u64) -> String {
+    let secrets: Vec<(&String, &str)> = upstream
+        .env
+        .iter()
+        .chain(&upstream.headers)
+        .map(|(k, v)| (k, v.expose()))
+        .collect();
+    format!(
+        "{upstream:?}|{secrets:?}|{}|{refresh_secs}",
+        base_dir.display()
+    )
+}
+
+fn link_for(upstream: &Upstream, base_dir: &Path, refresh_secs: u64) -> Arc<Link> {
+    let key = identity(upstream, base_dir, refresh_secs);
+    let mut links = LINKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    links.retain(|(_, link)| link.strong_count() > 0);
+    if let Some(link) = links
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, link)| link.upgrade())
+    {
+        return link;
+    }
+    let link = Arc::new(Link::new(upstream.clone(), base_dir, refresh_secs));
+    links.push((key, Arc::downgrade(&link)));
+    link
+}
+
+/// The lock file of `config`.
+pub fn lock_path(config: &Config) -> PathBuf {
+    config.base_dir.join(&config.gateway.lock_file)
+}
+
+/// Pins accepted in memory (first contact, `on_new = "allow"`) that the lock file could not
+/// take, by upstream.
+static ACCEPTED: Mutex<Vec<(String, UpstreamPins)>> = Mutex::new(Vec::new());
+
+pub(crate) fn register(
+    config: &Config,
+    builder: &mut CatalogBuilder,
+    _shared: &mut crate::Shared,
+) -> Result<(), String> {
+    let lock_path = lock_path(config);
+    let mut lock = LockFile::read(&lock_path)?;
+    let mut lock_changed = false;
+    let notifier = builder.notifier().for_pack(PACK);
+    for upstream in &config.upstreams {
+        if upstream.url.is_some() {
+            remote::checked_url(upstream)
+                .map_err(|e| format!("upstream `{}`: {e}", upstream.name))?;
+        }
+        let link = link_for(upstream, &config.base_dir, config.gateway.refresh_secs);
+        let status = link.status();
+        let mut pins = lock
+            .upstreams
+            .get(&upstream.name)
+            .cloned()
+            .unwrap_or_default();
+        for (name, accepted) in ACCEPTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(n, _)| *n == upstream.name)
+        {
+            let _ = name;
+            for kind in pins::KINDS {
+                for (item, pin) in accepted.of(kind) {
+                    pins.of_mut(kind)
+                        .entry(item.clone())
+                        .or_insert_with(|| pin.clone());
+                }
+            }
+        }
+        let judged = judge(upstream, &pins, status.offer.as_deref());
+        if !judged.accept.is_empty() {
+            let entry = lock.upstreams.entry(upstream.name.clone()).or_default();
+            for kind in pins::KINDS {
+                for (item, pin) in judged.accept.of(kind) {
+                    tracing::warn!(
+                        upstream = %upstream.name,
+                        kind = kind.noun(),
+                        item = %item,
+                        "pinned on first sight (first contact, or on_new = \"allow\")"
+                    );
+                    entry.of_mut(kind).insert(item.clone(), pin.clone());
+                }
+            }
+            lock_changed = true;
+            ACCEPTED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((upstream.name.clone(), judged.accept.clone()));
+        }
+        let source = format!("upstream:{}", upstream.name);
+        for (name, definition, digest) in judged.tools {
+            builder.tool(UpstreamTool {
+                link: Arc::clone(&link),
+                name,
+                definition,
+                digest,
+            });
+        }
+        for (name, definition, digest) in judged.prompts {
+            builder.prompt(UpstreamPrompt {
+                link: Arc::clone(&link),
+                name,
+                definition,
+                digest,
+            });
+        }
+        let scheme = scheme(upstream);
+        if !judged.resources.is_empty() || !judged.templates.is_empty() {
+            builder.resources(UpstreamResources {
+                link: Arc::clone(&link),
+                scheme: scheme.clone(),
+                resources: judged.resources,
+                templates: judged.templates,
+            });
+        }
+        for (kind, name, reason) in judged.withheld {
+            builder.withhold(Withheld {
+                kind: kind.noun(),
+                name,
+                source: source.clone(),
+                reason,
+            });
+        }
+        link.publish_to(notifier.clone(), scheme);
+        builder.readiness(source, Health(Arc::clone(&link)));
+        let (rebuild, built, link) = (builder.rebuild(), status.version, Arc::clone(&link));
+        builder.background(async move {
+            link.start();
+            let mut status = link.subscribe();
+            if status.wait_for(|s| s.version != built).await.is_ok() {
+                rebuild.request();
+            }
+        });
+    }
+    if lock_changed && let Err(error) = lock.write(&lock_path) {
+        tracing::warn!(%error, "the pins accepted on first sight are kept in memory only");
+    }
+    Ok(())
+}
+
+/// The scheme prefix of an upstream's resources: `NAME+` before the upstream's own URI.
+fn scheme(upstream: &Upstream) -> String {
+    format!("{}+", upstream.name)
+}
+
+/// What a catalog serves of one upstream, and what it withholds.
+#[derive(Default)]
+struct Judged {
+    /// (the upstream's name, the definition served, its digest)
+    tools: Vec<(String, ToolDef, String)>,
+    prompts: Vec<(String, Prompt, String)>,
+    resources: Vec<(Resource, String)>,
+    templates: Vec<(ResourceTemplate, String)>,
+    /// (kind, the name it would be served as, why not)
+    withheld: Vec<(Kind, String, String)>,
+    /// Items pinned now: first contact, or `on_new = "allow"`.
+    accept: UpstreamPins,
+}
+
+/// One item the upstream offers (or the pins remember), with its pin state.
+struct Item {
+    kind: Kind,
+    name: String,
+    definition: Value,
+    digest: String,
+}
+
+fn items_of(offer: &Offer) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut push = |kind, name: String, definition: Value| {
+        let digest = offer
+            .digests
+            .get(&(kind, name.clone()))
+            .cloned()
+            .unwrap_or_default();
+        items.push(Item {
+            kind,
+            name,
+            definition,
+            digest,
+        });
+    };
+    for t in &offer.tools {
+        push(Kind::Tool, t.name.to_string(), pins::definition(t));
+    }
+    for p in &offer.prompts {
+        push(Kind::Prompt, p.name.clone(), pins::definition(p));
+    }
+    for r in &offer.resources {
+        push(Kind::Resource, r.uri.clone(), pins::definition(r));
+    }
+    for t in &offer.templates {
+        push(Kind::Template, t.uri_template.clone(), pins::definition(t));
+    }
+    items
+}
+
+/// The name (or URI) an item is served under.
+fn served_as(upstream: &Upstream, kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::Tool | Kind::Prompt => upstream.served_name(name),
+        Kind::Resource | Kind::Template => format!("{}{name}", scheme(upstream)),
+    }
+}
+
+fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Judged {
+    let mut judged = Judged::default();
+    let items: Vec<Item> = match offer {
+        Some(offer) => items_of(offer),
+        // Not listed yet: what was pinned is what is served (calls wait for the upstream).
+        None => pins::KINDS
+            .iter()
+            .flat_map(|&kind| {
+                pins.of(kind).iter().map(move |(name, pin)| Item {
+                    kind,
+                    name: name.clone(),
+                    definition: pin.definition.clone(),
+                    digest: pin.sha256.clone(),
+                })
+            })
+            .collect(),
+    };
+    let first_contact = pins.is_empty();
+    for item in items {
+        if !upstream.serves(&item.name) {
+            continue;
+        }
+        let served = served_as(upstream, item.kind, &item.name);
+        match pins.of(item.kind).get(&item.name) {
+            Some(pin) if pin.sha256 == item.digest => {}
+            Some(_) => {
+                judged.withheld.push((
+                    item.kind,
+                    served,
+                    "its definition changed since it was pinned".to_owned(),
+                ));
+                continue;
+            }
+            None if first_contact || upstream.on_new == OnNew::Allow => {
+                judged
+                    .accept
+                    .of_mut(item.kind)
+                    .insert(item.name.clone(), Pin::of(item.definition.clone()));
+            }
+            None => {
+                judged.withheld.push((
+                    item.kind,
+                    served,
+                    "it is new and not pinned yet".to_owned(),
+                ));
+                continue;
+            }
+        }
+        let description = upstream
+            .items
+            .get(&item.name)
+            .and_then(|o| o.description.clone());
+        match item.kind {
+            Kind::Tool => {
+                if let Ok(mut tool) = serde_json::from_value::<ToolDef>(item.definition) {
+                    tool.name = served.into();
+                    if let Some(description) = description {
+                        tool.description = Some(description.into());
+                    }
+                    judged.tools.push((item.name, tool, item.digest));
+                }
+            }
+            Kind::Prompt => {
+                if let Ok(mut prompt) = serde_json::from_value::<Prompt>(item.definition) {
+                    prompt.name = served;
+                    if description.is_some() {
+                        prompt.description = description;
+                    }
+                    judged.prompts.push((item.name, prompt, item.digest));
+                }
+            }
+            Kind::Resource => {
+                if let Ok(mut resource) = serde_json::from_value::<Resource>(item.definition) {
+                    resource.uri = served;
+                    if description.is_some() {
+                        resource.description = description;
+                    }
+                    judged.resources.push((resource, item.digest));
+                }
+            }
+            Kind::Template => {
+                if let Ok(mut template) =
+                    serde_json::from_value::<ResourceTemplate>(item.definition)
+                {
+                    template.uri_template = served;
+                    if description.is_some() {
+                        template.description = description;
+                    }
+                    judged.templates.push((template, item.digest));
+                }
+            }
+        }
+    }
+    judged
+}
+
+/// Refuses a request for an item whose definition differs from the one this catalog was
+/// built with (checked on the listing the call is served under).
+fn still_pinned(link: &Link, kind: Kind, name: &str, digest: &str) -> Result<(), String> {
+    match link.live_digest(kind, name) {
+        Some(live) if live == digest => Ok(()),
+        Some(_) => Err(format!(
+            "{} `{name}` of upstream `{}` is withheld: its definition changed since it was pinned",
+            kind.noun(),
+            link.config.name
+        )),
+        None if link.status().offer.is_none() => Ok(()),
+        None => Err(format!(
+            "upstream `{}` no longer offers {} `{name}`",
+            link.config.name,
+            kind.noun()
+        )),
+    }
+}
+
+/// The caller's trace context, forwarded to the upstream.
+fn forwarded_meta(meta: &RequestMetaObject) -> Option<RequestMetaObject> {
+    let mut forwarded = RequestMetaObject::default();
+    for key in ["traceparent", "tracestate"] {
+        if let Some(value) = meta.get(key) {
+            forwarded.insert(key.to_owned(), value.clone());
+        }
+    }
+    (!forwarded.is_empty()).then_some(forwarded)
+}
+
+/// The two-tier policy for an upstream's failure: the operator's log has the cause, the
+/// caller learns its class.
+fn failure_message(link: &Link, failure: Failure, what: &str) -> String {
+    let name = &link.config.name;
+    match failure {
+        Failure::Unavailable(cause) => {
+            tracing::warn!(upstream = %name, what, cause = %portcullis_core::redact_secrets(&cause), "upstream unavailable");
+            format!("upstream `{name}` is unavailable; try again later")
+        }
+        Failure::Refused(error) => {
+            tracing::warn!(upstream = %name, what, code = error.code.0, message = %portcullis_core::redact_secrets(&error.message), "upstream refused the request");
+            format!(
+                "upstream `{name}` refused the request (error {})",
+                error.code.0
+            )
+        }
+        Failure::Cancelled => "the request was cancelled".to_owned(),
+        Failure::Withheld(message) => message,
+    }
+}
+
+/// A tool of an upstream, served under its prefixed name.
+struct UpstreamTool {
+    link: Arc<Link>,
+    /// The upstream's own name.
+    name: String,
+    definition: ToolDef,
+    digest: String,
+}
+
+#[async_trait]
+impl Tool for UpstreamTool {
+    fn definition(&self) -> ToolDef {
+        self.definition.clone()
+    }
+
+    fn pack(&self) -> &str {
+        PACK
+    }
+
+    async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
+        let link = &self.link;
+        link.start();
+        let params = CallToolRequestParams::new(self.name.clone()).with_arguments(call.arguments);
+        let check = |link: &Link| still_pinned(link, Kind::Tool, &self.name, &self.digest);
+        let answer = link
+            .request(
+                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+                forwarded_meta(call.context.meta()),
+                Some(&call.context),
+                call.deadline,
+                &call.cancel,
+                &check,
+            )
+            .await;
+        match answer {
+            Ok(ServerResult::CallToolResult(result)) => Ok(result.into()),
+            Ok(_) => Err(ToolError::rejected(format!(
+                "upstream `{}` answered with more than a result (input requests or tasks), which the gateway does not relay yet",
+                link.config.name
+            ))),
+            Err(failure) => Err(ToolError::rejected(failure_message(
+                link,
+                failure,
+                "tools/call",
+            ))),
+        }
+    }
+}
+
+/// A prompt of an upstream.
+struct UpstreamPrompt {
+    link: Arc<Link>,
+    name: String,
+    definition: Prompt,
+    digest: String,
+}
+
+#[async_trait]
+impl PromptTemplate for UpstreamPrompt {
+    fn definition(&self) -> Prompt {
+        self.definition.clone()
+    }
+
+    fn pack(&self) -> &str {
+        PACK
+    }
+
+    async fn render(&self, call: PromptCall) -> Result<GetPromptResponse, PromptError> {
+        let link = &self.link;
+        link.start();
+        let arguments: serde_json::Map<String, Value> = call
+            .arguments
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        let mut params = GetPromptRequestParams::new(self.name.clone());
+        params.arguments = Some(arguments);
+        let check = |link: &Link| still_pinned(link, Kind::Prompt, &self.name, &self.digest);
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(link.config.connect_timeout_secs);
+        let answer = link
+            .request(
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(params)),
+                None,
+                None,
+                deadline,
+                &tokio_util::sync::CancellationToken::new(),
+                &check,
+            )
+            .await;
+        match answer {
+            Ok(ServerResult::GetPromptResult(result)) => Ok(result.into()),
+            Ok(_) => Err(PromptError::InvalidArguments(format!(
+                "upstream `{}` answered with more than a prompt, which the gateway does not relay yet",
+                link.config.name
+            ))),
+            Err(failure) => Err(PromptError::InvalidArguments(failure_message(
+                link,
+                failure,
+                "prompts/get",
+            ))),
+        }
+    }
+}
+
+/// The resources and resource templates of an upstream, under `NAME+` before their URIs.
+struct UpstreamResources {
+    link: Arc<Link>,
+    scheme: String,
+    resources: Vec<(Resource, String)>,
+    templates: Vec<(ResourceTemplate, String)>,
+}
+
+#[async_trait]
+impl ResourceSource for UpstreamResources {
+    fn pack(&self) -> &str {
+        PACK
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        self.resources.iter().map(|(r, _)| r.clone()).collect()
+    }
+
+    fn templates(&self) -> Vec<ResourceTemplate> {
+        self.templates.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    fn claims(&self, uri: &str) -> bool {
+        uri.starts_with(&self.scheme)
+    }
+
+    async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError> {
+        let link = &self.link;
+        link.start();
+        let own = &uri[self.scheme.len()..];
+        // A listed resource is checked against its pin; a URI of a template is read as the
+        // upstream answers it (its template was checked when the catalog was built).
+        let listed = self
+            .resources
+            .iter()
+            .find(|(r, _)| r.uri == uri)
+            .map(|(_, digest)| digest.clone());
+        let check = |link: &Link| match &listed {
+            Some(digest) => still_pinned(link, Kind::Resource, own, digest),
+            None => Ok(()),
+        };
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_secs(link.config.connect_timeout_secs);
+        let answer = link
+            .request(
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(
+                    ReadResourceRequestParams::new(own),
+                )),
+                None,
+                None,
+                deadline,
+                &tokio_util::sync::CancellationToken::new(),
+                &check,
+            )
+            .await;
+        match answer {
+            Ok(ServerResult::ReadResourceResult(mut result)) => {
+                for contents in &mut result.contents {
+                    match contents {
+                        ResourceContents::TextResourceContents { uri, .. }
+                        | ResourceContents::BlobResourceContents { uri, .. } => {
+                            *uri = format!("{}{uri}", self.scheme);
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(result)
+            }
+            Ok(_) => Err(ResourceError::Rejected(format!(
+                "upstream `{}` answered with more than the resource, which the gateway does not relay yet",
+                link.config.name
+            ))),
+            Err(Failure::Refused(error)) if error.code.0 == -32002 => {
+                Err(ResourceError::NotFound("no such resource".to_owned()))
+            }
+            Err(failure) => Err(ResourceError::Rejected(failure_message(
+                link,
+                failure,
+                "resources/read",
+            ))),
+        }
+    }
+}
+
+/// `/readyz`: the upstream is connected. `check --connect`: it connects and lists.
+struct Health(Arc<Link>);
+
+#[async_trait]
+impl Readiness for Health {
+    async fn check(&self) -> Result<(), NotReady> {
+        let status = self.0.status();
+        if status.peer.is_some() {
+            return Ok(());
+        }
+        let not_ready = NotReady::new(format!("upstream `{}` is unavailable", self.0.config.name));
+        Err(match status.down {
+            Some(cause) => not_ready.because(cause),
+            None => not_ready,
+        })
+    }
+
+    async fn probe(&self) -> Result<String, Vec<NotReady>> {
+        let link = &self.0;
+        link.start();
+        let mut status = link.subscribe();
+        let timeout = std::time::Duration::from_secs(link.config.connect_timeout_secs + 1);
+        let connected = matches!(
+            tokio::time::timeout(timeout, status.wait_for(|s| s.peer.is_some())).await,
+            Ok(Ok(_))
+        );
+        if !connected {
+            return self
+                .check()
+                .await
+                .map(|()| String::new())
+                .map_err(|n| vec![n]);
+        }
+        let offer = link.status().offer.unwrap_or_default();
+        Ok(format!(
+            "connected: {} tools, {} prompts, {} resources, {} resource templates",
+            offer.tools.len(),
+            offer.prompts.len(),
+            offer.resources.len(),
+            offer.templates.len()
+        ))
+    }
+}
+
+impl std::fmt::Debug for UpstreamTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTool")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
