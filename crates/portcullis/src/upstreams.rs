@@ -1,6 +1,11 @@
 //! `portcullis upstreams diff` and `pin`: what each upstream of the gateway offers now,
 //! against the lock file, and accepting it.
 
+#![allow(
+    clippy::print_stdout,
+    reason = "`upstreams diff` and `pin` are CLI commands whose output is their report"
+)]
+
 use std::path::Path;
 use std::process::ExitCode;
 

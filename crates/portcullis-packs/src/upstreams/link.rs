@@ -170,7 +170,7 @@ impl ClientHandler for Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         if let Some((notifier, scheme)) = changes {
-            notifier.updated(&format!("{scheme}{}", params.uri));
+            notifier.updated(format!("{scheme}{}", params.uri));
         }
     }
 

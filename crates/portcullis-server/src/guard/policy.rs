@@ -116,7 +116,9 @@ impl Policies {
         }
         let packs = catalog.packs();
         for name in config.packs.keys() {
-            if !packs.contains(name.as_str()) {
+            // The upstreams pack serves nothing until its upstreams have been listed.
+            let upstreams = name == "upstreams" && !config.upstreams.is_empty();
+            if !packs.contains(name.as_str()) && !upstreams {
                 let known: Vec<&str> = packs.iter().copied().collect();
                 return Err(SetupError::UnknownPack {
                     name: name.clone(),

@@ -19,6 +19,7 @@ mod commands;
 mod community;
 mod deploy;
 mod files;
+mod gateway;
 mod jail_races;
 mod jwks_tls;
 mod legacy_sse;
