@@ -94,6 +94,18 @@ fn describe() {
         "portcullis_config_reloads_total",
         "Config reloads by result (ok, error)"
     );
+    describe_gauge!(
+        "portcullis_withheld_items",
+        "Upstream items withheld now (changed since pinned, or new and not pinned)"
+    );
+    describe_counter!(
+        "portcullis_withheld_total",
+        "Upstream items withheld, by kind, each time one starts being withheld"
+    );
+    describe_counter!(
+        "portcullis_upstream_restarts_total",
+        "Upstream connections that ended or failed and were started again, by upstream"
+    );
 }
 
 /// A probe returns `false` once what it reads is gone; it is then dropped.

@@ -18,6 +18,7 @@ fn section(pack: &str) -> Option<&'static str> {
         "api" => API,
         "command" => COMMAND,
         "notes" => NOTES,
+        "upstreams" => UPSTREAMS,
         "resources" => RESOURCES,
         _ => return None,
     })
@@ -342,6 +343,19 @@ name = "notes"
 path = "."
 # writable = true   # adds write_note and delete_note
 # watch = "poll"    # for network mounts and containers where OS events do not arrive
+"#;
+
+const UPSTREAMS: &str = r#"# -----------------------------------------------------------------------------
+# upstreams: MCP servers you already have, behind this server's keys, limits and audit.
+# Their tools appear as py__NAME. What each offers is pinned in portcullis.lock on first
+# contact; a changed definition is withheld until `portcullis upstreams diff` / `pin`.
+# -----------------------------------------------------------------------------
+[[upstreams]]
+name = "py"
+command = ["python3", "server.py"]   # a stdio server (no shell); or:
+# url = "http://127.0.0.1:9000/mcp"  # a Streamable HTTP server
+# allow_private_addresses = true     # needed for a url on this machine or a private network
+# env = { API_TOKEN = "${PY_TOKEN}" } # the only environment a stdio server gets
 "#;
 
 const RESOURCES: &str = r#"# -----------------------------------------------------------------------------

@@ -41,6 +41,11 @@ pub(super) struct Offer {
 }
 
 impl Offer {
+    #[cfg(test)]
+    pub(super) fn digested_for_tests(self) -> Self {
+        self.digested()
+    }
+
     fn digested(mut self) -> Self {
         let mut digests = HashMap::new();
         for tool in &self.tools {
@@ -111,6 +116,20 @@ struct Relay {
     changes: Mutex<Option<(ChangeNotifier, String)>>,
 }
 
+impl Relay {
+    /// The upstream says its resource `uri` changed: subscribers of ours hear it.
+    fn updated(&self, uri: &str) {
+        let changes = self
+            .changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some((notifier, scheme)) = changes {
+            notifier.updated(format!("{scheme}{uri}"));
+        }
+    }
+}
+
 /// The client side of the connection: what the upstream sends without being asked.
 #[derive(Clone)]
 struct Client(Arc<Relay>);
@@ -163,15 +182,7 @@ impl ClientHandler for Client {
         params: ResourceUpdatedNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let changes = self
-            .0
-            .changes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some((notifier, scheme)) = changes {
-            notifier.updated(format!("{scheme}{}", params.uri));
-        }
+        self.0.updated(&params.uri);
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
@@ -398,6 +409,89 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Resources of one upstream followed at most (subscribed to upstream).
+const MAX_FOLLOWED: usize = 1000;
+
+/// The task following an upstream's changes; stopped when dropped.
+struct Follow(tokio::task::JoinHandle<()>);
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Follows what the upstream announces: its list changes (a 2025 upstream sends them
+/// unasked; a 2026-07-28 one on a `subscriptions/listen` stream) and updates of `uris`
+/// (subscribed to one by one in 2025, on the listen stream in 2026-07-28). Until the
+/// connection ends; a refusal leaves only the periodic listing.
+async fn follow(peer: Peer<RoleClient>, relay: Arc<Relay>, uris: Vec<String>) {
+    let Some(info) = peer.peer_info() else {
+        return;
+    };
+    if info.protocol_version.has_initialize() {
+        for uri in uris {
+            let params = rmcp::model::SubscribeRequestParams::new(uri);
+            #[allow(
+                deprecated,
+                reason = "a 2025 upstream subscribes with resources/subscribe"
+            )]
+            let subscribed = peer.subscribe(params).await;
+            if let Err(error) = subscribed {
+                tracing::debug!(upstream = %relay.name, %error, "resources/subscribe refused");
+                return;
+            }
+        }
+        return;
+    }
+    let capabilities = &info.capabilities;
+    let mut filter = rmcp::model::SubscriptionFilter::builder();
+    if capabilities
+        .tools
+        .as_ref()
+        .is_some_and(|t| t.list_changed == Some(true))
+    {
+        filter = filter.tools_list_changed();
+    }
+    if capabilities
+        .prompts
+        .as_ref()
+        .is_some_and(|p| p.list_changed == Some(true))
+    {
+        filter = filter.prompts_list_changed();
+    }
+    if capabilities
+        .resources
+        .as_ref()
+        .is_some_and(|r| r.list_changed == Some(true))
+    {
+        filter = filter.resources_list_changed();
+    }
+    if !uris.is_empty() {
+        filter = filter.resource_subscriptions(uris);
+    }
+    let mut subscription = match peer.listen(filter.build()).await {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            tracing::debug!(upstream = %relay.name, %error, "subscriptions/listen refused; listing periodically only");
+            return;
+        }
+    };
+    while let Ok(Some(notification)) = subscription.next().await {
+        match notification {
+            rmcp::model::ServerNotification::ResourceUpdatedNotification(updated) => {
+                relay.updated(&updated.params.uri);
+            }
+            rmcp::model::ServerNotification::ToolListChangedNotification(_)
+            | rmcp::model::ServerNotification::PromptListChangedNotification(_)
+            | rmcp::model::ServerNotification::ResourceListChangedNotification(_) => {
+                relay.relist.notify_one();
+            }
+            _ => {}
+        }
+    }
+}
+
 /// What runs the upstream: connects, lists, restarts.
 struct Supervisor {
     config: Upstream,
@@ -487,9 +581,30 @@ impl Supervisor {
     async fn serve(&self, mut connection: Connection) -> String {
         let refresh = self.refresh;
         let timeout = Duration::from_secs(self.config.connect_timeout_secs);
+        // What follows the upstream's changes for this connection (its resources, as last
+        // listed); replaced when they change, stopped with the connection.
+        let mut following: Option<(Vec<String>, Follow)> = None;
         loop {
             match tokio::time::timeout(timeout, list(&connection.peer)).await {
                 Ok(Ok(offer)) => {
+                    let uris: Vec<String> = if offer.subscribe {
+                        offer
+                            .resources
+                            .iter()
+                            .take(MAX_FOLLOWED)
+                            .map(|r| r.uri.clone())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    if following.as_ref().is_none_or(|(before, _)| *before != uris) {
+                        let task = tokio::spawn(follow(
+                            connection.peer.clone(),
+                            Arc::clone(&self.relay),
+                            uris.clone(),
+                        ));
+                        following = Some((uris, Follow(task)));
+                    }
                     // Calls are let through only once what they are checked against is
                     // this connection's own listing.
                     self.publish(offer);

@@ -15,6 +15,7 @@ pub mod pins;
 mod remote;
 mod survey;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -93,6 +94,8 @@ pub(crate) fn register(
     let mut lock = LockFile::read(&lock_path)?;
     let mut lock_changed = false;
     let notifier = builder.notifier().for_pack(PACK);
+    // Names two upstreams would both serve (a `prefix = ""`, a rename): the first keeps it.
+    let mut taken: HashSet<(Kind, String)> = HashSet::new();
     for upstream in &config.upstreams {
         if upstream.url.is_some() {
             remote::checked_url(upstream)
@@ -120,7 +123,29 @@ pub(crate) fn register(
                 }
             }
         }
-        let judged = judge(upstream, &pins, status.offer.as_deref());
+        let mut judged = judge(upstream, &pins, status.offer.as_deref());
+        let mut clash = Vec::new();
+        judged.tools.retain(|(_, tool, _)| {
+            let fresh = taken.insert((Kind::Tool, tool.name.to_string()));
+            if !fresh {
+                clash.push((Kind::Tool, tool.name.to_string()));
+            }
+            fresh
+        });
+        judged.prompts.retain(|(_, prompt, _)| {
+            let fresh = taken.insert((Kind::Prompt, prompt.name.clone()));
+            if !fresh {
+                clash.push((Kind::Prompt, prompt.name.clone()));
+            }
+            fresh
+        });
+        for (kind, name) in clash {
+            judged.withheld.push((
+                kind,
+                name,
+                "another upstream is served under this name".to_owned(),
+            ));
+        }
         if !judged.accept.is_empty() {
             let entry = lock.upstreams.entry(upstream.name.clone()).or_default();
             for kind in pins::KINDS {
@@ -203,7 +228,7 @@ struct Judged {
     tools: Vec<(String, ToolDef, String)>,
     prompts: Vec<(String, Prompt, String)>,
     resources: Vec<(Resource, String)>,
-    templates: Vec<(ResourceTemplate, String)>,
+    templates: Vec<Route>,
     /// (kind, the name it would be served as, why not)
     withheld: Vec<(Kind, String, String)>,
     /// Items pinned now: first contact, or `on_new = "allow"`.
@@ -274,11 +299,36 @@ fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Jud
             .collect(),
     };
     let first_contact = pins.is_empty();
+    // An upstream that offers two items of one name: neither is served (which one a call
+    // would reach is the upstream's secret), and neither is pinned.
+    let mut seen: HashMap<(Kind, &str), usize> = HashMap::new();
+    for item in &items {
+        *seen.entry((item.kind, item.name.as_str())).or_default() += 1;
+    }
+    let twice: Vec<(Kind, String)> = seen
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|((kind, name), _)| (kind, name.to_owned()))
+        .collect();
     for item in items {
         if !upstream.serves(&item.name) {
             continue;
         }
         let served = served_as(upstream, item.kind, &item.name);
+        if twice.contains(&(item.kind, item.name.clone())) {
+            if !judged
+                .withheld
+                .iter()
+                .any(|(k, n, _)| *k == item.kind && *n == served)
+            {
+                judged.withheld.push((
+                    item.kind,
+                    served,
+                    "the upstream offers more than one item of this name".to_owned(),
+                ));
+            }
+            continue;
+        }
         match pins.of(item.kind).get(&item.name) {
             Some(pin) if pin.sha256 == item.digest => {}
             Some(_) => {
@@ -337,6 +387,14 @@ fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Jud
                 }
             }
             Kind::Template => {
+                let Ok(route) = portcullis_config::Template::parse_uri(&served) else {
+                    judged.withheld.push((
+                        item.kind,
+                        served,
+                        "its URI template uses expressions the gateway cannot route (only `{name}` and `{+name}`)".to_owned(),
+                    ));
+                    continue;
+                };
                 if let Ok(mut template) =
                     serde_json::from_value::<ResourceTemplate>(item.definition)
                 {
@@ -344,7 +402,12 @@ fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Jud
                     if description.is_some() {
                         template.description = description;
                     }
-                    judged.templates.push((template, item.digest));
+                    judged.templates.push(Route {
+                        template,
+                        own: item.name,
+                        digest: item.digest,
+                        route,
+                    });
                 }
             }
         }
@@ -508,12 +571,37 @@ impl PromptTemplate for UpstreamPrompt {
     }
 }
 
+/// A served resource template: how it is listed, the upstream's own template, its digest,
+/// and the parsed template that decides which URIs are its.
+struct Route {
+    template: ResourceTemplate,
+    own: String,
+    digest: String,
+    route: portcullis_config::Template,
+}
+
 /// The resources and resource templates of an upstream, under `NAME+` before their URIs.
 struct UpstreamResources {
     link: Arc<Link>,
     scheme: String,
     resources: Vec<(Resource, String)>,
-    templates: Vec<(ResourceTemplate, String)>,
+    templates: Vec<Route>,
+}
+
+impl UpstreamResources {
+    /// What a read of `uri` is: a served resource, or a URI of a served template; with the
+    /// pin the read is checked against. `None`: nothing this catalog serves (a withheld or
+    /// unknown item of the upstream), so it is not read.
+    fn served<'a>(&'a self, uri: &'a str) -> Option<(Kind, &'a str, &'a str)> {
+        let own = uri.strip_prefix(&self.scheme)?;
+        if let Some((_, digest)) = self.resources.iter().find(|(r, _)| r.uri == uri) {
+            return Some((Kind::Resource, own, digest));
+        }
+        self.templates
+            .iter()
+            .find(|t| t.route.matches(uri).is_some())
+            .map(|t| (Kind::Template, t.own.as_str(), t.digest.as_str()))
+    }
 }
 
 #[async_trait]
@@ -527,28 +615,31 @@ impl ResourceSource for UpstreamResources {
     }
 
     fn templates(&self) -> Vec<ResourceTemplate> {
-        self.templates.iter().map(|(t, _)| t.clone()).collect()
+        self.templates.iter().map(|t| t.template.clone()).collect()
     }
 
     fn claims(&self, uri: &str) -> bool {
         uri.starts_with(&self.scheme)
     }
 
+    /// The upstream's updates are forwarded when it lets clients subscribe.
+    fn live(&self) -> bool {
+        self.link.status().offer.is_some_and(|o| o.subscribe)
+    }
+
+    fn subscribable(&self, uri: &str) -> bool {
+        self.live() && self.resources.iter().any(|(r, _)| r.uri == uri)
+    }
+
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ResourceError> {
         let link = &self.link;
         link.start();
-        let own = &uri[self.scheme.len()..];
-        // A listed resource is checked against its pin; a URI of a template is read as the
-        // upstream answers it (its template was checked when the catalog was built).
-        let listed = self
-            .resources
-            .iter()
-            .find(|(r, _)| r.uri == uri)
-            .map(|(_, digest)| digest.clone());
-        let check = |link: &Link| match &listed {
-            Some(digest) => still_pinned(link, Kind::Resource, own, digest),
-            None => Ok(()),
+        let Some((kind, pinned, digest)) = self.served(uri) else {
+            return Err(ResourceError::NotFound("no such resource".to_owned()));
         };
+        let own = &uri[self.scheme.len()..];
+        // Checked against the pin of the resource, or of the template the URI is one of.
+        let check = |link: &Link| still_pinned(link, kind, pinned, digest);
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_secs(link.config.connect_timeout_secs);
         let answer = link
@@ -641,5 +732,103 @@ impl std::fmt::Debug for UpstreamTool {
         f.debug_struct("UpstreamTool")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(toml_text: &str) -> Upstream {
+        toml::from_str(toml_text).expect("an upstream")
+    }
+
+    fn offer(tools: &[(&str, &str)], resources: &[&str], templates: &[&str]) -> Offer {
+        let mut offer = Offer::default();
+        for (name, description) in tools {
+            let schema = serde_json::json!({ "type": "object" });
+            offer.tools.push(ToolDef::new(
+                name.to_string(),
+                description.to_string(),
+                schema.as_object().cloned().unwrap_or_default(),
+            ));
+        }
+        for uri in resources {
+            offer.resources.push(Resource::new(*uri, *uri));
+        }
+        for template in templates {
+            offer
+                .templates
+                .push(ResourceTemplate::new(*template, *template));
+        }
+        offer.digested_for_tests()
+    }
+
+    #[test]
+    fn two_items_of_one_name_are_both_withheld_and_never_pinned() {
+        let up = upstream("name = \"f\"\ncommand = [\"x\"]\n");
+        let judged = judge(
+            &up,
+            &UpstreamPins::default(),
+            Some(&offer(
+                &[("t0", "one"), ("t0", "two"), ("ok", "fine")],
+                &[],
+                &[],
+            )),
+        );
+        let served: Vec<&str> = judged.tools.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(served, ["ok"]);
+        assert_eq!(judged.withheld.len(), 1, "{:?}", judged.withheld);
+        assert_eq!(judged.withheld[0].1, "f__t0");
+        assert!(judged.accept.tools.contains_key("ok"));
+        assert!(!judged.accept.tools.contains_key("t0"));
+    }
+
+    #[test]
+    fn only_served_resources_and_uris_of_served_templates_are_read() {
+        let up = upstream("name = \"ev\"\ncommand = [\"x\"]\n");
+        let first = offer(&[], &["evil://a", "evil://b"], &["evil://t/{x}"]);
+        let judged = judge(&up, &UpstreamPins::default(), Some(&first));
+        let pins = judged.accept.clone();
+        // Later: `a` and the template changed, `secret` is new; only `b` is served.
+        let mut later = offer(
+            &[],
+            &["evil://a", "evil://b", "evil://secret"],
+            &["evil://t/{x}"],
+        );
+        later.resources[0].description = Some("changed".to_owned());
+        later.templates[0].description = Some("changed".to_owned());
+        let later = later.digested_for_tests();
+        let judged = judge(&up, &pins, Some(&later));
+        let source = UpstreamResources {
+            link: Arc::new(Link::new(up.clone(), Path::new("."), 300)),
+            scheme: scheme(&up),
+            resources: judged.resources,
+            templates: judged.templates,
+        };
+        assert!(source.served("ev+evil://b").is_some());
+        for uri in [
+            "ev+evil://a",
+            "ev+evil://secret",
+            "ev+evil://t/zzz",
+            "ev+evil://c",
+        ] {
+            assert!(source.claims(uri), "{uri} is the upstream's to answer");
+            assert!(source.served(uri).is_none(), "{uri} must not be read");
+        }
+        // A served template routes its URIs, checked against its own pin.
+        let judged = judge(&up, &pins, Some(&first));
+        let source = UpstreamResources {
+            link: Arc::new(Link::new(up.clone(), Path::new("."), 300)),
+            scheme: scheme(&up),
+            resources: judged.resources,
+            templates: judged.templates,
+        };
+        let (kind, own, _) = source.served("ev+evil://t/zzz").expect("a template URI");
+        assert_eq!((kind, own), (Kind::Template, "evil://t/{x}"));
+        assert!(
+            source.served("ev+evil://t/a/b").is_none(),
+            "one segment only"
+        );
     }
 }

@@ -200,7 +200,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods, reason = "the test writes foreign lock files")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the test writes foreign lock files"
+    )]
     fn a_lock_file_round_trips_and_a_foreign_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("portcullis.lock");

@@ -511,3 +511,115 @@ fn metadata_and_private_addresses_are_refused_as_upstream_urls() {
         assert!(stderr.contains("upstream `up`"), "{url}: {stderr}");
     }
 }
+
+/// Waits until the gateway lists the resource `uri` (as an anonymous local client).
+async fn wait_for_resource(server: &HttpServer, uri: &str) {
+    let client = portcullis_test::http_client(&server.url(), Era::Stateless2026)
+        .await
+        .expect("client");
+    for _ in 0..200 {
+        let listed = client.list_all_resources().await.expect("resources/list");
+        if listed.iter().any(|r| r.uri == uri) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{uri}` never listed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstreams_changes_reach_the_gateways_subscribers_in_both_eras() {
+    // The upstream: a Portcullis serving a notes folder (live resources), spoken to in
+    // 2026-07-28 (its changes come on the gateway's listen stream).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notes = dir.path().join("notes");
+    std::fs::create_dir_all(&notes).expect("notes");
+    std::fs::write(notes.join("welcome.md"), "# Welcome\n").expect("note");
+    let inner_config = dir.path().join("inner.toml");
+    std::fs::write(
+        &inner_config,
+        "[server]\nname = \"inner\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[notes]]\nname = \"notes\"\npath = \"notes\"\n",
+    )
+    .expect("inner config");
+    let mut inner = HttpServer::spawn_with(bin(), &inner_config, &["--log-level", "debug"], &[])
+        .await
+        .expect("inner");
+    let outer_config = dir.path().join("outer.toml");
+    std::fs::write(
+        &outer_config,
+        format!(
+            // Notes come and go: new ones are served at once (and pinned from then on).
+            "[server]\nname = \"outer\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"inner\"\nurl = \"{}\"\nallow_private_addresses = true\non_new = \"allow\"\n",
+            inner.url()
+        ),
+    )
+    .expect("outer config");
+    let mut outer = HttpServer::spawn_with(bin(), &outer_config, &["--log-level", "debug"], &[])
+        .await
+        .expect("outer");
+    let welcome = "inner+note://welcome";
+    wait_for_resource(&outer, welcome).await;
+    // The gateway follows the upstream's note.
+    inner
+        .wait_for_log("following changes", Duration::from_secs(10))
+        .await
+        .expect("the gateway follows the upstream");
+    // A 2025 session subscribes; a 2026-07-28 client listens.
+    let (session, mut heard_2025) =
+        portcullis_test::http_listener(&outer.url(), Era::Init2025_11, None)
+            .await
+            .expect("2025 client");
+    #[allow(
+        deprecated,
+        reason = "a 2025 session subscribes with resources/subscribe"
+    )]
+    session
+        .subscribe(rmcp::model::SubscribeRequestParams::new(welcome))
+        .await
+        .expect("subscribe");
+    let modern = portcullis_test::http_client(&outer.url(), Era::Stateless2026)
+        .await
+        .expect("2026 client");
+    let filter = rmcp::model::SubscriptionFilter::builder()
+        .resource_subscriptions([welcome.to_owned()])
+        .resources_list_changed()
+        .build();
+    let mut listen = modern.peer().listen(filter).await.expect("listen");
+    for _ in 0..2 {
+        outer
+            .wait_for_log("following changes", Duration::from_secs(10))
+            .await
+            .expect("the gateway's subscribers follow changes");
+    }
+    // An edit upstream reaches both, under the gateway's URI.
+    std::fs::write(notes.join("welcome.md"), "# Welcome, edited\n").expect("edit");
+    let heard = portcullis_test::hear(
+        &mut heard_2025,
+        Duration::from_secs(10),
+        |h| matches!(h, portcullis_test::Heard::Updated(uri) if uri == welcome),
+    )
+    .await;
+    assert!(heard.is_some(), "the 2025 session heard no update");
+    let updated = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match listen.next().await {
+                Ok(Some(rmcp::model::ServerNotification::ResourceUpdatedNotification(n))) => {
+                    return n.params.uri;
+                }
+                Ok(Some(_)) => {}
+                other => panic!("the listen stream ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the 2026 listener heard the update");
+    assert_eq!(updated, welcome);
+    // A note created upstream: the upstream's list change becomes the gateway's.
+    std::fs::write(notes.join("fresh.md"), "# Fresh\n").expect("create");
+    let heard = portcullis_test::hear(&mut heard_2025, Duration::from_secs(15), |h| {
+        matches!(h, portcullis_test::Heard::ListChanged)
+    })
+    .await;
+    assert!(heard.is_some(), "the 2025 session heard no list change");
+    wait_for_resource(&outer, "inner+note://fresh").await;
+}
