@@ -56,6 +56,9 @@ pub struct Upstream {
     pub allow_private_addresses: PrivateAddresses,
     /// HTTP: a PEM file of extra certificate authorities to trust, relative to the config.
     pub ca_file: Option<PathBuf>,
+    /// Scopes a principal needs for every item of this upstream, replacing `[packs.upstreams]`
+    /// (a `[tools."PREFIX__NAME"]` policy still replaces them for that tool).
+    pub required_scopes: Option<Vec<String>>,
     /// Prefix of the names its tools and prompts are served under: `py` serves `greet` as
     /// `py__greet`. Default: the upstream's `name`; `""` serves them under their own names.
     pub prefix: Option<String>,

@@ -193,5 +193,32 @@ fn render_check(
             needs(guard.prompt_scopes(&prompt.name))
         );
     }
+    if !config.upstreams.is_empty() {
+        let pinned = portcullis_packs::upstreams::pinned(config);
+        let _ = writeln!(out, "\nupstreams ({}):", config.upstreams.len());
+        for upstream in &config.upstreams {
+            let how = match (&upstream.command, &upstream.url) {
+                (Some(argv), _) => format!("stdio `{}`", argv.join(" ")),
+                (None, Some(url)) => format!("streamable HTTP {url}"),
+                (None, None) => String::new(),
+            };
+            let items = pinned.get(&upstream.name).map_or(0, Vec::len);
+            let state = if items == 0 {
+                "nothing pinned yet (its first contact pins what it offers)".to_owned()
+            } else {
+                format!(
+                    "{items} item(s) pinned; `check --connect` compares them with what it offers now"
+                )
+            };
+            let _ = writeln!(out, "  {}: {how}; {state}", upstream.name);
+        }
+        for item in catalog.withheld() {
+            let _ = writeln!(
+                out,
+                "  WITHHELD {} `{}` ({}): {}",
+                item.kind, item.name, item.source, item.reason
+            );
+        }
+    }
     out
 }

@@ -88,6 +88,12 @@ pub trait Tool: Send + Sync + 'static {
         "custom"
     }
 
+    /// Scopes that replace the pack's for this tool (an upstream's own `required_scopes`);
+    /// `None` keeps the pack's. A `[tools.NAME]` policy replaces either.
+    fn required_scopes(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Client capabilities the tool cannot work without (for example sampling). A client
     /// that did not declare them gets a `-32021` error naming them, before the tool runs.
     fn required_client_capabilities(&self) -> Option<ClientCapabilities> {
@@ -332,6 +338,8 @@ pub struct CatalogTool {
     pub definition: ToolDef,
     pub pack: String,
     pub required_capabilities: Option<ClientCapabilities>,
+    /// The tool's own scopes ([`Tool::required_scopes`]).
+    pub required_scopes: Option<Vec<String>>,
     pub validator: ArgumentValidator,
     pub tool: Arc<dyn Tool>,
 }
@@ -469,11 +477,13 @@ impl CatalogBuilder {
                     }
                 })?;
             let required_capabilities = tool.required_client_capabilities();
+            let required_scopes = tool.required_scopes();
             let pack = tool.pack().to_owned();
             tools.push(CatalogTool {
                 definition,
                 pack,
                 required_capabilities,
+                required_scopes,
                 validator,
                 tool,
             });

@@ -81,6 +81,23 @@ pub fn lock_path(config: &Config) -> PathBuf {
     config.base_dir.join(&config.gateway.lock_file)
 }
 
+/// What the lock file pins, by upstream: (kind, the upstream's name) of each item.
+pub fn pinned(config: &Config) -> HashMap<String, Vec<(&'static str, String)>> {
+    let Ok(lock) = LockFile::read(&lock_path(config)) else {
+        return HashMap::new();
+    };
+    lock.upstreams
+        .into_iter()
+        .map(|(name, pins)| {
+            let items = pins::KINDS
+                .iter()
+                .flat_map(|&kind| pins.of(kind).keys().map(move |n| (kind.noun(), n.clone())))
+                .collect();
+            (name, items)
+        })
+        .collect()
+}
+
 /// Pins accepted in memory (first contact, `on_new = "allow"`) that the lock file could not
 /// take, by upstream.
 static ACCEPTED: Mutex<Vec<(String, UpstreamPins)>> = Mutex::new(Vec::new());
@@ -200,7 +217,7 @@ pub(crate) fn register(
             });
         }
         link.publish_to(notifier.clone(), scheme);
-        builder.readiness(source, Health(Arc::clone(&link)));
+        builder.readiness(source, Health(Arc::clone(&link), lock_path.clone()));
         let (rebuild, built, link) = (builder.rebuild(), status.version, Arc::clone(&link));
         builder.background(async move {
             link.start();
@@ -485,6 +502,10 @@ impl Tool for UpstreamTool {
         PACK
     }
 
+    fn required_scopes(&self) -> Option<Vec<String>> {
+        self.link.config.required_scopes.clone()
+    }
+
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let link = &self.link;
         link.start();
@@ -531,6 +552,10 @@ impl PromptTemplate for UpstreamPrompt {
 
     fn pack(&self) -> &str {
         PACK
+    }
+
+    fn required_scopes(&self) -> Option<Vec<String>> {
+        self.link.config.required_scopes.clone()
     }
 
     async fn render(&self, call: PromptCall) -> Result<GetPromptResponse, PromptError> {
@@ -610,6 +635,14 @@ impl ResourceSource for UpstreamResources {
         PACK
     }
 
+    fn required_scopes(&self, _uri: &str) -> Option<Vec<String>> {
+        self.link.config.required_scopes.clone()
+    }
+
+    fn template_scopes(&self, _uri_template: &str) -> Option<Vec<String>> {
+        self.link.config.required_scopes.clone()
+    }
+
     fn resources(&self) -> Vec<Resource> {
         self.resources.iter().map(|(r, _)| r.clone()).collect()
     }
@@ -683,8 +716,9 @@ impl ResourceSource for UpstreamResources {
     }
 }
 
-/// `/readyz`: the upstream is connected. `check --connect`: it connects and lists.
-struct Health(Arc<Link>);
+/// `/readyz`: the upstream is connected. `check --connect`: it connects and lists, and
+/// says what would be served and what withheld against the lock file (its path).
+struct Health(Arc<Link>, PathBuf);
 
 #[async_trait]
 impl Readiness for Health {
@@ -717,13 +751,25 @@ impl Readiness for Health {
                 .map_err(|n| vec![n]);
         }
         let offer = link.status().offer.unwrap_or_default();
-        Ok(format!(
-            "connected: {} tools, {} prompts, {} resources, {} resource templates",
-            offer.tools.len(),
-            offer.prompts.len(),
-            offer.resources.len(),
-            offer.templates.len()
-        ))
+        let pins = LockFile::read(&self.1)
+            .ok()
+            .and_then(|mut lock| lock.upstreams.remove(&link.config.name))
+            .unwrap_or_default();
+        let judged = judge(&link.config, &pins, Some(&offer));
+        let mut report = format!(
+            "connected: {} tools, {} prompts, {} resources, {} resource templates served",
+            judged.tools.len(),
+            judged.prompts.len(),
+            judged.resources.len(),
+            judged.templates.len()
+        );
+        if !judged.accept.is_empty() {
+            report.push_str("; its first contact will pin them");
+        }
+        for (kind, name, reason) in &judged.withheld {
+            report.push_str(&format!("; WITHHELD {} `{name}`: {reason}", kind.noun()));
+        }
+        Ok(report)
     }
 }
 

@@ -154,6 +154,9 @@ impl Policies {
         for tool in catalog.tools() {
             let name = tool.name.to_string();
             let mut policy = of_pack(catalog.tool_pack(&name).unwrap_or_default());
+            if let Some(scopes) = catalog.tool(&name).and_then(|t| t.required_scopes.clone()) {
+                policy.scopes = scopes;
+            }
             if let Some(own) = config.tools.get(&name) {
                 if let Some(scopes) = &own.required_scopes {
                     policy.scopes.clone_from(scopes);

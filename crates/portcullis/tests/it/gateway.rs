@@ -623,3 +623,189 @@ async fn an_upstreams_changes_reach_the_gateways_subscribers_in_both_eras() {
     assert!(heard.is_some(), "the 2025 session heard no list change");
     wait_for_resource(&outer, "inner+note://fresh").await;
 }
+
+/// The gateway profile (`examples/gateway/`) copied into `dir`, listening on an ephemeral
+/// port, its programs pointed at what the tests installed under `target/`: the venv's
+/// python for the guide server, the npm packages for `npx --yes …`.
+async fn gateway_profile(dir: &Path) -> PathBuf {
+    let python = portcullis_test::clients::python_with_mcp_sdk().await;
+    let everything = portcullis_test::clients::npm_package(
+        "npm-everything",
+        "@modelcontextprotocol/server-everything@2026.8.31",
+    )
+    .await;
+    let filesystem = portcullis_test::clients::npm_package(
+        "npm-filesystem",
+        "@modelcontextprotocol/server-filesystem@2026.8.31",
+    )
+    .await;
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway");
+    for file in ["server.py", "workspace/README.md"] {
+        let to = dir.join(file);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("dir");
+        std::fs::copy(profile.join(file), &to).expect("copy");
+    }
+    let text = std::fs::read_to_string(profile.join("portcullis.toml")).expect("profile");
+    let replaced = text
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "command = [\"python3\", \"server.py\"]",
+            &format!("command = [\"{}\", \"server.py\"]", python.display()),
+        )
+        .replace(
+            "\"npx\", \"--yes\", \"@modelcontextprotocol/server-everything@2026.8.31\"",
+            &format!(
+                "\"{}\"",
+                everything
+                    .join("node_modules/.bin/mcp-server-everything")
+                    .display()
+            ),
+        )
+        .replace(
+            "\"npx\", \"--yes\", \"@modelcontextprotocol/server-filesystem@2026.8.31\"",
+            &format!(
+                "\"{}\"",
+                filesystem
+                    .join("node_modules/.bin/mcp-server-filesystem")
+                    .display()
+            ),
+        );
+    for gone in ["127.0.0.1:8080\"", "\"python3\"", "\"npx\""] {
+        assert!(
+            !replaced.contains(gone),
+            "the profile changed: {gone} is still there"
+        );
+    }
+    let config = dir.join("portcullis.toml");
+    std::fs::write(&config, replaced).expect("config");
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_profile_serves_the_guide_everything_and_filesystem_servers_behind_scoped_keys()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = gateway_profile(dir.path()).await;
+    let checked = std::process::Command::new(bin())
+        .args(["check", "--connect", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for upstream in ["guide", "everything", "files"] {
+        assert!(
+            report.contains(&format!("ok      upstream:{upstream}: connected")),
+            "{report}"
+        );
+    }
+    let server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    let demo = "pcs_gateway-demo-key";
+    let client = http_client_with_token(&server.url(), Era::Stateless2026, demo)
+        .await
+        .expect("client");
+    let mut names = Vec::new();
+    for _ in 0..300 {
+        names = client
+            .list_all_tools()
+            .await
+            .expect("tools/list")
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>();
+        if ["guide__greet", "everything__echo", "files__read_text_file"]
+            .iter()
+            .all(|n| names.contains(&(*n).to_owned()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(names.contains(&"guide__word_count".to_owned()), "{names:?}");
+    // Read-only by the profile's choice; the environment-revealing tool left out.
+    for hidden in [
+        "files__write_file",
+        "files__edit_file",
+        "files__move_file",
+        "everything__get-env",
+    ] {
+        assert!(!names.contains(&hidden.to_owned()), "{hidden}: {names:?}");
+    }
+    let greeted = try_call(&client, "guide__greet", json!({ "name": "Ada" }))
+        .await
+        .expect("guide");
+    assert_eq!(text(&greeted), "Hello, Ada!");
+    let echoed = try_call(&client, "everything__echo", json!({ "message": "hi" }))
+        .await
+        .expect("everything");
+    assert!(text(&echoed).contains("hi"), "{}", text(&echoed));
+    let read = try_call(
+        &client,
+        "files__read_text_file",
+        json!({ "path": dir.path().join("workspace/README.md") }),
+    )
+    .await
+    .expect("files");
+    assert!(
+        text(&read).contains("# Gateway workspace"),
+        "{}",
+        text(&read)
+    );
+    // Progress of a long call reaches its caller, in both eras.
+    for era in [Era::Stateless2026, Era::Init2025_11] {
+        let (listener, mut heard) = portcullis_test::http_listener(&server.url(), era, Some(demo))
+            .await
+            .expect("listener");
+        let done = listener
+            .peer()
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new(
+                    "everything__trigger-long-running-operation",
+                )
+                .with_arguments(
+                    json!({ "duration": 1, "steps": 3 })
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                ),
+            )
+            .await
+            .expect("long call");
+        assert!(format!("{done:?}").contains("completed"), "{done:?}");
+        let progress = portcullis_test::hear(&mut heard, Duration::from_secs(5), |h| {
+            matches!(h, portcullis_test::Heard::Progress(..))
+        })
+        .await;
+        assert!(
+            progress.is_some(),
+            "{era:?}: no progress reached the caller"
+        );
+    }
+    // The guide key reaches the guide server only.
+    let guide = http_client_with_token(&server.url(), Era::Stateless2026, "pcs_gateway-guide-key")
+        .await
+        .expect("client");
+    let greeted = try_call(&guide, "guide__add", json!({ "a": 40, "b": 2 }))
+        .await
+        .expect("guide");
+    assert_eq!(text(&greeted), "42");
+    let refused = try_call(&guide, "everything__echo", json!({ "message": "hi" }))
+        .await
+        .expect_err("refused");
+    assert!(
+        format!("{refused:?}").contains("insufficient_scope"),
+        "{refused:?}"
+    );
+    // Pinned on first contact; audited like every call.
+    let lock = std::fs::read_to_string(dir.path().join("portcullis.lock")).expect("lock");
+    for upstream in ["\"guide\"", "\"everything\"", "\"files\""] {
+        assert!(lock.contains(upstream), "{upstream} not pinned");
+    }
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("\"item\":\"everything__echo\""), "{audit}");
+}
