@@ -314,7 +314,8 @@ impl Link {
             .and_then(|o| o.digests.get(&(kind, name.to_owned())).cloned())
     }
 
-    /// Sends `request` and waits for its answer until `deadline`; progress the upstream
+    /// Sends `request` once the upstream is connected (waiting at most until `deadline`)
+    /// and waits for its answer; progress the upstream
     /// reports reaches `caller`; a cancellation of `cancel` (or the caller giving up)
     /// cancels the upstream's request too.
     pub(super) async fn request(
@@ -352,11 +353,10 @@ impl Link {
             peer: Some(peer),
             id: handle.id.clone(),
         };
+        // The guard's timeout bounds the wait for the answer (dropping this future, which
+        // cancels the request upstream): the caller hears "timed out" from one place.
         let answer = tokio::select! {
             answer = handle.await_response() => answer,
-            () = tokio::time::sleep_until(deadline) => {
-                return Err(Failure::Unavailable("no answer before the call's deadline".to_owned()));
-            }
             () = cancel.cancelled() => return Err(Failure::Cancelled),
         };
         abandoned.peer = None;

@@ -334,7 +334,11 @@ async fn a_crashing_upstream_is_restarted_and_a_cancelled_call_is_cancelled_upst
         .await
         .expect("call");
     assert_eq!(text(&result), "Hello, again!");
-    let ready = reqwest::get(server.at("/readyz")).await.expect("readyz");
+    let ready = portcullis_test::http()
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert!(ready.status().is_success(), "{:?}", ready.text().await);
     // A cancelled call is cancelled upstream too.
     let peer = client.peer().clone();
@@ -466,7 +470,11 @@ allow_private_addresses = {allow}
         .wait_for_log("cannot connect to the upstream", Duration::from_secs(20))
         .await
         .expect("the refused handshake is logged");
-    let ready = reqwest::get(outer.at("/readyz")).await.expect("readyz");
+    let ready = portcullis_test::http()
+        .get(outer.at("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let body = ready.text().await.expect("body");
     assert!(body.contains("upstream `inner` is unavailable"), "{body}");
@@ -808,4 +816,171 @@ async fn the_gateway_profile_serves_the_guide_everything_and_filesystem_servers_
     }
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
     assert!(audit.contains("\"item\":\"everything__echo\""), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_upstream_that_writes_garbage_and_floods_stderr_cannot_take_the_gateway_down() {
+    let gateway = Gateway::new().await;
+    let noisy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/noisy_server.py");
+    let secret = "noisy-secret-5f1e2d3c4b";
+    let config = gateway.write(&format!(", NOISY_SECRET = \"{secret}\""), "");
+    let text_of = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text_of.replace(
+            &fixture().display().to_string(),
+            &noisy.display().to_string(),
+        ),
+    )
+    .expect("config");
+    let server = HttpServer::spawn_with(bin(), &config, &["--log-level", "debug"], &[])
+        .await
+        .expect("serve");
+    wait_for_listing(&server, "py__greet", Some("Greet someone by name.")).await;
+    let client = http_client_with_token(&server.url(), Era::Stateless2026, KEY)
+        .await
+        .expect("client");
+    for i in 0..20 {
+        let result = try_call(&client, "py__add", json!({ "a": i, "b": 1 }))
+            .await
+            .expect("call");
+        assert_eq!(text(&result), (i + 1).to_string());
+    }
+    // Its stderr reached the log at debug, bounded and scrubbed of the secret it carries.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let output = server.output();
+    let stderr_lines = output
+        .iter()
+        .filter(|l| l.contains("upstream stderr"))
+        .count();
+    assert!(stderr_lines > 0, "the upstream's stderr is logged at debug");
+    assert!(
+        stderr_lines < 50 * 8,
+        "{stderr_lines} stderr lines logged: not rate-limited"
+    );
+    assert!(
+        !output.iter().any(|l| l.contains(secret)),
+        "the upstream's secret reached the log"
+    );
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", server.pid().expect("pid")))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+        .expect("VmRSS");
+    let kib: u64 = rss.trim_end_matches(" kB").trim().parse().expect("kB");
+    assert!(kib < 200 * 1024, "the gateway grew to {kib} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_sdk_server_over_streamable_http_is_bounded_by_the_calls_deadline() {
+    let gateway = Gateway::new().await;
+    let port = crate::free_port();
+    let mut upstream = tokio::process::Command::new(&gateway.python)
+        .arg(fixture())
+        .args(["http", &port.to_string()])
+        .env("GUIDE_COUNT_FILE", gateway.path("count.txt"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the guide server over HTTP");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = gateway.path("portcullis.toml");
+    gateway.write("", "");
+    let text_of = std::fs::read_to_string(&config).expect("config");
+    let start = text_of.find("[[upstreams]]").expect("upstreams");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[tools.py__slow]\ntimeout_secs = 2\n\n[[upstreams]]\nname = \"py\"\nurl = \"{url}\"\nallow_private_addresses = true\n",
+            &text_of[..start]
+        ),
+    )
+    .expect("config");
+    let server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    wait_for_listing(&server, "py__greet", Some("Greet someone by name.")).await;
+    let client = http_client_with_token(&server.url(), Era::Init2025_11, KEY)
+        .await
+        .expect("client");
+    let result = try_call(&client, "py__greet", json!({ "name": "HTTP" }))
+        .await
+        .expect("call");
+    assert_eq!(text(&result), "Hello, HTTP!");
+    // An upstream that does not answer in time: the call's own deadline ends it, the caller
+    // hears it timed out, and the upstream is told to stop.
+    let started = std::time::Instant::now();
+    let slow = try_call(&client, "py__slow", json!({ "seconds": 60 }))
+        .await
+        .expect("answered");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.is_error, Some(true));
+    assert!(text(&slow).contains("timed out"), "{}", text(&slow));
+    for _ in 0..100 {
+        if gateway.seen().contains(&"cancelled".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gateway.seen().contains(&"cancelled".to_owned()),
+        "{:?}",
+        gateway.seen()
+    );
+    upstream.kill().await.expect("kill");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_upstream_that_never_answers_is_reported_not_waited_for() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accepts, reads, never answers.
+    let hung = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nname = \"g\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"hung\"\nurl = \"http://127.0.0.1:{port}/mcp\"\nallow_private_addresses = true\nconnect_timeout_secs = 1\n"
+        ),
+    )
+    .expect("config");
+    let mut server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    server
+        .wait_for_log("cannot connect to the upstream", Duration::from_secs(15))
+        .await
+        .expect("the hung handshake is given up");
+    let ready = portcullis_test::http()
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    // The rest of the server answers meanwhile.
+    let health = portcullis_test::http()
+        .get(server.at("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+    hung.abort();
 }
