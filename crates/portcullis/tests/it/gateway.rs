@@ -984,3 +984,49 @@ async fn an_http_upstream_that_never_answers_is_reported_not_waited_for() {
     assert!(health.status().is_success());
     hung.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_and_typescript_sdks_reach_upstream_items_through_the_gateway() {
+    let gateway = Gateway::new().await;
+    let config = gateway.write("", "");
+    let text_of = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text_of
+            .replace("[http]\n", "[http]\nlegacy_sse = true\n")
+            .replace("[auth]\n", "[auth]\naccept_x_api_key = true\n"),
+    )
+    .expect("config");
+    let server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    wait_for_listing(&server, "py__greet", Some("Greet someone by name.")).await;
+    // The Python SDK in a 2025 session over Streamable HTTP.
+    let plan = json!([
+        { "list": "tools", "contains": ["py__greet", "py__word_count"] },
+        { "tool": "py__greet", "arguments": { "name": "Python" }, "contains": ["Hello, Python!"] },
+        { "tool": "py__word_count", "arguments": { "text": "one two three" }, "contains": ["3"] },
+        { "resource": "py+guide://motto", "contains": ["Be kind to your tools."] },
+        { "prompt": "py__review", "arguments": { "code": "x = 1" }, "contains": ["x = 1"] },
+    ]);
+    let url = server.url();
+    let output = portcullis_test::clients::python_plan(
+        &plan,
+        &["http".as_ref(), std::ffi::OsStr::new(&url), KEY.as_ref()],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    // The TypeScript SDK over the legacy HTTP+SSE transport.
+    let plan = json!({
+        // The key as `x-api-key` (`accept_x_api_key`), as the legacy transport's own tests
+        // give it to this client.
+        "headers": { "x-api-key": KEY },
+        "steps": [
+            { "list": "tools", "contains": ["py__add"] },
+            { "tool": "py__add", "arguments": { "a": 20, "b": 22 }, "contains": ["42"] },
+            { "resource": "py+guide://motto", "contains": ["Be kind"] },
+        ]
+    });
+    let output = portcullis_test::clients::ts_sse_plan(&plan, &server.at("/sse")).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
