@@ -101,7 +101,7 @@ pub struct Ratio {
 }
 
 /// Every ratio the report shows: (numerator, denominator, meaning).
-const RATIOS: [(&str, &str, &str); 19] = [
+const RATIOS: [(&str, &str, &str); 21] = [
     (
         "portcullis-full",
         "bare-rmcp",
@@ -146,6 +146,16 @@ const RATIOS: [(&str, &str, &str); 19] = [
         "portcullis-api",
         "bare-rmcp-api",
         "HTTP pack GET tool vs the same GET in bare rmcp + reqwest",
+    ),
+    (
+        "portcullis-gateway",
+        "bare-rmcp",
+        "bare rmcp's tool through Portcullis as a stdio upstream vs bare rmcp called directly",
+    ),
+    (
+        "portcullis-gateway",
+        "portcullis",
+        "an upstream's tool through the gateway vs a pack's tool on the same stack",
     ),
     (
         "portcullis-audit",

@@ -126,6 +126,9 @@ struct PortcullisConfig {
     pick_port: bool,
     /// TOML appended to the copy (an `[auth]` section, a `[[sql]]` source).
     extra: String,
+    /// Run `portcullis upstreams pin` on the copy before serving it (a gateway row: its
+    /// upstream's tools are served from the first request, not after a first contact).
+    pin_upstreams: bool,
 }
 
 /// What the run needs to know about PostgreSQL: its URL and version, or why it is unusable.
@@ -160,6 +163,7 @@ pub fn portcullis_launch(template: PathBuf, extra: String) -> HttpLaunch {
             template,
             pick_port: false,
             extra,
+            pin_upstreams: false,
         }),
     }
 }
@@ -218,6 +222,7 @@ pub fn lineup(
                     template: demo.clone(),
                     pick_port: false,
                     extra,
+                    pin_upstreams: false,
                 }),
             },
             stdio: None,
@@ -239,6 +244,7 @@ pub fn lineup(
                         template: demo.clone(),
                         pick_port: false,
                         extra: String::new(),
+                        pin_upstreams: false,
                     }),
                 },
                 stdio: Some(portcullis_stdio),
@@ -261,6 +267,7 @@ pub fn lineup(
                         template: demo.clone(),
                         pick_port: true,
                         extra: String::new(),
+                        pin_upstreams: false,
                     }),
                 },
                 stdio: None,
@@ -558,6 +565,37 @@ pub fn lineup(
             Err(reason.clone()),
         ),
     };
+    // The gateway: bare-rmcp over stdio as an upstream, its file_info served as
+    // bare__file_info through the whole pipeline (the lock file in target/bench).
+    let lock = out_dir.join(format!("gateway-{}.lock", std::process::id()));
+    servers.push(Server {
+        name: "portcullis-gateway",
+        description: "portcullis, demo profile plus target/dist/bare-rmcp --stdio as an \
+                      [[upstreams]] entry (pinned before the run): the same file_info, called \
+                      as bare__file_info, validated and logged here, answered by the upstream"
+            .to_owned(),
+        launch: Ok(Target::Mcp(Box::new(Launch {
+            http: HttpLaunch {
+                cmd: Cmd::new(&portcullis, &["serve", "--log-format", "json"], root),
+                portcullis_config: Some(PortcullisConfig {
+                    template: demo.clone(),
+                    pick_port: false,
+                    extra: format!(
+                        "[gateway]\nlock_file = \"{}\"\n\n[[upstreams]]\nname = \"bare\"\ncommand = [\"{}\", \"--root\", \"{}\", \"--stdio\"]\n",
+                        lock.display(),
+                        bare.display(),
+                        workspace_arg
+                    ),
+                    pin_upstreams: true,
+                }),
+            },
+            stdio: None,
+            workload: Workload {
+                tool: "bare__file_info",
+                ..Workload::default()
+            },
+        }))),
+    });
     servers.push(Server {
         name: "portcullis-api",
         description: format!(
@@ -864,6 +902,19 @@ impl RunningServer {
                     "127.0.0.1:0".parse()?
                 };
                 let file = portcullis_config(&spec.template, addr, &spec.extra)?;
+                if spec.pin_upstreams {
+                    let pinned = std::process::Command::new(&launch.cmd.program)
+                        .args(["upstreams", "pin", "--config"])
+                        .arg(&file.0)
+                        .output()
+                        .context("run portcullis upstreams pin")?;
+                    if !pinned.status.success() {
+                        bail!(
+                            "portcullis upstreams pin failed: {}",
+                            String::from_utf8_lossy(&pinned.stderr)
+                        );
+                    }
+                }
                 command.arg("--config").arg(&file.0);
                 Some(file)
             }
