@@ -314,6 +314,21 @@ impl Link {
             .and_then(|o| o.digests.get(&(kind, name.to_owned())).cloned())
     }
 
+    /// [`Link::request`] for a request that is no tool call (a prompt, a read): it waits
+    /// for the upstream at most `connect_timeout_secs`; the guard's timeout bounds the rest
+    /// (dropping the future cancels it upstream).
+    pub(super) async fn ask(
+        &self,
+        request: ClientRequest,
+        check: &(dyn Fn(&Self) -> Result<(), String> + Sync),
+    ) -> Result<ServerResult, Failure> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.config.connect_timeout_secs);
+        let never = CancellationToken::new();
+        self.request(request, None, None, deadline, &never, check)
+            .await
+    }
+
     /// Sends `request` once the upstream is connected (waiting at most until `deadline`)
     /// and waits for its answer; progress the upstream
     /// reports reaches `caller`; a cancellation of `cancel` (or the caller giving up)

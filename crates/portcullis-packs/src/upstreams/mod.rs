@@ -483,14 +483,18 @@ fn failure_message(link: &Link, failure: Failure, what: &str) -> String {
     }
 }
 
-/// A tool of an upstream, served under its prefixed name.
-struct UpstreamTool {
+/// A tool or prompt of an upstream: the definition it is served with (the upstream's,
+/// renamed), the upstream's own name, and the digest the catalog was built with.
+struct Served<D> {
     link: Arc<Link>,
     /// The upstream's own name.
     name: String,
-    definition: ToolDef,
+    definition: D,
     digest: String,
 }
+
+type UpstreamTool = Served<ToolDef>;
+type UpstreamPrompt = Served<Prompt>;
 
 #[async_trait]
 impl Tool for UpstreamTool {
@@ -536,14 +540,6 @@ impl Tool for UpstreamTool {
     }
 }
 
-/// A prompt of an upstream.
-struct UpstreamPrompt {
-    link: Arc<Link>,
-    name: String,
-    definition: Prompt,
-    digest: String,
-}
-
 #[async_trait]
 impl PromptTemplate for UpstreamPrompt {
     fn definition(&self) -> Prompt {
@@ -569,15 +565,9 @@ impl PromptTemplate for UpstreamPrompt {
         let mut params = GetPromptRequestParams::new(self.name.clone());
         params.arguments = Some(arguments);
         let check = |link: &Link| still_pinned(link, Kind::Prompt, &self.name, &self.digest);
-        let deadline = tokio::time::Instant::now()
-            + std::time::Duration::from_secs(link.config.connect_timeout_secs);
         let answer = link
-            .request(
+            .ask(
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(params)),
-                None,
-                None,
-                deadline,
-                &tokio_util::sync::CancellationToken::new(),
                 &check,
             )
             .await;
@@ -673,19 +663,9 @@ impl ResourceSource for UpstreamResources {
         let own = &uri[self.scheme.len()..];
         // Checked against the pin of the resource, or of the template the URI is one of.
         let check = |link: &Link| still_pinned(link, kind, pinned, digest);
-        let deadline = tokio::time::Instant::now()
-            + std::time::Duration::from_secs(link.config.connect_timeout_secs);
+        let request = ReadResourceRequest::new(ReadResourceRequestParams::new(own));
         let answer = link
-            .request(
-                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(
-                    ReadResourceRequestParams::new(own),
-                )),
-                None,
-                None,
-                deadline,
-                &tokio_util::sync::CancellationToken::new(),
-                &check,
-            )
+            .ask(ClientRequest::ReadResourceRequest(request), &check)
             .await;
         match answer {
             Ok(ServerResult::ReadResourceResult(mut result)) => {
