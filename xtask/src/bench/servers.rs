@@ -903,7 +903,7 @@ impl RunningServer {
                 };
                 let file = portcullis_config(&spec.template, addr, &spec.extra)?;
                 if spec.pin_upstreams {
-                    let pinned = command(&launch.cmd.program)
+                    let pinned = super::command(&launch.cmd.program)
                         .args(["upstreams", "pin", "--config"])
                         .arg(&file.0)
                         .output()
