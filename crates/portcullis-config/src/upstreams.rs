@@ -50,6 +50,10 @@ pub struct Upstream {
     /// `Authorization = "Bearer ${UP_KEY}"`). Never logged.
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
+    /// HTTP: the upstream's bearer token from an OAuth 2.1 client-credentials grant,
+    /// fetched before connecting, cached, and fetched again (with a new connection) shortly
+    /// before it expires.
+    pub oauth: Option<UpstreamOAuth>,
     /// HTTP: whether the upstream may be on a private, loopback or link-local address:
     /// `false` (the default), `true`, or a list of CIDRs, as for an `[[api]]` source.
     #[serde(default)]
@@ -85,6 +89,21 @@ pub struct Upstream {
     /// event); a larger one is dropped.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+}
+
+/// An OAuth 2.1 client-credentials grant (RFC 6749 §4.4) for a remote upstream.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOAuth {
+    /// The authorization server's token endpoint. It passes the same address checks as
+    /// the upstream's `url` (and its `allow_private_addresses`).
+    pub token_url: String,
+    /// The client's id.
+    pub client_id: String,
+    /// The client's secret (`${VAR}`), sent with HTTP Basic authentication. Never logged.
+    pub client_secret: Secret,
+    /// The scopes asked for (space-separated), if the server needs them.
+    pub scope: Option<String>,
 }
 
 /// The transport of a remote upstream.
@@ -228,6 +247,12 @@ pub(crate) fn validate(upstreams: &[Upstream], gateway: &GatewaySection) -> Resu
                         "must name a program: `[\"python3\", \"server.py\"]`",
                     ));
                 }
+                if upstream.oauth.is_some() {
+                    return Err(issue(
+                        format!("{key}.oauth"),
+                        "is for HTTP upstreams; give a stdio upstream its secrets in `env`",
+                    ));
+                }
                 if !upstream.headers.is_empty() {
                     return Err(issue(
                         format!("{key}.headers"),
@@ -247,6 +272,26 @@ pub(crate) fn validate(upstreams: &[Upstream], gateway: &GatewaySection) -> Resu
                         format!("{key}.transport"),
                         "the legacy HTTP+SSE transport is not supported for upstreams yet; use `streamable-http`",
                     ));
+                }
+                if let Some(oauth) = &upstream.oauth {
+                    if !(oauth.token_url.starts_with("https://")
+                        || oauth.token_url.starts_with("http://"))
+                    {
+                        return Err(issue(
+                            format!("{key}.oauth.token_url"),
+                            format!("`{}` must be an http:// or https:// URL", oauth.token_url),
+                        ));
+                    }
+                    if upstream
+                        .headers
+                        .keys()
+                        .any(|h| h.eq_ignore_ascii_case("authorization"))
+                    {
+                        return Err(issue(
+                            format!("{key}.headers"),
+                            "give the upstream's `Authorization` either as a header or through `oauth`, not both",
+                        ));
+                    }
                 }
                 if !upstream.env.is_empty() {
                     return Err(issue(

@@ -224,6 +224,8 @@ impl Drop for Link {
 const STDERR_LINE: usize = 4096;
 /// Stderr lines logged per second at most; the rest are counted.
 const STDERR_LINES_PER_SEC: u32 = 50;
+/// Why a connection was replaced on purpose (its token expires).
+const RENEW: &str = "its token expires";
 /// Restart delays: from the first to the longest.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(30));
 
@@ -256,6 +258,7 @@ impl Link {
                 config: self.config.clone(),
                 base_dir: self.base_dir.clone(),
                 refresh: self.refresh,
+                token: tokio::sync::Mutex::new(None),
                 status: self.status.clone(),
                 relay: Arc::clone(&self.relay),
                 stop: self.stop.clone(),
@@ -512,6 +515,8 @@ struct Supervisor {
     config: Upstream,
     base_dir: PathBuf,
     refresh: Duration,
+    /// The OAuth token of a remote upstream, while it is good.
+    token: tokio::sync::Mutex<Option<super::remote::Token>>,
     status: watch::Sender<Status>,
     relay: Arc<Relay>,
     stop: CancellationToken,
@@ -528,6 +533,9 @@ struct Connection {
     _group: Option<Group>,
     /// Its scratch `HOME`.
     _home: Option<tempfile::TempDir>,
+    /// When a connection opened with an OAuth token is replaced, shortly before the token
+    /// expires.
+    renew: Option<tokio::time::Instant>,
 }
 
 impl Drop for Connection {
@@ -569,6 +577,10 @@ impl Supervisor {
                     });
                     if self.stop.is_cancelled() {
                         return;
+                    }
+                    if reason == RENEW {
+                        tracing::debug!(upstream = %name, "reconnecting with a new token");
+                        continue;
                     }
                     tracing::warn!(upstream = %name, %reason, "upstream connection ended; restarting");
                     if since.elapsed() > BACKOFF.1 * 2 {
@@ -641,9 +653,15 @@ impl Supervisor {
                     return "listing took longer than connect_timeout_secs".to_owned();
                 }
             }
+            // A connection opened with a token is replaced before the token expires.
+            let renew = connection.renew;
             tokio::select! {
                 () = self.relay.relist.notified() => {}
                 () = tokio::time::sleep(refresh) => {}
+                () = async { tokio::time::sleep_until(renew.unwrap_or_else(tokio::time::Instant::now)).await }, if renew.is_some() => {
+                    connection.cancel.cancel();
+                    return RENEW.to_owned();
+                }
                 _ = &mut connection.ended => return "the upstream closed the connection".to_owned(),
                 () = self.stop.cancelled() => {
                     connection.cancel.cancel();
@@ -708,6 +726,15 @@ impl Supervisor {
             let url = self.config.url.as_deref().unwrap_or_default();
             let client_http = super::remote::client(&self.config, &self.base_dir)?;
             let mut headers = HashMap::new();
+            let token = match &self.config.oauth {
+                Some(oauth) => Some(self.token(oauth).await?),
+                None => None,
+            };
+            if let Some(token) = &token {
+                let value = http::HeaderValue::try_from(format!("Bearer {}", token.value))
+                    .map_err(|_| "the token endpoint's access_token is not a header value")?;
+                headers.insert(http::header::AUTHORIZATION, value);
+            }
             for (name, value) in &self.config.headers {
                 let name = http::HeaderName::try_from(name.as_str())
                     .map_err(|_| format!("`{name}` is not a header name"))?;
@@ -730,8 +757,26 @@ impl Supervisor {
             )
             .await
             .map_err(|e| format!("the handshake failed: {e}"))?;
-            Ok(started(service, cancel, None, None, ()))
+            let mut connection = started(service, cancel, None, None, ());
+            connection.renew = token.map(|t| t.renew);
+            Ok(connection)
         }
+    }
+
+    /// The cached OAuth token until it is due for renewal, else a new one.
+    async fn token(
+        &self,
+        oauth: &portcullis_config::UpstreamOAuth,
+    ) -> Result<super::remote::Token, String> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref()
+            && token.renew > tokio::time::Instant::now()
+        {
+            return Ok(token.clone());
+        }
+        let token = super::remote::fetch_token(&self.config, oauth, &self.base_dir).await?;
+        *cached = Some(token.clone());
+        Ok(token)
     }
 
     /// The values of `env` (never logged: stderr lines are scrubbed of them).
@@ -835,6 +880,7 @@ where
         cancel,
         _group: group,
         _home: home,
+        renew: None,
     }
 }
 

@@ -1030,3 +1030,161 @@ async fn the_python_and_typescript_sdks_reach_upstream_items_through_the_gateway
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }
+
+/// A token endpoint (client credentials, HTTP Basic) that hands out `token` for `lifetime`
+/// seconds to `client:secret`, counting what it is asked.
+async fn token_endpoint(
+    client: &'static str,
+    secret: &'static str,
+    token: &'static str,
+    lifetime: u64,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use base64::Engine as _;
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&asked);
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{client}:{secret}"))
+    );
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let counter = std::sync::Arc::clone(&counter);
+            let expected = expected.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let basic = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if basic != expected || !body.contains("grant_type=client_credentials") {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({ "error": "invalid_client", "error_description": "the secret is hunter2" })),
+                    );
+                }
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime })),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/token"), asked)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_upstreams_oauth_token_is_fetched_cached_and_renewed_before_it_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo_dir = crate::demo_config().parent().expect("demo").to_owned();
+    let upstream_config = dir.path().join("upstream.toml");
+    std::fs::write(
+        &upstream_config,
+        format!(
+            "[server]\nname = \"inner\"\n[http]\nlisten = \"127.0.0.1:0\"\n[auth]\n[[auth.api_keys]]\nname = \"gateway\"\nsha256 = \"{}\"\nscopes = []\n[[files]]\nname = \"workspace\"\npath = \"{}\"\n",
+            portcullis_server::auth::hash_key("pcs_inner-oauth-key"),
+            demo_dir.join("workspace").display()
+        ),
+    )
+    .expect("upstream config");
+    let inner = HttpServer::spawn(bin(), &upstream_config)
+        .await
+        .expect("inner");
+    // The authorization server hands out the inner server's key as a 4-second token.
+    let (token_url, asked) = token_endpoint(
+        "gateway-client",
+        "client-secret-123",
+        "pcs_inner-oauth-key",
+        4,
+    )
+    .await;
+    let write = |secret: &str| {
+        let config = dir.path().join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nname = \"outer\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"inner\"\nurl = \"{}\"\nallow_private_addresses = true\n[upstreams.oauth]\ntoken_url = \"{token_url}\"\nclient_id = \"gateway-client\"\nclient_secret = \"{secret}\"\n",
+                inner.url()
+            ),
+        )
+        .expect("gateway config");
+        config
+    };
+    let config = write("client-secret-123");
+    let outer = HttpServer::spawn_with(bin(), &config, &["--log-level", "debug"], &[])
+        .await
+        .expect("outer");
+    let client = portcullis_test::http_client(&outer.url(), Era::Stateless2026)
+        .await
+        .expect("client");
+    let call = || async {
+        try_call(
+            &client,
+            "inner__read_file",
+            json!({ "path": "README.md", "limit": 1 }),
+        )
+        .await
+    };
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(result) = call().await
+            && result.is_error != Some(true)
+        {
+            answered = Some(result);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text(&answered.expect("answered")).starts_with("# shelf"));
+    // Renewed (2 s into its 4), calls answered throughout.
+    let first = asked.load(std::sync::atomic::Ordering::SeqCst);
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let result = call().await.expect("call");
+        assert!(
+            text(&result).starts_with("# shelf") || text(&result).contains("unavailable"),
+            "{}",
+            text(&result)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let later = asked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(later >= first + 2, "tokens asked: {first} then {later}");
+    assert!(
+        later <= first + 5,
+        "tokens asked: {first} then {later}: not cached"
+    );
+    let result = call().await.expect("call");
+    assert!(text(&result).starts_with("# shelf"), "{}", text(&result));
+    drop(client);
+    drop(outer);
+    // A refused secret: the operator reads the endpoint's status and error code, nothing
+    // of its description, and never the secret.
+    let config = write("wrong-secret-456");
+    let mut outer = HttpServer::spawn_with(bin(), &config, &["--log-level", "debug"], &[])
+        .await
+        .expect("outer");
+    let line = outer
+        .wait_for_log("cannot connect to the upstream", Duration::from_secs(15))
+        .await
+        .expect("the refusal is logged");
+    assert!(
+        line.contains("401") && line.contains("invalid_client"),
+        "{line}"
+    );
+    let output = outer.output().join("\n");
+    assert!(
+        !output.contains("hunter2"),
+        "the endpoint's description reached the log"
+    );
+    assert!(
+        !output.contains("wrong-secret-456"),
+        "the secret reached the log"
+    );
+}
