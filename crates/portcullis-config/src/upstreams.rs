@@ -28,8 +28,8 @@ pub struct Upstream {
     /// A remote upstream: its MCP endpoint (`https://mcp.example.com/mcp`). Give this or
     /// `command`.
     pub url: Option<String>,
-    /// How `url` is spoken: `streamable-http` (the default). (`sse`, the legacy HTTP+SSE
-    /// transport, is not supported yet and is refused.)
+    /// How `url` is spoken: `streamable-http` (the default), or `sse`, the legacy HTTP+SSE
+    /// transport (2024-11-05: `url` is its event stream, `/sse` on most servers).
     #[serde(default)]
     pub transport: UpstreamTransport,
     /// stdio: the only environment the program gets besides `PATH`, `LANG` and a scratch
@@ -113,7 +113,7 @@ pub enum UpstreamTransport {
     /// Streamable HTTP (2025-03-26 and later).
     #[default]
     StreamableHttp,
-    /// The legacy HTTP+SSE transport (2024-11-05). Not supported yet: refused.
+    /// The legacy HTTP+SSE transport (2024-11-05).
     Sse,
 }
 
@@ -265,12 +265,6 @@ pub(crate) fn validate(upstreams: &[Upstream], gateway: &GatewaySection) -> Resu
                     return Err(issue(
                         format!("{key}.url"),
                         format!("`{url}` must be an http:// or https:// URL"),
-                    ));
-                }
-                if upstream.transport == UpstreamTransport::Sse {
-                    return Err(issue(
-                        format!("{key}.transport"),
-                        "the legacy HTTP+SSE transport is not supported for upstreams yet; use `streamable-http`",
                     ));
                 }
                 if let Some(oauth) = &upstream.oauth {

@@ -742,6 +742,26 @@ impl Supervisor {
                     .map_err(|_| format!("the value of header `{name}` is not a header value"))?;
                 headers.insert(name, value);
             }
+            if self.config.transport == portcullis_config::UpstreamTransport::Sse {
+                let url = url::Url::parse(url).map_err(|_| "the url is not a URL".to_owned())?;
+                let headers: reqwest::header::HeaderMap = headers.into_iter().collect();
+                let (sink, stream) =
+                    super::sse::connect(client_http, url, headers, self.config.max_message_bytes)
+                        .await?;
+                let cancel = CancellationToken::new();
+                // The legacy transport predates `server/discover`.
+                let service = rmcp::service::serve_client_with_lifecycle_and_ct(
+                    client,
+                    (sink, stream),
+                    ClientLifecycleMode::Initialize,
+                    cancel.clone(),
+                )
+                .await
+                .map_err(|e| format!("the handshake failed: {e}"))?;
+                let mut connection = started(service, cancel, None, None, ());
+                connection.renew = token.map(|t| t.renew);
+                return Ok(connection);
+            }
             let config =
                 rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url)
                     .custom_headers(headers)

@@ -13,6 +13,7 @@
 mod link;
 pub mod pins;
 mod remote;
+mod sse;
 mod survey;
 
 use std::collections::{HashMap, HashSet};

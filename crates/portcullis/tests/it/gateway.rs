@@ -1188,3 +1188,93 @@ async fn an_http_upstreams_oauth_token_is_fetched_cached_and_renewed_before_it_e
         "the secret reached the log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_http_sse_upstreams_are_spoken_to_over_their_event_stream() {
+    // The Python SDK's server on the legacy transport.
+    let gateway = Gateway::new().await;
+    let port = crate::free_port();
+    let mut upstream = tokio::process::Command::new(&gateway.python)
+        .arg(fixture())
+        .args(["sse", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the guide server over HTTP+SSE");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And a Portcullis with its legacy transport on, behind a key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo_dir = crate::demo_config().parent().expect("demo").to_owned();
+    let inner_config = dir.path().join("inner.toml");
+    std::fs::write(
+        &inner_config,
+        format!(
+            "[server]\nname = \"inner\"\n[http]\nlisten = \"127.0.0.1:0\"\nlegacy_sse = true\n[auth]\n[[auth.api_keys]]\nname = \"gateway\"\nsha256 = \"{}\"\nscopes = []\n[[files]]\nname = \"workspace\"\npath = \"{}\"\n",
+            portcullis_server::auth::hash_key("pcs_inner-sse-key"),
+            demo_dir.join("workspace").display()
+        ),
+    )
+    .expect("inner config");
+    let inner = HttpServer::spawn(bin(), &inner_config)
+        .await
+        .expect("inner");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+name = "outer"
+[http]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "py"
+url = "http://127.0.0.1:{port}/sse"
+transport = "sse"
+allow_private_addresses = true
+
+[[upstreams]]
+name = "inner"
+url = "{}"
+transport = "sse"
+headers = {{ Authorization = "Bearer pcs_inner-sse-key" }}
+allow_private_addresses = true
+"#,
+            inner.at("/sse")
+        ),
+    )
+    .expect("gateway config");
+    let outer = HttpServer::spawn(bin(), &config).await.expect("outer");
+    let client = portcullis_test::http_client(&outer.url(), Era::Init2025_11)
+        .await
+        .expect("client");
+    let mut answers = (String::new(), String::new());
+    for _ in 0..100 {
+        let greeted = try_call(&client, "py__greet", json!({ "name": "SSE" })).await;
+        let read = try_call(
+            &client,
+            "inner__read_file",
+            json!({ "path": "README.md", "limit": 1 }),
+        )
+        .await;
+        if let (Ok(greeted), Ok(read)) = (greeted, read) {
+            answers = (text(&greeted), text(&read));
+            if answers.0 == "Hello, SSE!" && answers.1.starts_with("# shelf") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answers.0, "Hello, SSE!");
+    assert!(answers.1.starts_with("# shelf"), "{}", answers.1);
+    upstream.kill().await.expect("kill");
+}
