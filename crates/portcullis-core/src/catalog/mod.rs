@@ -447,6 +447,16 @@ impl CatalogBuilder {
         self
     }
 
+    /// Whether a tool of this name was added already.
+    pub fn has_tool(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.definition().name == name)
+    }
+
+    /// Whether a prompt of this name was added already.
+    pub fn has_prompt(&self, name: &str) -> bool {
+        self.prompts.iter().any(|p| p.definition().name == name)
+    }
+
     /// Records an item the pack does not serve (see [`Withheld`]).
     pub fn withhold(&mut self, item: Withheld) -> &mut Self {
         self.withheld.push(item);

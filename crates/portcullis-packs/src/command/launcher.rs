@@ -12,6 +12,8 @@ use rustix::process::{Resource, Rlimit, setrlimit};
 /// The first argument that makes the binary act as the launcher.
 pub const MARKER: &str = "__portcullis-exec";
 const CHECK: &str = "--check";
+/// Launcher flag: the program gets SIGKILL when the process that started it dies.
+pub(crate) const DIE_WITH_PARENT: &str = "--die-with-parent";
 const CHECKED: &str = "portcullis-exec ok";
 
 /// Call first thing in `main` of every binary that serves the command pack: when the process
@@ -51,6 +53,17 @@ fn launch(args: &[OsString]) -> Result<(), String> {
     let mut i = 0;
     while i < flags.len() {
         let flag = flags[i].to_str().ok_or("bad flag")?;
+        if flag == DIE_WITH_PARENT {
+            // The program is killed when the server dies, however it dies (a SIGKILL
+            // leaves nobody to kill its group). Kept across `exec`.
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(|e| format!("prctl PR_SET_PDEATHSIG: {e}"))?;
+            if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+                return Err("the server is already gone".to_owned());
+            }
+            i += 1;
+            continue;
+        }
         let value: u64 = flags
             .get(i + 1)
             .and_then(|v| v.to_str())
@@ -85,18 +98,28 @@ fn launch(args: &[OsString]) -> Result<(), String> {
 /// The launcher arguments for `limits`, ending with `--` (the program follows).
 pub(crate) fn arguments(limits: &ResourceLimits) -> Vec<String> {
     let mib = 1024 * 1024u64;
-    limit_arguments(&[
-        ("--cpu", Some(limits.cpu_secs)),
-        ("--as", Some(limits.memory_mib.saturating_mul(mib))),
-        ("--nofile", Some(limits.open_files)),
-        ("--fsize", Some(limits.file_size_mib.saturating_mul(mib))),
-        ("--nproc", limits.processes),
-    ])
+    limit_arguments(
+        &[
+            ("--cpu", Some(limits.cpu_secs)),
+            ("--as", Some(limits.memory_mib.saturating_mul(mib))),
+            ("--nofile", Some(limits.open_files)),
+            ("--fsize", Some(limits.file_size_mib.saturating_mul(mib))),
+            ("--nproc", limits.processes),
+        ],
+        false,
+    )
 }
 
-/// The launcher arguments setting each limit that has a value, ending with `--`.
-pub(crate) fn limit_arguments(limits: &[(&str, Option<u64>)]) -> Vec<String> {
+/// The launcher arguments setting each limit that has a value, ending with `--`; with
+/// `die_with_parent`, the program is killed when the server dies.
+pub(crate) fn limit_arguments(
+    limits: &[(&str, Option<u64>)],
+    die_with_parent: bool,
+) -> Vec<String> {
     let mut arguments = vec![MARKER.to_owned()];
+    if die_with_parent {
+        arguments.push(DIE_WITH_PARENT.to_owned());
+    }
     for (flag, value) in limits {
         if let Some(value) = value {
             arguments.extend([(*flag).to_owned(), value.to_string()]);

@@ -107,6 +107,9 @@ pub(super) enum Failure {
 /// What the client side of the connection shares with the link.
 struct Relay {
     name: String,
+    /// The values of the upstream's `env`, `headers` and OAuth secret: scrubbed out of
+    /// everything the upstream says before it reaches the log.
+    secrets: Vec<String>,
     /// Progress of calls in flight, by the token sent upstream.
     progress: Mutex<HashMap<String, CallContext>>,
     /// Told when the upstream says a list changed.
@@ -117,6 +120,16 @@ struct Relay {
 }
 
 impl Relay {
+    /// `text` for the operator's log: the upstream's secrets and anything that looks like
+    /// one removed.
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+        redact_secrets(&text)
+    }
+
     /// The upstream says its resource `uri` changed: subscribers of ours hear it.
     fn updated(&self, uri: &str) {
         let changes = self
@@ -173,7 +186,7 @@ impl ClientHandler for Client {
     ) {
         // A log message names no call: it goes to the operator's log, never to a client
         // (it could be about another principal's call).
-        let text = redact_secrets(&params.data.to_string());
+        let text = self.0.scrub(&params.data.to_string());
         tracing::debug!(upstream = %self.0.name, level = ?params.level, message = %text, "upstream log message");
     }
 
@@ -220,6 +233,19 @@ impl Drop for Link {
     }
 }
 
+/// The secret values of `config` (at least 4 characters: shorter ones would scrub
+/// ordinary words).
+fn secrets_of(config: &Upstream) -> Vec<String> {
+    config
+        .env
+        .values()
+        .chain(config.headers.values())
+        .chain(config.oauth.iter().map(|o| &o.client_secret))
+        .map(|s| s.expose().to_owned())
+        .filter(|s| s.len() >= 4)
+        .collect()
+}
+
 /// Longest stderr line kept for the log.
 const STDERR_LINE: usize = 4096;
 /// Stderr lines logged per second at most; the rest are counted.
@@ -238,6 +264,7 @@ impl Link {
         Self {
             relay: Arc::new(Relay {
                 name: config.name.clone(),
+                secrets: secrets_of(&config),
                 progress: Mutex::default(),
                 relist: Notify::new(),
                 changes: Mutex::default(),
@@ -274,6 +301,17 @@ impl Link {
             .changes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((notifier, scheme));
+    }
+
+    /// Publishes `offer` as the upstream's listing (unit tests of what a catalog serves).
+    #[cfg(test)]
+    pub(super) fn offer_for_tests(&self, offer: Offer) {
+        self.status.send_modify(|s| s.offer = Some(Arc::new(offer)));
+    }
+
+    /// `text` from the upstream, for the operator's log (its secrets removed).
+    pub(super) fn scrub(&self, text: &str) -> String {
+        self.relay.scrub(text)
     }
 
     pub(super) fn status(&self) -> Status {
@@ -456,6 +494,7 @@ async fn follow(peer: Peer<RoleClient>, relay: Arc<Relay>, uris: Vec<String>) {
             )]
             let subscribed = peer.subscribe(params).await;
             if let Err(error) = subscribed {
+                let error = relay.scrub(&error.to_string());
                 tracing::debug!(upstream = %relay.name, %error, "resources/subscribe refused");
                 return;
             }
@@ -491,6 +530,7 @@ async fn follow(peer: Peer<RoleClient>, relay: Arc<Relay>, uris: Vec<String>) {
     let mut subscription = match peer.listen(filter.build()).await {
         Ok(subscription) => subscription,
         Err(error) => {
+            let error = relay.scrub(&error.to_string());
             tracing::debug!(upstream = %relay.name, %error, "subscriptions/listen refused; listing periodically only");
             return;
         }
@@ -570,7 +610,7 @@ impl Supervisor {
                 Ok(connection) => {
                     let since = Instant::now();
                     tracing::info!(upstream = %name, "upstream connected");
-                    let reason = self.serve(connection).await;
+                    let reason = self.relay.scrub(&self.serve(connection).await);
                     self.status.send_modify(|s| {
                         s.peer = None;
                         s.down = Some(reason.clone());
@@ -588,7 +628,7 @@ impl Supervisor {
                     }
                 }
                 Err(reason) => {
-                    let reason = redact_secrets(&reason);
+                    let reason = self.relay.scrub(&reason);
                     tracing::warn!(upstream = %name, %reason, retry_in_ms = backoff.as_millis() as u64, "cannot connect to the upstream");
                     self.status.send_modify(|s| s.down = Some(reason));
                 }
@@ -646,7 +686,7 @@ impl Supervisor {
                 }
                 Ok(Err(error)) => {
                     connection.cancel.cancel();
-                    return format!("listing failed: {}", redact_secrets(&error));
+                    return format!("listing failed: {error}");
                 }
                 Err(_) => {
                     connection.cancel.cancel();
@@ -704,11 +744,7 @@ impl Supervisor {
             let stdout = child.stdout.take().ok_or("no stdout")?;
             let stdin = child.stdin.take().ok_or("no stdin")?;
             if let Some(stderr) = child.stderr.take() {
-                tokio::spawn(drain_stderr(
-                    self.config.name.clone(),
-                    stderr,
-                    self.secrets(),
-                ));
+                tokio::spawn(drain_stderr(Arc::clone(&self.relay), stderr));
             }
             let transport = rmcp::transport::async_rw::AsyncRwTransport::new_client(stdout, stdin)
                 .with_max_line_length(self.config.max_message_bytes);
@@ -799,17 +835,6 @@ impl Supervisor {
         Ok(token)
     }
 
-    /// The values of `env` (never logged: stderr lines are scrubbed of them).
-    fn secrets(&self) -> Vec<String> {
-        self.config
-            .env
-            .values()
-            .chain(self.config.headers.values())
-            .map(|s| s.expose().to_owned())
-            .filter(|s| s.len() >= 4)
-            .collect()
-    }
-
     /// Starts the program through the command pack's launcher (its limits), in its own
     /// process group, with a clean environment and a scratch `HOME`.
     fn spawn(
@@ -846,15 +871,18 @@ impl Supervisor {
         )]
         let mut child = tokio::process::Command::new(&launcher);
         child
-            .args(crate::command::launcher::limit_arguments(&[
-                ("--cpu", limits.cpu_secs),
-                ("--as", limits.memory_mib.map(|m| m.saturating_mul(mib))),
-                ("--nofile", Some(limits.open_files)),
-                (
-                    "--fsize",
-                    limits.file_size_mib.map(|m| m.saturating_mul(mib)),
-                ),
-            ]))
+            .args(crate::command::launcher::limit_arguments(
+                &[
+                    ("--cpu", limits.cpu_secs),
+                    ("--as", limits.memory_mib.map(|m| m.saturating_mul(mib))),
+                    ("--nofile", Some(limits.open_files)),
+                    (
+                        "--fsize",
+                        limits.file_size_mib.map(|m| m.saturating_mul(mib)),
+                    ),
+                ],
+                true,
+            ))
             .arg(&path)
             .args(&command[1..])
             .env_clear()
@@ -923,7 +951,8 @@ impl Reap for tokio::process::Child {
 /// Reads a stdio upstream's stderr into the log at debug, line by line (each cut at
 /// 4 KiB, secrets scrubbed), at most 50 lines a second: a flood costs reading, never the
 /// log or memory.
-async fn drain_stderr(name: String, stderr: tokio::process::ChildStderr, secrets: Vec<String>) {
+async fn drain_stderr(relay: Arc<Relay>, stderr: tokio::process::ChildStderr) {
+    let name = relay.name.clone();
     let mut reader = tokio::io::BufReader::new(stderr);
     let mut line = Vec::new();
     let mut window = Instant::now();
@@ -950,15 +979,47 @@ async fn drain_stderr(name: String, stderr: tokio::process::ChildStderr, secrets
             continue;
         }
         logged += 1;
-        let mut text = String::from_utf8_lossy(&line).trim_end().to_owned();
-        for secret in &secrets {
-            text = text.replace(secret.as_str(), "<redacted>");
-        }
-        tracing::debug!(upstream = %name, line = %redact_secrets(&text), "upstream stderr");
+        let text = relay.scrub(String::from_utf8_lossy(&line).trim_end());
+        tracing::debug!(upstream = %name, line = %text, "upstream stderr");
     }
 }
 
 use tokio::io::AsyncReadExt as _;
+
+/// Items of one kind an upstream may list, and pages it may take to list them.
+const MAX_ITEMS: usize = 5000;
+const MAX_PAGES: usize = 100;
+
+/// Follows `next_cursor` through the pages of one list, at most [`MAX_PAGES`] pages and
+/// [`MAX_ITEMS`] items: an upstream that pages on forever is an error, not an allocation.
+macro_rules! list_pages {
+    ($peer:expr, $method:ident, $field:ident, $what:literal) => {{
+        let mut items = Vec::new();
+        let mut cursor = None;
+        let mut listed = Err(format!("its {} take more than {MAX_PAGES} pages", $what));
+        for _ in 0..MAX_PAGES {
+            let params = cursor.take().map(|cursor| {
+                let mut params = rmcp::model::PaginatedRequestParams::default();
+                params.cursor = Some(cursor);
+                params
+            });
+            let page = $peer.$method(params).await.map_err(|e| e.to_string())?;
+            items.extend(page.$field);
+            if items.len() > MAX_ITEMS {
+                listed = Err(format!("it lists more than {MAX_ITEMS} {}", $what));
+                break;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => {
+                    listed = Ok(std::mem::take(&mut items));
+                    break;
+                }
+            }
+        }
+        listed
+    }};
+}
 
 /// Everything the upstream offers, by the capabilities it declared.
 async fn list(peer: &Peer<RoleClient>) -> Result<Offer, String> {
@@ -968,17 +1029,19 @@ async fn list(peer: &Peer<RoleClient>) -> Result<Offer, String> {
         .unwrap_or_default();
     let mut offer = Offer::default();
     if capabilities.tools.is_some() {
-        offer.tools = peer.list_all_tools().await.map_err(|e| e.to_string())?;
+        offer.tools = list_pages!(peer, list_tools, tools, "tools")?;
     }
     if capabilities.prompts.is_some() {
-        offer.prompts = peer.list_all_prompts().await.map_err(|e| e.to_string())?;
+        offer.prompts = list_pages!(peer, list_prompts, prompts, "prompts")?;
     }
     if let Some(resources) = &capabilities.resources {
-        offer.resources = peer.list_all_resources().await.map_err(|e| e.to_string())?;
-        offer.templates = peer
-            .list_all_resource_templates()
-            .await
-            .map_err(|e| e.to_string())?;
+        offer.resources = list_pages!(peer, list_resources, resources, "resources")?;
+        offer.templates = list_pages!(
+            peer,
+            list_resource_templates,
+            resource_templates,
+            "resource templates"
+        )?;
         offer.subscribe = resources.subscribe == Some(true);
     }
     Ok(offer)

@@ -144,14 +144,16 @@ pub(crate) fn register(
         let mut judged = judge(upstream, &pins, status.offer.as_deref());
         let mut clash = Vec::new();
         judged.tools.retain(|(_, tool, _)| {
-            let fresh = taken.insert((Kind::Tool, tool.name.to_string()));
+            let fresh =
+                !builder.has_tool(&tool.name) && taken.insert((Kind::Tool, tool.name.to_string()));
             if !fresh {
                 clash.push((Kind::Tool, tool.name.to_string()));
             }
             fresh
         });
         judged.prompts.retain(|(_, prompt, _)| {
-            let fresh = taken.insert((Kind::Prompt, prompt.name.clone()));
+            let fresh = !builder.has_prompt(&prompt.name)
+                && taken.insert((Kind::Prompt, prompt.name.clone()));
             if !fresh {
                 clash.push((Kind::Prompt, prompt.name.clone()));
             }
@@ -161,7 +163,7 @@ pub(crate) fn register(
             judged.withheld.push((
                 kind,
                 name,
-                "another upstream is served under this name".to_owned(),
+                "another upstream or pack is served under this name".to_owned(),
             ));
         }
         if !judged.accept.is_empty() {
@@ -347,6 +349,16 @@ fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Jud
             }
             continue;
         }
+        // A tool whose input schema cannot be compiled could not be validated against: it
+        // is never served (nor pinned), whatever else the upstream offers.
+        if item.kind == Kind::Tool && !checkable(&item.definition) {
+            judged.withheld.push((
+                item.kind,
+                served,
+                "its input schema is not a JSON Schema arguments can be checked against".to_owned(),
+            ));
+            continue;
+        }
         match pins.of(item.kind).get(&item.name) {
             Some(pin) if pin.sha256 == item.digest => {}
             Some(_) => {
@@ -433,6 +445,12 @@ fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Jud
     judged
 }
 
+/// Whether `definition` is a tool whose input schema compiles.
+fn checkable(definition: &Value) -> bool {
+    serde_json::from_value::<ToolDef>(definition.clone())
+        .is_ok_and(|tool| portcullis_core::ArgumentValidator::compile(&tool.input_schema).is_ok())
+}
+
 /// Refuses a request for an item whose definition differs from the one this catalog was
 /// built with (checked on the listing the call is served under).
 fn still_pinned(link: &Link, kind: Kind, name: &str, digest: &str) -> Result<(), String> {
@@ -469,11 +487,11 @@ fn failure_message(link: &Link, failure: Failure, what: &str) -> String {
     let name = &link.config.name;
     match failure {
         Failure::Unavailable(cause) => {
-            tracing::warn!(upstream = %name, what, cause = %portcullis_core::redact_secrets(&cause), "upstream unavailable");
+            tracing::warn!(upstream = %name, what, cause = %link.scrub(&cause), "upstream unavailable");
             format!("upstream `{name}` is unavailable; try again later")
         }
         Failure::Refused(error) => {
-            tracing::warn!(upstream = %name, what, code = error.code.0, message = %portcullis_core::redact_secrets(&error.message), "upstream refused the request");
+            tracing::warn!(upstream = %name, what, code = error.code.0, message = %link.scrub(&error.message), "upstream refused the request");
             format!(
                 "upstream `{name}` refused the request (error {})",
                 error.code.0
@@ -612,6 +630,11 @@ impl UpstreamResources {
         let own = uri.strip_prefix(&self.scheme)?;
         if let Some((_, digest)) = self.resources.iter().find(|(r, _)| r.uri == uri) {
             return Some((Kind::Resource, own, digest));
+        }
+        // A URI the upstream lists as a resource of its own is that resource, served above
+        // or withheld: a template of the same upstream does not reach it.
+        if self.link.live_digest(Kind::Resource, own).is_some() {
+            return None;
         }
         self.templates
             .iter()
@@ -857,5 +880,53 @@ mod tests {
             source.served("ev+evil://t/a/b").is_none(),
             "one segment only"
         );
+    }
+
+    #[test]
+    fn a_withheld_resource_is_not_read_through_a_template_that_matches_it() {
+        let up = upstream("name = \"ev\"\ncommand = [\"x\"]\n");
+        let first = offer(&[], &["note://a"], &["note://{id}"]);
+        let pins = judge(&up, &UpstreamPins::default(), Some(&first)).accept;
+        // `a` changed and `secret` is new: both withheld; the template still served.
+        let mut later = offer(&[], &["note://a", "note://secret"], &["note://{id}"]);
+        later.resources[0].description = Some("changed".to_owned());
+        let later = later.digested_for_tests();
+        let judged = judge(&up, &pins, Some(&later));
+        assert_eq!(judged.withheld.len(), 2, "{:?}", judged.withheld);
+        let link = Arc::new(Link::new(up.clone(), Path::new("."), 300));
+        link.offer_for_tests(later);
+        let source = UpstreamResources {
+            link,
+            scheme: scheme(&up),
+            resources: judged.resources,
+            templates: judged.templates,
+        };
+        assert!(source.served("ev+note://a").is_none());
+        assert!(source.served("ev+note://secret").is_none());
+        assert!(
+            source.served("ev+note://other").is_some(),
+            "the template's own URIs"
+        );
+    }
+
+    #[test]
+    fn a_tool_whose_input_schema_does_not_compile_is_withheld_and_never_pinned() {
+        let up = upstream("name = \"ev\"\ncommand = [\"x\"]\n");
+        let mut bad = offer(&[("bad", "b"), ("good", "g")], &[], &[]);
+        bad.tools[0].input_schema = std::sync::Arc::new(
+            serde_json::json!({ "type": "object", "properties": { "a": { "type": "bogus" } } })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let judged = judge(
+            &up,
+            &UpstreamPins::default(),
+            Some(&bad.digested_for_tests()),
+        );
+        let served: Vec<&str> = judged.tools.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(served, ["good"]);
+        assert_eq!(judged.withheld[0].1, "ev__bad");
+        assert!(!judged.accept.tools.contains_key("bad"));
     }
 }

@@ -22,14 +22,23 @@ where
     B: AsRef<[u8]>,
 {
     Box::pin(futures::stream::unfold(
-        (body, Vec::<u8>::new(), false),
-        move |(mut body, mut buffer, done)| async move {
+        (body, Vec::<u8>::new(), 0usize, false),
+        move |(mut body, mut buffer, mut scanned, done)| async move {
             if done {
                 return None;
             }
             loop {
-                if let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                // Only what arrived since the last look is searched (and the byte before
+                // it): an event dripped in small writes costs its length, not its square.
+                let from = scanned.saturating_sub(1);
+                let found = buffer[from..]
+                    .windows(2)
+                    .position(|w| w == b"\n\n")
+                    .map(|at| from + at);
+                scanned = buffer.len();
+                if let Some(end) = found {
                     let block: Vec<u8> = buffer.drain(..end + 2).collect();
+                    scanned = 0;
                     let text = String::from_utf8_lossy(&block);
                     let mut event = Event {
                         event: String::new(),
@@ -57,12 +66,12 @@ where
                     if lines == 0 && event.event.is_empty() {
                         continue;
                     }
-                    return Some((Ok(event), (body, buffer, false)));
+                    return Some((Ok(event), (body, buffer, scanned, false)));
                 }
                 if buffer.len() > max {
                     return Some((
                         Err(format!("an event larger than max_message_bytes ({max})")),
-                        (body, buffer, true),
+                        (body, buffer, scanned, true),
                     ));
                 }
                 match body.next().await {
@@ -72,7 +81,7 @@ where
                     Some(Err(error)) => {
                         return Some((
                             Err(portcullis_core::outbound::describe(&error)),
-                            (body, buffer, true),
+                            (body, buffer, scanned, true),
                         ));
                     }
                     None => return None,

@@ -1278,3 +1278,139 @@ allow_private_addresses = true
     assert!(answers.1.starts_with("# shelf"), "{}", answers.1);
     upstream.kill().await.expect("kill");
 }
+
+/// The pids of processes whose environment holds `needle`.
+fn processes_with_env(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(environ) = std::fs::read(entry.path().join("environ"))
+            && String::from_utf8_lossy(&environ).contains(needle)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_upstream_dies_with_the_gateway_even_when_the_gateway_is_killed() {
+    let gateway = Gateway::new().await;
+    let config = gateway.write(", GUIDE_LINGER = \"1\"", "");
+    let server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    wait_for_listing(&server, "py__greet", Some("Greet someone by name.")).await;
+    // The count file's path is in the upstream's environment only.
+    let needle = format!("GUIDE_COUNT_FILE={}", gateway.path("count.txt").display());
+    let upstream = processes_with_env(&needle);
+    assert_eq!(upstream.len(), 1, "{upstream:?}");
+    let pid = server.pid().expect("pid");
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    for _ in 0..100 {
+        if processes_with_env(&needle).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the upstream outlived the gateway: {:?}",
+        processes_with_env(&needle)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_whose_list_never_ends_is_given_up_and_an_item_named_like_a_packs_is_withheld()
+{
+    let gateway = Gateway::new().await;
+    let pager = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pager_server.py");
+    let dir = gateway.dir.path();
+    let config = dir.join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+name = "g"
+[http]
+listen = "127.0.0.1:0"
+
+[[prompts]]
+name = "review"
+description = "Our own review prompt."
+template = "Review this."
+
+[[upstreams]]
+name = "pager"
+command = ["{python}", "{pager}"]
+
+[[upstreams]]
+name = "py"
+prefix = ""
+command = ["{python}", "{guide}"]
+"#,
+            python = gateway.python.display(),
+            pager = pager.display(),
+            guide = fixture().display(),
+        ),
+    )
+    .expect("config");
+    let mut server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    let line = server
+        .wait_for_log("lists more than 5000 tools", Duration::from_secs(30))
+        .await
+        .expect("the endless listing is given up");
+    assert!(line.contains("pager"), "{line}");
+    // The guide's `review` would shadow the prompts pack's: the pack keeps it, the
+    // upstream's is withheld, and the rest of the upstream is served.
+    let client = portcullis_test::http_client(&server.url(), Era::Stateless2026)
+        .await
+        .expect("client");
+    let mut greeted = None;
+    for _ in 0..100 {
+        if let Ok(result) = try_call(&client, "greet", json!({ "name": "x" })).await
+            && result.is_error != Some(true)
+        {
+            greeted = Some(text(&result));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(greeted.as_deref(), Some("Hello, x!"));
+    let prompts = client.list_all_prompts().await.expect("prompts");
+    let review: Vec<_> = prompts.iter().filter(|p| p.name == "review").collect();
+    assert_eq!(review.len(), 1);
+    assert_eq!(
+        review[0].description.as_deref(),
+        Some("Our own review prompt.")
+    );
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", server.pid().expect("pid")))
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+        })
+        .expect("VmRSS");
+    let kib: u64 = rss.parse().expect("kB");
+    assert!(kib < 300 * 1024, "the gateway grew to {kib} KiB");
+    // And it starts again with what the first run pinned.
+    drop(client);
+    drop(server);
+    let server = HttpServer::spawn(bin(), &config)
+        .await
+        .expect("a second start");
+    let client = portcullis_test::http_client(&server.url(), Era::Stateless2026)
+        .await
+        .expect("client");
+    assert!(
+        client
+            .list_all_prompts()
+            .await
+            .expect("prompts")
+            .iter()
+            .any(|p| p.name == "review")
+    );
+}
