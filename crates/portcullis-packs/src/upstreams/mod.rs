@@ -47,11 +47,17 @@ static LINKS: Mutex<Vec<(String, Weak<Link>)>> = Mutex::new(Vec::new());
 
 /// Everything that makes two links different, secrets' values included.
 fn identity(upstream: &Upstream, base_dir: &Path, refresh_secs: u64) -> String {
-    let secrets: Vec<(&String, &str)> = upstream
+    let secrets: Vec<(&str, &str)> = upstream
         .env
         .iter()
         .chain(&upstream.headers)
-        .map(|(k, v)| (k, v.expose()))
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .chain(
+            upstream
+                .oauth
+                .iter()
+                .map(|o| ("client_secret", o.client_secret.expose())),
+        )
         .collect();
     format!(
         "{upstream:?}|{secrets:?}|{}|{refresh_secs}",
@@ -99,8 +105,8 @@ pub fn pinned(config: &Config) -> HashMap<String, Vec<(&'static str, String)>> {
         .collect()
 }
 
-/// Pins accepted in memory (first contact, `on_new = "allow"`) that the lock file could not
-/// take, by upstream.
+/// Pins accepted on first sight (first contact, `on_new = "allow"`) that the lock file
+/// could not take (it is not writable), by upstream: this process keeps them.
 static ACCEPTED: Mutex<Vec<(String, UpstreamPins)>> = Mutex::new(Vec::new());
 
 pub(crate) fn register(
@@ -110,7 +116,8 @@ pub(crate) fn register(
 ) -> Result<(), String> {
     let lock_path = lock_path(config);
     let mut lock = LockFile::read(&lock_path)?;
-    let mut lock_changed = false;
+    // Pins taken on first sight, written to the lock file after the loop.
+    let mut accepted: Vec<(String, UpstreamPins)> = Vec::new();
     let notifier = builder.notifier().for_pack(PACK);
     // Names two upstreams would both serve (a `prefix = ""`, a rename): the first keeps it.
     let mut taken: HashSet<(Kind, String)> = HashSet::new();
@@ -126,13 +133,12 @@ pub(crate) fn register(
             .get(&upstream.name)
             .cloned()
             .unwrap_or_default();
-        for (name, accepted) in ACCEPTED
+        for (_, accepted) in ACCEPTED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .filter(|(n, _)| *n == upstream.name)
         {
-            let _ = name;
             for kind in pins::KINDS {
                 for (item, pin) in accepted.of(kind) {
                     pins.of_mut(kind)
@@ -179,11 +185,7 @@ pub(crate) fn register(
                     entry.of_mut(kind).insert(item.clone(), pin.clone());
                 }
             }
-            lock_changed = true;
-            ACCEPTED
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push((upstream.name.clone(), judged.accept.clone()));
+            accepted.push((upstream.name.clone(), judged.accept.clone()));
         }
         let source = format!("upstream:{}", upstream.name);
         for (name, definition, digest) in judged.tools {
@@ -230,8 +232,14 @@ pub(crate) fn register(
             }
         });
     }
-    if lock_changed && let Err(error) = lock.write(&lock_path) {
+    if !accepted.is_empty()
+        && let Err(error) = lock.write(&lock_path)
+    {
         tracing::warn!(%error, "the pins accepted on first sight are kept in memory only");
+        ACCEPTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(accepted);
     }
     Ok(())
 }

@@ -19,6 +19,69 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/guide_server.py")
 }
 
+/// A Portcullis serving the demo workspace behind the API key `key`, to be an upstream;
+/// `http` is more of its `[http]` section (`legacy_sse = true`).
+async fn inner_portcullis(dir: &Path, key: &str, http: &str) -> HttpServer {
+    let workspace = crate::demo_config()
+        .parent()
+        .expect("demo")
+        .join("workspace");
+    let config = dir.join("inner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nname = \"inner\"\n[http]\nlisten = \"127.0.0.1:0\"\n{http}[auth]\n[[auth.api_keys]]\nname = \"gateway\"\nsha256 = \"{}\"\nscopes = []\n[[files]]\nname = \"workspace\"\npath = \"{}\"\n",
+            portcullis_server::auth::hash_key(key),
+            workspace.display()
+        ),
+    )
+    .expect("inner config");
+    HttpServer::spawn(bin(), &config).await.expect("inner")
+}
+
+/// The guide server on HTTP (`mode`: `http` for Streamable HTTP, `sse` for the legacy
+/// transport) on a free port, once it accepts connections; and that port.
+async fn guide_over_http(gateway: &Gateway, mode: &str) -> (tokio::process::Child, u16) {
+    let port = crate::free_port();
+    let child = tokio::process::Command::new(&gateway.python)
+        .arg(fixture())
+        .args([mode, &port.to_string()])
+        .env("GUIDE_COUNT_FILE", gateway.path("count.txt"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the guide server over HTTP");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, port)
+}
+
+/// Calls `tool` until it answers with a result that is no error (its upstream may not be
+/// connected and listed yet), for at most 10 s; that result.
+async fn first_answer(
+    client: &portcullis_test::Client,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> rmcp::model::CallToolResult {
+    for _ in 0..100 {
+        if let Ok(result) = try_call(client, tool, arguments.clone()).await
+            && result.is_error != Some(true)
+        {
+            return result;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{tool}` never answered");
+}
+
 /// A gateway in a temporary directory in front of the guide server over stdio; `extra` is
 /// more TOML (policies, `[upstreams.env]`).
 struct Gateway {
@@ -372,32 +435,7 @@ async fn a_crashing_upstream_is_restarted_and_a_cancelled_call_is_cancelled_upst
 async fn a_second_portcullis_is_an_http_upstream_behind_an_api_key() {
     // The upstream: the demo behind an API key.
     let dir = tempfile::tempdir().expect("tempdir");
-    let demo_dir = crate::demo_config().parent().expect("demo").to_owned();
-    let upstream_config = dir.path().join("upstream.toml");
-    std::fs::write(
-        &upstream_config,
-        format!(
-            r#"[server]
-name = "inner"
-[http]
-listen = "127.0.0.1:0"
-[auth]
-[[auth.api_keys]]
-name = "gateway"
-sha256 = "{}"
-scopes = []
-[[files]]
-name = "workspace"
-path = "{}"
-"#,
-            portcullis_server::auth::hash_key("pcs_inner-key"),
-            demo_dir.join("workspace").display()
-        ),
-    )
-    .expect("upstream config");
-    let inner = HttpServer::spawn(bin(), &upstream_config)
-        .await
-        .expect("inner");
+    let inner = inner_portcullis(dir.path(), "pcs_inner-key", "").await;
     let gateway_config = dir.path().join("gateway.toml");
     let write = |allow: bool, key: &str| {
         std::fs::write(
@@ -874,16 +912,7 @@ async fn a_stdio_upstream_that_writes_garbage_and_floods_stderr_cannot_take_the_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_sdk_server_over_streamable_http_is_bounded_by_the_calls_deadline() {
     let gateway = Gateway::new().await;
-    let port = crate::free_port();
-    let mut upstream = tokio::process::Command::new(&gateway.python)
-        .arg(fixture())
-        .args(["http", &port.to_string()])
-        .env("GUIDE_COUNT_FILE", gateway.path("count.txt"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the guide server over HTTP");
+    let (mut upstream, port) = guide_over_http(&gateway, "http").await;
     let url = format!("http://127.0.0.1:{port}/mcp");
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -1082,20 +1111,7 @@ async fn token_endpoint(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http_upstreams_oauth_token_is_fetched_cached_and_renewed_before_it_expires() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let demo_dir = crate::demo_config().parent().expect("demo").to_owned();
-    let upstream_config = dir.path().join("upstream.toml");
-    std::fs::write(
-        &upstream_config,
-        format!(
-            "[server]\nname = \"inner\"\n[http]\nlisten = \"127.0.0.1:0\"\n[auth]\n[[auth.api_keys]]\nname = \"gateway\"\nsha256 = \"{}\"\nscopes = []\n[[files]]\nname = \"workspace\"\npath = \"{}\"\n",
-            portcullis_server::auth::hash_key("pcs_inner-oauth-key"),
-            demo_dir.join("workspace").display()
-        ),
-    )
-    .expect("upstream config");
-    let inner = HttpServer::spawn(bin(), &upstream_config)
-        .await
-        .expect("inner");
+    let inner = inner_portcullis(dir.path(), "pcs_inner-oauth-key", "").await;
     // The authorization server hands out the inner server's key as a 4-second token.
     let (token_url, asked) = token_endpoint(
         "gateway-client",
@@ -1131,17 +1147,13 @@ async fn an_http_upstreams_oauth_token_is_fetched_cached_and_renewed_before_it_e
         )
         .await
     };
-    let mut answered = None;
-    for _ in 0..100 {
-        if let Ok(result) = call().await
-            && result.is_error != Some(true)
-        {
-            answered = Some(result);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(text(&answered.expect("answered")).starts_with("# shelf"));
+    let answered = first_answer(
+        &client,
+        "inner__read_file",
+        json!({ "path": "README.md", "limit": 1 }),
+    )
+    .await;
+    assert!(text(&answered).starts_with("# shelf"));
     // Renewed (2 s into its 4), calls answered throughout.
     let first = asked.load(std::sync::atomic::Ordering::SeqCst);
     let until = std::time::Instant::now() + Duration::from_secs(5);
@@ -1193,40 +1205,10 @@ async fn an_http_upstreams_oauth_token_is_fetched_cached_and_renewed_before_it_e
 async fn legacy_http_sse_upstreams_are_spoken_to_over_their_event_stream() {
     // The Python SDK's server on the legacy transport.
     let gateway = Gateway::new().await;
-    let port = crate::free_port();
-    let mut upstream = tokio::process::Command::new(&gateway.python)
-        .arg(fixture())
-        .args(["sse", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the guide server over HTTP+SSE");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut upstream, port) = guide_over_http(&gateway, "sse").await;
     // And a Portcullis with its legacy transport on, behind a key.
     let dir = tempfile::tempdir().expect("tempdir");
-    let demo_dir = crate::demo_config().parent().expect("demo").to_owned();
-    let inner_config = dir.path().join("inner.toml");
-    std::fs::write(
-        &inner_config,
-        format!(
-            "[server]\nname = \"inner\"\n[http]\nlisten = \"127.0.0.1:0\"\nlegacy_sse = true\n[auth]\n[[auth.api_keys]]\nname = \"gateway\"\nsha256 = \"{}\"\nscopes = []\n[[files]]\nname = \"workspace\"\npath = \"{}\"\n",
-            portcullis_server::auth::hash_key("pcs_inner-sse-key"),
-            demo_dir.join("workspace").display()
-        ),
-    )
-    .expect("inner config");
-    let inner = HttpServer::spawn(bin(), &inner_config)
-        .await
-        .expect("inner");
+    let inner = inner_portcullis(dir.path(), "pcs_inner-sse-key", "legacy_sse = true\n").await;
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
@@ -1257,23 +1239,14 @@ allow_private_addresses = true
     let client = portcullis_test::http_client(&outer.url(), Era::Init2025_11)
         .await
         .expect("client");
-    let mut answers = (String::new(), String::new());
-    for _ in 0..100 {
-        let greeted = try_call(&client, "py__greet", json!({ "name": "SSE" })).await;
-        let read = try_call(
-            &client,
-            "inner__read_file",
-            json!({ "path": "README.md", "limit": 1 }),
-        )
-        .await;
-        if let (Ok(greeted), Ok(read)) = (greeted, read) {
-            answers = (text(&greeted), text(&read));
-            if answers.0 == "Hello, SSE!" && answers.1.starts_with("# shelf") {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let greeted = first_answer(&client, "py__greet", json!({ "name": "SSE" })).await;
+    let read = first_answer(
+        &client,
+        "inner__read_file",
+        json!({ "path": "README.md", "limit": 1 }),
+    )
+    .await;
+    let answers = (text(&greeted), text(&read));
     assert_eq!(answers.0, "Hello, SSE!");
     assert!(answers.1.starts_with("# shelf"), "{}", answers.1);
     upstream.kill().await.expect("kill");
@@ -1368,17 +1341,8 @@ command = ["{python}", "{guide}"]
     let client = portcullis_test::http_client(&server.url(), Era::Stateless2026)
         .await
         .expect("client");
-    let mut greeted = None;
-    for _ in 0..100 {
-        if let Ok(result) = try_call(&client, "greet", json!({ "name": "x" })).await
-            && result.is_error != Some(true)
-        {
-            greeted = Some(text(&result));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(greeted.as_deref(), Some("Hello, x!"));
+    let greeted = first_answer(&client, "greet", json!({ "name": "x" })).await;
+    assert_eq!(text(&greeted), "Hello, x!");
     let prompts = client.list_all_prompts().await.expect("prompts");
     let review: Vec<_> = prompts.iter().filter(|p| p.name == "review").collect();
     assert_eq!(review.len(), 1);
