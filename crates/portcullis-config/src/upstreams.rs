@@ -32,6 +32,11 @@ pub struct Upstream {
     /// transport (2024-11-05: `url` is its event stream, `/sse` on most servers).
     #[serde(default)]
     pub transport: UpstreamTransport,
+    /// The protocol revision spoken to the upstream: unset (the default) negotiates it
+    /// (`server/discover` for 2026-07-28, falling back to `initialize`); a 2025 or 2024
+    /// revision (`"2025-11-25"`) always uses `initialize` with it (an upstream whose
+    /// elicitation or sampling works only in a session); `"2026-07-28"` never falls back.
+    pub protocol_version: Option<String>,
     /// stdio: the only environment the program gets besides `PATH`, `LANG` and a scratch
     /// `HOME` (values may use `${VAR}`). Never logged.
     #[serde(default)]
@@ -216,6 +221,15 @@ fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
 }
 
+/// The protocol revisions an upstream may be pinned to, oldest first.
+const PROTOCOL_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+
 /// An upstream name: a URI scheme's characters, lowercase, so that `NAME+…` is one.
 fn is_upstream_name(name: &str) -> bool {
     name.len() <= 32
@@ -300,6 +314,17 @@ pub(crate) fn validate(upstreams: &[Upstream], gateway: &GatewaySection) -> Resu
                     "give exactly one of `command` (a stdio upstream) or `url` (an HTTP upstream)",
                 ));
             }
+        }
+        if let Some(version) = &upstream.protocol_version
+            && !PROTOCOL_VERSIONS.contains(&version.as_str())
+        {
+            return Err(issue(
+                format!("{key}.protocol_version"),
+                format!(
+                    "`{version}` is not a protocol revision this server speaks; revisions: {}",
+                    PROTOCOL_VERSIONS.join(", ")
+                ),
+            ));
         }
         let prefix = upstream.prefix();
         if !prefix.is_empty()

@@ -202,6 +202,12 @@ pub fn withheld(item: &crate::Withheld) -> ErrorData {
     )
 }
 
+/// An upstream's elicitation or sampling request (`what`) the gateway does not pass on to
+/// a client, and why.
+pub fn not_relayed(what: &str, why: &str) -> ErrorData {
+    ErrorData::invalid_request(format!("{what} is not relayed: {why}"), None)
+}
+
 /// A `prompts/get` for a prompt this server does not offer.
 pub fn unknown_prompt(name: &str) -> ErrorData {
     ErrorData::invalid_params(

@@ -45,6 +45,15 @@ pub(crate) fn run(path: &std::path::Path, connect: bool) -> ExitCode {
     for warning in portcullis_packs::sql::credential_warnings(&loaded.config) {
         eprintln!("portcullis: warning: {warning}");
     }
+    // A policy for an upstream's tool is accepted before the upstream has been listed; one
+    // that names no tool it serves now may be a typo.
+    for name in loaded.config.tools.keys() {
+        if loaded.catalog.tool(name).is_none() {
+            eprintln!(
+                "portcullis: warning: [tools.\"{name}\"] names no tool served now (no upstream has listed it yet, or its name is misspelt); `check --connect` lists what the upstreams offer"
+            );
+        }
+    }
     if connect {
         return check_connect(&loaded);
     }

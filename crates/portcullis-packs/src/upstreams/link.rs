@@ -107,6 +107,8 @@ pub(super) enum Failure {
 /// What the client side of the connection shares with the link.
 struct Relay {
     name: String,
+    /// The revision the upstream is pinned to (`protocol_version`), if it is.
+    protocol: Option<ProtocolVersion>,
     /// The values of the upstream's `env`, `headers` and OAuth secret: scrubbed out of
     /// everything the upstream says before it reaches the log.
     secrets: Vec<String>,
@@ -120,6 +122,47 @@ struct Relay {
 }
 
 impl Relay {
+    /// The caller a server-to-client request of the upstream goes to: the one call in
+    /// flight on this link, if its client declared `what` (`declared`). With several calls
+    /// in flight the request cannot be told apart (nothing in it names its call), and it
+    /// goes to nobody: one principal's question never reaches another's client.
+    fn caller(
+        &self,
+        what: &str,
+        declared: impl Fn(&ClientCapabilities) -> bool,
+    ) -> Result<CallContext, rmcp::ErrorData> {
+        let callers = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut calls = callers.values();
+        let (Some(caller), None) = (calls.next(), calls.next()) else {
+            tracing::warn!(upstream = %self.name, what, calls = callers.len(), "an upstream's request was refused: it belongs to no single call in flight");
+            return Err(portcullis_core::error::not_relayed(
+                what,
+                "it belongs to no single call in flight",
+            ));
+        };
+        if !caller.client_capabilities().is_some_and(declared) {
+            return Err(portcullis_core::error::not_relayed(
+                what,
+                "the calling client did not declare it",
+            ));
+        }
+        Ok(caller.clone())
+    }
+
+    /// A relayed request the caller's client did not answer.
+    fn relay_failed(&self, what: &str, error: &rmcp::ServiceError) -> rmcp::ErrorData {
+        match error {
+            rmcp::ServiceError::McpError(error) => error.clone(),
+            other => {
+                tracing::debug!(upstream = %self.name, what, error = %self.scrub(&other.to_string()), "a relayed request got no answer");
+                portcullis_core::error::not_relayed(what, "the calling client could not be asked")
+            }
+        }
+    }
+
     /// `text` for the operator's log: the upstream's secrets and anything that looks like
     /// one removed.
     fn scrub(&self, text: &str) -> String {
@@ -148,11 +191,54 @@ impl Relay {
 struct Client(Arc<Relay>);
 
 impl ClientHandler for Client {
+    /// Portcullis asks on behalf of its callers: it declares elicitation (forms) and
+    /// sampling, and relays each such request to the one caller it belongs to.
     fn get_info(&self) -> InitializeRequestParams {
-        InitializeRequestParams::new(
-            ClientCapabilities::default(),
+        let mut capabilities = ClientCapabilities::default();
+        let version = self.0.protocol.clone();
+        capabilities.elicitation = Some(
+            rmcp::model::ElicitationCapability::new()
+                .with_form(rmcp::model::FormElicitationCapability::default()),
+        );
+        capabilities.sampling = Some(rmcp::model::SamplingCapability::default());
+        let mut info = InitializeRequestParams::new(
+            capabilities,
             Implementation::new("portcullis-gateway", env!("CARGO_PKG_VERSION")),
-        )
+        );
+        if let Some(version) = version.filter(ProtocolVersion::has_initialize) {
+            info.protocol_version = version;
+        }
+        info
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        let caller = self.0.caller("elicitation", |c| c.elicitation.is_some())?;
+        caller
+            .peer()
+            .create_elicitation(request)
+            .await
+            .map_err(|error| self.0.relay_failed("elicitation", &error))
+    }
+
+    #[allow(
+        deprecated,
+        reason = "sampling is deprecated by SEP-2577 but still spoken"
+    )]
+    async fn create_message(
+        &self,
+        request: rmcp::model::CreateMessageRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        let caller = self.0.caller("sampling", |c| c.sampling.is_some())?;
+        caller
+            .peer()
+            .create_message(request)
+            .await
+            .map_err(|error| self.0.relay_failed("sampling", &error))
     }
 
     async fn on_progress(
@@ -264,6 +350,12 @@ impl Link {
         Self {
             relay: Arc::new(Relay {
                 name: config.name.clone(),
+                protocol: config.protocol_version.as_deref().and_then(|wanted| {
+                    ProtocolVersion::KNOWN_VERSIONS
+                        .iter()
+                        .find(|known| known.as_str() == wanted)
+                        .cloned()
+                }),
                 secrets: secrets_of(&config),
                 progress: Mutex::default(),
                 relist: Notify::new(),
@@ -735,9 +827,15 @@ impl Supervisor {
 
     async fn connect_now(&self) -> Result<Connection, String> {
         let client = Client(Arc::clone(&self.relay));
-        let lifecycle = ClientLifecycleMode::Auto {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            legacy_version: None,
+        let lifecycle = match &self.relay.protocol {
+            None => ClientLifecycleMode::Auto {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                legacy_version: None,
+            },
+            Some(version) if version.has_initialize() => ClientLifecycleMode::Initialize,
+            Some(version) => ClientLifecycleMode::Discover {
+                preferred_versions: vec![version.clone()],
+            },
         };
         if let Some(command) = &self.config.command {
             let (mut child, group, home) = self.spawn(command)?;

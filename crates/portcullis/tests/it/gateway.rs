@@ -1378,3 +1378,82 @@ command = ["{python}", "{guide}"]
             .any(|p| p.name == "review")
     );
 }
+
+/// A 2025-session client whose user answers every form with the name `Ada`.
+#[derive(Clone)]
+struct Answers;
+
+impl rmcp::ClientHandler for Answers {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut capabilities = rmcp::model::ClientCapabilities::default();
+        capabilities.elicitation = Some(
+            rmcp::model::ElicitationCapability::new()
+                .with_form(rmcp::model::FormElicitationCapability::default()),
+        );
+        let mut info = rmcp::model::ClientConfig::new(
+            capabilities,
+            rmcp::model::Implementation::new("answers", "1"),
+        );
+        info.protocol_version = rmcp::model::ProtocolVersion::V_2025_11_25;
+        info
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        Ok(
+            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                .with_content(json!({ "name": "Ada" })),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstreams_elicitation_reaches_the_one_caller_that_can_answer_it_and_nobody_else() {
+    let gateway = Gateway::new().await;
+    // The Python SDK asks (ctx.elicit) only within a session: the upstream is spoken to in
+    // 2025-11-25.
+    let config = gateway.write("", "protocol_version = \"2025-11-25\"");
+    let server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    wait_for_listing(
+        &server,
+        "py__ask_name",
+        Some("Ask the user for their name (an elicitation), then greet them."),
+    )
+    .await;
+    // A 2025 session that declared elicitation: the upstream's question reaches it, and
+    // its answer the upstream.
+    portcullis_test::ensure_crypto_provider();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            server.url(),
+        )
+        .auth_header(KEY.to_owned()),
+    );
+    let answering = rmcp::ServiceExt::serve(Answers, transport)
+        .await
+        .expect("client");
+    let result = answering
+        .peer()
+        .call_tool(rmcp::model::CallToolRequestParams::new("py__ask_name"))
+        .await
+        .expect("call");
+    assert_eq!(text(&result), "Hello, Ada!");
+    // A client that declared no elicitation, and one on 2026-07-28 (which forbids
+    // server-to-client requests): the upstream hears a refusal, nothing is asked.
+    for era in [Era::Init2025_11, Era::Stateless2026] {
+        let client = http_client_with_token(&server.url(), era, KEY)
+            .await
+            .expect("client");
+        let result = try_call(&client, "py__ask_name", json!({}))
+            .await
+            .expect("call");
+        assert!(
+            text(&result).starts_with("not asked"),
+            "{era:?}: {}",
+            text(&result)
+        );
+    }
+}
