@@ -861,7 +861,11 @@ async fn a_stdio_upstream_that_writes_garbage_and_floods_stderr_cannot_take_the_
     let gateway = Gateway::new().await;
     let noisy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/noisy_server.py");
     let secret = "noisy-secret-5f1e2d3c4b";
-    let config = gateway.write(&format!(", NOISY_SECRET = \"{secret}\""), "");
+    // In a 2025 session the upstream's log messages come without a per-request level.
+    let config = gateway.write(
+        &format!(", NOISY_SECRET = \"{secret}\""),
+        "protocol_version = \"2025-11-25\"",
+    );
     let text_of = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
         &config,
@@ -884,6 +888,11 @@ async fn a_stdio_upstream_that_writes_garbage_and_floods_stderr_cannot_take_the_
             .expect("call");
         assert_eq!(text(&result), (i + 1).to_string());
     }
+    // An upstream that writes its secret into a log message of its own.
+    let told = try_call(&client, "py__tell_secret", json!({}))
+        .await
+        .expect("call");
+    assert_eq!(text(&told), "told");
     // Its stderr reached the log at debug, bounded and scrubbed of the secret it carries.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let output = server.output();
@@ -899,6 +908,12 @@ async fn a_stdio_upstream_that_writes_garbage_and_floods_stderr_cannot_take_the_
     assert!(
         !output.iter().any(|l| l.contains(secret)),
         "the upstream's secret reached the log"
+    );
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("upstream log message") && l.contains("the secret is <redacted>")),
+        "the upstream's log message is logged, scrubbed"
     );
     let rss = std::fs::read_to_string(format!("/proc/{}/status", server.pid().expect("pid")))
         .expect("status")
@@ -1456,4 +1471,94 @@ async fn an_upstreams_elicitation_reaches_the_one_caller_that_can_answer_it_and_
             text(&result)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_item_can_be_renamed_and_redescribed() {
+    let gateway = Gateway::new().await;
+    let config = gateway.write(
+        "",
+        "items.greet = { name = \"hello\", description = \"Say hello to someone.\" }",
+    );
+    let server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    wait_for_listing(&server, "hello", Some("Say hello to someone.")).await;
+    let client = http_client_with_token(&server.url(), Era::Stateless2026, KEY)
+        .await
+        .expect("client");
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(!names.contains(&"py__greet".to_owned()), "{names:?}");
+    assert!(names.contains(&"py__add".to_owned()), "{names:?}");
+    let result = try_call(&client, "hello", json!({ "name": "Ada" }))
+        .await
+        .expect("call");
+    assert_eq!(text(&result), "Hello, Ada!");
+    assert_eq!(gateway.seen(), ["greet"], "the upstream heard its own name");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_under_load_while_the_upstream_crashes_end_as_results_or_unavailable_then_recover() {
+    let gateway = Gateway::new().await;
+    let config = gateway.write("", "");
+    let server = HttpServer::spawn(bin(), &config).await.expect("serve");
+    wait_for_listing(&server, "py__add", Some("Add two numbers.")).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let (url, stop) = (server.url(), std::sync::Arc::clone(&stop));
+        workers.push(tokio::spawn(async move {
+            let client = http_client_with_token(&url, Era::Stateless2026, KEY)
+                .await
+                .expect("client");
+            let (mut answered, mut unavailable) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let words = vec!["word"; worker + 1].join(" ");
+                let result = try_call(&client, "py__word_count", json!({ "text": words }))
+                    .await
+                    .expect("a result, never a protocol error");
+                if result.is_error == Some(true) {
+                    assert_eq!(
+                        text(&result),
+                        "upstream `py` is unavailable; try again later"
+                    );
+                    unavailable += 1;
+                } else {
+                    assert_eq!(text(&result), (worker + 1).to_string());
+                    answered += 1;
+                }
+            }
+            (answered, unavailable)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = http_client_with_token(&server.url(), Era::Stateless2026, KEY)
+        .await
+        .expect("client");
+    let crashed = try_call(&client, "py__crash", json!({}))
+        .await
+        .expect("answered");
+    assert_eq!(crashed.is_error, Some(true));
+    // Back: a call answers again.
+    let result = first_answer(&client, "py__add", json!({ "a": 1, "b": 1 })).await;
+    assert_eq!(text(&result), "2");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut total = 0;
+    for worker in workers {
+        let (answered, _unavailable) = worker.await.expect("worker");
+        assert!(answered > 0);
+        total += answered;
+    }
+    assert!(total > 8, "{total} calls answered");
+    let ready = portcullis_test::http()
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert!(ready.status().is_success());
 }
