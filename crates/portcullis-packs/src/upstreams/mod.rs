@@ -221,10 +221,13 @@ pub(crate) fn register(
                 reason,
             });
         }
-        link.publish_to(notifier.clone(), scheme);
         builder.readiness(source, Health(Arc::clone(&link), lock_path.clone()));
         let (rebuild, built, link) = (builder.rebuild(), status.version, Arc::clone(&link));
+        let notifier = notifier.clone();
         builder.background(async move {
+            // Only a catalog that is served gets the upstream's resource updates: one that
+            // a reload built and then refused never starts.
+            link.publish_to(notifier, scheme);
             link.start();
             let mut status = link.subscribe();
             if status.wait_for(|s| s.version != built).await.is_ok() {

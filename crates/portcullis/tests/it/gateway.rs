@@ -637,6 +637,22 @@ async fn an_upstreams_changes_reach_the_gateways_subscribers_in_both_eras() {
             .await
             .expect("the gateway's subscribers follow changes");
     }
+    // A reload that is refused (a policy for no tool) builds a catalog that is never
+    // served: the upstream's updates keep reaching the one that is.
+    let good = std::fs::read_to_string(&outer_config).expect("config");
+    std::fs::write(
+        &outer_config,
+        format!("{good}[tools.nope]\ntimeout_secs = 1\n"),
+    )
+    .expect("bad config");
+    std::process::Command::new("kill")
+        .args(["-HUP", &outer.pid().expect("pid").to_string()])
+        .status()
+        .expect("kill");
+    outer
+        .wait_for_log("config reload refused", Duration::from_secs(10))
+        .await
+        .expect("the reload is refused");
     // An edit upstream reaches both, under the gateway's URI.
     std::fs::write(notes.join("welcome.md"), "# Welcome, edited\n").expect("edit");
     let heard = portcullis_test::hear(
