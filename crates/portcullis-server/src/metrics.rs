@@ -94,6 +94,10 @@ fn describe() {
         "portcullis_config_reloads_total",
         "Config reloads by result (ok, error)"
     );
+    describe_counter!(
+        "portcullis_catalog_rebuilds_failed_total",
+        "Catalog rebuilds a pack asked for (an upstream's changed offer) that failed"
+    );
     describe_gauge!(
         "portcullis_withheld_items",
         "Upstream items withheld now (changed since pinned, or new and not pinned)"

@@ -116,6 +116,11 @@ pub(crate) fn register(
 ) -> Result<(), String> {
     let lock_path = lock_path(config);
     let mut lock = LockFile::read(&lock_path)?;
+    // Pins kept in memory only for upstreams still configured (bounded by them).
+    ACCEPTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|(name, _)| config.upstreams.iter().any(|u| &u.name == name));
     // Pins taken on first sight, written to the lock file after the loop.
     let mut accepted: Vec<(String, UpstreamPins)> = Vec::new();
     let notifier = builder.notifier().for_pack(PACK);
@@ -128,17 +133,16 @@ pub(crate) fn register(
         }
         let link = link_for(upstream, &config.base_dir, config.gateway.refresh_secs);
         let status = link.status();
-        let mut pins = lock
-            .upstreams
-            .get(&upstream.name)
-            .cloned()
-            .unwrap_or_default();
+        // Contacted before: the lock file has an entry for it (empty if it offered nothing),
+        // or this process kept its first pins in memory.
+        let mut known = lock.upstreams.get(&upstream.name).cloned();
         for (_, accepted) in ACCEPTED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .filter(|(n, _)| *n == upstream.name)
         {
+            let pins = known.get_or_insert_with(UpstreamPins::default);
             for kind in pins::KINDS {
                 for (item, pin) in accepted.of(kind) {
                     pins.of_mut(kind)
@@ -147,7 +151,7 @@ pub(crate) fn register(
                 }
             }
         }
-        let mut judged = judge(upstream, &pins, status.offer.as_deref());
+        let mut judged = judge(upstream, known.as_ref(), status.offer.as_deref());
         let mut clash = Vec::new();
         judged.tools.retain(|(_, tool, _)| {
             let fresh =
@@ -172,7 +176,9 @@ pub(crate) fn register(
                 "another upstream or pack is served under this name".to_owned(),
             ));
         }
-        if !judged.accept.is_empty() {
+        // The first listing records the upstream in the lock file, even when it pins
+        // nothing: every later listing is judged against it, never taken on trust again.
+        if !judged.accept.is_empty() || (known.is_none() && status.offer.is_some()) {
             let entry = lock.upstreams.entry(upstream.name.clone()).or_default();
             for kind in pins::KINDS {
                 for (item, pin) in judged.accept.of(kind) {
@@ -312,7 +318,12 @@ fn served_as(upstream: &Upstream, kind: Kind, name: &str) -> String {
     }
 }
 
-fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Judged {
+/// What a catalog serves of `upstream` given its `pins` (`None`: it was never contacted, so
+/// its first listing is pinned as it is) and what it offers now (`None`: not listed yet).
+fn judge(upstream: &Upstream, pins: Option<&UpstreamPins>, offer: Option<&Offer>) -> Judged {
+    let first_contact = pins.is_none();
+    let none = UpstreamPins::default();
+    let pins = pins.unwrap_or(&none);
     let mut judged = Judged::default();
     let items: Vec<Item> = match offer {
         Some(offer) => items_of(offer),
@@ -329,7 +340,6 @@ fn judge(upstream: &Upstream, pins: &UpstreamPins, offer: Option<&Offer>) -> Jud
             })
             .collect(),
     };
-    let first_contact = pins.is_empty();
     // An upstream that offers two items of one name: neither is served (which one a call
     // would reach is the upstream's secret), and neither is pinned.
     let mut seen: HashMap<(Kind, &str), usize> = HashMap::new();
@@ -768,9 +778,8 @@ impl Readiness for Health {
         let offer = link.status().offer.unwrap_or_default();
         let pins = LockFile::read(&self.1)
             .ok()
-            .and_then(|mut lock| lock.upstreams.remove(&link.config.name))
-            .unwrap_or_default();
-        let judged = judge(&link.config, &pins, Some(&offer));
+            .and_then(|mut lock| lock.upstreams.remove(&link.config.name));
+        let judged = judge(&link.config, pins.as_ref(), Some(&offer));
         let mut report = format!(
             "connected: {} tools, {} prompts, {} resources, {} resource templates served",
             judged.tools.len(),
@@ -830,7 +839,7 @@ mod tests {
         let up = upstream("name = \"f\"\ncommand = [\"x\"]\n");
         let judged = judge(
             &up,
-            &UpstreamPins::default(),
+            None,
             Some(&offer(
                 &[("t0", "one"), ("t0", "two"), ("ok", "fine")],
                 &[],
@@ -849,7 +858,7 @@ mod tests {
     fn only_served_resources_and_uris_of_served_templates_are_read() {
         let up = upstream("name = \"ev\"\ncommand = [\"x\"]\n");
         let first = offer(&[], &["evil://a", "evil://b"], &["evil://t/{x}"]);
-        let judged = judge(&up, &UpstreamPins::default(), Some(&first));
+        let judged = judge(&up, None, Some(&first));
         let pins = judged.accept.clone();
         // Later: `a` and the template changed, `secret` is new; only `b` is served.
         let mut later = offer(
@@ -860,7 +869,7 @@ mod tests {
         later.resources[0].description = Some("changed".to_owned());
         later.templates[0].description = Some("changed".to_owned());
         let later = later.digested_for_tests();
-        let judged = judge(&up, &pins, Some(&later));
+        let judged = judge(&up, Some(&pins), Some(&later));
         let source = UpstreamResources {
             link: Arc::new(Link::new(up.clone(), Path::new("."), 300)),
             scheme: scheme(&up),
@@ -878,7 +887,7 @@ mod tests {
             assert!(source.served(uri).is_none(), "{uri} must not be read");
         }
         // A served template routes its URIs, checked against its own pin.
-        let judged = judge(&up, &pins, Some(&first));
+        let judged = judge(&up, Some(&pins), Some(&first));
         let source = UpstreamResources {
             link: Arc::new(Link::new(up.clone(), Path::new("."), 300)),
             scheme: scheme(&up),
@@ -897,12 +906,12 @@ mod tests {
     fn a_withheld_resource_is_not_read_through_a_template_that_matches_it() {
         let up = upstream("name = \"ev\"\ncommand = [\"x\"]\n");
         let first = offer(&[], &["note://a"], &["note://{id}"]);
-        let pins = judge(&up, &UpstreamPins::default(), Some(&first)).accept;
+        let pins = judge(&up, None, Some(&first)).accept;
         // `a` changed and `secret` is new: both withheld; the template still served.
         let mut later = offer(&[], &["note://a", "note://secret"], &["note://{id}"]);
         later.resources[0].description = Some("changed".to_owned());
         let later = later.digested_for_tests();
-        let judged = judge(&up, &pins, Some(&later));
+        let judged = judge(&up, Some(&pins), Some(&later));
         assert_eq!(judged.withheld.len(), 2, "{:?}", judged.withheld);
         let link = Arc::new(Link::new(up.clone(), Path::new("."), 300));
         link.offer_for_tests(later);
@@ -930,14 +939,27 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
         );
-        let judged = judge(
-            &up,
-            &UpstreamPins::default(),
-            Some(&bad.digested_for_tests()),
-        );
+        let judged = judge(&up, None, Some(&bad.digested_for_tests()));
         let served: Vec<&str> = judged.tools.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(served, ["good"]);
         assert_eq!(judged.withheld[0].1, "ev__bad");
         assert!(!judged.accept.tools.contains_key("bad"));
+    }
+
+    #[test]
+    fn an_upstream_once_listed_is_never_taken_on_trust_again_even_if_it_offered_nothing() {
+        let up = upstream("name = \"ev\"\ncommand = [\"x\"]\n");
+        // Its first listing was empty: it is recorded with no pins.
+        let first = judge(&up, None, Some(&offer(&[], &[], &[])));
+        assert!(first.accept.is_empty());
+        // Later it offers a tool: new, so withheld (on_new = "withhold"), not pinned.
+        let later = judge(
+            &up,
+            Some(&UpstreamPins::default()),
+            Some(&offer(&[("surprise", "s")], &[], &[])),
+        );
+        assert!(later.tools.is_empty());
+        assert_eq!(later.withheld.len(), 1, "{:?}", later.withheld);
+        assert!(later.accept.is_empty());
     }
 }

@@ -182,6 +182,9 @@ pub(super) async fn apply(server: &Server, mut config: Config) -> Result<(), Ser
     Ok(())
 }
 
+/// The least time between two rebuilds a pack asked for.
+const MIN_REBUILD_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Builds the catalog again from the config served now whenever a pack asks
 /// ([`portcullis_core::Rebuild`]: an upstream server changed what it offers), as a reload
 /// does; until the process ends.
@@ -204,9 +207,12 @@ pub(super) async fn rebuild_on_request(server: Server) {
             .clone();
         tracing::info!("a pack's offer changed; building the catalog again");
         if let Err(error) = apply(&server, config).await {
-            metrics::counter!("portcullis_config_reloads_total", "result" => "error").increment(1);
+            metrics::counter!("portcullis_catalog_rebuilds_failed_total").increment(1);
             tracing::error!(%error, "rebuilding the catalog failed; the previous one keeps serving");
         }
+        // At most one rebuild a second, however often an upstream changes what it offers:
+        // the changes of that second are taken together by the next one.
+        tokio::time::sleep(MIN_REBUILD_INTERVAL).await;
     }
 }
 
