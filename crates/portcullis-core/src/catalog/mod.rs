@@ -447,14 +447,17 @@ impl CatalogBuilder {
         self
     }
 
-    /// Whether a tool of this name was added already.
-    pub fn has_tool(&self, name: &str) -> bool {
-        self.tools.iter().any(|t| t.definition().name == name)
+    /// The names of the tools added so far.
+    pub fn tool_names(&self) -> std::collections::HashSet<String> {
+        self.tools
+            .iter()
+            .map(|t| t.definition().name.to_string())
+            .collect()
     }
 
-    /// Whether a prompt of this name was added already.
-    pub fn has_prompt(&self, name: &str) -> bool {
-        self.prompts.iter().any(|p| p.definition().name == name)
+    /// The names of the prompts added so far.
+    pub fn prompt_names(&self) -> std::collections::HashSet<String> {
+        self.prompts.iter().map(|p| p.definition().name).collect()
     }
 
     /// Records an item the pack does not serve (see [`Withheld`]).

@@ -125,7 +125,19 @@ pub(crate) fn register(
     let mut accepted: Vec<(String, UpstreamPins)> = Vec::new();
     let notifier = builder.notifier().for_pack(PACK);
     // Names two upstreams would both serve (a `prefix = ""`, a rename): the first keeps it.
-    let mut taken: HashSet<(Kind, String)> = HashSet::new();
+    // Names taken by the packs registered before (read once: a lookup per item would be
+    // quadratic in an upstream's thousands of tools), then by each upstream in turn.
+    let mut taken: HashSet<(Kind, String)> = builder
+        .tool_names()
+        .into_iter()
+        .map(|n| (Kind::Tool, n))
+        .chain(
+            builder
+                .prompt_names()
+                .into_iter()
+                .map(|n| (Kind::Prompt, n)),
+        )
+        .collect();
     for upstream in &config.upstreams {
         if upstream.url.is_some() {
             remote::checked_url(upstream)
@@ -154,16 +166,14 @@ pub(crate) fn register(
         let mut judged = judge(upstream, known.as_ref(), status.offer.as_deref());
         let mut clash = Vec::new();
         judged.tools.retain(|(_, tool, _)| {
-            let fresh =
-                !builder.has_tool(&tool.name) && taken.insert((Kind::Tool, tool.name.to_string()));
+            let fresh = taken.insert((Kind::Tool, tool.name.to_string()));
             if !fresh {
                 clash.push((Kind::Tool, tool.name.to_string()));
             }
             fresh
         });
         judged.prompts.retain(|(_, prompt, _)| {
-            let fresh = !builder.has_prompt(&prompt.name)
-                && taken.insert((Kind::Prompt, prompt.name.clone()));
+            let fresh = taken.insert((Kind::Prompt, prompt.name.clone()));
             if !fresh {
                 clash.push((Kind::Prompt, prompt.name.clone()));
             }
