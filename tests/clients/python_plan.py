@@ -15,7 +15,10 @@ The plan is a JSON list of steps, run in order in one 2025-era session (the low-
     {"list": "tools" | "resources" | "prompts" | "templates", "contains": [...]}
     {"log_level": "info"}                       (logging/setLevel for the session)
 
-A tool step may also give `"progress": N` (exactly N progress notifications must arrive,
+A tool step may also give `"elicit": "accept" | "decline" | "cancel" | "wait"` (how the
+client answers an `elicitation/create` during the call: the session declares elicitation,
+and `wait` never answers) and `"elicited": [...]` (substrings of the request's message; at
+least one request must have come), and `"progress": N` (exactly N progress notifications must arrive,
 the last one equal to its total) and `"logs": [...]` (substrings of the data of the log
 messages received during the call).
 
@@ -48,6 +51,20 @@ def text_of(content: list[Any]) -> str:
 
 
 LOGS: list[str] = []
+ELICIT = {"mode": "decline"}
+ELICITED: list[str] = []
+
+
+async def on_elicit(context: Any, params: Any) -> Any:
+    from mcp import types
+
+    ELICITED.append(getattr(params, "message", ""))
+    mode = ELICIT["mode"]
+    if mode == "wait":
+        await anyio.sleep(3600)
+    if mode == "accept":
+        return types.ElicitResult(action="accept", content={})
+    return types.ElicitResult(action=mode)
 
 
 async def on_log(params: Any) -> None:
@@ -67,6 +84,8 @@ async def run_step(session: ClientSession, step: dict[str, Any]) -> None:
             progress.append((done, total, message))
 
         LOGS.clear()
+        ELICITED.clear()
+        ELICIT["mode"] = step.get("elicit", "decline")
         result = await session.call_tool(
             step["tool"], step.get("arguments", {}),
             progress_callback=on_progress if "progress" in step else None,
@@ -84,6 +103,12 @@ async def run_step(session: ClientSession, step: dict[str, Any]) -> None:
                 await anyio.sleep(0.02)
             else:
                 raise AssertionError(f"{what}: no log message with {needle!r}: {LOGS}")
+        if "elicited" in step:
+            if not ELICITED:
+                raise AssertionError(f"{what}: no elicitation request came")
+            for needle in step["elicited"]:
+                if not any(needle in m for m in ELICITED):
+                    raise AssertionError(f"{what}: no elicitation message with {needle!r}: {ELICITED}")
         if result.structured_content is not None:
             text += "\n" + json.dumps(result.structured_content)
         expected = step.get("is_error", False)
@@ -140,7 +165,7 @@ async def main(argv: list[str]) -> int:
                 headers = {"Authorization": f"Bearer {target[1]}"} if len(target) > 1 else {}
                 transport = streamable_http_client(target[0], http_client=httpx2.AsyncClient(headers=headers, timeout=60))
             async with transport as (read, write):
-                async with ClientSession(read, write, logging_callback=on_log) as session:
+                async with ClientSession(read, write, logging_callback=on_log, elicitation_callback=on_elicit) as session:
                     init = await session.initialize()
                     print(f"ok   initialize: {init.server_info.name}, protocol {init.protocol_version}", flush=True)
                     for step in plan:

@@ -152,6 +152,20 @@ pub struct ToolPolicy {
     pub timeout_secs: Option<u64>,
     /// Calls per principal to this tool.
     pub rate_limit: Option<RateLimit>,
+    /// A human approves each call before it runs, bound to the exact call (principal, tool,
+    /// arguments, the tool's configuration) and used once: `elicit` (the calling client
+    /// asks its user), `console` (an approver decides in the console) or
+    /// `elicit-or-console`. An argument such as `confirm` never counts as approval.
+    /// Replaces the pack's.
+    pub approval: Option<crate::ApprovalMode>,
+    /// How long an approval is waited for and stays valid (default 300 s, at most a day).
+    /// A call waits at most this long and its own timeout.
+    pub approval_timeout_secs: Option<u64>,
+    /// Who may approve in the console: scopes (`approve`) and principal ids (`key:alice`,
+    /// `jwt:SUB`, `jwt-client:ID`, `local`), any one of them. Default: holders of the
+    /// `approve` scope. A principal never approves its own call in the console unless it is
+    /// listed here by id.
+    pub approvers: Option<Vec<String>>,
 }
 
 /// Per-pack policy, keyed by pack name in `[packs.NAME]` (`files`, `sql`, `prompts`,
@@ -172,6 +186,13 @@ pub struct PackPolicy {
     /// or resource template of the pack separately (all reads through one template share a
     /// count); `[tools.NAME] rate_limit` overrides it for that tool.
     pub rate_limit: Option<RateLimit>,
+    /// Human approval of every tool call of the pack (see `[tools.NAME] approval`);
+    /// `[tools.NAME] approval` replaces it for that tool.
+    pub approval: Option<crate::ApprovalMode>,
+    /// How long an approval is waited for and stays valid (default 300 s).
+    pub approval_timeout_secs: Option<u64>,
+    /// Who may approve in the console (see `[tools.NAME] approvers`).
+    pub approvers: Option<Vec<String>>,
 }
 
 /// A token bucket: `per_minute` steady rate, `burst` calls at once.
@@ -278,6 +299,22 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
                 ));
             }
         }
+    }
+    for (name, policy) in &config.tools {
+        crate::approval::validate(
+            &format!("tools.{name}"),
+            policy.approval,
+            policy.approval_timeout_secs,
+            policy.approvers.as_deref(),
+        )?;
+    }
+    for (name, policy) in &config.packs {
+        crate::approval::validate(
+            &format!("packs.{name}"),
+            policy.approval,
+            policy.approval_timeout_secs,
+            policy.approvers.as_deref(),
+        )?;
     }
     let limits = &config.limits;
     for (key, limit) in [

@@ -10,6 +10,7 @@
 //! assert_eq!(config.server.name, "demo");
 //! ```
 
+mod approval;
 mod auth;
 mod cluster;
 mod commands;
@@ -32,6 +33,10 @@ mod upstreams;
 mod validate;
 mod watch;
 
+pub use approval::{
+    APPROVE_SCOPE, ApprovalMode, ConsoleSection, DEFAULT_APPROVAL_TIMEOUT_SECS,
+    MAX_APPROVAL_TIMEOUT_SECS,
+};
 pub use auth::*;
 pub use cluster::*;
 pub use commands::*;

@@ -92,6 +92,9 @@ pub struct Config {
     /// Many replicas: shared rate limits, sessions and notifications in Redis, and the
     /// keys that seal multi-round state (off unless configured).
     pub cluster: Option<crate::cluster::ClusterSection>,
+    /// The web console at `/console` (off unless enabled).
+    #[serde(default)]
+    pub console: crate::ConsoleSection,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

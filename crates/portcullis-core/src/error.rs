@@ -208,6 +208,18 @@ pub fn not_relayed(what: &str, why: &str) -> ErrorData {
     ErrorData::invalid_request(format!("{what} is not relayed: {why}"), None)
 }
 
+/// A read of a resource whose work is a tool (or a pack's tools) that needs a human's
+/// approval of each call: served only as the tool call, which asks for it.
+pub fn read_needs_approval(what: &str) -> ErrorData {
+    ErrorData::new(
+        rmcp::model::ErrorCode(FORBIDDEN),
+        format!(
+            "{what} is read through a tool that needs a human's approval of each call; call the tool instead"
+        ),
+        None,
+    )
+}
+
 /// A `prompts/get` for a prompt this server does not offer.
 pub fn unknown_prompt(name: &str) -> ErrorData {
     ErrorData::invalid_params(

@@ -9,6 +9,7 @@
 //! `portcullis-server`'s, which serves a [`Catalog`] built from these pieces.
 
 pub mod catalog;
+pub mod digest;
 pub mod error;
 pub mod operator_file;
 pub mod outbound;

@@ -6,6 +6,7 @@
 //! [`CatalogBuilder`]), then [`Prepared::start`] and [`Server::run`] — the assembly the
 //! `portcullis` binary itself uses — with [`telemetry::Telemetry::init`] for logs and traces.
 
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod cluster;

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 /// Bottom first.
-const LAYERS: [&str; 14] = [
+const LAYERS: [&str; 15] = [
     "request",
     "error",
     "limits",
@@ -20,6 +20,7 @@ const LAYERS: [&str; 14] = [
     "audit",
     "cluster",
     "auth",
+    "approval",
     "guard",
     "fanout",
     "handler",

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 /// The kinds of item an upstream offers, as the lock file names them.
 pub const KINDS: [Kind; 4] = [Kind::Tool, Kind::Prompt, Kind::Resource, Kind::Template];
@@ -149,24 +148,7 @@ impl LockFile {
 /// The SHA-256 of `definition` in canonical form (object keys sorted at every depth, no
 /// whitespace): two listings that differ only in key order or spacing pin the same.
 pub fn digest(definition: &Value) -> String {
-    let canonical = serde_json::to_string(&canonical(definition)).unwrap_or_default();
-    format!("{:x}", Sha256::digest(canonical.as_bytes()))
-}
-
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, Value> =
-                map.iter().map(|(k, v)| (k, canonical(v))).collect();
-            let mut out = serde_json::Map::new();
-            for (k, v) in sorted {
-                out.insert(k.clone(), v);
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
+    portcullis_core::digest::canonical_digest(definition)
 }
 
 /// An item's definition as pinned: everything the upstream said of it but `_meta` (which

@@ -107,7 +107,12 @@ pub struct AuditLog {
     /// Records handed to the log and not yet where they go (the file, and the table when
     /// there is one): what [`AuditLog::settle`] waits for at shutdown.
     outstanding: Arc<std::sync::atomic::AtomicUsize>,
+    /// The last [`RECENT`] records handed to the log, for the console's audit tail.
+    recent: std::sync::Mutex<std::collections::VecDeque<(std::time::SystemTime, Event)>>,
 }
+
+/// Records the console's audit tail keeps in memory.
+pub const RECENT: usize = 1000;
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,6 +173,7 @@ impl AuditLog {
             fail_closed: section.fail_closed,
             durable_writes: section.fsync == FsyncPolicy::Always,
             outstanding,
+            recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(64)),
         })
     }
 
@@ -192,6 +198,7 @@ impl AuditLog {
     /// Appends `event`. For a tool that changes data with `fsync = "always"`, waits until
     /// it is on disk.
     pub(crate) async fn record(&self, event: Event, changes_data: bool) {
+        self.remember(&event);
         let (written, done) = if changes_data && self.durable_writes {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -238,6 +245,7 @@ impl AuditLog {
     /// Appends the intent record of a call that changes data and waits until it is
     /// written (on disk with `fsync = "always"`); `false` when it could not be.
     pub(crate) async fn record_intent(&self, event: Event) -> bool {
+        self.remember(&event);
         let (tx, rx) = oneshot::channel();
         self.outstanding
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -255,6 +263,57 @@ impl AuditLog {
             return false;
         }
         rx.await.unwrap_or(false)
+    }
+
+    fn remember(&self, event: &Event) {
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.len() >= RECENT {
+            recent.pop_front();
+        }
+        recent.push_back((std::time::SystemTime::now(), event.clone()));
+    }
+
+    /// The most recent records (newest first, at most `limit`, of the last [`RECENT`])
+    /// whose principal, item and decision contain the filters given, as JSON.
+    pub fn recent(
+        &self,
+        principal: Option<&str>,
+        item: Option<&str>,
+        decision: Option<&str>,
+        limit: usize,
+    ) -> Vec<serde_json::Value> {
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let matches = |filter: Option<&str>, value: &str| {
+            filter.is_none_or(|f| f.is_empty() || value.contains(f))
+        };
+        recent
+            .iter()
+            .rev()
+            .filter(|(_, e)| {
+                matches(principal, &e.principal)
+                    && matches(item, &e.item)
+                    && matches(decision, e.decision)
+            })
+            .take(limit)
+            .map(|(time, event)| {
+                let mut value = serde_json::to_value(event).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert(
+                        "time".to_owned(),
+                        serde_json::Value::String(
+                            humantime::format_rfc3339_millis(*time).to_string(),
+                        ),
+                    );
+                }
+                value
+            })
+            .collect()
     }
 
     /// Why the log (the file, or its PostgreSQL copy) cannot be written now, if it cannot

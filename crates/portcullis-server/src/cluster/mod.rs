@@ -122,6 +122,28 @@ impl Cluster {
         key
     }
 
+    /// Claims `name` once across every replica for `ttl` (`SET NX PX`): `Ok(true)` for the
+    /// first claim, `Ok(false)` when it was claimed already. An approval's `requestState`
+    /// is used once this way.
+    pub(crate) async fn claim_once(&self, name: &str, ttl: Duration) -> Result<bool, Unavailable> {
+        let key = self.key(&["once", name]);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let answer: Option<String> = self
+            .run("claim_once", async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg("1")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(answer.is_some())
+    }
+
     /// The idle time of 2025 sessions (set by the HTTP transport).
     pub(crate) fn set_session_idle(&self, idle: Duration) {
         self.session_idle_ms.store(

@@ -78,6 +78,15 @@ pub(crate) enum HttpRefusal {
     },
     /// Every in-flight permit is taken: 503 `overloaded` with `Retry-After: 1`.
     Overloaded,
+    /// A refusal of the console's JSON API: `{"error": code, "error_description": text}`.
+    Console {
+        /// The HTTP status.
+        status: StatusCode,
+        /// A short code (`not_found`, `forbidden`, `conflict`, `bad_request`).
+        code: &'static str,
+        /// What was wrong and what is allowed.
+        description: Cow<'static, str>,
+    },
 }
 
 impl From<(StatusCode, &'static str)> for HttpRefusal {
@@ -113,7 +122,8 @@ impl HttpRefusal {
         match self {
             Self::Rpc { status, .. }
             | Self::Challenge { status, .. }
-            | Self::Text { status, .. } => *status,
+            | Self::Text { status, .. }
+            | Self::Console { status, .. } => *status,
             Self::NoPrincipal => StatusCode::UNAUTHORIZED,
             Self::NotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -201,6 +211,13 @@ impl IntoResponse for HttpRefusal {
                 let body = json!({ "error": "overloaded", "error_description": "too many requests in flight; retry shortly" });
                 with_retry_after((status, Json(body)).into_response(), 1)
             }
+            Self::Console {
+                code, description, ..
+            } => (
+                status,
+                Json(json!({ "error": code, "error_description": description })),
+            )
+                .into_response(),
         }
     }
 }

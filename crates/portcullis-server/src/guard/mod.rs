@@ -49,6 +49,8 @@ pub struct GuardConfig {
     pub(crate) listens: Arc<crate::limits::Slots>,
     /// Resources one listen, or one 2025 session, follows (`limits.max_subscriptions`).
     pub(crate) max_subscriptions: usize,
+    /// Pending console approvals and used approvals, kept across reloads like `calls`.
+    pub(crate) approvals: Arc<crate::approval::Approvals>,
 }
 
 impl GuardConfig {
@@ -72,6 +74,7 @@ impl GuardConfig {
             calls: crate::limits::Slots::new(config.limits.in_flight_per_principal()),
             listens: crate::limits::Slots::new(config.limits.max_listen_streams_per_principal),
             max_subscriptions: config.limits.max_subscriptions,
+            approvals: crate::approval::Approvals::new(),
         })
     }
 
@@ -83,6 +86,7 @@ impl GuardConfig {
         self.calls = Arc::clone(&old.calls);
         self.listens = Arc::clone(&old.listens);
         self.max_subscriptions = old.max_subscriptions;
+        self.approvals = Arc::clone(&old.approvals);
         self
     }
 
@@ -98,6 +102,7 @@ impl GuardConfig {
     #[must_use]
     pub fn shared(mut self, cluster: &Arc<crate::cluster::Cluster>) -> Self {
         self.policies.shared(cluster);
+        self.approvals.share(cluster);
         self
     }
 
@@ -145,6 +150,7 @@ impl GuardConfig {
             calls: crate::limits::Slots::new(defaults.in_flight_per_principal()),
             listens: crate::limits::Slots::new(defaults.max_listen_streams_per_principal),
             max_subscriptions: defaults.max_subscriptions,
+            approvals: crate::approval::Approvals::new(),
         }
     }
 }
@@ -255,6 +261,8 @@ pub(crate) struct Request<'a> {
     pub(crate) arguments: Arguments,
     /// Where the request came from, for the audit log and traces.
     pub(crate) origin: Origin,
+    /// A tool call's part in its approval (read only when the tool needs one).
+    pub(crate) ask: Option<crate::approval::Ask>,
 }
 
 // An `Origin` read from an rmcp request (here, above `traces`, whose switch it reads).
@@ -368,6 +376,15 @@ pub(crate) trait Answer: Sized {
     fn internal(message: String) -> Result<Self, ErrorData> {
         Err(crate::error::internal(message))
     }
+
+    /// The approval step's answer (only tool calls have one).
+    fn approval(answer: Result<CallToolResponse, ErrorData>) -> Result<Self, ErrorData> {
+        answer.and_then(|_| {
+            Err(crate::error::internal(
+                "an approval answered a request that is not a tool call",
+            ))
+        })
+    }
 }
 
 pub use crate::error::REQUEST_TIMED_OUT;
@@ -383,6 +400,10 @@ impl Answer for CallToolResponse {
 
     fn internal(message: String) -> Result<Self, ErrorData> {
         Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into())
+    }
+
+    fn approval(answer: Result<CallToolResponse, ErrorData>) -> Result<Self, ErrorData> {
+        answer
     }
 }
 
@@ -488,6 +509,7 @@ impl GuardConfig {
             principal,
             arguments,
             origin,
+            ask,
         } = request;
         // The request's span, the server span of traces: made before the checks so that
         // refused requests are traced too, entered only around the pack's work and the log
@@ -533,6 +555,11 @@ impl GuardConfig {
             self.finish(&seen, Some(&principal), Outcome::Forbidden)
                 .await;
             return Err(error::forbidden(&what, &missing));
+        }
+        if policy.backing_needs_approval {
+            self.finish(&seen, Some(&principal), Outcome::ApprovalDenied)
+                .await;
+            return Err(error::read_needs_approval(&what));
         }
         // Every bucket the request draws from: its own, and its backing tool's (whose calls
         // share that budget), each keyed by principal and the item it names.
@@ -597,6 +624,35 @@ impl GuardConfig {
                 }
             },
         };
+        // A human's approval of this exact call: after validation (only a valid call is
+        // put to a person), before the intent record and the work.
+        if let Some(rule) = policy.approval {
+            let verdict = match ask {
+                Some(ask) => {
+                    self.approvals
+                        .decide(
+                            rule,
+                            ask,
+                            &principal,
+                            &self.request_state,
+                            self.audit.as_deref(),
+                            &cancel,
+                            policy.timeout,
+                        )
+                        .await
+                }
+                None => crate::approval::Verdict::Halt {
+                    outcome: Outcome::ApprovalDenied,
+                    answer: Err(error::internal(
+                        "a call under approval came without its approval context",
+                    )),
+                },
+            };
+            if let crate::approval::Verdict::Halt { outcome, answer } = verdict {
+                self.finish(&seen, Some(&principal), outcome).await;
+                return T::approval(answer).map(|answer| (answer, None));
+            }
+        }
         if let Some(audit) = &self.audit {
             // A call that changes data runs only once its intent is in the audit log.
             let recorded = !audit.refuses(arguments.changes_data)

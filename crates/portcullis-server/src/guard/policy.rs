@@ -30,12 +30,22 @@ pub(crate) struct ItemPolicy {
     pub(crate) limiter: Option<Arc<dyn RateLimitStore>>,
     /// The limit `limiter` enforces, as configured (for `portcullis explain`).
     pub(crate) rate_limit: Option<RateLimit>,
+    /// A tool's human approval, if it needs one.
+    pub(crate) approval: Option<Arc<crate::approval::Rule>>,
+    /// The pack's tools need approval (`[packs.NAME] approval`): what a resource backed by
+    /// the pack would skip.
+    pub(crate) pack_approval: bool,
 }
 
 /// What bounds one request: its own policy's and its backing's, combined.
 pub(crate) struct Effective<'a> {
     /// The shorter of the two.
     pub(crate) timeout: Duration,
+    /// A tool's human approval (only tools have one).
+    pub(crate) approval: Option<&'a Arc<crate::approval::Rule>>,
+    /// The backing tool needs a human's approval of each call: a read through it would
+    /// skip that, so the guard refuses it.
+    pub(crate) backing_needs_approval: bool,
     /// Every bucket the request draws from: its own first, then its backing's.
     pub(crate) limits: Vec<Limit<'a>>,
 }
@@ -54,6 +64,8 @@ impl<'a> Effective<'a> {
     fn of(policy: &'a ItemPolicy) -> Self {
         Self {
             timeout: policy.timeout,
+            approval: policy.approval.as_ref(),
+            backing_needs_approval: false,
             limits: Vec::new(),
         }
         .and(policy, None)
@@ -147,13 +159,16 @@ impl Policies {
                     .map_or(default_timeout, Duration::from_secs),
                 limiter: pack_limiters.get(pack).cloned().flatten(),
                 rate_limit: policy.and_then(|p| p.rate_limit),
+                approval: None,
+                pack_approval: policy.is_some_and(|p| p.approval.is_some()),
             }
         };
 
         let mut tools = HashMap::new();
         for tool in catalog.tools() {
             let name = tool.name.to_string();
-            let mut policy = of_pack(catalog.tool_pack(&name).unwrap_or_default());
+            let pack = catalog.tool_pack(&name).unwrap_or_default();
+            let mut policy = of_pack(pack);
             if let Some(scopes) = catalog.tool(&name).and_then(|t| t.required_scopes.clone()) {
                 policy.scopes = scopes;
             }
@@ -169,6 +184,28 @@ impl Policies {
                     policy.rate_limit = own.rate_limit;
                 }
             }
+            // The tool's own approval replaces its pack's, whole.
+            let own = config.tools.get(&name).filter(|t| t.approval.is_some());
+            let approval = match own {
+                Some(t) => t
+                    .approval
+                    .map(|mode| (mode, t.approval_timeout_secs, t.approvers.clone())),
+                None => config.packs.get(pack).and_then(|p| {
+                    p.approval
+                        .map(|mode| (mode, p.approval_timeout_secs, p.approvers.clone()))
+                }),
+            };
+            policy.approval = approval.map(|(mode, secs, approvers)| {
+                Arc::new(crate::approval::Rule::new(
+                    mode,
+                    Duration::from_secs(
+                        secs.unwrap_or(portcullis_config::DEFAULT_APPROVAL_TIMEOUT_SECS),
+                    ),
+                    approvers,
+                    tool,
+                    &policy.scopes,
+                ))
+            });
             tools.insert(name, policy);
         }
         let mut prompts = HashMap::new();
@@ -196,6 +233,8 @@ impl Policies {
                 timeout: default_timeout,
                 limiter: None,
                 rate_limit: None,
+                approval: None,
+                pack_approval: false,
             },
             hide_unauthorized: config.auth.hide_unauthorized,
         })
@@ -232,6 +271,8 @@ impl Policies {
                 timeout,
                 limiter: None,
                 rate_limit: None,
+                approval: None,
+                pack_approval: false,
             },
             hide_unauthorized: true,
         }
@@ -292,7 +333,10 @@ impl Policies {
                 Some((source, None)) => Effective::of(self.source(source.index)),
                 Some((source, Some(backing))) => {
                     let (backing, item) = self.backing(&backing);
-                    Effective::of(self.source(source.index)).and(backing, item)
+                    let mut effective = Effective::of(self.source(source.index)).and(backing, item);
+                    effective.backing_needs_approval =
+                        backing.approval.is_some() || backing.pack_approval;
+                    effective
                 }
             },
         }

@@ -176,6 +176,16 @@ impl PortcullisHandler {
         self.shared.in_flight.clone()
     }
 
+    /// Pending console approvals and used approvals (kept across reloads).
+    pub fn approvals(&self) -> Arc<crate::approval::Approvals> {
+        Arc::clone(&self.inner().guard.approvals)
+    }
+
+    /// The audit log in force, if any.
+    pub fn audit(&self) -> Option<Arc<crate::audit::AuditLog>> {
+        self.inner().guard.audit().cloned()
+    }
+
     /// The catalog this handler serves now.
     pub fn catalog(&self) -> Arc<Catalog> {
         Arc::clone(&self.inner().catalog)

@@ -64,6 +64,7 @@ impl PortcullisHandler {
             principal,
             arguments: guard.arguments(&given),
             origin,
+            ask: None,
         };
         let call = PromptCall {
             arguments: HashMap::new(),
@@ -141,6 +142,7 @@ impl PortcullisHandler {
             principal,
             arguments: guard.argument(&argument.name, &argument.value),
             origin: guard::Origin::of(&context),
+            ask: None,
         };
         guard
             .run(catalog, logged, context.ct, |_, _| async {

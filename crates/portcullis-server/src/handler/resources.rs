@@ -164,6 +164,7 @@ impl PortcullisHandler {
             principal: principal.clone(),
             arguments: guard.argument("resources", &count),
             origin: guard::Origin::of(context.request_context()),
+            ask: None,
         };
         // What the client asked for, not what was acknowledged (the acknowledgement keeps
         // at most the cap): a listen naming more is refused, not silently cut.
@@ -418,5 +419,6 @@ pub(super) fn resource_request<'a>(
         principal,
         arguments: guard.argument("uri", uri),
         origin,
+        ask: None,
     }
 }

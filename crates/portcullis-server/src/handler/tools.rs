@@ -106,6 +106,7 @@ impl PortcullisHandler {
             principal: principal.clone(),
             arguments: guard.tool_arguments(&entry.definition, &arguments),
             origin: origin.clone(),
+            ask: None,
         };
         let (call_context, cancel) = CallContext::new(
             context,
@@ -117,7 +118,25 @@ impl PortcullisHandler {
                 origin,
             }),
         );
-        let (input_responses, request_state) = (request.input_responses, request.request_state);
+        let (mut input_responses, mut request_state) =
+            (request.input_responses, request.request_state);
+        // A tool under approval: the call's part in it (its answers and state are the
+        // approval's, never the tool's).
+        let ask = guard.policies.tool(&name).approval.as_ref().map(|_| {
+            let inline = call_context.meta().protocol_version().is_some();
+            crate::approval::Ask {
+                tool: name.to_string(),
+                arguments: arguments.clone(),
+                shown: crate::audit::redacted(&entry.definition.input_schema, &arguments),
+                peer: (!inline).then(|| call_context.peer().clone()),
+                elicitation: call_context
+                    .client_capabilities()
+                    .is_some_and(|c| c.elicitation.is_some()),
+                input_responses: input_responses.take(),
+                request_state: request_state.take(),
+            }
+        });
+        let logged = Request { ask, ..logged };
         let name: &str = &name;
         // What the client declared, read only for a tool that requires something of it.
         let declared = entry

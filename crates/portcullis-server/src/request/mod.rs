@@ -64,6 +64,13 @@ pub(crate) enum Outcome {
     AuditUnavailable,
     /// The intent record of a call that changes data, written before it runs.
     Started,
+    /// A call under approval that is waiting for an approver (it did not run).
+    ApprovalPending,
+    /// A call under approval that was declined, denied, or brought an approval that is not
+    /// valid for it (it did not run).
+    ApprovalDenied,
+    /// A call under approval whose approval was not given in time (it did not run).
+    ApprovalExpired,
 }
 
 impl Outcome {
@@ -84,6 +91,9 @@ impl Outcome {
             Self::Cancelled => "cancelled",
             Self::AuditUnavailable => "audit_unavailable",
             Self::Started => "started",
+            Self::ApprovalPending => "approval_pending",
+            Self::ApprovalDenied => "approval_denied",
+            Self::ApprovalExpired => "approval_expired",
         }
     }
 
@@ -96,7 +106,10 @@ impl Outcome {
             | Self::NotFound
             | Self::Withheld
             | Self::InvalidArguments
-            | Self::AuditUnavailable => "refused",
+            | Self::AuditUnavailable
+            | Self::ApprovalPending
+            | Self::ApprovalDenied
+            | Self::ApprovalExpired => "refused",
             _ => "allowed",
         }
     }

@@ -82,6 +82,8 @@ pub struct HttpOptions {
     /// With many replicas: where 2025-era sessions (owners, caps, idle expiry, what rmcp
     /// needs to restore them) are kept for every replica, and what `/readyz` reports.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Serve the web console at `/console` (`console.enabled`).
+    pub console: bool,
 }
 
 /// Where and to whom `/metrics` is served.
@@ -135,6 +137,7 @@ impl HttpOptions {
                 bearer_token: config.metrics.bearer_token.clone(),
             },
             cluster: None,
+            console: config.console.enabled,
         })
     }
 }
@@ -209,6 +212,7 @@ fn app_draining(
         ))
     });
     let recorder = handler.clone();
+    let recorder_for_console = handler.clone();
     let mcp = StreamableHttpService::new(move || Ok(handler.for_session()), sessions, config);
     // 2025 sessions belong to the principal that created them, within caps.
     let mcp = ServiceBuilder::new()
@@ -245,6 +249,15 @@ fn app_draining(
         .route("/readyz", get(readyz))
         .with_state(ready)
         .merge(metadata);
+    if options.console {
+        router = router.merge(super::console::router(
+            recorder_for_console,
+            Arc::clone(&options.auth),
+            options.allowed_hosts.clone(),
+            options.allowed_origins.clone(),
+            &options.path,
+        ));
+    }
     if options.metrics.on_mcp_listener(options.listen) {
         router = router.merge(metrics_router(
             &options.metrics,

@@ -1,6 +1,7 @@
 //! Transports: the only code that touches stdio or sockets.
 
 mod admission;
+mod console;
 pub mod http;
 mod legacy_sse;
 mod ready;

@@ -34,13 +34,13 @@ async fn wait_for_port(port: u16, what: &str) {
 }
 
 /// A `redis-server` of this test's own, keeping nothing on disk.
-struct Redis {
-    port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
     child: Option<Child>,
 }
 
 impl Redis {
-    async fn start(port: u16) -> Self {
+    pub(crate) async fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",

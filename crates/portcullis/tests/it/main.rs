@@ -7,6 +7,7 @@
 
 mod admission;
 mod api;
+mod approvals;
 mod auth;
 mod authorization;
 mod bad_input;
