@@ -78,6 +78,15 @@ pub async fn python_with_mcp_sdk() -> PathBuf {
         .join("bin/python")
 }
 
+/// The Python of a venv with Playwright (`tests/clients/requirements-browser.txt`),
+/// which drives Debian's Chromium (`/usr/bin/chromium`, or `CHROMIUM`); Playwright's own
+/// browsers are never downloaded.
+pub async fn python_with_playwright() -> PathBuf {
+    venv("browser-venv", "tests/clients/requirements-browser.txt")
+        .await
+        .join("bin/python")
+}
+
 /// `target/NAME`, a venv with `requirements` (relative to the workspace) installed from
 /// PyPI once and reused after (a stamp records what was installed).
 pub async fn venv(name: &str, requirements: &str) -> PathBuf {

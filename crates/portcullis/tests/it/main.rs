@@ -18,6 +18,7 @@ mod clients;
 mod cluster;
 mod commands;
 mod community;
+mod console;
 mod deploy;
 mod files;
 mod gateway;
