@@ -673,3 +673,18 @@ fn an_approval_setting_without_a_mode_is_refused_with_its_key() {
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("tools.read_file.approval"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elicit_or_console_asks_a_client_that_can_answer_and_queues_one_that_cannot() {
+    let setup = Setup::new();
+    let config = setup.config("approval = \"elicit-or-console\"\ntimeout_secs = 1", "");
+    let server = HttpServer::spawn(bin(), &config).await.expect("server");
+    let args = json!({ "path": "e.txt", "content": "x", "confirm": true });
+    let asked = call_2026(&server, ALICE, args.clone(), true, None).await;
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked}");
+    let queued = call_2026(&server, ALICE, args, false, None).await;
+    assert!(result_text(&queued).contains("is pending"), "{queued}");
+    let (_, listed) = console(&server, BOSS, "approvals", None).await;
+    assert_eq!(listed["approvals"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(setup.file("e.txt"), None);
+}

@@ -570,3 +570,60 @@ type = "integer"
     )
     .await;
 }
+
+/// A side door: a resource template whose reads are the work of a tool under approval must
+/// not read what the tool would, unapproved. The read is refused, the tool never runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_backed_by_a_tool_under_approval_is_refused_not_read() {
+    let upstream = crate::upstreams::raw_host("").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = format!(
+        r#"[tools.get]
+approval = "console"
+timeout_secs = 1
+[[api]]
+name = "probe"
+base_url = "{base}"
+allow_private_addresses = ["127.0.0.1/32"]
+[[api.tools]]
+name = "get"
+description = "GET a path"
+path = "/{{+path}}"
+[[api.tools.params]]
+name = "path"
+type = "string"
+[[resource_templates]]
+uri_template = "probe://{{+path}}"
+name = "probe"
+api = {{ source = "probe", tool = "get" }}
+"#,
+        base = upstream.url(),
+    );
+    let server = backed_server(dir.path(), &body).await;
+    let (code, message) = rpc_refusal(
+        &server,
+        FIRST,
+        "resources/read",
+        json!({ "uri": "probe://json" }),
+    )
+    .await;
+    assert_eq!(code, i64::from(portcullis_server::FORBIDDEN), "{message}");
+    assert!(message.contains("needs a human's approval"), "{message}");
+    // The tool itself asks for approval and does not run either.
+    let response = post_stateless(
+        &server.url(),
+        Some(FIRST),
+        "tools/call",
+        json!({ "name": "get", "arguments": { "path": "json" } }),
+    )
+    .await;
+    let text = response.body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("is pending"), "{}", response.body);
+    assert!(
+        upstream.recorder.requests().is_empty(),
+        "nothing reached the API: {:?}",
+        upstream.recorder.requests()
+    );
+}

@@ -89,6 +89,11 @@ required = true
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_in_a_real_browser_signs_in_calls_cancels_watches_and_approves() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&chromium).exists(),
+        "chromium is not installed: `apt-get install -y chromium` (.ci/run does)"
+    );
     let python = portcullis_test::clients::python_with_playwright().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), true);
@@ -273,6 +278,28 @@ async fn the_console_is_off_by_default_and_served_with_a_strict_policy_behind_th
         .expect("JSON");
     assert_eq!(session["principal"], "key:alice");
     assert_eq!(session["approver"], false);
+    // On a loopback listener without [auth], the console is the local user's.
+    let local_dir = tempfile::tempdir().expect("tempdir");
+    let local_config = local_dir.path().join("portcullis.toml");
+    std::fs::write(
+        &local_config,
+        format!(
+            "[server]\nname = \"local\"\n[http]\nlisten = \"127.0.0.1:0\"\n[console]\nenabled = true\n[[files]]\nname = \"r\"\npath = \"{}\"\n",
+            local_dir.path().display()
+        ),
+    )
+    .expect("config");
+    let local = HttpServer::spawn(bin(), &local_config).await.expect("local server");
+    let session: Value = http()
+        .get(local.at("/console/api/session"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(session["principal"], "local", "{session}");
+    assert_eq!(session["authenticated"], false, "{session}");
     // A forged Host (DNS rebinding) and a foreign Origin are refused before anything else.
     let response = http()
         .get(on.at("/console"))
