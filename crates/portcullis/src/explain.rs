@@ -206,9 +206,13 @@ fn render(loaded: &Prepared, who: &Who) -> Result<String, String> {
                 || "no rate limit".to_owned(),
                 |l| format!("rate limit {} per principal", rate(&l)),
             );
+            let approval = rules
+                .approval
+                .map(|mode| format!(", approval by {mode}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {name:<width$}  timeout {} s, {limit}",
+                "  {name:<width$}  timeout {} s, {limit}{approval}",
                 rules.timeout.as_secs_f64()
             );
         }

@@ -484,8 +484,9 @@ impl Approvals {
             )
             .await;
             count("elicit", "requested");
+            // The call did not run: its record says it waits for approval.
             return Verdict::Halt {
-                outcome: Outcome::InputRequired,
+                outcome: Outcome::ApprovalPending,
                 answer: Ok(InputRequiredResult::new(Some(requests), Some(state)).into()),
             };
         };

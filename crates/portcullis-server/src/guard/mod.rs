@@ -168,6 +168,9 @@ pub struct ItemRules {
     /// template backed by a tool is bounded by both limits (each read counts against the
     /// tool's calls too); this is the stricter.
     pub rate_limit: Option<portcullis_config::RateLimit>,
+    /// How a tool's calls are approved by a human (`elicit`, `console`,
+    /// `elicit-or-console`), if they must be.
+    pub approval: Option<&'static str>,
 }
 
 impl GuardConfig {
@@ -203,6 +206,7 @@ impl GuardConfig {
             scopes,
             timeout: policy.timeout,
             rate_limit: policy.strictest(),
+            approval: policy.approval.map(|rule| rule.mode.as_str()),
         })
     }
 }

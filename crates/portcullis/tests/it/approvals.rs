@@ -685,6 +685,28 @@ async fn elicit_or_console_asks_a_client_that_can_answer_and_queues_one_that_can
     let queued = call_2026(&server, ALICE, args, false, None).await;
     assert!(result_text(&queued).contains("is pending"), "{queued}");
     let (_, listed) = console(&server, BOSS, "approvals", None).await;
-    assert_eq!(listed["approvals"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        listed["approvals"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
     assert_eq!(setup.file("e.txt"), None);
+}
+
+#[test]
+fn explain_names_the_approval_a_tool_needs() {
+    let setup = Setup::new();
+    let config = setup.config("approval = \"console\"", "");
+    let output = std::process::Command::new(bin())
+        .args(["explain", "--principal", "key:alice", "--config"])
+        .arg(&config)
+        .output()
+        .expect("explain");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("write_file"))
+        .unwrap_or_default();
+    assert!(line.contains("approval by console"), "{stdout}");
 }

@@ -289,7 +289,9 @@ async fn the_console_is_off_by_default_and_served_with_a_strict_policy_behind_th
         ),
     )
     .expect("config");
-    let local = HttpServer::spawn(bin(), &local_config).await.expect("local server");
+    let local = HttpServer::spawn(bin(), &local_config)
+        .await
+        .expect("local server");
     let session: Value = http()
         .get(local.at("/console/api/session"))
         .send()
