@@ -543,6 +543,80 @@ struct Served<D> {
     digest: String,
 }
 
+/// What binds an upstream's `requestState` to the call it belongs to: sealed with the
+/// server's codec (`cluster.state_keys`), so the caller cannot swap in another upstream's,
+/// tool's, principal's or arguments' state, and any replica opens it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Bridged {
+    /// Upstream, tool, principal.
+    u: String,
+    t: String,
+    p: String,
+    /// The canonical digest of the arguments.
+    a: String,
+    /// The upstream's own state, opaque.
+    s: Option<String>,
+    #[serde(skip)]
+    inline: bool,
+}
+
+/// Binds the sealed state to its purpose.
+const BRIDGED: &[u8] = b"portcullis/upstream-input/v1";
+/// How long a relayed round may take.
+const BRIDGED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl Bridged {
+    fn bound(upstream: &str, tool: &str, call: &ToolCall) -> Self {
+        Self {
+            u: upstream.to_owned(),
+            t: tool.to_owned(),
+            p: call
+                .context
+                .principal()
+                .map(|p| p.id().to_owned())
+                .unwrap_or_default(),
+            a: portcullis_core::digest::canonical_digest(&Value::Object(call.arguments.clone())),
+            s: None,
+            inline: call.context.meta().protocol_version().is_some(),
+        }
+    }
+
+    fn seal(
+        mut self,
+        codec: &rmcp::model::RequestStateCodec,
+        theirs: Option<String>,
+    ) -> Result<String, ToolError> {
+        self.s = theirs;
+        codec
+            .seal_json_with(
+                &self,
+                &rmcp::model::SealOptions::new()
+                    .associated_data(BRIDGED)
+                    .ttl(BRIDGED_TTL),
+            )
+            .map_err(|e| ToolError::internal("sealing an upstream's request state", e))
+    }
+
+    /// The upstream's state in `sealed`, once it proves to be this call's.
+    fn open(
+        &self,
+        codec: &rmcp::model::RequestStateCodec,
+        sealed: &str,
+    ) -> Result<Option<String>, ToolError> {
+        let opened: Self = codec.open_json_with(sealed, BRIDGED).map_err(|_| {
+            ToolError::InvalidParams(
+                "requestState is not valid (altered, expired or from another server); call the tool again without it".to_owned(),
+            )
+        })?;
+        if (&opened.u, &opened.t, &opened.p, &opened.a) != (&self.u, &self.t, &self.p, &self.a) {
+            return Err(ToolError::InvalidParams(
+                "requestState belongs to another call (tool, caller or arguments differ); call the tool again without it".to_owned(),
+            ));
+        }
+        Ok(opened.s)
+    }
+}
+
 type UpstreamTool = Served<ToolDef>;
 type UpstreamPrompt = Served<Prompt>;
 
@@ -563,7 +637,19 @@ impl Tool for UpstreamTool {
     async fn call(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let link = &self.link;
         link.start();
-        let params = CallToolRequestParams::new(self.name.clone()).with_arguments(call.arguments);
+        // A 2026-07-28 upstream may ask its caller for input (an input-required result):
+        // relayed to a 2026-07-28 caller, its state sealed in ours and bound to this call.
+        let bound = Bridged::bound(&link.config.name, &self.name, &call);
+        let mut params = CallToolRequestParams::new(self.name.clone());
+        if let Some(state) = call.request_state.as_deref() {
+            if let Some(theirs) = bound.open(call.context.request_state(), state)? {
+                params = params.with_request_state(theirs);
+            }
+        }
+        if let Some(responses) = call.input_responses {
+            params = params.with_input_responses(responses);
+        }
+        let params = params.with_arguments(call.arguments);
         let check = |link: &Link| still_pinned(link, Kind::Tool, &self.name, &self.digest);
         let answer = link
             .request(
@@ -577,8 +663,19 @@ impl Tool for UpstreamTool {
             .await;
         match answer {
             Ok(ServerResult::CallToolResult(result)) => Ok(result.into()),
+            Ok(ServerResult::InputRequiredResult(result)) if bound.inline => {
+                let state = bound.seal(call.context.request_state(), result.request_state)?;
+                Ok(
+                    rmcp::model::InputRequiredResult::new(result.input_requests, Some(state))
+                        .into(),
+                )
+            }
+            Ok(ServerResult::InputRequiredResult(_)) => Err(ToolError::rejected(format!(
+                "upstream `{}` asks its caller for input (2026-07-28), which reaches only a 2026-07-28 client",
+                link.config.name
+            ))),
             Ok(_) => Err(ToolError::rejected(format!(
-                "upstream `{}` answered with more than a result (input requests or tasks), which the gateway does not relay yet",
+                "upstream `{}` answered with more than a result (a task), which the gateway does not relay yet",
                 link.config.name
             ))),
             Err(failure) => Err(ToolError::rejected(failure_message(

@@ -423,7 +423,7 @@ fn fixture_bin() -> PathBuf {
     bin
 }
 
-async fn spawn_fixture(config: &Path) -> HttpServer {
+pub(crate) async fn spawn_fixture(config: &Path) -> HttpServer {
     let mut command = Command::new(fixture_bin());
     command.arg(config);
     HttpServer::spawn_command(command)

@@ -1578,3 +1578,130 @@ async fn calls_under_load_while_the_upstream_crashes_end_as_results_or_unavailab
         .expect("readyz");
     assert!(ready.status().is_success());
 }
+
+/// A 2026-07-28 upstream that asks its caller for input: the input requests reach a
+/// 2026-07-28 caller, its answers go back with the upstream's state, which travels sealed
+/// inside Portcullis's own (bound to upstream, tool, principal and arguments).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_2026_upstreams_input_required_round_is_relayed_with_its_state_sealed_in_ours() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/conformance/portcullis.toml");
+    let upstream = crate::cluster::spawn_fixture(&fixture).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+name = "mrtr-gateway"
+[http]
+listen = "127.0.0.1:0"
+[gateway]
+lock_file = "{lock}"
+[[upstreams]]
+name = "conf"
+url = "{url}"
+allow_private_addresses = true
+include = ["test_input_required_result_elicitation", "test_input_required_result_request_state"]
+"#,
+            lock = dir.path().join("portcullis.lock").display(),
+            url = upstream.url(),
+        ),
+    )
+    .expect("config");
+    let server = HttpServer::spawn(bin(), &config).await.expect("gateway");
+    let call = |name: &str, extra: serde_json::Value| {
+        let mut params = json!({ "name": name, "arguments": {} });
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            params[k] = v;
+        }
+        let url = server.url();
+        async move {
+            portcullis_test::post_stateless(&url, None, "tools/call", params)
+                .await
+                .body
+        }
+    };
+    // Wait for the first listing.
+    let mut first = json!(null);
+    for _ in 0..100 {
+        first = call("conf__test_input_required_result_elicitation", json!({})).await;
+        if first["result"]["resultType"] == "input_required" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    assert_eq!(
+        first["result"]["inputRequests"]["user_name"]["method"], "elicitation/create",
+        "{first}"
+    );
+    let state = first["result"]["requestState"]
+        .as_str()
+        .expect("our state")
+        .to_owned();
+    let answer = json!({ "user_name": { "action": "accept", "content": { "name": "Ada" } } });
+    let done = call(
+        "conf__test_input_required_result_elicitation",
+        json!({ "inputResponses": answer, "requestState": state }),
+    )
+    .await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "Hello, Ada!",
+        "{done}"
+    );
+
+    // The upstream's own state goes there and back inside ours.
+    let first = call("conf__test_input_required_result_request_state", json!({})).await;
+    let state = first["result"]["requestState"]
+        .as_str()
+        .expect("state")
+        .to_owned();
+    let confirm = json!({ "confirm": { "action": "accept", "content": { "ok": true } } });
+    let done = call(
+        "conf__test_input_required_result_request_state",
+        json!({ "inputResponses": confirm, "requestState": state }),
+    )
+    .await;
+    assert!(
+        done["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("state-ok")),
+        "{done}"
+    );
+    // Altered, or used for another tool: refused before the upstream sees it.
+    let mut tampered: Vec<char> = state.chars().collect();
+    let at = tampered.len() / 2;
+    tampered[at] = if tampered[at] == 'A' { 'B' } else { 'A' };
+    let tampered: String = tampered.into_iter().collect();
+    let refused = call(
+        "conf__test_input_required_result_request_state",
+        json!({ "inputResponses": confirm, "requestState": tampered }),
+    )
+    .await;
+    assert!(refused.to_string().contains("not valid"), "{refused}");
+    let refused = call(
+        "conf__test_input_required_result_elicitation",
+        json!({ "inputResponses": confirm, "requestState": state }),
+    )
+    .await;
+    assert!(refused.to_string().contains("another call"), "{refused}");
+
+    // A 2025 session cannot answer an input-required result: told so.
+    let client = portcullis_test::http_client(&server.url(), Era::Init2025_11)
+        .await
+        .expect("2025 client");
+    let result = try_call(
+        &client,
+        "conf__test_input_required_result_elicitation",
+        json!({}),
+    )
+    .await
+    .expect("tool error");
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("only a 2026-07-28 client"),
+        "{}",
+        text(&result)
+    );
+}
