@@ -641,10 +641,10 @@ impl Tool for UpstreamTool {
         // relayed to a 2026-07-28 caller, its state sealed in ours and bound to this call.
         let bound = Bridged::bound(&link.config.name, &self.name, &call);
         let mut params = CallToolRequestParams::new(self.name.clone());
-        if let Some(state) = call.request_state.as_deref() {
-            if let Some(theirs) = bound.open(call.context.request_state(), state)? {
-                params = params.with_request_state(theirs);
-            }
+        if let Some(state) = call.request_state.as_deref()
+            && let Some(theirs) = bound.open(call.context.request_state(), state)?
+        {
+            params = params.with_request_state(theirs);
         }
         if let Some(responses) = call.input_responses {
             params = params.with_input_responses(responses);

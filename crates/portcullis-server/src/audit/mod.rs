@@ -107,7 +107,8 @@ pub struct AuditLog {
     /// Records handed to the log and not yet where they go (the file, and the table when
     /// there is one): what [`AuditLog::settle`] waits for at shutdown.
     outstanding: Arc<std::sync::atomic::AtomicUsize>,
-    /// The last [`RECENT`] records handed to the log, for the console's audit tail.
+    /// The last [`RECENT`] records handed to the log (without their arguments), for the
+    /// console's audit tail.
     recent: std::sync::Mutex<std::collections::VecDeque<(std::time::SystemTime, Event)>>,
 }
 
@@ -273,7 +274,11 @@ impl AuditLog {
         if recent.len() >= RECENT {
             recent.pop_front();
         }
-        recent.push_back((std::time::SystemTime::now(), event.clone()));
+        // Without the arguments (up to 64 values of 4 KiB at every depth): the tail shows
+        // who did what and how it ended, and stays a few MB at most.
+        let mut kept = event.clone();
+        kept.arguments = None;
+        recent.push_back((std::time::SystemTime::now(), kept));
     }
 
     /// The most recent records (newest first, at most `limit`, of the last [`RECENT`])
