@@ -628,6 +628,14 @@ impl GuardConfig {
                 }
             },
         };
+        // A call the audit log would refuse is refused before anyone is asked to approve it.
+        if let Some(audit) = &self.audit
+            && audit.refuses(arguments.changes_data)
+        {
+            self.finish(&seen, Some(&principal), Outcome::AuditUnavailable)
+                .await;
+            return Err(error::audit_unavailable(&what));
+        }
         // A human's approval of this exact call: after validation (only a valid call is
         // put to a person), before the intent record and the work.
         if let Some(rule) = policy.approval {
