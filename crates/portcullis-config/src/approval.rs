@@ -56,8 +56,19 @@ pub(crate) fn validate(
     mode: Option<ApprovalMode>,
     timeout: Option<u64>,
     approvers: Option<&[String]>,
+    console: bool,
 ) -> Result<(), crate::validate::Issue> {
     use crate::validate::issue;
+    if matches!(
+        mode,
+        Some(ApprovalMode::Console | ApprovalMode::ElicitOrConsole)
+    ) && !console
+    {
+        return Err(issue(
+            format!("{path}.approval"),
+            "console approval needs `[console] enabled = true`: approvers decide in the console (or its API under /console/api/); without it a call could never be approved",
+        ));
+    }
     if mode.is_none() && (timeout.is_some() || approvers.is_some()) {
         return Err(issue(
             format!("{path}.approval"),
@@ -95,4 +106,42 @@ pub(crate) fn validate(
         }
     }
     Ok(())
+}
+
+/// What `portcullis check` warns about approvals in a valid config: console approvals
+/// nobody can give, and approvers that name no API key.
+pub(crate) fn warnings(config: &crate::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let policies = config
+        .tools
+        .iter()
+        .map(|(n, t)| (format!("tools.{n}"), t.approval, t.approvers.as_ref()))
+        .chain(
+            config
+                .packs
+                .iter()
+                .map(|(n, p)| (format!("packs.{n}"), p.approval, p.approvers.as_ref())),
+        );
+    for (path, mode, approvers) in policies {
+        let Some(mode) = mode else { continue };
+        let console = matches!(mode, ApprovalMode::Console | ApprovalMode::ElicitOrConsole);
+        let names_local = approvers.is_some_and(|a| a.iter().any(|x| x == "local"));
+        if console && !config.auth.is_enabled() && !names_local {
+            out.push(format!(
+                "{path}.approval: without [auth] every caller is `local`, and a caller never approves its own call: add `approvers = [\"local\"]` to let the console's user approve, or configure [auth]"
+            ));
+        }
+        for key in approvers
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.strip_prefix("key:"))
+        {
+            if !config.auth.api_keys.iter().any(|k| k.name == key) {
+                out.push(format!(
+                    "{path}.approvers: `key:{key}` names no [[auth.api_keys]] entry"
+                ));
+            }
+        }
+    }
+    out
 }

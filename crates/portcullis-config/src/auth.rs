@@ -300,12 +300,35 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
             }
         }
     }
+    let console = config.console.enabled;
+    // An elicit approval's state is used once: across replicas and restarts only Redis
+    // can remember that.
+    let shared_state_without_redis = config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| !c.state_keys.is_empty() && c.redis_url.is_none());
+    let elicits = |mode: Option<crate::ApprovalMode>| {
+        matches!(
+            mode,
+            Some(crate::ApprovalMode::Elicit | crate::ApprovalMode::ElicitOrConsole)
+        )
+    };
+    if shared_state_without_redis
+        && (config.tools.values().any(|t| elicits(t.approval))
+            || config.packs.values().any(|p| elicits(p.approval)))
+    {
+        return Err(crate::validate::issue(
+            "cluster.redis_url",
+            "elicit approvals with `cluster.state_keys` need `cluster.redis_url`: a sealed approval opens on every replica and after a restart, and only Redis can remember that it was used",
+        ));
+    }
     for (name, policy) in &config.tools {
         crate::approval::validate(
             &format!("tools.{name}"),
             policy.approval,
             policy.approval_timeout_secs,
             policy.approvers.as_deref(),
+            console,
         )?;
     }
     for (name, policy) in &config.packs {
@@ -314,6 +337,7 @@ pub(crate) fn validate(config: &crate::Config) -> Result<(), crate::validate::Is
             policy.approval,
             policy.approval_timeout_secs,
             policy.approvers.as_deref(),
+            console,
         )?;
     }
     let limits = &config.limits;

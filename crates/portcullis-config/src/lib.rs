@@ -64,6 +64,7 @@ pub const LOG_ENV: &str = "PORTCULLIS_LOG";
 pub fn warnings(config: &Config) -> Vec<String> {
     let mut out = commands::warnings(&config.commands);
     out.extend(operations::warnings(config));
+    out.extend(approval::warnings(config));
     out
 }
 

@@ -712,6 +712,7 @@ function renderApprovals(approvals) {
   clear(list, approvals.map((a) => el('div', { class: 'card approval', dataset: { id: a.id } },
     el('p', {}, el('strong', {}, a.tool), ' called by ', el('code', {}, a.principal), ' · ', a.state),
     el('p', {}, 'Arguments: ', el('code', {}, a.summary)),
+    el('details', { class: 'arguments' }, el('summary', {}, 'All arguments as they will run'), el('pre', {}, a.arguments)),
     el('p', { class: 'muted' }, 'Digest ', el('code', { class: 'digest' }, a.digest)),
     el('p', { class: 'muted' }, 'Requested ' + a.requested_at + ', expires ' + a.expires_at),
     a.may_decide && a.state === 'pending'

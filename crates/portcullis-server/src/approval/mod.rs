@@ -45,6 +45,8 @@ pub const MAX_PENDING_PER_PRINCIPAL: usize = 16;
 pub const MAX_PENDING: usize = 1024;
 /// Nonces of used 2026-07-28 approvals remembered in this process (without `[cluster]`).
 const MAX_USED: usize = 65_536;
+/// Of which one principal's at most.
+const MAX_USED_PER_PRINCIPAL: usize = 4096;
 /// What binds a sealed approval state to its purpose (no other state of the codec opens
 /// as one).
 const STATE_PURPOSE: &[u8] = b"portcullis/approval/v1";
@@ -56,8 +58,10 @@ pub(crate) struct Rule {
     pub(crate) timeout: Duration,
     /// Scopes or principal ids, any one of which may approve in the console.
     pub(crate) approvers: Vec<String>,
-    /// The digest of the tool's configuration as served (its definition and this rule):
-    /// a reload that changes either voids approvals given before it.
+    /// The digest of the tool's configuration as served: the config's generation (the
+    /// digest of the whole config), the tool's definition (an upstream's may change
+    /// without the config) and this rule. A reload that changes any of them voids the
+    /// approvals given before it.
     pub(crate) config_digest: String,
 }
 
@@ -68,9 +72,11 @@ impl Rule {
         approvers: Option<Vec<String>>,
         definition: &rmcp::model::Tool,
         scopes: &[String],
+        generation: &str,
     ) -> Self {
         let approvers = approvers.unwrap_or_else(|| vec![APPROVE_SCOPE.to_owned()]);
         let config_digest = portcullis_core::digest::canonical_digest(&json!({
+            "generation": generation,
             "definition": serde_json::to_value(definition).unwrap_or(Value::Null),
             "scopes": scopes,
             "approval": mode.as_str(),
@@ -99,6 +105,62 @@ pub(crate) struct Ask {
     /// A 2026-07-28 retry's answers and state.
     pub(crate) input_responses: Option<InputResponses>,
     pub(crate) request_state: Option<String>,
+    /// Filled once the call is approved: what the tool itself gets.
+    pub(crate) resume: Arc<Mutex<Option<Resume>>>,
+}
+
+/// What an approved call's tool receives of its round: its own answers and state (the
+/// approval's taken out), and what seals the state of its next round.
+#[derive(Default)]
+pub struct Resume {
+    pub input_responses: Option<InputResponses>,
+    pub request_state: Option<String>,
+    pub sealer: Option<Sealer>,
+}
+
+/// Seals the state of an approved call's next round to that call.
+pub struct Sealer {
+    digest: String,
+    ttl: Duration,
+}
+
+impl Sealer {
+    /// The tool's own `state` (if any) sealed inside a state of ours bound to the call's
+    /// digest: the next round needs no new approval, and no other call can use it.
+    pub fn seal(
+        &self,
+        codec: &rmcp::model::RequestStateCodec,
+        state: Option<String>,
+    ) -> Result<String, rmcp::model::RequestStateError> {
+        let continued = Continued {
+            d: self.digest.clone(),
+            n: uuid::Uuid::new_v4().simple().to_string(),
+            s: state,
+        };
+        codec.seal_json_with(
+            &continued,
+            &rmcp::model::SealOptions::new()
+                .associated_data(CONTINUED)
+                .ttl(self.ttl),
+        )
+    }
+}
+
+/// The state of an approved call's next round.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continued {
+    d: String,
+    n: String,
+    s: Option<String>,
+}
+
+/// Binds a continuation's state to its purpose.
+const CONTINUED: &[u8] = b"portcullis/approval-continued/v1";
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How the approval step ended.
@@ -154,11 +216,14 @@ pub struct Pending {
     pub principal: String,
     pub tool: String,
     pub summary: String,
-    pub arguments: Value,
+    /// The whole arguments as people read them ([`shown_text`]).
+    pub arguments: String,
     pub requested_at: SystemTime,
     pub expires_at: SystemTime,
     expires: Instant,
     approvers: Vec<String>,
+    /// The tool's configuration it was requested under ([`Rule::config_digest`]).
+    config_digest: String,
     state: watch::Sender<State>,
 }
 
@@ -170,16 +235,25 @@ impl Pending {
     /// Whether `principal` may decide it: holds one of the approver scopes, or is named by
     /// id. A principal never decides its own call unless it is named by id.
     pub fn may_decide(&self, principal: &Principal) -> bool {
-        let named = self.approvers.iter().any(|a| a == principal.id());
-        if named {
+        let (ids, scopes): (Vec<&String>, Vec<&String>) =
+            self.approvers.iter().partition(|a| is_principal_id(a));
+        if ids.iter().any(|id| *id == principal.id()) {
             return true;
         }
         principal.id() != self.principal
-            && self
-                .approvers
+            && scopes
                 .iter()
-                .any(|scope| principal.missing(std::slice::from_ref(scope)).is_empty())
+                .any(|scope| principal.missing(std::slice::from_ref(*scope)).is_empty())
     }
+}
+
+/// Whether an `approvers` entry names a principal (`key:…`, `jwt:…`, `jwt-client:…`,
+/// `local`) rather than a scope: never both, so a scope spelled like an id grants nothing.
+pub fn is_principal_id(entry: &str) -> bool {
+    entry == "local"
+        || ["key:", "jwt:", "jwt-client:"]
+            .iter()
+            .any(|prefix| entry.starts_with(prefix))
 }
 
 /// Why a console decision was not taken.
@@ -191,6 +265,10 @@ pub enum DecideError {
     NotAllowed,
     #[error("the approval was already {0}")]
     Decided(&'static str),
+    #[error(
+        "the tool's configuration changed since this call was requested; it must be called again"
+    )]
+    Changed,
 }
 
 /// The approvals of this process: the console's queue and the used 2026-07-28 nonces.
@@ -198,8 +276,13 @@ pub enum DecideError {
 #[derive(Default)]
 pub struct Approvals {
     pending: Mutex<HashMap<String, Arc<Pending>>>,
-    used: Mutex<HashMap<String, std::time::Instant>>,
+    /// Used nonces: principal and until when.
+    used: Mutex<HashMap<String, (String, std::time::Instant)>>,
     cluster: Mutex<Option<Arc<crate::cluster::Cluster>>>,
+    /// Where expiries found by the sweep are recorded.
+    audit: Mutex<Option<Arc<AuditLog>>>,
+    /// Whether the sweep of expired approvals runs.
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -228,7 +311,8 @@ pub(crate) fn call_digest(
 }
 
 /// A line for people: `path = "notes/a.md", force = true` (at most 20 arguments, each
-/// value cut to 120 characters, control characters shown as spaces).
+/// value cut to 120 characters, and saying so; characters that hide or reorder text shown
+/// as spaces). The whole arguments are in [`shown_text`].
 pub(crate) fn summary(shown: &Value) -> String {
     let Some(object) = shown.as_object() else {
         return String::new();
@@ -237,25 +321,71 @@ pub(crate) fn summary(shown: &Value) -> String {
         .iter()
         .take(20)
         .map(|(k, v)| {
-            let mut text = v.to_string();
-            if text.chars().count() > 120 {
-                text = text.chars().take(119).collect::<String>() + "…";
-            }
-            let text: String = text
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            format!("{k} = {text}")
+            let text = v.to_string();
+            let count = text.chars().count();
+            let text = if count > 120 {
+                let cut: String = text.chars().take(119).collect();
+                format!("{cut}…(+{} characters)", count - 119)
+            } else {
+                text
+            };
+            format!("{} = {}", visible(k), visible(&text))
         })
         .collect();
     if object.len() > 20 {
-        parts.push(format!("… (+{} more)", object.len() - 20));
+        parts.push(format!("… (+{} more arguments)", object.len() - 20));
     }
     if parts.is_empty() {
         "(no arguments)".to_owned()
     } else {
         parts.join(", ")
     }
+}
+
+/// The largest text of a call's arguments shown to an approver.
+const MAX_SHOWN: usize = 64 * 1024;
+
+/// The whole arguments for people, as indented JSON (secret parameters already redacted,
+/// strings already cut at 4 KiB with their length), at most 64 KiB and saying where it was
+/// cut; characters that hide or reorder text shown as spaces.
+pub(crate) fn shown_text(shown: &Value) -> String {
+    let text = serde_json::to_string_pretty(shown).unwrap_or_default();
+    let text = visible(&text);
+    if text.len() <= MAX_SHOWN {
+        return text;
+    }
+    let mut end = MAX_SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n…(cut: {} more bytes not shown; deny a call you cannot read whole)",
+        &text[..end],
+        text.len() - end
+    )
+}
+
+/// `text` with control characters and Unicode format characters (bidirectional overrides,
+/// zero-width characters) replaced by spaces, so what a person reads is what runs.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' || is_format(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Unicode's format characters (general category Cf) that can hide or reorder text.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+        | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -271,6 +401,33 @@ impl Approvals {
         Arc::new(Self::default())
     }
 
+    /// Records what the sweep finds in `audit`.
+    pub(crate) fn record_in(&self, audit: &Arc<AuditLog>) {
+        *lock(&self.audit) = Some(Arc::clone(audit));
+    }
+
+    /// Starts, once, the sweep that expires pending approvals nobody looks at (every 5 s,
+    /// ending with the last reference to the queue), so each expiry is recorded in time.
+    fn sweep(self: &Arc<Self>) {
+        if self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let queue = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let Some(queue) = queue.upgrade() else {
+                    break;
+                };
+                let audit = lock(&queue.audit).clone();
+                queue.expire(audit.as_deref()).await;
+            }
+        });
+    }
+
     /// Claims used nonces in Redis, for every replica.
     pub(crate) fn share(&self, cluster: &Arc<crate::cluster::Cluster>) {
         *self
@@ -279,13 +436,14 @@ impl Approvals {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(cluster));
     }
 
-    /// Decides whether the call described by `ask` may run. `wait_until` bounds any wait
-    /// (the earlier of the approval timeout and the call's own timeout).
+    /// Decides whether the call described by `ask` may run. Any wait is bounded by the
+    /// earlier of the approval timeout and the call's own timeout. Once approved, the
+    /// tool's own multi-round answers and state are in `ask.resume` for the call.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn decide(
-        &self,
+        self: &Arc<Self>,
         rule: &Rule,
-        ask: Ask,
+        mut ask: Ask,
         principal: &Principal,
         codec: &rmcp::model::RequestStateCodec,
         audit: Option<&AuditLog>,
@@ -293,6 +451,101 @@ impl Approvals {
         call_timeout: Duration,
     ) -> Verdict {
         let digest = call_digest(principal.id(), &ask.tool, &ask.arguments, rule);
+        let sealer = Sealer {
+            digest: digest.clone(),
+            ttl: rule.timeout,
+        };
+        let slot = Arc::clone(&ask.resume);
+        // A later round of a call already approved (the tool asked its caller for input):
+        // its state is ours, sealed around the tool's, bound to this very call, used once.
+        if let Some(state) = ask.request_state.as_deref()
+            && let Ok(continued) = codec.open_json_with::<Continued>(state, CONTINUED)
+        {
+            let (tool, digest_ref) = (ask.tool.as_str(), sealer.digest.as_str());
+            let refused = |event: &'static str, text: String| async move {
+                record(
+                    audit,
+                    principal.id(),
+                    tool,
+                    "approval/decision",
+                    event,
+                    event,
+                    json!({ "mode": "continued", "digest": digest_ref }),
+                )
+                .await;
+                count("continued", event);
+                refuse(Outcome::ApprovalDenied, text)
+            };
+            if continued.d != digest {
+                return refused(
+                    "mismatch",
+                    format!("this round's requestState belongs to a different call of tool `{tool}` (its arguments, caller or configuration differ); call the tool again"),
+                )
+                .await;
+            }
+            match self.claim(principal.id(), &continued.n, rule.timeout).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return refused(
+                        "replayed",
+                        format!(
+                            "this round of tool `{tool}` was already answered; call the tool again"
+                        ),
+                    )
+                    .await;
+                }
+                Err(()) => {
+                    return refused(
+                        "unavailable",
+                        format!("the round of tool `{tool}` cannot be recorded as used now (too many recent approvals, or the shared state is unavailable); try again later"),
+                    )
+                    .await;
+                }
+            }
+            *lock(&slot) = Some(Resume {
+                input_responses: ask.input_responses.take(),
+                request_state: continued.s,
+                sealer: Some(sealer),
+            });
+            return Verdict::Approved;
+        }
+        // The tool's own answers, if any, besides the approval's.
+        let mut own = ask.input_responses.clone().unwrap_or_default();
+        own.remove(INPUT_KEY);
+        let verdict = self
+            .fresh(
+                rule,
+                ask,
+                principal,
+                digest,
+                codec,
+                audit,
+                cancel,
+                call_timeout,
+            )
+            .await;
+        if matches!(verdict, Verdict::Approved) {
+            *lock(&slot) = Some(Resume {
+                input_responses: (!own.is_empty()).then_some(own),
+                request_state: None,
+                sealer: Some(sealer),
+            });
+        }
+        verdict
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fresh(
+        self: &Arc<Self>,
+        rule: &Rule,
+        ask: Ask,
+        principal: &Principal,
+        digest: String,
+        codec: &rmcp::model::RequestStateCodec,
+        audit: Option<&AuditLog>,
+        cancel: &CancellationToken,
+        call_timeout: Duration,
+    ) -> Verdict {
         let wait = rule.timeout.min(call_timeout);
         let elicit = match rule.mode {
             ApprovalMode::Elicit => true,
@@ -546,7 +799,7 @@ impl Approvals {
             )
             .await;
         }
-        match self.claim(&sealed.n, rule.timeout).await {
+        match self.claim(principal.id(), &sealed.n, rule.timeout).await {
             Ok(true) => {}
             Ok(false) => {
                 return invalid(
@@ -558,7 +811,7 @@ impl Approvals {
             Err(()) => {
                 return invalid(
                     "unavailable",
-                    format!("the approval of tool `{}` cannot be checked now (shared state unavailable); try again later", ask.tool),
+                    format!("the approval of tool `{}` cannot be recorded as used now (too many recent approvals, or the shared state is unavailable); try again later", ask.tool),
                 )
                 .await;
             }
@@ -579,12 +832,8 @@ impl Approvals {
 
     /// Claims a nonce once: in Redis with `[cluster]` (fails closed when it cannot be
     /// reached), else in this process (bounded; full: refused).
-    async fn claim(&self, nonce: &str, ttl: Duration) -> Result<bool, ()> {
-        let cluster = self
-            .cluster
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+    async fn claim(&self, principal: &str, nonce: &str, ttl: Duration) -> Result<bool, ()> {
+        let cluster = lock(&self.cluster).clone();
         if let Some(cluster) = cluster {
             return cluster
                 .claim_once(&format!("approval:{nonce}"), ttl)
@@ -592,27 +841,30 @@ impl Approvals {
                 .map_err(|error| tracing::warn!(%error, "claiming an approval failed"));
         }
         let now = std::time::Instant::now();
-        let mut used = self
-            .used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if used.len() >= MAX_USED {
-            used.retain(|_, until| *until > now);
+        let mut used = lock(&self.used);
+        if used.len() >= MAX_USED / 2 {
+            used.retain(|_, (_, until)| *until > now);
         }
         if used.contains_key(nonce) {
             return Ok(false);
         }
-        if used.len() >= MAX_USED {
+        // One principal's approvals cannot crowd out everyone else's.
+        let mine = used.values().filter(|(p, _)| p == principal).count();
+        if used.len() >= MAX_USED || mine >= MAX_USED_PER_PRINCIPAL {
+            tracing::warn!(
+                principal,
+                "too many approvals remembered as used; refusing another"
+            );
             return Err(());
         }
-        used.insert(nonce.to_owned(), now + ttl);
+        used.insert(nonce.to_owned(), (principal.to_owned(), now + ttl));
         Ok(true)
     }
 
     /// Console: find or open the call's pending approval and wait for a decision.
     #[allow(clippy::too_many_arguments)]
     async fn console(
-        &self,
+        self: &Arc<Self>,
         rule: &Rule,
         ask: Ask,
         principal: &Principal,
@@ -621,6 +873,7 @@ impl Approvals {
         cancel: &CancellationToken,
         wait: Duration,
     ) -> Verdict {
+        self.sweep();
         self.expire(audit).await;
         let opened = {
             let mut pending = self
@@ -654,11 +907,12 @@ impl Approvals {
                             principal: principal.id().to_owned(),
                             tool: ask.tool.clone(),
                             summary: summary(&ask.shown),
-                            arguments: ask.shown.clone(),
+                            arguments: shown_text(&ask.shown),
                             requested_at: now,
                             expires_at: now + rule.timeout,
                             expires: Instant::now() + rule.timeout,
                             approvers: rule.approvers.clone(),
+                            config_digest: rule.config_digest.clone(),
                             state: watch::Sender::new(State::Waiting),
                         });
                         pending.insert(entry.id.clone(), Arc::clone(&entry));
@@ -705,7 +959,8 @@ impl Approvals {
             }
         };
         let mut states = entry.state.subscribe();
-        let until = Instant::now() + wait;
+        // Never past the approval's own expiry (a call may join one that is about to end).
+        let until = (Instant::now() + wait).min(entry.expires);
         loop {
             let state = states.borrow_and_update().clone();
             match state {
@@ -725,12 +980,12 @@ impl Approvals {
                         return Verdict::Approved;
                     }
                 }
-                State::Denied { by } => {
+                State::Denied { .. } => {
                     self.remove(&entry.id);
                     return refuse(
                         Outcome::ApprovalDenied,
                         format!(
-                            "the call of tool `{}` was denied by {by} (approval {}); it did not run",
+                            "the call of tool `{}` was denied by an approver (approval {}); it did not run",
                             ask.tool, entry.id
                         ),
                     );
@@ -830,12 +1085,16 @@ impl Approvals {
     }
 
     /// An approver's decision on pending approval `id`.
+    /// `current` tells the tool's configuration digest served now: an approval requested
+    /// under another (a reload changed the tool, its rule or its approvers) is not decided
+    /// but expired.
     pub async fn decide_pending(
         &self,
         id: &str,
         approver: &Principal,
         approve: bool,
         audit: Option<&AuditLog>,
+        current: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<Pending>, DecideError> {
         self.expire(audit).await;
         let entry = self
@@ -852,6 +1111,22 @@ impl Approvals {
             } else {
                 DecideError::NotFound
             });
+        }
+        if current(&entry.tool).as_deref() != Some(entry.config_digest.as_str()) {
+            let expired = entry.state.send_if_modified(|s| {
+                if *s == State::Waiting {
+                    *s = State::Expired;
+                    true
+                } else {
+                    false
+                }
+            });
+            self.remove(&entry.id);
+            if expired {
+                record(audit, "portcullis", &entry.tool, "approval/decision", "expired", "expired", json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal, "reason": "the configuration changed" })).await;
+                count("console", "expired");
+            }
+            return Err(DecideError::Changed);
         }
         let by = approver.id().to_owned();
         let next = if approve {
@@ -881,11 +1156,20 @@ impl Approvals {
     }
 }
 
-/// The elicitation's message: the tool, the caller, the arguments for people, the digest.
+/// The elicitation's message: the tool, the caller, the whole arguments for people (cut at
+/// 4000 characters, saying so), the digest.
 fn message(tool: &str, principal: &str, shown: &Value, digest: &str) -> String {
+    let mut arguments = shown_text(shown);
+    let count = arguments.chars().count();
+    if count > 4000 {
+        arguments = arguments.chars().take(4000).collect::<String>()
+            + &format!(
+                "\n…(cut: {} more characters not shown; decline a call you cannot read whole)",
+                count - 4000
+            );
+    }
     format!(
-        "Approve this call of tool `{tool}` by {principal}?\nArguments: {}\nCall digest: {}",
-        summary(shown),
+        "Approve this call of tool `{tool}` by {principal}?\nArguments:\n{arguments}\nCall digest: {}",
         &digest[..16.min(digest.len())]
     )
 }
@@ -929,7 +1213,7 @@ mod tests {
 
     fn rule(mode: ApprovalMode, approvers: Option<Vec<String>>) -> Rule {
         let tool = rmcp::model::Tool::new("rm", "removes", Arc::new(JsonObject::new()));
-        Rule::new(mode, Duration::from_secs(60), approvers, &tool, &[])
+        Rule::new(mode, Duration::from_secs(60), approvers, &tool, &[], "g1")
     }
 
     fn args(value: Value) -> JsonObject {
@@ -965,6 +1249,25 @@ mod tests {
             base,
             call_digest("key:alice", "rm", &args(json!({"path": "a", "n": 1.0})), &r)
         );
+        let tool = rmcp::model::Tool::new("rm", "removes", Arc::new(JsonObject::new()));
+        let reloaded = Rule::new(
+            ApprovalMode::Console,
+            Duration::from_secs(60),
+            None,
+            &tool,
+            &[],
+            "g2",
+        );
+        assert_ne!(
+            base,
+            call_digest(
+                "key:alice",
+                "rm",
+                &args(json!({"path": "a", "n": 1})),
+                &reloaded
+            ),
+            "another config generation"
+        );
         let other = rule(ApprovalMode::Console, Some(vec!["key:boss".to_owned()]));
         assert_ne!(
             base,
@@ -978,6 +1281,46 @@ mod tests {
     }
 
     #[test]
+    fn an_approver_entry_is_an_id_or_a_scope_never_both() {
+        let pending = |approvers: &[&str]| Pending {
+            id: "p".into(),
+            digest: "d".into(),
+            principal: "key:alice".into(),
+            tool: "rm".into(),
+            summary: String::new(),
+            arguments: String::new(),
+            requested_at: SystemTime::now(),
+            expires_at: SystemTime::now(),
+            expires: Instant::now(),
+            approvers: approvers.iter().map(|a| (*a).to_owned()).collect(),
+            config_digest: String::new(),
+            state: watch::Sender::new(State::Waiting),
+        };
+        let holder = |id: &str, scopes: &[&str]| {
+            Principal::new(
+                id,
+                scopes.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+            )
+        };
+        let by_id = pending(&["key:boss"]);
+        assert!(by_id.may_decide(&holder("key:boss", &[])));
+        assert!(
+            !by_id.may_decide(&holder("key:mallory", &["key:boss"])),
+            "a scope spelled like an id"
+        );
+        let by_scope = pending(&["approve"]);
+        assert!(by_scope.may_decide(&holder("key:boss", &["approve"])));
+        assert!(
+            !by_scope.may_decide(&holder("key:alice", &["approve"])),
+            "never one's own call"
+        );
+        assert!(
+            pending(&["key:alice"]).may_decide(&holder("key:alice", &[])),
+            "unless named"
+        );
+    }
+
+    #[test]
     fn a_summary_is_bounded_and_shows_no_control_characters() {
         let long = "x".repeat(500);
         let text = summary(&json!({ "path": "a\nb", "body": long }));
@@ -985,6 +1328,12 @@ mod tests {
         assert!(text.len() < 300, "{text}");
         let many: serde_json::Map<String, Value> =
             (0..30).map(|i| (format!("k{i:02}"), json!(i))).collect();
-        assert!(summary(&Value::Object(many)).ends_with("… (+10 more)"));
+        assert!(summary(&Value::Object(many)).ends_with("… (+10 more arguments)"));
+        assert!(text.contains("…(+"), "a cut says so: {text}");
+        // A right-to-left override cannot make `txt.exe` read as `exe.txt`.
+        let tricky = summary(&json!({ "path": "a\u{202E}txt.exe" }));
+        assert!(!tricky.contains('\u{202E}'), "{tricky}");
+        let whole = shown_text(&json!({ "body": "y".repeat(100_000) }));
+        assert!(whole.len() < 70_000 && whole.contains("more bytes not shown"));
     }
 }

@@ -274,10 +274,13 @@ impl AuditLog {
         if recent.len() >= RECENT {
             recent.pop_front();
         }
-        // Without the arguments (up to 64 values of 4 KiB at every depth): the tail shows
-        // who did what and how it ended, and stays a few MB at most.
+        // Without a call's arguments (up to 64 values of 4 KiB at every depth): the tail
+        // shows who did what and how it ended, and stays a few MB at most. An approval's
+        // record keeps its few fields (id, digest, who asked).
         let mut kept = event.clone();
-        kept.arguments = None;
+        if !kept.method.starts_with("approval/") {
+            kept.arguments = None;
+        }
         recent.push_back((std::time::SystemTime::now(), kept));
     }
 

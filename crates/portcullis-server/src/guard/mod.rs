@@ -40,6 +40,8 @@ pub struct GuardConfig {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// Seals the `requestState` of multi-round calls (`cluster.state_keys`).
     pub(crate) request_state: rmcp::model::RequestStateCodec,
+    /// Whether `request_state` has the configured keys (else a random key of the process).
+    keyed_state: bool,
     /// Tool calls running per principal (`limits.max_in_flight_per_principal`), each until
     /// it ends, whatever its transport does meanwhile. Kept across reloads
     /// ([`GuardConfig::keeps_counts_of`]), so calls on the old config still count.
@@ -71,6 +73,10 @@ impl GuardConfig {
             ),
             audit: None,
             request_state: request_state_codec(config.cluster.as_ref())?,
+            keyed_state: config
+                .cluster
+                .as_ref()
+                .is_some_and(|c| !c.state_keys.is_empty()),
             calls: crate::limits::Slots::new(config.limits.in_flight_per_principal()),
             listens: crate::limits::Slots::new(config.limits.max_listen_streams_per_principal),
             max_subscriptions: config.limits.max_subscriptions,
@@ -87,12 +93,18 @@ impl GuardConfig {
         self.listens = Arc::clone(&old.listens);
         self.max_subscriptions = old.max_subscriptions;
         self.approvals = Arc::clone(&old.approvals);
+        // Without `cluster.state_keys` the key is this process's own: kept, so a reload
+        // does not void the multi-round states in flight.
+        if !self.keyed_state {
+            self.request_state = old.request_state.clone();
+        }
         self
     }
 
     /// Records every decision in `audit` too.
     #[must_use]
     pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.approvals.record_in(&audit);
         self.audit = Some(audit);
         self
     }
@@ -147,6 +159,7 @@ impl GuardConfig {
             fingerprint: Fingerprint::new(None),
             audit: None,
             request_state: random_state_codec(),
+            keyed_state: false,
             calls: crate::limits::Slots::new(defaults.in_flight_per_principal()),
             listens: crate::limits::Slots::new(defaults.max_listen_streams_per_principal),
             max_subscriptions: defaults.max_subscriptions,

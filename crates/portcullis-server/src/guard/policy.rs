@@ -164,6 +164,31 @@ impl Policies {
             }
         };
 
+        // The config's generation as approvals know it: the digest of every section that
+        // says what a tool does or who may call it (secrets show as `<redacted>`), not of
+        // what differs between replicas of one deployment (listen address, audit file,
+        // replica name, logging): the same on every replica, changed by any change to a
+        // pack, a policy or the keys.
+        let generation = config.tools.values().any(|t| t.approval.is_some())
+            || config.packs.values().any(|p| p.approval.is_some());
+        let generation = generation.then(|| {
+            let c = config;
+            let what = (
+                &c.tools,
+                &c.packs,
+                &c.auth,
+                &c.files,
+                &c.prompts,
+                &c.resources,
+                &c.sql,
+                &c.api,
+                &c.commands,
+                &c.notes,
+                &c.upstreams,
+                &c.resource_templates,
+            );
+            portcullis_core::digest::sha256_hex(format!("{what:?}").as_bytes())
+        });
         let mut tools = HashMap::new();
         for tool in catalog.tools() {
             let name = tool.name.to_string();
@@ -204,6 +229,7 @@ impl Policies {
                     approvers,
                     tool,
                     &policy.scopes,
+                    generation.as_deref().unwrap_or_default(),
                 ))
             });
             tools.insert(name, policy);
@@ -330,12 +356,19 @@ impl Policies {
             Target::Listen(_) => Effective::of(&self.default),
             Target::Resource(_) | Target::Template(_) => match Self::source_of(catalog, target) {
                 None => Effective::of(&self.default),
-                Some((source, None)) => Effective::of(self.source(source.index)),
+                Some((source, None)) => {
+                    // A pack whose tools need approval serves no read around them.
+                    let own = self.source(source.index);
+                    let mut effective = Effective::of(own);
+                    effective.backing_needs_approval = own.pack_approval;
+                    effective
+                }
                 Some((source, Some(backing))) => {
                     let (backing, item) = self.backing(&backing);
-                    let mut effective = Effective::of(self.source(source.index)).and(backing, item);
+                    let own = self.source(source.index);
+                    let mut effective = Effective::of(own).and(backing, item);
                     effective.backing_needs_approval =
-                        backing.approval.is_some() || backing.pack_approval;
+                        own.pack_approval || backing.approval.is_some() || backing.pack_approval;
                     effective
                 }
             },

@@ -181,6 +181,17 @@ impl PortcullisHandler {
         Arc::clone(&self.inner().guard.approvals)
     }
 
+    /// The configuration digest of tool `name`'s approval rule in force, if it has one.
+    pub fn approval_digest(&self, name: &str) -> Option<String> {
+        self.inner()
+            .guard
+            .policies
+            .tool(name)
+            .approval
+            .as_ref()
+            .map(|rule| rule.config_digest.clone())
+    }
+
     /// The audit log in force, if any.
     pub fn audit(&self) -> Option<Arc<crate::audit::AuditLog>> {
         self.inner().guard.audit().cloned()

@@ -129,13 +129,19 @@ impl PortcullisHandler {
                 arguments: arguments.clone(),
                 shown: crate::audit::redacted(&entry.definition.input_schema, &arguments),
                 peer: (!inline).then(|| call_context.peer().clone()),
+                // Forms: declared, or the 2025-06 `elicitation: {}` (forms only then).
                 elicitation: call_context
                     .client_capabilities()
-                    .is_some_and(|c| c.elicitation.is_some()),
+                    .and_then(|c| c.elicitation.as_ref())
+                    .is_some_and(|e| e.form.is_some() || e.url.is_none()),
                 input_responses: input_responses.take(),
                 request_state: request_state.take(),
+                resume: Arc::default(),
             }
         });
+        // Once approved, what the tool gets of this round and what seals its next.
+        let resume = ask.as_ref().map(|ask| Arc::clone(&ask.resume));
+        let codec = &guard.request_state;
         let logged = Request { ask, ..logged };
         let name: &str = &name;
         // What the client declared, read only for a tool that requires something of it.
@@ -150,6 +156,17 @@ impl PortcullisHandler {
             cancel,
             check,
             |arguments, cancel, deadline| async move {
+                let (input_responses, request_state, sealer) = match resume {
+                    Some(slot) => {
+                        let resume = slot
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .take()
+                            .unwrap_or_default();
+                        (resume.input_responses, resume.request_state, resume.sealer)
+                    }
+                    None => (input_responses, request_state, None),
+                };
                 let call = ToolCall {
                     arguments,
                     cancel,
@@ -185,6 +202,20 @@ impl PortcullisHandler {
                 if !matches!(outcome, Outcome::Ok | Outcome::InputRequired) {
                     crate::traces::tool_failed(&tool_span, outcome);
                 }
+                // An approved call whose tool asks for input: its next round carries the
+                // tool's state inside ours, bound to this call, and needs no new approval.
+                let result = match (result, sealer) {
+                    (Ok(CallToolResponse::InputRequired(mut asked)), Some(sealer)) => {
+                        match sealer.seal(codec, asked.request_state.take()) {
+                            Ok(state) => {
+                                asked.request_state = Some(state);
+                                Ok(CallToolResponse::InputRequired(asked))
+                            }
+                            Err(error) => Err(crate::error::internal(error.to_string())),
+                        }
+                    }
+                    (result, _) => result,
+                };
                 (result, outcome)
             },
         );

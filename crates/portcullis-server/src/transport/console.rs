@@ -224,11 +224,8 @@ async fn decide(
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
     if !json_body {
         return Err(refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -255,10 +252,11 @@ async fn decide(
         }
     };
     let audit = console.handler.audit();
+    let current = |tool: &str| console.handler.approval_digest(tool);
     match console
         .handler
         .approvals()
-        .decide_pending(&id, &principal, approve, audit.as_deref())
+        .decide_pending(&id, &principal, approve, audit.as_deref(), current)
         .await
     {
         Ok(pending) => Ok(Json(shown(&pending, &principal)).into_response()),
@@ -274,7 +272,7 @@ async fn decide(
                 "{error}: a call is approved by someone else (an approver of the tool), never by its own caller"
             ),
         )),
-        Err(error @ DecideError::Decided(_)) => {
+        Err(error @ (DecideError::Decided(_) | DecideError::Changed)) => {
             Err(refusal(StatusCode::CONFLICT, "conflict", error.to_string()))
         }
     }

@@ -426,6 +426,13 @@ async fn a_console_approval_by_a_second_principal_lets_the_waiting_call_run_once
         "{entry}"
     );
     assert_eq!(entry["digest"].as_str().map(str::len), Some(64), "{entry}");
+    assert!(
+        entry["arguments"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"content\": \"console\""),
+        "the approver sees the whole arguments: {entry}"
+    );
     // The caller sees its own request, and cannot approve it; carol sees nothing.
     let (_, mine) = console(&server, ALICE, "approvals", None).await;
     assert_eq!(mine["approvals"][0]["may_decide"], false, "{mine}");
@@ -462,6 +469,19 @@ async fn a_console_approval_by_a_second_principal_lets_the_waiting_call_run_once
         .await
         .expect("POST");
     assert_eq!(response.status().as_u16(), 415);
+    let response = http()
+        .post(server.at(&format!("/console/api/approvals/{id}")))
+        .bearer_auth(BOSS)
+        .header("content-type", "application/jsonx")
+        .body(r#"{"decision":"approve"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        response.status().as_u16(),
+        415,
+        "only application/json itself"
+    );
     let (status, decided) = console(
         &server,
         BOSS,
@@ -568,7 +588,10 @@ async fn a_console_approval_by_a_second_principal_lets_the_waiting_call_run_once
     .await;
     assert_eq!(status, 200);
     let body = denied.await.expect("denied call");
-    assert!(result_text(&body).contains("denied by key:boss"), "{body}");
+    assert!(
+        result_text(&body).contains("denied by an approver"),
+        "{body}"
+    );
     assert_eq!(setup.file("d.txt"), None);
 
     // Every step is in the audit log, and the approver reads it in the console's tail.
@@ -672,6 +695,20 @@ fn an_approval_setting_without_a_mode_is_refused_with_its_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("tools.read_file.approval"), "{stderr}");
+    // Console approval without the console could never be approved.
+    std::fs::write(
+        &config,
+        "[server]\nname = \"x\"\n[[files]]\nname = \"r\"\npath = \".\"\n[tools.read_file]\napproval = \"console\"\n",
+    )
+    .expect("config");
+    let output = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("[console] enabled = true"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -709,4 +746,209 @@ fn explain_names_the_approval_a_tool_needs() {
         .find(|l| l.trim_start().starts_with("write_file"))
         .unwrap_or_default();
     assert!(line.contains("approval by console"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_changes_the_configuration_voids_a_pending_approval() {
+    let setup = Setup::new();
+    let config = setup.config("approval = \"console\"\ntimeout_secs = 1", "");
+    let mut server = HttpServer::spawn(bin(), &config).await.expect("server");
+    let args = json!({ "path": "v.txt", "content": "x", "confirm": true });
+    let body = portcullis_test::post_stateless(
+        &server.url(),
+        Some(ALICE),
+        "tools/call",
+        json!({ "name": "write_file", "arguments": args }),
+    )
+    .await
+    .body;
+    assert!(result_text(&body).contains("is pending"), "{body}");
+    let id = pending_id(&server).await;
+    // The approvers change: boss's approval, asked for under the old rule, no longer counts.
+    setup.config(
+        "approval = \"console\"\ntimeout_secs = 1\napprovers = [\"key:carol\"]",
+        "",
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().expect("pid").to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    server
+        .wait_for_log("config reloaded", Duration::from_secs(15))
+        .await
+        .expect("reloaded");
+    let (status, body) = console(
+        &server,
+        BOSS,
+        &format!("approvals/{id}"),
+        Some(json!({ "decision": "approve" })),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("configuration changed"), "{body}");
+    let body = portcullis_test::post_stateless(
+        &server.url(),
+        Some(ALICE),
+        "tools/call",
+        json!({ "name": "write_file", "arguments": args }),
+    )
+    .await
+    .body;
+    assert!(
+        result_text(&body).contains("is pending"),
+        "a new request under the new rule: {body}"
+    );
+    assert_eq!(setup.file("v.txt"), None);
+}
+
+/// A tool under approval that itself asks its caller for input (here a 2026-07-28 upstream
+/// of the gateway): approved once, its rounds go on with its own state sealed in ours,
+/// without a new approval, each round used once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_call_whose_tool_asks_for_input_goes_on_without_a_new_approval() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/conformance/portcullis.toml");
+    let upstream = crate::cluster::spawn_fixture(&fixture).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("portcullis.toml");
+    let tool = "conf__test_input_required_result_elicitation";
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nname = \"approved-rounds\"\n[http]\nlisten = \"127.0.0.1:0\"\n[auth]\n[[auth.api_keys]]\nname = \"alice\"\nsha256 = \"{alice}\"\nscopes = []\n[gateway]\nlock_file = \"{lock}\"\n[tools.{tool}]\napproval = \"elicit\"\n[[upstreams]]\nname = \"conf\"\nurl = \"{url}\"\nallow_private_addresses = true\ninclude = [\"test_input_required_result_elicitation\"]\n",
+            alice = portcullis_server::auth::hash_key(ALICE),
+            lock = dir.path().join("portcullis.lock").display(),
+            url = upstream.url(),
+        ),
+    )
+    .expect("config");
+    let server = HttpServer::spawn(bin(), &config).await.expect("gateway");
+    let call = |extra: Value| {
+        let url = server.url();
+        async move {
+            let mut params = json!({ "name": tool, "arguments": {} });
+            for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+                params[k] = v;
+            }
+            let mut body =
+                portcullis_test::wire::stateless_request(1, "tools/call", params, "rounds");
+            body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] =
+                json!({ "elicitation": { "form": {} } });
+            let mut request = http().post(url).bearer_auth(ALICE);
+            for (name, value) in
+                portcullis_test::wire::stateless_headers("tools/call", &body["params"])
+            {
+                request = request.header(name, value);
+            }
+            request
+                .json(&body)
+                .send()
+                .await
+                .expect("POST")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+    // The approval's question (after the gateway's first listing).
+    let mut first = Value::Null;
+    for _ in 0..100 {
+        first = call(json!({})).await;
+        if first["result"]["inputRequests"]["portcullis/approval"].is_object() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let state = first["result"]["requestState"]
+        .as_str()
+        .expect("approval state")
+        .to_owned();
+    // Approved: the tool runs and asks its own question, its state sealed in ours.
+    let second = call(json!({ "inputResponses": accept(), "requestState": state })).await;
+    assert_eq!(second["result"]["resultType"], "input_required", "{second}");
+    assert!(
+        second["result"]["inputRequests"]["user_name"].is_object(),
+        "{second}"
+    );
+    let round = second["result"]["requestState"]
+        .as_str()
+        .expect("round state")
+        .to_owned();
+    let answer = json!({ "user_name": { "action": "accept", "content": { "name": "Ada" } } });
+    let third = call(json!({ "inputResponses": answer, "requestState": round })).await;
+    assert_eq!(
+        third["result"]["content"][0]["text"], "Hello, Ada!",
+        "no new approval: {third}"
+    );
+    let replay = call(json!({ "inputResponses": answer, "requestState": round })).await;
+    assert!(
+        result_text(&replay).contains("already answered"),
+        "{replay}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pack_under_approval_serves_no_resource_read_around_it() {
+    let setup = Setup::new();
+    std::fs::write(setup.path("root/secret.txt"), "s3cret").expect("file");
+    let config = setup.config(
+        "approval = \"console\"",
+        "[packs.files]\napproval = \"console\"\n",
+    );
+    let server = HttpServer::spawn(bin(), &config).await.expect("server");
+    for uri in [
+        "file:///root/secret.txt",
+        "file:///root/./secret.txt",
+        "file:///root/%73ecret.txt",
+    ] {
+        let body = portcullis_test::post_stateless(
+            &server.url(),
+            Some(ALICE),
+            "resources/read",
+            json!({ "uri": uri }),
+        )
+        .await
+        .body;
+        assert!(!body.to_string().contains("s3cret"), "{uri}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("approval")),
+            "{uri}: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_the_process_key_so_an_approval_in_flight_still_opens() {
+    let setup = Setup::new();
+    let config = setup.config("approval = \"elicit\"", "");
+    let mut server = HttpServer::spawn(bin(), &config).await.expect("server");
+    let args = json!({ "path": "k.txt", "content": "kept", "confirm": true });
+    let state = asked(&server, args.clone()).await;
+    crate::reload::sighup(&server);
+    server
+        .wait_for_log("config reloaded", Duration::from_secs(15))
+        .await
+        .expect("reloaded");
+    let body = call_2026(&server, ALICE, args, true, Some((&accept(), &state))).await;
+    assert!(result_text(&body).contains("wrote"), "{body}");
+}
+
+#[test]
+fn elicit_approvals_with_shared_state_keys_need_redis_to_be_used_once() {
+    let setup = Setup::new();
+    let config = setup.config(
+        "approval = \"elicit\"",
+        "[cluster]\nstate_keys = [\"approval-state-key-0123456789abcdef0123\"]\n",
+    );
+    let output = std::process::Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("cluster.redis_url"), "{stderr}");
 }

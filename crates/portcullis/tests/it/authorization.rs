@@ -578,7 +578,9 @@ async fn a_template_backed_by_a_tool_under_approval_is_refused_not_read() {
     let upstream = crate::upstreams::raw_host("").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let body = format!(
-        r#"[tools.get]
+        r#"[console]
+enabled = true
+[tools.get]
 approval = "console"
 timeout_secs = 1
 [[api]]

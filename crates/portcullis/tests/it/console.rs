@@ -48,9 +48,7 @@ enabled = {console}
 name = "root"
 path = "{root}"
 writable = true
-[tools.write_file]
-approval = "console"
-timeout_secs = 120
+{approval}
 [[notes]]
 name = "notes"
 path = "{notes}"
@@ -81,6 +79,12 @@ required = true
         boss = portcullis_server::auth::hash_key(BOSS),
         root = dir.join("root").display(),
         notes = dir.join("notes").display(),
+        // Console approval needs the console.
+        approval = if console {
+            "[tools.write_file]\napproval = \"console\"\ntimeout_secs = 120"
+        } else {
+            ""
+        },
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).expect("config");
