@@ -153,18 +153,18 @@ pub struct ToolPolicy {
     /// Calls per principal to this tool.
     pub rate_limit: Option<RateLimit>,
     /// A human approves each call before it runs, bound to the exact call (principal, tool,
-    /// arguments, the tool's configuration) and used once: `elicit` (the calling client
-    /// asks its user), `console` (an approver decides in the console) or
-    /// `elicit-or-console`. An argument such as `confirm` never counts as approval.
-    /// Replaces the pack's.
+    /// arguments, the config's generation and the tool's definition) and used once:
+    /// `elicit` (the calling client asks its user), `console` (an approver decides in the
+    /// console; needs `[console] enabled`) or `elicit-or-console`. An argument such as
+    /// `confirm` never counts as approval. Replaces the pack's.
     pub approval: Option<crate::ApprovalMode>,
     /// How long an approval is waited for and stays valid (default 300 s, at most a day).
     /// A call waits at most this long and its own timeout.
     pub approval_timeout_secs: Option<u64>,
-    /// Who may approve in the console: scopes (`approve`) and principal ids (`key:alice`,
-    /// `jwt:SUB`, `jwt-client:ID`, `local`), any one of them. Default: holders of the
-    /// `approve` scope. A principal never approves its own call in the console unless it is
-    /// listed here by id.
+    /// Who may approve in the console, any one of: principal ids (entries starting with
+    /// `key:`, `jwt:` or `jwt-client:`, or `local`) and scopes (every other entry, e.g.
+    /// `approve`). Default: holders of the `approve` scope. A principal never approves its
+    /// own call in the console unless it is listed here by id.
     pub approvers: Option<Vec<String>>,
 }
 

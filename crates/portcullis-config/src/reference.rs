@@ -57,17 +57,13 @@ fn section(
             "| `{key}` | {kind} | {default} | {} |",
             description.replace('|', "\\|")
         );
-        if let Some((def_name, array)) = target {
-            let header = if array {
-                format!("[[{key}]]")
-            } else {
-                format!("[{key}]")
+        if let Some((def_name, shape)) = target {
+            let (header, prefix) = match shape {
+                Shape::Array => (format!("[[{key}]]"), format!("{key}[].")),
+                Shape::Map => (format!("[{key}.NAME]"), format!("{key}.NAME.")),
+                Shape::Table => (format!("[{key}]"), format!("{key}.")),
             };
-            nested.push((
-                header,
-                def_name,
-                format!("{key}{}.", if array { "[]" } else { "" }),
-            ));
+            nested.push((header, def_name, prefix));
         }
     }
     out.push('\n');
@@ -78,11 +74,22 @@ fn section(
     }
 }
 
+/// How a nested table appears in the file.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `[key]`.
+    Table,
+    /// `[[key]]`.
+    Array,
+    /// `[key.NAME]`, one per name.
+    Map,
+}
+
 /// A readable type and, for tables, the definition that describes them.
 fn describe(
     property: &Value,
     defs: &serde_json::Map<String, Value>,
-) -> (String, Option<(String, bool)>) {
+) -> (String, Option<(String, Shape)>) {
     let reference = |v: &Value| {
         v.get("$ref")
             .and_then(Value::as_str)
@@ -101,7 +108,12 @@ fn describe(
     if let Some(def) = optional_table {
         match defs.get(&def) {
             Some(d) if d.get("properties").is_some() => {
-                return ("table (optional)".to_owned(), Some((def, false)));
+                return ("table (optional)".to_owned(), Some((def, Shape::Table)));
+            }
+            // An optional choice (`Option<ApprovalMode>`).
+            Some(d) if d.get("oneOf").or_else(|| d.get("enum")).is_some() => {
+                let variants = d.get("oneOf").or_else(|| d.get("enum"));
+                return (format!("{} (optional)", choices(variants)), None);
             }
             // A value type of its own (`Secret`: a string).
             Some(d) if d.get("type").and_then(Value::as_str).is_some() => {
@@ -116,18 +128,7 @@ fn describe(
             .get(&def)
             .and_then(|d| d.get("oneOf").or_else(|| d.get("enum")))
         {
-            let names: Vec<String> = variants
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| {
-                    v.get("const")
-                        .or(Some(v))
-                        .and_then(Value::as_str)
-                        .map(|s| format!("`\"{s}\"`"))
-                })
-                .collect();
-            return (names.join(" \\| "), None);
+            return (choices(Some(variants)), None);
         }
         if let Some(kind) = defs
             .get(&def)
@@ -137,7 +138,18 @@ fn describe(
         {
             return (kind.to_owned(), None);
         }
-        return ("table".to_owned(), Some((def, false)));
+        return ("table".to_owned(), Some((def, Shape::Table)));
+    }
+    // A table of tables by name (`[tools.NAME]`).
+    if let Some(def) = property
+        .get("additionalProperties")
+        .and_then(reference)
+        .filter(|def| defs.get(def).is_some_and(|d| d.get("properties").is_some()))
+    {
+        return (
+            "table of tables by name".to_owned(),
+            Some((def, Shape::Map)),
+        );
     }
     if let Some(items) = property.get("items") {
         if let Some(def) = reference(items) {
@@ -149,7 +161,7 @@ fn describe(
             {
                 return (format!("array of {kind}"), None);
             }
-            return ("array of tables".to_owned(), Some((def, true)));
+            return ("array of tables".to_owned(), Some((def, Shape::Array)));
         }
         let inner = items.get("type").and_then(Value::as_str).unwrap_or("value");
         return (format!("array of {inner}"), None);
@@ -173,6 +185,22 @@ fn describe(
         },
         None,
     )
+}
+
+/// The names of an enum's variants: `"a"` \| `"b"`.
+fn choices(variants: Option<&Value>) -> String {
+    let names: Vec<String> = variants
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            v.get("const")
+                .or(Some(v))
+                .and_then(Value::as_str)
+                .map(|s| format!("`\"{s}\"`"))
+        })
+        .collect();
+    names.join(" \\| ")
 }
 
 fn one_paragraph(text: &str) -> String {
