@@ -166,6 +166,14 @@ def main(argv: list[str]) -> int:
             page.screenshot(path=str(shots / "10-withheld.png"), full_page=True)
             ok("the withheld page")
 
+            # Signing out leaves nothing of this principal's on any page.
+            page.click("#sign-out")
+            expect(page.locator("#page-signin")).to_be_visible()
+            if page.locator("#audit-table tbody tr").count() or page.locator("#approval-list *").count():
+                raise AssertionError("the audit tail or the approvals outlived the sign-out")
+            expect(page.locator("#tool-detail")).to_have_text("Choose a tool.")
+            ok("signing out empties every page")
+
             # No CSP violation by the console itself, no request elsewhere, no script error.
             violations = page.evaluate("window.__csp")
             if violations:

@@ -82,6 +82,26 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
             ),
         ));
     }
+    let path = config.http.path.as_str();
+    if path.contains(['{', '}', '*', '?', '#', ' ']) || path.contains("//") {
+        return Err(issue(
+            "http.path",
+            format!(
+                "`{path}` must be a plain path such as `/mcp` (no `{{`, `}}`, `*`, `?`, `#`, spaces or `//`)"
+            ),
+        ));
+    }
+    let taken = ["/healthz", "/readyz", "/metrics"].contains(&path.trim_end_matches('/'))
+        || path.starts_with("/.well-known/")
+        || (config.console.enabled && (path == "/console" || path.starts_with("/console/")));
+    if taken {
+        return Err(issue(
+            "http.path",
+            format!(
+                "`{path}` is taken by the server's own routes (`/healthz`, `/readyz`, `/metrics`, `/.well-known/…`, and `/console…` with the console); choose another path, e.g. `/mcp`"
+            ),
+        ));
+    }
     if config.http.allowed_hosts.is_empty() {
         return Err(issue(
             "http.allowed_hosts",

@@ -153,6 +153,7 @@ async function readEvents(response, id, onMessage) {
 // ---- sign-in and navigation ------------------------------------------------------------
 
 async function signIn(token) {
+  clearPages();
   state.token = token || null;
   try {
     state.session = await api('session');
@@ -176,7 +177,21 @@ async function signIn(token) {
   go(location.hash.slice(1) || 'overview');
 }
 
+// Empties every page, so the next person to sign in sees nothing of the last one's.
+function clearPages() {
+  for (const selector of ['#overview-facts', '#ready-table tbody', '#tool-list', '#resource-list', '#template-list',
+    '#prompt-list', '#approval-list', '#audit-table tbody', '#withheld-table tbody']) clear($(selector));
+  clear($('#tool-detail'), el('p', { class: 'muted' }, 'Choose a tool.'));
+  clear($('#resource-detail'), el('p', { class: 'muted' }, 'Choose a resource or a template.'));
+  clear($('#prompt-detail'), el('p', { class: 'muted' }, 'Choose a prompt.'));
+  state.tools = [];
+  state.current = null;
+  $('#pending-count').hidden = true;
+}
+
 function signOut() {
+  if (state.running) state.running.abort();
+  clearPages();
   state.token = null;
   state.session = null;
   clearInterval(state.approvalTimer);
@@ -204,10 +219,16 @@ const pages = {
 
 function go(page) {
   if (!state.session) { show('signin'); return; }
-  if (!pages[page]) page = 'overview';
+  if (!Object.prototype.hasOwnProperty.call(pages, page)) page = 'overview';
   if (page !== 'resources') stopWatch();
   show(page);
-  pages[page]().catch((error) => toast(error.message));
+  pages[page]().catch((error) => {
+    // A refused load shows nothing rather than what was there before.
+    if (page === 'audit') clear($('#audit-table tbody'));
+    if (page === 'withheld') clear($('#withheld-table tbody'));
+    if (page === 'approvals') clear($('#approval-list'));
+    toast(error.message);
+  });
 }
 
 // ---- overview --------------------------------------------------------------------------
@@ -260,7 +281,7 @@ function selectTool(name) {
   for (const li of document.querySelectorAll('#tool-list li')) li.classList.toggle('active', li.dataset.tool === name);
   const schema = tool.inputSchema || { type: 'object', properties: {} };
   const form = el('form', { id: 'tool-form', novalidate: true, autocomplete: 'off' });
-  form.append(...fieldsFor(schema, ''));
+  form.append(...fieldsFor(schema, []));
   form.addEventListener('submit', (event) => { event.preventDefault(); callTool(tool); });
   const annotations = tool.annotations || {};
   const hints = [];
@@ -284,13 +305,12 @@ function selectTool(name) {
   form.append(el('button', { type: 'submit', hidden: true }));
 }
 
-// Form fields for an object schema; `prefix` is the dotted path of the object.
+// Form fields for an object schema; `prefix` is the list of property names down to it.
 function fieldsFor(schema, prefix) {
   const required = new Set(schema.required || []);
   const out = [];
   for (const [name, prop] of Object.entries(schema.properties || {})) {
-    const path = prefix ? prefix + '.' + name : name;
-    out.push(field(path, name, prop || {}, required.has(name)));
+    out.push(field(prefix.concat([name]), name, prop || {}, required.has(name)));
   }
   return out;
 }
@@ -303,9 +323,14 @@ function typeOf(prop) {
   return 'json';
 }
 
-function field(path, name, prop, required) {
+let fieldCount = 0;
+
+function field(segments, name, prop, required) {
   const type = typeOf(prop);
-  const id = 'f-' + path.replace(/[^a-zA-Z0-9_-]/g, '_');
+  // As the server's validation names it (`a.b`), for its errors; the segments themselves
+  // go into the arguments.
+  const path = segments.join('.');
+  const id = segments.length === 1 && /^[a-zA-Z0-9_-]+$/.test(name) ? 'f-' + name : 'f-' + (++fieldCount);
   const help = [];
   if (prop.description) help.push(prop.description);
   if (prop.minimum !== undefined) help.push('min ' + prop.minimum);
@@ -314,7 +339,7 @@ function field(path, name, prop, required) {
   const wrap = el('div', { class: 'field', dataset: { path, type } });
   if (type === 'object' && prop.properties) {
     const set = el('fieldset', {}, el('legend', {}, name + (required ? ' *' : '')));
-    set.append(...fieldsFor(prop, path));
+    set.append(...fieldsFor(prop, segments));
     wrap.append(set, el('p', { class: 'field-error', dataset: { errorFor: path } }));
     return wrap;
   }
@@ -345,22 +370,24 @@ function field(path, name, prop, required) {
     input.checked = true;
   }
   input.dataset.path = path;
+  input.dataset.segments = JSON.stringify(segments);
   input.dataset.required = required ? '1' : '';
-  wrap.append(
+  wrap.append(...[
     el('label', { for: id }, name, required ? el('span', { class: 'req' }, ' *') : null),
     help.length ? el('p', { class: 'field-help' }, help.join(' · ')) : null,
     input,
-    el('p', { class: 'field-error', dataset: { errorFor: path } }));
+    el('p', { class: 'field-error', dataset: { errorFor: path } })].filter(Boolean));
   return wrap;
 }
 
 // The arguments the form holds. Values the page cannot read as their type are sent as
 // typed, so the server's validation (the one that counts) names the field.
 function readForm() {
-  const args = {};
-  for (const input of document.querySelectorAll('#tool-form [data-path]')) {
+  // Objects without a prototype: a property named `__proto__` is a property like any other.
+  const args = Object.create(null);
+  for (const input of document.querySelectorAll('#tool-form [data-segments]')) {
     if (!('kind' in input.dataset)) continue;
-    const path = input.dataset.path.split('.');
+    const path = JSON.parse(input.dataset.segments);
     const kind = input.dataset.kind;
     let value;
     const text = input.value;
@@ -375,7 +402,10 @@ function readForm() {
     } else if (kind === 'date-time') value = text.length === 16 ? text + ':00Z' : text;
     else value = text;
     let target = args;
-    for (const part of path.slice(0, -1)) target = target[part] = target[part] || {};
+    for (const part of path.slice(0, -1)) {
+      if (!Object.prototype.hasOwnProperty.call(target, part)) target[part] = Object.create(null);
+      target = target[part];
+    }
     target[path[path.length - 1]] = value;
   }
   return args;
@@ -465,7 +495,12 @@ function cancelCall() {
 function copy(kind) {
   const tool = state.current;
   if (!tool) return;
-  const args = JSON.stringify(readForm());
+  // Secret parameters (`writeOnly`) never go onto a command line: a placeholder instead.
+  const values = readForm();
+  for (const [name, prop] of Object.entries((tool.inputSchema || {}).properties || {})) {
+    if (prop && prop.writeOnly && Object.prototype.hasOwnProperty.call(values, name)) values[name] = '<secret>';
+  }
+  const args = JSON.stringify(values);
   const quote = (s) => "'" + s.replace(/'/g, "'\\''") + "'";
   let text;
   if (kind === 'curl') {

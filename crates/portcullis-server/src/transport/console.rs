@@ -89,6 +89,11 @@ pub(super) fn router(
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
         .merge(api)
+        // Anything else under the console is not found, with the same headers.
+        .route(
+            "/console/{*rest}",
+            axum::routing::any(|| async { StatusCode::NOT_FOUND }),
+        )
         .layer(middleware::from_fn_with_state(console, allowed))
 }
 

@@ -323,4 +323,38 @@ async fn the_console_is_off_by_default_and_served_with_a_strict_policy_behind_th
         .await
         .expect("POST");
     assert_eq!(response.status().as_u16(), 403);
+    // Not found under the console: still with the console's headers.
+    let response = http()
+        .get(on.at("/console/nope"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status().as_u16(), 404);
+    assert!(response.headers().get("content-security-policy").is_some());
+}
+
+#[test]
+fn an_mcp_path_that_collides_with_the_servers_own_routes_is_refused_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, console) in [
+        ("/console", true),
+        ("/console/api/session", true),
+        ("/readyz", false),
+        ("/{x}", false),
+    ] {
+        let config = dir.path().join("portcullis.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nname = \"x\"\n[http]\npath = \"{path}\"\n[console]\nenabled = {console}\n[[files]]\nname = \"r\"\npath = \".\"\n"),
+        )
+        .expect("config");
+        let output = std::process::Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("check");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{path}: {stderr}");
+        assert!(stderr.contains("http.path"), "{path}: {stderr}");
+    }
 }
