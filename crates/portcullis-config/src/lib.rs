@@ -51,7 +51,7 @@ pub use overrides::Overrides;
 pub use params::*;
 pub use prompts::*;
 pub use resources::*;
-pub use secret::Secret;
+pub use secret::{Secret, fingerprint_text};
 pub use sql::*;
 pub use template::{Piece, Template, TemplateError};
 pub use upstreams::*;

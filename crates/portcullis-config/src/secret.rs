@@ -25,6 +25,51 @@ impl From<String> for Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if revealing() {
+            return write!(f, "{:?}", self.0);
+        }
         f.write_str("<redacted>")
+    }
+}
+
+thread_local! {
+    static REVEALING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `Debug` output is being taken for [`fingerprint_text`] on this thread.
+pub(crate) fn revealing() -> bool {
+    REVEALING.with(std::cell::Cell::get)
+}
+
+/// The `Debug` text of `value` with every secret in it (and a SQL source's URL) written
+/// out, for a digest that must change when a secret does (the config generation that
+/// approvals are bound to). Hash it at once; never log, show or keep it.
+pub fn fingerprint_text<T: std::fmt::Debug>(value: &T) -> String {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REVEALING.with(|r| r.set(false));
+        }
+    }
+    REVEALING.with(|r| r.set(true));
+    let _reset = Reset;
+    format!("{value:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_sees_a_changed_secret_and_debug_never_shows_one() {
+        let a = Secret::from("one".to_owned());
+        let b = Secret::from("two".to_owned());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_ne!(fingerprint_text(&a), fingerprint_text(&b));
+        assert_eq!(
+            format!("{a:?}"),
+            "<redacted>",
+            "revealing ends with the fingerprint"
+        );
     }
 }

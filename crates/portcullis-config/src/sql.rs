@@ -62,21 +62,41 @@ pub struct SqlSource {
 }
 
 impl std::fmt::Debug for SqlSource {
-    // The URL may carry a password: keep it out of debug output and logs.
+    // The URL may carry a password: keep it out of debug output and logs (but in a config
+    // fingerprint, `crate::secret::fingerprint_text`). Every field, by destructuring.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            name,
+            url,
+            pool_size,
+            read_only,
+            statement_timeout_secs,
+            max_rows,
+            max_result_bytes,
+            query_tool,
+            schema_tool,
+            describe_tool,
+            seed,
+            statements,
+        } = self;
+        let url: &dyn std::fmt::Debug = if crate::secret::revealing() {
+            url
+        } else {
+            &"<redacted>"
+        };
         f.debug_struct("SqlSource")
-            .field("name", &self.name)
-            .field("url", &"<redacted>")
-            .field("pool_size", &self.pool_size)
-            .field("read_only", &self.read_only)
-            .field("statement_timeout_secs", &self.statement_timeout_secs)
-            .field("max_rows", &self.max_rows)
-            .field("max_result_bytes", &self.max_result_bytes)
-            .field("query_tool", &self.query_tool)
-            .field("schema_tool", &self.schema_tool)
-            .field("describe_tool", &self.describe_tool)
-            .field("seed", &self.seed)
-            .field("statements", &self.statements)
+            .field("name", name)
+            .field("url", url)
+            .field("pool_size", pool_size)
+            .field("read_only", read_only)
+            .field("statement_timeout_secs", statement_timeout_secs)
+            .field("max_rows", max_rows)
+            .field("max_result_bytes", max_result_bytes)
+            .field("query_tool", query_tool)
+            .field("schema_tool", schema_tool)
+            .field("describe_tool", describe_tool)
+            .field("seed", seed)
+            .field("statements", statements)
             .finish()
     }
 }

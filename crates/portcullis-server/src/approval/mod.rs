@@ -136,6 +136,7 @@ impl Sealer {
             d: self.digest.clone(),
             n: uuid::Uuid::new_v4().simple().to_string(),
             s: state,
+            t: now_ms(),
         };
         codec.seal_json_with(
             &continued,
@@ -152,6 +153,8 @@ struct Continued {
     d: String,
     n: String,
     s: Option<String>,
+    /// Issued at (Unix ms).
+    t: u64,
 }
 
 /// Binds a continuation's state to its purpose.
@@ -283,6 +286,15 @@ pub struct Approvals {
     audit: Mutex<Option<Arc<AuditLog>>>,
     /// Whether the sweep of expired approvals runs.
     sweeping: std::sync::atomic::AtomicBool,
+    /// When (Unix ms) a reload last changed an approval rule's configuration: sealed
+    /// approvals and rounds issued before it are void, even if the change is reverted.
+    changed_at: std::sync::atomic::AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl std::fmt::Debug for Approvals {
@@ -342,6 +354,33 @@ pub(crate) fn summary(shown: &Value) -> String {
     }
 }
 
+/// The arguments as an approver sees them: whole, but for the parameters the schema marks
+/// `writeOnly` (declared `secret`), shown as `"<redacted>"`. (Not the audit log's form,
+/// which cuts strings at 4 KiB: an approver must be able to read past that.)
+pub(crate) fn shown(schema: &JsonObject, arguments: &JsonObject) -> Value {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let secret = |key: &str| {
+        properties
+            .and_then(|p| p.get(key))
+            .and_then(|p| p.get("writeOnly"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    Value::Object(
+        arguments
+            .iter()
+            .map(|(k, v)| {
+                let v = if secret(k) {
+                    Value::String("<redacted>".to_owned())
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
 /// The largest text of a call's arguments shown to an approver.
 const MAX_SHOWN: usize = 64 * 1024;
 
@@ -385,7 +424,12 @@ fn is_format(c: char) -> bool {
         '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
         | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+        | '\u{FFF9}'..='\u{FFFB}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}'
+        // Line and paragraph separators, fillers and joiners that render as nothing.
+        | '\u{2028}' | '\u{2029}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{3164}'
+        | '\u{FFA0}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}'
+        | '\u{0890}' | '\u{0891}' | '\u{08E2}' | '\u{110BD}' | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}')
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -394,11 +438,56 @@ struct Sealed {
     d: String,
     /// Used once.
     n: String,
+    /// Issued at (Unix ms).
+    t: u64,
 }
 
 impl Approvals {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A reload changed an approval rule's configuration: what was sealed before is void.
+    pub(crate) fn configuration_changed(&self) {
+        self.changed_at
+            .store(now_ms(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether something sealed at `issued` (Unix ms) predates the last change.
+    fn voided(&self, issued: u64) -> bool {
+        issued < self.changed_at.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Expires every pending approval whose tool's configuration is not `current`'s (a
+    /// reload changed it): it can never be given, even if the change is reverted.
+    pub(crate) async fn void_changed(
+        &self,
+        current: impl Fn(&str) -> Option<String>,
+        audit: Option<&AuditLog>,
+    ) {
+        let stale: Vec<Arc<Pending>> = {
+            let mut pending = lock(&self.pending);
+            let ids: Vec<String> = pending
+                .values()
+                .filter(|p| current(&p.tool).as_deref() != Some(p.config_digest.as_str()))
+                .map(|p| p.id.clone())
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for entry in stale {
+            let voided = entry.state.send_if_modified(|s| {
+                if matches!(s, State::Waiting | State::Approved { .. }) {
+                    *s = State::Expired;
+                    true
+                } else {
+                    false
+                }
+            });
+            if voided {
+                record(audit, "portcullis", &entry.tool, "approval/decision", "expired", "expired", json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal, "reason": "the configuration changed" })).await;
+                count("console", "expired");
+            }
+        }
     }
 
     /// Records what the sweep finds in `audit`.
@@ -462,20 +551,16 @@ impl Approvals {
             && let Ok(continued) = codec.open_json_with::<Continued>(state, CONTINUED)
         {
             let (tool, digest_ref) = (ask.tool.as_str(), sealer.digest.as_str());
-            let refused = |event: &'static str, text: String| async move {
-                record(
-                    audit,
-                    principal.id(),
-                    tool,
-                    "approval/decision",
-                    event,
-                    event,
-                    json!({ "mode": "continued", "digest": digest_ref }),
+            let refused = |event: &'static str, text: String| {
+                refused(audit, principal, tool, "continued", digest_ref, event, text)
+            };
+            if self.voided(continued.t) {
+                return refused(
+                    "expired",
+                    format!("the configuration of tool `{tool}` changed since this call was approved; call the tool again"),
                 )
                 .await;
-                count("continued", event);
-                refuse(Outcome::ApprovalDenied, text)
-            };
+            }
             if continued.d != digest {
                 return refused(
                     "mismatch",
@@ -691,6 +776,7 @@ impl Approvals {
             let sealed = Sealed {
                 d: digest.clone(),
                 n: uuid::Uuid::new_v4().simple().to_string(),
+                t: now_ms(),
             };
             let options = rmcp::model::SealOptions::new()
                 .associated_data(STATE_PURPOSE)
@@ -745,19 +831,8 @@ impl Approvals {
         };
         let tool = ask.tool.as_str();
         let digest_ref = digest.as_str();
-        let invalid = |event: &'static str, text: String| async move {
-            record(
-                audit,
-                principal.id(),
-                tool,
-                "approval/decision",
-                event,
-                event,
-                json!({ "mode": "elicit", "digest": digest_ref }),
-            )
-            .await;
-            count("elicit", event);
-            refuse(Outcome::ApprovalDenied, text)
+        let invalid = |event: &'static str, text: String| {
+            refused(audit, principal, tool, "elicit", digest_ref, event, text)
         };
         let opened: Result<Sealed, _> = codec.open_json_with(state, STATE_PURPOSE);
         let sealed = match opened {
@@ -781,21 +856,17 @@ impl Approvals {
                 .await;
             }
         };
+        if self.voided(sealed.t) {
+            return invalid(
+                "expired",
+                format!("the configuration of tool `{}` changed since this approval was asked for; call the tool again to be asked anew", ask.tool),
+            )
+            .await;
+        }
         if sealed.d != digest {
             return invalid(
                 "mismatch",
                 format!("the approval was given for a different call of tool `{}` (its arguments, caller or configuration differ); call the tool again to be asked for this one", ask.tool),
-            )
-            .await;
-        }
-        let action = answer.get("action").and_then(Value::as_str);
-        if action != Some("accept") {
-            return invalid(
-                "declined",
-                format!(
-                    "the call of tool `{}` was not approved; it did not run",
-                    ask.tool
-                ),
             )
             .await;
         }
@@ -815,6 +886,18 @@ impl Approvals {
                 )
                 .await;
             }
+        }
+        // Any answer spends the question: a decline cannot be turned into an accept later.
+        let action = answer.get("action").and_then(Value::as_str);
+        if action != Some("accept") {
+            return invalid(
+                "declined",
+                format!(
+                    "the call of tool `{}` was not approved; it did not run",
+                    ask.tool
+                ),
+            )
+            .await;
         }
         record(
             audit,
@@ -842,14 +925,16 @@ impl Approvals {
         }
         let now = std::time::Instant::now();
         let mut used = lock(&self.used);
-        if used.len() >= MAX_USED / 2 {
-            used.retain(|_, (_, until)| *until > now);
-        }
         if used.contains_key(nonce) {
             return Ok(false);
         }
-        // One principal's approvals cannot crowd out everyone else's.
-        let mine = used.values().filter(|(p, _)| p == principal).count();
+        // One principal's approvals cannot crowd out everyone else's; only the unexpired
+        // ones count.
+        let mut mine = used.values().filter(|(p, _)| p == principal).count();
+        if used.len() >= MAX_USED / 2 || mine >= MAX_USED_PER_PRINCIPAL {
+            used.retain(|_, (_, until)| *until > now);
+            mine = used.values().filter(|(p, _)| p == principal).count();
+        }
         if used.len() >= MAX_USED || mine >= MAX_USED_PER_PRINCIPAL {
             tracing::warn!(
                 principal,
@@ -1172,6 +1257,30 @@ fn message(tool: &str, principal: &str, shown: &Value, digest: &str) -> String {
         "Approve this call of tool `{tool}` by {principal}?\nArguments:\n{arguments}\nCall digest: {}",
         &digest[..16.min(digest.len())]
     )
+}
+
+/// A 2026-07-28 round that does not approve the call: recorded, counted, refused.
+async fn refused(
+    audit: Option<&AuditLog>,
+    principal: &Principal,
+    tool: &str,
+    mode: &'static str,
+    digest: &str,
+    event: &'static str,
+    text: String,
+) -> Verdict {
+    record(
+        audit,
+        principal.id(),
+        tool,
+        "approval/decision",
+        event,
+        event,
+        json!({ "mode": mode, "digest": digest }),
+    )
+    .await;
+    count(mode, event);
+    refuse(Outcome::ApprovalDenied, text)
 }
 
 /// An audit record of the approval flow (not of a request: its own method).

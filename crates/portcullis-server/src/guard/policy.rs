@@ -187,7 +187,11 @@ impl Policies {
                 &c.upstreams,
                 &c.resource_templates,
             );
-            portcullis_core::digest::sha256_hex(format!("{what:?}").as_bytes())
+            // Secrets in, as values (hashed here and never kept): a changed database URL or
+            // token is a changed tool.
+            portcullis_core::digest::sha256_hex(
+                portcullis_config::fingerprint_text(&what).as_bytes(),
+            )
         });
         let mut tools = HashMap::new();
         for tool in catalog.tools() {
@@ -302,6 +306,18 @@ impl Policies {
             },
             hide_unauthorized: true,
         }
+    }
+
+    /// Every tool's approval configuration digest, by tool (a reload compares them).
+    pub(crate) fn approval_digests(&self) -> std::collections::BTreeMap<&str, &str> {
+        self.tools
+            .iter()
+            .filter_map(|(name, p)| {
+                p.approval
+                    .as_ref()
+                    .map(|r| (name.as_str(), r.config_digest.as_str()))
+            })
+            .collect()
     }
 
     pub(crate) fn tool(&self, name: &str) -> &ItemPolicy {

@@ -220,7 +220,31 @@ impl PortcullisHandler {
         guard: GuardConfig,
         auth: Option<Arc<crate::auth::AuthState>>,
     ) {
-        let guard = guard.keeps_counts_of(&self.inner().guard);
+        let old = self.inner();
+        let guard = guard.keeps_counts_of(&old.guard);
+        // Approvals given under a tool's configuration that this reload changes are void,
+        // now and if the change is reverted later.
+        let changed = guard.policies.approval_digests() != old.guard.policies.approval_digests();
+        if changed {
+            let approvals = Arc::clone(&guard.approvals);
+            let policies = guard.policies.clone();
+            let audit = guard.audit.clone();
+            approvals.configuration_changed();
+            tokio::spawn(async move {
+                approvals
+                    .void_changed(
+                        |tool| {
+                            policies
+                                .tool(tool)
+                                .approval
+                                .as_ref()
+                                .map(|r| r.config_digest.clone())
+                        },
+                        audit.as_deref(),
+                    )
+                    .await;
+            });
+        }
         let inner = Inner::build(catalog, identity, guard, auth);
         if let Some(cluster) = self.shared.cluster.get() {
             cluster.relay(&inner.catalog);

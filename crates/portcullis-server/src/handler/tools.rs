@@ -127,7 +127,7 @@ impl PortcullisHandler {
             crate::approval::Ask {
                 tool: name.to_string(),
                 arguments: arguments.clone(),
-                shown: crate::audit::redacted(&entry.definition.input_schema, &arguments),
+                shown: crate::approval::shown(&entry.definition.input_schema, &arguments),
                 peer: (!inline).then(|| call_context.peer().clone()),
                 // Forms: declared, or the 2025-06 `elicitation: {}` (forms only then).
                 elicitation: call_context

@@ -326,6 +326,28 @@ async fn a_2026_approval_is_bound_to_its_call_used_once_and_expires() {
     assert!(result_text(&body).contains("not approved"), "{body}");
     assert_eq!(setup.file("a.txt").as_deref(), Some("changed since"));
 
+    // A declined question is spent: the same state cannot be accepted after.
+    let fresh = asked(&server, args.clone()).await;
+    let body = call_2026(
+        &server,
+        ALICE,
+        args.clone(),
+        true,
+        Some((&declined, &fresh)),
+    )
+    .await;
+    assert!(result_text(&body).contains("not approved"), "{body}");
+    let body = call_2026(
+        &server,
+        ALICE,
+        args.clone(),
+        true,
+        Some((&accept(), &fresh)),
+    )
+    .await;
+    assert!(result_text(&body).contains("already used"), "{body}");
+    assert_eq!(setup.file("a.txt").as_deref(), Some("changed since"));
+
     // Expired: the state outlives its two seconds.
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let body = call_2026(
@@ -678,36 +700,35 @@ async fn a_sealed_approval_opens_on_another_replica_and_is_used_once_across_them
     drop(redis);
 }
 
-#[test]
-fn an_approval_setting_without_a_mode_is_refused_with_its_key() {
+/// `portcullis check`'s exit status and stderr for a config of `text`.
+fn check(text: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        "[server]\nname = \"x\"\n[[files]]\nname = \"r\"\npath = \".\"\n[tools.read_file]\napprovers = [\"key:boss\"]\n",
-    )
-    .expect("config");
+    std::fs::write(&config, text).expect("config");
     let output = std::process::Command::new(bin())
         .args(["check", "--config"])
         .arg(&config)
         .output()
         .expect("check");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_approval_setting_without_a_mode_is_refused_with_its_key() {
+    let files = "[server]\nname = \"x\"\n[[files]]\nname = \"r\"\npath = \".\"\n";
+    let (code, stderr) = check(&format!(
+        "{files}[tools.read_file]\napprovers = [\"key:boss\"]\n"
+    ));
+    assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("tools.read_file.approval"), "{stderr}");
     // Console approval without the console could never be approved.
-    std::fs::write(
-        &config,
-        "[server]\nname = \"x\"\n[[files]]\nname = \"r\"\npath = \".\"\n[tools.read_file]\napproval = \"console\"\n",
-    )
-    .expect("config");
-    let output = std::process::Command::new(bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    let (code, stderr) = check(&format!(
+        "{files}[tools.read_file]\napproval = \"console\"\n"
+    ));
+    assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("[console] enabled = true"), "{stderr}");
 }
 
@@ -785,8 +806,15 @@ async fn a_reload_that_changes_the_configuration_voids_a_pending_approval() {
         Some(json!({ "decision": "approve" })),
     )
     .await;
-    assert_eq!(status, 409, "{body}");
-    assert!(body.to_string().contains("configuration changed"), "{body}");
+    // Voided by the reload itself (recorded as expired), so there is nothing to decide.
+    assert_eq!(status, 404, "{body}");
+    eventually("the reload's voiding is an audit record", || {
+        setup
+            .approval_records()
+            .iter()
+            .any(|r| r.0 == "approval/decision" && r.1 == "expired" && r.2 == "portcullis")
+    })
+    .await;
     let body = portcullis_test::post_stateless(
         &server.url(),
         Some(ALICE),
@@ -943,12 +971,66 @@ fn elicit_approvals_with_shared_state_keys_need_redis_to_be_used_once() {
         "approval = \"elicit\"",
         "[cluster]\nstate_keys = [\"approval-state-key-0123456789abcdef0123\"]\n",
     );
-    let output = std::process::Command::new(bin())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .expect("check");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    let (code, stderr) = check(&std::fs::read_to_string(config).expect("config"));
+    assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("cluster.redis_url"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_voided_by_a_reload_stays_void_when_the_change_is_reverted() {
+    let setup = Setup::new();
+    std::fs::create_dir_all(setup.path("other")).expect("other root");
+    let reload = |server: &HttpServer, config: &str| {
+        std::fs::write(setup.path("portcullis.toml"), config).expect("config");
+        crate::reload::sighup(server);
+    };
+    let a = std::fs::read_to_string(setup.config("approval = \"console\"\ntimeout_secs = 1", ""))
+        .expect("config");
+    let b = a.replace(
+        &setup.path("root").display().to_string(),
+        &setup.path("other").display().to_string(),
+    );
+    assert_ne!(a, b);
+    let mut server = HttpServer::spawn(bin(), &setup.path("portcullis.toml"))
+        .await
+        .expect("server");
+    let args = json!({ "path": "back.txt", "content": "x", "confirm": true });
+    let url = server.url();
+    let call = || {
+        portcullis_test::post_stateless(
+            &url,
+            Some(ALICE),
+            "tools/call",
+            json!({ "name": "write_file", "arguments": args }),
+        )
+    };
+    assert!(result_text(&call().await.body).contains("is pending"));
+    let id = pending_id(&server).await;
+    let (status, _) = console(
+        &server,
+        BOSS,
+        &format!("approvals/{id}"),
+        Some(json!({ "decision": "approve" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The root moves away and back: the approval given before is void for good.
+    reload(&server, &b);
+    server
+        .wait_for_log("config reloaded", Duration::from_secs(15))
+        .await
+        .expect("reloaded");
+    server.skip_logs();
+    reload(&server, &a);
+    server
+        .wait_for_log("config reloaded", Duration::from_secs(15))
+        .await
+        .expect("reloaded again");
+    let body = call().await.body;
+    assert!(result_text(&body).contains("is pending"), "{body}");
+    assert_eq!(
+        setup.file("back.txt"),
+        None,
+        "the approval before the change did not run the call"
+    );
 }
