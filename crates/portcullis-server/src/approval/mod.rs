@@ -459,12 +459,12 @@ impl Approvals {
     }
 
     /// Expires every pending approval whose tool's configuration is not `current`'s (a
-    /// reload changed it): it can never be given, even if the change is reverted.
-    pub(crate) async fn void_changed(
+    /// reload changed it): it can never be given, even if the change is reverted. Returns
+    /// those that were still open, for [`Approvals::record_voided`].
+    pub(crate) fn void_changed(
         &self,
         current: impl Fn(&str) -> Option<String>,
-        audit: Option<&AuditLog>,
-    ) {
+    ) -> Vec<Arc<Pending>> {
         let stale: Vec<Arc<Pending>> = {
             let mut pending = lock(&self.pending);
             let ids: Vec<String> = pending
@@ -474,19 +474,26 @@ impl Approvals {
                 .collect();
             ids.iter().filter_map(|id| pending.remove(id)).collect()
         };
-        for entry in stale {
-            let voided = entry.state.send_if_modified(|s| {
-                if matches!(s, State::Waiting | State::Approved { .. }) {
-                    *s = State::Expired;
-                    true
-                } else {
-                    false
-                }
-            });
-            if voided {
-                record(audit, "portcullis", &entry.tool, "approval/decision", "expired", "expired", json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal, "reason": "the configuration changed" })).await;
-                count("console", "expired");
-            }
+        stale
+            .into_iter()
+            .filter(|entry| {
+                entry.state.send_if_modified(|s| {
+                    if matches!(s, State::Waiting | State::Approved { .. }) {
+                        *s = State::Expired;
+                        true
+                    } else {
+                        false
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Records the approvals a reload voided.
+    pub(crate) async fn record_voided(voided: Vec<Arc<Pending>>, audit: Option<&AuditLog>) {
+        for entry in voided {
+            record(audit, "portcullis", &entry.tool, "approval/decision", "expired", "expired", json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal, "reason": "the configuration changed" })).await;
+            count("console", "expired");
         }
     }
 

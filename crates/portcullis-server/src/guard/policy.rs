@@ -165,7 +165,7 @@ impl Policies {
         };
 
         // The config's generation as approvals know it: the digest of every section that
-        // says what a tool does or who may call it (secrets show as `<redacted>`), not of
+        // says what a tool does or who may call it (secrets included), not of
         // what differs between replicas of one deployment (listen address, audit file,
         // replica name, logging): the same on every replica, changed by any change to a
         // pack, a policy or the keys.

@@ -226,24 +226,25 @@ impl PortcullisHandler {
         // now and if the change is reverted later.
         let changed = guard.policies.approval_digests() != old.guard.policies.approval_digests();
         if changed {
-            let approvals = Arc::clone(&guard.approvals);
-            let policies = guard.policies.clone();
-            let audit = guard.audit.clone();
-            approvals.configuration_changed();
-            tokio::spawn(async move {
-                approvals
-                    .void_changed(
-                        |tool| {
-                            policies
-                                .tool(tool)
-                                .approval
-                                .as_ref()
-                                .map(|r| r.config_digest.clone())
-                        },
-                        audit.as_deref(),
-                    )
-                    .await;
+            guard.approvals.configuration_changed();
+            let voided = guard.approvals.void_changed(|tool| {
+                guard
+                    .policies
+                    .tool(tool)
+                    .approval
+                    .as_ref()
+                    .map(|r| r.config_digest.clone())
             });
+            let audit = guard.audit.clone();
+            // Recorded in the background (outside a runtime, a library's own reload, the
+            // records are left out; the approvals are void either way).
+            if !voided.is_empty()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                runtime.spawn(async move {
+                    crate::approval::Approvals::record_voided(voided, audit.as_deref()).await;
+                });
+            }
         }
         let inner = Inner::build(catalog, identity, guard, auth);
         if let Some(cluster) = self.shared.cluster.get() {
