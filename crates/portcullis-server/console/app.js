@@ -789,7 +789,8 @@ async function loadAudit() {
 
 async function loadWithheld() {
   const body = await api('withheld');
-  const rows = body.withheld.map((w) => el('tr', {}, el('td', {}, w.kind), el('td', {}, w.name), el('td', {}, w.source), el('td', {}, w.reason)));
+  const rows = body.withheld.map((w) => el('tr', {}, el('td', {}, w.kind), el('td', {}, w.name), el('td', {}, w.source),
+    el('td', {}, w.reason, w.diff ? el('pre', { class: 'diff' }, w.diff) : null)));
   if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: '4', class: 'muted' }, 'nothing is withheld')));
   clear($('#withheld-table tbody'), rows);
 }

@@ -300,6 +300,9 @@ pub struct Withheld {
     /// Why, in words an operator and a model may both read (`its definition changed since
     /// it was pinned`).
     pub reason: String,
+    /// For a changed definition, the change line by line (`- ` pinned, `+ ` offered), for
+    /// an operator (the console's withheld page); never sent to a client.
+    pub diff: Option<String>,
 }
 
 /// What a pack holds to say that the catalog no longer matches what it offers (an upstream

@@ -230,11 +230,13 @@ pub(crate) fn register(
             });
         }
         for (kind, name, reason) in judged.withheld {
+            let diff = judged.diffs.remove(&(kind, name.clone()));
             builder.withhold(Withheld {
                 kind: kind.noun(),
                 name,
                 source: source.clone(),
                 reason,
+                diff,
             });
         }
         builder.readiness(source, Health(Arc::clone(&link), lock_path.clone()));
@@ -278,6 +280,8 @@ struct Judged {
     templates: Vec<Route>,
     /// (kind, the name it would be served as, why not)
     withheld: Vec<(Kind, String, String)>,
+    /// The change of each withheld changed definition, line by line.
+    diffs: HashMap<(Kind, String), String>,
     /// Items pinned now: first contact, or `on_new = "allow"`.
     accept: UpstreamPins,
 }
@@ -330,6 +334,31 @@ fn served_as(upstream: &Upstream, kind: Kind, name: &str) -> String {
 
 /// What a catalog serves of `upstream` given its `pins` (`None`: it was never contacted, so
 /// its first listing is pinned as it is) and what it offers now (`None`: not listed yet).
+/// The change from `pinned` to `offered`, as indented JSON, line by line: `- ` a pinned
+/// line, `+ ` an offered one (at most 400 lines, saying so).
+fn line_diff(pinned: &Value, offered: &Value) -> String {
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let (before, after) = (pretty(pinned), pretty(offered));
+    let diff = similar::TextDiff::from_lines(&before, &after);
+    let mut lines: Vec<String> = diff
+        .iter_all_changes()
+        .filter_map(|change| {
+            let sign = match change.tag() {
+                similar::ChangeTag::Delete => "-",
+                similar::ChangeTag::Insert => "+",
+                similar::ChangeTag::Equal => return None,
+            };
+            Some(format!("{sign} {}", change.value().trim_end_matches('\n')))
+        })
+        .collect();
+    if lines.len() > 400 {
+        let more = lines.len() - 400;
+        lines.truncate(400);
+        lines.push(format!("… (+{more} more lines)"));
+    }
+    lines.join("\n")
+}
+
 fn judge(upstream: &Upstream, pins: Option<&UpstreamPins>, offer: Option<&Offer>) -> Judged {
     let first_contact = pins.is_none();
     let none = UpstreamPins::default();
@@ -392,7 +421,11 @@ fn judge(upstream: &Upstream, pins: Option<&UpstreamPins>, offer: Option<&Offer>
         }
         match pins.of(item.kind).get(&item.name) {
             Some(pin) if pin.sha256 == item.digest => {}
-            Some(_) => {
+            Some(pin) => {
+                judged.diffs.insert(
+                    (item.kind, served.clone()),
+                    line_diff(&pin.definition, &item.definition),
+                );
                 judged.withheld.push((
                     item.kind,
                     served,

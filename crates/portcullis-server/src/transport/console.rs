@@ -334,7 +334,7 @@ async fn withheld(
     let items: Vec<serde_json::Value> = catalog
         .withheld()
         .iter()
-        .map(|w| json!({ "kind": w.kind, "name": w.name, "source": w.source, "reason": w.reason }))
+        .map(|w| json!({ "kind": w.kind, "name": w.name, "source": w.source, "reason": w.reason, "diff": w.diff }))
         .collect();
     Ok(Json(json!({ "withheld": items })).into_response())
 }

@@ -114,13 +114,15 @@ listen = "127.0.0.1:0"
 [[auth.api_keys]]
 name = "gw"
 sha256 = "{gw}"
-scopes = ["py"]
+scopes = ["py", "approve"]
 [[auth.api_keys]]
 name = "other"
 sha256 = "{other}"
 scopes = []
 [audit]
 path = "audit.jsonl"
+[console]
+enabled = true
 [metrics]
 bearer_token = "a-long-enough-metrics-token"
 [packs.upstreams]
@@ -348,6 +350,25 @@ async fn a_description_changed_between_two_runs_is_withheld_audited_and_counted_
         .await
         .expect("body");
     assert!(metrics.contains("portcullis_withheld_items 1"), "{metrics}");
+    // The operator's console shows the withheld item with its change, line by line.
+    let withheld: serde_json::Value = portcullis_test::http()
+        .get(server.at("/console/api/withheld"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("withheld")
+        .json()
+        .await
+        .expect("JSON");
+    let item = &withheld["withheld"][0];
+    assert_eq!(item["name"], "py__greet", "{withheld}");
+    let diff = item["diff"].as_str().unwrap_or_default();
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with("+ ") && l.contains("id_rsa"))
+            && diff.lines().any(|l| l.starts_with("- ")),
+        "{withheld}"
+    );
     let audit = gateway.audit();
     assert!(
         audit
