@@ -1,13 +1,17 @@
 //! Human approval of a tool call, bound to the exact call: a digest of (principal, tool,
-//! canonical arguments, the tool's configuration) and an expiry, used once. The guard asks
+//! canonical arguments, the config's generation and the tool's definition and rule) and an
+//! expiry, used once. The guard asks
 //! [`Approvals::decide`] after validation and before the call's audit intent; nothing the
 //! model sends (an argument named `confirm`, anything in the arguments) counts.
 //!
 //! - **elicit**, 2025 session: `elicitation/create` to the calling client, waited for.
 //! - **elicit**, 2026-07-28: an input-required result whose `requestState` is sealed with
 //!   the server's codec (`cluster.state_keys`, so any replica opens it) and carries the
-//!   digest and a nonce; the retry is verified (opens, same digest, accepted) and the nonce
-//!   claimed once (in Redis with `[cluster]`, else in this process) before anything runs.
+//!   digest, a nonce and its issue time; the retry is verified (opens, issued after the last
+//!   reload that changed a rule, same digest) and the nonce claimed once (in Redis with
+//!   `[cluster]`, else in this process), and only an accept runs the call.
+//! - A tool under approval that itself asks for input gets its next rounds through a state
+//!   of ours sealed around its own (`Sealer`), bound to the call, used once.
 //! - **console**: a pending approval in this process's queue, decided by an approver in the
 //!   console (or its JSON API); the call waits, bounded by the approval timeout and its
 //!   own timeout, and when it stops waiting it answers with the pending id, so the same
@@ -384,9 +388,8 @@ pub(crate) fn shown(schema: &JsonObject, arguments: &JsonObject) -> Value {
 /// The largest text of a call's arguments shown to an approver.
 const MAX_SHOWN: usize = 64 * 1024;
 
-/// The whole arguments for people, as indented JSON (secret parameters already redacted,
-/// strings already cut at 4 KiB with their length), at most 64 KiB and saying where it was
-/// cut; characters that hide or reorder text shown as spaces.
+/// The whole arguments for people ([`shown`]), as indented JSON, at most 64 KiB and saying
+/// where it was cut; characters that hide or reorder text shown as spaces.
 pub(crate) fn shown_text(shown: &Value) -> String {
     let text = serde_json::to_string_pretty(shown).unwrap_or_default();
     let text = visible(&text);
