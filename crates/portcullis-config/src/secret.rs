@@ -26,7 +26,7 @@ impl From<String> for Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if revealing() {
-            return write!(f, "{:?}", self.0);
+            return f.write_str(&digest_of(&self.0));
         }
         f.write_str("<redacted>")
     }
@@ -41,9 +41,15 @@ pub(crate) fn revealing() -> bool {
     REVEALING.with(std::cell::Cell::get)
 }
 
-/// The `Debug` text of `value` with every secret in it (and a SQL source's URL) written
-/// out, for a digest that must change when a secret does (the config generation that
-/// approvals are bound to). Hash it at once; never log, show or keep it.
+/// `sha256:HEX` of a secret value: what a fingerprint shows of it.
+pub(crate) fn digest_of(value: &str) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{:x}", sha2::Sha256::digest(value.as_bytes()))
+}
+
+/// The `Debug` text of `value` with every secret in it (and a SQL source's URL) shown as
+/// its SHA-256 instead of `<redacted>`, for a digest that must change when a secret does
+/// (the config generation that approvals are bound to). No secret is ever written out.
 pub fn fingerprint_text<T: std::fmt::Debug>(value: &T) -> String {
     struct Reset;
     impl Drop for Reset {
@@ -66,6 +72,10 @@ mod tests {
         let b = Secret::from("two".to_owned());
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         assert_ne!(fingerprint_text(&a), fingerprint_text(&b));
+        assert!(
+            !fingerprint_text(&a).contains("one"),
+            "only a digest of the secret"
+        );
         assert_eq!(
             format!("{a:?}"),
             "<redacted>",

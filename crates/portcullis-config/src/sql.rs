@@ -79,14 +79,14 @@ impl std::fmt::Debug for SqlSource {
             seed,
             statements,
         } = self;
-        let url: &dyn std::fmt::Debug = if crate::secret::revealing() {
-            url
+        let url = if crate::secret::revealing() {
+            crate::secret::digest_of(url)
         } else {
-            &"<redacted>"
+            "<redacted>".to_owned()
         };
         f.debug_struct("SqlSource")
             .field("name", name)
-            .field("url", url)
+            .field("url", &url)
             .field("pool_size", pool_size)
             .field("read_only", read_only)
             .field("statement_timeout_secs", statement_timeout_secs)
