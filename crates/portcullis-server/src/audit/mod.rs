@@ -59,6 +59,63 @@ pub(crate) struct Event {
     pub(crate) duration_ms: f64,
 }
 
+impl Event {
+    /// A record of the server's own step, made for no request (a withheld item, an
+    /// approval's request or decision): `who` took it, `details` say what it was.
+    pub(crate) fn by_server(
+        who: &str,
+        method: String,
+        item: &str,
+        decision: &'static str,
+        outcome: &'static str,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            request_id: None,
+            trace_id: None,
+            principal: who.to_owned(),
+            issuer: None,
+            client_id: None,
+            client: None,
+            client_ip: None,
+            method,
+            item: item.to_owned(),
+            arg_keys: Vec::new(),
+            args_fp: String::new(),
+            arguments: Some(details),
+            decision,
+            outcome,
+            duration_ms: 0.0,
+        }
+    }
+
+    /// A copy for the console's tail: a call's arguments left out (not even copied), an
+    /// approval record's few fields kept.
+    fn for_tail(&self) -> Self {
+        Self {
+            request_id: self.request_id.clone(),
+            trace_id: self.trace_id.clone(),
+            principal: self.principal.clone(),
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            client: self.client.clone(),
+            client_ip: self.client_ip.clone(),
+            method: self.method.clone(),
+            item: self.item.clone(),
+            arg_keys: self.arg_keys.clone(),
+            args_fp: self.args_fp.clone(),
+            arguments: if self.method.starts_with("approval/") {
+                self.arguments.clone()
+            } else {
+                None
+            },
+            decision: self.decision,
+            outcome: self.outcome,
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
 /// The whole record as written: the event between its place in the chain.
 #[derive(Serialize)]
 struct Record<'a> {
@@ -110,6 +167,8 @@ pub struct AuditLog {
     /// The last [`RECENT`] records handed to the log (without their arguments), for the
     /// console's audit tail.
     recent: std::sync::Mutex<std::collections::VecDeque<(std::time::SystemTime, Event)>>,
+    /// Whether anyone reads `recent` (the console): otherwise no record is kept there.
+    keeps_recent: AtomicBool,
 }
 
 /// Records the console's audit tail keeps in memory.
@@ -174,7 +233,8 @@ impl AuditLog {
             fail_closed: section.fail_closed,
             durable_writes: section.fsync == FsyncPolicy::Always,
             outstanding,
-            recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(64)),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            keeps_recent: AtomicBool::new(false),
         })
     }
 
@@ -223,23 +283,15 @@ impl AuditLog {
     /// it was pinned, or a new one not pinned yet): the server's own decision, made for no
     /// request, so its principal is `portcullis`.
     pub(crate) async fn withheld(&self, item: &portcullis_core::Withheld) {
-        let event = Event {
-            request_id: None,
-            trace_id: None,
-            principal: "portcullis".to_owned(),
-            issuer: None,
-            client_id: None,
-            client: Some(item.source.clone()),
-            client_ip: None,
-            method: format!("{}/withhold", item.kind.replace(' ', "_")),
-            item: item.name.clone(),
-            arg_keys: Vec::new(),
-            args_fp: String::new(),
-            arguments: Some(serde_json::json!({ "reason": item.reason })),
-            decision: "withheld",
-            outcome: "withheld",
-            duration_ms: 0.0,
-        };
+        let mut event = Event::by_server(
+            "portcullis",
+            format!("{}/withhold", item.kind.replace(' ', "_")),
+            &item.name,
+            "withheld",
+            "withheld",
+            serde_json::json!({ "reason": item.reason }),
+        );
+        event.client = Some(item.source.clone());
         self.record(event, false).await;
     }
 
@@ -266,7 +318,16 @@ impl AuditLog {
         rx.await.unwrap_or(false)
     }
 
+    /// Keeps the last [`RECENT`] records in memory from now on, for [`AuditLog::recent`]
+    /// (the console's audit tail); off otherwise, so a record costs no copy.
+    pub fn keep_recent(&self) {
+        self.keeps_recent.store(true, Ordering::Release);
+    }
+
     fn remember(&self, event: &Event) {
+        if !self.keeps_recent.load(Ordering::Acquire) {
+            return;
+        }
         let mut recent = self
             .recent
             .lock()
@@ -275,13 +336,8 @@ impl AuditLog {
             recent.pop_front();
         }
         // Without a call's arguments (up to 64 values of 4 KiB at every depth): the tail
-        // shows who did what and how it ended, and stays a few MB at most. An approval's
-        // record keeps its few fields (id, digest, who asked).
-        let mut kept = event.clone();
-        if !kept.method.starts_with("approval/") {
-            kept.arguments = None;
-        }
-        recent.push_back((std::time::SystemTime::now(), kept));
+        // shows who did what and how it ended, and stays a few MB at most.
+        recent.push_back((std::time::SystemTime::now(), event.for_tail()));
     }
 
     /// The most recent records (newest first, at most `limit`, of the last [`RECENT`])

@@ -175,6 +175,10 @@ impl Prepared {
                         source,
                     }
                 })?;
+                if config.console.enabled {
+                    // The console's audit tail reads the last records from memory.
+                    log.keep_recent();
+                }
                 Some(Arc::new(log))
             }
             None => None,
