@@ -239,6 +239,38 @@ impl Pending {
         self.state.borrow().clone()
     }
 
+    /// Ends it as expired unless it was used, denied or expired already; `true` when this
+    /// did it.
+    fn expire(&self) -> bool {
+        self.state.send_if_modified(|s| {
+            if matches!(s, State::Waiting | State::Approved { .. }) {
+                *s = State::Expired;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// The audit record and count of its expiry (`changed`: by a reload that changed its
+    /// tool's configuration).
+    async fn note_expired(&self, audit: Option<&AuditLog>, changed: bool) {
+        let mut details =
+            json!({ "id": self.id, "digest": self.digest, "requested_by": self.principal });
+        if changed {
+            details["reason"] = json!("the configuration changed");
+        }
+        note(
+            audit,
+            "portcullis",
+            &self.tool,
+            "console",
+            "expired",
+            details,
+        )
+        .await;
+    }
+
     /// Whether `principal` may decide it: holds one of the approver scopes, or is named by
     /// id. A principal never decides its own call unless it is named by id.
     pub fn may_decide(&self, principal: &Principal) -> bool {
@@ -290,9 +322,10 @@ pub struct Approvals {
     audit: Mutex<Option<Arc<AuditLog>>>,
     /// Whether the sweep of expired approvals runs.
     sweeping: std::sync::atomic::AtomicBool,
-    /// When (Unix ms) a reload last changed an approval rule's configuration: sealed
-    /// approvals and rounds issued before it are void, even if the change is reverted.
-    changed_at: std::sync::atomic::AtomicU64,
+    /// When (Unix ms) a reload last changed each tool's approval configuration: its sealed
+    /// approvals and rounds issued before it are void, even if the change is reverted. One
+    /// entry per tool that ever had a rule.
+    changed_at: Mutex<HashMap<String, u64>>,
 }
 
 fn now_ms() -> u64 {
@@ -450,15 +483,22 @@ impl Approvals {
         Arc::new(Self::default())
     }
 
-    /// A reload changed an approval rule's configuration: what was sealed before is void.
-    pub(crate) fn configuration_changed(&self) {
-        self.changed_at
-            .store(now_ms(), std::sync::atomic::Ordering::Release);
+    /// A reload changed (or removed) the approval configuration of `tools`: what was
+    /// sealed for them before is void.
+    pub(crate) fn configuration_changed(&self, tools: &[&str]) {
+        let now = now_ms();
+        let mut changed = lock(&self.changed_at);
+        for tool in tools {
+            changed.insert((*tool).to_owned(), now);
+        }
     }
 
-    /// Whether something sealed at `issued` (Unix ms) predates the last change.
-    fn voided(&self, issued: u64) -> bool {
-        issued < self.changed_at.load(std::sync::atomic::Ordering::Acquire)
+    /// Whether something sealed for `tool` at `issued` (Unix ms) predates the last change
+    /// of its configuration.
+    fn voided(&self, tool: &str, issued: u64) -> bool {
+        lock(&self.changed_at)
+            .get(tool)
+            .is_some_and(|changed| issued < *changed)
     }
 
     /// Expires every pending approval whose tool's configuration is not `current`'s (a
@@ -477,26 +517,13 @@ impl Approvals {
                 .collect();
             ids.iter().filter_map(|id| pending.remove(id)).collect()
         };
-        stale
-            .into_iter()
-            .filter(|entry| {
-                entry.state.send_if_modified(|s| {
-                    if matches!(s, State::Waiting | State::Approved { .. }) {
-                        *s = State::Expired;
-                        true
-                    } else {
-                        false
-                    }
-                })
-            })
-            .collect()
+        stale.into_iter().filter(|entry| entry.expire()).collect()
     }
 
     /// Records the approvals a reload voided.
     pub(crate) async fn record_voided(voided: Vec<Arc<Pending>>, audit: Option<&AuditLog>) {
         for entry in voided {
-            record(audit, "portcullis", &entry.tool, "approval/decision", "expired", "expired", json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal, "reason": "the configuration changed" })).await;
-            count("console", "expired");
+            entry.note_expired(audit, true).await;
         }
     }
 
@@ -529,10 +556,7 @@ impl Approvals {
 
     /// Claims used nonces in Redis, for every replica.
     pub(crate) fn share(&self, cluster: &Arc<crate::cluster::Cluster>) {
-        *self
-            .cluster
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(cluster));
+        *lock(&self.cluster) = Some(Arc::clone(cluster));
     }
 
     /// Decides whether the call described by `ask` may run. Any wait is bounded by the
@@ -564,7 +588,7 @@ impl Approvals {
             let refused = |event: &'static str, text: String| {
                 refused(audit, principal, tool, "continued", digest_ref, event, text)
             };
-            if self.voided(continued.t) {
+            if self.voided(&ask.tool, continued.t) {
                 return refused(
                     "expired",
                     format!("the configuration of tool `{tool}` changed since this call was approved; call the tool again"),
@@ -686,17 +710,15 @@ impl Approvals {
         cancel: &CancellationToken,
         wait: Duration,
     ) -> Verdict {
-        record(
+        note(
             audit,
             principal.id(),
             &ask.tool,
-            "approval/request",
-            "pending",
+            "elicit",
             "requested",
-            json!({ "mode": "elicit", "digest": digest }),
+            json!({ "digest": digest }),
         )
         .await;
-        count("elicit", "requested");
         let params = ElicitRequestParams::FormElicitationParams {
             meta: None,
             message: message(&ask.tool, principal.id(), &ask.shown, digest),
@@ -708,17 +730,15 @@ impl Approvals {
         };
         let (event, outcome, text) = match asked {
             Ok(result) if result.action == ElicitationAction::Accept => {
-                record(
+                note(
                     audit,
                     principal.id(),
                     &ask.tool,
-                    "approval/decision",
+                    "elicit",
                     "approved",
-                    "approved",
-                    json!({ "mode": "elicit", "digest": digest, "by": principal.id() }),
+                    json!({ "digest": digest, "by": principal.id() }),
                 )
                 .await;
-                count("elicit", "approved");
                 return Verdict::Approved;
             }
             Ok(result) => (
@@ -754,17 +774,15 @@ impl Approvals {
                 )
             }
         };
-        record(
+        note(
             audit,
             principal.id(),
             &ask.tool,
-            "approval/decision",
+            "elicit",
             event,
-            event,
-            json!({ "mode": "elicit", "digest": digest }),
+            json!({ "digest": digest }),
         )
         .await;
-        count("elicit", event);
         refuse(outcome, text)
     }
 
@@ -793,18 +811,7 @@ impl Approvals {
                 .ttl(rule.timeout);
             let state = match codec.seal_json_with(&sealed, &options) {
                 Ok(state) => state,
-                Err(error) => {
-                    let message = portcullis_core::error::describe_internal(&error);
-                    let reference = portcullis_core::error::new_reference();
-                    tracing::error!(reference, error = %message, "sealing an approval failed");
-                    return Verdict::Halt {
-                        outcome: Outcome::InternalError,
-                        answer: Ok(CallToolResult::error(vec![ContentBlock::text(
-                            portcullis_core::error::internal_message(&reference),
-                        )])
-                        .into()),
-                    };
-                }
+                Err(error) => return internal(&ask.tool, "sealing an approval", error),
             };
             let request: InputRequest = match serde_json::from_value(json!({
                 "method": "elicitation/create",
@@ -815,24 +822,19 @@ impl Approvals {
                 }
             })) {
                 Ok(request) => request,
-                Err(error) => {
-                    tracing::error!(%error, "building an approval request failed");
-                    return refuse(Outcome::InternalError, "internal error".to_owned());
-                }
+                Err(error) => return internal(&ask.tool, "building an approval request", error),
             };
             let mut requests = InputRequests::new();
             requests.insert(INPUT_KEY.to_owned(), request);
-            record(
+            note(
                 audit,
                 principal.id(),
                 &ask.tool,
-                "approval/request",
-                "pending",
+                "elicit",
                 "requested",
-                json!({ "mode": "elicit", "digest": digest }),
+                json!({ "digest": digest }),
             )
             .await;
-            count("elicit", "requested");
             // The call did not run: its record says it waits for approval.
             return Verdict::Halt {
                 outcome: Outcome::ApprovalPending,
@@ -866,7 +868,7 @@ impl Approvals {
                 .await;
             }
         };
-        if self.voided(sealed.t) {
+        if self.voided(&ask.tool, sealed.t) {
             return invalid(
                 "expired",
                 format!("the configuration of tool `{}` changed since this approval was asked for; call the tool again to be asked anew", ask.tool),
@@ -909,17 +911,15 @@ impl Approvals {
             )
             .await;
         }
-        record(
+        note(
             audit,
             principal.id(),
             &ask.tool,
-            "approval/decision",
+            "elicit",
             "approved",
-            "approved",
-            json!({ "mode": "elicit", "digest": digest, "by": principal.id() }),
+            json!({ "digest": digest, "by": principal.id() }),
         )
         .await;
-        count("elicit", "approved");
         Verdict::Approved
     }
 
@@ -971,10 +971,7 @@ impl Approvals {
         self.sweep();
         self.expire(audit).await;
         let opened = {
-            let mut pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut pending = lock(&self.pending);
             let existing = pending
                 .values()
                 .find(|p| {
@@ -1019,17 +1016,15 @@ impl Approvals {
         let entry = match opened {
             Ok((entry, new)) => {
                 if new {
-                    record(
+                    note(
                         audit,
                         principal.id(),
                         &ask.tool,
-                        "approval/request",
-                        "pending",
+                        "console",
                         "requested",
-                        json!({ "mode": "console", "id": entry.id, "digest": digest }),
+                        json!({ "id": entry.id, "digest": digest }),
                     )
                     .await;
-                    count("console", "requested");
                 }
                 entry
             }
@@ -1125,20 +1120,14 @@ impl Approvals {
     }
 
     fn remove(&self, id: &str) {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        lock(&self.pending).remove(id);
     }
 
     /// Marks pending approvals past their time expired (recorded), and forgets them.
     pub(crate) async fn expire(&self, audit: Option<&AuditLog>) {
         let now = Instant::now();
         let expired: Vec<Arc<Pending>> = {
-            let mut pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut pending = lock(&self.pending);
             let gone: Vec<String> = pending
                 .values()
                 .filter(|p| p.expires <= now)
@@ -1147,17 +1136,8 @@ impl Approvals {
             gone.iter().filter_map(|id| pending.remove(id)).collect()
         };
         for entry in expired {
-            let was_waiting = entry.state.send_if_modified(|s| {
-                if matches!(s, State::Waiting | State::Approved { .. }) {
-                    *s = State::Expired;
-                    true
-                } else {
-                    false
-                }
-            });
-            if was_waiting {
-                record(audit, "portcullis", &entry.tool, "approval/decision", "expired", "expired", json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal })).await;
-                count("console", "expired");
+            if entry.expire() {
+                entry.note_expired(audit, false).await;
             }
         }
     }
@@ -1165,10 +1145,7 @@ impl Approvals {
     /// The pending approvals `viewer` may decide, or asked for itself, oldest first.
     pub async fn visible(&self, viewer: &Principal, audit: Option<&AuditLog>) -> Vec<Arc<Pending>> {
         self.expire(audit).await;
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pending = lock(&self.pending);
         let mut out: Vec<Arc<Pending>> = pending
             .values()
             .filter(|p| p.state() == State::Waiting || matches!(p.state(), State::Approved { .. }))
@@ -1192,10 +1169,7 @@ impl Approvals {
         current: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<Pending>, DecideError> {
         self.expire(audit).await;
-        let entry = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let entry = lock(&self.pending)
             .get(id)
             .cloned()
             .ok_or(DecideError::NotFound)?;
@@ -1208,18 +1182,10 @@ impl Approvals {
             });
         }
         if current(&entry.tool).as_deref() != Some(entry.config_digest.as_str()) {
-            let expired = entry.state.send_if_modified(|s| {
-                if *s == State::Waiting {
-                    *s = State::Expired;
-                    true
-                } else {
-                    false
-                }
-            });
+            let expired = entry.expire();
             self.remove(&entry.id);
             if expired {
-                record(audit, "portcullis", &entry.tool, "approval/decision", "expired", "expired", json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal, "reason": "the configuration changed" })).await;
-                count("console", "expired");
+                entry.note_expired(audit, true).await;
             }
             return Err(DecideError::Changed);
         }
@@ -1243,8 +1209,15 @@ impl Approvals {
             return Err(DecideError::Decided(previous));
         }
         let event = if approve { "approved" } else { "denied" };
-        record(audit, &by, &entry.tool, "approval/decision", event, event, json!({ "mode": "console", "id": entry.id, "digest": entry.digest, "requested_by": entry.principal })).await;
-        count("console", event);
+        note(
+            audit,
+            &by,
+            &entry.tool,
+            "console",
+            event,
+            json!({ "id": entry.id, "digest": entry.digest, "requested_by": entry.principal }),
+        )
+        .await;
         // A denial stays until the call (waiting, or repeated) is told of it; then the same
         // call asked again opens a new request.
         Ok(entry)
@@ -1269,6 +1242,19 @@ fn message(tool: &str, principal: &str, shown: &Value, digest: &str) -> String {
     )
 }
 
+/// An internal failure of the approval step: logged with a reference, the client told only
+/// the reference (the core's one wording of internal errors).
+fn internal(tool: &str, context: &str, error: impl Into<portcullis_core::BoxError>) -> Verdict {
+    Verdict::Halt {
+        outcome: Outcome::InternalError,
+        answer: portcullis_core::error::tool_error_result(
+            tool,
+            portcullis_core::ToolError::internal(context, error),
+        )
+        .map(Into::into),
+    }
+}
+
 /// A 2026-07-28 round that does not approve the call: recorded, counted, refused.
 async fn refused(
     audit: Option<&AuditLog>,
@@ -1279,50 +1265,41 @@ async fn refused(
     event: &'static str,
     text: String,
 ) -> Verdict {
-    record(
+    note(
         audit,
         principal.id(),
         tool,
-        "approval/decision",
+        mode,
         event,
-        event,
-        json!({ "mode": mode, "digest": digest }),
+        json!({ "digest": digest }),
     )
     .await;
-    count(mode, event);
     refuse(Outcome::ApprovalDenied, text)
 }
 
-/// An audit record of the approval flow (not of a request: its own method).
-async fn record(
+/// One step of the approval flow, by `who`: counted
+/// (`portcullis_approvals_total{mode, event}`) and an audit record of its own
+/// (`approval/request` for `requested`, else `approval/decision`), `details` with the mode.
+async fn note(
     audit: Option<&AuditLog>,
-    principal: &str,
+    who: &str,
     tool: &str,
-    method: &str,
-    decision: &'static str,
-    outcome: &'static str,
-    details: Value,
+    mode: &'static str,
+    event: &'static str,
+    mut details: Value,
 ) {
+    count(mode, event);
     let Some(audit) = audit else {
         return;
     };
-    let event = Event {
-        request_id: None,
-        trace_id: None,
-        principal: principal.to_owned(),
-        issuer: None,
-        client_id: None,
-        client: None,
-        client_ip: None,
-        method: method.to_owned(),
-        item: tool.to_owned(),
-        arg_keys: Vec::new(),
-        args_fp: String::new(),
-        arguments: Some(details),
-        decision,
-        outcome,
-        duration_ms: 0.0,
+    let (method, decision) = match event {
+        "requested" => ("approval/request", "pending"),
+        _ => ("approval/decision", event),
     };
+    if let Some(details) = details.as_object_mut() {
+        details.insert("mode".to_owned(), Value::String(mode.to_owned()));
+    }
+    let event = Event::by_server(who, method.to_owned(), tool, decision, event, details);
     audit.record(event, true).await;
 }
 
@@ -1396,6 +1373,47 @@ mod tests {
                 &args(json!({"path": "a", "n": 1})),
                 &other
             )
+        );
+    }
+
+    #[tokio::test]
+    async fn used_approvals_are_capped_per_principal_and_expired_ones_do_not_count() {
+        let approvals = Approvals::default();
+        let ttl = Duration::from_secs(60);
+        for i in 0..MAX_USED_PER_PRINCIPAL {
+            assert_eq!(
+                approvals.claim("key:a", &format!("a{i}"), ttl).await,
+                Ok(true)
+            );
+        }
+        assert_eq!(
+            approvals.claim("key:a", "over", ttl).await,
+            Err(()),
+            "at the cap"
+        );
+        assert_eq!(
+            approvals.claim("key:b", "b0", ttl).await,
+            Ok(true),
+            "another principal"
+        );
+        assert_eq!(
+            approvals.claim("key:a", "a0", ttl).await,
+            Ok(false),
+            "still used once"
+        );
+        for i in 0..MAX_USED_PER_PRINCIPAL {
+            assert_eq!(
+                approvals
+                    .claim("key:c", &format!("c{i}"), Duration::from_millis(1))
+                    .await,
+                Ok(true)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            approvals.claim("key:c", "after", ttl).await,
+            Ok(true),
+            "expired ones left"
         );
     }
 

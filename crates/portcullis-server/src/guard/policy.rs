@@ -65,7 +65,9 @@ impl<'a> Effective<'a> {
         Self {
             timeout: policy.timeout,
             approval: policy.approval.as_ref(),
-            backing_needs_approval: false,
+            // Anything of a pack under approval but its tool calls (which ask): prompts,
+            // resources, templates are not served around the approval.
+            backing_needs_approval: policy.pack_approval && policy.approval.is_none(),
             limits: Vec::new(),
         }
         .and(policy, None)
@@ -311,13 +313,17 @@ impl Policies {
     /// Every tool's approval configuration digest, by tool (a reload compares them).
     pub(crate) fn approval_digests(&self) -> std::collections::BTreeMap<&str, &str> {
         self.tools
-            .iter()
-            .filter_map(|(name, p)| {
-                p.approval
-                    .as_ref()
-                    .map(|r| (name.as_str(), r.config_digest.as_str()))
-            })
+            .keys()
+            .filter_map(|name| Some((name.as_str(), self.approval_digest(name)?)))
             .collect()
+    }
+
+    /// The configuration digest of tool `name`'s approval rule, if it has one.
+    pub(crate) fn approval_digest(&self, name: &str) -> Option<&str> {
+        self.tool(name)
+            .approval
+            .as_ref()
+            .map(|r| r.config_digest.as_str())
     }
 
     pub(crate) fn tool(&self, name: &str) -> &ItemPolicy {
@@ -372,19 +378,13 @@ impl Policies {
             Target::Listen(_) => Effective::of(&self.default),
             Target::Resource(_) | Target::Template(_) => match Self::source_of(catalog, target) {
                 None => Effective::of(&self.default),
-                Some((source, None)) => {
-                    // A pack whose tools need approval serves no read around them.
-                    let own = self.source(source.index);
-                    let mut effective = Effective::of(own);
-                    effective.backing_needs_approval = own.pack_approval;
-                    effective
-                }
+                Some((source, None)) => Effective::of(self.source(source.index)),
                 Some((source, Some(backing))) => {
                     let (backing, item) = self.backing(&backing);
-                    let own = self.source(source.index);
-                    let mut effective = Effective::of(own).and(backing, item);
-                    effective.backing_needs_approval =
-                        own.pack_approval || backing.approval.is_some() || backing.pack_approval;
+                    let mut effective = Effective::of(self.source(source.index)).and(backing, item);
+                    // A read whose work is a tool (or pack) under approval would skip it.
+                    effective.backing_needs_approval |=
+                        backing.approval.is_some() || backing.pack_approval;
                     effective
                 }
             },

@@ -186,10 +186,8 @@ impl PortcullisHandler {
         self.inner()
             .guard
             .policies
-            .tool(name)
-            .approval
-            .as_ref()
-            .map(|rule| rule.config_digest.clone())
+            .approval_digest(name)
+            .map(str::to_owned)
     }
 
     /// The audit log in force, if any.

@@ -224,17 +224,20 @@ impl PortcullisHandler {
         let guard = guard.keeps_counts_of(&old.guard);
         // Approvals given under a tool's configuration that this reload changes are void,
         // now and if the change is reverted later.
-        let changed = guard.policies.approval_digests() != old.guard.policies.approval_digests();
-        if changed {
-            guard.approvals.configuration_changed();
-            let voided = guard.approvals.void_changed(|tool| {
-                guard
-                    .policies
-                    .tool(tool)
-                    .approval
-                    .as_ref()
-                    .map(|r| r.config_digest.clone())
-            });
+        let (before, after) = (
+            old.guard.policies.approval_digests(),
+            guard.policies.approval_digests(),
+        );
+        let changed: Vec<&str> = before
+            .iter()
+            .filter(|(tool, digest)| after.get(*tool) != Some(*digest))
+            .map(|(tool, _)| *tool)
+            .collect();
+        if !changed.is_empty() {
+            guard.approvals.configuration_changed(&changed);
+            let voided = guard
+                .approvals
+                .void_changed(|tool| guard.policies.approval_digest(tool).map(str::to_owned));
             let audit = guard.audit.clone();
             // Recorded in the background (outside a runtime, a library's own reload, the
             // records are left out; the approvals are void either way).

@@ -211,7 +211,11 @@ impl PortcullisHandler {
                                 asked.request_state = Some(state);
                                 Ok(CallToolResponse::InputRequired(asked))
                             }
-                            Err(error) => Err(crate::error::internal(error.to_string())),
+                            Err(error) => tool_error_result(
+                                name,
+                                ToolError::internal("sealing a round of an approved call", error),
+                            )
+                            .map(Into::into),
                         }
                     }
                     (result, _) => result,

@@ -922,7 +922,7 @@ async fn a_pack_under_approval_serves_no_resource_read_around_it() {
     std::fs::write(setup.path("root/secret.txt"), "s3cret").expect("file");
     let config = setup.config(
         "approval = \"console\"",
-        "[packs.files]\napproval = \"console\"\n",
+        "[packs.files]\napproval = \"console\"\n[packs.prompts]\napproval = \"console\"\n[[prompts]]\nname = \"hello\"\ndescription = \"d\"\ntemplate = \"hi\"\n",
     );
     let server = HttpServer::spawn(bin(), &config).await.expect("server");
     for uri in [
@@ -946,6 +946,21 @@ async fn a_pack_under_approval_serves_no_resource_read_around_it() {
             "{uri}: {body}"
         );
     }
+    // Nor a prompt of a pack under approval (an upstream's prompt is upstream work).
+    let body = portcullis_test::post_stateless(
+        &server.url(),
+        Some(ALICE),
+        "prompts/get",
+        json!({ "name": "hello" }),
+    )
+    .await
+    .body;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("approval")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
