@@ -4,8 +4,9 @@
 //! Installs the pinned suite and a pinned Node 22 from npm into `target/conformance/` (no
 //! global install; a stamp file skips reinstalling), builds and starts the fixture on an
 //! ephemeral loopback port, runs `--requirements 2025-11-25` and `--requirements 2026-07-28`,
-//! prints a per-scenario table and the pass counts, and fails when any required scenario
-//! fails.
+//! then every server scenario the suite lists as an extension's (Tasks, Skills) on each
+//! revision (`--scenario NAME --spec-version REV --force`), prints a per-scenario table and
+//! the pass counts, and fails when any required or extension scenario fails.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -22,6 +23,9 @@ const SUITE: &str = "@modelcontextprotocol/conformance@0.2.0-alpha.12";
 /// The suite needs Node 22+; the per-platform package ships the binary without install scripts.
 const NODE_VERSION: &str = "22.23.3";
 const REVISIONS: [&str; 2] = ["2025-11-25", "2026-07-28"];
+/// Extension scenarios the pinned suite ships as placeholders without checks (it reports
+/// them skipped whatever the server does).
+const PLACEHOLDERS: [&str; 1] = ["tasks-status-notifications"];
 
 /// The outcome of one scenario.
 #[derive(Debug, Default)]
@@ -80,6 +84,30 @@ pub fn run() -> anyhow::Result<()> {
             not_scored.len(),
             output.status.code().map_or_else(|| "signal".to_owned(), |c| c.to_string())
         ));
+        // The extensions' scenarios, each on this revision's wire.
+        let extensions = extension_scenarios(&node, &suite)?;
+        let results = results.join("extensions");
+        std::fs::create_dir_all(&results)?;
+        for scenario in &extensions {
+            let output = Command::new(&node)
+                .arg(suite.join("dist/index.js"))
+                .args(["server", "--url", &url, "--scenario", scenario])
+                .args(["--spec-version", revision, "--force", "-o"])
+                .arg(&results)
+                .output()
+                .with_context(|| format!("run the conformance scenario {scenario}"))?;
+            std::fs::write(
+                results.join(format!("{scenario}-output.txt")),
+                &output.stdout,
+            )?;
+        }
+        let extension_outcomes = self::outcomes(&results)?;
+        let (passed, skipped) = print_extensions(revision, &extensions, &extension_outcomes);
+        all_required_pass &= passed + skipped == extensions.len();
+        summary.push(format!(
+            "conformance {revision}: {passed}/{} extension scenarios passed ({skipped} skipped by the suite itself)",
+            extensions.len()
+        ));
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -89,7 +117,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     if !all_required_pass {
         bail!(
-            "a required conformance scenario failed; see the tables above and target/conformance/results/"
+            "a required or extension conformance scenario failed; see the tables above and target/conformance/results/"
         );
     }
     Ok(())
@@ -322,4 +350,84 @@ fn print_table(
         }
     }
     (passed, required.len())
+}
+
+/// The server scenarios the suite lists as an extension's (`  - NAME [extension]` under
+/// "Server scenarios" in `list`).
+#[allow(clippy::disallowed_methods, reason = "xtask runs the suite")]
+fn extension_scenarios(node: &Path, suite: &Path) -> anyhow::Result<Vec<String>> {
+    let output = Command::new(node)
+        .arg(suite.join("dist/index.js"))
+        .arg("list")
+        .output()
+        .context("list the conformance scenarios")?;
+    ensure!(output.status.success(), "the suite's `list` failed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut in_server = false;
+    let mut scenarios = Vec::new();
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_server = line.starts_with("Server scenarios");
+            continue;
+        }
+        if in_server
+            && let Some(name) = line
+                .trim()
+                .strip_prefix("- ")
+                .and_then(|rest| rest.strip_suffix(" [extension]"))
+        {
+            scenarios.push(name.to_owned());
+        }
+    }
+    ensure!(
+        !scenarios.is_empty(),
+        "the suite lists no extension server scenarios"
+    );
+    Ok(scenarios)
+}
+
+/// Prints the extension scenarios' table of one revision; returns (passed, skipped by the
+/// suite: a placeholder scenario with no checks).
+fn print_extensions(
+    revision: &str,
+    scenarios: &[String],
+    outcomes: &BTreeMap<String, Scenario>,
+) -> (usize, usize) {
+    println_stdout(&format!(
+        "\nMCP conformance, extension server scenarios, revision {revision}"
+    ));
+    let (mut passed, mut skipped) = (0, 0);
+    for scenario in scenarios {
+        let (result, p, f, w) = match outcomes.get(scenario) {
+            // Only a scenario the suite itself leaves empty may skip; any other that skips
+            // (an extension not declared) fails the run.
+            Some(o)
+                if o.failed == 0 && o.passed == 0 && PLACEHOLDERS.contains(&scenario.as_str()) =>
+            {
+                skipped += 1;
+                ("skipped", 0, 0, o.warnings)
+            }
+            Some(o) if o.failed == 0 && o.passed == 0 => ("SKIPPED", 0, 0, o.warnings),
+            Some(o) if o.failed == 0 => {
+                passed += 1;
+                ("pass", o.passed, o.failed, o.warnings)
+            }
+            Some(o) => ("FAIL", o.passed, o.failed, o.warnings),
+            None => ("NOT RUN", 0, 0, 0),
+        };
+        println_stdout(&format!(
+            "{scenario:<46} {:<32} {p:>6} {f:>6} {w:>5}  {result}",
+            "extension"
+        ));
+        if let Some(message) = outcomes
+            .get(scenario)
+            .and_then(|o| o.first_failure.as_deref())
+        {
+            println_stdout(&format!(
+                "    {}",
+                message.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+    (passed, skipped)
 }

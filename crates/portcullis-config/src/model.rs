@@ -64,6 +64,11 @@ pub struct Config {
     /// subscribe hear when a note changes, and when notes are added or removed.
     #[serde(default)]
     pub notes: Vec<crate::notes::NotesFolder>,
+    /// Folders of agent skills (the skills pack), served as the Skills extension
+    /// (`skills/list`, `skills/get`, `resources/directory/read`) with every file a live
+    /// `skill://` resource carrying its SHA-256 digest.
+    #[serde(default)]
+    pub skills: Vec<crate::skills::SkillsFolder>,
     /// MCP servers served through Portcullis (the gateway): a stdio program or an HTTP
     /// endpoint each, their tools, resources and prompts under a prefix, behind the same
     /// guard as everything else, and their definitions pinned in the lock file.

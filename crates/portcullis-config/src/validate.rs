@@ -151,6 +151,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     let roots: Vec<String> = config.files.iter().map(|r| r.name.clone()).collect();
     crate::commands::validate(&config.commands, &roots)?;
     crate::notes::validate(&config.notes)?;
+    crate::skills::validate(&config.skills)?;
     crate::upstreams::validate(&config.upstreams, &config.gateway)?;
     crate::resources::validate_templates(config)?;
     crate::operations::validate(config)?;

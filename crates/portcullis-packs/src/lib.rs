@@ -39,6 +39,8 @@ mod params;
 #[cfg(feature = "prompts")]
 pub mod prompts;
 pub mod resources;
+#[cfg(feature = "skills")]
+pub mod skills;
 #[cfg(feature = "sql")]
 pub mod sql;
 mod template;
@@ -134,6 +136,14 @@ const PACKS: &[Pack] = &[
         #[cfg(feature = "notes")]
         register: Some(notes::register),
         #[cfg(not(feature = "notes"))]
+        register: None,
+    },
+    Pack {
+        name: "skills",
+        used_by: |c| !c.skills.is_empty(),
+        #[cfg(feature = "skills")]
+        register: Some(skills::register),
+        #[cfg(not(feature = "skills"))]
         register: None,
     },
     Pack {

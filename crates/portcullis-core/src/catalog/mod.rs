@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rmcp::model::{
     CallToolResponse, ClientCapabilities, GetPromptResponse, InputResponses, JsonObject, Prompt,
-    ReadResourceResult, Resource, ResourceTemplate, Tool as ToolDef,
+    ReadResourceResult, Resource, ResourceTemplate, Skill, Tool as ToolDef,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -199,6 +199,34 @@ pub trait ResourceSource: Send + Sync + 'static {
     /// `prefix` (`completion/complete` with a `ref/resource`).
     fn complete(&self, _uri_template: &str, _argument: &str, _prefix: &str) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Whether the source serves agent skills (the Skills extension, SEP-2640): the server
+    /// then declares the extension and answers `skills/list`, `skills/get` and
+    /// `resources/directory/read` from [`Self::skills`] and [`Self::read_directory`]. The
+    /// skills' files are this source's resources, read through [`Self::read`].
+    fn serves_skills(&self) -> bool {
+        false
+    }
+
+    /// The skills served now, each with its manifest (every file's URI, SHA-256 digest and
+    /// size), in a stable order.
+    fn skills(&self) -> Vec<Skill> {
+        Vec::new()
+    }
+
+    /// The skill whose `SKILL.md` is at `uri`, if this source serves it.
+    fn skill(&self, uri: &str) -> Option<Skill> {
+        self.skills().into_iter().find(|skill| skill.uri == uri)
+    }
+
+    /// The entries of the directory at `uri` (`resources/directory/read`): files, and
+    /// sub-directories with the MIME type `inode/directory`. A URI that is not a directory
+    /// of this source is [`ResourceError::Rejected`].
+    async fn read_directory(&self, uri: &str) -> Result<Vec<Resource>, ResourceError> {
+        Err(ResourceError::Rejected(format!(
+            "`{uri}` is not a directory"
+        )))
     }
 }
 
@@ -744,6 +772,20 @@ impl Catalog {
             .map(|t| t.pack.as_str())
             .chain(self.prompts.iter().map(|p| p.pack.as_str()))
             .chain(self.sources.iter().map(|s| s.pack.as_str()))
+            .collect()
+    }
+
+    /// Whether any source serves skills (the Skills extension is then declared).
+    pub fn has_skills(&self) -> bool {
+        self.sources.iter().any(|s| s.source.serves_skills())
+    }
+
+    /// Every skill served now with the source serving it, in source order.
+    pub fn skills(&self) -> Vec<(&CatalogSource, Skill)> {
+        self.sources
+            .iter()
+            .filter(|s| s.source.serves_skills())
+            .flat_map(|s| s.source.skills().into_iter().map(move |skill| (s, skill)))
             .collect()
     }
 

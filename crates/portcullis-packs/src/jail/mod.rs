@@ -448,6 +448,16 @@ impl FileReader<'_> {
 
     /// The file's text: `None` when it is larger than `max`, unreadable or binary.
     pub(crate) fn text(&self, max: u64) -> Option<String> {
+        let bytes = self.bytes(max)?;
+        if content_inspector::inspect(&bytes).is_binary() {
+            return None;
+        }
+        String::from_utf8(bytes).ok()
+    }
+
+    /// The file's bytes: `None` when it is larger than `max` (also when it grew past it
+    /// while being read) or unreadable.
+    pub(crate) fn bytes(&self, max: u64) -> Option<Vec<u8>> {
         let file = open_regular(self.dir, self.name).ok()?;
         let meta = file.metadata().ok()?;
         if !meta.is_file() || meta.len() > max {
@@ -455,10 +465,7 @@ impl FileReader<'_> {
         }
         let mut bytes = Vec::new();
         file.take(max + 1).read_to_end(&mut bytes).ok()?;
-        if bytes.len() as u64 > max || content_inspector::inspect(&bytes).is_binary() {
-            return None;
-        }
-        String::from_utf8(bytes).ok()
+        (bytes.len() as u64 <= max).then_some(bytes)
     }
 }
 

@@ -427,6 +427,8 @@ impl Answer for CallToolResponse {
 impl Answer for rmcp::model::ReadResourceResponse {}
 impl Answer for rmcp::model::GetPromptResponse {}
 impl Answer for rmcp::model::CompleteResult {}
+impl Answer for rmcp::model::GetSkillResult {}
+impl Answer for rmcp::model::ListResourcesResult {}
 impl Answer for () {}
 
 impl GuardConfig {

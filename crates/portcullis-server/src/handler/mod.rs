@@ -45,6 +45,7 @@ mod prompts;
 mod reload;
 mod resources;
 mod sessions;
+mod skills;
 mod tools;
 
 use reload::follow;
@@ -210,6 +211,10 @@ impl PortcullisHandler {
     }
 }
 
+/// Every list, `completion/complete` and `logging/setLevel` answers only while its
+/// capability is declared (a catalog without tools declares no `tools`): method not found
+/// otherwise, as rmcp's own defaults do since 3.11. Skills methods are gated by rmcp itself
+/// on the extension being declared.
 impl ServerHandler for PortcullisHandler {
     fn get_info(&self) -> ServerConfig {
         let inner = self.inner();
@@ -291,6 +296,11 @@ impl ServerHandler for PortcullisHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        if self.inner().info.capabilities.tools.is_none() {
+            return Err(ErrorData::method_not_found::<
+                rmcp::model::ListToolsRequestMethod,
+            >());
+        }
         self.tools_list(request, context).await
     }
 
@@ -307,6 +317,11 @@ impl ServerHandler for PortcullisHandler {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if self.inner().info.capabilities.logging.is_none() {
+            return Err(ErrorData::method_not_found::<
+                rmcp::model::SetLevelRequestMethod,
+            >());
+        }
         self.logging_set_level(request, context).await
     }
 
@@ -315,6 +330,11 @@ impl ServerHandler for PortcullisHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
+        if self.inner().info.capabilities.resources.is_none() {
+            return Err(ErrorData::method_not_found::<
+                rmcp::model::ListResourcesRequestMethod,
+            >());
+        }
         self.resources_list(request, context).await
     }
 
@@ -323,6 +343,11 @@ impl ServerHandler for PortcullisHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        if self.inner().info.capabilities.resources.is_none() {
+            return Err(ErrorData::method_not_found::<
+                rmcp::model::ListResourceTemplatesRequestMethod,
+            >());
+        }
         self.resource_templates_list(request, context).await
     }
 
@@ -355,6 +380,11 @@ impl ServerHandler for PortcullisHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
+        if self.inner().info.capabilities.prompts.is_none() {
+            return Err(ErrorData::method_not_found::<
+                rmcp::model::ListPromptsRequestMethod,
+            >());
+        }
         self.prompts_list(request, context).await
     }
 
@@ -371,6 +401,35 @@ impl ServerHandler for PortcullisHandler {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        if self.inner().info.capabilities.completions.is_none() {
+            return Err(ErrorData::method_not_found::<
+                rmcp::model::CompleteRequestMethod,
+            >());
+        }
         self.completion_complete(request, context).await
+    }
+
+    async fn list_skills(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListSkillsResult, ErrorData> {
+        self.skills_list(request, context).await
+    }
+
+    async fn get_skill(
+        &self,
+        request: rmcp::model::GetSkillRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetSkillResult, ErrorData> {
+        self.skills_get(request, context).await
+    }
+
+    async fn read_resource_directory(
+        &self,
+        request: rmcp::model::ReadResourceDirectoryRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceDirectoryResult, ErrorData> {
+        self.directory_read(request, context).await
     }
 }

@@ -183,6 +183,16 @@ impl Inner {
             }
             capabilities.resources = Some(resources);
         }
+        if catalog.has_skills() {
+            // The Skills extension rides on resources (declared above: a skills source is
+            // one), with directory reads.
+            let mut settings = rmcp::model::JsonObject::new();
+            settings.insert("directoryRead".to_owned(), serde_json::Value::Bool(true));
+            capabilities
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(rmcp::model::SKILLS_EXTENSION_ID.to_owned(), settings);
+        }
         if !catalog.prompts().is_empty() || !catalog.resource_templates().is_empty() {
             capabilities.completions = Some(Default::default());
         }
