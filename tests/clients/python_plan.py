@@ -10,7 +10,7 @@ The plan is a JSON list of steps, run in order in one 2025-era session (the low-
 `ClientSession` with `initialize`, as most deployed clients use it):
 
     {"tool": NAME, "arguments": {...}, "is_error": false, "contains": ["..."], "absent": ["..."]}
-    {"resource": URI, "contains": [...]}
+    {"resource": URI, "contains": [...]}        (or "error": "..." : the read must fail saying it)
     {"prompt": NAME, "arguments": {...}, "contains": [...]}
     {"list": "tools" | "resources" | "prompts" | "templates", "contains": [...]}
     {"log_level": "info"}                       (logging/setLevel for the session)
@@ -116,6 +116,15 @@ async def run_step(session: ClientSession, step: dict[str, Any]) -> None:
             raise AssertionError(f"{what}: isError {result.is_error}, expected {expected}: {text[:400]}")
     elif "resource" in step:
         what = f"resources/read {step['resource']}"
+        if "error" in step:
+            try:
+                result = await session.read_resource(step["resource"])
+            except Exception as e:  # noqa: BLE001 - the SDK raises its McpError
+                if step["error"] not in str(e):
+                    raise AssertionError(f"{what}: expected an error with {step['error']!r}, got {e}") from e
+                print(f"ok   {what}: refused ({e})", flush=True)
+                return
+            raise AssertionError(f"{what}: expected an error, got {result}")
         result = await session.read_resource(step["resource"])
         text = "\n".join(getattr(c, "text", "") or "" for c in result.contents)
     elif "prompt" in step:

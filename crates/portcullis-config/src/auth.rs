@@ -166,6 +166,9 @@ pub struct ToolPolicy {
     /// `approve`). Default: holders of the `approve` scope. A principal never approves its
     /// own call in the console unless it is listed here by id.
     pub approvers: Option<Vec<String>>,
+    /// Whether calls run as tasks (`never`, `optional`, `required`; see `[tasks]`).
+    /// Replaces the pack's.
+    pub task: Option<crate::TaskMode>,
 }
 
 /// Per-pack policy, keyed by pack name in `[packs.NAME]` (`files`, `sql`, `prompts`,
@@ -193,6 +196,9 @@ pub struct PackPolicy {
     pub approval_timeout_secs: Option<u64>,
     /// Who may approve in the console (see `[tools.NAME] approvers`).
     pub approvers: Option<Vec<String>>,
+    /// Whether the pack's tool calls run as tasks (see `[tools.NAME] task`); default:
+    /// `optional` for commands, SQL, HTTP API and upstream tools, `never` for the rest.
+    pub task: Option<crate::TaskMode>,
 }
 
 /// A token bucket: `per_minute` steady rate, `burst` calls at once.

@@ -100,6 +100,10 @@ pub struct Config {
     /// The web console at `/console` (off unless enabled).
     #[serde(default)]
     pub console: crate::ConsoleSection,
+    /// Tasks (the Tasks extension, SEP-2663): tool calls a client may poll for, kept for
+    /// a while, per principal; in Redis with `[cluster]`.
+    #[serde(default)]
+    pub tasks: crate::tasks::TasksSection,
     /// Directory that relative paths in this file are resolved against: the directory that
     /// holds the config file. Set by the loader, never read from the file.
     #[serde(skip)]

@@ -152,6 +152,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Issue> {
     crate::commands::validate(&config.commands, &roots)?;
     crate::notes::validate(&config.notes)?;
     crate::skills::validate(&config.skills)?;
+    crate::tasks::validate(&config.tasks)?;
     crate::upstreams::validate(&config.upstreams, &config.gateway)?;
     crate::resources::validate_templates(config)?;
     crate::operations::validate(config)?;

@@ -19,7 +19,7 @@ pub mod redact;
 pub use catalog::{
     ArgumentValidator, Backing, CallContext, Catalog, CatalogBuilder, CatalogError, ChangeNotifier,
     NotReady, PromptCall, PromptTemplate, ReadResource, Readiness, Rebuild, ResourceChange,
-    ResourceSource, Tool, ToolCall, ToolOutput, Withheld,
+    ResourceSource, TaskStart, TaskSupport, Tool, ToolCall, ToolOutput, Withheld,
 };
 pub use error::{
     AUDIT_UNAVAILABLE, BoxError, FORBIDDEN, PromptError, RATE_LIMITED, REQUEST_CANCELLED,

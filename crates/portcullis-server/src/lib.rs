@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 mod request;
 mod server;
+mod tasks;
 pub mod telemetry;
 pub mod traces;
 pub mod transport;
@@ -31,8 +32,8 @@ pub use portcullis_core::{
 };
 pub use portcullis_core::{
     ArgumentValidator, Backing, CallContext, Catalog, CatalogBuilder, CatalogError, ChangeNotifier,
-    PromptCall, PromptTemplate, ReadResource, Readiness, ResourceChange, ResourceSource, Tool,
-    ToolCall, ToolOutput,
+    PromptCall, PromptTemplate, ReadResource, Readiness, ResourceChange, ResourceSource, TaskStart,
+    TaskSupport, Tool, ToolCall, ToolOutput,
 };
 pub use portcullis_core::{operator_file, outbound, redact_secrets};
 

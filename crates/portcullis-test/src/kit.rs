@@ -187,6 +187,25 @@ pub async fn http_client_with_token(url: &str, era: Era, token: &str) -> anyhow:
         .with_context(|| format!("connect over http in era {era:?} with a token"))
 }
 
+/// Like [`http_client_with_token`] in 2026-07-28, declaring the Tasks extension: its tool
+/// calls may be answered with a task (`call_tool_once`), polled with `get_task`.
+pub async fn http_task_client(url: &str, token: &str) -> anyhow::Result<Client> {
+    ensure_crypto_provider();
+    let config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.to_owned(),
+        )
+        .auth_header(token.to_owned());
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let era = Era::Stateless2026;
+    let mut client = era.client_config();
+    client.capabilities = ClientCapabilities::builder().enable_tasks().build();
+    client
+        .serve_with_lifecycle(transport, era.lifecycle())
+        .await
+        .context("connect a task-capable client over http")
+}
+
 /// A running `portcullis serve` (HTTP) child process. Its stderr is read by the launcher
 /// the benchmark uses too ([`crate::launch`]).
 pub struct HttpServer {

@@ -9,6 +9,7 @@
 mod classic;
 mod content;
 mod mrtr;
+mod tasks;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         classic::register(&mut builder);
         content::register(&mut builder);
         mrtr::register(&mut builder);
+        tasks::register(&mut builder);
         Ok(builder.build()?)
     };
     let server = Server::start(config, catalog).await?;

@@ -81,6 +81,14 @@ impl CallContext {
         (call, context.ct)
     }
 
+    /// The same context whose reads end with `cancel` instead of the request's token (a
+    /// call that runs as a task outlives its request).
+    #[must_use]
+    pub fn cancelled_by(mut self, cancel: tokio_util::sync::CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     /// Reports progress, if the client asked for it (a `progressToken` in the request).
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
         let Some(token) = &self.progress_token else {

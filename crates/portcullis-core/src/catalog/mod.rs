@@ -48,6 +48,41 @@ pub struct ToolCall {
     /// 2026-07-28 multi-round calls: the opaque state the previous round returned, echoed
     /// back unchanged by the client. Never trust it without checking its integrity.
     pub request_state: Option<String>,
+    /// For a call that runs as a task and whose tool [starts the task itself]
+    /// (Tool::starts_task_itself): call [`TaskStart::start`] when the long work begins
+    /// (the client is then answered with the task); whatever the tool returns before that
+    /// is answered in the request. `None` for every other call.
+    pub task: Option<TaskStart>,
+}
+
+/// Whether a tool's calls may run as tasks (the Tasks extension, SEP-2663); `[tools.NAME]
+/// task` and `[packs.NAME] task` replace it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskSupport {
+    /// Always answered in the request.
+    Never,
+    /// A task when the client declared the Tasks extension.
+    Optional,
+    /// Only as a task; a client that did not declare the extension is refused.
+    Required,
+}
+
+/// The moment a call that runs as a task becomes one (see [`ToolCall::task`]).
+#[derive(Debug)]
+pub struct TaskStart(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl TaskStart {
+    /// A start that tells `started` (the server's side).
+    pub fn new(started: tokio::sync::oneshot::Sender<()>) -> Self {
+        Self(Some(started))
+    }
+
+    /// The work begins: the caller is answered with the task, the rest runs in it.
+    pub fn start(mut self) {
+        if let Some(started) = self.0.take() {
+            let _ = started.send(());
+        }
+    }
 }
 
 /// A tool: a definition (name, description, JSON Schema of its input, annotations) and the
@@ -98,6 +133,19 @@ pub trait Tool: Send + Sync + 'static {
     /// that did not declare them gets a `-32021` error naming them, before the tool runs.
     fn required_client_capabilities(&self) -> Option<ClientCapabilities> {
         None
+    }
+
+    /// Whether its calls may run as tasks (the Tasks extension): long work (a command, a
+    /// statement, a remote call) says [`TaskSupport::Optional`].
+    fn task_support(&self) -> TaskSupport {
+        TaskSupport::Never
+    }
+
+    /// Whether the tool says itself when a call that runs as a task becomes one
+    /// ([`ToolCall::task`]), for a tool that first asks its client for input in the
+    /// request; otherwise the call becomes a task as soon as the tool is started.
+    fn starts_task_itself(&self) -> bool {
+        false
     }
 
     /// Runs the tool. Arguments have already been validated against the input schema.

@@ -278,6 +278,11 @@ impl ApiTool {
 
 #[async_trait]
 impl Tool for ApiTool {
+    /// Long work: a task when the client can take one.
+    fn task_support(&self) -> portcullis_core::TaskSupport {
+        portcullis_core::TaskSupport::Optional
+    }
+
     fn pack(&self) -> &str {
         PACK
     }

@@ -398,6 +398,11 @@ struct Shared(Arc<CommandPack>);
 
 #[async_trait]
 impl Tool for Shared {
+    /// Long work: a task when the client can take one.
+    fn task_support(&self) -> portcullis_core::TaskSupport {
+        portcullis_core::TaskSupport::Optional
+    }
+
     fn pack(&self) -> &str {
         PACK
     }

@@ -72,6 +72,11 @@ pub(super) struct StatementTool {
 
 #[async_trait]
 impl Tool for StatementTool {
+    /// Long work: a task when the client can take one.
+    fn task_support(&self) -> portcullis_core::TaskSupport {
+        portcullis_core::TaskSupport::Optional
+    }
+
     fn pack(&self) -> &str {
         super::PACK
     }
@@ -142,6 +147,11 @@ pub(super) struct QueryTool {
 
 #[async_trait]
 impl Tool for QueryTool {
+    /// Long work: a task when the client can take one.
+    fn task_support(&self) -> portcullis_core::TaskSupport {
+        portcullis_core::TaskSupport::Optional
+    }
+
     fn pack(&self) -> &str {
         super::PACK
     }

@@ -659,6 +659,11 @@ impl Tool for UpstreamTool {
         self.definition.clone()
     }
 
+    /// Long work: a task when the client can take one.
+    fn task_support(&self) -> portcullis_core::TaskSupport {
+        portcullis_core::TaskSupport::Optional
+    }
+
     fn pack(&self) -> &str {
         PACK
     }

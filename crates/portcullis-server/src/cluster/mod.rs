@@ -12,6 +12,7 @@
 mod fanout;
 mod limits;
 mod sessions;
+mod tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

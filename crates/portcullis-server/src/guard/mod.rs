@@ -53,6 +53,8 @@ pub struct GuardConfig {
     pub(crate) max_subscriptions: usize,
     /// Pending console approvals and used approvals, kept across reloads like `calls`.
     pub(crate) approvals: Arc<crate::approval::Approvals>,
+    /// Tool calls run as tasks, kept across reloads like `calls`.
+    pub(crate) tasks: Arc<crate::tasks::Tasks>,
 }
 
 impl GuardConfig {
@@ -81,6 +83,7 @@ impl GuardConfig {
             listens: crate::limits::Slots::new(config.limits.max_listen_streams_per_principal),
             max_subscriptions: config.limits.max_subscriptions,
             approvals: crate::approval::Approvals::new(),
+            tasks: crate::tasks::Tasks::new((&config.tasks).into()),
         })
     }
 
@@ -93,6 +96,7 @@ impl GuardConfig {
         self.listens = Arc::clone(&old.listens);
         self.max_subscriptions = old.max_subscriptions;
         self.approvals = Arc::clone(&old.approvals);
+        self.tasks = Arc::clone(&old.tasks);
         // Without `cluster.state_keys` the key is this process's own: kept, so a reload
         // does not void the multi-round states in flight.
         if !self.keyed_state {
@@ -115,6 +119,7 @@ impl GuardConfig {
     pub fn shared(mut self, cluster: &Arc<crate::cluster::Cluster>) -> Self {
         self.policies.shared(cluster);
         self.approvals.share(cluster);
+        self.tasks.share(cluster);
         self
     }
 
@@ -164,6 +169,7 @@ impl GuardConfig {
             listens: crate::limits::Slots::new(defaults.max_listen_streams_per_principal),
             max_subscriptions: defaults.max_subscriptions,
             approvals: crate::approval::Approvals::new(),
+            tasks: crate::tasks::Tasks::new((&portcullis_config::TasksSection::default()).into()),
         }
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct ItemPolicy {
     /// The pack's tools need approval (`[packs.NAME] approval`): what a resource backed by
     /// the pack would skip.
     pub(crate) pack_approval: bool,
+    /// Whether a tool's calls run as tasks.
+    pub(crate) task: crate::TaskSupport,
 }
 
 /// What bounds one request: its own policy's and its backing's, combined.
@@ -163,6 +165,7 @@ impl Policies {
                 rate_limit: policy.and_then(|p| p.rate_limit),
                 approval: None,
                 pack_approval: policy.is_some_and(|p| p.approval.is_some()),
+                task: crate::TaskSupport::Never,
             }
         };
 
@@ -202,6 +205,22 @@ impl Policies {
             let mut policy = of_pack(pack);
             if let Some(scopes) = catalog.tool(&name).and_then(|t| t.required_scopes.clone()) {
                 policy.scopes = scopes;
+            }
+            // The tool's own default, replaced by its pack's setting, replaced by its own.
+            policy.task = catalog
+                .tool(&name)
+                .map_or(crate::TaskSupport::Never, |t| t.tool.task_support());
+            let configured = config
+                .tools
+                .get(&name)
+                .and_then(|t| t.task)
+                .or_else(|| config.packs.get(pack).and_then(|p| p.task));
+            if let Some(mode) = configured {
+                policy.task = match mode {
+                    portcullis_config::TaskMode::Never => crate::TaskSupport::Never,
+                    portcullis_config::TaskMode::Optional => crate::TaskSupport::Optional,
+                    portcullis_config::TaskMode::Required => crate::TaskSupport::Required,
+                };
             }
             if let Some(own) = config.tools.get(&name) {
                 if let Some(scopes) = &own.required_scopes {
@@ -267,6 +286,7 @@ impl Policies {
                 rate_limit: None,
                 approval: None,
                 pack_approval: false,
+                task: crate::TaskSupport::Never,
             },
             hide_unauthorized: config.auth.hide_unauthorized,
         })
@@ -305,6 +325,7 @@ impl Policies {
                 rate_limit: None,
                 approval: None,
                 pack_approval: false,
+                task: crate::TaskSupport::Never,
             },
             hide_unauthorized: true,
         }
@@ -324,6 +345,17 @@ impl Policies {
             .approval
             .as_ref()
             .map(|r| r.config_digest.as_str())
+    }
+
+    /// Whether tool `name`'s calls run as tasks: its resolved policy, or for a tool without
+    /// one (library policies without a config) what the tool says.
+    pub(crate) fn task_support(&self, catalog: &Catalog, name: &str) -> crate::TaskSupport {
+        match self.tools.get(name) {
+            Some(policy) => policy.task,
+            None => catalog
+                .tool(name)
+                .map_or(crate::TaskSupport::Never, |t| t.tool.task_support()),
+        }
     }
 
     pub(crate) fn tool(&self, name: &str) -> &ItemPolicy {

@@ -46,6 +46,7 @@ mod reload;
 mod resources;
 mod sessions;
 mod skills;
+mod tasks;
 mod tools;
 
 use reload::follow;
@@ -407,6 +408,30 @@ impl ServerHandler for PortcullisHandler {
             >());
         }
         self.completion_complete(request, context).await
+    }
+
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
+        self.tasks_get(request, context).await
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks_update(request, context).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.tasks_cancel(request, context).await
     }
 
     async fn list_skills(

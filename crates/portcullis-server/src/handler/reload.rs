@@ -201,6 +201,19 @@ impl Inner {
             prompts.list_changed = Some(true);
             capabilities.prompts = Some(prompts);
         }
+        let tasks = guard.tasks.enabled()
+            && catalog.tools().iter().any(|tool| {
+                guard.policies.task_support(&catalog, &tool.name) != crate::TaskSupport::Never
+            });
+        if tasks {
+            capabilities
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(
+                    rmcp::model::TASKS_EXTENSION_ID.to_owned(),
+                    rmcp::model::JsonObject::new(),
+                );
+        }
         let mut implementation = Implementation::new(identity.name, identity.version);
         implementation.title = identity.title;
         let mut info = ServerConfig::new(capabilities);

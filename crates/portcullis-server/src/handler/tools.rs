@@ -75,12 +75,11 @@ impl PortcullisHandler {
     ) -> Result<CallToolResponse, ErrorData> {
         let inner = self.inner();
         let principal = self.principal(&context);
-        let name = request.name;
-        let catalog = &inner.catalog;
-        let guard = &inner.guard;
+        let name = request.name.to_string();
         let origin = guard::Origin::of(&context);
-        let Some(entry) = catalog.tool(&name) else {
-            if let Some(withheld) = catalog.withheld_item("tool", &name) {
+        if inner.catalog.tool(&name).is_none() {
+            let guard = &inner.guard;
+            if let Some(withheld) = inner.catalog.withheld_item("tool", &name) {
                 guard
                     .refused_as(
                         "tools/call",
@@ -96,61 +95,234 @@ impl PortcullisHandler {
                 .refused_unknown("tools/call", &name, principal.as_ref(), origin)
                 .await;
             return Err(crate::error::unknown_tool(&name));
-        };
+        }
+        // A task when the tool may run as one and the client declared the extension in
+        // this request's `_meta`: the extension is built on 2026-07-28 (`resultType`,
+        // input-required rounds, `Mcp-Method` headers), so a 2025-era session never gets a
+        // task, whatever its `initialize` said.
+        let tasks = Arc::clone(&inner.guard.tasks);
+        let support = inner.guard.policies.task_support(&inner.catalog, &name);
+        let declared = context.meta.protocol_version().is_some()
+            && context
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks());
+        let task_refused = tasks.enabled() && support == crate::TaskSupport::Required && !declared;
+        let as_task = tasks.enabled() && support != crate::TaskSupport::Never && declared;
         let arguments = request.arguments.unwrap_or_default();
-        let logged = Request {
-            method: "tools/call",
-            target: Target::Tool(&name),
-            item: &name,
-            what: format!("`{name}`"),
-            principal: principal.clone(),
-            arguments: guard.tool_arguments(&entry.definition, &arguments),
-            origin: origin.clone(),
-            ask: None,
-        };
+        let request_cancel = context.ct.clone();
         let (call_context, cancel) = CallContext::new(
             context,
             self.session_log_level(),
             principal.clone(),
             Arc::new(CallerReads {
                 inner: Arc::clone(&inner),
-                principal,
-                origin,
+                principal: principal.clone(),
+                origin: origin.clone(),
             }),
         );
-        let (mut input_responses, mut request_state) =
-            (request.input_responses, request.request_state);
-        // A tool under approval: the call's part in it (its answers and state are the
-        // approval's, never the tool's).
-        let ask = guard.policies.tool(&name).approval.as_ref().map(|_| {
-            let inline = call_context.meta().protocol_version().is_some();
-            crate::approval::Ask {
-                tool: name.to_string(),
-                arguments: arguments.clone(),
-                shown: crate::approval::shown(&entry.definition.input_schema, &arguments),
-                peer: (!inline).then(|| call_context.peer().clone()),
-                // Forms: declared, or the 2025-06 `elicitation: {}` (forms only then).
-                elicitation: call_context
-                    .client_capabilities()
-                    .and_then(|c| c.elicitation.as_ref())
-                    .is_some_and(|e| e.form.is_some() || e.url.is_none()),
-                input_responses: input_responses.take(),
-                request_state: request_state.take(),
-                resume: Arc::default(),
+        let parts = CallParts {
+            inner,
+            name,
+            arguments,
+            principal,
+            origin,
+            input_responses: request.input_responses,
+            request_state: request.request_state,
+            task_refused,
+        };
+        let owner = parts.principal.as_ref().map(|p| p.id().to_owned());
+        let (true, Some(owner)) = (as_task, owner) else {
+            let call = run_call(parts, call_context, cancel, None);
+            return self.shared.in_flight.track_future(call).await;
+        };
+        let record = tasks
+            .reserve(&owner, &parts.name, &parts.arguments, &self.replica())
+            .await?;
+        // From here the call answers to its task's token, not the request's.
+        let task_cancel = tokio_util::sync::CancellationToken::new();
+        let call_context = call_context.cancelled_by(task_cancel.clone());
+        let (started, mut start) = tokio::sync::oneshot::channel();
+        let handoff = Handoff {
+            started,
+            by_tool: parts
+                .inner
+                .catalog
+                .tool(&parts.name)
+                .is_some_and(|t| t.tool.starts_task_itself()),
+        };
+        let call = run_call(parts, call_context, task_cancel.clone(), Some(handoff));
+        let mut call = tokio::spawn(self.shared.in_flight.track_future(call));
+        let joined =
+            |joined: Result<Result<CallToolResponse, ErrorData>, tokio::task::JoinError>| {
+                joined.unwrap_or_else(|error| {
+                    tracing::error!(%error, "a task's call ended abnormally");
+                    Err(crate::error::internal("the call ended abnormally"))
+                })
+            };
+        // Answered in the request until the tool starts: a refusal, an invalid argument, an
+        // approval to ask for, a tool's first rounds.
+        let answer = loop {
+            tokio::select! {
+                // The start first: a tool that starts and ends at once is still a task.
+                biased;
+                started = &mut start => {
+                    if started.is_ok() {
+                        tasks.follow(record.id.clone(), task_cancel, async move { joined(call.await) });
+                        return Ok(tasks.created(&record));
+                    }
+                    break joined((&mut call).await);
+                }
+                answer = &mut call => break joined(answer),
+                () = request_cancel.cancelled(), if !task_cancel.is_cancelled() => task_cancel.cancel(),
             }
-        });
-        // Once approved, what the tool gets of this round and what seals its next.
-        let resume = ask.as_ref().map(|ask| Arc::clone(&ask.resume));
-        let codec = &guard.request_state;
-        let logged = Request { ask, ..logged };
-        let name: &str = &name;
-        // What the client declared, read only for a tool that requires something of it.
-        let declared = entry
-            .required_capabilities
-            .as_ref()
-            .map(|_| call_context.client_capabilities().cloned());
-        let check = || validate::tool_arguments(entry, arguments, declared.flatten().as_ref());
-        let call = guard.run_checked(
+        };
+        tasks.release(&record).await;
+        answer
+    }
+
+    /// `tasks/update` gave every answer a task waited for: its next round runs, as a call
+    /// of the task's principal like the first, and stores its outcome in the task.
+    pub(super) fn resume_task(
+        &self,
+        record: crate::tasks::Record,
+        context: RequestContext<RoleServer>,
+    ) {
+        let inner = self.inner();
+        let principal = self.principal(&context);
+        let origin = guard::Origin::of(&context);
+        let task_cancel = tokio_util::sync::CancellationToken::new();
+        let (call_context, _) = CallContext::new(
+            context,
+            self.session_log_level(),
+            principal.clone(),
+            Arc::new(CallerReads {
+                inner: Arc::clone(&inner),
+                principal: principal.clone(),
+                origin: origin.clone(),
+            }),
+        );
+        let call_context = call_context.cancelled_by(task_cancel.clone());
+        let tasks = Arc::clone(&inner.guard.tasks);
+        let parts = CallParts {
+            inner,
+            name: record.tool,
+            arguments: record.arguments,
+            principal,
+            origin,
+            input_responses: Some(record.answers),
+            request_state: record.request_state,
+            task_refused: false,
+        };
+        let call = run_call(parts, call_context, task_cancel.clone(), None);
+        tasks.follow(
+            record.id,
+            task_cancel,
+            self.shared.in_flight.track_future(call),
+        );
+    }
+
+    /// This replica's name (the cluster's, else the host's).
+    pub(super) fn replica(&self) -> String {
+        self.shared
+            .cluster
+            .get()
+            .map_or_else(crate::host_name, |c| c.replica().to_owned())
+    }
+}
+
+/// What one tool call is made of, owned (a call that runs as a task outlives its request).
+struct CallParts {
+    inner: Arc<Inner>,
+    name: String,
+    arguments: rmcp::model::JsonObject,
+    principal: Option<Principal>,
+    origin: guard::Origin,
+    input_responses: Option<rmcp::model::InputResponses>,
+    request_state: Option<String>,
+    /// The tool runs only as a task and the client did not declare the extension.
+    task_refused: bool,
+}
+
+/// How a call that runs as a task tells its request that the task began.
+struct Handoff {
+    started: tokio::sync::oneshot::Sender<()>,
+    /// The tool says when ([`crate::Tool::starts_task_itself`]); else when it starts.
+    by_tool: bool,
+}
+
+/// One tool call through the guard pipeline, to its answer.
+async fn run_call(
+    parts: CallParts,
+    call_context: CallContext,
+    cancel: tokio_util::sync::CancellationToken,
+    handoff: Option<Handoff>,
+) -> Result<CallToolResponse, ErrorData> {
+    let CallParts {
+        inner,
+        name,
+        arguments,
+        principal,
+        origin,
+        input_responses,
+        request_state,
+        task_refused,
+    } = parts;
+    let catalog = &inner.catalog;
+    let guard = &inner.guard;
+    let Some(entry) = catalog.tool(&name) else {
+        return Err(crate::error::unknown_tool(&name));
+    };
+    let logged = Request {
+        method: "tools/call",
+        target: Target::Tool(&name),
+        item: &name,
+        what: format!("`{name}`"),
+        principal: principal.clone(),
+        arguments: guard.tool_arguments(&entry.definition, &arguments),
+        origin,
+        ask: None,
+    };
+    let (mut input_responses, mut request_state) = (input_responses, request_state);
+    // A tool under approval: the call's part in it (its answers and state are the
+    // approval's, never the tool's).
+    let ask = guard.policies.tool(&name).approval.as_ref().map(|_| {
+        let inline = call_context.meta().protocol_version().is_some();
+        crate::approval::Ask {
+            tool: name.clone(),
+            arguments: arguments.clone(),
+            shown: crate::approval::shown(&entry.definition.input_schema, &arguments),
+            peer: (!inline).then(|| call_context.peer().clone()),
+            // Forms: declared, or the 2025-06 `elicitation: {}` (forms only then).
+            elicitation: call_context
+                .client_capabilities()
+                .and_then(|c| c.elicitation.as_ref())
+                .is_some_and(|e| e.form.is_some() || e.url.is_none()),
+            input_responses: input_responses.take(),
+            request_state: request_state.take(),
+            resume: Arc::default(),
+        }
+    });
+    // Once approved, what the tool gets of this round and what seals its next.
+    let resume = ask.as_ref().map(|ask| Arc::clone(&ask.resume));
+    let codec = &guard.request_state;
+    let logged = Request { ask, ..logged };
+    let name: &str = &name;
+    // What the client declared, read only for a tool that requires something of it.
+    let declared = entry
+        .required_capabilities
+        .as_ref()
+        .map(|_| call_context.client_capabilities().cloned());
+    let check = || {
+        if task_refused {
+            let required = rmcp::model::ClientCapabilities::builder()
+                .enable_tasks()
+                .build();
+            return Err(Box::new(Err(crate::error::missing_capability(required))));
+        }
+        validate::tool_arguments(entry, arguments, declared.flatten().as_ref())
+    };
+    guard
+        .run_checked(
             catalog,
             logged,
             cancel,
@@ -167,6 +339,17 @@ impl PortcullisHandler {
                     }
                     None => (input_responses, request_state, None),
                 };
+                // A call that runs as a task becomes one now, or when the tool says.
+                let task = match handoff {
+                    Some(handoff) if handoff.by_tool => {
+                        Some(portcullis_core::TaskStart::new(handoff.started))
+                    }
+                    Some(handoff) => {
+                        let _ = handoff.started.send(());
+                        None
+                    }
+                    None => None,
+                };
                 let call = ToolCall {
                     arguments,
                     cancel,
@@ -174,6 +357,7 @@ impl PortcullisHandler {
                     context: call_context,
                     input_responses,
                     request_state,
+                    task,
                 };
                 // The second level of a trace: the tool's own work (no span when traces are off).
                 let tool_span = crate::traces::tool_span(name);
@@ -222,7 +406,6 @@ impl PortcullisHandler {
                 };
                 (result, outcome)
             },
-        );
-        self.shared.in_flight.track_future(call).await
-    }
+        )
+        .await
 }

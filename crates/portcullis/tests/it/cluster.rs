@@ -934,3 +934,101 @@ async fn updates_within(stream: reqwest::Response, limit: Duration) -> usize {
         })
         .count()
 }
+
+/// Two commands for the task tests, and tasks polled often.
+const TASK_TOOLS: &str = r#"[tasks]
+poll_interval_ms = 100
+[[commands]]
+name = "slow_echo"
+description = "answers after a second"
+root = "files"
+argv = ["/bin/sh", "-c", "sleep 1; echo cluster-task-done"]
+[[commands]]
+name = "long_sleep"
+description = "sleeps a minute"
+root = "files"
+argv = ["/bin/sh", "-c", "sleep 60"]
+timeout_secs = 120
+"#;
+
+/// A task created through one replica is polled and fetched through the others, cancelled
+/// through a third (the replica running it stops it within a beat), and a task whose replica
+/// is killed ends failed, saying so, while the finished one survives it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_is_polled_on_every_replica_and_outlives_the_replica_that_ran_it() {
+    use crate::tasks::{get, result_text, settle, start};
+    use portcullis_test::http_task_client;
+    use rmcp::model::{CancelTaskParams, GetTaskParams, TaskPayload, TaskStatus};
+
+    let mut cluster = Cluster::start(TASK_TOOLS, false, true).await;
+    let urls: Vec<String> = cluster.replicas.iter().map(HttpServer::url).collect();
+    let on = |i: usize| http_task_client(&urls[i], ALICE);
+    let (r1, r2, r3) = (
+        on(0).await.expect("r1"),
+        on(1).await.expect("r2"),
+        on(2).await.expect("r3"),
+    );
+
+    let done = start(&r1, "slow_echo", json!({})).await;
+    let finished = settle(&r2, &done, Duration::from_secs(20)).await;
+    assert!(
+        result_text(&finished).contains("cluster-task-done"),
+        "{finished:?}"
+    );
+    assert_eq!(
+        get(&r3, &done).await.task,
+        finished.task,
+        "every replica sees one task"
+    );
+    let bob = http_task_client(&urls[1], BOB).await.expect("bob");
+    let error =
+        portcullis_test::rpc_error(bob.peer().get_task(GetTaskParams::new(done.clone())).await);
+    assert_eq!(
+        error.code.0, -32602,
+        "another principal's task is no task: {error:?}"
+    );
+
+    // Cancelled through r3, stopped on r1 (its beat reads the record).
+    let cancelled = start(&r1, "long_sleep", json!({})).await;
+    r3.peer()
+        .cancel_task(CancelTaskParams::new(cancelled.clone()))
+        .await
+        .expect("tasks/cancel");
+    assert_eq!(
+        get(&r2, &cancelled).await.task.status(),
+        TaskStatus::Cancelled
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.replicas[0]
+        .output()
+        .iter()
+        .any(|l| l.contains("\"name\":\"long_sleep\"") && l.contains("\"outcome\":\"cancelled\""))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "r1 did not stop the cancelled call"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // r1 dies mid-task: the task ends failed (never working forever); the finished one stays.
+    let running = start(&r1, "long_sleep", json!({})).await;
+    let killed = cluster.replicas.remove(0);
+    let pid = killed.pid().expect("pid");
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill -9");
+    let lost = settle(&r2, &running, Duration::from_secs(30)).await;
+    match &lost.task.payload {
+        TaskPayload::Failed { error } => assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("`r1`") && m.contains("stopped before it finished")),
+            "{error:?}"
+        ),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert_eq!(get(&r3, &done).await.task, finished.task);
+    drop(killed);
+}

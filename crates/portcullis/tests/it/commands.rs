@@ -443,7 +443,7 @@ limits = { cpu_secs = 1 }
 }
 
 /// Waits (bounded) until process `pid` no longer exists or is a zombie.
-async fn gone(pid: u32) {
+pub(crate) async fn gone(pid: u32) {
     for _ in 0..100 {
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let running = state

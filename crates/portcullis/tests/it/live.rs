@@ -197,7 +197,7 @@ async fn listen(
 
 /// A server whose debug lines include `following changes`, logged once a subscriber's
 /// receiver exists: the readiness signal [`followed`] waits for.
-async fn spawn_following(config: &Path) -> HttpServer {
+pub(crate) async fn spawn_following(config: &Path) -> HttpServer {
     HttpServer::spawn_with(bin(), config, &["--log-level", "debug"], &[])
         .await
         .expect("spawn")
@@ -205,7 +205,7 @@ async fn spawn_following(config: &Path) -> HttpServer {
 
 /// Waits until the server has one more subscriber following changes (instead of sleeping
 /// and hoping the listen was registered).
-async fn followed(server: &mut HttpServer) {
+pub(crate) async fn followed(server: &mut HttpServer) {
     server
         .wait_for_log("following changes", WITHIN)
         .await
@@ -213,7 +213,7 @@ async fn followed(server: &mut HttpServer) {
 }
 
 /// The next notification on `subscription` within `limit`, with the time it took.
-async fn next(
+pub(crate) async fn next(
     subscription: &mut rmcp::service::Subscription,
     limit: Duration,
 ) -> Option<(ServerNotification, Duration)> {

@@ -31,6 +31,7 @@ mod new_user;
 mod operations;
 mod protocol;
 mod reload;
+mod skills;
 mod sql;
 mod sql_attacks;
 mod sql_availability;
@@ -38,6 +39,7 @@ mod sql_causes;
 mod sql_load;
 mod stdio_limits;
 mod stdout;
+mod tasks;
 mod traces;
 mod upstreams;
 

@@ -1,0 +1,519 @@
+//! Tasks (SEP-2663, `io.modelcontextprotocol/tasks`): a tool call whose state and result
+//! outlive the request that started it.
+//!
+//! A call becomes a task in the guard pipeline itself: the request passes every step
+//! (scopes, limits, validation, the call slot, approval, the audit intent) as any call does,
+//! and is answered with the task only when the tool starts (or when a tool that
+//! [starts its task itself](crate::Tool::starts_task_itself) says so); whatever ends it
+//! before that (a refusal, an invalid argument, an approval asked for) is the answer to the
+//! request. From then on the call runs on, under its task's token instead of the request's,
+//! with its timeout, its slot and its audit record; its answer, after the same error policy,
+//! is the task's result.
+//!
+//! A task is its principal's: another principal's `tasks/get`, `tasks/update` or
+//! `tasks/cancel` is answered "no such task", exactly as an unknown id. A principal keeps at
+//! most `tasks.max_per_principal` tasks (running or finished, until they expire after
+//! `tasks.ttl_secs`). Records live in the process, or with `[cluster]` in Redis (one JSON
+//! value per task with the TTL, a sorted set per principal for the cap, checked and added in
+//! one script), so any replica answers `tasks/get`, and a finished task survives the restart
+//! of the replica that ran it. A replica running a task renews a liveness key every
+//! [`BEAT`]; a task found working without one (its replica died) is ended `failed` with a
+//! message saying so, never left working. `tasks/cancel` marks the record cancelled and
+//! cancels the call's token: at once on the replica running it, within a beat on another
+//! (each beat reads the record); the pack stops its work on that token (the command's
+//! process group, the SQL statement, the HTTP request).
+
+mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rmcp::ErrorData;
+use rmcp::model::{
+    CallToolResponse, CreateTaskResult, DetailedTask, GetTaskResult, InputRequests, InputResponses,
+    JsonObject, Task, TaskPayload, TaskStatus,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use store::Store;
+
+/// How often a replica running a task renews its liveness and reads the record (a cancel
+/// from another replica takes effect within one beat).
+pub(crate) const BEAT: Duration = Duration::from_secs(2);
+/// A working task whose liveness is older than this lost its replica.
+const LIVENESS: Duration = Duration::from_secs(10);
+/// Most task records one process keeps without `[cluster]`, whatever the principals.
+const MAX_LOCAL: usize = 10_000;
+
+/// One task as stored. What a client sees of it is [`Record::detailed`]; the arguments and
+/// the tool's own `requestState` (to run the next round after `tasks/update`) are never
+/// shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) tool: String,
+    pub(crate) status: TaskStatus,
+    pub(crate) message: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    /// Unix milliseconds when the record expires.
+    pub(crate) expires_ms: u64,
+    /// The replica running it.
+    pub(crate) replica: String,
+    pub(crate) result: Option<JsonObject>,
+    pub(crate) error: Option<JsonObject>,
+    pub(crate) input_requests: Option<InputRequests>,
+    /// Answers given so far to `input_requests`.
+    #[serde(default)]
+    pub(crate) answers: InputResponses,
+    pub(crate) arguments: JsonObject,
+    pub(crate) request_state: Option<String>,
+}
+
+impl Record {
+    fn task(&self, settings: &Settings) -> Task {
+        let mut task = Task::new(
+            self.id.clone(),
+            self.status,
+            self.created_at.clone(),
+            self.updated_at.clone(),
+        )
+        .with_ttl_ms(settings.ttl_ms())
+        .with_poll_interval_ms(settings.poll_interval_ms);
+        if let Some(message) = &self.message {
+            task = task.with_status_message(message.clone());
+        }
+        task
+    }
+
+    fn detailed(&self, settings: &Settings) -> DetailedTask {
+        let payload = match self.status {
+            TaskStatus::InputRequired => TaskPayload::InputRequired {
+                input_requests: self
+                    .input_requests
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(key, _)| !self.answers.contains_key(key))
+                    .collect(),
+            },
+            TaskStatus::Completed => TaskPayload::Completed {
+                result: self.result.clone().unwrap_or_default(),
+            },
+            TaskStatus::Failed => TaskPayload::Failed {
+                error: self.error.clone().unwrap_or_default(),
+            },
+            TaskStatus::Cancelled => TaskPayload::Cancelled,
+            _ => TaskPayload::Working,
+        };
+        DetailedTask::new(self.task(settings), payload)
+    }
+
+    fn touch(&mut self) {
+        self.updated_at = now_rfc3339();
+    }
+
+    fn fail(&mut self, code: i32, message: impl Into<String>) {
+        let mut error = JsonObject::new();
+        error.insert("code".to_owned(), code.into());
+        error.insert("message".to_owned(), message.into().into());
+        self.status = TaskStatus::Failed;
+        self.error = Some(error);
+        self.result = None;
+        self.input_requests = None;
+        self.touch();
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `[tasks]` as the server uses it.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) enabled: bool,
+    pub(crate) ttl: Duration,
+    pub(crate) poll_interval_ms: u64,
+    pub(crate) max_per_principal: usize,
+    pub(crate) max_result_bytes: usize,
+}
+
+impl Settings {
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl From<&portcullis_config::TasksSection> for Settings {
+    fn from(section: &portcullis_config::TasksSection) -> Self {
+        Self {
+            enabled: section.enabled,
+            ttl: Duration::from_secs(section.ttl_secs),
+            poll_interval_ms: section.poll_interval_ms,
+            max_per_principal: section.max_per_principal,
+            max_result_bytes: section.max_result_bytes,
+        }
+    }
+}
+
+/// Every task of this process, and the store every replica shares.
+pub struct Tasks {
+    settings: Settings,
+    store: std::sync::OnceLock<Store>,
+    /// Tokens of the calls this process runs, by task id.
+    running: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl std::fmt::Debug for Tasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasks")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// "No such task": an unknown id and another principal's task alike.
+fn no_task(id: &str) -> ErrorData {
+    let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
+    ErrorData::invalid_params(
+        format!("no task `{shown}`: it does not exist, expired, or is not yours"),
+        None,
+    )
+}
+
+fn unavailable(error: &store::Unavailable) -> ErrorData {
+    tracing::error!(%error, "the task store is unavailable");
+    ErrorData::internal_error(
+        "tasks are unavailable right now (their store cannot be reached); try again shortly",
+        None,
+    )
+}
+
+impl Tasks {
+    pub(crate) fn new(settings: Settings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            store: std::sync::OnceLock::new(),
+            running: Mutex::default(),
+        })
+    }
+
+    /// Keeps task records in Redis, shared by every replica (set once, before serving).
+    pub(crate) fn share(&self, cluster: &Arc<crate::cluster::Cluster>) {
+        let _ = self.store.set(Store::redis(Arc::clone(cluster)));
+    }
+
+    fn store(&self) -> &Store {
+        self.store.get_or_init(|| Store::local(MAX_LOCAL))
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// Reserves a task for `owner` calling `tool` (working, not yet shown to anyone):
+    /// refused when the principal has `max_per_principal` already.
+    pub(crate) async fn reserve(
+        &self,
+        owner: &str,
+        tool: &str,
+        arguments: &JsonObject,
+        replica: &str,
+    ) -> Result<Record, ErrorData> {
+        let now = now_rfc3339();
+        let record = Record {
+            id: uuid::Uuid::new_v4().to_string(),
+            owner: owner.to_owned(),
+            tool: tool.to_owned(),
+            status: TaskStatus::Working,
+            message: None,
+            created_at: now.clone(),
+            updated_at: now,
+            expires_ms: unix_ms().saturating_add(self.settings.ttl_ms()),
+            replica: replica.to_owned(),
+            result: None,
+            error: None,
+            input_requests: None,
+            answers: InputResponses::new(),
+            arguments: arguments.clone(),
+            request_state: None,
+        };
+        match self
+            .store()
+            .create(&record, self.settings.max_per_principal)
+            .await
+        {
+            Ok(true) => Ok(record),
+            Ok(false) => {
+                metrics::counter!("portcullis_rate_limited_total", "limit" => "tasks").increment(1);
+                Err(crate::error::over_cap(
+                    "tasks kept for this principal",
+                    "tasks.max_per_principal",
+                    self.settings.max_per_principal,
+                ))
+            }
+            Err(error) => Err(unavailable(&error)),
+        }
+    }
+
+    /// Forgets a reserved task whose call was answered in its request.
+    pub(crate) async fn release(&self, record: &Record) {
+        if let Err(error) = self.store().remove(record).await {
+            tracing::warn!(%error, "a reserved task could not be removed; it expires with its TTL");
+        }
+    }
+
+    /// What the client is answered when its call became `record`'s task.
+    pub(crate) fn created(&self, record: &Record) -> CallToolResponse {
+        metrics::counter!("portcullis_tasks_total", "event" => "created").increment(1);
+        CallToolResponse::Task(CreateTaskResult::new(record.task(&self.settings)))
+    }
+
+    /// Runs `call` (the rest of a call that became a task) to its end and stores its
+    /// answer: renewing the task's liveness meanwhile, stopping it when the task is
+    /// cancelled (here or on another replica) or expires.
+    pub(crate) fn follow<F>(self: &Arc<Self>, id: String, cancel: CancellationToken, call: F)
+    where
+        F: Future<Output = Result<CallToolResponse, ErrorData>> + Send + 'static,
+    {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), cancel.clone());
+        let tasks = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut call = std::pin::pin!(call);
+            let mut beat = tokio::time::interval(BEAT);
+            let expiry = tokio::time::sleep(tasks.settings.ttl);
+            let mut expiry = std::pin::pin!(expiry);
+            let answer = loop {
+                tokio::select! {
+                    answer = &mut call => break answer,
+                    _ = beat.tick() => {
+                        if tasks.store().beat(&id).await == Some(TaskStatus::Cancelled) {
+                            cancel.cancel();
+                        }
+                    }
+                    () = &mut expiry, if !cancel.is_cancelled() => cancel.cancel(),
+                }
+            };
+            tasks
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            tasks.finish(&id, answer).await;
+        });
+    }
+
+    /// Stores a call's answer as its task's outcome (unless the task ended meanwhile:
+    /// cancelled, or failed for its replica).
+    async fn finish(&self, id: &str, answer: Result<CallToolResponse, ErrorData>) {
+        let max = self.settings.max_result_bytes;
+        let updated = self
+            .store()
+            .update(id, |record| {
+                if record.status.is_terminal() {
+                    return false;
+                }
+                record.touch();
+                match &answer {
+                    Ok(CallToolResponse::Complete(result)) => {
+                        match serde_json::to_value(result) {
+                            Ok(serde_json::Value::Object(result))
+                                if serde_json::to_vec(&result).map_or(usize::MAX, |b| b.len())
+                                    <= max =>
+                            {
+                                record.status = TaskStatus::Completed;
+                                record.result = Some(result);
+                            }
+                            _ => record.fail(
+                                rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                                format!(
+                                    "the result was larger than the {max} bytes a task keeps (tasks.max_result_bytes); ask for less"
+                                ),
+                            ),
+                        }
+                    }
+                    Ok(CallToolResponse::InputRequired(asked)) => {
+                        record.status = TaskStatus::InputRequired;
+                        record.input_requests = asked.input_requests.clone();
+                        record.request_state.clone_from(&asked.request_state);
+                        record.answers = InputResponses::new();
+                    }
+                    Ok(_) => record.fail(
+                        rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                        "the tool answered with a task of its own",
+                    ),
+                    Err(error) => {
+                        let mut object = JsonObject::new();
+                        object.insert("code".to_owned(), error.code.0.into());
+                        object.insert("message".to_owned(), error.message.to_string().into());
+                        if let Some(data) = &error.data {
+                            object.insert("data".to_owned(), data.clone());
+                        }
+                        record.status = TaskStatus::Failed;
+                        record.error = Some(object);
+                    }
+                }
+                true
+            })
+            .await;
+        match updated {
+            Ok(Some(record)) => {
+                let event = match record.status {
+                    TaskStatus::Completed => "completed",
+                    TaskStatus::InputRequired => "input_required",
+                    _ => "failed",
+                };
+                metrics::counter!("portcullis_tasks_total", "event" => event).increment(1);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(task = id, %error, "a task's outcome could not be stored")
+            }
+        }
+    }
+
+    /// `principal`'s task `id`; a working task whose replica died is ended failed here.
+    async fn owned(&self, id: &str, principal: &str) -> Result<Record, ErrorData> {
+        let record = self
+            .store()
+            .get(id)
+            .await
+            .map_err(|e| unavailable(&e))?
+            .filter(|r| r.owner == principal && r.expires_ms > unix_ms())
+            .ok_or_else(|| no_task(id))?;
+        if record.status == TaskStatus::Working && !self.alive(&record).await {
+            let ended = self
+                .store()
+                .update(id, |record| {
+                    if record.status != TaskStatus::Working {
+                        return false;
+                    }
+                    record.fail(
+                        rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                        format!(
+                            "the server replica running this task (`{}`) stopped before it finished; call the tool again",
+                            record.replica
+                        ),
+                    );
+                    true
+                })
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if ended.is_some() {
+                metrics::counter!("portcullis_tasks_total", "event" => "lost").increment(1);
+            }
+            return self
+                .store()
+                .get(id)
+                .await
+                .map_err(|e| unavailable(&e))?
+                .ok_or_else(|| no_task(id));
+        }
+        Ok(record)
+    }
+
+    /// Whether the replica running a working task is still there.
+    async fn alive(&self, record: &Record) -> bool {
+        if self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&record.id)
+        {
+            return true;
+        }
+        self.store().alive(&record.id, LIVENESS).await
+    }
+
+    /// `tasks/get`.
+    pub(crate) async fn get(&self, id: &str, principal: &str) -> Result<GetTaskResult, ErrorData> {
+        let record = self.owned(id, principal).await?;
+        Ok(GetTaskResult::new(record.detailed(&self.settings)))
+    }
+
+    /// `tasks/cancel`: a finished task stays as it is; otherwise it is marked cancelled and
+    /// its call stopped.
+    pub(crate) async fn cancel(&self, id: &str, principal: &str) -> Result<(), ErrorData> {
+        self.owned(id, principal).await?;
+        let cancelled = self
+            .store()
+            .update(id, |record| {
+                if record.status.is_terminal() {
+                    return false;
+                }
+                record.status = TaskStatus::Cancelled;
+                record.message = Some("cancelled by its client".to_owned());
+                record.input_requests = None;
+                record.touch();
+                true
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if cancelled.is_some() {
+            metrics::counter!("portcullis_tasks_total", "event" => "cancelled").increment(1);
+            if let Some(token) = self
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
+            {
+                token.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    /// `tasks/update`: records the answers to the task's pending input requests (unknown
+    /// keys are ignored). When every request is answered, returns the record to run the
+    /// next round with (its answers and the tool's state), now working again.
+    pub(crate) async fn answer(
+        &self,
+        id: &str,
+        principal: &str,
+        answers: InputResponses,
+        replica: &str,
+    ) -> Result<Option<Record>, ErrorData> {
+        self.owned(id, principal).await?;
+        let updated = self
+            .store()
+            .update(id, |record| {
+                if record.status != TaskStatus::InputRequired {
+                    return false;
+                }
+                let asked = record.input_requests.clone().unwrap_or_default();
+                for (key, value) in &answers {
+                    if asked.contains_key(key) {
+                        record.answers.insert(key.clone(), value.clone());
+                    }
+                }
+                if asked.keys().all(|key| record.answers.contains_key(key)) {
+                    record.status = TaskStatus::Working;
+                    record.replica = replica.to_owned();
+                    record.input_requests = None;
+                }
+                record.touch();
+                true
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(updated.filter(|r| r.status == TaskStatus::Working))
+    }
+
+    /// Marks a task this process runs again (after `tasks/update`) as alive.
+    pub(crate) async fn resumed(&self, id: &str) {
+        let _ = self.store().beat(id).await;
+    }
+}
