@@ -71,6 +71,9 @@ pub(crate) struct Record {
     pub(crate) answers: InputResponses,
     pub(crate) arguments: JsonObject,
     pub(crate) request_state: Option<String>,
+    /// Bytes of `result` as JSON (what a process's budget counts).
+    #[serde(default)]
+    pub(crate) result_bytes: usize,
 }
 
 impl Record {
@@ -116,13 +119,14 @@ impl Record {
         self.updated_at = now_rfc3339();
     }
 
-    fn fail(&mut self, code: i32, message: impl Into<String>) {
+    pub(crate) fn fail(&mut self, code: i32, message: impl Into<String>) {
         let mut error = JsonObject::new();
         error.insert("code".to_owned(), code.into());
         error.insert("message".to_owned(), message.into().into());
         self.status = TaskStatus::Failed;
         self.error = Some(error);
         self.result = None;
+        self.result_bytes = 0;
         self.input_requests = None;
         self.touch();
     }
@@ -247,6 +251,7 @@ impl Tasks {
             answers: InputResponses::new(),
             arguments: arguments.clone(),
             request_state: None,
+            result_bytes: 0,
         };
         match self
             .store()
@@ -329,13 +334,12 @@ impl Tasks {
                 record.touch();
                 match &answer {
                     Ok(CallToolResponse::Complete(result)) => {
+                        let bytes = serde_json::to_vec(result).map_or(usize::MAX, |b| b.len());
                         match serde_json::to_value(result) {
-                            Ok(serde_json::Value::Object(result))
-                                if serde_json::to_vec(&result).map_or(usize::MAX, |b| b.len())
-                                    <= max =>
-                            {
+                            Ok(serde_json::Value::Object(result)) if bytes <= max => {
                                 record.status = TaskStatus::Completed;
                                 record.result = Some(result);
+                                record.result_bytes = bytes;
                             }
                             _ => record.fail(
                                 rmcp::model::ErrorCode::INTERNAL_ERROR.0,
@@ -487,6 +491,8 @@ impl Tasks {
         replica: &str,
     ) -> Result<Option<Record>, ErrorData> {
         self.owned(id, principal).await?;
+        // Alive before it is working again: no replica may take it for lost in between.
+        let _ = self.store().beat(id).await;
         let updated = self
             .store()
             .update(id, |record| {

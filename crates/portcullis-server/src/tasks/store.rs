@@ -13,13 +13,35 @@ pub(crate) type Unavailable = crate::cluster::Unavailable;
 /// A task store.
 pub(crate) enum Store {
     /// This process only (no `[cluster]`): bounded by `max` records in all.
-    Local {
-        records: Mutex<HashMap<String, Record>>,
-        max: usize,
-    },
+    Local { records: Mutex<Local>, max: usize },
     /// Redis, through the cluster's connection.
     Redis(Arc<crate::cluster::Cluster>),
 }
+
+/// The records of one process and the bytes of their results.
+#[derive(Default)]
+pub(crate) struct Local {
+    map: HashMap<String, Record>,
+    bytes: usize,
+}
+
+impl Local {
+    fn sweep(&mut self) {
+        let now = unix_ms();
+        let mut freed = 0;
+        self.map.retain(|_, r| {
+            let keep = r.expires_ms > now;
+            if !keep {
+                freed += r.result_bytes;
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
+}
+
+/// Most bytes of results one process keeps without `[cluster]`, whatever the principals.
+pub(crate) const LOCAL_BUDGET: usize = 256 * 1024 * 1024;
 
 impl Store {
     pub(crate) fn local(max: usize) -> Self {
@@ -37,14 +59,17 @@ impl Store {
     pub(crate) async fn create(&self, record: &Record, cap: usize) -> Result<bool, Unavailable> {
         match self {
             Self::Local { records, max } => {
-                let now = unix_ms();
                 let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
-                records.retain(|_, r| r.expires_ms > now);
-                let owned = records.values().filter(|r| r.owner == record.owner).count();
-                if owned >= cap || records.len() >= *max {
+                records.sweep();
+                let owned = records
+                    .map
+                    .values()
+                    .filter(|r| r.owner == record.owner)
+                    .count();
+                if owned >= cap || records.map.len() >= *max {
                     return Ok(false);
                 }
-                records.insert(record.id.clone(), record.clone());
+                records.map.insert(record.id.clone(), record.clone());
                 Ok(true)
             }
             Self::Redis(cluster) => cluster.task_create(record, cap, super::LIVENESS).await,
@@ -54,10 +79,10 @@ impl Store {
     pub(crate) async fn remove(&self, record: &Record) -> Result<(), Unavailable> {
         match self {
             Self::Local { records, .. } => {
-                records
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&record.id);
+                let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(gone) = records.map.remove(&record.id) {
+                    records.bytes = records.bytes.saturating_sub(gone.result_bytes);
+                }
                 Ok(())
             }
             Self::Redis(cluster) => cluster.task_remove(&record.id, &record.owner).await,
@@ -69,6 +94,7 @@ impl Store {
             Self::Local { records, .. } => Ok(records
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .map
                 .get(id)
                 .cloned()),
             Self::Redis(cluster) => Ok(cluster
@@ -89,9 +115,27 @@ impl Store {
         match self {
             Self::Local { records, .. } => {
                 let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
-                Ok(records
-                    .get_mut(id)
-                    .and_then(|record| change(record).then(|| record.clone())))
+                let records = &mut *records;
+                let Some(record) = records.map.get_mut(id) else {
+                    return Ok(None);
+                };
+                let before = record.result_bytes;
+                let mut changed = record.clone();
+                if !change(&mut changed) {
+                    return Ok(None);
+                }
+                // The process's results stay within their budget: one that would not fit
+                // ends its task failed instead.
+                let total = records.bytes - before + changed.result_bytes;
+                if changed.result_bytes > before && total > LOCAL_BUDGET {
+                    changed.fail(
+                        rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                        "the server keeps no more task results right now; call the tool again later",
+                    );
+                }
+                records.bytes = records.bytes - before + changed.result_bytes;
+                *record = changed.clone();
+                Ok(Some(changed))
             }
             Self::Redis(cluster) => {
                 // Compare-and-set: another replica's change in between is read again.
@@ -123,6 +167,7 @@ impl Store {
             Self::Local { records, .. } => records
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .map
                 .get(id)
                 .map(|r| r.status),
             Self::Redis(cluster) => {
@@ -141,5 +186,97 @@ impl Store {
             // Unknown (Redis down) counts as alive: never fail a task on a guess.
             Self::Redis(cluster) => cluster.task_alive(id).await.unwrap_or(true),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, owner: &str) -> Record {
+        Record {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            tool: "t".to_owned(),
+            status: TaskStatus::Working,
+            message: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            expires_ms: unix_ms() + 60_000,
+            replica: "r".to_owned(),
+            result: None,
+            error: None,
+            input_requests: None,
+            answers: Default::default(),
+            arguments: Default::default(),
+            request_state: None,
+            result_bytes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_principal_is_capped_and_so_is_the_process() {
+        let store = Store::local(3);
+        assert!(store.create(&record("1", "a"), 2).await.unwrap());
+        assert!(store.create(&record("2", "a"), 2).await.unwrap());
+        assert!(
+            !store.create(&record("3", "a"), 2).await.unwrap(),
+            "a's cap"
+        );
+        assert!(store.create(&record("4", "b"), 2).await.unwrap());
+        assert!(
+            !store.create(&record("5", "c"), 2).await.unwrap(),
+            "the process's cap"
+        );
+        // An expired record frees its place.
+        let mut old = record("6", "c");
+        old.expires_ms = 0;
+        store.remove(&record("4", "b")).await.unwrap();
+        assert!(store.create(&old, 2).await.unwrap());
+        assert!(
+            store.create(&record("7", "c"), 2).await.unwrap(),
+            "the expired one was swept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_result_past_the_process_budget_ends_its_task_failed() {
+        let store = Store::local(10);
+        store.create(&record("1", "a"), 5).await.unwrap();
+        store.create(&record("2", "a"), 5).await.unwrap();
+        let kept = store
+            .update("1", |r| {
+                r.status = TaskStatus::Completed;
+                r.result_bytes = LOCAL_BUDGET - 10;
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.status, TaskStatus::Completed);
+        let refused = store
+            .update("2", |r| {
+                r.status = TaskStatus::Completed;
+                r.result_bytes = 11;
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(refused.status, TaskStatus::Failed);
+        assert_eq!(refused.result_bytes, 0);
+        // Freeing the first makes room again.
+        store.remove(&record("1", "a")).await.unwrap();
+        store.create(&record("3", "a"), 5).await.unwrap();
+        let kept = store
+            .update("3", |r| {
+                r.status = TaskStatus::Completed;
+                r.result_bytes = 11;
+                true
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.status, TaskStatus::Completed);
     }
 }
