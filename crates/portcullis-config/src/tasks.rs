@@ -21,7 +21,7 @@ pub enum TaskMode {
     Required,
 }
 
-/// `[tasks]`: how long tasks are kept and how many a principal may have.
+/// How long tasks are kept, how many a principal may have, how large a result may be.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TasksSection {

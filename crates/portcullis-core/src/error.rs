@@ -494,3 +494,57 @@ pub fn prompt_error(prompt: &str, error: PromptError) -> ErrorData {
         }
     }
 }
+
+/// JSON-RPC's internal error code, for a task's failure the server ends itself.
+pub const INTERNAL_ERROR_CODE: i32 = rmcp::model::ErrorCode::INTERNAL_ERROR.0;
+
+/// A method whose capability this server does not declare now (a list of tools when there
+/// are none): method not found, as rmcp's own defaults answer since 3.11.
+pub fn not_declared<M: rmcp::model::ConstString>() -> ErrorData {
+    ErrorData::method_not_found::<M>()
+}
+
+/// `skills/get` for a skill this server does not serve.
+pub fn no_skill(uri: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("no skill `{uri}`; `skills/list` shows the skills there are"),
+        None,
+    )
+}
+
+/// A task id that is not one of the caller's tasks: unknown, expired or another
+/// principal's, all told alike.
+pub fn no_task(id: &str) -> ErrorData {
+    let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
+    ErrorData::invalid_params(
+        format!("no task `{shown}`: it does not exist, expired, or is not yours"),
+        None,
+    )
+}
+
+/// The task store (Redis) cannot be reached: `cause` is logged, the client told only that.
+pub fn tasks_unavailable(cause: &dyn std::fmt::Display) -> ErrorData {
+    tracing::error!(%cause, "the task store is unavailable");
+    ErrorData::internal_error(
+        "tasks are unavailable right now (their store cannot be reached); try again shortly",
+        None,
+    )
+}
+
+/// A tool that runs only as a task, called by a client that did not declare the Tasks
+/// extension (in the request's `_meta`, on 2026-07-28).
+pub fn task_required() -> ErrorData {
+    missing_capability(
+        rmcp::model::ClientCapabilities::builder()
+            .enable_tasks()
+            .build(),
+    )
+}
+
+/// A task's failure as the JSON-RPC error object `tasks/get` shows.
+pub fn task_error(code: i32, message: impl Into<String>) -> rmcp::model::JsonObject {
+    let mut error = rmcp::model::JsonObject::new();
+    error.insert("code".to_owned(), code.into());
+    error.insert("message".to_owned(), message.into().into());
+    error
+}

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 /// Bottom first.
-const LAYERS: [&str; 15] = [
+const LAYERS: [&str; 16] = [
     "request",
     "error",
     "limits",
@@ -21,6 +21,7 @@ const LAYERS: [&str; 15] = [
     "cluster",
     "auth",
     "approval",
+    "tasks",
     "guard",
     "fanout",
     "handler",

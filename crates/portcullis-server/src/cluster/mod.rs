@@ -13,6 +13,7 @@ mod fanout;
 mod limits;
 mod sessions;
 mod tasks;
+pub(crate) use tasks::NewTask;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

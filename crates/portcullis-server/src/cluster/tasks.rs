@@ -1,11 +1,21 @@
-//! Task records in Redis (see `crate::tasks`): `task:ID` the record's JSON with its TTL,
+//! Task records in Redis (for the tasks module, above this one: records are JSON text
+//! here): `task:ID` the record's JSON with its TTL,
 //! `tasks:OWNER` a sorted set of the owner's task ids by expiry (the per-principal cap),
 //! `task-alive:ID` the running replica's liveness.
 
 use std::time::Duration;
 
 use super::{Cluster, Unavailable};
-use crate::tasks::{Record, unix_ms};
+
+/// One task record to add.
+pub(crate) struct NewTask<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) owner: &'a str,
+    pub(crate) json: String,
+    /// Unix milliseconds now and when the record expires.
+    pub(crate) now_ms: u64,
+    pub(crate) expires_ms: u64,
+}
 
 /// Adds a task unless its owner has `cap` unexpired ones: one script, so two replicas
 /// creating at once cannot both pass the cap.
@@ -35,17 +45,15 @@ fn millis(d: Duration) -> u64 {
 impl Cluster {
     pub(crate) async fn task_create(
         &self,
-        record: &Record,
+        task: NewTask<'_>,
         cap: usize,
         liveness: Duration,
     ) -> Result<bool, Unavailable> {
-        let json = serde_json::to_string(record).unwrap_or_default();
-        let now = unix_ms();
-        let ttl = record.expires_ms.saturating_sub(now).max(1);
+        let ttl = task.expires_ms.saturating_sub(task.now_ms).max(1);
         let keys = [
-            self.key(&["task", &record.id]),
-            self.key(&["tasks", &record.owner]),
-            self.key(&["task-alive", &record.id]),
+            self.key(&["task", task.id]),
+            self.key(&["tasks", task.owner]),
+            self.key(&["task-alive", task.id]),
         ];
         let mut conn = self.conn.clone();
         let created: i64 = self
@@ -54,12 +62,12 @@ impl Cluster {
                     .key(&keys[0])
                     .key(&keys[1])
                     .key(&keys[2])
-                    .arg(json)
+                    .arg(task.json)
                     .arg(ttl)
-                    .arg(now)
+                    .arg(task.now_ms)
                     .arg(cap)
-                    .arg(record.expires_ms)
-                    .arg(&record.id)
+                    .arg(task.expires_ms)
+                    .arg(task.id)
                     .arg(millis(liveness))
                     .invoke_async(&mut conn)
                     .await

@@ -298,7 +298,7 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         if self.inner().info.capabilities.tools.is_none() {
-            return Err(ErrorData::method_not_found::<
+            return Err(crate::error::not_declared::<
                 rmcp::model::ListToolsRequestMethod,
             >());
         }
@@ -319,7 +319,7 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         if self.inner().info.capabilities.logging.is_none() {
-            return Err(ErrorData::method_not_found::<
+            return Err(crate::error::not_declared::<
                 rmcp::model::SetLevelRequestMethod,
             >());
         }
@@ -332,7 +332,7 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         if self.inner().info.capabilities.resources.is_none() {
-            return Err(ErrorData::method_not_found::<
+            return Err(crate::error::not_declared::<
                 rmcp::model::ListResourcesRequestMethod,
             >());
         }
@@ -345,7 +345,7 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         if self.inner().info.capabilities.resources.is_none() {
-            return Err(ErrorData::method_not_found::<
+            return Err(crate::error::not_declared::<
                 rmcp::model::ListResourceTemplatesRequestMethod,
             >());
         }
@@ -382,7 +382,7 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         if self.inner().info.capabilities.prompts.is_none() {
-            return Err(ErrorData::method_not_found::<
+            return Err(crate::error::not_declared::<
                 rmcp::model::ListPromptsRequestMethod,
             >());
         }
@@ -403,7 +403,7 @@ impl ServerHandler for PortcullisHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         if self.inner().info.capabilities.completions.is_none() {
-            return Err(ErrorData::method_not_found::<
+            return Err(crate::error::not_declared::<
                 rmcp::model::CompleteRequestMethod,
             >());
         }

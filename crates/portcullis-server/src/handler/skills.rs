@@ -65,13 +65,7 @@ impl PortcullisHandler {
             .run(&inner.catalog, logged, context.ct, |_, _| async {
                 match source.source.skill(&uri) {
                     Some(skill) => (Ok(GetSkillResult::new(skill)), Outcome::Ok),
-                    None => (
-                        Err(ErrorData::invalid_params(
-                            format!("no skill `{uri}`; `skills/list` shows the skills there are"),
-                            None,
-                        )),
-                        Outcome::NotFound,
-                    ),
+                    None => (Err(crate::error::no_skill(&uri)), Outcome::NotFound),
                 }
             });
         self.shared.in_flight.track_future(get).await

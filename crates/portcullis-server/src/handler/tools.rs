@@ -314,10 +314,7 @@ async fn run_call(
         .map(|_| call_context.client_capabilities().cloned());
     let check = || {
         if task_refused {
-            let required = rmcp::model::ClientCapabilities::builder()
-                .enable_tasks()
-                .build();
-            return Err(Box::new(Err(crate::error::missing_capability(required))));
+            return Err(Box::new(Err(crate::error::task_required())));
         }
         validate::tool_arguments(entry, arguments, declared.flatten().as_ref())
     };

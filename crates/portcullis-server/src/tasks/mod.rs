@@ -120,11 +120,8 @@ impl Record {
     }
 
     pub(crate) fn fail(&mut self, code: i32, message: impl Into<String>) {
-        let mut error = JsonObject::new();
-        error.insert("code".to_owned(), code.into());
-        error.insert("message".to_owned(), message.into().into());
         self.status = TaskStatus::Failed;
-        self.error = Some(error);
+        self.error = Some(task_error(code, message));
         self.result = None;
         self.result_bytes = 0;
         self.input_requests = None;
@@ -186,22 +183,7 @@ impl std::fmt::Debug for Tasks {
     }
 }
 
-/// "No such task": an unknown id and another principal's task alike.
-fn no_task(id: &str) -> ErrorData {
-    let shown: String = id.chars().take(64).filter(|c| !c.is_control()).collect();
-    ErrorData::invalid_params(
-        format!("no task `{shown}`: it does not exist, expired, or is not yours"),
-        None,
-    )
-}
-
-fn unavailable(error: &store::Unavailable) -> ErrorData {
-    tracing::error!(%error, "the task store is unavailable");
-    ErrorData::internal_error(
-        "tasks are unavailable right now (their store cannot be reached); try again shortly",
-        None,
-    )
-}
+use crate::error::{no_task, task_error};
 
 impl Tasks {
     pub(crate) fn new(settings: Settings) -> Arc<Self> {
@@ -267,7 +249,7 @@ impl Tasks {
                     self.settings.max_per_principal,
                 ))
             }
-            Err(error) => Err(unavailable(&error)),
+            Err(error) => Err(crate::error::tasks_unavailable(&error)),
         }
     }
 
@@ -342,7 +324,7 @@ impl Tasks {
                                 record.result_bytes = bytes;
                             }
                             _ => record.fail(
-                                rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                                crate::error::INTERNAL_ERROR_CODE,
                                 format!(
                                     "the result was larger than the {max} bytes a task keeps (tasks.max_result_bytes); ask for less"
                                 ),
@@ -356,13 +338,11 @@ impl Tasks {
                         record.answers = InputResponses::new();
                     }
                     Ok(_) => record.fail(
-                        rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                        crate::error::INTERNAL_ERROR_CODE,
                         "the tool answered with a task of its own",
                     ),
                     Err(error) => {
-                        let mut object = JsonObject::new();
-                        object.insert("code".to_owned(), error.code.0.into());
-                        object.insert("message".to_owned(), error.message.to_string().into());
+                        let mut object = task_error(error.code.0, error.message.to_string());
                         if let Some(data) = &error.data {
                             object.insert("data".to_owned(), data.clone());
                         }
@@ -395,7 +375,7 @@ impl Tasks {
             .store()
             .get(id)
             .await
-            .map_err(|e| unavailable(&e))?
+            .map_err(|e| crate::error::tasks_unavailable(&e))?
             .filter(|r| r.owner == principal && r.expires_ms > unix_ms())
             .ok_or_else(|| no_task(id))?;
         if record.status == TaskStatus::Working && !self.alive(&record).await {
@@ -406,7 +386,7 @@ impl Tasks {
                         return false;
                     }
                     record.fail(
-                        rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                        crate::error::INTERNAL_ERROR_CODE,
                         format!(
                             "the server replica running this task (`{}`) stopped before it finished; call the tool again",
                             record.replica
@@ -415,7 +395,7 @@ impl Tasks {
                     true
                 })
                 .await
-                .map_err(|e| unavailable(&e))?;
+                .map_err(|e| crate::error::tasks_unavailable(&e))?;
             if ended.is_some() {
                 metrics::counter!("portcullis_tasks_total", "event" => "lost").increment(1);
             }
@@ -423,7 +403,7 @@ impl Tasks {
                 .store()
                 .get(id)
                 .await
-                .map_err(|e| unavailable(&e))?
+                .map_err(|e| crate::error::tasks_unavailable(&e))?
                 .ok_or_else(|| no_task(id));
         }
         Ok(record)
@@ -465,7 +445,7 @@ impl Tasks {
                 true
             })
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| crate::error::tasks_unavailable(&e))?;
         if cancelled.is_some() {
             metrics::counter!("portcullis_tasks_total", "event" => "cancelled").increment(1);
             if let Some(token) = self
@@ -514,7 +494,7 @@ impl Tasks {
                 true
             })
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| crate::error::tasks_unavailable(&e))?;
         Ok(updated.filter(|r| r.status == TaskStatus::Working))
     }
 

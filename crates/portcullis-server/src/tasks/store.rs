@@ -72,7 +72,16 @@ impl Store {
                 records.map.insert(record.id.clone(), record.clone());
                 Ok(true)
             }
-            Self::Redis(cluster) => cluster.task_create(record, cap, super::LIVENESS).await,
+            Self::Redis(cluster) => {
+                let task = crate::cluster::NewTask {
+                    id: &record.id,
+                    owner: &record.owner,
+                    json: serde_json::to_string(record).unwrap_or_default(),
+                    now_ms: unix_ms(),
+                    expires_ms: record.expires_ms,
+                };
+                cluster.task_create(task, cap, super::LIVENESS).await
+            }
         }
     }
 
@@ -129,7 +138,7 @@ impl Store {
                 let total = records.bytes - before + changed.result_bytes;
                 if changed.result_bytes > before && total > LOCAL_BUDGET {
                     changed.fail(
-                        rmcp::model::ErrorCode::INTERNAL_ERROR.0,
+                        crate::error::INTERNAL_ERROR_CODE,
                         "the server keeps no more task results right now; call the tool again later",
                     );
                 }
