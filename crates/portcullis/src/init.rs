@@ -18,6 +18,7 @@ fn section(pack: &str) -> Option<&'static str> {
         "api" => API,
         "command" => COMMAND,
         "notes" => NOTES,
+        "skills" => SKILLS,
         "upstreams" => UPSTREAMS,
         "resources" => RESOURCES,
         _ => return None,
@@ -343,6 +344,17 @@ name = "notes"
 path = "."
 # writable = true   # adds write_note and delete_note
 # watch = "poll"    # for network mounts and containers where OS events do not arrive
+"#;
+
+const SKILLS: &str = r#"# -----------------------------------------------------------------------------
+# skills: agent skills (a folder with SKILL.md and its files each, e.g. review/SKILL.md with
+# `name: review` and a `description` in its front matter), served as the Skills extension
+# (skills/list, skills/get) with every file a skill:// resource and its SHA-256 digest.
+# -----------------------------------------------------------------------------
+[[skills]]
+name = "skills"
+path = "."
+# required_scopes = ["team"]   # who may list and read them (needs [auth])
 "#;
 
 const UPSTREAMS: &str = r#"# -----------------------------------------------------------------------------

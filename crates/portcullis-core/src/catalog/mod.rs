@@ -478,6 +478,8 @@ pub struct CatalogBuilder {
     readiness: Vec<(String, Arc<dyn Readiness>)>,
     withheld: Vec<Withheld>,
     rebuild: Rebuild,
+    /// A pack took [`Self::rebuild`]: what the catalog serves may change without a reload.
+    dynamic: std::sync::atomic::AtomicBool,
 }
 
 impl CatalogBuilder {
@@ -547,6 +549,8 @@ impl CatalogBuilder {
 
     /// The handle that asks the server for a new catalog (see [`Rebuild`]).
     pub fn rebuild(&self) -> Rebuild {
+        self.dynamic
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.rebuild.clone()
     }
 
@@ -656,6 +660,7 @@ impl CatalogBuilder {
             readiness: self.readiness,
             withheld: self.withheld,
             rebuild: self.rebuild,
+            dynamic: self.dynamic.into_inner(),
         })
     }
 }
@@ -694,6 +699,7 @@ pub struct Catalog {
     readiness: Vec<(String, Arc<dyn Readiness>)>,
     withheld: Vec<Withheld>,
     rebuild: Rebuild,
+    dynamic: bool,
 }
 
 impl Catalog {
@@ -707,6 +713,13 @@ impl Catalog {
         self.withheld
             .iter()
             .find(|w| w.kind == kind && w.name == name)
+    }
+
+    /// Whether what this catalog serves may change without a reload (a pack rebuilds it,
+    /// as the gateway does when an upstream's lists change): the server then declares every
+    /// kind of item, even while it has none yet.
+    pub fn is_dynamic(&self) -> bool {
+        self.dynamic
     }
 
     /// Resolves when a pack asked for a new catalog ([`CatalogBuilder::rebuild`]).

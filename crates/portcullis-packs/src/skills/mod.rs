@@ -74,20 +74,6 @@ struct Index {
     files: BTreeMap<String, FileEntry>,
 }
 
-impl Index {
-    /// The served skill `rel` (a folder-relative path) is in or below: the deepest skill
-    /// directory that is `rel` or a parent of it.
-    fn owner(&self, rel: &str) -> Option<&SkillEntry> {
-        let mut at = rel;
-        loop {
-            if let Some(entry) = self.skills.get(at) {
-                return Some(entry);
-            }
-            at = at.rsplit_once('/')?.0;
-        }
-    }
-}
-
 /// One configured folder.
 struct Folder {
     jail: Jail,
@@ -385,14 +371,23 @@ struct SkillsSource {
 }
 
 impl SkillsSource {
-    /// The folder serving the folder-relative path `rel`, its index and the skill `rel` is
-    /// in.
+    /// The skill `rel` (a folder-relative path) is in, with the folder serving it and that
+    /// folder's index: the deepest skill directory above `rel` in any folder, and of two
+    /// folders with the same directory the first (the one rule [`Self::served`] follows, so
+    /// a skill is listed, scoped and read by the same folder).
     fn owner(&self, rel: &str) -> Option<(&Arc<Folder>, Arc<Index>, String)> {
-        self.folders.iter().find_map(|folder| {
-            let index = folder.index();
-            let dir = index.owner(rel)?.dir.clone();
-            Some((folder, index, dir))
-        })
+        let indexes: Vec<(&Arc<Folder>, Arc<Index>)> =
+            self.folders.iter().map(|f| (f, f.index())).collect();
+        let mut at = rel;
+        loop {
+            if let Some((folder, index)) = indexes
+                .iter()
+                .find(|(_, index)| index.skills.contains_key(at))
+            {
+                return Some((folder, Arc::clone(index), at.to_owned()));
+            }
+            at = at.rsplit_once('/')?.0;
+        }
     }
 
     /// Each served skill once, with the folder that serves it.
@@ -467,7 +462,7 @@ impl ResourceSource for SkillsSource {
                 self::uri(&rel) == uri
                     && self
                         .owner(&rel)
-                        .is_some_and(|(folder, _, dir)| rel != dir && !folder.jail.is_denied(&rel))
+                        .is_some_and(|(_, index, _)| index.files.contains_key(&rel))
             })
     }
 
@@ -494,14 +489,34 @@ impl ResourceSource for SkillsSource {
         let Some((folder, index, _)) = self.owner(&rel) else {
             return Err(Self::not_found(uri));
         };
-        if !index.files.contains_key(&rel) {
+        let Some(indexed) = index.files.get(&rel).cloned() else {
             return Err(Self::not_found(uri));
-        }
-        let at = folder.jail.locate(&rel).await?;
-        let bytes = folder
-            .jail
-            .read_bytes(&rel, &at, folder.max_file_bytes)
-            .await?;
+        };
+        // The exact file of the manifest: not a symlink (probed without following one), and
+        // the version that was hashed (size, modification time, inode), so the bytes served
+        // are the bytes whose digest was listed.
+        let jail = folder.jail.clone();
+        let max = folder.max_file_bytes;
+        let path = rel.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            jail.probe_blocking(&path, |probe| match probe {
+                Probe::File(file) if file.fingerprint() == Some(indexed.stamp) => file.bytes(max),
+                _ => None,
+            })
+        })
+        .await
+        .map_err(|e| ResourceError::Internal {
+            context: "reading a skill file".to_owned(),
+            source: e.into(),
+        })?;
+        let Some(bytes) = read else {
+            // Changed since it was indexed: the index catches up, the client lists again.
+            let folder = Arc::clone(folder);
+            tokio::spawn(async move { folder.rescan().await });
+            return Err(ResourceError::NotFound(format!(
+                "`{uri}` changed since the skills were listed; list them again (`skills/list`)"
+            )));
+        };
         let mime = if rel.ends_with(".md") {
             "text/markdown".to_owned()
         } else {

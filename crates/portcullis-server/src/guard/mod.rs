@@ -96,7 +96,7 @@ impl GuardConfig {
         self.listens = Arc::clone(&old.listens);
         self.max_subscriptions = old.max_subscriptions;
         self.approvals = Arc::clone(&old.approvals);
-        self.tasks = Arc::clone(&old.tasks);
+        self.tasks = old.tasks.reconfigured(&self.tasks);
         // Without `cluster.state_keys` the key is this process's own: kept, so a reload
         // does not void the multi-round states in flight.
         if !self.keyed_state {

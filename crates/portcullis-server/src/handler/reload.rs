@@ -165,7 +165,11 @@ impl Inner {
             );
         }
         let mut capabilities = ServerCapabilities::default();
-        if !catalog.tools().is_empty() {
+        // What is declared is what is served: a kind of item with nothing in it is left
+        // out (its list answers "method not found"), unless a pack may add items without a
+        // reload (the gateway, before and between its upstreams' lists).
+        let dynamic = catalog.is_dynamic();
+        if dynamic || !catalog.tools().is_empty() {
             // A config reload may change the tools (and prompts): clients are told.
             let mut tools = ToolsCapability::default();
             tools.list_changed = Some(true);
@@ -173,7 +177,7 @@ impl Inner {
             // Tools may send log messages; clients choose the level (or none).
             capabilities.logging = Some(Default::default());
         }
-        if !catalog.sources.is_empty() {
+        if dynamic || !catalog.sources.is_empty() {
             let mut resources = ResourcesCapability::default();
             if catalog.has_subscribable_resources() {
                 resources.subscribe = Some(true);
@@ -193,10 +197,10 @@ impl Inner {
                 .get_or_insert_with(Default::default)
                 .insert(rmcp::model::SKILLS_EXTENSION_ID.to_owned(), settings);
         }
-        if !catalog.prompts().is_empty() || !catalog.resource_templates().is_empty() {
+        if dynamic || !catalog.prompts().is_empty() || !catalog.resource_templates().is_empty() {
             capabilities.completions = Some(Default::default());
         }
-        if !catalog.prompts().is_empty() {
+        if dynamic || !catalog.prompts().is_empty() {
             let mut prompts = PromptsCapability::default();
             prompts.list_changed = Some(true);
             capabilities.prompts = Some(prompts);

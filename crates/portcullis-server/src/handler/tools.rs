@@ -167,7 +167,16 @@ impl PortcullisHandler {
                 biased;
                 started = &mut start => {
                     if started.is_ok() {
-                        tasks.follow(record.id.clone(), task_cancel, async move { joined(call.await) });
+                        let cancelled = request_cancel.is_cancelled();
+                        let owner = record.owner.clone();
+                        tasks.follow(record.id.clone(), record.expires_ms, task_cancel, async move {
+                            joined(call.await)
+                        });
+                        // The client gave up as the tool started: it will never hear of the
+                        // task, so the task is cancelled, not left running unseen.
+                        if cancelled {
+                            let _ = tasks.cancel(&record.id, &owner).await;
+                        }
                         return Ok(tasks.created(&record));
                     }
                     break joined((&mut call).await);
@@ -216,6 +225,7 @@ impl PortcullisHandler {
         let call = run_call(parts, call_context, task_cancel.clone(), None);
         tasks.follow(
             record.id,
+            record.expires_ms,
             task_cancel,
             self.shared.in_flight.track_future(call),
         );

@@ -59,8 +59,10 @@ pub(crate) struct Record {
     pub(crate) message: Option<String>,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
-    /// Unix milliseconds when the record expires.
+    /// Unix milliseconds when the record expires, and how long it lives (its `ttlMs`).
     pub(crate) expires_ms: u64,
+    #[serde(default)]
+    pub(crate) ttl_ms: u64,
     /// The replica running it.
     pub(crate) replica: String,
     pub(crate) result: Option<JsonObject>,
@@ -71,9 +73,6 @@ pub(crate) struct Record {
     pub(crate) answers: InputResponses,
     pub(crate) arguments: JsonObject,
     pub(crate) request_state: Option<String>,
-    /// Bytes of `result` as JSON (what a process's budget counts).
-    #[serde(default)]
-    pub(crate) result_bytes: usize,
 }
 
 impl Record {
@@ -84,7 +83,7 @@ impl Record {
             self.created_at.clone(),
             self.updated_at.clone(),
         )
-        .with_ttl_ms(settings.ttl_ms())
+        .with_ttl_ms(self.ttl_ms)
         .with_poll_interval_ms(settings.poll_interval_ms);
         if let Some(message) = &self.message {
             task = task.with_status_message(message.clone());
@@ -123,7 +122,6 @@ impl Record {
         self.status = TaskStatus::Failed;
         self.error = Some(task_error(code, message));
         self.result = None;
-        self.result_bytes = 0;
         self.input_requests = None;
         self.touch();
     }
@@ -169,7 +167,8 @@ impl From<&portcullis_config::TasksSection> for Settings {
 
 /// Every task of this process, and the store every replica shares.
 pub struct Tasks {
-    settings: Settings,
+    /// `[tasks]` in force: a reload replaces them, the records and running calls stay.
+    settings: std::sync::RwLock<Settings>,
     store: std::sync::OnceLock<Store>,
     /// Tokens of the calls this process runs, by task id.
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -178,7 +177,7 @@ pub struct Tasks {
 impl std::fmt::Debug for Tasks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tasks")
-            .field("settings", &self.settings)
+            .field("settings", &self.settings())
             .finish_non_exhaustive()
     }
 }
@@ -188,7 +187,7 @@ use crate::error::{no_task, task_error};
 impl Tasks {
     pub(crate) fn new(settings: Settings) -> Arc<Self> {
         Arc::new(Self {
-            settings,
+            settings: std::sync::RwLock::new(settings),
             store: std::sync::OnceLock::new(),
             running: Mutex::default(),
         })
@@ -204,7 +203,24 @@ impl Tasks {
     }
 
     pub(crate) fn enabled(&self) -> bool {
-        self.settings.enabled
+        self.settings().enabled
+    }
+
+    fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The same tasks under the settings of a reloaded config (`new`'s): records and
+    /// running calls are kept, new tasks follow the new settings.
+    pub(crate) fn reconfigured(self: &Arc<Self>, new: &Self) -> Arc<Self> {
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = new.settings();
+        Arc::clone(self)
     }
 
     /// Reserves a task for `owner` calling `tool` (working, not yet shown to anyone):
@@ -216,6 +232,7 @@ impl Tasks {
         arguments: &JsonObject,
         replica: &str,
     ) -> Result<Record, ErrorData> {
+        let settings = self.settings();
         let now = now_rfc3339();
         let record = Record {
             id: uuid::Uuid::new_v4().to_string(),
@@ -225,7 +242,8 @@ impl Tasks {
             message: None,
             created_at: now.clone(),
             updated_at: now,
-            expires_ms: unix_ms().saturating_add(self.settings.ttl_ms()),
+            expires_ms: unix_ms().saturating_add(settings.ttl_ms()),
+            ttl_ms: settings.ttl_ms(),
             replica: replica.to_owned(),
             result: None,
             error: None,
@@ -233,20 +251,27 @@ impl Tasks {
             answers: InputResponses::new(),
             arguments: arguments.clone(),
             request_state: None,
-            result_bytes: 0,
         };
         match self
             .store()
-            .create(&record, self.settings.max_per_principal)
+            .create(&record, settings.max_per_principal)
             .await
         {
-            Ok(true) => Ok(record),
-            Ok(false) => {
+            Ok(store::Created::Yes) => Ok(record),
+            Ok(store::Created::PrincipalFull) => {
                 metrics::counter!("portcullis_rate_limited_total", "limit" => "tasks").increment(1);
                 Err(crate::error::over_cap(
                     "tasks kept for this principal",
                     "tasks.max_per_principal",
-                    self.settings.max_per_principal,
+                    settings.max_per_principal,
+                ))
+            }
+            Ok(store::Created::ProcessFull(cap)) => {
+                metrics::counter!("portcullis_rate_limited_total", "limit" => "tasks").increment(1);
+                Err(crate::error::over_cap(
+                    "tasks kept by this server",
+                    "its own bound without [cluster]",
+                    cap,
                 ))
             }
             Err(error) => Err(crate::error::tasks_unavailable(&error)),
@@ -263,14 +288,19 @@ impl Tasks {
     /// What the client is answered when its call became `record`'s task.
     pub(crate) fn created(&self, record: &Record) -> CallToolResponse {
         metrics::counter!("portcullis_tasks_total", "event" => "created").increment(1);
-        CallToolResponse::Task(CreateTaskResult::new(record.task(&self.settings)))
+        CallToolResponse::Task(CreateTaskResult::new(record.task(&self.settings())))
     }
 
     /// Runs `call` (the rest of a call that became a task) to its end and stores its
     /// answer: renewing the task's liveness meanwhile, stopping it when the task is
     /// cancelled (here or on another replica) or expires.
-    pub(crate) fn follow<F>(self: &Arc<Self>, id: String, cancel: CancellationToken, call: F)
-    where
+    pub(crate) fn follow<F>(
+        self: &Arc<Self>,
+        id: String,
+        expires_ms: u64,
+        cancel: CancellationToken,
+        call: F,
+    ) where
         F: Future<Output = Result<CallToolResponse, ErrorData>> + Send + 'static,
     {
         self.running
@@ -281,7 +311,10 @@ impl Tasks {
         tokio::spawn(async move {
             let mut call = std::pin::pin!(call);
             let mut beat = tokio::time::interval(BEAT);
-            let expiry = tokio::time::sleep(tasks.settings.ttl);
+            // Stopped when its record expires (a resumed round too): never work whose outcome
+            // nobody could see.
+            let left = Duration::from_millis(expires_ms.saturating_sub(unix_ms()));
+            let expiry = tokio::time::sleep(left);
             let mut expiry = std::pin::pin!(expiry);
             let answer = loop {
                 tokio::select! {
@@ -294,19 +327,20 @@ impl Tasks {
                     () = &mut expiry, if !cancel.is_cancelled() => cancel.cancel(),
                 }
             };
+            // Stored before it stops counting as running: never seen working and not running.
+            tasks.finish(&id, answer).await;
             tasks
                 .running
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&id);
-            tasks.finish(&id, answer).await;
         });
     }
 
     /// Stores a call's answer as its task's outcome (unless the task ended meanwhile:
     /// cancelled, or failed for its replica).
     async fn finish(&self, id: &str, answer: Result<CallToolResponse, ErrorData>) {
-        let max = self.settings.max_result_bytes;
+        let max = self.settings().max_result_bytes;
         let updated = self
             .store()
             .update(id, |record| {
@@ -321,7 +355,6 @@ impl Tasks {
                             Ok(serde_json::Value::Object(result)) if bytes <= max => {
                                 record.status = TaskStatus::Completed;
                                 record.result = Some(result);
-                                record.result_bytes = bytes;
                             }
                             _ => record.fail(
                                 crate::error::INTERNAL_ERROR_CODE,
@@ -425,7 +458,7 @@ impl Tasks {
     /// `tasks/get`.
     pub(crate) async fn get(&self, id: &str, principal: &str) -> Result<GetTaskResult, ErrorData> {
         let record = self.owned(id, principal).await?;
-        Ok(GetTaskResult::new(record.detailed(&self.settings)))
+        Ok(GetTaskResult::new(record.detailed(&self.settings())))
     }
 
     /// `tasks/cancel`: a finished task stays as it is; otherwise it is marked cancelled and

@@ -13,26 +13,45 @@ pub(crate) type Unavailable = crate::cluster::Unavailable;
 /// A task store.
 pub(crate) enum Store {
     /// This process only (no `[cluster]`): bounded by `max` records in all.
-    Local { records: Mutex<Local>, max: usize },
+    Local {
+        records: Mutex<Local>,
+        max: usize,
+        /// Bytes of records in all ([`LOCAL_BUDGET`]).
+        budget: usize,
+    },
     /// Redis, through the cluster's connection.
     Redis(Arc<crate::cluster::Cluster>),
 }
 
-/// The records of one process and the bytes of their results.
+/// Whether a task was added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Created {
+    Yes,
+    /// Its owner has as many as it may.
+    PrincipalFull,
+    /// The process keeps as many as it may (this many records).
+    ProcessFull(usize),
+}
+
+/// The records of one process, each with its size as JSON, and their total.
 #[derive(Default)]
 pub(crate) struct Local {
-    map: HashMap<String, Record>,
+    map: HashMap<String, (Record, usize)>,
     bytes: usize,
+}
+
+fn size(record: &Record) -> usize {
+    serde_json::to_vec(record).map_or(0, |b| b.len())
 }
 
 impl Local {
     fn sweep(&mut self) {
         let now = unix_ms();
         let mut freed = 0;
-        self.map.retain(|_, r| {
+        self.map.retain(|_, (r, bytes)| {
             let keep = r.expires_ms > now;
             if !keep {
-                freed += r.result_bytes;
+                freed += *bytes;
             }
             keep
         });
@@ -40,14 +59,20 @@ impl Local {
     }
 }
 
-/// Most bytes of results one process keeps without `[cluster]`, whatever the principals.
+/// Most bytes of records (arguments, answers, results) one process keeps without
+/// `[cluster]`, whatever the principals.
 pub(crate) const LOCAL_BUDGET: usize = 256 * 1024 * 1024;
 
 impl Store {
     pub(crate) fn local(max: usize) -> Self {
+        Self::local_within(max, LOCAL_BUDGET)
+    }
+
+    fn local_within(max: usize, budget: usize) -> Self {
         Self::Local {
             records: Mutex::default(),
             max,
+            budget,
         }
     }
 
@@ -56,21 +81,32 @@ impl Store {
     }
 
     /// Adds `record` unless its owner has `cap` unexpired tasks already (`Ok(false)`).
-    pub(crate) async fn create(&self, record: &Record, cap: usize) -> Result<bool, Unavailable> {
+    pub(crate) async fn create(&self, record: &Record, cap: usize) -> Result<Created, Unavailable> {
         match self {
-            Self::Local { records, max } => {
+            Self::Local {
+                records,
+                max,
+                budget,
+            } => {
                 let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
                 records.sweep();
                 let owned = records
                     .map
                     .values()
-                    .filter(|r| r.owner == record.owner)
+                    .filter(|(r, _)| r.owner == record.owner)
                     .count();
-                if owned >= cap || records.map.len() >= *max {
-                    return Ok(false);
+                if owned >= cap {
+                    return Ok(Created::PrincipalFull);
                 }
-                records.map.insert(record.id.clone(), record.clone());
-                Ok(true)
+                let bytes = size(record);
+                if records.map.len() >= *max || records.bytes + bytes > *budget {
+                    return Ok(Created::ProcessFull(*max));
+                }
+                records.bytes += bytes;
+                records
+                    .map
+                    .insert(record.id.clone(), (record.clone(), bytes));
+                Ok(Created::Yes)
             }
             Self::Redis(cluster) => {
                 let task = crate::cluster::NewTask {
@@ -80,7 +116,11 @@ impl Store {
                     now_ms: unix_ms(),
                     expires_ms: record.expires_ms,
                 };
-                cluster.task_create(task, cap, super::LIVENESS).await
+                Ok(if cluster.task_create(task, cap, super::LIVENESS).await? {
+                    Created::Yes
+                } else {
+                    Created::PrincipalFull
+                })
             }
         }
     }
@@ -89,8 +129,8 @@ impl Store {
         match self {
             Self::Local { records, .. } => {
                 let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(gone) = records.map.remove(&record.id) {
-                    records.bytes = records.bytes.saturating_sub(gone.result_bytes);
+                if let Some((_, bytes)) = records.map.remove(&record.id) {
+                    records.bytes = records.bytes.saturating_sub(bytes);
                 }
                 Ok(())
             }
@@ -105,7 +145,7 @@ impl Store {
                 .unwrap_or_else(PoisonError::into_inner)
                 .map
                 .get(id)
-                .cloned()),
+                .map(|(r, _)| r.clone())),
             Self::Redis(cluster) => Ok(cluster
                 .task_get(id)
                 .await?
@@ -122,27 +162,30 @@ impl Store {
         mut change: impl FnMut(&mut Record) -> bool,
     ) -> Result<Option<Record>, Unavailable> {
         match self {
-            Self::Local { records, .. } => {
+            Self::Local {
+                records, budget, ..
+            } => {
                 let mut records = records.lock().unwrap_or_else(PoisonError::into_inner);
                 let records = &mut *records;
-                let Some(record) = records.map.get_mut(id) else {
+                let Some((record, bytes)) = records.map.get_mut(id) else {
                     return Ok(None);
                 };
-                let before = record.result_bytes;
                 let mut changed = record.clone();
                 if !change(&mut changed) {
                     return Ok(None);
                 }
-                // The process's results stay within their budget: one that would not fit
-                // ends its task failed instead.
-                let total = records.bytes - before + changed.result_bytes;
-                if changed.result_bytes > before && total > LOCAL_BUDGET {
+                // The process's records stay within their budget: a result that would not
+                // fit ends its task failed instead.
+                let mut grown = size(&changed);
+                if grown > *bytes && records.bytes - *bytes + grown > *budget {
                     changed.fail(
                         crate::error::INTERNAL_ERROR_CODE,
                         "the server keeps no more task results right now; call the tool again later",
                     );
+                    grown = size(&changed);
                 }
-                records.bytes = records.bytes - before + changed.result_bytes;
+                records.bytes = records.bytes - *bytes + grown;
+                *bytes = grown;
                 *record = changed.clone();
                 Ok(Some(changed))
             }
@@ -178,7 +221,7 @@ impl Store {
                 .unwrap_or_else(PoisonError::into_inner)
                 .map
                 .get(id)
-                .map(|r| r.status),
+                .map(|(r, _)| r.status),
             Self::Redis(cluster) => {
                 let json = cluster.task_beat(id, super::LIVENESS).await.ok()??;
                 serde_json::from_str::<Record>(&json).ok().map(|r| r.status)
@@ -189,9 +232,9 @@ impl Store {
     /// Whether a replica renewed the task's liveness within `within`.
     pub(crate) async fn alive(&self, id: &str, _within: Duration) -> bool {
         match self {
-            // One process: a task is alive exactly while this process runs it (checked by
-            // the caller).
-            Self::Local { .. } => false,
+            // One process: a working record is run by this process (or about to be: the
+            // moment between `tasks/update` and its round's start); it ends with it.
+            Self::Local { .. } => true,
             // Unknown (Redis down) counts as alive: never fail a task on a guess.
             Self::Redis(cluster) => cluster.task_alive(id).await.unwrap_or(true),
         }
@@ -212,6 +255,7 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
             expires_ms: unix_ms() + 60_000,
+            ttl_ms: 60_000,
             replica: "r".to_owned(),
             result: None,
             error: None,
@@ -219,44 +263,66 @@ mod tests {
             answers: Default::default(),
             arguments: Default::default(),
             request_state: None,
-            result_bytes: 0,
         }
     }
 
     #[tokio::test]
     async fn a_principal_is_capped_and_so_is_the_process() {
         let store = Store::local(3);
-        assert!(store.create(&record("1", "a"), 2).await.unwrap());
-        assert!(store.create(&record("2", "a"), 2).await.unwrap());
-        assert!(
-            !store.create(&record("3", "a"), 2).await.unwrap(),
-            "a's cap"
+        assert_eq!(
+            store.create(&record("1", "a"), 2).await.unwrap(),
+            Created::Yes
         );
-        assert!(store.create(&record("4", "b"), 2).await.unwrap());
-        assert!(
-            !store.create(&record("5", "c"), 2).await.unwrap(),
-            "the process's cap"
+        assert_eq!(
+            store.create(&record("2", "a"), 2).await.unwrap(),
+            Created::Yes
+        );
+        assert_eq!(
+            store.create(&record("3", "a"), 2).await.unwrap(),
+            Created::PrincipalFull
+        );
+        assert_eq!(
+            store.create(&record("4", "b"), 2).await.unwrap(),
+            Created::Yes
+        );
+        assert_eq!(
+            store.create(&record("5", "c"), 2).await.unwrap(),
+            Created::ProcessFull(3)
         );
         // An expired record frees its place.
         let mut old = record("6", "c");
         old.expires_ms = 0;
         store.remove(&record("4", "b")).await.unwrap();
-        assert!(store.create(&old, 2).await.unwrap());
-        assert!(
+        assert_eq!(store.create(&old, 2).await.unwrap(), Created::Yes);
+        assert_eq!(
             store.create(&record("7", "c"), 2).await.unwrap(),
-            "the expired one was swept"
+            Created::Yes
         );
     }
 
     #[tokio::test]
-    async fn a_result_past_the_process_budget_ends_its_task_failed() {
-        let store = Store::local(10);
+    async fn records_past_the_process_budget_are_refused_or_end_failed() {
+        const BUDGET: usize = 64 * 1024;
+        let store = Store::local_within(10, BUDGET);
+        // A record whose arguments fill the budget is refused outright.
+        let mut huge = record("0", "a");
+        huge.arguments
+            .insert("x".to_owned(), "y".repeat(BUDGET).into());
+        assert_eq!(
+            store.create(&huge, 5).await.unwrap(),
+            Created::ProcessFull(10)
+        );
         store.create(&record("1", "a"), 5).await.unwrap();
         store.create(&record("2", "a"), 5).await.unwrap();
+        let big = |n: usize| {
+            let mut result = rmcp::model::JsonObject::new();
+            result.insert("text".to_owned(), "z".repeat(n).into());
+            result
+        };
         let kept = store
             .update("1", |r| {
                 r.status = TaskStatus::Completed;
-                r.result_bytes = LOCAL_BUDGET - 10;
+                r.result = Some(big(BUDGET - 4096));
                 true
             })
             .await
@@ -266,21 +332,21 @@ mod tests {
         let refused = store
             .update("2", |r| {
                 r.status = TaskStatus::Completed;
-                r.result_bytes = 11;
+                r.result = Some(big(8192));
                 true
             })
             .await
             .unwrap()
             .unwrap();
         assert_eq!(refused.status, TaskStatus::Failed);
-        assert_eq!(refused.result_bytes, 0);
+        assert!(refused.result.is_none());
         // Freeing the first makes room again.
         store.remove(&record("1", "a")).await.unwrap();
         store.create(&record("3", "a"), 5).await.unwrap();
         let kept = store
             .update("3", |r| {
                 r.status = TaskStatus::Completed;
-                r.result_bytes = 11;
+                r.result = Some(big(8192));
                 true
             })
             .await

@@ -126,8 +126,10 @@ async fn start_server(ca: Option<&TestCa>, jwt: &str) -> (HttpServer, tempfile::
     (server, dir)
 }
 
+/// The status of an authenticated `server/discover` (the server serves nothing else: it
+/// has no packs, so it declares no tools to list).
 async fn status(server: &HttpServer, token: &str) -> StatusCode {
-    post_stateless(&server.url(), Some(token), "tools/list", json!({}))
+    post_stateless(&server.url(), Some(token), "server/discover", json!({}))
         .await
         .status
 }

@@ -382,3 +382,131 @@ async fn the_python_sdk_reads_skills_as_resources_and_a_scopeless_key_reads_none
         portcullis_test::clients::describe(&output)
     );
 }
+
+/// Two folders, the second's skill nested below the first's: each skill is listed, scoped
+/// and read by the folder that serves it. With `watch = "off"`, a listed file swapped for a
+/// symlink (to another file of the folder) is not served: a read serves only the file that
+/// was hashed.
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_folders_keep_their_own_scopes_and_a_swapped_file_is_not_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let public = dir.path().join("public");
+    let private = dir.path().join("private");
+    write(
+        &public.join("team/SKILL.md"),
+        "---\nname: team\ndescription: For everyone\n---\n",
+    );
+    write(&public.join("team/notes.md"), "# Notes\n");
+    write(
+        &public.join("team/other.md"),
+        "# Other file of the folder\n",
+    );
+    write(
+        &private.join("team/inner/SKILL.md"),
+        "---\nname: inner\ndescription: For readers only\n---\n",
+    );
+    let hash = portcullis_server::auth::hash_key;
+    let config = format!(
+        r#"[server]
+name = "skills-nested"
+[logging]
+format = "json"
+[http]
+listen = "127.0.0.1:0"
+[auth]
+resource = "http://localhost/mcp"
+[[auth.api_keys]]
+name = "reader"
+sha256 = "{}"
+scopes = ["skills:read"]
+[[auth.api_keys]]
+name = "nobody"
+sha256 = "{}"
+scopes = []
+[[skills]]
+name = "public"
+path = "public"
+watch = "off"
+[[skills]]
+name = "private"
+path = "private"
+required_scopes = ["skills:read"]
+watch = "off"
+"#,
+        hash(READER),
+        hash(NOBODY)
+    );
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).expect("config");
+    let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let url = server.url();
+    let names = |skills: Vec<rmcp::model::Skill>| -> Vec<String> {
+        skills.into_iter().map(|s| s.frontmatter.name).collect()
+    };
+    let nobody = http_client_with_token(&url, Era::Stateless2026, NOBODY)
+        .await
+        .expect("nobody");
+    assert_eq!(
+        names(nobody.peer().list_all_skills().await.expect("list")),
+        ["team"]
+    );
+    let inner = "skill://team/inner/SKILL.md";
+    let refused = format!(
+        "{:?}",
+        nobody
+            .peer()
+            .read_resource(ReadResourceRequestParams::new(inner))
+            .await
+    );
+    assert!(refused.contains("skills:read"), "{refused}");
+    let reader = http_client_with_token(&url, Era::Stateless2026, READER)
+        .await
+        .expect("reader");
+    assert_eq!(
+        names(reader.peer().list_all_skills().await.expect("list")),
+        ["team", "inner"]
+    );
+    let got = reader
+        .peer()
+        .get_skill(GetSkillRequestParams::new(inner))
+        .await
+        .expect("skills/get");
+    assert_eq!(got.skill.frontmatter.description, "For readers only");
+    let read = reader
+        .peer()
+        .read_resource(ReadResourceRequestParams::new(inner))
+        .await
+        .expect("read");
+    assert!(String::from_utf8_lossy(&bytes_of(&read.contents)).contains("readers only"));
+
+    // A listed file swapped for a symlink to another file of the folder.
+    std::fs::remove_file(public.join("team/notes.md")).expect("remove");
+    std::os::unix::fs::symlink(public.join("team/other.md"), public.join("team/notes.md"))
+        .expect("symlink");
+    let error = rpc_error(
+        reader
+            .peer()
+            .read_resource(ReadResourceRequestParams::new("skill://team/notes.md"))
+            .await,
+    );
+    assert!(
+        error
+            .message
+            .contains("changed since the skills were listed"),
+        "{error:?}"
+    );
+    // The read made the index catch up: the symlink is not part of the skill.
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        let skills = reader.peer().list_all_skills().await.expect("list");
+        let SkillResources::Files(files) = &skills[0].resources else {
+            panic!("files")
+        };
+        listed = files.iter().map(|f| f.uri.clone()).collect();
+        if !listed.contains(&"skill://team/notes.md".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed, ["skill://team/SKILL.md", "skill://team/other.md"]);
+}

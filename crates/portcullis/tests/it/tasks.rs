@@ -343,3 +343,45 @@ async fn commands_sql_and_api_calls_run_as_tasks_of_their_principal_and_a_cancel
     assert!(calls("nap", "cancelled") == 1, "{lines:#?}");
     assert!(calls("slow_get", "cancelled") == 1, "{lines:#?}");
 }
+
+/// A task lives `ttl_secs`: past it, its record is gone and its work stopped (the command's
+/// process group), even while it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_running_past_its_ttl_is_stopped_and_forgotten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (upstream, _, _) = slow_upstream().await;
+    let path = config(dir.path(), upstream);
+    let text = std::fs::read_to_string(&path).expect("config").replace(
+        "max_per_principal = 8",
+        "max_per_principal = 8\nttl_secs = 2",
+    );
+    std::fs::write(&path, text).expect("config");
+    let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let alice = http_task_client(&server.url(), ALICE).await.expect("alice");
+    let id = start(&alice, "sleeper", json!({})).await;
+    let pid_file = dir.path().join("root/grandchild.pid");
+    let mut pid = 0u32;
+    until(
+        "the grandchild started",
+        Duration::from_secs(20),
+        async || {
+            pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            pid != 0
+        },
+    )
+    .await;
+    assert_eq!(get(&alice, &id).await.task.status(), TaskStatus::Working);
+    crate::commands::gone(pid).await;
+    let error = rpc_error(alice.peer().get_task(GetTaskParams::new(id.clone())).await);
+    assert_eq!(error.code.0, -32602, "expired: {error:?}");
+    let lines = server.output();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"name\":\"sleeper\"") && l.contains("\"outcome\":\"cancelled\"")),
+        "{lines:#?}"
+    );
+}
