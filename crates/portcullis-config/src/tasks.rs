@@ -36,8 +36,9 @@ pub struct TasksSection {
     /// How often clients are told to poll, in milliseconds (`pollIntervalMs`).
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
-    /// Tasks one principal may have at once (running or finished and not yet expired);
-    /// past it a new task is refused until one expires.
+    /// Tasks one principal may keep at once (until they expire): when all are unfinished
+    /// (working or waiting for input) a new task is refused; otherwise the oldest finished
+    /// one is forgotten to make room.
     #[serde(default = "default_max_per_principal")]
     pub max_per_principal: usize,
     /// Largest result kept, in bytes of JSON; a larger result ends the task failed.

@@ -446,6 +446,13 @@ impl FileReader<'_> {
         Some((meta.len(), modified, meta.ino()))
     }
 
+    /// How many names the file has (hard links): a file linked from outside the root has
+    /// more than one.
+    pub(crate) fn links(&self) -> Option<u64> {
+        use cap_std::fs::MetadataExt as _;
+        Some(self.dir.symlink_metadata(self.name).ok()?.nlink())
+    }
+
     /// The file's text: `None` when it is larger than `max`, unreadable or binary.
     pub(crate) fn text(&self, max: u64) -> Option<String> {
         let bytes = self.bytes(max)?;

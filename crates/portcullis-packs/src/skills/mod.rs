@@ -154,12 +154,27 @@ impl Folder {
             meta: None,
         };
         let mut seen: BTreeMap<String, Stamp> = BTreeMap::new();
+        let mut linked = Vec::new();
         let cut = self.jail.walk_blocking(&root, MAX_WALKED, |rel, file| {
+            // A file with another name (a hard link) may be one from outside the folder:
+            // never part of a skill.
+            if file.links().is_some_and(|n| n > 1) {
+                linked.push(rel.to_owned());
+                return true;
+            }
             if let Some(stamp) = file.fingerprint() {
                 seen.insert(rel.to_owned(), stamp);
             }
             true
         });
+        if !linked.is_empty() {
+            tracing::warn!(
+                folder = self.jail.name(),
+                files = linked.len(),
+                first = %linked[0],
+                "files with several names (hard links) are not served as skill files"
+            );
+        }
         if cut {
             tracing::warn!(
                 folder = self.jail.name(),
@@ -289,6 +304,19 @@ impl Folder {
             .iter()
             .map(|(rel, f)| SkillResource::new(uri(rel), f.digest.clone(), f.size))
             .collect();
+        // The extension's name rule, on the name as written: `a-z`, `0-9` and `-` only (rmcp
+        // checks it after Unicode normalisation, which lets look-alikes such as a fullwidth
+        // `ａ` through).
+        if !frontmatter
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(format!(
+                "the name `{}` may use only a-z, 0-9 and `-`",
+                frontmatter.name
+            ));
+        }
         let skill = Skill::new(uri(&skill_md), frontmatter, SkillResources::Files(manifest));
         skill.validate().map_err(|e| e.to_string())?;
         Ok((
@@ -299,6 +327,36 @@ impl Folder {
             },
             entries,
         ))
+    }
+
+    /// Whether a watcher's batch may change what the folder serves: a path in or above a
+    /// served skill, a `SKILL.md` anywhere, a directory (one moved in may hold skills), or
+    /// a batch that lost track. Edits to other files of a large tree do not rescan it.
+    async fn concerns(self: &Arc<Self>, batch: crate::watch::Batch) -> bool {
+        if batch.overflowed {
+            return true;
+        }
+        let index = self.index();
+        let near = batch.paths.iter().any(|path| {
+            path.rsplit('/').next() == Some(SKILL_MD)
+                || index.skills.keys().any(|dir| {
+                    path == dir
+                        || path.starts_with(&format!("{dir}/"))
+                        || dir.starts_with(&format!("{path}/"))
+                })
+        });
+        if near {
+            return true;
+        }
+        let jail = self.jail.clone();
+        tokio::task::spawn_blocking(move || {
+            batch
+                .paths
+                .iter()
+                .any(|path| jail.probe_blocking(path, |probe| matches!(probe, Probe::Dir)))
+        })
+        .await
+        .unwrap_or(true)
     }
 
     fn index(&self) -> Arc<Index> {
@@ -500,7 +558,10 @@ impl ResourceSource for SkillsSource {
         let path = rel.clone();
         let read = tokio::task::spawn_blocking(move || {
             jail.probe_blocking(&path, |probe| match probe {
-                Probe::File(file) if file.fingerprint() == Some(indexed.stamp) => file.bytes(max),
+                // Before and after: a file rewritten while it was read is not served half.
+                Probe::File(file) if file.fingerprint() == Some(indexed.stamp) => file
+                    .bytes(max)
+                    .filter(|_| file.fingerprint() == Some(indexed.stamp)),
                 _ => None,
             })
         })
@@ -652,9 +713,13 @@ fn add(
             catalog.background(crate::watch::run(
                 folder.jail.clone(),
                 folder.watch,
-                move |_batch: crate::watch::Batch| {
+                move |batch: crate::watch::Batch| {
                     let folder = Arc::clone(&watched);
-                    async move { folder.rescan().await }
+                    async move {
+                        if folder.concerns(batch).await {
+                            folder.rescan().await;
+                        }
+                    }
                 },
             ));
         }

@@ -17,11 +17,25 @@ pub(crate) struct NewTask<'a> {
     pub(crate) expires_ms: u64,
 }
 
-/// Adds a task unless its owner has `cap` unexpired ones: one script, so two replicas
-/// creating at once cannot both pass the cap.
+/// Adds a task unless its owner has `cap` unexpired ones, of which none is finished (else
+/// its oldest finished one is forgotten to make room): one script, so two replicas creating
+/// at once cannot both pass the cap. `ARGV[8]` is the prefix of task keys.
 const CREATE: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  local room = false
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local json = redis.call('GET', ARGV[8] .. id)
+    local status = json and cjson.decode(json)['status']
+    if not json or status == 'completed' or status == 'failed' or status == 'cancelled' then
+      redis.call('DEL', ARGV[8] .. id)
+      redis.call('ZREM', KEYS[2], id)
+      room = true
+      break
+    end
+  end
+  if not room then return 0 end
+end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -55,6 +69,7 @@ impl Cluster {
             self.key(&["tasks", task.owner]),
             self.key(&["task-alive", task.id]),
         ];
+        let task_prefix = self.key(&["task", ""]);
         let mut conn = self.conn.clone();
         let created: i64 = self
             .run("task_create", async move {
@@ -69,6 +84,7 @@ impl Cluster {
                     .arg(task.expires_ms)
                     .arg(task.id)
                     .arg(millis(liveness))
+                    .arg(task_prefix)
                     .invoke_async(&mut conn)
                     .await
             })

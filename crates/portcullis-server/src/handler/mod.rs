@@ -257,7 +257,14 @@ impl ServerHandler for PortcullisHandler {
     ) -> Result<rmcp::model::InitializeResult, ErrorData> {
         context.peer.set_peer_info(request.clone());
         self.replicate(&context);
-        self.negotiate_initialize(&request)
+        // A 2025-era session never gets a task (the extension is built on 2026-07-28): it
+        // is not told of one.
+        self.negotiate_initialize(&request).map(|mut result| {
+            if let Some(extensions) = result.capabilities.extensions.as_mut() {
+                extensions.remove(rmcp::model::TASKS_EXTENSION_ID);
+            }
+            result
+        })
     }
 
     fn accepted_subscription_filter(

@@ -73,6 +73,10 @@ pub(crate) struct Record {
     pub(crate) answers: InputResponses,
     pub(crate) arguments: JsonObject,
     pub(crate) request_state: Option<String>,
+    /// Ended `failed` by another replica that found no liveness: the running replica, if
+    /// it was only cut off from the store, still stores its outcome over it.
+    #[serde(default)]
+    pub(crate) lost: bool,
 }
 
 impl Record {
@@ -251,6 +255,7 @@ impl Tasks {
             answers: InputResponses::new(),
             arguments: arguments.clone(),
             request_state: None,
+            lost: false,
         };
         match self
             .store()
@@ -328,7 +333,7 @@ impl Tasks {
                 }
             };
             // Stored before it stops counting as running: never seen working and not running.
-            tasks.finish(&id, answer).await;
+            tasks.finish(&id, expires_ms, answer).await;
             tasks
                 .running
                 .lock()
@@ -338,17 +343,42 @@ impl Tasks {
     }
 
     /// Stores a call's answer as its task's outcome (unless the task ended meanwhile:
-    /// cancelled, or failed for its replica).
-    async fn finish(&self, id: &str, answer: Result<CallToolResponse, ErrorData>) {
+    /// cancelled, or failed for its replica). While the store cannot be reached the outcome
+    /// is kept and stored again every [`BEAT`], with the task's liveness, until the record
+    /// expires: work that ran is never reported lost because Redis was away for a while.
+    async fn finish(&self, id: &str, expires_ms: u64, answer: Result<CallToolResponse, ErrorData>) {
+        loop {
+            match self.store_outcome(id, &answer).await {
+                Ok(()) => return,
+                Err(error) if unix_ms() < expires_ms => {
+                    tracing::warn!(task = id, %error, "a task's outcome could not be stored yet; trying again");
+                    tokio::time::sleep(BEAT).await;
+                    let _ = self.store().beat(id).await;
+                }
+                Err(error) => {
+                    tracing::error!(task = id, %error, "a task's outcome could not be stored before the task expired");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn store_outcome(
+        &self,
+        id: &str,
+        answer: &Result<CallToolResponse, ErrorData>,
+    ) -> Result<(), store::Unavailable> {
         let max = self.settings().max_result_bytes;
         let updated = self
             .store()
             .update(id, |record| {
-                if record.status.is_terminal() {
+                if record.status.is_terminal() && !record.lost {
                     return false;
                 }
+                record.lost = false;
+                record.error = None;
                 record.touch();
-                match &answer {
+                match answer {
                     Ok(CallToolResponse::Complete(result)) => {
                         let bytes = serde_json::to_vec(result).map_or(usize::MAX, |b| b.len());
                         match serde_json::to_value(result) {
@@ -396,10 +426,9 @@ impl Tasks {
                 metrics::counter!("portcullis_tasks_total", "event" => event).increment(1);
             }
             Ok(None) => {}
-            Err(error) => {
-                tracing::error!(task = id, %error, "a task's outcome could not be stored")
-            }
+            Err(error) => return Err(error),
         }
+        Ok(())
     }
 
     /// `principal`'s task `id`; a working task whose replica died is ended failed here.
@@ -418,10 +447,11 @@ impl Tasks {
                     if record.status != TaskStatus::Working {
                         return false;
                     }
+                    record.lost = true;
                     record.fail(
                         crate::error::INTERNAL_ERROR_CODE,
                         format!(
-                            "the server replica running this task (`{}`) stopped before it finished; call the tool again",
+                            "the server replica running this task (`{}`) stopped before it finished; what it had started may have gone on there, so check before calling the tool again",
                             record.replica
                         ),
                     );
@@ -503,7 +533,11 @@ impl Tasks {
         answers: InputResponses,
         replica: &str,
     ) -> Result<Option<Record>, ErrorData> {
-        self.owned(id, principal).await?;
+        let record = self.owned(id, principal).await?;
+        if record.status != TaskStatus::InputRequired {
+            // Nothing waits for answers (working, or finished): nothing to do.
+            return Ok(None);
+        }
         // Alive before it is working again: no replica may take it for lost in between.
         let _ = self.store().beat(id).await;
         let updated = self

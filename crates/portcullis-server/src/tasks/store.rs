@@ -96,7 +96,19 @@ impl Store {
                     .filter(|(r, _)| r.owner == record.owner)
                     .count();
                 if owned >= cap {
-                    return Ok(Created::PrincipalFull);
+                    // Full: the owner's oldest finished task makes room, if there is one.
+                    let oldest = records
+                        .map
+                        .values()
+                        .filter(|(r, _)| r.owner == record.owner && r.status.is_terminal())
+                        .min_by_key(|(r, _)| r.expires_ms)
+                        .map(|(r, _)| r.id.clone());
+                    let Some(oldest) = oldest else {
+                        return Ok(Created::PrincipalFull);
+                    };
+                    if let Some((_, bytes)) = records.map.remove(&oldest) {
+                        records.bytes = records.bytes.saturating_sub(bytes);
+                    }
                 }
                 let bytes = size(record);
                 if records.map.len() >= *max || records.bytes + bytes > *budget {
@@ -263,6 +275,7 @@ mod tests {
             answers: Default::default(),
             arguments: Default::default(),
             request_state: None,
+            lost: false,
         }
     }
 
@@ -279,8 +292,27 @@ mod tests {
         );
         assert_eq!(
             store.create(&record("3", "a"), 2).await.unwrap(),
-            Created::PrincipalFull
+            Created::PrincipalFull,
+            "two unfinished tasks fill a's two places"
         );
+        // A finished one makes room: it is forgotten for the new one.
+        store
+            .update("1", |r| {
+                r.status = TaskStatus::Completed;
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.create(&record("3", "a"), 2).await.unwrap(),
+            Created::Yes
+        );
+        assert!(
+            store.get("1").await.unwrap().is_none(),
+            "the finished one went"
+        );
+        store.remove(&record("3", "a")).await.unwrap();
+        store.create(&record("1", "a"), 2).await.unwrap();
         assert_eq!(
             store.create(&record("4", "b"), 2).await.unwrap(),
             Created::Yes

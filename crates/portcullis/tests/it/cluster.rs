@@ -62,6 +62,20 @@ impl Redis {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a Redis that hangs, then comes back.
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("redis-server runs");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
     async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill redis-server");
@@ -1031,4 +1045,42 @@ async fn a_task_is_polled_on_every_replica_and_outlives_the_replica_that_ran_it(
     }
     assert_eq!(get(&r3, &done).await.task, finished.task);
     drop(killed);
+}
+
+/// A task that finishes while Redis hangs keeps its outcome and stores it when Redis is
+/// back: it is never reported lost (and never "call the tool again") for that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_finished_while_redis_hangs_is_stored_when_it_is_back() {
+    use crate::tasks::{result_text, settle, start};
+    use portcullis_test::http_task_client;
+
+    let cluster = Cluster::start(TASK_TOOLS, false, true).await;
+    let r1 = http_task_client(&cluster.replicas[0].url(), ALICE)
+        .await
+        .expect("r1");
+    let id = start(&r1, "slow_echo", json!({})).await;
+    cluster.redis.signal("STOP");
+    // The command ends after a second; Redis stays away long enough for the liveness to
+    // lapse (10 s) only if nothing renewed it after the outcome.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.redis.signal("CONT");
+    let r2 = http_task_client(&cluster.replicas[1].url(), ALICE)
+        .await
+        .expect("r2");
+    // Each replica finds Redis back at its next try (at most one try every 500 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r2
+        .peer()
+        .get_task(rmcp::model::GetTaskParams::new(id.clone()))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "Redis never came back for r2");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let finished = settle(&r2, &id, Duration::from_secs(30)).await;
+    assert!(
+        result_text(&finished).contains("cluster-task-done"),
+        "{finished:?}"
+    );
 }

@@ -66,6 +66,13 @@ fn skills() -> Skills {
         "---\nname: huge\ndescription: too big\n---\n",
     );
     write(&root.join("huge/blob.txt"), &"x".repeat(70_000));
+    // A hard link to the secret outside, and a look-alike name (fullwidth `ａ`).
+    std::fs::hard_link(dir.path().join("secret.txt"), root.join("review/hard.md"))
+        .expect("hard link");
+    write(
+        &root.join("ａlpha/SKILL.md"),
+        "---\nname: ａlpha\ndescription: a look-alike name\n---\n",
+    );
     write(
         &root.join("Bad_Name/SKILL.md"),
         "---\nname: Bad_Name\ndescription: not a valid skill name\n---\n",
@@ -192,6 +199,7 @@ async fn skills_are_listed_got_and_read_with_digests_of_their_bytes_and_only_wit
         // Escapes are refused or not found, never read.
         for uri in [
             "skill://review/leak.md",
+            "skill://review/hard.md",
             "skill://review/.env",
             "skill://review/../secret.txt",
             "skill://review/%2e%2e/%2e%2e/secret.txt",

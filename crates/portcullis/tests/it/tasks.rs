@@ -85,6 +85,13 @@ description = "prints a line"
 root = "root"
 argv = ["/bin/sh", "-c", "echo task-output"]
 [[commands]]
+name = "hold"
+description = "sleeps a minute"
+root = "root"
+argv = ["/bin/sh", "-c", "sleep 60"]
+timeout_secs = 120
+max_concurrent = 8
+[[commands]]
 name = "sleeper"
 description = "starts a grandchild, then sleeps"
 root = "root"
@@ -191,6 +198,7 @@ async fn commands_sql_and_api_calls_run_as_tasks_of_their_principal_and_a_cancel
 
     // A command as a task: created working, polled to completed with the command's output.
     let id = start(&alice, "quick", json!({})).await;
+    let done_id = id.clone();
     let done = settle(&alice, &id, Duration::from_secs(20)).await;
     assert!(result_text(&done).contains("task-output"), "{done:?}");
     // The same call from a client that did not declare the extension is answered in the
@@ -309,10 +317,16 @@ async fn commands_sql_and_api_calls_run_as_tasks_of_their_principal_and_a_cancel
         .expect("tasks/cancel again");
     assert_eq!(get(&alice, &id).await.task.status(), TaskStatus::Cancelled);
 
-    // The cap: alice keeps 4 tasks now (one done, three cancelled); 4 more fill her 8, the
-    // next is refused naming the setting; bob is not affected.
-    for _ in 0..4 {
-        start(&alice, "quick", json!({})).await;
+    // The cap: alice keeps 4 finished tasks; 8 unfinished ones (each making room by the
+    // oldest finished one first) fill her 8 places, the next is refused naming the
+    // setting; once one is finished there is room again; bob is not affected.
+    let mut holding = Vec::new();
+    for _ in 0..8 {
+        holding.push(start(&alice, "hold", json!({})).await);
+    }
+    let mut states = Vec::new();
+    for id in &holding {
+        states.push(format!("{:?}", get(&alice, id).await.task));
     }
     let refused = rpc_error(
         alice
@@ -322,8 +336,28 @@ async fn commands_sql_and_api_calls_run_as_tasks_of_their_principal_and_a_cancel
     );
     assert!(
         refused.message.contains("tasks.max_per_principal"),
-        "{refused:?}"
+        "{refused:?} {states:#?}"
     );
+    not_found(rpc_error(
+        alice
+            .peer()
+            .get_task(GetTaskParams::new(done_id.clone()))
+            .await,
+    ));
+    alice
+        .peer()
+        .cancel_task(CancelTaskParams::new(holding[0].clone()))
+        .await
+        .expect("tasks/cancel");
+    let id = start(&alice, "quick", json!({})).await;
+    settle(&alice, &id, Duration::from_secs(20)).await;
+    for id in &holding[1..] {
+        alice
+            .peer()
+            .cancel_task(CancelTaskParams::new(id.clone()))
+            .await
+            .expect("tasks/cancel");
+    }
     let id = start(&bob, "quick", json!({})).await;
     settle(&bob, &id, Duration::from_secs(20)).await;
 
