@@ -152,6 +152,12 @@ impl PortcullisHandler {
         };
         let call = run_call(parts, call_context, task_cancel.clone(), Some(handoff));
         let mut call = tokio::spawn(self.shared.in_flight.track_future(call));
+        // Should this request be dropped before it answers (its connection gone), the call
+        // it started stops and its reserved task is forgotten: nothing runs unseen.
+        let mut unanswered = Unanswered {
+            tasks: Some((Arc::clone(&tasks), record.clone())),
+            cancel: task_cancel.clone(),
+        };
         let joined =
             |joined: Result<Result<CallToolResponse, ErrorData>, tokio::task::JoinError>| {
                 joined.unwrap_or_else(|error| {
@@ -174,6 +180,7 @@ impl PortcullisHandler {
                         });
                         // The client gave up as the tool started: it will never hear of the
                         // task, so the task is cancelled, not left running unseen.
+                        unanswered.tasks = None;
                         if cancelled {
                             let _ = tasks.cancel(&record.id, &owner).await;
                         }
@@ -185,6 +192,7 @@ impl PortcullisHandler {
                 () = request_cancel.cancelled(), if !task_cancel.is_cancelled() => task_cancel.cancel(),
             }
         };
+        unanswered.tasks = None;
         tasks.release(&record).await;
         answer
     }
@@ -251,6 +259,24 @@ struct CallParts {
     request_state: Option<String>,
     /// The tool runs only as a task and the client did not declare the extension.
     task_refused: bool,
+}
+
+/// A task's request that has not answered yet; dropped so, it stops the call and forgets
+/// the reserved task.
+struct Unanswered {
+    tasks: Option<(Arc<crate::tasks::Tasks>, crate::tasks::Record)>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((tasks, record)) = self.tasks.take() {
+            self.cancel.cancel();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { tasks.release(&record).await });
+            }
+        }
+    }
 }
 
 /// How a call that runs as a task tells its request that the task began.

@@ -419,3 +419,53 @@ async fn a_task_running_past_its_ttl_is_stopped_and_forgotten() {
         "{lines:#?}"
     );
 }
+
+/// A task-capable call that waits in the pipeline (a console approval) and whose client goes
+/// away: its reserved task is forgotten, so it never holds one of the principal's places.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_client_leaves_before_its_task_starts_holds_no_task_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (upstream, _, _) = slow_upstream().await;
+    let path = config(dir.path(), upstream);
+    let text = std::fs::read_to_string(&path)
+        .expect("config")
+        .replace("max_per_principal = 8", "max_per_principal = 1")
+        + "[console]\nenabled = true\n[tools.hold]\napproval = \"console\"\napproval_timeout_secs = 60\n";
+    std::fs::write(&path, text).expect("config");
+    let server = HttpServer::spawn(bin(), &path).await.expect("spawn");
+    let url = server.url();
+    // The call waits for an approver; the client gives up after half a second.
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { "name": "leaver", "version": "0" },
+        "io.modelcontextprotocol/clientCapabilities": { "extensions": { "io.modelcontextprotocol/tasks": {} } }
+    });
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "hold", "arguments": {}, "_meta": meta } });
+    let left = portcullis_test::http()
+        .post(&url)
+        .bearer_auth(ALICE)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "hold")
+        .timeout(Duration::from_millis(500))
+        .json(&body)
+        .send()
+        .await;
+    assert!(left.is_err(), "the call waited for its approval: {left:?}");
+    // Her one place is free again: a task starts.
+    let alice = http_task_client(&url, ALICE).await.expect("alice");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let params = CallToolRequestParams::new("quick".to_owned());
+        match alice.peer().call_tool_once(params).await {
+            Ok(CallToolResponse::Task(created)) => break created.task.task_id,
+            other => {
+                assert!(Instant::now() < deadline, "no place came free: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    settle(&alice, &id, Duration::from_secs(20)).await;
+}
