@@ -8,9 +8,8 @@ mod tools;
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use portcullis_config::{Config, FilesRoot};
-use portcullis_core::{CatalogBuilder, NotReady, Readiness};
+use portcullis_core::CatalogBuilder;
 use rmcp::model::JsonObject;
 
 use crate::definition::Choice;
@@ -154,23 +153,12 @@ fn add(
     }
     tools::register(&roots, catalog);
     catalog.resources(resource::FileResources::new(Arc::clone(&roots)));
-    catalog.readiness("files", FilesReady(roots));
+    catalog.readiness(
+        "files",
+        crate::jail::RootsReady {
+            what: "root",
+            jails: roots.roots.iter().map(|r| r.jail.clone()).collect(),
+        },
+    );
     Ok(())
-}
-
-struct FilesReady(Arc<Roots>);
-
-#[async_trait]
-impl Readiness for FilesReady {
-    async fn check(&self) -> Result<(), NotReady> {
-        for root in &self.0.roots {
-            if !root.jail.is_available().await {
-                return Err(NotReady::new(format!(
-                    "root `{}` is not available",
-                    root.jail.name()
-                )));
-            }
-        }
-        Ok(())
-    }
 }

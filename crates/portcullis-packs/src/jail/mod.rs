@@ -810,6 +810,45 @@ impl Inner {
     }
 }
 
+impl Jail {
+    /// Opens a configured folder of `kind` (`notes`, `skills`) at `path` below `base_dir`
+    /// with its deny list; the error names the folder.
+    pub(crate) fn open_folder(
+        kind: &str,
+        name: &str,
+        path: &Path,
+        deny: &[String],
+        deny_ignore_case: bool,
+    ) -> Result<Self, String> {
+        let deny = DenyList::new(deny, deny_ignore_case)
+            .map_err(|e| format!("{kind} folder `{name}`: {e}"))?;
+        Self::open(name, path, deny).map_err(|e| format!("{kind} {e}"))
+    }
+}
+
+/// The readiness of a pack's roots: each still the directory opened at start-up
+/// ([`Jail::is_available`]); `what` names one in the answer (`root`, `notes folder`).
+pub(crate) struct RootsReady {
+    pub(crate) what: &'static str,
+    pub(crate) jails: Vec<Jail>,
+}
+
+#[async_trait::async_trait]
+impl portcullis_core::Readiness for RootsReady {
+    async fn check(&self) -> Result<(), portcullis_core::NotReady> {
+        for jail in &self.jails {
+            if !jail.is_available().await {
+                return Err(portcullis_core::NotReady::new(format!(
+                    "{} `{}` is not available",
+                    self.what,
+                    jail.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,12 +19,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use portcullis_config::{Config, NotesFolder};
-use portcullis_core::{
-    CatalogBuilder, ChangeNotifier, NotReady, Readiness, ResourceError, ResourceSource,
-};
+use portcullis_core::{CatalogBuilder, ChangeNotifier, ResourceError, ResourceSource};
 use rmcp::model::{Annotations, ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
 
-use crate::jail::{DenyList, Jail, Located, Probe};
+use crate::jail::{Jail, Located, Probe};
 use crate::watch::Settings;
 
 /// The pack's name, for `[packs.notes]`.
@@ -500,10 +498,13 @@ fn add(
     let notifier = catalog.notifier().for_pack(PACK);
     let mut opened = Vec::with_capacity(folders.len());
     for config in folders {
-        let deny = DenyList::new(&config.deny, config.deny_ignore_case)
-            .map_err(|e| format!("notes folder `{}`: {e}", config.name))?;
-        let jail = Jail::open(&config.name, &base_dir.join(&config.path), deny)
-            .map_err(|e| format!("notes {e}"))?;
+        let jail = Jail::open_folder(
+            "notes",
+            &config.name,
+            &base_dir.join(&config.path),
+            &config.deny,
+            config.deny_ignore_case,
+        )?;
         let folder = Arc::new(Folder {
             jail,
             scheme: config.scheme.clone(),
@@ -544,25 +545,14 @@ fn add(
     if !writable.is_empty() {
         tools::register(writable, catalog);
     }
-    catalog.readiness("notes", NotesReady(opened));
+    catalog.readiness(
+        "notes",
+        crate::jail::RootsReady {
+            what: "notes folder",
+            jails: opened.iter().map(|f| f.jail.clone()).collect(),
+        },
+    );
     Ok(())
-}
-
-struct NotesReady(Vec<Arc<Folder>>);
-
-#[async_trait]
-impl Readiness for NotesReady {
-    async fn check(&self) -> Result<(), NotReady> {
-        for folder in &self.0 {
-            if !folder.jail.is_available().await {
-                return Err(NotReady::new(format!(
-                    "notes folder `{}` is not available",
-                    folder.jail.name()
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -571,8 +561,12 @@ mod tests {
 
     fn folder(dir: &Path, extensions: &[&str]) -> Folder {
         Folder {
-            jail: Jail::open("notes", dir, DenyList::new(&[], false).expect("deny list"))
-                .expect("opens"),
+            jail: Jail::open(
+                "notes",
+                dir,
+                crate::jail::DenyList::new(&[], false).expect("deny list"),
+            )
+            .expect("opens"),
             scheme: "note".to_owned(),
             extensions: extensions.iter().map(|e| (*e).to_owned()).collect(),
             writable: true,

@@ -26,15 +26,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use async_trait::async_trait;
 use base64::Engine as _;
 use portcullis_config::{Config, SkillsFolder};
-use portcullis_core::{
-    CatalogBuilder, ChangeNotifier, NotReady, Readiness, ResourceError, ResourceSource,
-};
+use portcullis_core::{CatalogBuilder, ChangeNotifier, ResourceError, ResourceSource};
 use rmcp::model::{
     DIRECTORY_MIME_TYPE, ReadResourceResult, Resource, ResourceContents, SKILL_MD, Skill,
     SkillFrontmatter, SkillResource, SkillResources,
 };
 
-use crate::jail::{DenyList, Jail, Located, Probe, Stamp};
+use crate::jail::{Jail, Located, Probe, Stamp};
 use crate::watch::Settings;
 
 /// The pack's name, for `[packs.skills]`.
@@ -86,6 +84,8 @@ struct Folder {
     index: RwLock<Arc<Index>>,
     /// One rescan at a time, so two never diff against the same old index.
     rescan: tokio::sync::Mutex<()>,
+    /// A rescan asked for by a read is queued: more reads ask for no more.
+    queued: std::sync::atomic::AtomicBool,
     notifier: ChangeNotifier,
 }
 
@@ -571,21 +571,27 @@ impl ResourceSource for SkillsSource {
             source: e.into(),
         })?;
         let Some(bytes) = read else {
-            // Changed since it was indexed: the index catches up, the client lists again.
-            let folder = Arc::clone(folder);
-            tokio::spawn(async move { folder.rescan().await });
+            // Changed since it was indexed: the index catches up (one rescan queued, however
+            // many reads ask), the client lists again.
+            if !folder
+                .queued
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                let folder = Arc::clone(folder);
+                tokio::spawn(async move {
+                    let _one = folder.rescan.lock().await;
+                    folder
+                        .queued
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    drop(_one);
+                    folder.rescan().await;
+                });
+            }
             return Err(ResourceError::NotFound(format!(
                 "`{uri}` changed since the skills were listed; list them again (`skills/list`)"
             )));
         };
-        let mime = if rel.ends_with(".md") {
-            "text/markdown".to_owned()
-        } else {
-            mime_guess::from_path(&rel)
-                .first_or_octet_stream()
-                .essence_str()
-                .to_owned()
-        };
+        let mime = mime_of(&rel);
         let textual = !content_inspector::inspect(&bytes).is_binary() && !bytes.contains(&0);
         let contents = match String::from_utf8(bytes) {
             Ok(text) if textual => ResourceContents::text(text, uri).with_mime_type(mime),
@@ -617,14 +623,7 @@ impl ResourceSource for SkillsSource {
                 }
                 None => {
                     let name = rest.to_owned();
-                    let mime = if name.ends_with(".md") {
-                        "text/markdown".to_owned()
-                    } else {
-                        mime_guess::from_path(&name)
-                            .first_or_octet_stream()
-                            .essence_str()
-                            .to_owned()
-                    };
+                    let mime = mime_of(&name);
                     entries.push(
                         Resource::new(self::uri(path), name)
                             .with_mime_type(mime)
@@ -644,27 +643,21 @@ impl ResourceSource for SkillsSource {
     }
 }
 
+/// The MIME type a skill file is served with: markdown for `.md`, else by extension.
+fn mime_of(rel: &str) -> String {
+    if rel.ends_with(".md") {
+        "text/markdown".to_owned()
+    } else {
+        mime_guess::from_path(rel)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned()
+    }
+}
+
 fn blob(bytes: &[u8], uri: &str, mime: String) -> ResourceContents {
     ResourceContents::blob(base64::engine::general_purpose::STANDARD.encode(bytes), uri)
         .with_mime_type(mime)
-}
-
-/// Whether every skills folder is still the directory opened at start-up.
-struct SkillsReady(Vec<Arc<Folder>>);
-
-#[async_trait]
-impl Readiness for SkillsReady {
-    async fn check(&self) -> Result<(), NotReady> {
-        for folder in &self.0 {
-            if !folder.jail.is_available().await {
-                return Err(NotReady::new(format!(
-                    "skills folder `{}` is not available",
-                    folder.jail.name()
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Adds every `[[skills]]` folder: one resource source serving them all, a watcher per
@@ -685,10 +678,13 @@ fn add(
     let notifier = catalog.notifier().for_pack(PACK);
     let mut opened = Vec::with_capacity(folders.len());
     for config in folders {
-        let deny = DenyList::new(&config.deny, config.deny_ignore_case)
-            .map_err(|e| format!("skills folder `{}`: {e}", config.name))?;
-        let jail = Jail::open(&config.name, &base_dir.join(&config.path), deny)
-            .map_err(|e| format!("skills {e}"))?;
+        let jail = Jail::open_folder(
+            "skills",
+            &config.name,
+            &base_dir.join(&config.path),
+            &config.deny,
+            config.deny_ignore_case,
+        )?;
         let folder = Arc::new(Folder {
             jail,
             scopes: config.required_scopes.clone(),
@@ -699,6 +695,7 @@ fn add(
             watch: Settings::new(config.watch, config.poll_interval_ms, config.debounce_ms),
             index: RwLock::default(),
             rescan: tokio::sync::Mutex::new(()),
+            queued: std::sync::atomic::AtomicBool::new(false),
             notifier: notifier.clone(),
         });
         let index = folder.scan_blocking(&Index::default());
@@ -728,7 +725,13 @@ fn add(
     catalog.resources(SkillsSource {
         folders: opened.clone(),
     });
-    catalog.readiness("skills", SkillsReady(opened));
+    catalog.readiness(
+        "skills",
+        crate::jail::RootsReady {
+            what: "skills folder",
+            jails: opened.iter().map(|f| f.jail.clone()).collect(),
+        },
+    );
     Ok(())
 }
 

@@ -135,9 +135,28 @@ impl PortcullisHandler {
             let call = run_call(parts, call_context, cancel, None);
             return self.shared.in_flight.track_future(call).await;
         };
-        let record = tasks
+        let record = match tasks
             .reserve(&owner, &parts.name, &parts.arguments, &self.replica())
-            .await?;
+            .await
+        {
+            Ok(record) => record,
+            Err(refused) => {
+                // Refused before the pipeline (no place for the task): logged and audited
+                // as such.
+                parts
+                    .inner
+                    .guard
+                    .refused_as(
+                        "tools/call",
+                        &parts.name,
+                        parts.principal.as_ref(),
+                        Outcome::RateLimited,
+                        parts.origin.clone(),
+                    )
+                    .await;
+                return Err(refused);
+            }
+        };
         // From here the call answers to its task's token, not the request's.
         let task_cancel = tokio_util::sync::CancellationToken::new();
         let call_context = call_context.cancelled_by(task_cancel.clone());
