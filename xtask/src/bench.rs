@@ -192,7 +192,18 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let upstream = runtime
         .block_on(api::start(&out_dir))
         .map_err(|e| format!("the task API (upstream of the HTTP pack rows) did not start: {e:#}"));
-    let lineup = servers::lineup(&root, &out_dir, &options, postgres, upstream.as_ref())?;
+    // The gateway rows' upstream: a bare rmcp server over Streamable HTTP, running for the
+    // whole lineup (Portcullis fronts it in one row, the load generator calls it in another).
+    let mcp_upstream = servers::RunningServer::start(&servers::bare_launch())
+        .map_err(|e| format!("the gateway's upstream (bare-rmcp over HTTP) did not start: {e:#}"));
+    let lineup = servers::lineup(
+        &root,
+        &out_dir,
+        &options,
+        postgres,
+        upstream.as_ref(),
+        mcp_upstream.as_ref(),
+    )?;
 
     let mut results = Vec::new();
     for server in &lineup.servers {
@@ -209,6 +220,25 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
                 let http = runtime
                     .block_on(sql::measure(direct, &options))
                     .with_context(|| format!("{}: direct benchmark failed", server.name))?;
+                report::ServerResult::measured(server, http, None)
+            }
+            Ok(servers::Target::Running {
+                addr,
+                pid,
+                workload,
+            }) => {
+                eprintln!("bench: {}: HTTP (already running)", server.name);
+                let url = format!("http://{addr}/mcp");
+                let http = runtime
+                    .block_on(measure_points(
+                        &url,
+                        *pid,
+                        workload,
+                        &options,
+                        (0, 0),
+                        || String::new(),
+                    ))
+                    .with_context(|| format!("{}: HTTP benchmark failed", server.name))?;
                 report::ServerResult::measured(server, http, None)
             }
             Ok(servers::Target::Mcp(launch)) => {
@@ -233,6 +263,7 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
         results.push(result);
     }
     drop(upstream);
+    drop(mcp_upstream);
     let scaling =
         (!options.no_scaling).then(|| runtime.block_on(scaling::measure(&root, &out_dir)));
     drop(runtime);
@@ -254,32 +285,55 @@ async fn measure_http(
 ) -> anyhow::Result<report::HttpResult> {
     let server = servers::RunningServer::start(&launch.http)?;
     let url = format!("http://{}/mcp", server.addr);
+    let mut result = measure_points(
+        &url,
+        server.pid(),
+        &launch.workload,
+        options,
+        (0, 0),
+        || server.log_tail(),
+    )
+    .await?;
+    if let Some(process) = result.process.as_mut() {
+        (process.stderr_lines, process.stderr_bytes) = server.log_volume();
+    }
+    Ok(result)
+}
+
+/// Every concurrency point against the server at `url` (process `pid`), after one validated
+/// call; `tail` says what the server logged last, for errors.
+async fn measure_points(
+    url: &str,
+    pid: u32,
+    workload: &load::Workload,
+    options: &Options,
+    log_volume: (u64, u64),
+    tail: impl Fn() -> String,
+) -> anyhow::Result<report::HttpResult> {
     // One validated call before anything is measured: a server that answers wrongly fails the
     // run here, with its response in the error.
-    load::probe(&url, &launch.workload)
-        .await
-        .with_context(|| server.log_tail())?;
-    let idle = procfs::memory(server.pid())?;
+    load::probe(url, workload).await.with_context(&tail)?;
+    let idle = procfs::memory(pid)?;
     let mut points = Vec::new();
     for &concurrency in &options.concurrency {
         let point = load::point(
-            &url,
-            &launch.workload,
-            server.pid(),
+            url,
+            workload,
+            pid,
             concurrency,
             options.warmup(),
             options.duration(),
         )
         .await
-        .with_context(|| format!("{concurrency} connections\n{}", server.log_tail()))?;
+        .with_context(|| format!("{concurrency} connections\n{}", tail()))?;
         eprintln!(
             "bench:   c={concurrency:<3} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms",
             point.requests_per_sec, point.p50_ms, point.p99_ms
         );
         points.push(point);
     }
-    let after = procfs::memory(server.pid())?;
-    let (log_lines, log_bytes) = server.log_volume();
+    let after = procfs::memory(pid)?;
+    let (log_lines, log_bytes) = log_volume;
     Ok(report::HttpResult {
         points,
         process: Some(report::ProcessStats {

@@ -9,7 +9,10 @@
 //!   then nothing);
 //! - the time from a note's change on disk to its `notifications/resources/updated` on every
 //!   subscriber's stream, with 1, 100 and 1 000 subscribed 2025 sessions;
-//! - `resources/list` (first page, and every page) on a notes folder of 10 000 files.
+//! - `resources/list` (first page, and every page) on a notes folder of 10 000 files;
+//! - peak RSS under 40 hostile listen streams: 40 `subscriptions/listen` requests of 1000
+//!   URIs of 2 KB at once from one principal, then 40 listens held open and never read
+//!   while the notes they follow change.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +43,7 @@ pub struct Scaling {
     pub sessions: Vec<SessionsPoint>,
     pub fanout: Vec<FanoutPoint>,
     pub notes_list: Option<NotesList>,
+    pub hostile_streams: Option<HostileStreams>,
     /// Parts that could not be measured, and why.
     pub failures: Vec<String>,
 }
@@ -82,6 +86,17 @@ pub struct FanoutPoint {
 }
 
 #[derive(Debug, Serialize)]
+pub struct HostileStreams {
+    /// Listen requests sent in each wave.
+    pub streams: usize,
+    /// Of the second wave, how many the server kept open (the rest refused at the cap).
+    pub held_open: usize,
+    /// `VmRSS` before, and `VmHWM` (the peak) after both waves.
+    pub idle_rss_mb: f64,
+    pub rss_mb: f64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct NotesList {
     pub notes: usize,
     pub first_page_p50_ms: f64,
@@ -99,6 +114,7 @@ pub async fn measure(root: &Path, out_dir: &Path) -> Scaling {
         sessions: Vec::new(),
         fanout: Vec::new(),
         notes_list: None,
+        hostile_streams: None,
         failures: Vec::new(),
     };
     if let Err(error) = std::fs::create_dir_all(&dir) {
@@ -167,7 +183,95 @@ pub async fn measure(root: &Path, out_dir: &Path) -> Scaling {
             .failures
             .push(format!("resources/list on notes: {error:#}")),
     }
+    eprintln!("bench: scaling: {HOSTILE} hostile listen streams");
+    match hostile_streams(&dir, &packs).await {
+        Ok(point) => scaling.hostile_streams = Some(point),
+        Err(error) => scaling
+            .failures
+            .push(format!("hostile listen streams: {error:#}")),
+    }
     scaling
+}
+
+/// Listen requests of each hostile wave.
+const HOSTILE: usize = 40;
+
+/// Step 1's reproduction under the default limits: 40 listens of 1000 URIs of 2 KB each
+/// (2 MB bodies) at once from one principal; then 40 listens of 50 notes, held open and
+/// never read, while those notes change 200 times. The peak RSS over both.
+async fn hostile_streams(dir: &Path, packs: &Packs<'_>) -> anyhow::Result<HostileStreams> {
+    let config = format!("{}{}", packs.base(""), packs.notes(20));
+    let server = start(dir, "hostile", &config).await?;
+    let url = format!("http://{}/mcp", server.addr);
+    let idle_rss_mb = procfs::memory(server.pid())?.rss_mb();
+    let listen = |uris: Vec<String>| {
+        let params = json!({
+            "_meta": portcullis_test::wire::stateless_meta(super::load::CLIENT),
+            "notifications": { "resourceSubscriptions": uris },
+        });
+        let body = json!({ "jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": params });
+        let client = client();
+        let url = url.clone();
+        async move {
+            let mut request = client?.post(&url).timeout(Duration::from_secs(3600));
+            for (name, value) in
+                portcullis_test::wire::stateless_headers("subscriptions/listen", &body["params"])
+            {
+                request = request.header(name, value);
+            }
+            // Only the response head is awaited: its body is never read.
+            anyhow::Ok(request.body(body.to_string()).send().await.ok())
+        }
+    };
+    let flood: Vec<String> = (0..1000)
+        .map(|i| format!("note://{}{i}", "x".repeat(2000)))
+        .collect();
+    let first: Vec<_> = (0..HOSTILE)
+        .map(|_| tokio::spawn(listen(flood.clone())))
+        .collect();
+    for wave in first {
+        drop(wave.await??);
+    }
+    let followed: Vec<String> = (0..50).map(|i| format!("note://note-{i:05}")).collect();
+    let waves: Vec<_> = (0..HOSTILE)
+        .map(|_| tokio::spawn(listen(followed.clone())))
+        .collect();
+    let mut held = Vec::new();
+    for wave in waves {
+        if let Some(response) = wave.await?? {
+            if response.status().is_success() {
+                held.push(response);
+            }
+        }
+    }
+    for round in 0..200 {
+        let i = round % 50;
+        write(
+            &packs.notes.join(format!("note-{i:05}.md")),
+            &format!(
+                "# Note {i}\n\nHostile round {round}: {}\n",
+                "y".repeat(4000)
+            ),
+        )?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_mb = procfs::memory(server.pid())?.hwm_mb();
+    let held_open = held.len();
+    drop(held);
+    // The notes back as they were, for the other parts of later runs.
+    for i in 0..50 {
+        write(
+            &packs.notes.join(format!("note-{i:05}.md")),
+            &format!("# Note {i}\n\nSome text of note {i}.\n"),
+        )?;
+    }
+    Ok(HostileStreams {
+        streams: HOSTILE,
+        held_open,
+        idle_rss_mb,
+        rss_mb,
+    })
 }
 
 /// The sections each configuration is made of.
@@ -714,6 +818,8 @@ async fn notes_list(dir: &Path, packs: &Packs<'_>) -> anyhow::Result<NotesList> 
 pub struct BinarySize {
     pub binary: String,
     pub features: &'static str,
+    /// Built with every pack (the default features).
+    pub every_pack: bool,
     pub stripped_mb: f64,
     pub as_built_mb: f64,
 }
@@ -735,6 +841,7 @@ pub fn binary_sizes(release: &Path, out_dir: &Path) -> Vec<BinarySize> {
             binary: "target/dist/portcullis".to_owned(),
             features: "every pack (files, notes, prompts, resources, sql: SQLite, PostgreSQL, \
                        MySQL; api, command), auth, audit, metrics, traces, cluster",
+            every_pack: true,
             stripped_mb,
             as_built_mb,
         });

@@ -55,6 +55,12 @@ pub enum Target {
     Mcp(Box<Launch>),
     /// A query issued directly with the database driver.
     Direct(sql::Direct),
+    /// An MCP server over HTTP the run started before the lineup (the gateway's upstream).
+    Running {
+        addr: SocketAddr,
+        pid: u32,
+        workload: Workload,
+    },
 }
 
 pub struct Launch {
@@ -188,6 +194,7 @@ pub fn lineup(
     options: &Options,
     postgres: Postgres,
     upstream: Result<&super::api::Upstream, &String>,
+    mcp_upstream: Result<&RunningServer, &String>,
 ) -> anyhow::Result<Lineup> {
     let release = crate::target_dir().join("dist");
     let portcullis = release.join("portcullis");
@@ -503,17 +510,39 @@ pub fn lineup(
         launch: sqlite.map(Target::Direct),
     });
     let max_concurrency = options.concurrency.iter().copied().max().unwrap_or(1);
-    let (pg_portcullis, pg_direct) = match postgres {
+    let (pg_portcullis, pg_bare, pg_direct) = match postgres {
         Ok((url, version)) => {
             versions.insert("postgresql".to_owned(), version);
+            let pool = max_concurrency.to_string();
             (
                 sql::postgres_config(&url, max_concurrency)
                     .map_err(|e| format!("{e:#}"))
                     .and_then(|extra| demo_with(extra, sql::postgres_workload())),
+                Ok(Target::Mcp(Box::new(Launch {
+                    http: HttpLaunch {
+                        cmd: Cmd::new(
+                            &bare,
+                            &[
+                                "--root",
+                                &workspace_arg,
+                                "--postgres",
+                                &url,
+                                "--pg-sql",
+                                sql::POSTGRES_SQL,
+                                "--pool",
+                                &pool,
+                            ],
+                            root,
+                        ),
+                        portcullis_config: None,
+                    },
+                    stdio: None,
+                    workload: sql::postgres_workload(),
+                }))),
                 Ok(Target::Direct(sql::Direct::Postgres { url })),
             )
         }
-        Err(reason) => (Err(reason.clone()), Err(reason)),
+        Err(reason) => (Err(reason.clone()), Err(reason.clone()), Err(reason)),
     };
     servers.push(Server {
         name: "portcullis-sql-postgres",
@@ -525,6 +554,16 @@ pub fn lineup(
             sql::POSTGRES_ENV
         ),
         launch: pg_portcullis,
+    });
+    servers.push(Server {
+        name: "bare-rmcp-postgres",
+        description: format!(
+            "target/dist/bare-rmcp --postgres: the same statement ({POSTGRES_TOOL}, same SQL \
+             and bind) with sqlx on a pool of {max_concurrency} connections in the same \
+             read-only transaction (BEGIN READ ONLY, SET LOCAL statement_timeout, the query, \
+             COMMIT), rows decoded to JSON, in a bare rmcp tool"
+        ),
+        launch: pg_bare,
     });
     servers.push(Server {
         name: "direct-postgres",
@@ -565,36 +604,53 @@ pub fn lineup(
             Err(reason.clone()),
         ),
     };
-    // The gateway: bare-rmcp over stdio as an upstream, its file_info served as
-    // bare__file_info through the whole pipeline (the lock file in target/bench).
+    // The gateway: bare-rmcp over Streamable HTTP as an upstream (one process for the whole
+    // run), its file_info served as bare__file_info through the whole pipeline (pinned before
+    // the run, the lock file in target/bench); and the same upstream called directly.
     let lock = out_dir.join(format!("gateway-{}.lock", std::process::id()));
+    let gateway_workload = Workload {
+        tool: "bare__file_info",
+        ..Workload::default()
+    };
     servers.push(Server {
         name: "portcullis-gateway",
-        description: "portcullis, demo profile plus target/dist/bare-rmcp --stdio as an \
-                      [[upstreams]] entry (pinned before the run): the same file_info, called \
-                      as bare__file_info, validated and logged here, answered by the upstream"
+        description: "portcullis, demo profile plus target/dist/bare-rmcp over Streamable \
+                      HTTP as an [[upstreams]] entry (pinned before the run, one connection \
+                      pool): the same file_info, called as bare__file_info, validated and \
+                      logged here, answered by the upstream"
             .to_owned(),
-        launch: Ok(Target::Mcp(Box::new(Launch {
-            http: HttpLaunch {
-                cmd: Cmd::new(&portcullis, &["serve", "--log-format", "json"], root),
-                portcullis_config: Some(PortcullisConfig {
-                    template: demo.clone(),
-                    pick_port: false,
-                    extra: format!(
-                        "[gateway]\nlock_file = \"{}\"\n\n[[upstreams]]\nname = \"bare\"\ncommand = [\"{}\", \"--root\", \"{}\", \"--stdio\"]\n",
-                        lock.display(),
-                        bare.display(),
-                        workspace_arg
-                    ),
-                    pin_upstreams: true,
-                }),
-            },
-            stdio: None,
-            workload: Workload {
-                tool: "bare__file_info",
-                ..Workload::default()
-            },
-        }))),
+        launch: mcp_upstream.map_err(Clone::clone).map(|upstream| {
+            Target::Mcp(Box::new(Launch {
+                http: HttpLaunch {
+                    cmd: Cmd::new(&portcullis, &["serve", "--log-format", "json"], root),
+                    portcullis_config: Some(PortcullisConfig {
+                        template: demo.clone(),
+                        pick_port: false,
+                        extra: format!(
+                            "[gateway]\nlock_file = \"{}\"\n\n[[upstreams]]\nname = \"bare\"\nurl = \"http://{}/mcp\"\nallow_private_addresses = [\"127.0.0.1/32\"]\n",
+                            lock.display(),
+                            upstream.addr,
+                        ),
+                        pin_upstreams: true,
+                    }),
+                },
+                stdio: None,
+                workload: gateway_workload.clone(),
+            }))
+        }),
+    });
+    servers.push(Server {
+        name: "upstream-direct",
+        description: "the gateway's upstream (target/dist/bare-rmcp over Streamable HTTP, the \
+                      same process) called by the load generator: file_info"
+            .to_owned(),
+        launch: mcp_upstream
+            .map_err(Clone::clone)
+            .map(|upstream| Target::Running {
+                addr: upstream.addr,
+                pid: upstream.pid(),
+                workload: Workload::default(),
+            }),
     });
     servers.push(Server {
         name: "portcullis-api",

@@ -23,7 +23,7 @@ pub const POSTGRES_ENV: &str = "PORTCULLIS_TEST_POSTGRES_URL";
 const POSTGRES_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const POSTGRES_TOOL: &str = "bench_top_chatters";
 const POSTGRES_ROWS: i64 = 1000;
-const POSTGRES_SQL: &str = "SELECT username, display_name, message_count, is_moderator \
+pub const POSTGRES_SQL: &str = "SELECT username, display_name, message_count, is_moderator \
     FROM bench_chatters ORDER BY message_count DESC, username LIMIT $1";
 const POSTGRES_SETUP: &str = "
 CREATE TABLE IF NOT EXISTS bench_chatters (

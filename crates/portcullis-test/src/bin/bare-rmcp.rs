@@ -9,7 +9,10 @@
 //!
 //! Its tools: `file_info` always; with `--sqlite FILE --sql SQL`, `get_top_chatters`
 //! (`min_messages`, `limit` bound in that order, rows decoded as JSON) over a read-only sqlx
-//! pool of 4 connections, as the demo's statement tool; with `--upstream URL --bearer KEY`,
+//! pool of 4 connections, as the demo's statement tool; with `--postgres URL --pg-sql SQL
+//! --pool N`, `bench_top_chatters` (`limit`) on a pool of N connections, each call in the
+//! read-only transaction Portcullis opens (`BEGIN READ ONLY; SET LOCAL statement_timeout`,
+//! the statement, `COMMIT`); with `--upstream URL --bearer KEY`,
 //! `bench_list_tasks` (`limit`): one reqwest GET `URL/tasks?status=all&limit=N` with the
 //! bearer header, its `tasks` returned, as the HTTP pack's GET tool.
 //!
@@ -19,6 +22,7 @@
 //!
 //! ```text
 //! bare-rmcp --root DIR [--listen 127.0.0.1:0] [--sqlite FILE --sql SQL] [--upstream URL --bearer KEY]
+//!           [--postgres URL --pg-sql SQL --pool N]
 //! bare-rmcp --root DIR --stdio
 //! bare-rmcp --root DIR --ceiling [--listen 127.0.0.1:0]
 //! ```
@@ -45,13 +49,20 @@ use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
 const FILE_INFO: &str = "file_info";
 const TOP_CHATTERS: &str = "get_top_chatters";
 const LIST_TASKS: &str = "bench_list_tasks";
+const PG_TOP_CHATTERS: &str = "bench_top_chatters";
 
 #[derive(Clone)]
 struct Bare {
     root: Arc<PathBuf>,
     tools: Arc<Vec<Tool>>,
     sql: Option<Arc<Sql>>,
+    postgres: Option<Arc<Pg>>,
     upstream: Option<Arc<Upstream>>,
+}
+
+struct Pg {
+    pool: sqlx::PgPool,
+    sql: String,
 }
 
 struct Sql {
@@ -77,7 +88,12 @@ fn integer(name: &str) -> (String, Value) {
 }
 
 impl Bare {
-    fn new(root: PathBuf, sql: Option<Sql>, upstream: Option<Upstream>) -> Self {
+    fn new(
+        root: PathBuf,
+        sql: Option<Sql>,
+        postgres: Option<Pg>,
+        upstream: Option<Upstream>,
+    ) -> Self {
         let mut tools = vec![Tool::new(
             FILE_INFO,
             "Show a file's or directory's type, size and modification time.",
@@ -97,6 +113,14 @@ impl Bare {
                 object(json!({ "type": "object", "properties": properties })),
             ));
         }
+        if postgres.is_some() {
+            let properties: Map<String, Value> = [integer("limit")].into_iter().collect();
+            tools.push(Tool::new(
+                PG_TOP_CHATTERS,
+                "The most active members of the community chat.",
+                object(json!({ "type": "object", "properties": properties })),
+            ));
+        }
         if upstream.is_some() {
             let properties: Map<String, Value> = [integer("limit")].into_iter().collect();
             tools.push(Tool::new(
@@ -109,6 +133,7 @@ impl Bare {
             root: Arc::new(root),
             tools: Arc::new(tools),
             sql: sql.map(Arc::new),
+            postgres: postgres.map(Arc::new),
             upstream: upstream.map(Arc::new),
         }
     }
@@ -134,6 +159,47 @@ impl Bare {
                                 row.try_get::<i64, _>(i).map_or(Value::Null, Value::from)
                             }
                             "REAL" => row.try_get::<f64, _>(i).map_or(Value::Null, Value::from),
+                            _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
+                        },
+                        Err(_) => Value::Null,
+                    };
+                    out.insert(column.name().to_owned(), value);
+                }
+                Value::Object(out)
+            })
+            .collect();
+        Ok(json!({ "rows": rows }))
+    }
+
+    /// The statement in the read-only transaction Portcullis's SQL pack opens for a read
+    /// (one round trip for its set-up, one for the statement, one for the commit).
+    async fn pg_top_chatters(&self, arguments: &Map<String, Value>) -> Result<Value, String> {
+        use sqlx::Executor as _;
+        let pg = self.postgres.as_ref().ok_or("no PostgreSQL source")?;
+        let limit = arguments.get("limit").and_then(Value::as_i64).unwrap_or(10);
+        let mut conn = pg.pool.acquire().await.map_err(|e| e.to_string())?;
+        conn.fetch_all(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = 30000; SELECT pg_backend_pid()",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let rows = sqlx::query(&pg.sql)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.execute("COMMIT").await.map_err(|e| e.to_string())?;
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|row| {
+                let mut out = Map::new();
+                for (i, column) in row.columns().iter().enumerate() {
+                    let value = match row.try_get_raw(i) {
+                        Ok(raw) if raw.is_null() => Value::Null,
+                        Ok(raw) => match raw.type_info().name() {
+                            "INT8" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::from),
+                            "INT4" => row.try_get::<i32, _>(i).map_or(Value::Null, Value::from),
+                            "BOOL" => row.try_get::<bool, _>(i).map_or(Value::Null, Value::from),
                             _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
                         },
                         Err(_) => Value::Null,
@@ -230,6 +296,7 @@ impl ServerHandler for Bare {
                 file_info(&self.root, path).await
             }
             TOP_CHATTERS if self.sql.is_some() => self.top_chatters(arguments).await,
+            PG_TOP_CHATTERS if self.postgres.is_some() => self.pg_top_chatters(arguments).await,
             LIST_TASKS if self.upstream.is_some() => self.list_tasks(arguments).await,
             other => {
                 return Err(ErrorData::invalid_params(
@@ -266,17 +333,19 @@ struct Args {
     stdio: bool,
     ceiling: bool,
     sqlite: Option<(PathBuf, String)>,
+    postgres: Option<(String, String, u32)>,
     upstream: Option<(String, String)>,
 }
 
 const USAGE: &str = "usage: bare-rmcp --root DIR [--listen ADDR | --stdio | --ceiling] \
-    [--sqlite FILE --sql SQL] [--upstream URL --bearer KEY]";
+    [--sqlite FILE --sql SQL] [--postgres URL --pg-sql SQL --pool N] [--upstream URL --bearer KEY]";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut root = None;
     let mut listen: SocketAddr = "127.0.0.1:0".parse()?;
     let (mut stdio, mut ceiling) = (false, false);
     let (mut sqlite, mut sql, mut upstream, mut bearer) = (None, None, None, None);
+    let (mut postgres, mut pg_sql, mut pool) = (None, None, 4);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -289,6 +358,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--sqlite" => sqlite = Some(PathBuf::from(value()?)),
             "--sql" => sql = Some(value()?),
             "--upstream" => upstream = Some(value()?),
+            "--postgres" => postgres = Some(value()?),
+            "--pg-sql" => pg_sql = Some(value()?),
+            "--pool" => pool = value()?.parse().context("--pool takes a number")?,
             "--bearer" => bearer = Some(value()?),
             "--stdio" => stdio = true,
             "--ceiling" => ceiling = true,
@@ -299,6 +371,11 @@ fn parse_args() -> anyhow::Result<Args> {
         (Some(file), Some(sql)) => Some((file, sql)),
         (None, None) => None,
         _ => bail!("--sqlite and --sql go together\n{USAGE}"),
+    };
+    let postgres = match (postgres, pg_sql) {
+        (Some(url), Some(sql)) => Some((url, sql, pool)),
+        (None, None) => None,
+        _ => bail!("--postgres and --pg-sql go together\n{USAGE}"),
     };
     let upstream = match (upstream, bearer) {
         (Some(url), Some(key)) => Some((url, key)),
@@ -311,6 +388,7 @@ fn parse_args() -> anyhow::Result<Args> {
         stdio,
         ceiling,
         sqlite,
+        postgres,
         upstream,
     })
 }
@@ -353,6 +431,17 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let postgres = match args.postgres {
+        Some((url, sql, pool)) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(pool)
+                .connect(&url)
+                .await
+                .context("connect to PostgreSQL")?;
+            Some(Pg { pool, sql })
+        }
+        None => None,
+    };
     let upstream = match args.upstream {
         Some((url, bearer)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -368,7 +457,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let handler = Bare::new(args.root, sql, upstream);
+    let handler = Bare::new(args.root, sql, postgres, upstream);
     if args.stdio {
         // A client that only sends stateless 2026-07-28 requests and then closes stdin ends
         // the session before any `initialize`: that is a normal end, not an error.
