@@ -236,7 +236,7 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
                         workload,
                         &options,
                         (0, 0),
-                        || String::new(),
+                        String::new,
                     ))
                     .with_context(|| format!("{}: HTTP benchmark failed", server.name))?;
                 report::ServerResult::measured(server, http, None)

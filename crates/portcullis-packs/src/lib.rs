@@ -7,6 +7,22 @@
 //! line in [`PACKS`]. What packs share lives beside them: [`params`] (declared parameters →
 //! JSON Schema → typed values), [`jail`] (client paths opened beneath a root's handle), and
 //! `portcullis_core::outbound` (HTTP with TLS).
+//!
+//! Each pack is a cargo feature (all by default). A build with only some of them leaves
+//! parts of the shared helpers unused, which is expected there, not dead code.
+#![cfg_attr(
+    not(all(
+        feature = "files",
+        feature = "prompts",
+        feature = "sql",
+        feature = "api",
+        feature = "command",
+        feature = "notes",
+        feature = "skills",
+        feature = "upstreams"
+    )),
+    allow(dead_code, unused_variables, unused_imports)
+)]
 
 #[cfg(feature = "api")]
 pub mod api;

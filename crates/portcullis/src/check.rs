@@ -31,6 +31,7 @@ pub(crate) fn run(path: &std::path::Path, connect: bool) -> ExitCode {
     for warning in portcullis_config::warnings(&loaded.config) {
         eprintln!("portcullis: warning: {warning}");
     }
+    #[cfg(feature = "command")]
     for (tool, program, found) in portcullis_packs::command::programs(&loaded.config) {
         match found {
             Some(path) => eprintln!(
@@ -42,6 +43,7 @@ pub(crate) fn run(path: &std::path::Path, connect: bool) -> ExitCode {
             ),
         }
     }
+    #[cfg(feature = "sql")]
     for warning in portcullis_packs::sql::credential_warnings(&loaded.config) {
         eprintln!("portcullis: warning: {warning}");
     }
@@ -203,7 +205,10 @@ fn render_check(
         );
     }
     if !config.upstreams.is_empty() {
+        #[cfg(feature = "upstreams")]
         let pinned = portcullis_packs::upstreams::pinned(config);
+        #[cfg(not(feature = "upstreams"))]
+        let pinned: std::collections::BTreeMap<String, Vec<()>> = std::collections::BTreeMap::new();
         let _ = writeln!(out, "\nupstreams ({}):", config.upstreams.len());
         for upstream in &config.upstreams {
             let how = match (&upstream.command, &upstream.url) {

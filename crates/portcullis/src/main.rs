@@ -11,6 +11,7 @@ mod client_write;
 mod explain;
 mod health;
 mod init;
+#[cfg(feature = "upstreams")]
 mod upstreams;
 
 use std::path::PathBuf;
@@ -317,6 +318,7 @@ enum LogFormatArg {
 
 fn main() -> ExitCode {
     // Started as the command pack's launcher: set the limits and become the program.
+    #[cfg(feature = "command")]
     portcullis_packs::command::launcher::run_if_requested();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -429,12 +431,16 @@ fn main() -> ExitCode {
             table,
         }),
         Command::Health(args) => health::run(&args),
+        #[cfg(feature = "upstreams")]
         Command::Upstreams {
             command: UpstreamsCommand::Diff { config, upstream },
         } => upstreams::diff(&config, upstream.as_deref()),
+        #[cfg(feature = "upstreams")]
         Command::Upstreams {
             command: UpstreamsCommand::Pin { config, upstream },
         } => upstreams::pin(&config, upstream.as_deref()),
+        #[cfg(not(feature = "upstreams"))]
+        Command::Upstreams { .. } => not_compiled("upstreams"),
         Command::Serve {
             config,
             stdio,
@@ -607,6 +613,26 @@ fn serve(
     }
 }
 
+/// A command of a pack this build leaves out (`cargo build --no-default-features
+/// --features …`): said, with the usage status.
+#[cfg(not(all(feature = "upstreams", feature = "api")))]
+fn not_compiled(pack: &str) -> ExitCode {
+    eprintln!(
+        "portcullis: {}",
+        portcullis_packs::PackError::NotCompiled(match pack {
+            "api" => "api",
+            _ => "upstreams",
+        })
+    );
+    ExitCode::from(EX_USAGE)
+}
+
+#[cfg(not(feature = "api"))]
+fn import(_command: ImportCommand) -> ExitCode {
+    not_compiled("api")
+}
+
+#[cfg(feature = "api")]
 fn import(command: ImportCommand) -> ExitCode {
     let ImportCommand::Openapi { file, source } = command;
     let text = match std::fs::read_to_string(&file) {

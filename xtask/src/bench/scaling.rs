@@ -238,10 +238,10 @@ async fn hostile_streams(dir: &Path, packs: &Packs<'_>) -> anyhow::Result<Hostil
         .collect();
     let mut held = Vec::new();
     for wave in waves {
-        if let Some(response) = wave.await?? {
-            if response.status().is_success() {
-                held.push(response);
-            }
+        if let Some(response) = wave.await??
+            && response.status().is_success()
+        {
+            held.push(response);
         }
     }
     for round in 0..200 {
@@ -352,11 +352,12 @@ async fn start(dir: &Path, name: &str, config: &str) -> anyhow::Result<RunningSe
     write(&template, config)?;
     let server = RunningServer::start(&servers::portcullis_launch(template, String::new()))?;
     let url = format!("http://{}/mcp", server.addr);
-    // Serving: one stateless request answered.
+    // Serving: one stateless request answered (`server/discover`, which every config
+    // serves; a list is "method not found" where nothing of its kind is declared).
     let client = client()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match rpc(&client, &url, None, "tools/list", json!({})).await {
+        match rpc(&client, &url, None, "server/discover", json!({})).await {
             Ok(_) => break,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -240,6 +240,9 @@ pub(crate) fn check(engine: SqlEngine, sql: &str) -> Result<(), Refused> {
     if engine == SqlEngine::Postgres {
         unicode_identifiers(sql)?;
     }
+    if engine == SqlEngine::Sqlite {
+        sqlite_one_statement(sql)?;
+    }
     let statements = Parser::parse_sql(dialect.as_ref(), sql).map_err(|e| {
         Refused(format!(
             "the query could not be parsed as a single read-only SELECT ({e}); only one SELECT (or WITH … SELECT, VALUES, TABLE) statement is allowed"
@@ -288,6 +291,80 @@ fn executable_comments(sql: &str) -> Result<(), Refused> {
             "executable comments (`/*! … */`, `/*M! … */`) and optimizer hints are not allowed"
                 .to_owned(),
         ));
+    }
+    Ok(())
+}
+
+/// SQLite runs every statement of the text it is given (sqlx prepares the tail too), and
+/// its tokenizer is not sqlparser's: a variable `$a::b(…)` (also `:`, `@`, `#`) runs to the
+/// next `)`, quotes included, where the parser sees a cast and a string, so the parser
+/// would check one statement and SQLite run several (the attack run of issue 27). The text is
+/// read here the way SQLite's own tokenizer reads it — `'…'` strings and `"…"`, `` `…` ``,
+/// `[…]` names (a doubled quote is one; no other escape), `--` and `/* … */` comments (not
+/// nested), words of letters, digits, `_`, `$` and non-ASCII bytes — and must hold no
+/// variable (the ad-hoc query binds none) and nothing after a `;` but spaces and comments.
+fn sqlite_one_statement(sql: &str) -> Result<(), Refused> {
+    let bytes = sql.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+    let after = |from: usize, needle: &[u8]| {
+        bytes[from.min(bytes.len())..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map_or(bytes.len(), |at| from + at + needle.len())
+    };
+    let mut ended = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0c => i += 1,
+            b'-' if bytes.get(i + 1) == Some(&b'-') => i = after(i + 2, b"\n"),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = after(i + 2, b"*/"),
+            _ if ended => {
+                return Err(Refused(
+                    "the query holds 2 statements or more (text after its `;`); send exactly one SELECT statement".to_owned(),
+                ));
+            }
+            b';' => {
+                ended = true;
+                i += 1;
+            }
+            b'\'' | b'"' | b'`' => {
+                // To the closing quote; a doubled quote is one quote inside.
+                let mut j = i + 1;
+                loop {
+                    match bytes.get(j) {
+                        None => break,
+                        Some(&q) if q == b && bytes.get(j + 1) == Some(&b) => j += 2,
+                        Some(&q) if q == b => {
+                            j += 1;
+                            break;
+                        }
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j;
+            }
+            b'[' => i = after(i + 1, b"]"),
+            // SQLite's text ends at a NUL; what follows would be read another way.
+            0 => {
+                return Err(Refused(
+                    "the query holds a NUL character; send plain text".to_owned(),
+                ));
+            }
+            b'?' | b':' | b'@' | b'$' | b'#' => {
+                return Err(Refused(format!(
+                    "the query has a parameter (`{}`); the ad-hoc query binds none: write values as literals",
+                    char::from(b)
+                )));
+            }
+            _ if word(b) => {
+                while i < bytes.len() && word(bytes[i]) {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
     }
     Ok(())
 }
@@ -384,6 +461,15 @@ impl Visitor for ReadOnlyVisitor {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refused> {
+        // Nothing is bound to an ad-hoc query: a placeholder would be an error of the
+        // driver's (read as a lost connection), or NULL.
+        if let Expr::Value(value) = expr
+            && let sqlparser::ast::Value::Placeholder(name) = &value.value
+        {
+            return ControlFlow::Break(Refused(format!(
+                "the query has a parameter (`{name}`); the ad-hoc query binds none: write values as literals"
+            )));
+        }
         if let Expr::Function(function) = expr
             && let Some(refused) = denied(&function.name)
         {
@@ -408,6 +494,42 @@ mod tests {
             }
             _ => panic!("{engine:?} `{input}`: expected {expect:?}, got {outcome:?}"),
         }
+    }
+
+    /// The attack run of issue 27: texts the parser read as one query and SQLite as several.
+    #[test]
+    fn refuses_what_sqlite_would_read_as_more_than_the_parser_saw() {
+        for input in [
+            "SELECT $1::b(');BEGIN; SELECT count(*) FROM t; --')",
+            "SELECT :1::b(');DELETE FROM t; --')",
+            "SELECT @1::b(');DELETE FROM t; --')",
+            "SELECT #1",
+        ] {
+            check_one(Sqlite, input, "parameter");
+        }
+        check_one(Sqlite, "SELECT 1\0; DELETE FROM t", "NUL");
+        check_one(Sqlite, "SELECT ?1", "parameter");
+        check_one(
+            Sqlite,
+            "SELECT 1 /* /* */ ; DELETE FROM t; /* */",
+            "2 statements",
+        );
+        check_one(
+            Sqlite,
+            "SELECT 1; -- nothing after it\n /* or here */",
+            "ok",
+        );
+        // Quoted text and names and comments may hold the characters.
+        check_one(
+            Sqlite,
+            "SELECT 'a:b $c @d ?e #f; g' AS \"x:y;\", [p$q] FROM t -- ? :\n/* $ */",
+            "ok",
+        );
+        check_one(Sqlite, "SELECT 'it''s; $x' AS s", "ok");
+        for engine in [MySql, Sqlite] {
+            check_one(engine, "SELECT ?", "parameter");
+        }
+        check_one(Postgres, "SELECT $1", "parameter");
     }
 
     #[test]

@@ -185,8 +185,13 @@ pub(crate) enum Privileges {
 
 /// What differs between engines when running one statement.
 pub(crate) trait Engine: Database + Sized {
-    /// Opens the transaction for `access` on `conn` and says how to cancel a statement
-    /// running on it.
+    /// Whether a read runs as its one statement, without a transaction of ours around it:
+    /// where the connection itself cannot write and one statement is its own transaction,
+    /// `BEGIN … ROLLBACK` adds two round trips and nothing else.
+    const READ_WITHOUT_TRANSACTION: bool = false;
+
+    /// Opens the transaction for `access` on `conn` (none for a read, when
+    /// [`Engine::READ_WITHOUT_TRANSACTION`]) and says how to cancel a statement running on it.
     fn begin<'a>(
         source: &'a Source,
         conn: &'a mut Self::Connection,
@@ -299,6 +304,14 @@ impl Engine for MySql {
 }
 
 impl Engine for Sqlite {
+    /// A read runs on a connection of the read-only pool, opened `SQLITE_OPEN_READONLY`
+    /// with `PRAGMA query_only = ON`: it cannot write, whatever the statement. SQLite runs
+    /// every statement outside an explicit transaction in one of its own (a consistent
+    /// snapshot from its first step to its reset), which is all a read transaction of one
+    /// statement gives; the statement is reset (its snapshot released) when its rows stop
+    /// being read, a row cap included.
+    const READ_WITHOUT_TRANSACTION: bool = true;
+
     fn begin<'a>(
         source: &'a Source,
         conn: &'a mut sqlx::SqliteConnection,
@@ -316,11 +329,9 @@ impl Engine for Sqlite {
                     !stop.load(Ordering::Relaxed) && Instant::now() < deadline
                 });
             }
-            let begin = match access {
-                Access::Read => "BEGIN",
-                Access::Write => "BEGIN IMMEDIATE",
-            };
-            conn.execute(begin).await.map_err(classify)?;
+            if access == Access::Write {
+                conn.execute("BEGIN IMMEDIATE").await.map_err(classify)?;
+            }
             Ok(CancelTarget::Sqlite(stop))
         })
     }
@@ -461,9 +472,13 @@ impl Source {
                     .filename(path)
                     .busy_timeout(Duration::from_secs(5))
                     .disable_statement_logging();
+                // No ping before each use: a SQLite connection is a file handle in this
+                // process, nothing a network can break (the ping is a round trip to the
+                // connection's worker thread per call).
                 let ro = SqlitePoolOptions::new()
                     .max_connections(size)
                     .acquire_timeout(CONNECT_TIMEOUT)
+                    .test_before_acquire(false)
                     .connect_lazy_with(base.clone().read_only(true).pragma("query_only", "ON"));
                 let rw = (!self.read_only).then(|| {
                     // A writable source may start from nothing: its file is created. SQLite
@@ -471,6 +486,7 @@ impl Source {
                     let pool = SqlitePoolOptions::new()
                         .max_connections(1)
                         .acquire_timeout(CONNECT_TIMEOUT)
+                        .test_before_acquire(false)
                         .connect_lazy_with(base.clone().create_if_missing(true));
                     Slots::new(pool, 1)
                 });
@@ -709,8 +725,9 @@ impl Source {
                 .map(Outcome::Affected),
         };
         let end = match (&outcome, access) {
-            (Ok(_), Access::Write) => "COMMIT",
-            _ => "ROLLBACK",
+            (_, Access::Read) if E::READ_WITHOUT_TRANSACTION => None,
+            (Ok(_), Access::Write) => Some("COMMIT"),
+            _ => Some("ROLLBACK"),
         };
         lease.end(end, outcome).await
     }
@@ -1002,9 +1019,13 @@ impl<DB: Database> Lease<DB> {
             .expect("connection held until the lease ends")
     }
 
-    /// Ends the transaction with `end` (fixed text) and releases the connection; a failed
-    /// statement keeps its own error.
-    async fn end(mut self, end: &str, outcome: Result<Outcome, DbError>) -> Result<Outcome, DbError>
+    /// Ends the transaction with `end` (fixed text; none when the statement was its own
+    /// transaction) and releases the connection; a failed statement keeps its own error.
+    async fn end(
+        mut self,
+        end: Option<&str>,
+        outcome: Result<Outcome, DbError>,
+    ) -> Result<Outcome, DbError>
     where
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     {
@@ -1012,7 +1033,10 @@ impl<DB: Database> Lease<DB> {
             // Dropping the lease cancels the statement and closes the connection.
             return outcome;
         }
-        let ended = self.conn().execute(end).await;
+        let ended = match end {
+            Some(end) => self.conn().execute(end).await.map(drop),
+            None => Ok(()),
+        };
         self.cancel = None;
         let mut conn = self
             .conn
@@ -1255,6 +1279,84 @@ async fn create_from_seed(path: &Path, seed: &str) -> Result<(), DbError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{Access, DbError, Outcome, Source};
+    use tokio::time::{Duration, Instant};
+
+    fn rows(outcome: Result<Outcome, DbError>) -> Vec<Vec<serde_json::Value>> {
+        match outcome {
+            Ok(Outcome::Rows(collected)) => collected.rows,
+            other => panic!("expected rows, got {other:?}"),
+        }
+    }
+
+    /// A SQLite read runs as its one statement, without `BEGIN … ROLLBACK` around it: the
+    /// same guarantees as the transaction gave. It cannot write (the connection is
+    /// read-only), a read stopped at its row cap is over (the next read sees a later write),
+    /// and the deadline still interrupts it.
+    #[tokio::test]
+    async fn a_sqlite_read_without_a_transaction_keeps_the_transactions_guarantees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config: portcullis_config::SqlSource = toml::from_str(
+            "name = \"db\"\nurl = \"sqlite://t.sqlite\"\nread_only = false\n\
+             statement_timeout_secs = 1\nmax_rows = 3\npool_size = 1\n\
+             seed = \"seed.sql\"\n",
+        )
+        .expect("config");
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the test writes its seed script in its own temporary folder"
+        )]
+        std::fs::write(
+            dir.path().join("seed.sql"),
+            "CREATE TABLE t (x INTEGER); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL \
+             SELECT i + 1 FROM n WHERE i < 100) INSERT INTO t SELECT i FROM n;",
+        )
+        .expect("seed");
+        let source = Source::new(&config, dir.path()).expect("source");
+        let soon = || Instant::now() + Duration::from_secs(10);
+        let count = || source.run("SELECT count(*) FROM t", &[], Access::Read, soon());
+
+        // Cannot write: the statement is refused by the read-only connection.
+        let write = source
+            .run("INSERT INTO t VALUES (0)", &[], Access::Read, soon())
+            .await;
+        assert!(write.is_err(), "a read wrote: {write:?}");
+        assert_eq!(rows(count().await), vec![vec![serde_json::json!(100)]]);
+
+        // Stopped at the row cap (3 of 100) on the only read connection; a write after it
+        // commits, and the same connection's next read sees it.
+        assert_eq!(
+            rows(
+                source
+                    .run("SELECT x FROM t ORDER BY x", &[], Access::Read, soon())
+                    .await
+            )
+            .len(),
+            3
+        );
+        let inserted = source
+            .run("INSERT INTO t VALUES (101)", &[], Access::Write, soon())
+            .await;
+        assert!(matches!(inserted, Ok(Outcome::Affected(1))), "{inserted:?}");
+        assert_eq!(rows(count().await), vec![vec![serde_json::json!(101)]]);
+
+        // The deadline still stops a statement that would run forever.
+        let started = std::time::Instant::now();
+        let endless = source
+            .run(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                 SELECT count(*) FROM n",
+                &[],
+                Access::Read,
+                soon(),
+            )
+            .await;
+        assert!(matches!(endless, Err(DbError::TimedOut)), "{endless:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // And the connection serves the next read.
+        assert_eq!(rows(count().await), vec![vec![serde_json::json!(101)]]);
+    }
+
     #[tokio::test]
     async fn seed_creates_a_complete_database_once() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -540,12 +540,13 @@ impl GuardConfig {
         // refused requests are traced too, entered only around the pack's work and the log
         // line of a request let through (as before traces existed).
         // Its item is `item`: a span's field called `name` would sit beside the span's own
-        // name in a JSON log line, one key twice.
+        // name in a JSON log line, one key twice. Its principal is set here, not recorded
+        // later: a JSON span's fields are formatted once, and a `record` formats them again.
         let span = tracing::info_span!(
             "call",
             rpc.method = method,
             item,
-            principal = tracing::field::Empty,
+            principal = principal.as_ref().map(tracing::field::display),
             otel.name = tracing::field::Empty,
             otel.kind = tracing::field::Empty,
         );
@@ -700,13 +701,15 @@ impl GuardConfig {
             }
         }
 
-        span.record("principal", tracing::field::display(&principal));
         let timeout = policy.timeout;
         let deadline = Instant::now() + timeout;
         let work_cancel = cancel.child_token();
-        let guarded = std::panic::AssertUnwindSafe(work(input, work_cancel.clone(), deadline))
-            .catch_unwind()
-            .instrument(span.clone());
+        // Boxed: the pack's work is the largest part of the request's future, and the
+        // wrappers below would each move it.
+        let guarded =
+            std::panic::AssertUnwindSafe(Box::pin(work(input, work_cancel.clone(), deadline)))
+                .catch_unwind()
+                .instrument(span.clone());
         let in_flight = crate::metrics::InFlight::start();
         let (result, outcome) = tokio::select! {
             finished = tokio::time::timeout_at(deadline, guarded) => match finished {

@@ -216,6 +216,10 @@ impl PortcullisHandler {
 /// capability is declared (a catalog without tools declares no `tools`): method not found
 /// otherwise, as rmcp's own defaults do since 3.11. Skills methods are gated by rmcp itself
 /// on the extension being declared.
+///
+/// Each method's work is boxed: rmcp runs every request in a task whose future is as large
+/// as the largest of these (its dispatch holds any of them), and tokio moves that future
+/// several times per request; boxed, each is a pointer.
 impl ServerHandler for PortcullisHandler {
     fn get_info(&self) -> ServerConfig {
         let inner = self.inner();
@@ -275,7 +279,7 @@ impl ServerHandler for PortcullisHandler {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        self.resources_listen(context).await
+        Box::pin(self.resources_listen(context)).await
     }
 
     async fn discover(
@@ -309,7 +313,7 @@ impl ServerHandler for PortcullisHandler {
                 rmcp::model::ListToolsRequestMethod,
             >());
         }
-        self.tools_list(request, context).await
+        Box::pin(self.tools_list(request, context)).await
     }
 
     async fn call_tool(
@@ -317,7 +321,7 @@ impl ServerHandler for PortcullisHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.tools_call(request, context).await
+        Box::pin(self.tools_call(request, context)).await
     }
 
     async fn set_level(
@@ -330,7 +334,7 @@ impl ServerHandler for PortcullisHandler {
                 rmcp::model::SetLevelRequestMethod,
             >());
         }
-        self.logging_set_level(request, context).await
+        Box::pin(self.logging_set_level(request, context)).await
     }
 
     async fn list_resources(
@@ -343,7 +347,7 @@ impl ServerHandler for PortcullisHandler {
                 rmcp::model::ListResourcesRequestMethod,
             >());
         }
-        self.resources_list(request, context).await
+        Box::pin(self.resources_list(request, context)).await
     }
 
     async fn list_resource_templates(
@@ -356,7 +360,7 @@ impl ServerHandler for PortcullisHandler {
                 rmcp::model::ListResourceTemplatesRequestMethod,
             >());
         }
-        self.resource_templates_list(request, context).await
+        Box::pin(self.resource_templates_list(request, context)).await
     }
 
     async fn read_resource(
@@ -364,7 +368,7 @@ impl ServerHandler for PortcullisHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.resources_read(request, context).await
+        Box::pin(self.resources_read(request, context)).await
     }
 
     async fn subscribe(
@@ -372,7 +376,7 @@ impl ServerHandler for PortcullisHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.resources_subscribe(request, context).await
+        Box::pin(self.resources_subscribe(request, context)).await
     }
 
     async fn unsubscribe(
@@ -380,7 +384,7 @@ impl ServerHandler for PortcullisHandler {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.resources_unsubscribe(request, context).await
+        Box::pin(self.resources_unsubscribe(request, context)).await
     }
 
     async fn list_prompts(
@@ -393,7 +397,7 @@ impl ServerHandler for PortcullisHandler {
                 rmcp::model::ListPromptsRequestMethod,
             >());
         }
-        self.prompts_list(request, context).await
+        Box::pin(self.prompts_list(request, context)).await
     }
 
     async fn get_prompt(
@@ -401,7 +405,7 @@ impl ServerHandler for PortcullisHandler {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        self.prompts_get(request, context).await
+        Box::pin(self.prompts_get(request, context)).await
     }
 
     async fn complete(
@@ -414,7 +418,7 @@ impl ServerHandler for PortcullisHandler {
                 rmcp::model::CompleteRequestMethod,
             >());
         }
-        self.completion_complete(request, context).await
+        Box::pin(self.completion_complete(request, context)).await
     }
 
     async fn get_task(
@@ -422,7 +426,7 @@ impl ServerHandler for PortcullisHandler {
         request: rmcp::model::GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::GetTaskResult, ErrorData> {
-        self.tasks_get(request, context).await
+        Box::pin(self.tasks_get(request, context)).await
     }
 
     async fn update_task(
@@ -430,7 +434,7 @@ impl ServerHandler for PortcullisHandler {
         request: rmcp::model::UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.tasks_update(request, context).await
+        Box::pin(self.tasks_update(request, context)).await
     }
 
     async fn cancel_task(
@@ -438,7 +442,7 @@ impl ServerHandler for PortcullisHandler {
         request: rmcp::model::CancelTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.tasks_cancel(request, context).await
+        Box::pin(self.tasks_cancel(request, context)).await
     }
 
     async fn list_skills(
@@ -446,7 +450,7 @@ impl ServerHandler for PortcullisHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ListSkillsResult, ErrorData> {
-        self.skills_list(request, context).await
+        Box::pin(self.skills_list(request, context)).await
     }
 
     async fn get_skill(
@@ -454,7 +458,7 @@ impl ServerHandler for PortcullisHandler {
         request: rmcp::model::GetSkillRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::GetSkillResult, ErrorData> {
-        self.skills_get(request, context).await
+        Box::pin(self.skills_get(request, context)).await
     }
 
     async fn read_resource_directory(
@@ -462,6 +466,6 @@ impl ServerHandler for PortcullisHandler {
         request: rmcp::model::ReadResourceDirectoryRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ReadResourceDirectoryResult, ErrorData> {
-        self.directory_read(request, context).await
+        Box::pin(self.directory_read(request, context)).await
     }
 }

@@ -131,8 +131,10 @@ impl PortcullisHandler {
             task_refused,
         };
         let owner = parts.principal.as_ref().map(|p| p.id().to_owned());
+        // The call's future is large (the whole pipeline and the pack's work): boxed once,
+        // so what moves it from here on (the tracker, a task, `select!`) moves a pointer.
         let (true, Some(owner)) = (as_task, owner) else {
-            let call = run_call(parts, call_context, cancel, None);
+            let call = Box::pin(run_call(parts, call_context, cancel, None));
             return self.shared.in_flight.track_future(call).await;
         };
         let record = match tasks
@@ -169,7 +171,12 @@ impl PortcullisHandler {
                 .tool(&parts.name)
                 .is_some_and(|t| t.tool.starts_task_itself()),
         };
-        let call = run_call(parts, call_context, task_cancel.clone(), Some(handoff));
+        let call = Box::pin(run_call(
+            parts,
+            call_context,
+            task_cancel.clone(),
+            Some(handoff),
+        ));
         let mut call = tokio::spawn(self.shared.in_flight.track_future(call));
         // Should this request be dropped before it answers (its connection gone), the call
         // it started stops and its reserved task is forgotten: nothing runs unseen.
@@ -249,7 +256,7 @@ impl PortcullisHandler {
             request_state: record.request_state,
             task_refused: false,
         };
-        let call = run_call(parts, call_context, task_cancel.clone(), None);
+        let call = Box::pin(run_call(parts, call_context, task_cancel.clone(), None));
         tasks.follow(
             record.id,
             record.expires_ms,

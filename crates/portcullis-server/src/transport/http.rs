@@ -213,7 +213,11 @@ fn app_draining(
     });
     let recorder = handler.clone();
     let recorder_for_console = handler.clone();
-    let mcp = StreamableHttpService::new(move || Ok(handler.for_session()), sessions, config);
+    let mcp = SharedMcp(Arc::new(StreamableHttpService::new(
+        move || Ok(handler.for_session()),
+        sessions,
+        config,
+    )));
     // 2025 sessions belong to the principal that created them, within caps.
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(session_guard, bind_sessions))
@@ -273,6 +277,30 @@ fn app_draining(
                 .layer(TraceLayer::new_for_http())
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
+}
+
+/// rmcp's HTTP service behind an `Arc`. Every `from_fn` layer above it clones its inner
+/// service for each request, and a `StreamableHttpService` clone copies its whole config
+/// (host and origin lists, the session store): behind the `Arc` those clones are a count.
+#[derive(Clone)]
+struct SharedMcp(Arc<StreamableHttpService<PortcullisHandler, LocalSessionManager>>);
+
+impl tower::Service<Request> for SharedMcp {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move { Ok(service.handle(request).await.map(axum::body::Body::new)) })
+    }
 }
 
 /// The layers in front of every MCP route (the MCP path, and `/sse` and `/messages` when

@@ -143,6 +143,15 @@ const SQLITE: &[&str] = &[
     "SELECT 1; PRAGMA query_only = OFF; DELETE FROM {t}",
     "END; DELETE FROM {t}",
     "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s) SELECT count(*) FROM s",
+    // The attack run of issue 27: SQLite reads a variable `$a::b(…)` up to the next `)`,
+    // quotes included, where the parser saw a cast and a string; SQLite then ran the rest.
+    "SELECT $1::b(');DELETE FROM {t}; --')",
+    "SELECT $1::b(');BEGIN; SELECT 1; --')",
+    "SELECT $1::b(');PRAGMA query_only=0; CREATE TEMP VIEW {t} AS SELECT 42 AS x; --')",
+    "SELECT :1::b(');DELETE FROM {t}; --')",
+    "SELECT @1::b(');DELETE FROM {t}; --')",
+    "SELECT $a, :b, @c, ?",
+    "SELECT 1 /* /* */ ; DELETE FROM {t}; /* */",
 ];
 
 async fn attacks(engine: Engine) {
