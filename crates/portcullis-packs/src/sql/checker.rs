@@ -153,6 +153,11 @@ const SESSION_FUNCTIONS: &[(&str, &str)] = &[
     ),
     ("pg_stat_statements_reset", "resets the server's statistics"),
     (
+        "pg_log_backend_memory_contexts",
+        "writes to the server's log",
+    ),
+    ("pg_nextoid", "advances the server's OID counter"),
+    (
         "postgres_fdw_disconnect",
         "closes the session's foreign connections",
     ),
@@ -180,6 +185,11 @@ const SQL_RUNNING_FUNCTIONS: &[&str] = &[
 fn session_effect(name: &str) -> Option<&'static str> {
     if name.starts_with("dblink") {
         return Some("opens or uses a connection of the session's own (dblink)");
+    }
+    // Every statistics reset, those of later versions too (the attack run of issue 27 found
+    // `pg_stat_reset_subscription_stats`).
+    if name.starts_with("pg_stat_reset") {
+        return Some("resets the server's statistics");
     }
     SESSION_FUNCTIONS
         .iter()
@@ -461,6 +471,34 @@ impl Visitor for ReadOnlyVisitor {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Refused> {
+        // MySQL's `@v := …` and `LAST_INSERT_ID(expr)` set state of the session, which the
+        // pooled connection carries to the next call, another principal's too (the attack
+        // run of issue 27).
+        if let Expr::BinaryOp {
+            op: sqlparser::ast::BinaryOperator::Assignment,
+            ..
+        } = expr
+        {
+            return ControlFlow::Break(Refused(
+                "assignments (`:=`) set a variable of the session, which outlives the call; they are not allowed in a read-only query".to_owned(),
+            ));
+        }
+        if let Expr::Function(function) = expr
+            && function
+                .name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .is_some_and(|name| name.value.eq_ignore_ascii_case("last_insert_id"))
+            && !matches!(function.args, sqlparser::ast::FunctionArguments::None)
+            && function.args.to_string() != "()"
+        {
+            return ControlFlow::Break(outlives(
+                "last_insert_id",
+                "with an argument sets the session's last insert id",
+                "a read-only query",
+            ));
+        }
         // Nothing is bound to an ad-hoc query: a placeholder would be an error of the
         // driver's (read as a lost connection), or NULL.
         if let Expr::Value(value) = expr

@@ -531,9 +531,22 @@ impl Source {
                         .acquire_timeout(CONNECT_TIMEOUT)
                         .after_connect(move |conn, _| {
                             Box::pin(async move {
-                                let version: String = sqlx::query_scalar("SELECT VERSION()")
-                                    .fetch_one(&mut *conn)
-                                    .await?;
+                                let (version, mode): (String, String) =
+                                    sqlx::query_as("SELECT VERSION(), @@SESSION.sql_mode")
+                                        .fetch_one(&mut *conn)
+                                        .await?;
+                                // The ad-hoc query's check reads MySQL text the way the server
+                                // does by default; modes that read quotes and backslashes
+                                // otherwise come off this session (the second attack run of
+                                // issue 27: with NO_BACKSLASH_ESCAPES `'x\' , get_lock(…)`
+                                // ran a call the check had seen inside a string).
+                                let kept = checked_sql_mode(&mode);
+                                if kept != mode {
+                                    sqlx::query("SET SESSION sql_mode = ?")
+                                        .bind(kept)
+                                        .execute(&mut *conn)
+                                        .await?;
+                                }
                                 // MariaDB and MySQL name (and scale) the statement timeout differently.
                                 let setup = if version.contains("MariaDB") {
                                     format!("SET SESSION max_statement_time = {timeout_secs}")
@@ -1069,6 +1082,27 @@ impl<DB: Database> Drop for Lease<DB> {
     }
 }
 
+/// `mode` (a MySQL or MariaDB `sql_mode`) without the modes that change how quotes and
+/// backslashes are read: `NO_BACKSLASH_ESCAPES`, `ANSI_QUOTES` and the combinations that
+/// include it (`ANSI`, `ORACLE`, `MSSQL`, `DB2`, `POSTGRESQL`, `MAXDB`).
+fn checked_sql_mode(mode: &str) -> String {
+    const OFF: [&str; 8] = [
+        "NO_BACKSLASH_ESCAPES",
+        "ANSI_QUOTES",
+        "ANSI",
+        "ORACLE",
+        "MSSQL",
+        "DB2",
+        "POSTGRESQL",
+        "MAXDB",
+    ];
+    mode.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && !OFF.iter().any(|off| off.eq_ignore_ascii_case(m)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How to stop a statement that is still running on the server.
 pub(crate) enum CancelTarget {
     Postgres(PgConnectOptions, i32),
@@ -1355,6 +1389,23 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         // And the connection serves the next read.
         assert_eq!(rows(count().await), vec![vec![serde_json::json!(101)]]);
+    }
+
+    #[test]
+    fn mysql_sessions_read_quotes_and_backslashes_as_the_check_does() {
+        assert_eq!(
+            super::checked_sql_mode(
+                "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES,ANSI_QUOTES,PIPES_AS_CONCAT"
+            ),
+            "STRICT_TRANS_TABLES,PIPES_AS_CONCAT"
+        );
+        assert_eq!(
+            super::checked_sql_mode("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI"),
+            "REAL_AS_FLOAT,PIPES_AS_CONCAT,IGNORE_SPACE"
+        );
+        assert_eq!(super::checked_sql_mode(""), "");
+        let plain = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+        assert_eq!(super::checked_sql_mode(plain), plain);
     }
 
     #[tokio::test]
