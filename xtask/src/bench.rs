@@ -151,6 +151,21 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
             "xtask",
             "--bins",
         ])?;
+        // The smallest deployment, for its size: its own target directory, so it never
+        // replaces the binary with every pack.
+        let files_only = crate::target_dir().join("files-only");
+        crate::cargo(&[
+            "build",
+            "--profile",
+            "dist",
+            "-p",
+            "portcullis",
+            "--no-default-features",
+            "--features",
+            "files",
+            "--target-dir",
+            &files_only.to_string_lossy(),
+        ])?;
     }
     if cfg!(debug_assertions) {
         // `cargo xtask` is a dev build; an unoptimised HTTP client would be the bottleneck
@@ -267,7 +282,15 @@ pub fn run(args: impl Iterator<Item = String>) -> anyhow::Result<()> {
     let scaling =
         (!options.no_scaling).then(|| runtime.block_on(scaling::measure(&root, &out_dir)));
     drop(runtime);
-    let binaries = scaling::binary_sizes(&crate::target_dir().join("dist"), &out_dir);
+    let files_only = crate::target_dir().join("files-only/dist");
+    let binaries = scaling::binary_sizes(
+        &crate::target_dir().join("dist"),
+        files_only
+            .join("portcullis")
+            .exists()
+            .then_some(files_only.as_path()),
+        &out_dir,
+    );
 
     let report = report::Report::new(&root, &options, &lineup, results, scaling, binaries);
     report.print();

@@ -826,26 +826,48 @@ pub struct BinarySize {
 }
 
 /// Portcullis's dist binary (the shipped build), as built and stripped (`strip` on a copy).
-pub fn binary_sizes(release: &Path, out_dir: &Path) -> Vec<BinarySize> {
+///
+/// And the files-only build (`--no-default-features --features files`, in
+/// `target/files-only` so it never replaces the shipped binary) when `files_only` is given.
+pub fn binary_sizes(release: &Path, files_only: Option<&Path>, out_dir: &Path) -> Vec<BinarySize> {
     let mut sizes = Vec::new();
-    let binary: PathBuf = release.join("portcullis");
-    let copy = out_dir.join("portcullis.stripped");
-    let stripped = super::command("strip")
-        .arg("-o")
-        .arg(&copy)
-        .arg(&binary)
-        .status()
-        .is_ok_and(|s| s.success());
-    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len() as f64 / 1e6).ok();
-    if let (true, Some(stripped_mb), Some(as_built_mb)) = (stripped, size(&copy), size(&binary)) {
-        sizes.push(BinarySize {
-            binary: "target/dist/portcullis".to_owned(),
-            features: "every pack (files, notes, prompts, resources, sql: SQLite, PostgreSQL, \
-                       MySQL; api, command), auth, audit, metrics, traces, cluster",
-            every_pack: true,
-            stripped_mb,
-            as_built_mb,
-        });
+    let builds = [
+        (
+            release.join("portcullis"),
+            "target/dist/portcullis",
+            "every pack (files, notes, prompts, resources, sql: SQLite, PostgreSQL, MySQL; api, \
+             command, skills, upstreams), auth, audit, metrics, traces, cluster",
+            true,
+        ),
+        (
+            files_only.map_or_else(PathBuf::new, |dir| dir.join("portcullis")),
+            "target/files-only/dist/portcullis",
+            "the files pack only (and resources), auth, audit, metrics, traces, cluster",
+            false,
+        ),
+    ];
+    for (binary, name, features, every_pack) in builds {
+        if binary.as_os_str().is_empty() {
+            continue;
+        }
+        let copy = out_dir.join(format!("portcullis-{}.stripped", sizes.len()));
+        let stripped = super::command("strip")
+            .arg("-o")
+            .arg(&copy)
+            .arg(&binary)
+            .status()
+            .is_ok_and(|s| s.success());
+        let size = |path: &Path| std::fs::metadata(path).map(|m| m.len() as f64 / 1e6).ok();
+        if let (true, Some(stripped_mb), Some(as_built_mb)) = (stripped, size(&copy), size(&binary))
+        {
+            sizes.push(BinarySize {
+                binary: name.to_owned(),
+                features,
+                every_pack,
+                stripped_mb,
+                as_built_mb,
+            });
+        }
     }
     sizes
 }

@@ -568,6 +568,11 @@ mod tests {
             check_one(engine, "SELECT ?", "parameter");
         }
         check_one(Postgres, "SELECT $1", "parameter");
+        // Session state of MySQL: set, refused; read, fine.
+        check_one(MySql, "SELECT @a := 1", "assignments");
+        check_one(MySql, "SELECT last_insert_id(5)", "last insert id");
+        check_one(MySql, "SELECT last_insert_id()", "ok");
+        check_one(MySql, "SELECT @a", "ok");
     }
 
     #[test]
