@@ -236,6 +236,19 @@ pub fn lineup(
             workload,
         })))
     };
+    // bare-rmcp over HTTP on the demo workspace, with `args` added, calling `workload`.
+    let bare_with = |args: &[&str], workload: Workload| {
+        let mut all = vec!["--root", workspace_arg.as_str()];
+        all.extend_from_slice(args);
+        Target::Mcp(Box::new(Launch {
+            http: HttpLaunch {
+                cmd: Cmd::new(&bare, &all, root),
+                portcullis_config: None,
+            },
+            stdio: None,
+            workload,
+        }))
+    };
     let auth = auth::Auth::new(root)?;
     let mut servers = vec![
         Server {
@@ -464,25 +477,10 @@ pub fn lineup(
         ),
         launch: sqlite.as_ref().map_err(Clone::clone).map(|sqlite| {
             let args = sqlite_args(sqlite);
-            Target::Mcp(Box::new(Launch {
-                http: HttpLaunch {
-                    cmd: Cmd::new(
-                        &bare,
-                        &[
-                            "--root",
-                            &workspace_arg,
-                            "--sqlite",
-                            &args[0],
-                            "--sql",
-                            &args[1],
-                        ],
-                        root,
-                    ),
-                    portcullis_config: None,
-                },
-                stdio: None,
-                workload: sql::sqlite_workload(),
-            }))
+            bare_with(
+                &["--sqlite", &args[0], "--sql", &args[1]],
+                sql::sqlite_workload(),
+            )
         }),
     });
     servers.push(Server {
@@ -518,27 +516,17 @@ pub fn lineup(
                 sql::postgres_config(&url, max_concurrency)
                     .map_err(|e| format!("{e:#}"))
                     .and_then(|extra| demo_with(extra, sql::postgres_workload())),
-                Ok(Target::Mcp(Box::new(Launch {
-                    http: HttpLaunch {
-                        cmd: Cmd::new(
-                            &bare,
-                            &[
-                                "--root",
-                                &workspace_arg,
-                                "--postgres",
-                                &url,
-                                "--pg-sql",
-                                sql::POSTGRES_SQL,
-                                "--pool",
-                                &pool,
-                            ],
-                            root,
-                        ),
-                        portcullis_config: None,
-                    },
-                    stdio: None,
-                    workload: sql::postgres_workload(),
-                }))),
+                Ok(bare_with(
+                    &[
+                        "--postgres",
+                        &url,
+                        "--pg-sql",
+                        sql::POSTGRES_SQL,
+                        "--pool",
+                        &pool,
+                    ],
+                    sql::postgres_workload(),
+                )),
                 Ok(Target::Direct(sql::Direct::Postgres { url })),
             )
         }
@@ -575,25 +563,15 @@ pub fn lineup(
     let (api_portcullis, api_bare, api_direct) = match upstream {
         Ok(upstream) => (
             demo_with(super::api::config(upstream), super::api::workload()),
-            Ok(Target::Mcp(Box::new(Launch {
-                http: HttpLaunch {
-                    cmd: Cmd::new(
-                        &bare,
-                        &[
-                            "--root",
-                            &workspace_arg,
-                            "--upstream",
-                            &format!("http://{}", upstream.addr),
-                            "--bearer",
-                            super::api::KEY,
-                        ],
-                        root,
-                    ),
-                    portcullis_config: None,
-                },
-                stdio: None,
-                workload: super::api::workload(),
-            }))),
+            Ok(bare_with(
+                &[
+                    "--upstream",
+                    &format!("http://{}", upstream.addr),
+                    "--bearer",
+                    super::api::KEY,
+                ],
+                super::api::workload(),
+            )),
             Ok(Target::Direct(sql::Direct::Http {
                 url: format!("http://{}", upstream.addr),
             })),

@@ -147,28 +147,11 @@ impl Bare {
             .fetch_all(&sql.pool)
             .await
             .map_err(|e| e.to_string())?;
-        let rows: Vec<Value> = rows
-            .iter()
-            .map(|row| {
-                let mut out = Map::new();
-                for (i, column) in row.columns().iter().enumerate() {
-                    let value = match row.try_get_raw(i) {
-                        Ok(raw) if raw.is_null() => Value::Null,
-                        Ok(raw) => match raw.type_info().name() {
-                            "INTEGER" | "BOOLEAN" => {
-                                row.try_get::<i64, _>(i).map_or(Value::Null, Value::from)
-                            }
-                            "REAL" => row.try_get::<f64, _>(i).map_or(Value::Null, Value::from),
-                            _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
-                        },
-                        Err(_) => Value::Null,
-                    };
-                    out.insert(column.name().to_owned(), value);
-                }
-                Value::Object(out)
-            })
-            .collect();
-        Ok(json!({ "rows": rows }))
+        Ok(json_rows(&rows, |row, i, type_name| match type_name {
+            "INTEGER" | "BOOLEAN" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::from),
+            "REAL" => row.try_get::<f64, _>(i).map_or(Value::Null, Value::from),
+            _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
+        }))
     }
 
     /// The statement in the read-only transaction Portcullis's SQL pack opens for a read
@@ -189,27 +172,12 @@ impl Bare {
             .await
             .map_err(|e| e.to_string())?;
         conn.execute("COMMIT").await.map_err(|e| e.to_string())?;
-        let rows: Vec<Value> = rows
-            .iter()
-            .map(|row| {
-                let mut out = Map::new();
-                for (i, column) in row.columns().iter().enumerate() {
-                    let value = match row.try_get_raw(i) {
-                        Ok(raw) if raw.is_null() => Value::Null,
-                        Ok(raw) => match raw.type_info().name() {
-                            "INT8" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::from),
-                            "INT4" => row.try_get::<i32, _>(i).map_or(Value::Null, Value::from),
-                            "BOOL" => row.try_get::<bool, _>(i).map_or(Value::Null, Value::from),
-                            _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
-                        },
-                        Err(_) => Value::Null,
-                    };
-                    out.insert(column.name().to_owned(), value);
-                }
-                Value::Object(out)
-            })
-            .collect();
-        Ok(json!({ "rows": rows }))
+        Ok(json_rows(&rows, |row, i, type_name| match type_name {
+            "INT8" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::from),
+            "INT4" => row.try_get::<i32, _>(i).map_or(Value::Null, Value::from),
+            "BOOL" => row.try_get::<bool, _>(i).map_or(Value::Null, Value::from),
+            _ => row.try_get::<String, _>(i).map_or(Value::Null, Value::from),
+        }))
     }
 
     async fn list_tasks(&self, arguments: &Map<String, Value>) -> Result<Value, String> {
@@ -228,6 +196,30 @@ impl Bare {
         let mut body: Value = response.json().await.map_err(|e| e.to_string())?;
         Ok(json!({ "tasks": body.get_mut("tasks").map(Value::take) }))
     }
+}
+
+/// `{"rows": [{column: value}]}`, NULL as null, each other value decoded by `value` from its
+/// column's type name (the engines name their types differently).
+fn json_rows<R: sqlx::Row>(rows: &[R], value: impl Fn(&R, usize, &str) -> Value) -> Value
+where
+    usize: sqlx::ColumnIndex<R>,
+{
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let mut out = Map::new();
+            for (i, column) in row.columns().iter().enumerate() {
+                let decoded = match row.try_get_raw(i) {
+                    Ok(raw) if raw.is_null() => Value::Null,
+                    Ok(raw) => value(row, i, raw.type_info().name()),
+                    Err(_) => Value::Null,
+                };
+                out.insert(column.name().to_owned(), decoded);
+            }
+            Value::Object(out)
+        })
+        .collect();
+    json!({ "rows": rows })
 }
 
 async fn file_info(root: &Path, raw: &str) -> Result<Value, String> {
