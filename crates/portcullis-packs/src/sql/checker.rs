@@ -244,6 +244,13 @@ pub(crate) struct Refused(pub(crate) String);
 /// Checks that `sql` is exactly one read-only query for `engine`.
 pub(crate) fn check(engine: SqlEngine, sql: &str) -> Result<(), Refused> {
     let dialect = dialect(engine);
+    // A NUL ends the text for SQLite (and sqlx's statement loop would not move past it);
+    // no engine needs one, in a string or a comment or anywhere.
+    if sql.contains('\0') {
+        return Err(Refused(
+            "the query holds a NUL character; send plain text".to_owned(),
+        ));
+    }
     if engine == SqlEngine::MySql {
         executable_comments(sql)?;
     }
@@ -356,12 +363,6 @@ fn sqlite_one_statement(sql: &str) -> Result<(), Refused> {
                 i = j;
             }
             b'[' => i = after(i + 1, b"]"),
-            // SQLite's text ends at a NUL; what follows would be read another way.
-            0 => {
-                return Err(Refused(
-                    "the query holds a NUL character; send plain text".to_owned(),
-                ));
-            }
             b'?' | b':' | b'@' | b'$' | b'#' => {
                 return Err(Refused(format!(
                     "the query has a parameter (`{}`); the ad-hoc query binds none: write values as literals",
@@ -546,6 +547,10 @@ mod tests {
             check_one(Sqlite, input, "parameter");
         }
         check_one(Sqlite, "SELECT 1\0; DELETE FROM t", "NUL");
+        for engine in [Postgres, MySql, Sqlite] {
+            check_one(engine, "SELECT 1 -- \0", "NUL");
+            check_one(engine, "SELECT 1 /* \0 */", "NUL");
+        }
         check_one(Sqlite, "SELECT ?1", "parameter");
         check_one(
             Sqlite,

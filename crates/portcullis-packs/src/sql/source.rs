@@ -498,13 +498,18 @@ impl Source {
             Connect::Postgres(options) => {
                 let pool = |read_only: bool| {
                     // Session defaults are a layer under the per-call `BEGIN READ ONLY`: even a
-                    // statement that ended the transaction would start a read-only one.
+                    // statement that ended the transaction would start a read-only one. Strings
+                    // are read as the ad-hoc query's check reads them (a role or database with
+                    // `standard_conforming_strings = off` would take `\'` as an escape: review
+                    // of issue 27).
                     let setup = if read_only {
                         format!(
-                            "SET default_transaction_read_only = on; SET statement_timeout = {timeout_ms}"
+                            "SET default_transaction_read_only = on; SET statement_timeout = {timeout_ms}; SET standard_conforming_strings = on"
                         )
                     } else {
-                        format!("SET statement_timeout = {timeout_ms}")
+                        format!(
+                            "SET statement_timeout = {timeout_ms}; SET standard_conforming_strings = on"
+                        )
                     };
                     let pool = PgPoolOptions::new()
                         .max_connections(size)
